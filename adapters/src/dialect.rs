@@ -1,0 +1,196 @@
+//! The `Dialect` abstraction: how one message format turns requests into
+//! bytes for an agency and the agency's bytes back into the asset model.
+//!
+//! A dialect does no I/O. The gateway gets a `WireRequest` from it, records
+//! the exact bytes in the audit log, sends them, records the reply, and only
+//! then hands the reply back here to decode. A reply the dialect cannot map is
+//! a `ReplyError`, which the gateway shows as `bad_reply` (or `error` for an
+//! agency's own error answer): never a panic.
+
+use std::fmt;
+
+use crate::ids::CaseNumber;
+use crate::model::{Court, InquiryOutcome, Officer, Subject};
+
+/// How an agency interacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interaction {
+    /// The reply to the request carries the result.
+    Synchronous,
+    /// The reply carries a ticket; the result is fetched later by polling.
+    SubmitThenPoll,
+}
+
+/// One subject to ask one agency about.
+#[derive(Debug, Clone)]
+pub struct InquiryRequest {
+    /// Stable across retries and restarts: the agency deduplicates by it.
+    pub request_number: String,
+    pub case_number: CaseNumber,
+    pub subject: Subject,
+    pub officers: Vec<Officer>,
+}
+
+/// What every message of one batch shares.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub court: Court,
+    /// Batch number, for dialects that number their batches.
+    pub batch_number: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+        }
+    }
+}
+
+/// An HTTP request ready to send: the path is appended to the agency's base URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireRequest {
+    pub method: HttpMethod,
+    pub path: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The agency's HTTP answer, as received.
+#[derive(Debug, Clone, Copy)]
+pub struct WireReply<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Why a message could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the {dialect} message: {reason}")]
+pub struct EncodeError {
+    pub dialect: &'static str,
+    pub reason: String,
+}
+
+/// Why a reply could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// The agency answered with its own error (HTTP status, error body).
+    #[error("the agency answered HTTP {status}: {detail}")]
+    Agency { status: u16, detail: String },
+    /// The reply does not decode or does not map into the model.
+    #[error("unreadable reply: {0}")]
+    Malformed(String),
+}
+
+impl ReplyError {
+    pub fn malformed(what: impl fmt::Display) -> Self {
+        ReplyError::Malformed(what.to_string())
+    }
+}
+
+/// The outcome for one request number of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemOutcome {
+    pub request_number: String,
+    pub outcome: Result<InquiryOutcome, ReplyError>,
+}
+
+/// A message format spoken by one or more agencies.
+pub trait Dialect: Send + Sync + fmt::Debug {
+    /// The dialect's name as agency files refer to it, e.g. `court-bank-xml`.
+    fn name(&self) -> &'static str;
+
+    fn interaction(&self) -> Interaction;
+
+    /// How many subjects one message may carry.
+    fn max_batch(&self) -> usize;
+
+    /// Builds the inquiry message for a batch of `items` (at most `max_batch`).
+    fn inquiry_request(
+        &self,
+        envelope: &Envelope,
+        items: &[InquiryRequest],
+    ) -> Result<WireRequest, EncodeError>;
+
+    /// Decodes the reply to an inquiry message. `Err` means the whole reply is
+    /// unusable; otherwise one outcome per item, in the order of `items`
+    /// (an item the reply does not mention gets a `Malformed` outcome).
+    fn inquiry_reply(
+        &self,
+        items: &[InquiryRequest],
+        reply: WireReply<'_>,
+    ) -> Result<Vec<ItemOutcome>, ReplyError>;
+
+    /// Builds the poll for a pending request (submit-then-poll dialects).
+    fn poll_request(
+        &self,
+        request_number: &str,
+        ticket: Option<&str>,
+    ) -> Result<WireRequest, EncodeError> {
+        let _ = (request_number, ticket);
+        Err(EncodeError {
+            dialect: self.name(),
+            reason: "this dialect answers synchronously and cannot be polled".into(),
+        })
+    }
+
+    /// Decodes the answer to a poll: still pending, or the final outcome.
+    fn poll_reply(
+        &self,
+        request_number: &str,
+        reply: WireReply<'_>,
+    ) -> Result<InquiryOutcome, ReplyError> {
+        let _ = (request_number, reply);
+        Err(ReplyError::Malformed(format!(
+            "the {} dialect has no poll replies",
+            self.name()
+        )))
+    }
+}
+
+/// Matches decoded outcomes to the batch's items, in the items' order. The
+/// agency may answer in any order; an item it leaves out is a bad reply.
+pub(crate) fn match_items(
+    items: &[InquiryRequest],
+    mut decoded: Vec<(String, Result<InquiryOutcome, ReplyError>)>,
+) -> Vec<ItemOutcome> {
+    items
+        .iter()
+        .map(|item| {
+            let outcome = match decoded
+                .iter()
+                .position(|(rn, _)| *rn == item.request_number)
+            {
+                Some(i) => decoded.swap_remove(i).1,
+                None => Err(ReplyError::Malformed(
+                    "the reply does not mention this request number".into(),
+                )),
+            };
+            ItemOutcome {
+                request_number: item.request_number.clone(),
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// Turns a non-success HTTP answer into the agency's error, with a short
+/// excerpt of its body for the status detail.
+pub(crate) fn agency_error(reply: WireReply<'_>) -> ReplyError {
+    let excerpt: String = String::from_utf8_lossy(reply.body)
+        .chars()
+        .take(200)
+        .collect();
+    ReplyError::Agency {
+        status: reply.status,
+        detail: excerpt,
+    }
+}
