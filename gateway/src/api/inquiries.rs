@@ -1,0 +1,243 @@
+//! `/v1/inquiries`: start an inquiry (optionally waiting for it), read one,
+//! list a case's inquiries. Role `enforcement`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::inbound;
+use crate::audit::AuditRecord;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::inquiry::{self, InquiryBody, officer_labels};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateParams {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<CreateParams>,
+    body: Result<ApiJson<InquiryBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
+    let checked = (|| {
+        let wait = parse_wait(params.wait.as_deref(), state.config.inquiries.max_wait_secs)?;
+        let ApiJson { value, .. } = body?;
+        Ok::<_, ApiError>((wait, value.validate(&state.agencies)?))
+    })();
+    let (wait, new) = match checked {
+        Ok(v) => v,
+        Err(e) => {
+            // Refused attempts are recorded too: misuse shows in failures.
+            inbound(
+                &state,
+                &caller,
+                "inquiry.create",
+                e.code,
+                raw,
+                AuditRecord::default(),
+            )
+            .await?;
+            return Err(e);
+        }
+    };
+    let court = caller
+        .court
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("this caller has no court configured"))?;
+    let id = format!("inq_{}", uuid::Uuid::now_v7().simple());
+    inbound(
+        &state,
+        &caller,
+        "inquiry.create",
+        "accepted",
+        raw,
+        AuditRecord {
+            officers: officer_labels(&new.officers),
+            case_number: Some(new.case_number.as_str().to_owned()),
+            subject: Some(new.subject.identifier().to_owned()),
+            inquiry_id: Some(id.clone()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let deadline = now + state.config.inquiries.deadline_secs as i64 * 1000;
+    let record = inquiry::new_record(&id, &caller.name, &court, &new, now, deadline);
+    let tasks: Vec<(String, String)> = new
+        .agencies
+        .iter()
+        .map(|a| (a.clone(), inquiry::request_number(&id, a)))
+        .collect();
+    let mut completions = state.dispatcher.completions();
+    state.store.create_inquiry(&record, &tasks).await?;
+    tracing::info!(
+        inquiry = %id,
+        case = %new.case_number,
+        subject = %new.subject.masked_identifier(),
+        agencies = tasks.len(),
+        "inquiry accepted"
+    );
+    state.dispatcher.wake();
+
+    if wait > Duration::ZERO {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, completions.recv()).await {
+                Ok(Ok(done)) if done == id => break,
+                Ok(Ok(_)) => continue,
+                // Missed notifications: the store knows.
+                Ok(Err(RecvError::Lagged(_))) => {
+                    if state
+                        .store
+                        .inquiry(&id)
+                        .await?
+                        .is_some_and(|r| r.status == "completed")
+                    {
+                        break;
+                    }
+                }
+                Ok(Err(RecvError::Closed)) | Err(_) => break,
+            }
+        }
+    }
+    let view = load_view(&state, &id).await?;
+    let status = if view.status == "completed" {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+fn parse_wait(raw: Option<&str>, max: u64) -> Result<Duration, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Duration::ZERO);
+    };
+    let secs: u64 = raw.trim().parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("wait must be a whole number of seconds, 0 to {max}"),
+        )
+        .with_field("wait")
+    })?;
+    if secs > max {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait must be at most {max} seconds"),
+        )
+        .with_field("wait"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+async fn load_view(state: &AppState, id: &str) -> Result<inquiry::InquiryView, ApiError> {
+    let record = state
+        .store
+        .inquiry(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no inquiry {id}")))?;
+    let tasks = state.store.tasks(id).await?;
+    inquiry::view(&record, &tasks).map_err(|e| {
+        tracing::error!(error = %e, inquiry = id, "stored inquiry unreadable");
+        ApiError::internal("the stored inquiry cannot be read")
+    })
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<inquiry::InquiryView>, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let record = state.store.inquiry(&id).await?;
+    // Another caller's inquiry does not exist for this caller.
+    let Some(record) = record.filter(|r| r.caller == caller.name) else {
+        inbound(
+            &state,
+            &caller,
+            "inquiry.read",
+            "not_found",
+            None,
+            AuditRecord {
+                inquiry_id: Some(id.clone()),
+                ..AuditRecord::default()
+            },
+        )
+        .await?;
+        return Err(ApiError::not_found(format!("no inquiry {id}")));
+    };
+    inbound(
+        &state,
+        &caller,
+        "inquiry.read",
+        "ok",
+        None,
+        AuditRecord {
+            case_number: Some(record.case_number.clone()),
+            subject: Some(record.subject_id.clone()),
+            inquiry_id: Some(id.clone()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    Ok(Json(load_view(&state, &id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    case_number: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let raw = params
+        .case_number
+        .ok_or_else(|| ApiError::invalid("case_number", "case_number is required"))?;
+    let case = adapters::ids::CaseNumber::parse(&raw)
+        .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    inbound(
+        &state,
+        &caller,
+        "inquiry.list",
+        "ok",
+        None,
+        AuditRecord {
+            case_number: Some(case.as_str().to_owned()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    let records = state
+        .store
+        .inquiries_by_case(&caller.name, case.as_str(), limit)
+        .await?;
+    let mut inquiries = Vec::with_capacity(records.len());
+    for record in records {
+        let tasks = state.store.tasks(&record.id).await?;
+        let view = inquiry::view(&record, &tasks)
+            .map_err(|_| ApiError::internal("a stored inquiry cannot be read"))?;
+        inquiries.push(view);
+    }
+    Ok(Json(serde_json::json!({ "inquiries": inquiries })))
+}

@@ -1,0 +1,122 @@
+//! The HTTP API (api.md): routes, the layers every request passes, and the
+//! inbound audit record every authenticated call leaves.
+
+mod audit;
+pub mod extract;
+mod health;
+mod inquiries;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::audit::{AuditRecord, Direction};
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_request_bytes;
+    Router::new()
+        .route("/v1/inquiries", get(inquiries::list).post(inquiries::create))
+        .route("/v1/inquiries/{id}", get(inquiries::get))
+        .route("/v1/audit/events", get(audit::events))
+        .route("/v1/audit/events/{seq}", get(audit::event))
+        .route("/v1/agencies", get(agencies))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The path only: query strings may hold identity numbers.
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal("the gateway failed on this request; it has been logged").into_response()
+                })),
+        )
+        .with_state(state)
+}
+
+/// Records an authenticated inbound call. If the audit log cannot take it,
+/// the call fails with 503 and nothing else happens.
+pub(crate) async fn inbound(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    status: &str,
+    body: Option<Vec<u8>>,
+    fields: AuditRecord,
+) -> Result<i64, ApiError> {
+    Ok(state
+        .audit
+        .record(AuditRecord {
+            direction: Some(Direction::Inbound),
+            caller: Some(caller.name.clone()),
+            action: action.to_owned(),
+            status: Some(status.to_owned()),
+            body,
+            ..fields
+        })
+        .await?)
+}
+
+async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Enforcement, Role::Admin])?;
+    inbound(
+        &state,
+        &caller,
+        "agencies.list",
+        "ok",
+        None,
+        AuditRecord::default(),
+    )
+    .await?;
+    let list: Vec<Value> = state
+        .agencies
+        .all()
+        .map(|a| {
+            json!({
+                "id": a.config.id,
+                "name": a.config.name,
+                "kind": a.config.kind.as_str(),
+                "dialect": a.config.dialect,
+                "enabled": a.config.enabled,
+                "asset_kind": a.config.asset_kind().as_str(),
+                "breaker": "closed",
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "agencies": list })))
+}
+
+async fn not_found() -> Response {
+    ApiError::not_found("no such endpoint; see api.md").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+    .into_response()
+}

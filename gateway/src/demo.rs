@@ -1,0 +1,183 @@
+//! `gateway demo`: the whole system on one machine. Starts the mock agencies
+//! in-process on free ports, points the agency files at them, starts the
+//! gateway with SQLite under `./data/`, runs one inquiry for the demo subject
+//! (张三) and prints what came back and the audit trail, then keeps serving.
+//!
+//! Identity numbers are printed masked, as in every log line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use mock_agencies::{MockConfig, MockFleet, fixtures};
+use serde_json::Value;
+
+use crate::config::GatewayConfig;
+
+const ENFORCEMENT_TOKEN: &str = "demo-enforcement-token";
+const AUDITOR_TOKEN: &str = "demo-auditor-token";
+const DEMO_CASE: &str = "(2024)甘0503执1234号";
+
+pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    let gateway_config = GatewayConfig::load(config)?;
+    let mut agencies = adapters::agency::load_agencies(&gateway_config.agencies_dir)?;
+    let mock_config = MockConfig::load(mocks)?;
+    let fleet = MockFleet::start(&mock_config, true)
+        .await
+        .context("starting the mock agencies")?;
+    for agency in &mut agencies {
+        if let Some(url) = fleet.base_url(&agency.id) {
+            agency.base_url = url;
+        }
+    }
+    for (id, addr) in fleet.agencies() {
+        println!("mock agency {id:<12} http://{addr}");
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let gateway = crate::Gateway::start(gateway_config, agencies, listener).await?;
+    let base = gateway.base_url();
+    println!("gateway             {base}\n");
+
+    if let Err(e) = show_inquiry(&base).await {
+        eprintln!("the demo inquiry failed: {e:#}");
+    }
+    println!("\nServing until Ctrl-C. Try:");
+    println!(
+        "  curl -s -X POST '{base}/v1/inquiries?wait=10' -H 'Authorization: Bearer {ENFORCEMENT_TOKEN}' \\\n    -H 'Content-Type: application/json' -d '{}'",
+        serde_json::to_string(&inquiry_body())?
+    );
+    println!(
+        "  curl -s '{base}/v1/audit/events?case_number=(2024)%E7%94%980503%E6%89%A71234%E5%8F%B7' -H 'Authorization: Bearer {AUDITOR_TOKEN}'"
+    );
+    gateway.run_until_signal().await;
+    fleet.shutdown().await;
+    Ok(())
+}
+
+fn inquiry_body() -> Value {
+    serde_json::json!({
+        "case_number": DEMO_CASE,
+        "subject": {"kind": "person", "name": fixtures::ZHANG_SAN_NAME, "id_number": fixtures::ZHANG_SAN_ID},
+        "officers": [{"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"}]
+    })
+}
+
+async fn show_inquiry(base: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let subject = adapters::ids::IdNumber::parse(fixtures::ZHANG_SAN_ID)?;
+    println!(
+        "Inquiry for {} ({}) under {DEMO_CASE}, waiting up to 10 s ...",
+        fixtures::ZHANG_SAN_NAME,
+        subject.masked()
+    );
+    let response = client
+        .post(format!("{base}/v1/inquiries?wait=10"))
+        .bearer_auth(ENFORCEMENT_TOKEN)
+        .json(&inquiry_body())
+        .send()
+        .await?;
+    let status = response.status();
+    let inquiry: Value = response.json().await?;
+    println!(
+        "HTTP {status}: inquiry {} is {}\n",
+        inquiry["id"].as_str().unwrap_or("?"),
+        inquiry["status"].as_str().unwrap_or("?")
+    );
+    println!("Agencies:");
+    for a in inquiry["agencies"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {:<10} {:>5} ms  {}",
+            a["agency"].as_str().unwrap_or(""),
+            a["status"].as_str().unwrap_or(""),
+            a["latency_ms"]
+                .as_i64()
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "-".into()),
+            a["detail"].as_str().unwrap_or("")
+        );
+    }
+    println!("\nAssets:");
+    for asset in inquiry["assets"].as_array().into_iter().flatten() {
+        print_asset(asset);
+    }
+    let inquiry_id = inquiry["id"].as_str().unwrap_or_default();
+    let audit: Value = client
+        .get(format!("{base}/v1/audit/events"))
+        .query(&[("inquiry", inquiry_id), ("limit", "1000")])
+        .bearer_auth(AUDITOR_TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("\nAudit trail of this inquiry:");
+    for e in audit["events"].as_array().into_iter().flatten() {
+        let subject = e["subject"]
+            .as_str()
+            .map(adapters::ids::mask)
+            .unwrap_or_default();
+        println!(
+            "  #{:<4} {} {:<8} {:<18} {:<11} {:<12} {:<10} {}",
+            e["seq"].as_i64().unwrap_or(0),
+            e["at"].as_str().unwrap_or(""),
+            e["direction"].as_str().unwrap_or(""),
+            e["action"].as_str().unwrap_or(""),
+            e["agency"].as_str().unwrap_or("-"),
+            e["status"].as_str().unwrap_or(""),
+            subject,
+            &e["hash"].as_str().unwrap_or("")[..12.min(e["hash"].as_str().unwrap_or("").len())]
+        );
+    }
+    Ok(())
+}
+
+fn yuan(v: &Value) -> String {
+    v.as_i64()
+        .map(|f| adapters::model::Fen(f).to_yuan())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn print_asset(a: &Value) {
+    let s = |k: &str| a[k].as_str().unwrap_or("").to_owned();
+    match a["kind"].as_str() {
+        Some("bank_account") => {
+            println!(
+                "  [{}] account {} ({}, {}) balance {} available {} {}",
+                s("agency"),
+                s("account_number"),
+                s("account_type"),
+                s("branch"),
+                yuan(&a["balance_fen"]),
+                yuan(&a["available_fen"]),
+                s("currency"),
+            );
+        }
+        Some("real_estate") => {
+            println!(
+                "  [{}] unit {} certificate {}\n      {} · {} m² · {} · mortgaged: {}",
+                s("agency"),
+                s("unit_number"),
+                s("certificate_number"),
+                s("location"),
+                a["area_m2"],
+                s("use"),
+                a["mortgaged"]
+            );
+        }
+        _ => println!("  {a}"),
+    }
+    for m in a["measures"].as_array().into_iter().flatten() {
+        println!(
+            "      {} by {} ({}) until {}",
+            if m["waiting"].as_bool() == Some(true) {
+                "waiting measure"
+            } else {
+                "measure in force"
+            },
+            m["authority"].as_str().unwrap_or(""),
+            m["document_number"].as_str().unwrap_or(""),
+            m["end_date"].as_str().unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,542 @@
+//! The dispatcher: claims due agency tasks from the store, sends them through
+//! the agency's dialect, records everything in the audit log before acting,
+//! and stores each agency's outcome.
+//!
+//! It holds nothing that a restart would lose: a task is claimed with a lease
+//! and finished by one store update; if the process dies mid-way the lease
+//! runs out and the task is claimed again, with the same request number, which
+//! the agency recognises. It never sends a byte whose audit record has not
+//! committed, and never uses a reply that has not been recorded.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::dialect::{Envelope, InquiryRequest, ItemOutcome, ReplyError, WireReply};
+use adapters::model::{Court, InquiryOutcome};
+use futures::future::join_all;
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
+
+use crate::agencies::{Agency, AgencyRegistry};
+use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::config::DispatcherSettings;
+use crate::inquiry::{officer_labels, stored_request};
+use crate::store::{ClaimedTask, InquiryRecord, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate};
+use crate::transport::{HttpReply, Transport, TransportError};
+
+/// How long to wait before retrying a step the audit log or the store could
+/// not record.
+const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What the API needs of the dispatcher: a way to wake it and to hear of
+/// completed inquiries.
+#[derive(Debug, Clone)]
+pub struct DispatcherHandle {
+    wake: Arc<Notify>,
+    completions: broadcast::Sender<String>,
+}
+
+impl DispatcherHandle {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Subscribe before creating an inquiry so its completion cannot be missed.
+    pub fn completions(&self) -> broadcast::Receiver<String> {
+        self.completions.subscribe()
+    }
+}
+
+pub struct Dispatcher {
+    owner: String,
+    store: Arc<dyn Store>,
+    audit: AuditLog,
+    agencies: Arc<AgencyRegistry>,
+    transport: Transport,
+    settings: DispatcherSettings,
+    permits: Arc<Semaphore>,
+    handle: DispatcherHandle,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        audit: AuditLog,
+        agencies: Arc<AgencyRegistry>,
+        transport: Transport,
+        settings: DispatcherSettings,
+    ) -> Arc<Self> {
+        let (completions, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            owner: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            store,
+            audit,
+            agencies,
+            transport,
+            permits: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings,
+            handle: DispatcherHandle {
+                wake: Arc::new(Notify::new()),
+                completions,
+            },
+        })
+    }
+
+    pub fn handle(&self) -> DispatcherHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "dispatcher round failed; retrying");
+            }
+            let idle = Duration::from_millis(self.settings.idle_tick_ms);
+            let sleep = match self.store.next_due_ms().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_ms()).clamp(0, idle.as_millis() as i64) as u64)
+                }
+                _ => idle,
+            };
+            // Don't spin when everything due is already in flight.
+            let sleep = sleep.max(Duration::from_millis(5));
+            tokio::select! {
+                _ = self.handle.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// One pass: time out overdue inquiries, claim what is due, start it.
+    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let now = now_ms();
+        for inquiry_id in self.store.expire_overdue(now).await? {
+            self.complete_if_done(&inquiry_id).await;
+        }
+        let available = self.permits.available_permits();
+        if available == 0 {
+            return Ok(());
+        }
+        let lease_ms = self
+            .agencies
+            .all()
+            .map(|a| a.config.timeout_ms)
+            .max()
+            .unwrap_or(10_000) as i64
+            + self.settings.lease_grace_secs as i64 * 1000;
+        let claimed = self
+            .store
+            .claim_due_tasks(&self.owner, now, now + lease_ms, available as i64)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let mut inquiries: HashMap<String, Arc<InquiryRecord>> = HashMap::new();
+        let mut sends: HashMap<String, Vec<(ClaimedTask, Arc<InquiryRecord>)>> = HashMap::new();
+        for task in claimed {
+            let inquiry = match inquiries.get(&task.inquiry_id) {
+                Some(i) => i.clone(),
+                None => match self.store.inquiry(&task.inquiry_id).await? {
+                    Some(i) => {
+                        let i = Arc::new(i);
+                        inquiries.insert(task.inquiry_id.clone(), i.clone());
+                        i
+                    }
+                    None => continue,
+                },
+            };
+            let Some(agency) = self.agencies.get(&task.agency).cloned() else {
+                self.finish(&task, failed("error", "the agency is no longer configured"))
+                    .await;
+                continue;
+            };
+            if task.state == STATE_POLLING {
+                self.start(agency, vec![(task, inquiry)]);
+            } else {
+                sends
+                    .entry(task.agency.clone())
+                    .or_default()
+                    .push((task, inquiry));
+            }
+        }
+        for (agency_id, tasks) in sends {
+            let Some(agency) = self.agencies.get(&agency_id).cloned() else {
+                continue;
+            };
+            let size = agency.dialect.max_batch().max(1);
+            let mut tasks = tasks;
+            while !tasks.is_empty() {
+                let rest = tasks.split_off(size.min(tasks.len()));
+                self.start(agency.clone(), std::mem::replace(&mut tasks, rest));
+            }
+        }
+        Ok(())
+    }
+
+    fn start(self: &Arc<Self>, agency: Arc<Agency>, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+        let this = self.clone();
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            // No room: give the tasks back; they are due again at once.
+            tokio::spawn(async move {
+                for (task, _) in batch {
+                    this.release(&task, now_ms()).await;
+                }
+            });
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            if batch.first().is_some_and(|(t, _)| t.state == STATE_QUEUED) {
+                this.send_batch(&agency, batch).await;
+            } else {
+                for (task, inquiry) in batch {
+                    this.poll(&agency, task, inquiry).await;
+                }
+            }
+            this.handle.wake();
+        });
+    }
+
+    async fn send_batch(&self, agency: &Agency, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+        let mut items: Vec<(ClaimedTask, Arc<InquiryRecord>, InquiryRequest)> = Vec::new();
+        let mut court: Option<Court> = None;
+        for (task, inquiry) in batch {
+            match stored_request(&inquiry, &task.request_number) {
+                Ok((request, c)) => {
+                    court.get_or_insert(c);
+                    items.push((task, inquiry, request));
+                }
+                Err(e) => self.finish(&task, failed("error", &e)).await,
+            }
+        }
+        let Some(court) = court else { return };
+        let envelope = Envelope {
+            court,
+            batch_number: format!("P{}", uuid::Uuid::now_v7().simple()),
+        };
+        let requests: Vec<InquiryRequest> = items.iter().map(|(_, _, r)| r.clone()).collect();
+        let wire = match agency.dialect.inquiry_request(&envelope, &requests) {
+            Ok(w) => w,
+            Err(e) => {
+                for (task, _, _) in &items {
+                    self.finish(task, failed("error", &e.to_string())).await;
+                }
+                return;
+            }
+        };
+        // Audit before dispatch: every item's outbound record must commit first.
+        let outbound = items.iter().map(|(task, inquiry, request)| {
+            self.audit.record(AuditRecord {
+                direction: Some(Direction::Outbound),
+                agency: Some(agency.config.id.clone()),
+                action: "inquiry.send".into(),
+                body: Some(wire.body.clone()),
+                ..agency_record(inquiry, task, request)
+            })
+        });
+        if join_all(outbound).await.iter().any(Result::is_err) {
+            tracing::warn!(agency = %agency.config.id, "audit unavailable: batch not sent");
+            for (task, _, _) in &items {
+                self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+            }
+            return;
+        }
+        let sent_at = now_ms();
+        let timeout = Duration::from_millis(agency.config.timeout_ms);
+        let result = self
+            .transport
+            .send(
+                &agency.config.base_url,
+                &wire,
+                timeout,
+                &envelope.batch_number,
+            )
+            .await;
+        if !self
+            .record_replies(agency, &items, &result, "inquiry.reply")
+            .await
+        {
+            for (task, _, _) in &items {
+                self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+            }
+            return;
+        }
+        let outcomes: Vec<Result<InquiryOutcome, Failure>> = match &result {
+            Err(e) => items.iter().map(|_| Err(transport_failure(e))).collect(),
+            Ok(reply) => match agency.dialect.inquiry_reply(&requests, wire_reply(reply)) {
+                Err(e) => items.iter().map(|_| Err(reply_failure(&e))).collect(),
+                Ok(per_item) => per_item
+                    .into_iter()
+                    .map(|ItemOutcome { outcome, .. }| outcome.map_err(|e| reply_failure(&e)))
+                    .collect(),
+            },
+        };
+        let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
+        for ((task, inquiry, _), outcome) in items.iter().zip(outcomes) {
+            let update = self.update_for(agency, outcome, Some(sent_at), latency, sent_at);
+            self.finish(task, update).await;
+            self.complete_if_done(&inquiry.id).await;
+        }
+    }
+
+    async fn poll(&self, agency: &Agency, task: ClaimedTask, inquiry: Arc<InquiryRecord>) {
+        let wire = match agency
+            .dialect
+            .poll_request(&task.request_number, task.ticket.as_deref())
+        {
+            Ok(w) => w,
+            Err(e) => {
+                self.finish(&task, failed("error", &e.to_string())).await;
+                self.complete_if_done(&inquiry.id).await;
+                return;
+            }
+        };
+        let request = match stored_request(&inquiry, &task.request_number) {
+            Ok((r, _)) => r,
+            Err(e) => {
+                self.finish(&task, failed("error", &e)).await;
+                return;
+            }
+        };
+        let recorded = self
+            .audit
+            .record(AuditRecord {
+                direction: Some(Direction::Outbound),
+                agency: Some(agency.config.id.clone()),
+                action: "inquiry.poll".into(),
+                body: Some(format!("{} {}", wire.method.as_str(), wire.path).into_bytes()),
+                ..agency_record(&inquiry, &task, &request)
+            })
+            .await;
+        if recorded.is_err() {
+            self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+            return;
+        }
+        let timeout = Duration::from_millis(agency.config.timeout_ms);
+        let result = self
+            .transport
+            .send(
+                &agency.config.base_url,
+                &wire,
+                timeout,
+                &task.request_number,
+            )
+            .await;
+        let items = [(task.clone(), inquiry.clone(), request)];
+        if !self
+            .record_replies(agency, &items, &result, "inquiry.poll_reply")
+            .await
+        {
+            self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+            return;
+        }
+        let outcome = match &result {
+            Err(e) => Err(transport_failure(e)),
+            Ok(reply) => agency
+                .dialect
+                .poll_reply(&task.request_number, wire_reply(reply))
+                .map_err(|e| reply_failure(&e)),
+        };
+        let now = now_ms();
+        let latency = task.sent_at_ms.map(|s| now - s);
+        let update = self.update_for(agency, outcome, task.sent_at_ms, latency, now);
+        self.finish(&task, update).await;
+        self.complete_if_done(&inquiry.id).await;
+    }
+
+    /// Records each item's reply (or the transport failure). False when the
+    /// audit log could not take them: the reply must then not be used.
+    async fn record_replies(
+        &self,
+        agency: &Agency,
+        items: &[(ClaimedTask, Arc<InquiryRecord>, InquiryRequest)],
+        result: &Result<HttpReply, TransportError>,
+        action: &str,
+    ) -> bool {
+        let (status, latency, body) = match result {
+            Ok(reply) => (
+                format!("http_{}", reply.status),
+                Some(reply.latency.as_millis() as i64),
+                Some(reply.body.to_vec()),
+            ),
+            Err(e) => (format!("transport: {e}"), None, None),
+        };
+        let records = items.iter().map(|(task, inquiry, request)| {
+            self.audit.record(AuditRecord {
+                direction: Some(Direction::Reply),
+                agency: Some(agency.config.id.clone()),
+                action: action.to_owned(),
+                status: Some(status.clone()),
+                latency_ms: latency,
+                body: body.clone(),
+                ..agency_record(inquiry, task, request)
+            })
+        });
+        let ok = join_all(records).await.iter().all(Result::is_ok);
+        if !ok {
+            tracing::warn!(agency = %agency.config.id, "audit unavailable: reply not used");
+        }
+        ok
+    }
+
+    fn update_for(
+        &self,
+        agency: &Agency,
+        outcome: Result<InquiryOutcome, Failure>,
+        sent_at_ms: Option<i64>,
+        latency_ms: Option<i64>,
+        now: i64,
+    ) -> TaskUpdate {
+        let base = TaskUpdate {
+            state: String::new(),
+            detail: None,
+            ticket: None,
+            due_at_ms: now,
+            sent_at_ms,
+            latency_ms,
+            result: None,
+        };
+        match outcome {
+            Ok(InquiryOutcome::Answered { assets }) => TaskUpdate {
+                state: "answered".into(),
+                result: serde_json::to_string(&assets).ok(),
+                ..base
+            },
+            Ok(InquiryOutcome::NoRecord) => TaskUpdate {
+                state: "no_record".into(),
+                ..base
+            },
+            Ok(InquiryOutcome::Refused { reason }) => TaskUpdate {
+                state: "refused".into(),
+                detail: Some(reason),
+                ..base
+            },
+            Ok(InquiryOutcome::Pending { ticket }) => TaskUpdate {
+                state: STATE_POLLING.into(),
+                detail: Some("accepted by the agency; waiting for its result".into()),
+                ticket,
+                due_at_ms: now + agency.config.poll_interval_ms as i64,
+                latency_ms: None,
+                ..base
+            },
+            Err(Failure { state, detail }) => TaskUpdate {
+                state: state.into(),
+                detail: Some(detail),
+                ..base
+            },
+        }
+    }
+
+    async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
+        match self
+            .store
+            .update_task(&self.owner, &task.inquiry_id, &task.agency, &update)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                agency = %task.agency,
+                inquiry = %task.inquiry_id,
+                "lease lost before the result was stored; another claimant will redo the step"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store a task's result; its lease will expire and the step will be redone")
+            }
+        }
+    }
+
+    async fn release(&self, task: &ClaimedTask, due_at_ms: i64) {
+        if let Err(e) = self
+            .store
+            .release_task(&self.owner, &task.inquiry_id, &task.agency, due_at_ms)
+            .await
+        {
+            tracing::error!(error = %e, "cannot release a task; its lease will expire");
+        }
+    }
+
+    async fn complete_if_done(&self, inquiry_id: &str) {
+        match self.store.try_complete(inquiry_id, now_ms()).await {
+            Ok(true) => {
+                let _ = self.handle.completions.send(inquiry_id.to_owned());
+            }
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, inquiry = inquiry_id, "cannot complete inquiry"),
+        }
+    }
+}
+
+/// A failed step: the agency status it leaves and why.
+struct Failure {
+    state: &'static str,
+    detail: String,
+}
+
+fn failed(state: &'static str, detail: &str) -> TaskUpdate {
+    TaskUpdate {
+        state: state.into(),
+        detail: Some(detail.to_owned()),
+        ticket: None,
+        due_at_ms: now_ms(),
+        sent_at_ms: None,
+        latency_ms: None,
+        result: None,
+    }
+}
+
+fn transport_failure(e: &TransportError) -> Failure {
+    let state = match e {
+        TransportError::Timeout(_) => "timeout",
+        TransportError::TooLarge(_) => "bad_reply",
+        TransportError::Connect(_) | TransportError::Http(_) => "error",
+    };
+    Failure {
+        state,
+        detail: e.to_string(),
+    }
+}
+
+fn reply_failure(e: &ReplyError) -> Failure {
+    let state = match e {
+        ReplyError::Agency { .. } => "error",
+        ReplyError::Malformed(_) => "bad_reply",
+    };
+    Failure {
+        state,
+        detail: e.to_string(),
+    }
+}
+
+fn wire_reply(reply: &HttpReply) -> WireReply<'_> {
+    WireReply {
+        status: reply.status,
+        content_type: reply.content_type.as_deref(),
+        body: &reply.body,
+    }
+}
+
+/// The audit fields every record about one agency task shares.
+fn agency_record(
+    inquiry: &InquiryRecord,
+    task: &ClaimedTask,
+    request: &InquiryRequest,
+) -> AuditRecord {
+    AuditRecord {
+        caller: Some(inquiry.caller.clone()),
+        officers: officer_labels(&request.officers),
+        case_number: Some(inquiry.case_number.clone()),
+        subject: Some(inquiry.subject_id.clone()),
+        inquiry_id: Some(inquiry.id.clone()),
+        request_number: Some(task.request_number.clone()),
+        ..AuditRecord::default()
+    }
+}

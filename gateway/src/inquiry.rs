@@ -1,0 +1,424 @@
+//! Inquiries: the request body, its validation into domain values, how an
+//! inquiry is stored, and how its tasks merge into the answer the caller sees.
+
+use adapters::dialect::InquiryRequest;
+use adapters::ids::{CaseNumber, CreditCode, IdNumber};
+use adapters::model::{AgencyStatus, Asset, AssetKind, Court, Officer, Subject, SubjectKind};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::agencies::AgencyRegistry;
+use crate::error::ApiError;
+use crate::store::{InquiryRecord, STATE_POLLING, STATE_QUEUED, TaskRecord};
+
+/// `POST /v1/inquiries` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InquiryBody {
+    pub case_number: String,
+    pub subject: SubjectBody,
+    #[serde(default)]
+    pub officers: Vec<OfficerBody>,
+    #[serde(default)]
+    pub asset_kinds: Option<Vec<AssetKind>>,
+    #[serde(default)]
+    pub agencies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectBody {
+    pub kind: SubjectKind,
+    pub name: String,
+    #[serde(default)]
+    pub id_number: Option<String>,
+    #[serde(default)]
+    pub credit_code: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerBody {
+    pub name: String,
+    pub work_card_no: String,
+    pub credential_no: String,
+}
+
+/// A validated inquiry, ready to store.
+#[derive(Debug)]
+pub struct NewInquiry {
+    pub case_number: CaseNumber,
+    pub subject: Subject,
+    pub officers: Vec<Officer>,
+    pub asset_kinds: Vec<AssetKind>,
+    pub agencies: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks a subject and returns it with any warnings (legacy identity
+/// number, credit code failing its checksum).
+pub fn validate_subject(body: &SubjectBody) -> Result<(Subject, Vec<String>), ApiError> {
+    let mut warnings = Vec::new();
+    let name = body.name.trim();
+    if name.is_empty() {
+        return Err(ApiError::invalid(
+            "subject.name",
+            "the subject's name is required",
+        ));
+    }
+    let subject = match body.kind {
+        SubjectKind::Person => {
+            if body.credit_code.is_some() {
+                return Err(ApiError::invalid(
+                    "subject.credit_code",
+                    "a person is identified by id_number, not credit_code",
+                ));
+            }
+            let raw = body.id_number.as_deref().ok_or_else(|| {
+                ApiError::invalid("subject.id_number", "a person needs an id_number")
+            })?;
+            let id_number = IdNumber::parse(raw)
+                .map_err(|e| ApiError::invalid("subject.id_number", e.to_string()))?;
+            if id_number.is_legacy() {
+                warnings.push(
+                    "subject.id_number is a legacy 15-digit number; agencies may hold records \
+                     under the 18-digit form, so absence of records is less certain"
+                        .to_owned(),
+                );
+            }
+            Subject::Person {
+                name: name.to_owned(),
+                id_number,
+            }
+        }
+        SubjectKind::Organization => {
+            if body.id_number.is_some() {
+                return Err(ApiError::invalid(
+                    "subject.id_number",
+                    "an organization is identified by credit_code, not id_number",
+                ));
+            }
+            let raw = body.credit_code.as_deref().ok_or_else(|| {
+                ApiError::invalid("subject.credit_code", "an organization needs a credit_code")
+            })?;
+            let credit_code = CreditCode::parse(raw)
+                .map_err(|e| ApiError::invalid("subject.credit_code", e.to_string()))?;
+            if !credit_code.checksum_ok() {
+                warnings.push(
+                    "subject.credit_code fails its checksum; accepted because some early codes \
+                     are legally valid that way, but check it against the registration"
+                        .to_owned(),
+                );
+            }
+            Subject::Organization {
+                name: name.to_owned(),
+                credit_code,
+            }
+        }
+    };
+    Ok((subject, warnings))
+}
+
+/// Checks the officers acting in a request: at least `minimum`, each with
+/// both numbers.
+pub fn validate_officers(
+    officers: &[OfficerBody],
+    minimum: usize,
+) -> Result<Vec<Officer>, ApiError> {
+    if officers.len() < minimum {
+        return Err(ApiError::invalid(
+            "officers",
+            format!(
+                "at least {minimum} officer(s) must be named, with work card and credential numbers"
+            ),
+        ));
+    }
+    officers
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            for (field, value) in [
+                ("name", &o.name),
+                ("work_card_no", &o.work_card_no),
+                ("credential_no", &o.credential_no),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(ApiError::invalid(
+                        format!("officers[{i}].{field}"),
+                        format!("officers[{i}].{field} must not be empty"),
+                    ));
+                }
+            }
+            Ok(Officer {
+                name: o.name.trim().to_owned(),
+                work_card_no: o.work_card_no.trim().to_owned(),
+                credential_no: o.credential_no.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
+impl InquiryBody {
+    pub fn validate(&self, agencies: &AgencyRegistry) -> Result<NewInquiry, ApiError> {
+        let case_number = CaseNumber::parse(&self.case_number)
+            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+        let (subject, warnings) = validate_subject(&self.subject)?;
+        let officers = validate_officers(&self.officers, 1)?;
+        let asset_kinds = match &self.asset_kinds {
+            None => vec![AssetKind::BankAccount, AssetKind::RealEstate],
+            Some(k) if k.is_empty() => {
+                return Err(ApiError::invalid(
+                    "asset_kinds",
+                    "name at least one asset kind, or leave it out",
+                ));
+            }
+            Some(k) => {
+                let mut k = k.clone();
+                k.dedup();
+                k
+            }
+        };
+        let targets: Vec<String> = match &self.agencies {
+            None => agencies
+                .serving(&asset_kinds)
+                .into_iter()
+                .map(|a| a.config.id.clone())
+                .collect(),
+            Some(ids) => {
+                let mut chosen = Vec::new();
+                for (i, id) in ids.iter().enumerate() {
+                    let field = format!("agencies[{i}]");
+                    let agency = agencies.get(id).ok_or_else(|| {
+                        ApiError::invalid(&field, format!("no agency {id:?} is configured"))
+                    })?;
+                    if !agency.config.enabled {
+                        return Err(ApiError::invalid(
+                            &field,
+                            format!("agency {id:?} is disabled"),
+                        ));
+                    }
+                    if !asset_kinds.contains(&agency.config.asset_kind()) {
+                        return Err(ApiError::invalid(
+                            &field,
+                            format!("agency {id:?} does not hold the requested asset kinds"),
+                        ));
+                    }
+                    if !chosen.contains(id) {
+                        chosen.push(id.clone());
+                    }
+                }
+                chosen
+            }
+        };
+        if targets.is_empty() {
+            return Err(ApiError::invalid(
+                "agencies",
+                "no enabled agency serves the requested asset kinds",
+            ));
+        }
+        Ok(NewInquiry {
+            case_number,
+            subject,
+            officers,
+            asset_kinds,
+            agencies: targets,
+            warnings,
+        })
+    }
+}
+
+/// The request number for one agency's part of an inquiry. Derived from the
+/// inquiry and the agency, never from an attempt, so a retry is recognisable.
+pub fn request_number(inquiry_id: &str, agency: &str) -> String {
+    format!("Q{}-{agency}", inquiry_id.trim_start_matches("inq_"))
+}
+
+/// How officers appear in the audit log: name and credential number.
+pub fn officer_labels(officers: &[Officer]) -> Vec<String> {
+    officers
+        .iter()
+        .map(|o| format!("{} ({}/{})", o.name, o.work_card_no, o.credential_no))
+        .collect()
+}
+
+pub fn new_record(
+    id: &str,
+    caller: &str,
+    court: &Court,
+    inquiry: &NewInquiry,
+    now_ms: i64,
+    deadline_ms: i64,
+) -> InquiryRecord {
+    InquiryRecord {
+        id: id.to_owned(),
+        caller: caller.to_owned(),
+        case_number: inquiry.case_number.as_str().to_owned(),
+        subject_kind: match inquiry.subject.kind() {
+            SubjectKind::Person => "person",
+            SubjectKind::Organization => "organization",
+        }
+        .to_owned(),
+        subject_name: inquiry.subject.name().to_owned(),
+        subject_id: inquiry.subject.identifier().to_owned(),
+        officers: serde_json::to_string(&inquiry.officers).unwrap_or_else(|_| "[]".into()),
+        asset_kinds: serde_json::to_string(&inquiry.asset_kinds).unwrap_or_else(|_| "[]".into()),
+        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
+        warnings: serde_json::to_string(&inquiry.warnings).unwrap_or_else(|_| "[]".into()),
+        status: "running".into(),
+        created_at_ms: now_ms,
+        deadline_at_ms: deadline_ms,
+        completed_at_ms: None,
+    }
+}
+
+/// Rebuilds the domain request from a stored inquiry (for dispatch after a
+/// restart as much as right away).
+pub fn stored_request(
+    record: &InquiryRecord,
+    request_number: &str,
+) -> Result<(InquiryRequest, Court), String> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        format!("stored inquiry {}: {what}: {e}", record.id)
+    };
+    let case_number =
+        CaseNumber::parse(&record.case_number).map_err(|e| corrupt("case number", &e))?;
+    let subject = match record.subject_kind.as_str() {
+        "person" => Subject::Person {
+            name: record.subject_name.clone(),
+            id_number: IdNumber::parse(&record.subject_id)
+                .map_err(|e| corrupt("identity number", &e))?,
+        },
+        "organization" => Subject::Organization {
+            name: record.subject_name.clone(),
+            credit_code: CreditCode::parse(&record.subject_id)
+                .map_err(|e| corrupt("credit code", &e))?,
+        },
+        other => return Err(corrupt("subject kind", &other)),
+    };
+    let officers: Vec<Officer> =
+        serde_json::from_str(&record.officers).map_err(|e| corrupt("officers", &e))?;
+    let court: Court = serde_json::from_str(&record.court).map_err(|e| corrupt("court", &e))?;
+    Ok((
+        InquiryRequest {
+            request_number: request_number.to_owned(),
+            case_number,
+            subject,
+            officers,
+        },
+        court,
+    ))
+}
+
+fn rfc3339(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The inquiry as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct InquiryView {
+    pub id: String,
+    pub case_number: String,
+    pub subject: serde_json::Value,
+    pub status: String,
+    pub created_at: String,
+    pub deadline_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    pub progress: Progress,
+    pub agencies: Vec<AgencyView>,
+    pub assets: Vec<serde_json::Value>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Progress {
+    pub total: usize,
+    pub answered: usize,
+    pub failed: usize,
+    pub pending: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgencyView {
+    pub agency: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+    pub request_number: String,
+}
+
+/// The API status of a stored task state.
+fn agency_status(state: &str) -> AgencyStatus {
+    match state {
+        STATE_QUEUED | STATE_POLLING => AgencyStatus::Pending,
+        other => AgencyStatus::parse(other).unwrap_or(AgencyStatus::Error),
+    }
+}
+
+pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView, String> {
+    let mut progress = Progress {
+        total: tasks.len(),
+        ..Progress::default()
+    };
+    let mut agencies = Vec::with_capacity(tasks.len());
+    let mut assets = Vec::new();
+    for task in tasks {
+        let status = agency_status(&task.state);
+        if !status.is_final() {
+            progress.pending += 1;
+        } else if status.is_answer() {
+            progress.answered += 1;
+        } else {
+            progress.failed += 1;
+        }
+        if let Some(result) = &task.result {
+            let found: Vec<Asset> = serde_json::from_str(result)
+                .map_err(|e| format!("stored result of {} is unreadable: {e}", task.agency))?;
+            for asset in found {
+                let mut value = serde_json::to_value(&asset).map_err(|e| e.to_string())?;
+                if let Some(map) = value.as_object_mut() {
+                    map.insert("agency".into(), task.agency.clone().into());
+                }
+                assets.push(value);
+            }
+        }
+        agencies.push(AgencyView {
+            agency: task.agency.clone(),
+            status: status.as_str().to_owned(),
+            detail: task.detail.clone(),
+            latency_ms: task.latency_ms,
+            request_number: task.request_number.clone(),
+        });
+    }
+    let id_key = if record.subject_kind == "person" {
+        "id_number"
+    } else {
+        "credit_code"
+    };
+    let subject = serde_json::json!({
+        "kind": record.subject_kind,
+        "name": record.subject_name,
+        id_key: record.subject_id,
+    });
+    Ok(InquiryView {
+        id: record.id.clone(),
+        case_number: record.case_number.clone(),
+        subject,
+        status: record.status.clone(),
+        created_at: rfc3339(record.created_at_ms),
+        deadline_at: rfc3339(record.deadline_at_ms),
+        completed_at: record.completed_at_ms.map(rfc3339),
+        progress,
+        agencies,
+        assets,
+        warnings: serde_json::from_str(&record.warnings).unwrap_or_default(),
+    })
+}
+
+pub fn timestamp(ms: i64) -> String {
+    rfc3339(ms)
+}

@@ -1,0 +1,146 @@
+//! The court enforcement asset inquiry and freeze gateway.
+//!
+//! `Gateway::start` wires the pieces: the store, the audit writer, the agency
+//! registry, the dispatcher and the HTTP API. The binary (`main.rs`) is a thin
+//! command line over this library; tests start it on port 0.
+
+pub mod agencies;
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod dispatch;
+pub mod error;
+pub mod inquiry;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod transport;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adapters::agency::AgencyConfig;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::agencies::AgencyRegistry;
+use crate::audit::AuditLog;
+use crate::auth::Callers;
+use crate::config::GatewayConfig;
+use crate::dispatch::Dispatcher;
+use crate::state::AppState;
+use crate::transport::Transport;
+
+/// Installs the one rustls crypto provider of the process (aws-lc-rs). Safe
+/// to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    dispatcher: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Starts the gateway with `agencies` (already loaded) on `listener`.
+    pub async fn start(
+        config: GatewayConfig,
+        agencies: Vec<AgencyConfig>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let registry = AgencyRegistry::new(agencies)
+            .map_err(|errors| anyhow::anyhow!("agency set refused:\n  {}", errors.join("\n  ")))?;
+        let store = store::open(&config.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", config.database_url))?;
+        let audit = AuditLog::start(store.clone(), 4096).await?;
+        let agencies = Arc::new(registry);
+        let transport = Transport::new(config.limits.max_reply_bytes)?;
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            audit.clone(),
+            agencies.clone(),
+            transport,
+            config.dispatcher.clone(),
+        );
+        let state = AppState {
+            callers: Callers::from_config(&config.callers),
+            config: Arc::new(config),
+            store,
+            audit,
+            agencies,
+            dispatcher: dispatcher.handle(),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
+        let addr = listener.local_addr()?;
+        let app = api::router(state.clone());
+        let mut shutdown = stopped;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, agencies = state.agencies.len(), "gateway listening");
+        Ok(Self {
+            addr,
+            state,
+            stop,
+            server,
+            dispatcher,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests, lets in-flight ones finish, stops the dispatcher.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.dispatcher.await;
+    }
+
+    /// Serves until the process is told to stop (Ctrl-C or SIGTERM).
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        self.shutdown().await;
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,449 @@
+//! The SQLite store: one file, WAL mode, migrations embedded in the binary.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+
+use super::{
+    AuditStore, ClaimedTask, InquiryRecord, JobStore, STATE_POLLING, STATE_QUEUED, StoreError,
+    TaskRecord, TaskUpdate,
+};
+use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file a `sqlite://` URL
+    /// names, and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
+     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms";
+
+fn inquiry_from(row: &sqlx::sqlite::SqliteRow) -> Result<InquiryRecord, sqlx::Error> {
+    Ok(InquiryRecord {
+        id: row.try_get("id")?,
+        caller: row.try_get("caller")?,
+        case_number: row.try_get("case_number")?,
+        subject_kind: row.try_get("subject_kind")?,
+        subject_name: row.try_get("subject_name")?,
+        subject_id: row.try_get("subject_id")?,
+        officers: row.try_get("officers")?,
+        asset_kinds: row.try_get("asset_kinds")?,
+        court: row.try_get("court")?,
+        warnings: row.try_get("warnings")?,
+        status: row.try_get("status")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        deadline_at_ms: row.try_get("deadline_at_ms")?,
+        completed_at_ms: row.try_get("completed_at_ms")?,
+    })
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_inquiry(
+        &self,
+        inquiry: &InquiryRecord,
+        tasks: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO inquiries (id, caller, case_number, subject_kind, subject_name, subject_id, \
+             officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&inquiry.id)
+        .bind(&inquiry.caller)
+        .bind(&inquiry.case_number)
+        .bind(&inquiry.subject_kind)
+        .bind(&inquiry.subject_name)
+        .bind(&inquiry.subject_id)
+        .bind(&inquiry.officers)
+        .bind(&inquiry.asset_kinds)
+        .bind(&inquiry.court)
+        .bind(&inquiry.warnings)
+        .bind(&inquiry.status)
+        .bind(inquiry.created_at_ms)
+        .bind(inquiry.deadline_at_ms)
+        .bind(inquiry.completed_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        for (agency, request_number) in tasks {
+            sqlx::query(
+                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&inquiry.id)
+            .bind(agency)
+            .bind(request_number)
+            .bind(STATE_QUEUED)
+            .bind(inquiry.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(inquiry_from).transpose()?)
+    }
+
+    async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result \
+             FROM agency_tasks WHERE inquiry_id = ? ORDER BY agency",
+        )
+        .bind(inquiry_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRecord {
+                    inquiry_id: r.try_get("inquiry_id")?,
+                    agency: r.try_get("agency")?,
+                    request_number: r.try_get("request_number")?,
+                    state: r.try_get("state")?,
+                    detail: r.try_get("detail")?,
+                    ticket: r.try_get("ticket")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    result: r.try_get("result")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn inquiries_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        limit: i64,
+    ) -> Result<Vec<InquiryRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = ? AND caller = ? \
+             ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+        )))
+        .bind(case_number)
+        .bind(caller)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(inquiry_from)
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE agency_tasks SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 \
+             WHERE rowid IN (SELECT rowid FROM agency_tasks \
+                 WHERE state IN (?, ?) AND due_at_ms <= ? \
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
+                 ORDER BY due_at_ms LIMIT ?) \
+             RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms",
+        )
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedTask {
+                    inquiry_id: r.try_get("inquiry_id")?,
+                    agency: r.try_get("agency")?,
+                    request_number: r.try_get("request_number")?,
+                    state: r.try_get("state")?,
+                    ticket: r.try_get("ticket")?,
+                    sent_at_ms: r.try_get("sent_at_ms")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn update_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        u: &TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agency_tasks SET state = ?, detail = ?, ticket = COALESCE(?, ticket), \
+             due_at_ms = ?, sent_at_ms = COALESCE(sent_at_ms, ?), latency_ms = ?, result = ?, \
+             lease_owner = NULL, lease_until_ms = NULL \
+             WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
+        )
+        .bind(&u.state)
+        .bind(&u.detail)
+        .bind(&u.ticket)
+        .bind(u.due_at_ms)
+        .bind(u.sent_at_ms)
+        .bind(u.latency_ms)
+        .bind(&u.result)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = ? \
+             WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
+        )
+        .bind(due_at_ms)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE agency_tasks SET state = 'timeout', \
+                 detail = 'no answer before the inquiry''s deadline', \
+                 lease_owner = NULL, lease_until_ms = NULL \
+             WHERE state IN (?, ?) AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
+               AND inquiry_id IN (SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= ?) \
+             RETURNING inquiry_id",
+        )
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("inquiry_id"))
+            .collect::<Result<_, _>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = ? \
+             WHERE id = ? AND status = 'running' AND NOT EXISTS \
+               (SELECT 1 FROM agency_tasks WHERE inquiry_id = ? AND state IN (?, ?))",
+        )
+        .bind(now_ms)
+        .bind(inquiry_id)
+        .bind(inquiry_id)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+             FROM agency_tasks WHERE state IN (?, ?)",
+        )
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("next")?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // BEGIN IMMEDIATE takes the write lock: a read-only or broken file fails here.
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        Ok(())
+    }
+}
+
+const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
+     action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
+
+fn audit_from(row: &sqlx::sqlite::SqliteRow) -> Result<StoredAuditEvent, StoreError> {
+    let officers: Option<String> = row.try_get("officers")?;
+    let officers = match officers {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("audit officers: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(StoredAuditEvent {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        direction: row.try_get("direction")?,
+        caller: row.try_get("caller")?,
+        officers,
+        case_number: row.try_get("case_number")?,
+        subject: row.try_get("subject")?,
+        agency: row.try_get("agency")?,
+        action: row.try_get("action")?,
+        inquiry_id: row.try_get("inquiry_id")?,
+        request_number: row.try_get("request_number")?,
+        status: row.try_get("status")?,
+        latency_ms: row.try_get("latency_ms")?,
+        body_sha256: row.try_get("body_sha256")?,
+        body: row.try_get("body")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()?)
+    }
+
+    async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for row in rows {
+            let r = &row.record;
+            let officers = serde_json::to_string(&r.officers)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            )))
+            .bind(row.seq)
+            .bind(row.at_ms)
+            .bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+            .bind(&r.caller)
+            .bind(officers)
+            .bind(&r.case_number)
+            .bind(&r.subject)
+            .bind(&r.agency)
+            .bind(&r.action)
+            .bind(&r.inquiry_id)
+            .bind(&r.request_number)
+            .bind(&r.status)
+            .bind(r.latency_ms)
+            .bind(&row.body_sha256)
+            .bind(&r.body)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
+        ));
+        let text_filters = [
+            ("case_number", &f.case_number),
+            ("subject", &f.subject),
+            ("agency", &f.agency),
+            ("caller", &f.caller),
+            ("action", &f.action),
+            ("inquiry_id", &f.inquiry_id),
+        ];
+        for (column, value) in text_filters {
+            if let Some(v) = value {
+                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(officer) = &f.officer {
+            // Officers are stored as a JSON array of "name (credential)" strings.
+            q.push(
+                " AND EXISTS (SELECT 1 FROM json_each(audit_events.officers) o WHERE o.value LIKE ",
+            )
+            .push_bind(format!("%{}%", officer.replace(['%', '_'], "")))
+            .push(")");
+        }
+        if let Some(from) = f.from_ms {
+            q.push(" AND at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = f.to_ms {
+            q.push(" AND at_ms < ").push_bind(to);
+        }
+        if let Some(after) = f.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(f.limit);
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = ?"
+        )))
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(audit_from).transpose()
+    }
+}
