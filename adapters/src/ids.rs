@@ -76,7 +76,7 @@ impl IdNumber {
                 }
                 birth_date(&body[6..14]).ok_or(IdError::IdBirthDate)?;
                 let expected = id_check_char(body).ok_or(IdError::IdCharacters)?;
-                if check.chars().next() != Some(expected) {
+                if !check.starts_with(expected) {
                     return Err(IdError::IdChecksum { expected });
                 }
                 Ok(Self(value))

@@ -1,0 +1,218 @@
+//! The mock fleet's configuration: which agencies to run, in which dialect,
+//! where, and how slow, plus the seed and size of the shared population.
+//! Loaded from TOML (`config/mock-agencies.toml`) or built in code by
+//! [`MockConfig::standard`]. Validation collects every problem before
+//! refusing, so one run shows all mistakes of a file.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::fixtures;
+
+/// The largest population we agree to generate: beyond it start-up time and
+/// memory stop being "a mock".
+pub const MAX_POPULATION: usize = 1_000_000;
+
+/// The message format an agency speaks (docs/wire-formats.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MockDialect {
+    /// Court-bank XML with pinyin tags, synchronous batches.
+    CourtBankXml,
+    /// A modern bank JSON API, one subject per call.
+    BankJson,
+    /// A real-estate registry: submit, then poll for the result.
+    RegistryJson,
+}
+
+impl MockDialect {
+    /// The name used in configuration files and in the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CourtBankXml => "court-bank-xml",
+            Self::BankJson => "bank-json",
+            Self::RegistryJson => "registry-json",
+        }
+    }
+
+    /// Banks hold accounts; registries hold real-estate units.
+    pub fn is_bank(self) -> bool {
+        !matches!(self, Self::RegistryJson)
+    }
+}
+
+/// The whole fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MockConfig {
+    /// Seed of the generated population; the same seed gives the same people,
+    /// accounts and units on every run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Number of generated subjects (the named fixtures come on top).
+    #[serde(default = "default_population")]
+    pub population: usize,
+    /// The agencies to run, one listener each.
+    pub agencies: Vec<AgencySpec>,
+}
+
+/// One mock agency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencySpec {
+    /// The agency's id, as the gateway's agency files name it (`bank-a`).
+    /// Fixture holdings are attached by this id.
+    pub id: String,
+    /// The message format it speaks.
+    pub dialect: MockDialect,
+    /// Where it listens when the fleet is not started on ephemeral ports.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Character encoding of requests and replies (`court-bank-xml` only);
+    /// UTF-8 when absent.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// Delay added before answering every dialect request.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// How long a registry takes to produce a result after a submission.
+    #[serde(default = "default_result_delay_ms")]
+    pub result_delay_ms: u64,
+    /// Display name: also picks the bank's brand (branch names, account
+    /// number prefixes) when it names a known bank.
+    #[serde(default)]
+    pub name: String,
+}
+
+fn default_seed() -> u64 {
+    20_241_127
+}
+
+fn default_population() -> usize {
+    2000
+}
+
+fn default_result_delay_ms() -> u64 {
+    300
+}
+
+/// Everything wrong with a configuration, all at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid mock agency configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl MockConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+        config
+            .validate()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// The three agencies of the first release (bank-a, bank-b, registry-x)
+    /// without listen addresses: what tests and the demo start on port 0.
+    pub fn standard() -> Self {
+        Self {
+            seed: default_seed(),
+            population: default_population(),
+            agencies: vec![
+                AgencySpec {
+                    id: fixtures::BANK_A.into(),
+                    dialect: MockDialect::CourtBankXml,
+                    listen: None,
+                    encoding: Some("GB18030".into()),
+                    latency_ms: 0,
+                    result_delay_ms: default_result_delay_ms(),
+                    name: "中国工商银行（模拟）".into(),
+                },
+                AgencySpec {
+                    id: fixtures::BANK_B.into(),
+                    dialect: MockDialect::BankJson,
+                    listen: None,
+                    encoding: None,
+                    latency_ms: 0,
+                    result_delay_ms: default_result_delay_ms(),
+                    name: "中国建设银行（模拟）".into(),
+                },
+                AgencySpec {
+                    id: fixtures::REGISTRY_X.into(),
+                    dialect: MockDialect::RegistryJson,
+                    listen: None,
+                    encoding: None,
+                    latency_ms: 0,
+                    result_delay_ms: default_result_delay_ms(),
+                    name: "天水市不动产登记中心（模拟）".into(),
+                },
+            ],
+        }
+    }
+
+    /// Checks the whole configuration and reports every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.population > MAX_POPULATION {
+            problems.push(format!(
+                "population {} exceeds the maximum of {MAX_POPULATION}",
+                self.population
+            ));
+        }
+        if self.agencies.is_empty() {
+            problems.push("no agencies configured".into());
+        }
+        let mut ids = HashSet::new();
+        for spec in &self.agencies {
+            let id = &spec.id;
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                problems.push(format!(
+                    "agency id {id:?} must be non-empty ASCII letters, digits and '-'"
+                ));
+            }
+            if !ids.insert(id.as_str()) {
+                problems.push(format!("agency id {id:?} appears twice"));
+            }
+            if let Some(label) = &spec.encoding {
+                if spec.dialect != MockDialect::CourtBankXml {
+                    problems.push(format!(
+                        "agency {id}: encoding is only for court-bank-xml, not {}",
+                        spec.dialect.as_str()
+                    ));
+                }
+                match encoding_rs::Encoding::for_label(label.as_bytes()) {
+                    // The declaration is sniffed as ASCII, so only encodings
+                    // that keep ASCII as ASCII can work.
+                    Some(enc) if enc.is_ascii_compatible() => {}
+                    _ => problems.push(format!(
+                        "agency {id}: encoding {label:?} is unknown or not ASCII-compatible"
+                    )),
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+impl AgencySpec {
+    /// The display name, or the id when none was configured.
+    pub fn display_name(&self) -> &str {
+        if self.name.is_empty() {
+            &self.id
+        } else {
+            &self.name
+        }
+    }
+}

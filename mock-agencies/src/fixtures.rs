@@ -1,0 +1,197 @@
+//! Named subjects whose holdings are fixed, whatever the seed or size of the
+//! population: the gateway's demo and the end-to-end tests assert against
+//! these constants. Holdings are filed by agency id (`bank-a`, `bank-b`,
+//! `registry-x`): an agency with another id holds none of them.
+//!
+//! - 张三: two accounts at bank-a, one at bank-b, one sealed and mortgaged
+//!   flat at registry-x; no measures on the accounts.
+//! - 示例有限公司: two accounts at bank-a, nothing elsewhere.
+//! - 王五: known to no agency.
+
+use chrono::NaiveDate;
+
+use crate::bank_book::{Account, AccountKind, AccountState};
+use crate::registry_book::{Owner, Seal, Unit};
+
+pub const BANK_A: &str = "bank-a";
+pub const BANK_B: &str = "bank-b";
+pub const REGISTRY_X: &str = "registry-x";
+
+const fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    match NaiveDate::from_ymd_opt(y, m, d) {
+        Some(d) => d,
+        None => panic!("invalid fixture date"),
+    }
+}
+
+/// The day generated measures and seals are dated around (not the clock,
+/// so a seed gives the same population on every day).
+pub const REFERENCE_DATE: NaiveDate = date(2026, 11, 27);
+
+// 张三 -------------------------------------------------------------------
+pub const ZHANG_SAN_NAME: &str = "张三";
+pub const ZHANG_SAN_ID: &str = "360426199101010071";
+
+pub const ZHANG_SAN_BANK_A_DEBIT_ACCOUNT: &str = "6222020200112233445";
+pub const ZHANG_SAN_BANK_A_DEBIT_TYPE: &str = "借记卡";
+pub const ZHANG_SAN_BANK_A_DEBIT_BRANCH: &str = "中国工商银行天水麦积支行";
+pub const ZHANG_SAN_BANK_A_DEBIT_BALANCE_FEN: i64 = 12_500_000;
+pub const ZHANG_SAN_BANK_A_DEBIT_AVAILABLE_FEN: i64 = 12_500_000;
+
+pub const ZHANG_SAN_BANK_A_SAVINGS_ACCOUNT: &str = "6222020200118877665";
+pub const ZHANG_SAN_BANK_A_SAVINGS_TYPE: &str = "活期储蓄";
+pub const ZHANG_SAN_BANK_A_SAVINGS_BRANCH: &str = "中国工商银行天水秦州支行";
+pub const ZHANG_SAN_BANK_A_SAVINGS_BALANCE_FEN: i64 = 865_050;
+pub const ZHANG_SAN_BANK_A_SAVINGS_AVAILABLE_FEN: i64 = 865_050;
+
+pub const ZHANG_SAN_BANK_B_ACCOUNT: &str = "6217000010001234567";
+pub const ZHANG_SAN_BANK_B_PRODUCT: &str = "SAVINGS";
+pub const ZHANG_SAN_BANK_B_BRANCH: &str = "中国建设银行天水分行营业部";
+pub const ZHANG_SAN_BANK_B_BALANCE_FEN: i64 = 5_600_000;
+pub const ZHANG_SAN_BANK_B_AVAILABLE_FEN: i64 = 5_600_000;
+
+pub const ZHANG_SAN_UNIT_NUMBER: &str = "620503001001GB00001F00010001";
+pub const ZHANG_SAN_CERTIFICATE_NUMBER: &str = "甘(2019)麦积区不动产权第0001234号";
+pub const ZHANG_SAN_UNIT_LOCATION: &str = "麦积区桥南伯阳路88号3单元501室";
+/// As the registry writes it (`MJ`).
+pub const ZHANG_SAN_UNIT_AREA: &str = "89.50";
+pub const ZHANG_SAN_UNIT_AREA_CENTI_M2: i64 = 8950;
+pub const ZHANG_SAN_UNIT_USE: &str = "住宅";
+pub const ZHANG_SAN_UNIT_SHARE: &str = "1/1";
+pub const ZHANG_SAN_UNIT_MORTGAGED: bool = true;
+pub const ZHANG_SAN_SEAL_AUTHORITY: &str = "秦州区人民法院";
+pub const ZHANG_SAN_SEAL_DOCUMENT: &str = "(2023)甘0502执88号";
+pub const ZHANG_SAN_SEAL_START: NaiveDate = date(2024, 3, 1);
+pub const ZHANG_SAN_SEAL_END: NaiveDate = date(2027, 2, 28);
+
+// 示例有限公司 -------------------------------------------------------------
+pub const SAMPLE_ORG_NAME: &str = "示例有限公司";
+pub const SAMPLE_ORG_ID: &str = "91110000600037341L";
+
+pub const SAMPLE_ORG_BASIC_ACCOUNT: &str = "2705021109200012345";
+pub const SAMPLE_ORG_BASIC_TYPE: &str = "基本存款账户";
+pub const SAMPLE_ORG_BASIC_BRANCH: &str = "中国工商银行天水分行营业部";
+pub const SAMPLE_ORG_BASIC_BALANCE_FEN: i64 = 325_678_045;
+pub const SAMPLE_ORG_BASIC_AVAILABLE_FEN: i64 = 325_678_045;
+
+pub const SAMPLE_ORG_GENERAL_ACCOUNT: &str = "2705021109200067890";
+pub const SAMPLE_ORG_GENERAL_TYPE: &str = "一般存款账户";
+pub const SAMPLE_ORG_GENERAL_BRANCH: &str = "中国工商银行天水麦积支行";
+pub const SAMPLE_ORG_GENERAL_BALANCE_FEN: i64 = 48_000_000;
+pub const SAMPLE_ORG_GENERAL_AVAILABLE_FEN: i64 = 48_000_000;
+
+// 王五 -------------------------------------------------------------------
+pub const WANG_WU_NAME: &str = "王五";
+pub const WANG_WU_ID: &str = "620503198812120015";
+
+/// Identifiers the generated population must never use.
+pub const ALL_SUBJECT_IDS: [&str; 3] = [ZHANG_SAN_ID, SAMPLE_ORG_ID, WANG_WU_ID];
+
+/// Account numbers generated accounts must never use.
+pub const ALL_ACCOUNT_NUMBERS: [&str; 5] = [
+    ZHANG_SAN_BANK_A_DEBIT_ACCOUNT,
+    ZHANG_SAN_BANK_A_SAVINGS_ACCOUNT,
+    ZHANG_SAN_BANK_B_ACCOUNT,
+    SAMPLE_ORG_BASIC_ACCOUNT,
+    SAMPLE_ORG_GENERAL_ACCOUNT,
+];
+
+fn account(
+    number: &str,
+    (holder_id, holder_name): (&str, &str),
+    kind: AccountKind,
+    branch: &str,
+    balance_fen: i64,
+    available_fen: i64,
+) -> Account {
+    Account {
+        account_number: number.into(),
+        holder_id: holder_id.into(),
+        holder_name: holder_name.into(),
+        kind,
+        state: AccountState::Normal,
+        currency: "CNY".into(),
+        balance_fen,
+        available_fen,
+        branch: branch.into(),
+        measures: Vec::new(),
+    }
+}
+
+/// The fixture accounts a bank with this id holds.
+pub fn bank_accounts(agency_id: &str) -> Vec<Account> {
+    let zhang = (ZHANG_SAN_ID, ZHANG_SAN_NAME);
+    let org = (SAMPLE_ORG_ID, SAMPLE_ORG_NAME);
+    match agency_id {
+        BANK_A => vec![
+            account(
+                ZHANG_SAN_BANK_A_DEBIT_ACCOUNT,
+                zhang,
+                AccountKind::DebitCard,
+                ZHANG_SAN_BANK_A_DEBIT_BRANCH,
+                ZHANG_SAN_BANK_A_DEBIT_BALANCE_FEN,
+                ZHANG_SAN_BANK_A_DEBIT_AVAILABLE_FEN,
+            ),
+            account(
+                ZHANG_SAN_BANK_A_SAVINGS_ACCOUNT,
+                zhang,
+                AccountKind::DemandSavings,
+                ZHANG_SAN_BANK_A_SAVINGS_BRANCH,
+                ZHANG_SAN_BANK_A_SAVINGS_BALANCE_FEN,
+                ZHANG_SAN_BANK_A_SAVINGS_AVAILABLE_FEN,
+            ),
+            account(
+                SAMPLE_ORG_BASIC_ACCOUNT,
+                org,
+                AccountKind::BasicDeposit,
+                SAMPLE_ORG_BASIC_BRANCH,
+                SAMPLE_ORG_BASIC_BALANCE_FEN,
+                SAMPLE_ORG_BASIC_AVAILABLE_FEN,
+            ),
+            account(
+                SAMPLE_ORG_GENERAL_ACCOUNT,
+                org,
+                AccountKind::GeneralDeposit,
+                SAMPLE_ORG_GENERAL_BRANCH,
+                SAMPLE_ORG_GENERAL_BALANCE_FEN,
+                SAMPLE_ORG_GENERAL_AVAILABLE_FEN,
+            ),
+        ],
+        BANK_B => vec![account(
+            ZHANG_SAN_BANK_B_ACCOUNT,
+            zhang,
+            AccountKind::DemandSavings,
+            ZHANG_SAN_BANK_B_BRANCH,
+            ZHANG_SAN_BANK_B_BALANCE_FEN,
+            ZHANG_SAN_BANK_B_AVAILABLE_FEN,
+        )],
+        _ => Vec::new(),
+    }
+}
+
+/// The fixture units a registry with this id holds.
+pub fn registry_units(agency_id: &str) -> Vec<Unit> {
+    if agency_id != REGISTRY_X {
+        return Vec::new();
+    }
+    vec![Unit {
+        unit_number: ZHANG_SAN_UNIT_NUMBER.into(),
+        certificate_number: ZHANG_SAN_CERTIFICATE_NUMBER.into(),
+        location: ZHANG_SAN_UNIT_LOCATION.into(),
+        area_centi_m2: ZHANG_SAN_UNIT_AREA_CENTI_M2,
+        usage: ZHANG_SAN_UNIT_USE.into(),
+        owners: vec![Owner {
+            name: ZHANG_SAN_NAME.into(),
+            id_number: ZHANG_SAN_ID.into(),
+            share: ZHANG_SAN_UNIT_SHARE.into(),
+        }],
+        mortgaged: ZHANG_SAN_UNIT_MORTGAGED,
+        seals: vec![Seal {
+            authority: ZHANG_SAN_SEAL_AUTHORITY.into(),
+            document_number: ZHANG_SAN_SEAL_DOCUMENT.into(),
+            start_date: ZHANG_SAN_SEAL_START,
+            end_date: ZHANG_SAN_SEAL_END,
+            queue_position: 0,
+        }],
+    }]
+}

@@ -1,0 +1,140 @@
+//! What one agency remembers while it runs: every request number it has
+//! received (the request log), the answer it gave to each (so a repeated
+//! request number gets the same answer, and a registry the same ticket), and
+//! the faults currently injected. Answers are kept dialect-neutral (positions
+//! in the agency's book) and rendered by the dialect on every reply, which is
+//! deterministic, so a repeat is byte-for-byte the first answer.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What an agency found for a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Positions in the agency's book (accounts or units), never empty.
+    Found(Vec<usize>),
+    NotFound,
+    Refused(String),
+}
+
+/// A registry's receipt for a submission: the result shows from `ready_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    pub number: String,
+    pub ready_at: tokio::time::Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answer {
+    pub holder_id: String,
+    pub answered_at: DateTime<FixedOffset>,
+    pub outcome: Outcome,
+    pub ticket: Option<Ticket>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RequestKind {
+    Inquiry,
+    Poll,
+}
+
+/// One request number as received, once per kind of message: a retry
+/// raises `count` rather than adding an entry.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RequestRecord {
+    pub request_number: String,
+    pub kind: RequestKind,
+    pub received_at: DateTime<Utc>,
+    pub last_received_at: DateTime<Utc>,
+    pub count: u32,
+    pub holder_id: Option<String>,
+}
+
+/// How the agency misbehaves on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum FaultMode {
+    Normal,
+    /// HTTP 503 with the dialect's error body; nothing is processed.
+    Error,
+    /// Processed as usual, but the reply is cut off in the middle.
+    Malformed,
+    /// A well-formed refusal for every request; nothing is remembered.
+    Refuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(crate) struct Faults {
+    pub latency_ms: u64,
+    pub mode: FaultMode,
+    /// How long a registry takes to produce a result after accepting a
+    /// request (registries only).
+    pub result_delay_ms: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct AgencyState {
+    pub faults: Faults,
+    requests: Vec<RequestRecord>,
+    request_index: HashMap<(String, RequestKind), usize>,
+    answers: HashMap<String, Answer>,
+    tickets_issued: u64,
+}
+
+impl AgencyState {
+    pub fn new(latency_ms: u64, result_delay_ms: u64) -> Self {
+        Self {
+            faults: Faults {
+                latency_ms,
+                mode: FaultMode::Normal,
+                result_delay_ms,
+            },
+            requests: Vec::new(),
+            request_index: HashMap::new(),
+            answers: HashMap::new(),
+            tickets_issued: 0,
+        }
+    }
+
+    pub fn record(&mut self, request_number: &str, kind: RequestKind, holder_id: Option<&str>) {
+        let now = Utc::now();
+        let key = (request_number.to_owned(), kind);
+        if let Some(&i) = self.request_index.get(&key)
+            && let Some(r) = self.requests.get_mut(i)
+        {
+            r.count += 1;
+            r.last_received_at = now;
+            return;
+        }
+        self.request_index.insert(key, self.requests.len());
+        self.requests.push(RequestRecord {
+            request_number: request_number.to_owned(),
+            kind,
+            received_at: now,
+            last_received_at: now,
+            count: 1,
+            holder_id: holder_id.map(str::to_owned),
+        });
+    }
+
+    pub fn requests(&self) -> &[RequestRecord] {
+        &self.requests
+    }
+
+    pub fn answer(&self, request_number: &str) -> Option<&Answer> {
+        self.answers.get(request_number)
+    }
+
+    pub fn remember(&mut self, request_number: &str, answer: Answer) {
+        self.answers.insert(request_number.to_owned(), answer);
+    }
+
+    /// The next registry ticket number: the day (UTC+8) and a serial.
+    pub fn next_ticket_number(&mut self, today: &str) -> String {
+        self.tickets_issued += 1;
+        format!("{today}{:05}", self.tickets_issued)
+    }
+}

@@ -1,0 +1,10 @@
+//! The mock agencies seen from outside, over real HTTP on ephemeral ports:
+//! what a court's gateway sends and what comes back, as stories.
+
+mod bank_json;
+mod bank_xml;
+mod common;
+mod config;
+mod faults;
+mod population;
+mod registry;

@@ -1,0 +1,262 @@
+//! The end-to-end harness: the mock agencies and the gateway, both in-process
+//! on ephemeral ports, with the repository's own `config/` files (so the
+//! examples there cannot rot) and a fresh SQLite file per test.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use adapters::agency::AgencyConfig;
+use gateway::Gateway;
+use gateway::config::GatewayConfig;
+use mock_agencies::{MockConfig, MockFleet};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+pub const ENFORCEMENT: &str = "demo-enforcement-token";
+pub const AUDITOR: &str = "demo-auditor-token";
+pub const ADMIN: &str = "demo-admin-token";
+pub const CASE: &str = "(2024)甘0503执1234号";
+pub const ZHANG_SAN_ID: &str = "360426199101010071";
+pub const NOBODY_ID: &str = "620503198812120015";
+pub const ORG_CODE: &str = "91110000600037341L";
+
+/// The repository's `config/` folder.
+pub fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+pub fn zhang_san() -> Value {
+    json!({"kind": "person", "name": "张三", "id_number": ZHANG_SAN_ID})
+}
+
+pub fn nobody() -> Value {
+    json!({"kind": "person", "name": "王五", "id_number": NOBODY_ID})
+}
+
+pub fn organisation() -> Value {
+    json!({"kind": "organization", "name": "示例有限公司", "credit_code": ORG_CODE})
+}
+
+pub fn officer() -> Value {
+    json!({"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"})
+}
+
+pub fn inquiry_body(subject: Value) -> Value {
+    json!({"case_number": CASE, "subject": subject, "officers": [officer()]})
+}
+
+/// A whole system for one test.
+pub struct System {
+    pub fleet: MockFleet,
+    pub gateway: Option<Gateway>,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub config: GatewayConfig,
+    pub agencies: Vec<AgencyConfig>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A response: status, JSON body (or `Value::String` of the text), headers.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl System {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Starts with the repository's configuration, changed by `tweak`.
+    pub async fn start_with(
+        tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
+    ) -> anyhow::Result<Self> {
+        gateway::install_crypto_provider();
+        let dir = tempfile::tempdir()?;
+        let mocks = MockConfig::load(&config_dir().join("mock-agencies.toml"))?;
+        let fleet = MockFleet::start(&mocks, true).await?;
+        let mut config = GatewayConfig::load(&config_dir().join("gateway.toml"))?;
+        config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let mut agencies = adapters::agency::load_agencies(&config_dir().join("agencies"))?;
+        for agency in &mut agencies {
+            if let Some(url) = fleet.base_url(&agency.id) {
+                agency.base_url = url;
+            }
+        }
+        tweak(&mut config, &mut agencies);
+        let mut system = Self {
+            fleet,
+            gateway: None,
+            client: reqwest::Client::new(),
+            base: String::new(),
+            config,
+            agencies,
+            dir,
+        };
+        system.start_gateway().await?;
+        Ok(system)
+    }
+
+    /// (Re)starts the gateway on the same database.
+    pub async fn start_gateway(&mut self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let gateway = Gateway::start(self.config.clone(), self.agencies.clone(), listener).await?;
+        self.base = gateway.base_url();
+        self.gateway = Some(gateway);
+        Ok(())
+    }
+
+    pub async fn stop_gateway(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.shutdown().await;
+        }
+    }
+
+    /// A second connection to the gateway's database, for tests that break
+    /// or inspect it behind the gateway's back.
+    pub async fn open_database(&self) -> anyhow::Result<sqlx::SqlitePool> {
+        let options: sqlx::sqlite::SqliteConnectOptions = self.config.database_url.parse()?;
+        Ok(sqlx::SqlitePool::connect_with(options).await?)
+    }
+
+    pub fn mock_url(&self, agency: &str) -> String {
+        self.fleet
+            .base_url(agency)
+            .expect("a mock agency of that id")
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Reply> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Reply {
+            status,
+            body,
+            headers,
+        })
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> anyhow::Result<Reply> {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.call(
+            Method::POST,
+            path,
+            Some(token),
+            Some(serde_json::to_vec(body)?),
+        )
+        .await
+    }
+
+    pub async fn inquire(&self, subject: Value, wait: u64) -> anyhow::Result<Reply> {
+        self.post_json(
+            &format!("/v1/inquiries?wait={wait}"),
+            ENFORCEMENT,
+            &inquiry_body(subject),
+        )
+        .await
+    }
+
+    /// Reads an inquiry until `done` holds, or fails after `limit`.
+    pub async fn wait_for_inquiry(
+        &self,
+        id: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let reply = self
+                .get(&format!("/v1/inquiries/{id}"), ENFORCEMENT)
+                .await?;
+            if done(&reply.body) {
+                return Ok(reply.body);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "inquiry {id} did not reach the state in {limit:?}: {}",
+                    reply.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sets a mock agency's fault mode.
+    pub async fn fault(&self, agency: &str, faults: Value) -> anyhow::Result<()> {
+        let status = self
+            .client
+            .post(format!("{}/_mock/faults", self.mock_url(agency)))
+            .json(&faults)
+            .send()
+            .await?
+            .status();
+        anyhow::ensure!(status.is_success(), "faults refused: {status}");
+        Ok(())
+    }
+
+    /// Every audit event matching the query, following cursors.
+    pub async fn audit(&self, query: &str) -> anyhow::Result<Vec<Value>> {
+        let mut events = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/audit/events?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let reply = self.get(&path, AUDITOR).await?;
+            anyhow::ensure!(
+                reply.status == StatusCode::OK,
+                "audit query: {}",
+                reply.body
+            );
+            events.extend(reply.body["events"].as_array().cloned().unwrap_or_default());
+            match reply.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(events),
+            }
+        }
+    }
+}
+
+/// The assets of one kind in an inquiry.
+pub fn assets<'a>(inquiry: &'a Value, kind: &str) -> Vec<&'a Value> {
+    inquiry["assets"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x["kind"] == kind).collect())
+        .unwrap_or_default()
+}
+
+/// One agency's status line in an inquiry.
+pub fn agency_status<'a>(inquiry: &'a Value, agency: &str) -> &'a Value {
+    inquiry["agencies"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agency"] == agency))
+        .map(|x| &x["status"])
+        .unwrap_or(&Value::Null)
+}
+
+/// Percent-encodes a query value (case numbers are Chinese text).
+pub fn q(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
