@@ -43,13 +43,10 @@ pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Res
     if let Err(e) = show_inquiry(&base).await {
         eprintln!("the demo inquiry failed: {e:#}");
     }
-    println!("\nServing until Ctrl-C. Try:");
+    println!("\nServing until Ctrl-C. The README shows curl commands to try against {base}, e.g.:");
+    println!("  curl -s {base}/v1/agencies -H 'Authorization: Bearer {ENFORCEMENT_TOKEN}'");
     println!(
-        "  curl -s -X POST '{base}/v1/inquiries?wait=10' -H 'Authorization: Bearer {ENFORCEMENT_TOKEN}' \\\n    -H 'Content-Type: application/json' -d '{}'",
-        serde_json::to_string(&inquiry_body())?
-    );
-    println!(
-        "  curl -s '{base}/v1/audit/events?case_number=(2024)%E7%94%980503%E6%89%A71234%E5%8F%B7' -H 'Authorization: Bearer {AUDITOR_TOKEN}'"
+        "  curl -s '{base}/v1/audit/events?limit=20' -H 'Authorization: Bearer {AUDITOR_TOKEN}'"
     );
     gateway.run_until_signal().await;
     fleet.shutdown().await;
