@@ -8,9 +8,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dialect::Dialect;
 use crate::model::AssetKind;
 
 /// What sort of institution an agency is; it decides which asset kinds the
@@ -127,6 +129,29 @@ impl AgencyConfig {
             errors.push("poll_interval_ms must be positive".into());
         }
         errors
+    }
+}
+
+/// An agency the gateway can talk to: its file, and the dialect built for it
+/// with that file's options (encoding, batch size).
+#[derive(Debug, Clone)]
+pub struct Agency {
+    pub config: AgencyConfig,
+    pub dialect: Arc<dyn Dialect>,
+}
+
+impl Agency {
+    pub fn new(config: AgencyConfig) -> Result<Self, String> {
+        let dialect = crate::dialects::for_agency(&config)?;
+        Ok(Self { config, dialect })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    pub fn asset_kind(&self) -> AssetKind {
+        self.config.asset_kind()
     }
 }
 

@@ -1,25 +1,11 @@
-//! The agencies the gateway talks to: each agency file with the dialect
-//! built for it.
+//! The set of agencies the gateway talks to, by id.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub use adapters::agency::Agency;
 use adapters::agency::AgencyConfig;
-use adapters::dialect::Dialect;
 use adapters::model::AssetKind;
-
-/// One connected agency.
-#[derive(Debug, Clone)]
-pub struct Agency {
-    pub config: AgencyConfig,
-    pub dialect: Arc<dyn Dialect>,
-}
-
-impl Agency {
-    pub fn id(&self) -> &str {
-        &self.config.id
-    }
-}
 
 /// Every agency, by id.
 #[derive(Debug, Clone, Default)]
@@ -34,11 +20,12 @@ impl AgencyRegistry {
         let mut by_id = BTreeMap::new();
         let mut errors = Vec::new();
         for config in configs {
-            match adapters::dialects::for_agency(&config) {
-                Ok(dialect) => {
-                    by_id.insert(config.id.clone(), Arc::new(Agency { config, dialect }));
+            let id = config.id.clone();
+            match Agency::new(config) {
+                Ok(agency) => {
+                    by_id.insert(id, Arc::new(agency));
                 }
-                Err(e) => errors.push(format!("agency {}: {e}", config.id)),
+                Err(e) => errors.push(format!("agency {id}: {e}")),
             }
         }
         if errors.is_empty() {
