@@ -62,7 +62,7 @@ pub struct AgencyConfig {
     /// Display name.
     pub name: String,
     pub kind: AgencyKind,
-    /// The message format, one of `adapters::dialects::KNOWN`.
+    /// The message format: the `name` of a dialect file.
     pub dialect: String,
     /// Where the agency listens; dialect paths are appended to it.
     pub base_url: String,
@@ -88,7 +88,8 @@ impl AgencyConfig {
         self.kind.asset_kind()
     }
 
-    /// Checks what serde cannot: identifier form, known dialect, URL.
+    /// Checks what serde cannot: identifier form, URL, limits. Whether the
+    /// dialect exists is checked with the dialect files (`catalog`).
     fn check(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if self.id.is_empty()
@@ -102,14 +103,8 @@ impl AgencyConfig {
                 self.id
             ));
         }
-        if !crate::dialects::KNOWN.contains(&self.dialect.as_str()) {
-            errors.push(format!(
-                "dialect {:?} is unknown (known: {})",
-                self.dialect,
-                crate::dialects::KNOWN.join(", ")
-            ));
-        } else if let Err(e) = crate::dialects::for_agency(self) {
-            errors.push(e);
+        if self.dialect.trim().is_empty() {
+            errors.push("dialect must name a dialect file".into());
         }
         match url::Url::parse(&self.base_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
@@ -141,8 +136,12 @@ pub struct Agency {
 }
 
 impl Agency {
-    pub fn new(config: AgencyConfig) -> Result<Self, String> {
-        let dialect = crate::dialects::for_agency(&config)?;
+    /// Builds the agency with its dialect from `dialects`.
+    pub fn new(
+        config: AgencyConfig,
+        dialects: &crate::catalog::DialectSet,
+    ) -> Result<Self, String> {
+        let dialect = dialects.for_agency(&config)?;
         Ok(Self { config, dialect })
     }
 
@@ -201,6 +200,11 @@ pub fn parse_agency(file: &Path, text: &str) -> Result<AgencyConfig, Vec<ConfigE
 /// Loads every `*.toml` in `dir`, sorted by id. Refuses the whole set, with
 /// every error, when any file is wrong or two files share an id.
 pub fn load_agencies(dir: &Path) -> Result<Vec<AgencyConfig>, ConfigErrors> {
+    load_agency_files(dir).map(|files| files.into_iter().map(|(_, a)| a).collect())
+}
+
+/// Like `load_agencies`, keeping each agency's file for later messages.
+pub fn load_agency_files(dir: &Path) -> Result<Vec<(PathBuf, AgencyConfig)>, ConfigErrors> {
     let dir_error = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: dir.to_owned(),
@@ -247,7 +251,7 @@ pub fn load_agencies(dir: &Path) -> Result<Vec<AgencyConfig>, ConfigErrors> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
-    Ok(by_id.into_values().map(|(_, a)| a).collect())
+    Ok(by_id.into_values().collect())
 }
 
 #[cfg(test)]
@@ -286,7 +290,7 @@ max_batch = 20
     fn every_problem_of_a_file_is_reported() {
         let text = GOOD
             .replace("bank-a\"", "Bank A\"")
-            .replace("court-bank-xml", "telex")
+            .replace("court-bank-xml", " ")
             .replace("http://127.0.0.1:18101", "ftp://x");
         let errors = parse_agency(Path::new("x.toml"), &text).expect_err("three problems");
         assert_eq!(errors.len(), 3, "{errors:?}");

@@ -6,6 +6,7 @@
 //! databases, so every codec can be tested on bytes alone.
 
 pub mod agency;
+pub mod catalog;
 pub mod dialect;
 pub mod dialects;
 pub mod ids;

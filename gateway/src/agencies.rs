@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use adapters::agency::Agency;
-use adapters::agency::AgencyConfig;
+use adapters::catalog::Catalog;
 use adapters::model::AssetKind;
 
 /// Every agency, by id.
@@ -14,25 +14,13 @@ pub struct AgencyRegistry {
 }
 
 impl AgencyRegistry {
-    /// Builds the registry; fails with every agency whose dialect cannot be
-    /// built.
-    pub fn new(configs: Vec<AgencyConfig>) -> Result<Self, Vec<String>> {
-        let mut by_id = BTreeMap::new();
-        let mut errors = Vec::new();
-        for config in configs {
-            let id = config.id.clone();
-            match Agency::new(config) {
-                Ok(agency) => {
-                    by_id.insert(id, Arc::new(agency));
-                }
-                Err(e) => errors.push(format!("agency {id}: {e}")),
-            }
-        }
-        if errors.is_empty() {
-            Ok(Self { by_id })
-        } else {
-            Err(errors)
-        }
+    pub fn new(catalog: Catalog) -> Self {
+        let by_id = catalog
+            .agencies
+            .into_iter()
+            .map(|a| (a.config.id.clone(), Arc::new(a)))
+            .collect();
+        Self { by_id }
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Agency>> {

@@ -20,6 +20,9 @@ fn default_database_url() -> String {
 fn default_agencies_dir() -> PathBuf {
     PathBuf::from("config/agencies")
 }
+fn default_dialects_dir() -> PathBuf {
+    PathBuf::from("config/dialects")
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +36,13 @@ pub struct GatewayConfig {
     /// Directory of agency files, one `*.toml` per agency.
     #[serde(default = "default_agencies_dir")]
     pub agencies_dir: PathBuf,
+    /// Directory of dialect files, one `*.toml` per message format.
+    #[serde(default = "default_dialects_dir")]
+    pub dialects_dir: PathBuf,
+    /// Replaces the `base_url` of the agencies named here, on every load and
+    /// reload (the demo points agencies at its in-process mocks this way).
+    #[serde(default)]
+    pub agency_base_urls: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub inquiries: InquirySettings,
     #[serde(default)]
@@ -130,6 +140,17 @@ pub enum ConfigError {
 }
 
 impl GatewayConfig {
+    /// Loads the agencies and dialects this configuration names.
+    pub fn load_catalog(
+        &self,
+    ) -> Result<adapters::catalog::Catalog, adapters::agency::ConfigErrors> {
+        adapters::catalog::Catalog::load(
+            &self.agencies_dir,
+            &self.dialects_dir,
+            &self.agency_base_urls,
+        )
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),

@@ -19,15 +19,14 @@ const AUDITOR_TOKEN: &str = "demo-auditor-token";
 const DEMO_CASE: &str = "(2024)甘0503执1234号";
 
 pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Result<()> {
-    let gateway_config = GatewayConfig::load(config)?;
-    let mut agencies = adapters::agency::load_agencies(&gateway_config.agencies_dir)?;
+    let mut gateway_config = GatewayConfig::load(config)?;
     let mock_config = MockConfig::load(mocks)?;
     let fleet = MockFleet::start(&mock_config, true)
         .await
         .context("starting the mock agencies")?;
-    for agency in &mut agencies {
-        if let Some(url) = fleet.base_url(&agency.id) {
-            agency.base_url = url;
+    for (id, _) in fleet.agencies() {
+        if let Some(url) = fleet.base_url(&id) {
+            gateway_config.agency_base_urls.insert(id, url);
         }
     }
     for (id, addr) in fleet.agencies() {
@@ -36,7 +35,7 @@ pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Res
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    let gateway = crate::Gateway::start(gateway_config, agencies, listener).await?;
+    let gateway = crate::Gateway::start(gateway_config, listener).await?;
     let base = gateway.base_url();
     println!("gateway             {base}\n");
 

@@ -22,7 +22,6 @@ pub mod transport;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use adapters::agency::AgencyConfig;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,15 +51,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway with `agencies` (already loaded) on `listener`.
-    pub async fn start(
-        config: GatewayConfig,
-        agencies: Vec<AgencyConfig>,
-        listener: TcpListener,
-    ) -> anyhow::Result<Self> {
+    /// Starts the gateway on `listener` with the agencies and dialects its
+    /// configuration names.
+    pub async fn start(config: GatewayConfig, listener: TcpListener) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let registry = AgencyRegistry::new(agencies)
-            .map_err(|errors| anyhow::anyhow!("agency set refused:\n  {}", errors.join("\n  ")))?;
+        let catalog = config.load_catalog()?;
+        let registry = AgencyRegistry::new(catalog);
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;

@@ -85,31 +85,28 @@ async fn main() -> ExitCode {
     }
 }
 
-fn load(config: &Path) -> anyhow::Result<(GatewayConfig, Vec<adapters::agency::AgencyConfig>)> {
-    let gateway = GatewayConfig::load(config)?;
-    let agencies = adapters::agency::load_agencies(&gateway.agencies_dir)?;
-    Ok((gateway, agencies))
-}
-
 async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    let (mut gateway_config, agencies) = load(config)?;
+    let mut gateway_config = GatewayConfig::load(config)?;
     if let Some(listen) = listen {
         gateway_config.listen = listen;
     }
     let listener = tokio::net::TcpListener::bind(gateway_config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", gateway_config.listen))?;
-    let gateway = gateway::Gateway::start(gateway_config, agencies, listener).await?;
+    let gateway = gateway::Gateway::start(gateway_config, listener).await?;
     gateway.run_until_signal().await;
     Ok(())
 }
 
 fn check(config: &Path) -> anyhow::Result<()> {
-    let (gateway, agencies) = load(config)?;
+    let gateway = GatewayConfig::load(config)?;
+    let catalog = gateway.load_catalog()?;
     println!(
-        "ok: {} and {} agency file(s) in {}",
+        "ok: {}, {} dialect(s) in {}, {} agency file(s) in {}",
         config.display(),
-        agencies.len(),
+        catalog.dialects.names().len(),
+        gateway.dialects_dir.display(),
+        catalog.agencies.len(),
         gateway.agencies_dir.display()
     );
     Ok(())

@@ -52,7 +52,6 @@ pub struct System {
     pub client: reqwest::Client,
     pub base: String,
     pub config: GatewayConfig,
-    pub agencies: Vec<AgencyConfig>,
     pub dir: tempfile::TempDir,
 }
 
@@ -78,6 +77,7 @@ impl System {
         let fleet = MockFleet::start(&mocks, true).await?;
         let mut config = GatewayConfig::load(&config_dir().join("gateway.toml"))?;
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.dialects_dir = config_dir().join("dialects");
         let mut agencies = adapters::agency::load_agencies(&config_dir().join("agencies"))?;
         for agency in &mut agencies {
             if let Some(url) = fleet.base_url(&agency.id) {
@@ -85,13 +85,22 @@ impl System {
             }
         }
         tweak(&mut config, &mut agencies);
+        // The agencies as files of the test's own: a test may add or break
+        // one and reload, as an onboarding engineer would.
+        config.agencies_dir = dir.path().join("agencies");
+        std::fs::create_dir_all(&config.agencies_dir)?;
+        for agency in &agencies {
+            std::fs::write(
+                config.agencies_dir.join(format!("{}.toml", agency.id)),
+                toml::to_string(agency)?,
+            )?;
+        }
         let mut system = Self {
             fleet,
             gateway: None,
             client: reqwest::Client::new(),
             base: String::new(),
             config,
-            agencies,
             dir,
         };
         system.start_gateway().await?;
@@ -101,7 +110,7 @@ impl System {
     /// (Re)starts the gateway on the same database.
     pub async fn start_gateway(&mut self) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let gateway = Gateway::start(self.config.clone(), self.agencies.clone(), listener).await?;
+        let gateway = Gateway::start(self.config.clone(), listener).await?;
         self.base = gateway.base_url();
         self.gateway = Some(gateway);
         Ok(())
