@@ -16,7 +16,7 @@ use crate::bank_book::BankBook;
 use crate::config::{AgencySpec, MockDialect};
 use crate::ledger::{AgencyState, Answer, FaultMode, Faults, Outcome, RequestKind, Ticket};
 use crate::registry_book::RegistryBook;
-use crate::{bank_json, bank_xml, inspect, registry_json};
+use crate::{bank_json, bank_xml, inspect, iso_bank_xml, registry_json};
 
 /// What an agency holds.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl Holdings {
 pub(crate) struct Agency {
     pub spec: AgencySpec,
     pub holdings: Holdings,
-    /// The encoding replies are written in (XML dialect only).
+    /// The encoding replies are written in (`court-bank-xml` only).
     pub encoding: &'static Encoding,
     state: Mutex<AgencyState>,
 }
@@ -153,12 +153,18 @@ impl Agency {
 
 /// The HTTP face of one agency: its dialect's endpoints and the inspection API.
 pub(crate) fn router(agency: Arc<Agency>) -> Router {
-    let dialect = match agency.spec.dialect {
+    routes(agency.spec.dialect).with_state(agency)
+}
+
+/// The endpoints of a dialect and the inspection API, for any agency.
+pub(crate) fn routes(dialect: MockDialect) -> Router<Arc<Agency>> {
+    let dialect = match dialect {
         MockDialect::CourtBankXml => bank_xml::routes(),
         MockDialect::BankJson => bank_json::routes(),
         MockDialect::RegistryJson => registry_json::routes(),
+        MockDialect::IsoBankXml => iso_bank_xml::routes(),
     };
-    dialect.merge(inspect::routes()).with_state(agency)
+    dialect.merge(inspect::routes())
 }
 
 /// A dialect reply, cut in half when the `malformed` fault is on.

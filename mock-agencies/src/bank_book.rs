@@ -11,7 +11,7 @@ use rand::{Rng, RngCore};
 
 use crate::fixtures;
 use crate::names::{self, BankBrand};
-use crate::population::{Population, SubjectKind};
+use crate::population::{Population, Subject, SubjectKind};
 
 /// What kind of account it is; each dialect has its own word for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,15 @@ impl AccountKind {
             Self::DebitCard | Self::DemandSavings => "SAVINGS",
             Self::TimeSavings => "TIME_DEPOSIT",
             Self::BasicDeposit | Self::GeneralDeposit => "CURRENT",
+        }
+    }
+
+    /// `Tp Cd` of `iso-bank-xml`.
+    pub fn iso_code(self) -> &'static str {
+        match self {
+            Self::DebitCard | Self::DemandSavings => "SVGS",
+            Self::TimeSavings => "TDEP",
+            Self::BasicDeposit | Self::GeneralDeposit => "CACC",
         }
     }
 }
@@ -119,49 +128,15 @@ impl BankBook {
                 6..9 => 2,
                 _ => 3,
             };
-            let org = subject.kind == SubjectKind::Organisation;
             for n in 0..count {
-                let number = loop {
-                    let candidate = account_number(&mut rng, brand, org);
-                    if numbers.insert(candidate.clone()) {
-                        break candidate;
-                    }
-                };
-                let kind = account_kind(&mut rng, org, n);
-                let balance_fen = balance(&mut rng, org, kind);
-                let measures = if rng.random_bool(0.1) {
-                    standing_measures(&mut rng, balance_fen)
-                } else {
-                    Vec::new()
-                };
-                let held: i64 = measures
-                    .iter()
-                    .filter(|m| !m.waiting)
-                    .map(|m| m.amount_fen)
-                    .sum();
-                accounts.push(Account {
-                    account_number: number,
-                    holder_id: subject.id_number.clone(),
-                    holder_name: subject.name.clone(),
-                    kind,
-                    state: if rng.random_bool(0.03) {
-                        AccountState::Dormant
-                    } else {
-                        AccountState::Normal
-                    },
-                    currency: "CNY".into(),
-                    balance_fen,
-                    available_fen: (balance_fen - held).max(0),
-                    branch: brand
-                        .branches
-                        .choose(&mut rng)
-                        .copied()
-                        .unwrap_or(brand.name)
-                        .to_owned(),
-                    measures,
-                });
+                accounts.push(generated_account(&mut rng, subject, brand, n, &mut numbers));
             }
         }
+        Self::from_accounts(accounts)
+    }
+
+    /// A book holding exactly these accounts, in this order.
+    pub fn from_accounts(accounts: Vec<Account>) -> Self {
         let mut by_holder: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, a) in accounts.iter().enumerate() {
             by_holder.entry(a.holder_id.clone()).or_default().push(i);
@@ -221,6 +196,58 @@ fn account_number(rng: &mut impl RngCore, brand: BankBrand, org: bool) -> String
         let body = format!("{}{}", brand.card_prefix, digits(rng, 18 - 6));
         let check = luhn_digit(&body);
         format!("{body}{check}")
+    }
+}
+
+/// One generated account of `subject` at a bank of `brand`: its `nth` at
+/// that bank (a company's first is its basic account). The number is drawn
+/// until it is not in `numbers`, then added to it.
+pub(crate) fn generated_account(
+    rng: &mut impl RngCore,
+    subject: &Subject,
+    brand: BankBrand,
+    nth: usize,
+    numbers: &mut HashSet<String>,
+) -> Account {
+    let org = subject.kind == SubjectKind::Organisation;
+    let number = loop {
+        let candidate = account_number(rng, brand, org);
+        if numbers.insert(candidate.clone()) {
+            break candidate;
+        }
+    };
+    let kind = account_kind(rng, org, nth);
+    let balance_fen = balance(rng, org, kind);
+    let measures = if rng.random_bool(0.1) {
+        standing_measures(rng, balance_fen)
+    } else {
+        Vec::new()
+    };
+    let held: i64 = measures
+        .iter()
+        .filter(|m| !m.waiting)
+        .map(|m| m.amount_fen)
+        .sum();
+    Account {
+        account_number: number,
+        holder_id: subject.id_number.clone(),
+        holder_name: subject.name.clone(),
+        kind,
+        state: if rng.random_bool(0.03) {
+            AccountState::Dormant
+        } else {
+            AccountState::Normal
+        },
+        currency: "CNY".into(),
+        balance_fen,
+        available_fen: (balance_fen - held).max(0),
+        branch: brand
+            .branches
+            .choose(rng)
+            .copied()
+            .unwrap_or(brand.name)
+            .to_owned(),
+        measures,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The mock fleet's configuration: which agencies to run, in which dialect,
 //! where, and how slow, plus the seed and size of the shared population.
 //! Loaded from TOML (`config/mock-agencies.toml`) or built in code by
-//! [`MockConfig::standard`]. Validation collects every problem before
+//! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`]).
+//! Validation collects every problem before
 //! refusing, so one run shows all mistakes of a file.
 
 use std::collections::HashSet;
@@ -27,6 +28,9 @@ pub enum MockDialect {
     BankJson,
     /// A real-estate registry: submit, then poll for the result.
     RegistryJson,
+    /// An ISO 20022-flavoured XML bank: UTF-8, a default namespace, amounts
+    /// in fen, synchronous batches.
+    IsoBankXml,
 }
 
 impl MockDialect {
@@ -36,6 +40,7 @@ impl MockDialect {
             Self::CourtBankXml => "court-bank-xml",
             Self::BankJson => "bank-json",
             Self::RegistryJson => "registry-json",
+            Self::IsoBankXml => "iso-bank-xml",
         }
     }
 
@@ -72,8 +77,8 @@ pub struct AgencySpec {
     /// Where it listens when the fleet is not started on ephemeral ports.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// Character encoding of requests and replies (`court-bank-xml` only);
-    /// UTF-8 when absent.
+    /// Character encoding of requests and replies (`court-bank-xml` only:
+    /// `iso-bank-xml` is always UTF-8); UTF-8 when absent.
     #[serde(default)]
     pub encoding: Option<String>,
     /// Delay added before answering every dialect request.
@@ -96,7 +101,7 @@ fn default_population() -> usize {
     2000
 }
 
-fn default_result_delay_ms() -> u64 {
+pub(crate) fn default_result_delay_ms() -> u64 {
     300
 }
 
@@ -156,6 +161,25 @@ impl MockConfig {
                 },
             ],
         }
+    }
+
+    /// Adds bank-d, the `iso-bank-xml` bank (中国农业银行（模拟）, no listen
+    /// address), after the agencies already there: the standard fleet plus
+    /// the fourth dialect is `MockConfig::standard().with_iso_bank()`.
+    /// [`MockConfig::standard`] itself stays the three agencies of the first
+    /// release.
+    #[must_use]
+    pub fn with_iso_bank(mut self) -> Self {
+        self.agencies.push(AgencySpec {
+            id: fixtures::BANK_D.into(),
+            dialect: MockDialect::IsoBankXml,
+            listen: None,
+            encoding: None,
+            latency_ms: 0,
+            result_delay_ms: default_result_delay_ms(),
+            name: "中国农业银行（模拟）".into(),
+        });
+        self
     }
 
     /// Checks the whole configuration and reports every problem found.

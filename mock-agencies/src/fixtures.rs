@@ -1,10 +1,12 @@
 //! Named subjects whose holdings are fixed, whatever the seed or size of the
 //! population: the gateway's demo and the end-to-end tests assert against
 //! these constants. Holdings are filed by agency id (`bank-a`, `bank-b`,
-//! `registry-x`): an agency with another id holds none of them.
+//! `bank-d`, `registry-x`, and the bank fleet's `fleet-0042`): an agency
+//! with another id holds none of them.
 //!
-//! - 张三: two accounts at bank-a, one at bank-b, one sealed and mortgaged
-//!   flat at registry-x; no measures on the accounts.
+//! - 张三: two accounts at bank-a, one at bank-b, one at bank-d, one at the
+//!   bank fleet's fleet-0042, one sealed and mortgaged flat at registry-x;
+//!   no measures on the accounts.
 //! - 示例有限公司: two accounts at bank-a, nothing elsewhere.
 //! - 王五: known to no agency.
 
@@ -16,6 +18,14 @@ use crate::registry_book::{Owner, Seal, Unit};
 pub const BANK_A: &str = "bank-a";
 pub const BANK_B: &str = "bank-b";
 pub const REGISTRY_X: &str = "registry-x";
+/// The `iso-bank-xml` bank ([`crate::MockConfig::with_iso_bank`]).
+pub const BANK_D: &str = "bank-d";
+/// The bank of a [`crate::MockBankFleet`] where 张三 holds an account. Its
+/// number, 42, makes it a `court-bank-xml` bank answering in UTF-8
+/// ([`crate::fleet_plan::fleet_dialect`]). A fleet of fewer than 42 banks
+/// has no such bank, nor has one of over 9,999 (its ids have more digits):
+/// there 张三 holds no fleet account.
+pub const FLEET_ZHANG_SAN_BANK: &str = "fleet-0042";
 
 const fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     match NaiveDate::from_ymd_opt(y, m, d) {
@@ -49,6 +59,20 @@ pub const ZHANG_SAN_BANK_B_PRODUCT: &str = "SAVINGS";
 pub const ZHANG_SAN_BANK_B_BRANCH: &str = "中国建设银行天水分行营业部";
 pub const ZHANG_SAN_BANK_B_BALANCE_FEN: i64 = 5_600_000;
 pub const ZHANG_SAN_BANK_B_AVAILABLE_FEN: i64 = 5_600_000;
+
+/// At bank-d, written in the words of `iso-bank-xml` (`Tp Cd`).
+pub const ZHANG_SAN_BANK_D_ACCOUNT: &str = "6228480000012345678";
+pub const ZHANG_SAN_BANK_D_TYPE: &str = "SVGS";
+pub const ZHANG_SAN_BANK_D_BRANCH: &str = "中国农业银行天水分行营业部";
+pub const ZHANG_SAN_BANK_D_BALANCE_FEN: i64 = 2_000_000;
+pub const ZHANG_SAN_BANK_D_AVAILABLE_FEN: i64 = 2_000_000;
+
+/// At [`FLEET_ZHANG_SAN_BANK`], written in the words of `court-bank-xml`.
+pub const FLEET_ZHANG_SAN_ACCOUNT: &str = "6228480042004200428";
+pub const FLEET_ZHANG_SAN_TYPE: &str = "借记卡";
+pub const FLEET_ZHANG_SAN_BRANCH: &str = "中国农业银行天水麦积支行";
+pub const FLEET_ZHANG_SAN_BALANCE_FEN: i64 = 4_200_042;
+pub const FLEET_ZHANG_SAN_AVAILABLE_FEN: i64 = 4_200_042;
 
 pub const ZHANG_SAN_UNIT_NUMBER: &str = "620503001001GB00001F00010001";
 pub const ZHANG_SAN_CERTIFICATE_NUMBER: &str = "甘(2019)麦积区不动产权第0001234号";
@@ -88,10 +112,12 @@ pub const WANG_WU_ID: &str = "620503198812120015";
 pub const ALL_SUBJECT_IDS: [&str; 3] = [ZHANG_SAN_ID, SAMPLE_ORG_ID, WANG_WU_ID];
 
 /// Account numbers generated accounts must never use.
-pub const ALL_ACCOUNT_NUMBERS: [&str; 5] = [
+pub const ALL_ACCOUNT_NUMBERS: [&str; 7] = [
     ZHANG_SAN_BANK_A_DEBIT_ACCOUNT,
     ZHANG_SAN_BANK_A_SAVINGS_ACCOUNT,
     ZHANG_SAN_BANK_B_ACCOUNT,
+    ZHANG_SAN_BANK_D_ACCOUNT,
+    FLEET_ZHANG_SAN_ACCOUNT,
     SAMPLE_ORG_BASIC_ACCOUNT,
     SAMPLE_ORG_GENERAL_ACCOUNT,
 ];
@@ -164,6 +190,22 @@ pub fn bank_accounts(agency_id: &str) -> Vec<Account> {
             ZHANG_SAN_BANK_B_BRANCH,
             ZHANG_SAN_BANK_B_BALANCE_FEN,
             ZHANG_SAN_BANK_B_AVAILABLE_FEN,
+        )],
+        BANK_D => vec![account(
+            ZHANG_SAN_BANK_D_ACCOUNT,
+            zhang,
+            AccountKind::DemandSavings,
+            ZHANG_SAN_BANK_D_BRANCH,
+            ZHANG_SAN_BANK_D_BALANCE_FEN,
+            ZHANG_SAN_BANK_D_AVAILABLE_FEN,
+        )],
+        FLEET_ZHANG_SAN_BANK => vec![account(
+            FLEET_ZHANG_SAN_ACCOUNT,
+            zhang,
+            AccountKind::DebitCard,
+            FLEET_ZHANG_SAN_BRANCH,
+            FLEET_ZHANG_SAN_BALANCE_FEN,
+            FLEET_ZHANG_SAN_AVAILABLE_FEN,
         )],
         _ => Vec::new(),
     }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use crate::agency::{self, Agency, Holdings};
 use crate::bank_book::BankBook;
 use crate::config::{MockConfig, MockDialect};
-use crate::names::BankBrand;
+use crate::names::{self, BankBrand};
 use crate::population::Population;
 use crate::registry_book::RegistryBook;
 
@@ -89,10 +89,11 @@ impl MockFleet {
                     Holdings::Registry(Arc::new(RegistryBook::generate(&population, &spec.id)))
                 }
                 dialect => {
-                    let brand = BankBrand::for_agency(
-                        spec.display_name(),
-                        dialect == MockDialect::CourtBankXml,
-                    );
+                    let brand = BankBrand::named_in(spec.display_name()).unwrap_or(match dialect {
+                        MockDialect::CourtBankXml => names::ICBC,
+                        MockDialect::IsoBankXml => names::ABC,
+                        _ => names::CCB,
+                    });
                     Holdings::Bank(Arc::new(BankBook::generate(&population, &spec.id, brand)))
                 }
             };
@@ -180,7 +181,7 @@ impl MockFleet {
 
 /// Waits for a server task to finish its requests in flight; one stuck on a
 /// long injected latency is abandoned (its listener is already closed).
-async fn drain(mut task: JoinHandle<()>) {
+pub(crate) async fn drain(mut task: JoinHandle<()>) {
     if tokio::time::timeout(DRAIN_GRACE, &mut task).await.is_err() {
         task.abort();
     }

@@ -76,7 +76,8 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
 fn account(dialect: MockDialect, a: &Account) -> Value {
     let account_type = match dialect {
         MockDialect::CourtBankXml => a.kind.xml_label(),
-        _ => a.kind.json_product(),
+        MockDialect::IsoBankXml => a.kind.iso_code(),
+        MockDialect::BankJson | MockDialect::RegistryJson => a.kind.json_product(),
     };
     let measures: Vec<Value> = a
         .measures

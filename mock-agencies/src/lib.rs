@@ -1,15 +1,19 @@
 //! Mock banks and registries that speak the agencies' wire formats
 //! (docs/wire-formats.md) over real HTTP, for the gateway's tests and demo.
 //!
-//! A [`MockFleet`] runs each configured agency on its own listener. All of
-//! them draw their holdings from one seeded [`population::Population`] plus
-//! the named [`fixtures`]. The mocks read and write the wire formats with
-//! their own code and never with the gateway's `adapters`, so that a codec
-//! bug cannot hide by being on both sides.
+//! A [`MockFleet`] runs each configured agency on its own listener; a
+//! [`MockBankFleet`] runs N generated banks behind one listener, each under
+//! its own path prefix (the gateway's agency files for it come from
+//! [`fleet_agency_files`]). All of them draw their holdings from one seeded
+//! [`population::Population`] plus the named [`fixtures`]. The mocks read
+//! and write the wire formats with their own code and never with the
+//! gateway's `adapters`, so that a codec bug cannot hide by being on both
+//! sides.
 
 pub mod bank_book;
 pub mod config;
 pub mod fixtures;
+pub mod fleet_plan;
 pub mod ids;
 pub mod money;
 pub mod names;
@@ -17,13 +21,18 @@ pub mod population;
 pub mod registry_book;
 
 mod agency;
+mod agency_files;
+mod bank_fleet;
 mod bank_json;
 mod bank_xml;
 mod fleet;
 mod inspect;
+mod iso_bank_xml;
 mod ledger;
 mod registry_json;
 mod xml_tree;
 
+pub use agency_files::{fleet_agency_files, write_fleet_agency_files};
+pub use bank_fleet::MockBankFleet;
 pub use config::{AgencySpec, MockConfig, MockDialect};
 pub use fleet::MockFleet;

@@ -1,29 +1,84 @@
 //! `mock-agencies`: runs the configured mock banks and registries on their
-//! fixed addresses until Ctrl-C or SIGTERM, for trying the gateway by hand.
-//! Logs where each agency listens; never logs a full identity number.
+//! fixed addresses until Ctrl-C or SIGTERM, for trying the gateway by hand;
+//! with `--banks N`, a fleet of N generated banks behind one listener
+//! instead; `write-agencies` writes the gateway's agency files for such a
+//! fleet and exits. Logs where each agency listens; never logs a full
+//! identity number.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
-use mock_agencies::{MockConfig, MockFleet, fixtures, ids};
+use clap::{Parser, Subcommand};
+use mock_agencies::fleet_plan::MAX_FLEET_BANKS;
+use mock_agencies::{MockBankFleet, MockConfig, MockFleet, fixtures, ids};
 use tracing_subscriber::EnvFilter;
+
+/// Where a bank fleet listens unless told otherwise.
+const DEFAULT_FLEET_LISTEN: &str = "127.0.0.1:18200";
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "Mock banks and registries speaking the agencies' wire formats"
+    about = "Mock banks and registries speaking the agencies' wire formats",
+    long_about = "Mock banks and registries speaking the agencies' wire formats \
+        (docs/wire-formats.md).\n\n\
+        By default runs the agencies of --config, each on its own address. \
+        With --banks N runs a fleet of N generated banks (fleet-0001 ...) behind \
+        one listener instead, bank ID under /banks/ID; a bank's dialect follows \
+        from its number n: n % 4 = 0 bank-json, 1 court-bank-xml (GB18030), \
+        2 court-bank-xml (UTF-8), 3 iso-bank-xml. `write-agencies` writes the \
+        gateway's agency files for such a fleet.",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
-    /// The fleet's configuration file.
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The configuration of the agencies to run (not read with --banks).
     #[arg(long, default_value = "config/mock-agencies.toml")]
     config: PathBuf,
-    /// Overrides the configured population seed.
+    /// Run a fleet of N generated banks behind one listener instead of the
+    /// configured agencies.
+    #[arg(long, value_name = "N", value_parser = bank_count, conflicts_with = "config")]
+    banks: Option<usize>,
+    /// Where the bank fleet listens (with --banks) [default: 127.0.0.1:18200].
+    #[arg(long, requires = "banks")]
+    listen: Option<SocketAddr>,
+    /// Overrides the population seed (the configured one, or the standard
+    /// one with --banks).
     #[arg(long)]
     seed: Option<u64>,
-    /// Overrides the configured population size.
+    /// Overrides the population size (the configured one, or the standard
+    /// one with --banks).
     #[arg(long)]
     population: Option<usize>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write the gateway's agency files for a bank fleet (one
+    /// `fleet-NNNN.toml` per bank, base_url `{base-url}/banks/fleet-NNNN`)
+    /// into a directory, creating it, and exit.
+    WriteAgencies {
+        /// How many banks the fleet has (as given to --banks).
+        #[arg(long, value_name = "N", value_parser = bank_count)]
+        banks: usize,
+        /// Where the fleet listens, as the gateway reaches it.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:18200")]
+        base_url: String,
+        /// The directory to write the files into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+fn bank_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_FLEET_BANKS).contains(&n) => Ok(n),
+        _ => Err(format!("a number of banks from 1 to {MAX_FLEET_BANKS}")),
+    }
 }
 
 #[tokio::main]
@@ -34,11 +89,47 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = MockConfig::load(&args.config)?;
-    if let Some(seed) = args.seed {
+    match (args.command, args.banks) {
+        (
+            Some(Command::WriteAgencies {
+                banks,
+                base_url,
+                out,
+            }),
+            _,
+        ) => {
+            let written = mock_agencies::write_fleet_agency_files(&out, &base_url, banks)?;
+            tracing::info!(files = written, dir = %out.display(), %base_url, "agency files written");
+            Ok(())
+        }
+        (None, Some(banks)) => {
+            let standard = MockConfig::standard();
+            let listen = match args.listen {
+                Some(listen) => listen,
+                None => DEFAULT_FLEET_LISTEN.parse()?,
+            };
+            run_bank_fleet(
+                args.seed.unwrap_or(standard.seed),
+                args.population.unwrap_or(standard.population),
+                banks,
+                listen,
+            )
+            .await
+        }
+        (None, None) => run_configured(args.config, args.seed, args.population).await,
+    }
+}
+
+async fn run_configured(
+    path: PathBuf,
+    seed: Option<u64>,
+    population: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut config = MockConfig::load(&path)?;
+    if let Some(seed) = seed {
         config.seed = seed;
     }
-    if let Some(population) = args.population {
+    if let Some(population) = population {
         config.population = population;
     }
     config.validate()?;
@@ -61,6 +152,47 @@ async fn main() -> anyhow::Result<()> {
         wang_wu = %ids::mask(fixtures::WANG_WU_ID),
         "population ready; fixture subjects always present"
     );
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    fleet.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn run_bank_fleet(
+    seed: u64,
+    population: usize,
+    banks: usize,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let fleet = MockBankFleet::start(seed, population, banks, listen)
+        .await
+        .context("starting the mock bank fleet")?;
+    let elapsed_ms = started.elapsed().as_millis();
+    let mut dialects: BTreeMap<&str, usize> = BTreeMap::new();
+    for id in fleet.bank_ids() {
+        if let Some(dialect) = fleet.bank_dialect(&id) {
+            *dialects.entry(dialect.as_str()).or_default() += 1;
+        }
+    }
+    tracing::info!(
+        url = %fleet.base_url(),
+        banks,
+        ?dialects,
+        seed,
+        population = fleet.population().len(),
+        elapsed_ms,
+        "bank fleet serving: bank ID under /banks/ID, list at /banks"
+    );
+    if let Some(url) = fleet.agency_base_url(fixtures::FLEET_ZHANG_SAN_BANK) {
+        tracing::info!(
+            zhang_san = %ids::mask(fixtures::ZHANG_SAN_ID),
+            bank = fixtures::FLEET_ZHANG_SAN_BANK,
+            %url,
+            "fixture subject's fleet account"
+        );
+    }
     shutdown_signal().await;
     tracing::info!("stopping");
     fleet.shutdown().await;

@@ -163,12 +163,19 @@ pub const BOC: BankBrand = BankBrand {
 };
 
 impl BankBrand {
+    /// Every brand the mocks know.
+    pub const ALL: [BankBrand; 4] = [ICBC, CCB, ABC, BOC];
+
+    /// The brand an agency's display name points to, if it names one.
+    pub fn named_in(display_name: &str) -> Option<BankBrand> {
+        Self::ALL
+            .into_iter()
+            .find(|b| display_name.contains(b.name))
+    }
+
     /// The brand an agency's display name points to; otherwise one by
     /// dialect, so bank-a (XML) looks like ICBC and bank-b (JSON) like CCB.
     pub fn for_agency(display_name: &str, xml: bool) -> BankBrand {
-        [ICBC, CCB, ABC, BOC]
-            .into_iter()
-            .find(|b| display_name.contains(b.name))
-            .unwrap_or(if xml { ICBC } else { CCB })
+        Self::named_in(display_name).unwrap_or(if xml { ICBC } else { CCB })
     }
 }

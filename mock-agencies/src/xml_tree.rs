@@ -1,20 +1,46 @@
 //! Reading an incoming XML request: decode the bytes by the encoding their
 //! declaration names (UTF-8 when none), then parse them into a small element
-//! tree. Anything unreadable is an error with a reason, never a panic: the
-//! bank answers it with `CWXX`.
+//! tree of local names, each with the namespace it is in and its attributes.
+//! Anything unreadable is an error with a reason, never a panic: the bank
+//! answers it with its dialect's error body.
 
-use quick_xml::Reader;
+use quick_xml::NsReader;
 use quick_xml::escape::resolve_predefined_entity;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Element {
+    /// The local name (without a prefix).
     pub name: String,
+    /// The namespace the element is in, `None` when it is in none.
+    pub namespace: Option<String>,
+    /// Attributes as written (qualified names), namespace declarations left out.
+    attributes: Vec<(String, String)>,
     text: String,
     pub children: Vec<Element>,
 }
 
 impl Element {
+    /// The value of an attribute, when present.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// This element and every element inside it, depth first.
+    pub fn descendants(&self) -> Vec<&Element> {
+        let mut out = vec![self];
+        let mut i = 0;
+        while let Some(e) = out.get(i).copied() {
+            out.extend(e.children.iter());
+            i += 1;
+        }
+        out
+    }
+
     pub fn child(&self, name: &str) -> Option<&Element> {
         self.children.iter().find(|c| c.name == name)
     }
@@ -41,7 +67,7 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 /// The encoding label in `<?xml ... encoding="..."?>`, if the document
 /// starts with a declaration naming one. The declaration is ASCII in every
 /// encoding we accept, so it can be read before knowing the encoding.
-fn declared_encoding(bytes: &[u8]) -> Option<String> {
+pub(crate) fn declared_encoding(bytes: &[u8]) -> Option<String> {
     let head = bytes.strip_prefix(b"<?xml")?;
     let end = head.windows(2).position(|w| w == b"?>")?;
     let decl = String::from_utf8_lossy(&head[..end]);
@@ -72,28 +98,28 @@ pub(crate) fn decode_document(bytes: &[u8]) -> Result<String, String> {
 
 /// Parses a whole document into its root element.
 pub(crate) fn parse(text: &str) -> Result<Element, String> {
-    let mut reader = Reader::from_str(text);
+    let mut reader = NsReader::from_str(text);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("XML error at byte {}: {e}", reader.error_position()))?;
+        let (namespace, event) = match reader.read_resolved_event() {
+            Ok((ns, event)) => (namespace_of(&ns), event),
+            Err(e) => {
+                return Err(format!(
+                    "XML error at byte {}: {e}",
+                    reader.error_position()
+                ));
+            }
+        };
         match event {
             Event::Start(start) => {
                 if stack.is_empty() && root.is_some() {
                     return Err("more than one root element".into());
                 }
-                stack.push(Element {
-                    name: String::from_utf8_lossy(start.name().as_ref()).into_owned(),
-                    ..Element::default()
-                });
+                stack.push(element(&start, namespace?)?);
             }
             Event::Empty(empty) => {
-                let element = Element {
-                    name: String::from_utf8_lossy(empty.name().as_ref()).into_owned(),
-                    ..Element::default()
-                };
+                let element = element(&empty, namespace?)?;
                 close(element, &mut stack, &mut root)?;
             }
             Event::End(_) => {
@@ -128,6 +154,39 @@ pub(crate) fn parse(text: &str) -> Result<Element, String> {
         return Err(format!("the document ends inside <{}>", open.name));
     }
     root.ok_or_else(|| "no root element".to_owned())
+}
+
+/// The namespace an element is in; a prefix nobody declared is an error.
+fn namespace_of(resolved: &ResolveResult<'_>) -> Result<Option<String>, String> {
+    match resolved {
+        ResolveResult::Unbound => Ok(None),
+        ResolveResult::Bound(ns) => Ok(Some(String::from_utf8_lossy(ns.as_ref()).into_owned())),
+        ResolveResult::Unknown(prefix) => Err(format!(
+            "the prefix {:?} is not declared",
+            String::from_utf8_lossy(prefix)
+        )),
+    }
+}
+
+fn element(start: &BytesStart<'_>, namespace: Option<String>) -> Result<Element, String> {
+    let mut attributes = Vec::new();
+    for attribute in start.attributes() {
+        let attribute = attribute.map_err(|e| e.to_string())?;
+        if attribute.key.as_namespace_binding().is_some() {
+            continue;
+        }
+        let value = attribute.unescape_value().map_err(|e| e.to_string())?;
+        attributes.push((
+            String::from_utf8_lossy(attribute.key.as_ref()).into_owned(),
+            value.into_owned(),
+        ));
+    }
+    Ok(Element {
+        name: String::from_utf8_lossy(start.local_name().as_ref()).into_owned(),
+        namespace,
+        attributes,
+        ..Element::default()
+    })
 }
 
 fn close(
@@ -167,6 +226,23 @@ mod tests {
             declared_encoding(b"<?xml version='1.0' encoding = 'gbk' ?>"),
             Some("gbk".into())
         );
+    }
+
+    #[test]
+    fn namespaces_and_attributes_are_kept() {
+        let root =
+            parse(r#"<p:A xmlns:p="urn:x" xmlns="urn:y"><B Tp="N&amp;1"/><p:C>t</p:C></p:A>"#)
+                .expect("parses");
+        assert_eq!(root.name, "A");
+        assert_eq!(root.namespace.as_deref(), Some("urn:x"));
+        let b = root.child("B").expect("B");
+        assert_eq!(b.namespace.as_deref(), Some("urn:y"));
+        assert_eq!(b.attr("Tp"), Some("N&1"));
+        assert_eq!(b.attr("xmlns"), None);
+        assert_eq!(root.text_of("C"), Some("t"));
+        assert_eq!(root.descendants().len(), 3);
+        assert!(parse("<q:A/>").is_err(), "an undeclared prefix");
+        assert_eq!(parse("<A/>").expect("parses").namespace, None);
     }
 
     #[test]

@@ -114,6 +114,39 @@ pub fn value<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
     blocks(text, tag).first().map(|v| v.trim())
 }
 
+/// Posts `body` to `url` as `content_type`: status, reply content type, body.
+pub async fn post_bytes(url: &str, content_type: &str, body: Vec<u8>) -> (u16, String, Vec<u8>) {
+    let response = client()
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("the agency answers");
+    let status = response.status().as_u16();
+    let reply_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        status,
+        reply_type,
+        response.bytes().await.expect("a body").to_vec(),
+    )
+}
+
+/// An indented XML text with the blanks between tags taken out, so that
+/// whole elements compare as one string.
+pub fn compact(xml: &str) -> String {
+    let mut out = String::with_capacity(xml.len());
+    for line in xml.lines() {
+        out.push_str(line.trim());
+    }
+    out
+}
+
 pub async fn get_json(url: &str) -> (u16, Value) {
     let response = client().get(url).send().await.expect("the agency answers");
     let status = response.status().as_u16();

@@ -1,10 +1,12 @@
 //! The mock agencies seen from outside, over real HTTP on ephemeral ports:
 //! what a court's gateway sends and what comes back, as stories.
 
+mod bank_fleet;
 mod bank_json;
 mod bank_xml;
 mod common;
 mod config;
 mod faults;
+mod iso_bank_xml;
 mod population;
 mod registry;
