@@ -1,8 +1,8 @@
 //! The gateway's agency files for a bank fleet: one `fleet-NNNN.toml` per
 //! bank, in the format of `config/agencies/*.toml` (the gateway refuses
 //! unknown keys, so only these are written: `id`, `name`, `kind`, `dialect`,
-//! `base_url`, `enabled`, `encoding` for the XML dialects, `timeout_ms`,
-//! `max_batch`). Built from [`crate::fleet_plan`], so the files and a fleet
+//! `base_url`, `enabled`, `encoding` for the XML dialects, and `[limits]`
+//! `timeout_ms` and `max_batch`). Built from [`crate::fleet_plan`], so the files and a fleet
 //! of the same size agree on every bank's id and dialect.
 
 use std::path::Path;
@@ -29,6 +29,12 @@ struct AgencyFile<'a> {
     enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     encoding: Option<&'a str>,
+    limits: Limits,
+}
+
+/// The `[limits]` table.
+#[derive(Serialize)]
+struct Limits {
     timeout_ms: u64,
     max_batch: usize,
 }
@@ -56,8 +62,10 @@ pub fn fleet_agency_files(fleet_base_url: &str, banks: usize) -> Vec<(String, St
                 base_url: format!("{base}/banks/{}", spec.id),
                 enabled: true,
                 encoding,
-                timeout_ms: TIMEOUT_MS,
-                max_batch,
+                limits: Limits {
+                    timeout_ms: TIMEOUT_MS,
+                    max_batch,
+                },
             };
             let body = toml::to_string(&file).unwrap_or_default();
             let text = format!(

@@ -290,8 +290,7 @@ fn agency_files_point_the_gateway_at_every_bank() {
             "dialect",
             "base_url",
             "enabled",
-            "timeout_ms",
-            "max_batch",
+            "limits",
         ]);
         if xml {
             expected.insert("encoding");
@@ -304,9 +303,9 @@ fn agency_files_point_the_gateway_at_every_bank() {
             Some(format!("http://127.0.0.1:18200/banks/{id}").as_str())
         );
         assert_eq!(table["enabled"].as_bool(), Some(true));
-        assert_eq!(table["timeout_ms"].as_integer(), Some(5000));
+        assert_eq!(table["limits"]["timeout_ms"].as_integer(), Some(5000));
         assert_eq!(
-            table["max_batch"].as_integer(),
+            table["limits"]["max_batch"].as_integer(),
             Some(if xml { 20 } else { 1 })
         );
         let (dialect, encoding) = match n % 4 {
