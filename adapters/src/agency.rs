@@ -1,9 +1,15 @@
 //! Agency files (`config/agencies/*.toml`, one per agency): what an agency is,
-//! which dialect it speaks, where it is, and its limits.
+//! which dialect it speaks, where it is and how to reach it (TLS, auth
+//! headers), its limits and its business hours.
 //!
-//! Loading collects every error of every file, each naming its file (and line
-//! where the parser knows it), before refusing the set: an onboarding engineer
-//! fixes them all in one go.
+//! Loading collects every error of every file, each naming its file and line,
+//! before refusing the set: an onboarding engineer fixes them all in one go.
+//! Secrets are given by reference (environment variable or file), resolved at
+//! load time, and never shown (see [`secrets`]).
+
+mod hours;
+pub mod secrets;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -14,6 +20,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
 use crate::model::AssetKind;
+
+pub use hours::{BusinessHours, ClockTime, Day, china_time_label};
+pub use secrets::{AuthHeaderValue, Connection, Secret, TlsMaterial};
+pub use validate::{KeyPath, line_of, parse_agency};
 
 /// What sort of institution an agency is; it decides which asset kinds the
 /// agency serves.
@@ -46,41 +56,190 @@ fn default_true() -> bool {
 fn default_timeout_ms() -> u64 {
     10_000
 }
-fn default_max_batch() -> usize {
-    1
-}
 fn default_poll_interval_ms() -> u64 {
     1_000
 }
 
-/// One agency file.
+/// One agency file. Unknown keys are errors. Keys in order of appearance in
+/// a typical file: the scalars first, then the `[limits]`, `[tls]`,
+/// `[business_hours]` and `[[auth.headers]]` tables.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgencyConfig {
     /// Stable identifier, lowercase letters, digits and dashes: `bank-a`.
+    /// It names the agency in the API, the audit log and request numbers.
     pub id: String,
     /// Display name.
     pub name: String,
+    /// `bank` (serves `bank_account`) or `registry` (serves `real_estate`).
     pub kind: AgencyKind,
     /// The message format: the `name` of a dialect file.
     pub dialect: String,
-    /// Where the agency listens; dialect paths are appended to it.
+    /// Where the agency listens (`http://` or `https://`); dialect paths are
+    /// appended to it.
     pub base_url: String,
-    /// A disabled agency is left out of fan-outs.
+    /// A disabled agency is left out of fan-outs. Default `true`.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// The text encoding of XML messages (`GB18030`, `GBK`, `UTF-8`).
-    #[serde(default)]
+    /// The text encoding of XML messages (`GB18030`, `GBK`, `UTF-8`);
+    /// absent, the dialect's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<String>,
-    /// How long one HTTP exchange with the agency may take.
-    #[serde(default = "default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// How many subjects one message may carry (dialects that batch).
-    #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
-    /// How often to ask a submit-then-poll agency for its result.
+    /// How often to ask a submit-then-poll agency for its result, in ms.
+    /// Default 1000.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// Time, rate, concurrency and batch limits of the agency.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The TLS files for an `https://` agency with a private CA or mutual
+    /// TLS. Absent: the system's roots, no client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+    /// When the agency takes work (UTC+8). Absent: always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_hours: Option<BusinessHours>,
+    /// Headers sent with every message, e.g. an API key, each value given by
+    /// reference.
+    #[serde(default, skip_serializing_if = "Auth::is_empty")]
+    pub auth: Auth,
+    /// Where each key was in the file (for error lines found after
+    /// parsing, e.g. an unknown dialect).
+    #[serde(skip)]
+    source: SourceLines,
+}
+
+/// `[limits]` of an agency file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// How long one HTTP exchange with the agency may take, body included,
+    /// in ms. Default 10000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How many subjects one message may carry (dialects that batch);
+    /// absent, the dialect's own maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch: Option<usize>,
+    /// Messages per second the agency accepts. Parsed and checked now;
+    /// enforcing it belongs to the per-agency protection layer (rate
+    /// limiting), a later issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_second: Option<u32>,
+    /// Exchanges in flight with this agency at once; absent, only the
+    /// dispatcher's global bound applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_ms: default_timeout_ms(),
+            max_batch: None,
+            rate_per_second: None,
+            max_concurrency: None,
+        }
+    }
+}
+
+/// `tls = { ca = "...", client_cert = "...", client_key = "..." }`. Paths
+/// are relative to the agency file's folder, or absolute; loading makes them
+/// absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM of the CA that signed the agency's server certificate. When set,
+    /// only this CA is trusted for this agency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS; needs `client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
+}
+
+/// `[auth]`: headers sent with every message to the agency.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// `[[auth.headers]]`, one table per header.
+    #[serde(default)]
+    pub headers: Vec<AuthHeader>,
+}
+
+impl Auth {
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+}
+
+/// One header, its value by reference: exactly one of `env` and `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthHeader {
+    /// The header's name, e.g. `X-Api-Key`.
+    pub name: String,
+    /// The environment variable holding the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The file holding the value (surrounding whitespace trimmed); relative
+    /// to the agency file's folder, or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// A literal value is refused (secrets never inline); the key is known
+    /// only to say so plainly.
+    #[serde(default, skip_serializing)]
+    value: Option<InlineValue>,
+}
+
+impl AuthHeader {
+    /// A header whose value comes from environment variable `var`.
+    pub fn from_env(name: &str, var: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            env: Some(var.to_owned()),
+            file: None,
+            value: None,
+        }
+    }
+
+    /// A header whose value is in `path`.
+    pub fn from_file(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_owned(),
+            env: None,
+            file: Some(path.into()),
+            value: None,
+        }
+    }
+
+    pub(crate) fn has_inline_value(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+/// Stands for a literal header value; what it was is dropped unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InlineValue;
+
+impl<'de> Deserialize<'de> for InlineValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(InlineValue)
+    }
+}
+
+/// Lines of the keys of the file an agency came from, by dotted path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SourceLines(Option<Arc<BTreeMap<String, usize>>>);
+
+impl SourceLines {
+    fn new(lines: BTreeMap<String, usize>) -> Self {
+        Self(Some(Arc::new(lines)))
+    }
 }
 
 impl AgencyConfig {
@@ -88,61 +247,174 @@ impl AgencyConfig {
         self.kind.asset_kind()
     }
 
-    /// Checks what serde cannot: identifier form, URL, limits. Whether the
-    /// dialect exists is checked with the dialect files (`catalog`).
-    fn check(&self) -> Vec<String> {
-        let mut errors = Vec::new();
+    /// The line of a key (dotted path: `dialect`, `limits.max_batch`) in the
+    /// file this configuration was read from, when it was read from one.
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.source.0.as_ref()?.get(key).copied()
+    }
+
+    /// Prefixes `message` with the line of `key` (`line 5: ...`), the form
+    /// [`ConfigError::line`] reads back. A key not in the file falls back
+    /// to its table (`limits.max_batch` to `limits`).
+    pub fn at_key(&self, key: &str, message: impl fmt::Display) -> String {
+        let line = self.line_of(key).or_else(|| {
+            key.rsplit_once('.')
+                .and_then(|(table, _)| self.line_of(table))
+        });
+        match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message.to_string(),
+        }
+    }
+
+    /// The key a dialect's complaint about this agency is about: the
+    /// options the agency file gives it, or else the dialect's name.
+    fn dialect_key(message: &str) -> &'static str {
+        if message.contains("max_batch") {
+            "limits.max_batch"
+        } else if message.contains("encoding") {
+            "encoding"
+        } else {
+            "dialect"
+        }
+    }
+
+    /// Makes relative paths (TLS files, secret files) relative to `dir`, the
+    /// folder of the agency file.
+    pub fn anchor_paths(&mut self, dir: &Path) {
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(tls) = &mut self.tls {
+            for p in [&mut tls.ca, &mut tls.client_cert, &mut tls.client_key]
+                .into_iter()
+                .flatten()
+            {
+                anchor(p);
+            }
+        }
+        for header in &mut self.auth.headers {
+            if let Some(p) = &mut header.file {
+                anchor(p);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: identifier form, URL, limits, hours.
+    /// Whether the dialect exists is checked with the dialect files
+    /// (`catalog`); references (env, files) by [`Connection::resolve`].
+    pub fn problems(&self) -> Vec<(KeyPath, String)> {
+        let mut problems = Vec::new();
+        let mut problem = |path: KeyPath, message: String| problems.push((path, message));
         if self.id.is_empty()
             || !self
                 .id
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            errors.push(format!(
-                "id {:?} must be lowercase letters, digits and dashes",
-                self.id
-            ));
+            problem(
+                KeyPath::key("id"),
+                format!(
+                    "id {:?} must be lowercase letters, digits and dashes",
+                    self.id
+                ),
+            );
+        }
+        if self.name.trim().is_empty() {
+            problem(KeyPath::key("name"), "name must not be empty".into());
         }
         if self.dialect.trim().is_empty() {
-            errors.push("dialect must name a dialect file".into());
+            problem(
+                KeyPath::key("dialect"),
+                "dialect must name a dialect file".into(),
+            );
         }
         match url::Url::parse(&self.base_url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            Ok(u) => errors.push(format!(
-                "base_url scheme {:?} is not http or https",
-                u.scheme()
-            )),
-            Err(e) => errors.push(format!("base_url {:?}: {e}", self.base_url)),
-        }
-        if self.timeout_ms == 0 {
-            errors.push("timeout_ms must be positive".into());
-        }
-        if self.max_batch == 0 {
-            errors.push("max_batch must be at least 1".into());
+            Ok(u) => problem(
+                KeyPath::key("base_url"),
+                format!("base_url scheme {:?} is not http or https", u.scheme()),
+            ),
+            Err(e) => problem(
+                KeyPath::key("base_url"),
+                format!("base_url {:?}: {e}", self.base_url),
+            ),
         }
         if self.poll_interval_ms == 0 {
-            errors.push("poll_interval_ms must be positive".into());
+            problem(
+                KeyPath::key("poll_interval_ms"),
+                "poll_interval_ms must be positive".into(),
+            );
         }
-        errors
+        let limit = |k: &str| KeyPath::key("limits").then(k);
+        if self.limits.timeout_ms == 0 {
+            problem(
+                limit("timeout_ms"),
+                "limits.timeout_ms must be positive".into(),
+            );
+        }
+        if self.limits.max_batch == Some(0) {
+            problem(
+                limit("max_batch"),
+                "limits.max_batch must be at least 1".into(),
+            );
+        }
+        if self.limits.rate_per_second == Some(0) {
+            problem(
+                limit("rate_per_second"),
+                "limits.rate_per_second must be positive".into(),
+            );
+        }
+        if self.limits.max_concurrency == Some(0) {
+            problem(
+                limit("max_concurrency"),
+                "limits.max_concurrency must be positive".into(),
+            );
+        }
+        if let Some(hours) = &self.business_hours {
+            for (key, message) in hours.problems() {
+                problem(KeyPath::key("business_hours").then(key), message);
+            }
+        }
+        problems
     }
 }
 
-/// An agency the gateway can talk to: its file, and the dialect built for it
-/// with that file's options (encoding, batch size).
+/// An agency the gateway can talk to: its file, the dialect built for it
+/// with that file's options (encoding, batch size), and its resolved
+/// connection (auth header values, TLS material).
 #[derive(Debug, Clone)]
 pub struct Agency {
     pub config: AgencyConfig,
     pub dialect: Arc<dyn Dialect>,
+    pub connection: Connection,
 }
 
 impl Agency {
-    /// Builds the agency with its dialect from `dialects`.
+    /// Builds the agency with its dialect from `dialects`, and resolves its
+    /// references (environment variables, secret and TLS files).
     pub fn new(
         config: AgencyConfig,
         dialects: &crate::catalog::DialectSet,
     ) -> Result<Self, String> {
-        let dialect = dialects.for_agency(&config)?;
-        Ok(Self { config, dialect })
+        let dialect = dialects
+            .for_agency(&config)
+            .map_err(|e| config.at_key(AgencyConfig::dialect_key(&e), e))?;
+        let connection = Connection::resolve(&config).map_err(|problems| {
+            let first = problems
+                .first()
+                .map(|(path, _)| path.to_string())
+                .unwrap_or_default();
+            let messages: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+            config.at_key(&first, messages.join("; "))
+        })?;
+        Ok(Self {
+            config,
+            dialect,
+            connection,
+        })
     }
 
     pub fn id(&self) -> &str {
@@ -154,14 +426,47 @@ impl Agency {
     }
 }
 
-/// One error in one configuration file.
+/// One error in one configuration file. A message that starts with
+/// `line N: ` carries the line of the mistake (see [`ConfigError::at`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     pub file: PathBuf,
     pub message: String,
 }
 
+impl ConfigError {
+    /// An error at `line` of `file` (when known).
+    pub fn at(file: &Path, line: Option<usize>, message: impl fmt::Display) -> Self {
+        Self {
+            file: file.to_owned(),
+            message: match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message.to_string(),
+            },
+        }
+    }
+
+    /// The line of the mistake, when known.
+    pub fn line(&self) -> Option<usize> {
+        let rest = self.message.strip_prefix("line ")?;
+        let (n, _) = rest.split_once(": ")?;
+        n.parse().ok()
+    }
+
+    /// The message without its line.
+    pub fn text(&self) -> &str {
+        match self.line() {
+            Some(_) => self
+                .message
+                .split_once(": ")
+                .map_or(self.message.as_str(), |(_, m)| m),
+            None => &self.message,
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
+    /// `config/agencies/bank-a.toml: line 9: unknown key colour ...`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.file.display(), self.message)
     }
@@ -181,22 +486,6 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Parses one agency file's text. `file` is only used in error messages.
-pub fn parse_agency(file: &Path, text: &str) -> Result<AgencyConfig, Vec<ConfigError>> {
-    let err = |message: String| ConfigError {
-        file: file.to_owned(),
-        message,
-    };
-    let agency: AgencyConfig =
-        toml::from_str(text).map_err(|e| vec![err(e.to_string().trim_end().to_owned())])?;
-    let problems = agency.check();
-    if problems.is_empty() {
-        Ok(agency)
-    } else {
-        Err(problems.into_iter().map(err).collect())
-    }
-}
-
 /// Loads every `*.toml` in `dir`, sorted by id. Refuses the whole set, with
 /// every error, when any file is wrong or two files share an id.
 pub fn load_agencies(dir: &Path) -> Result<Vec<AgencyConfig>, ConfigErrors> {
@@ -205,16 +494,16 @@ pub fn load_agencies(dir: &Path) -> Result<Vec<AgencyConfig>, ConfigErrors> {
 
 /// Like `load_agencies`, keeping each agency's file for later messages.
 pub fn load_agency_files(dir: &Path) -> Result<Vec<(PathBuf, AgencyConfig)>, ConfigErrors> {
-    let dir_error = |message: String| {
-        ConfigErrors(vec![ConfigError {
-            file: dir.to_owned(),
-            message,
-        }])
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| dir_error(e.to_string()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ConfigErrors(vec![ConfigError::at(
+            dir,
+            None,
+            format!("cannot read the agency folder: {e}"),
+        )])
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
     let mut errors = Vec::new();
@@ -223,24 +512,18 @@ pub fn load_agency_files(dir: &Path) -> Result<Vec<(PathBuf, AgencyConfig)>, Con
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(ConfigError {
-                    file,
-                    message: e.to_string(),
-                });
+                errors.push(ConfigError::at(&file, None, e));
                 continue;
             }
         };
         match parse_agency(&file, &text) {
             Ok(agency) => {
                 if let Some((first, _)) = by_id.get(&agency.id) {
-                    errors.push(ConfigError {
-                        message: format!(
-                            "id {:?} is already used by {}",
-                            agency.id,
-                            first.display()
-                        ),
-                        file,
-                    });
+                    errors.push(ConfigError::at(
+                        &file,
+                        agency.line_of("id"),
+                        format!("id {:?} is already used by {}", agency.id, first.display()),
+                    ));
                 } else {
                     by_id.insert(agency.id.clone(), (file, agency));
                 }
@@ -255,57 +538,4 @@ pub fn load_agency_files(dir: &Path) -> Result<Vec<(PathBuf, AgencyConfig)>, Con
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-id = "bank-a"
-name = "Bank A"
-kind = "bank"
-dialect = "court-bank-xml"
-base_url = "http://127.0.0.1:18101"
-encoding = "GB18030"
-max_batch = 20
-"#;
-
-    #[test]
-    fn a_good_file_parses_with_defaults() {
-        let a = parse_agency(Path::new("bank-a.toml"), GOOD).expect("valid");
-        assert!(a.enabled);
-        assert_eq!(a.timeout_ms, 10_000);
-        assert_eq!(a.asset_kind(), AssetKind::BankAccount);
-    }
-
-    #[test]
-    fn unknown_keys_are_errors_with_a_line() {
-        let text = format!("{GOOD}colour = \"red\"\n");
-        let errors = parse_agency(Path::new("bank-a.toml"), &text).expect_err("unknown key");
-        let shown = errors[0].to_string();
-        assert!(shown.contains("bank-a.toml"), "{shown}");
-        assert!(shown.contains("colour"), "{shown}");
-        assert!(shown.contains("line 9"), "{shown}");
-    }
-
-    #[test]
-    fn every_problem_of_a_file_is_reported() {
-        let text = GOOD
-            .replace("bank-a\"", "Bank A\"")
-            .replace("court-bank-xml", " ")
-            .replace("http://127.0.0.1:18101", "ftp://x");
-        let errors = parse_agency(Path::new("x.toml"), &text).expect_err("three problems");
-        assert_eq!(errors.len(), 3, "{errors:?}");
-    }
-
-    #[test]
-    fn a_directory_with_errors_is_refused_whole() {
-        let dir = std::env::temp_dir().join(format!("agencies-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        std::fs::write(dir.join("a.toml"), GOOD).expect("write");
-        std::fs::write(dir.join("b.toml"), GOOD).expect("write");
-        std::fs::write(dir.join("c.toml"), "id = ").expect("write");
-        let errors = load_agencies(&dir).expect_err("duplicate and broken");
-        std::fs::remove_dir_all(&dir).ok();
-        assert_eq!(errors.0.len(), 2, "{errors}");
-        assert!(errors.to_string().contains("already used"));
-    }
-}
+mod tests;

@@ -9,39 +9,132 @@ use std::sync::Arc;
 
 use crate::agency::{Agency, AgencyConfig, ConfigError, ConfigErrors, load_agency_files};
 use crate::dialect::Dialect;
+use crate::engine::{CompiledDialect, DeclaredDialect};
 
-/// The dialects agency files may name.
+/// The dialects agency files may name: every dialect file of a folder,
+/// compiled.
 #[derive(Debug, Clone, Default)]
 pub struct DialectSet {
-    names: Vec<String>,
+    by_name: BTreeMap<String, Arc<CompiledDialect>>,
 }
 
 impl DialectSet {
-    /// Loads the dialects of `dir`.
+    /// Loads and compiles every `*.toml` of `dir`. Refuses the set, with every
+    /// error of every file, when any is wrong or two share a name.
     pub fn load(dir: &Path) -> Result<Self, ConfigErrors> {
-        let _ = dir;
+        let dir_error = |message: String| {
+            ConfigErrors(vec![ConfigError {
+                file: dir.to_owned(),
+                message,
+            }])
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| dir_error(format!("cannot read the dialect folder: {e}")))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        let mut by_name: BTreeMap<String, (PathBuf, Arc<CompiledDialect>)> = BTreeMap::new();
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(ConfigError {
+                        file,
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            match CompiledDialect::from_toml(&text) {
+                Ok(dialect) => {
+                    if let Some((first, _)) = by_name.get(dialect.name()) {
+                        errors.push(ConfigError {
+                            message: format!(
+                                "dialect {:?} is already defined by {}",
+                                dialect.name(),
+                                first.display()
+                            ),
+                            file,
+                        });
+                    } else {
+                        by_name.insert(dialect.name().to_owned(), (file, Arc::new(dialect)));
+                    }
+                }
+                Err(problems) => {
+                    for message in problems {
+                        let message = with_line(&text, message);
+                        errors.push(ConfigError {
+                            file: file.clone(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         Ok(Self {
-            names: crate::dialects::KNOWN
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            by_name: by_name.into_iter().map(|(k, (_, d))| (k, d)).collect(),
         })
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
+    pub fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<CompiledDialect>> {
+        self.by_name.get(name)
     }
 
     /// Builds the dialect an agency names, with the agency's options.
     pub fn for_agency(&self, agency: &AgencyConfig) -> Result<Arc<dyn Dialect>, String> {
-        if !self.names.contains(&agency.dialect) {
-            return Err(format!(
-                "dialect {:?} is unknown (known: {})",
+        let dialect = self.by_name.get(&agency.dialect).ok_or_else(|| {
+            format!(
+                "dialect {:?} is unknown (dialect files define: {})",
                 agency.dialect,
-                self.names.join(", ")
-            ));
-        }
-        crate::dialects::for_agency(agency)
+                self.names().join(", ")
+            )
+        })?;
+        let declared = DeclaredDialect::new(
+            dialect.clone(),
+            agency.encoding.as_deref(),
+            agency.limits.max_batch,
+        )?;
+        Ok(Arc::new(declared))
+    }
+}
+
+/// Adds the line of the key a message names (`inquiry.reply.assets[0].fields.x: ...`)
+/// when the parser did not say it already.
+fn with_line(text: &str, message: String) -> String {
+    if message.contains("line ") {
+        return message;
+    }
+    let key = message.split(':').next().unwrap_or_default();
+    let last = key
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .split('[')
+        .next()
+        .unwrap_or_default();
+    if last.is_empty() {
+        return message;
+    }
+    let line = text.lines().position(|l| {
+        let l = l.trim_start();
+        let l = l.strip_prefix("fields.").unwrap_or(l);
+        l.strip_prefix(last)
+            .is_some_and(|rest| rest.trim_start().starts_with('=') || rest.starts_with(']'))
+            || l.starts_with(&format!("[{key}"))
+    });
+    match line {
+        Some(n) => format!("line {}: {message}", n + 1),
+        None => message,
     }
 }
 

@@ -75,7 +75,7 @@ pub struct WireReply<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot build the {dialect} message: {reason}")]
 pub struct EncodeError {
-    pub dialect: &'static str,
+    pub dialect: String,
     pub reason: String,
 }
 
@@ -106,7 +106,7 @@ pub struct ItemOutcome {
 /// A message format spoken by one or more agencies.
 pub trait Dialect: Send + Sync + fmt::Debug {
     /// The dialect's name as agency files refer to it, e.g. `court-bank-xml`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     fn interaction(&self) -> Interaction;
 
@@ -137,7 +137,7 @@ pub trait Dialect: Send + Sync + fmt::Debug {
     ) -> Result<WireRequest, EncodeError> {
         let _ = (request_number, ticket);
         Err(EncodeError {
-            dialect: self.name(),
+            dialect: self.name().to_owned(),
             reason: "this dialect answers synchronously and cannot be polled".into(),
         })
     }

@@ -7,8 +7,9 @@
 
 pub mod agency;
 pub mod catalog;
+pub mod conformance;
 pub mod dialect;
-pub mod dialects;
+pub mod engine;
 pub mod ids;
 pub mod model;
 pub mod xml;

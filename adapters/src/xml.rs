@@ -8,8 +8,7 @@
 
 use encoding_rs::Encoding;
 use quick_xml::Reader;
-use quick_xml::Writer;
-use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::events::Event;
 
 /// Nesting deeper than this is refused: no agency message needs it.
 pub const MAX_DEPTH: usize = 32;
@@ -236,59 +235,6 @@ fn element_from(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, Xm
     })
 }
 
-/// Builds an outbound XML message as text, then encodes it in the agency's
-/// encoding with a declaration that names it.
-pub struct XmlMessage {
-    writer: Writer<Vec<u8>>,
-}
-
-impl Default for XmlMessage {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl XmlMessage {
-    pub fn new() -> Self {
-        Self {
-            writer: Writer::new(Vec::new()),
-        }
-    }
-
-    /// The writer, for building elements with quick-xml's element API.
-    pub fn writer(&mut self) -> &mut Writer<Vec<u8>> {
-        &mut self.writer
-    }
-
-    /// Finishes the message: declaration (naming `label`) plus body, in
-    /// `encoding`. Fails when the text holds a character the encoding cannot
-    /// represent.
-    pub fn finish(self, encoding: &'static Encoding, label: &str) -> Result<Vec<u8>, XmlError> {
-        let mut out = Writer::new(Vec::new());
-        out.write_event(Event::Decl(BytesDecl::new("1.0", Some(label), None)))
-            .map_err(|e| XmlError::Malformed(e.to_string()))?;
-        let mut text = out.into_inner();
-        text.extend_from_slice(b"\n");
-        text.extend_from_slice(&self.writer.into_inner());
-        if encoding == encoding_rs::UTF_8 {
-            return Ok(text);
-        }
-        let utf8 = String::from_utf8(text).map_err(|_| XmlError::BadBytes("UTF-8"))?;
-        let (bytes, _, had_errors) = encoding.encode(&utf8);
-        if had_errors {
-            return Err(XmlError::BadBytes(encoding.name()));
-        }
-        Ok(bytes.into_owned())
-    }
-}
-
-/// Writes `<name>text</name>`.
-pub fn text_element(w: &mut Writer<Vec<u8>>, name: &str, text: &str) -> std::io::Result<()> {
-    w.create_element(name)
-        .write_text_content(BytesText::new(text))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,18 +283,5 @@ mod tests {
         assert!(parse_tree("<a><b>text</b>").is_err());
         assert!(parse_tree("").is_err());
         assert!(parse_tree("<a/><b/>").is_err());
-    }
-
-    #[test]
-    fn messages_are_written_in_the_agency_encoding() {
-        let mut m = XmlMessage::new();
-        m.writer()
-            .create_element("A")
-            .write_inner_content(|w| text_element(w, "XM", "张三 & <李四>"))
-            .expect("write");
-        let bytes = m.finish(encoding_rs::GB18030, "GB18030").expect("encodes");
-        assert!(bytes.starts_with(b"<?xml version=\"1.0\" encoding=\"GB18030\"?>"));
-        let tree = parse_tree(&decode_document(&bytes).expect("decode")).expect("parse");
-        assert_eq!(tree.text_of("XM"), Some("张三 & <李四>"));
     }
 }

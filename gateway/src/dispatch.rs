@@ -7,17 +7,24 @@
 //! runs out and the task is claimed again, with the same request number, which
 //! the agency recognises. It never sends a byte whose audit record has not
 //! committed, and never uses a reply that has not been recorded.
+//!
+//! Each task is sent with the agency set its inquiry started with (see
+//! `agencies`), within the agency's concurrency bound, and only during the
+//! agency's business hours: outside them the task waits, due again at the
+//! next opening, while the inquiry's deadline still runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use adapters::agency::china_time_label;
 use adapters::dialect::{Envelope, InquiryRequest, ItemOutcome, ReplyError, WireReply};
 use adapters::model::{Court, InquiryOutcome};
 use futures::future::join_all;
-use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
-use crate::agencies::{Agency, AgencyRegistry};
+use crate::agencies::{Agency, AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
@@ -27,6 +34,8 @@ use crate::transport::{HttpReply, Transport, TransportError};
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
 const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+/// How often retired agency sets are checked for inquiries still using them.
+const PRUNE_EVERY_MS: i64 = 1_000;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -55,18 +64,19 @@ pub struct Dispatcher {
     owner: String,
     store: Arc<dyn Store>,
     audit: AuditLog,
-    agencies: Arc<AgencyRegistry>,
+    agencies: Arc<AgencySets>,
     transport: Transport,
     settings: DispatcherSettings,
     permits: Arc<Semaphore>,
     handle: DispatcherHandle,
+    last_prune_ms: AtomicI64,
 }
 
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         audit: AuditLog,
-        agencies: Arc<AgencyRegistry>,
+        agencies: Arc<AgencySets>,
         transport: Transport,
         settings: DispatcherSettings,
     ) -> Arc<Self> {
@@ -83,6 +93,7 @@ impl Dispatcher {
                 wake: Arc::new(Notify::new()),
                 completions,
             },
+            last_prune_ms: AtomicI64::new(0),
         })
     }
 
@@ -100,7 +111,14 @@ impl Dispatcher {
                 tracing::warn!(error = %e, "dispatcher round failed; retrying");
             }
             let idle = Duration::from_millis(self.settings.idle_tick_ms);
-            let sleep = match self.store.next_due_ms().await {
+            // Work that cannot start (no permit left, globally or at its
+            // agency) waits for an exchange to end, which wakes us.
+            let next_due = if self.permits.available_permits() == 0 {
+                Ok(None)
+            } else {
+                self.store.next_due_ms(&self.busy_agencies()).await
+            };
+            let sleep = match next_due {
                 Ok(Some(due)) => {
                     Duration::from_millis((due - now_ms()).clamp(0, idle.as_millis() as i64) as u64)
                 }
@@ -122,26 +140,31 @@ impl Dispatcher {
         for inquiry_id in self.store.expire_overdue(now).await? {
             self.complete_if_done(&inquiry_id).await;
         }
+        self.prune_retired_sets(now).await;
         let available = self.permits.available_permits();
         if available == 0 {
             return Ok(());
         }
         let lease_ms = self
             .agencies
-            .all()
-            .map(|a| a.config.timeout_ms)
+            .all_links()
+            .iter()
+            .map(|a| a.config().limits.timeout_ms)
             .max()
             .unwrap_or(10_000) as i64
             + self.settings.lease_grace_secs as i64 * 1000;
+        let busy = self.busy_agencies();
         let claimed = self
             .store
-            .claim_due_tasks(&self.owner, now, now + lease_ms, available as i64)
+            .claim_due_tasks(&self.owner, now, now + lease_ms, available as i64, &busy)
             .await?;
         if claimed.is_empty() {
             return Ok(());
         }
         let mut inquiries: HashMap<String, Arc<InquiryRecord>> = HashMap::new();
-        let mut sends: HashMap<String, Vec<(ClaimedTask, Arc<InquiryRecord>)>> = HashMap::new();
+        // Per (agency-set version, agency): the link and its queued tasks.
+        type Sends = Vec<(ClaimedTask, Arc<InquiryRecord>)>;
+        let mut sends: HashMap<(String, String), (Arc<AgencyLink>, Sends)> = HashMap::new();
         for task in claimed {
             let inquiry = match inquiries.get(&task.inquiry_id) {
                 Some(i) => i.clone(),
@@ -154,38 +177,107 @@ impl Dispatcher {
                     None => continue,
                 },
             };
-            let Some(agency) = self.agencies.get(&task.agency).cloned() else {
+            let registry = self
+                .agencies
+                .for_version(inquiry.catalog_version.as_deref());
+            let Some(link) = registry.get(&task.agency).cloned() else {
                 self.finish(&task, failed("error", "the agency is no longer configured"))
                     .await;
+                self.complete_if_done(&inquiry.id).await;
                 continue;
             };
+            if let Some(hours) = &link.config().business_hours {
+                let at =
+                    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now).unwrap_or_default();
+                let opening = hours.next_opening(at);
+                if opening > at {
+                    let detail = format!(
+                        "waiting for the agency's business hours ({}); next opening {}",
+                        hours.describe(),
+                        china_time_label(opening)
+                    );
+                    self.defer(&task, opening.timestamp_millis(), &detail).await;
+                    continue;
+                }
+            }
             if task.state == STATE_POLLING {
-                self.start(agency, vec![(task, inquiry)]);
+                self.start(link, vec![(task, inquiry)]);
             } else {
                 sends
-                    .entry(task.agency.clone())
-                    .or_default()
+                    .entry((registry.version().to_owned(), task.agency.clone()))
+                    .or_insert_with(|| (link, Vec::new()))
+                    .1
                     .push((task, inquiry));
             }
         }
-        for (agency_id, tasks) in sends {
-            let Some(agency) = self.agencies.get(&agency_id).cloned() else {
-                continue;
-            };
-            let size = agency.dialect.max_batch().max(1);
-            let mut tasks = tasks;
+        for (_, (link, mut tasks)) in sends {
+            let size = link.agency.dialect.max_batch().max(1);
             while !tasks.is_empty() {
                 let rest = tasks.split_off(size.min(tasks.len()));
-                self.start(agency.clone(), std::mem::replace(&mut tasks, rest));
+                self.start(link.clone(), std::mem::replace(&mut tasks, rest));
             }
         }
         Ok(())
     }
 
-    fn start(self: &Arc<Self>, agency: Arc<Agency>, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+    /// Agencies at their concurrency bound: their tasks stay unclaimed until
+    /// an exchange with them ends (which wakes the dispatcher).
+    fn busy_agencies(&self) -> Vec<String> {
+        let mut busy: Vec<String> = self
+            .agencies
+            .all_links()
+            .iter()
+            .filter(|a| {
+                a.concurrency
+                    .as_ref()
+                    .is_some_and(|s| s.available_permits() == 0)
+            })
+            .map(|a| a.id().to_owned())
+            .collect();
+        busy.sort();
+        busy.dedup();
+        busy
+    }
+
+    /// Drops retired agency sets that no running inquiry uses any more.
+    async fn prune_retired_sets(&self, now: i64) {
+        if now - self.last_prune_ms.load(Ordering::Relaxed) < PRUNE_EVERY_MS {
+            return;
+        }
+        self.last_prune_ms.store(now, Ordering::Relaxed);
+        let candidates = self.agencies.unheld_retired();
+        if candidates.is_empty() {
+            return;
+        }
+        match self.store.running_catalog_versions().await {
+            Ok(in_use) => {
+                let in_use: HashSet<String> = in_use.into_iter().collect();
+                let dropped = self.agencies.prune(&candidates, &in_use);
+                if dropped > 0 {
+                    tracing::info!(dropped, "retired agency sets no longer in use dropped");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot tell which agency sets are in use"),
+        }
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        link: Arc<AgencyLink>,
+        batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>,
+    ) {
         let this = self.clone();
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            // No room: give the tasks back; they are due again at once.
+        let agency_permit: Option<Option<OwnedSemaphorePermit>> = match &link.concurrency {
+            None => Some(None),
+            Some(s) => s.clone().try_acquire_owned().ok().map(Some),
+        };
+        let global_permit = agency_permit
+            .is_some()
+            .then(|| self.permits.clone().try_acquire_owned().ok())
+            .flatten();
+        let (Some(agency_permit), Some(permit)) = (agency_permit, global_permit) else {
+            // No room (globally, or at this agency): give the tasks back;
+            // they are due again at once, and claimed when there is room.
             tokio::spawn(async move {
                 for (task, _) in batch {
                     this.release(&task, now_ms()).await;
@@ -194,19 +286,21 @@ impl Dispatcher {
             return;
         };
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, agency_permit);
+            let agency = &link;
             if batch.first().is_some_and(|(t, _)| t.state == STATE_QUEUED) {
-                this.send_batch(&agency, batch).await;
+                this.send_batch(agency, batch).await;
             } else {
                 for (task, inquiry) in batch {
-                    this.poll(&agency, task, inquiry).await;
+                    this.poll(agency, task, inquiry).await;
                 }
             }
             this.handle.wake();
         });
     }
 
-    async fn send_batch(&self, agency: &Agency, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+    async fn send_batch(&self, link: &AgencyLink, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+        let agency = &*link.agency;
         let mut items: Vec<(ClaimedTask, Arc<InquiryRecord>, InquiryRequest)> = Vec::new();
         let mut court: Option<Court> = None;
         for (task, inquiry) in batch {
@@ -251,10 +345,11 @@ impl Dispatcher {
             return;
         }
         let sent_at = now_ms();
-        let timeout = Duration::from_millis(agency.config.timeout_ms);
+        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
         let result = self
             .transport
             .send(
+                &link.channel,
                 &agency.config.base_url,
                 &wire,
                 timeout,
@@ -288,7 +383,8 @@ impl Dispatcher {
         }
     }
 
-    async fn poll(&self, agency: &Agency, task: ClaimedTask, inquiry: Arc<InquiryRecord>) {
+    async fn poll(&self, link: &AgencyLink, task: ClaimedTask, inquiry: Arc<InquiryRecord>) {
+        let agency = &*link.agency;
         let wire = match agency
             .dialect
             .poll_request(&task.request_number, task.ticket.as_deref())
@@ -321,10 +417,11 @@ impl Dispatcher {
             self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
             return;
         }
-        let timeout = Duration::from_millis(agency.config.timeout_ms);
+        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
         let result = self
             .transport
             .send(
+                &link.channel,
                 &agency.config.base_url,
                 &wire,
                 timeout,
@@ -451,6 +548,23 @@ impl Dispatcher {
             Err(e) => {
                 tracing::error!(error = %e, "cannot store a task's result; its lease will expire and the step will be redone")
             }
+        }
+    }
+
+    /// Puts a task back to wait until `due_at_ms`, saying why.
+    async fn defer(&self, task: &ClaimedTask, due_at_ms: i64, detail: &str) {
+        if let Err(e) = self
+            .store
+            .defer_task(
+                &self.owner,
+                &task.inquiry_id,
+                &task.agency,
+                due_at_ms,
+                detail,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "cannot defer a task; its lease will expire");
         }
     }
 

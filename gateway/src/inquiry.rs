@@ -182,7 +182,7 @@ impl InquiryBody {
             None => agencies
                 .serving(&asset_kinds)
                 .into_iter()
-                .map(|a| a.config.id.clone())
+                .map(|a| a.id().to_owned())
                 .collect(),
             Some(ids) => {
                 let mut chosen = Vec::new();
@@ -191,13 +191,13 @@ impl InquiryBody {
                     let agency = agencies.get(id).ok_or_else(|| {
                         ApiError::invalid(&field, format!("no agency {id:?} is configured"))
                     })?;
-                    if !agency.config.enabled {
+                    if !agency.config().enabled {
                         return Err(ApiError::invalid(
                             &field,
                             format!("agency {id:?} is disabled"),
                         ));
                     }
-                    if !asset_kinds.contains(&agency.config.asset_kind()) {
+                    if !asset_kinds.contains(&agency.config().asset_kind()) {
                         return Err(ApiError::invalid(
                             &field,
                             format!("agency {id:?} does not hold the requested asset kinds"),
@@ -248,6 +248,7 @@ pub fn new_record(
     inquiry: &NewInquiry,
     now_ms: i64,
     deadline_ms: i64,
+    catalog_version: &str,
 ) -> InquiryRecord {
     InquiryRecord {
         id: id.to_owned(),
@@ -268,6 +269,7 @@ pub fn new_record(
         created_at_ms: now_ms,
         deadline_at_ms: deadline_ms,
         completed_at_ms: None,
+        catalog_version: Some(catalog_version.to_owned()),
     }
 }
 

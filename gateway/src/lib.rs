@@ -5,6 +5,7 @@
 //! command line over this library; tests start it on port 0.
 
 pub mod agencies;
+pub mod agency_test;
 pub mod api;
 pub mod audit;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod inquiry;
+pub mod reload;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -27,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::agencies::AgencyRegistry;
+use crate::agencies::AgencySets;
 use crate::audit::AuditLog;
 use crate::auth::Callers;
 use crate::config::GatewayConfig;
@@ -55,19 +57,18 @@ impl Gateway {
     /// configuration names.
     pub async fn start(config: GatewayConfig, listener: TcpListener) -> anyhow::Result<Self> {
         install_crypto_provider();
-        let catalog = config.load_catalog()?;
-        let registry = AgencyRegistry::new(catalog);
+        let transport = Transport::new(config.limits.max_reply_bytes)?;
+        let registry = reload::load_registry(&config, &transport, None)?;
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         let audit = AuditLog::start(store.clone(), 4096).await?;
-        let agencies = Arc::new(registry);
-        let transport = Transport::new(config.limits.max_reply_bytes)?;
+        let agencies = Arc::new(AgencySets::new(registry));
         let dispatcher = Dispatcher::new(
             store.clone(),
             audit.clone(),
             agencies.clone(),
-            transport,
+            transport.clone(),
             config.dispatcher.clone(),
         );
         let state = AppState {
@@ -77,6 +78,8 @@ impl Gateway {
             audit,
             agencies,
             dispatcher: dispatcher.handle(),
+            transport,
+            reloading: Arc::new(tokio::sync::Mutex::new(())),
         };
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
@@ -90,7 +93,13 @@ impl Gateway {
                 })
                 .await
         });
-        tracing::info!(%addr, agencies = state.agencies.len(), "gateway listening");
+        let current = state.agencies.current();
+        tracing::info!(
+            %addr,
+            agencies = current.len(),
+            version = current.version(),
+            "gateway listening"
+        );
         Ok(Self {
             addr,
             state,
@@ -111,9 +120,16 @@ impl Gateway {
         let _ = self.dispatcher.await;
     }
 
-    /// Serves until the process is told to stop (Ctrl-C or SIGTERM).
+    /// Reloads the agency and dialect files, as `POST /v1/admin/reload`
+    /// and SIGHUP do; `caller` is recorded in the audit log.
+    pub async fn reload(&self, caller: &str) -> Result<reload::ReloadSummary, reload::ReloadError> {
+        reload::reload(&self.state, caller).await
+    }
+
+    /// Serves until the process is told to stop (Ctrl-C or SIGTERM),
+    /// reloading the agency and dialect files on SIGHUP.
     pub async fn run_until_signal(self) {
-        wait_for_signal().await;
+        reload::on_hangup(self.state.clone(), wait_for_signal()).await;
         tracing::info!("stopping");
         self.shutdown().await;
     }

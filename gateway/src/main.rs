@@ -48,6 +48,37 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Agency tools.
+    Agencies {
+        #[command(subcommand)]
+        command: AgenciesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgenciesCommand {
+    /// Run a dialect's conformance pack (config/conformance/<dialect>/) and
+    /// print each normalised result beside the expected one. TARGET is a
+    /// dialect name or an agency id (then its dialect's pack).
+    Test {
+        target: String,
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// Also send one inquiry for the test subject to the agency's real
+        /// endpoint (TARGET must be an agency) and print what came back.
+        #[arg(long)]
+        live: bool,
+        /// The test subject's name (live only).
+        #[arg(long, default_value = "王五")]
+        name: String,
+        /// The test subject's identity number (live only): a subject the
+        /// agency agreed to be asked about.
+        #[arg(long, default_value = "620503198812120015")]
+        id_number: String,
+        /// The case the live inquiry is made under.
+        #[arg(long, default_value = "(2024)甘0503执1234号")]
+        case_number: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +106,28 @@ async fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check(&config),
+        Command::Agencies {
+            command:
+                AgenciesCommand::Test {
+                    target,
+                    config,
+                    live,
+                    name,
+                    id_number,
+                    case_number,
+                },
+        } => {
+            agencies_test(
+                &config,
+                &target,
+                live.then_some(gateway::agency_test::LiveSubject {
+                    name,
+                    id_number,
+                    case_number,
+                }),
+            )
+            .await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,15 +151,32 @@ async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> 
     Ok(())
 }
 
+async fn agencies_test(
+    config: &Path,
+    target: &str,
+    live: Option<gateway::agency_test::LiveSubject>,
+) -> anyhow::Result<()> {
+    let gateway = GatewayConfig::load(config)?;
+    if gateway::agency_test::run(&gateway, target, live).await? {
+        Ok(())
+    } else {
+        anyhow::bail!("{target}: not every case passed")
+    }
+}
+
+/// Checks everything `serve` would load, the agencies' TLS files and
+/// secrets included, without starting anything. Every error is listed with
+/// its file and line; the exit status is non-zero when there is any.
 fn check(config: &Path) -> anyhow::Result<()> {
     let gateway = GatewayConfig::load(config)?;
-    let catalog = gateway.load_catalog()?;
+    let transport = gateway::transport::Transport::new(gateway.limits.max_reply_bytes)?;
+    let registry = gateway::reload::load_registry(&gateway, &transport, None)?;
     println!(
         "ok: {}, {} dialect(s) in {}, {} agency file(s) in {}",
         config.display(),
-        catalog.dialects.names().len(),
+        registry.dialect_count(),
         gateway.dialects_dir.display(),
-        catalog.agencies.len(),
+        registry.len(),
         gateway.agencies_dir.display()
     );
     Ok(())

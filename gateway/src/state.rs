@@ -2,19 +2,25 @@
 
 use std::sync::Arc;
 
-use crate::agencies::AgencyRegistry;
+use crate::agencies::AgencySets;
 use crate::audit::AuditLog;
 use crate::auth::Callers;
 use crate::config::GatewayConfig;
 use crate::dispatch::DispatcherHandle;
 use crate::store::Store;
+use crate::transport::Transport;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<GatewayConfig>,
     pub store: Arc<dyn Store>,
     pub audit: AuditLog,
-    pub agencies: Arc<AgencyRegistry>,
+    /// The current agency set, and older ones running inquiries still use.
+    pub agencies: Arc<AgencySets>,
     pub callers: Callers,
     pub dispatcher: DispatcherHandle,
+    /// Builds agencies' channels on reload.
+    pub transport: Transport,
+    /// One reload at a time.
+    pub reloading: Arc<tokio::sync::Mutex<()>>,
 }

@@ -1,15 +1,19 @@
 //! Sends a dialect's `WireRequest` to an agency over HTTP and reads the reply,
 //! bounded in time and size.
 //!
-//! One pooled client for every agency, so connections are reused. The whole
-//! exchange, body included, must fit in the agency's timeout: an agency that
-//! trickles its reply is a timeout, not a hung task.
+//! One pooled client for every agency without TLS settings of its own, so
+//! connections are reused; an agency with a private CA or a client
+//! certificate gets a client of its own. Auth headers travel marked
+//! sensitive and are never logged. The whole exchange, body included, must
+//! fit in the agency's timeout: an agency that trickles its reply is a
+//! timeout, not a hung task.
 
 use std::time::{Duration, Instant};
 
+use adapters::agency::Connection;
 use adapters::dialect::{HttpMethod, WireRequest};
 use bytes::{Bytes, BytesMut};
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
@@ -32,28 +36,107 @@ pub struct HttpReply {
     pub latency: Duration,
 }
 
+/// How to reach one agency: the client (shared, or its own for TLS
+/// settings) and the auth headers to send.
+#[derive(Clone)]
+pub struct AgencyChannel {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    own_client: bool,
+}
+
+impl AgencyChannel {
+    /// Whether the agency has a client of its own (TLS settings).
+    pub fn has_own_client(&self) -> bool {
+        self.own_client
+    }
+
+    /// The names of the auth headers sent (never their values).
+    pub fn header_names(&self) -> Vec<String> {
+        self.headers.keys().map(|k| k.as_str().to_owned()).collect()
+    }
+}
+
+impl std::fmt::Debug for AgencyChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgencyChannel")
+            .field("headers", &self.header_names())
+            .field("own_client", &self.own_client)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Transport {
     client: reqwest::Client,
     max_reply_bytes: usize,
 }
 
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("court-gateway/", env!("CARGO_PKG_VERSION")))
+}
+
 impl Transport {
     pub fn new(max_reply_bytes: usize) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(64)
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("court-gateway/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         Ok(Self {
-            client,
+            client: client_builder().build()?,
             max_reply_bytes,
+        })
+    }
+
+    /// The channel for an agency's resolved connection: its auth headers,
+    /// and the shared client unless it has TLS settings. An error says what
+    /// is wrong (a PEM that does not parse, ...) without any secret.
+    pub fn channel_for(&self, connection: &Connection) -> Result<AgencyChannel, String> {
+        let mut headers = HeaderMap::new();
+        for header in &connection.headers {
+            let name = HeaderName::from_bytes(header.name.as_bytes())
+                .map_err(|_| format!("auth header name {:?} is not valid", header.name))?;
+            let mut value = HeaderValue::from_bytes(header.value.expose()).map_err(|_| {
+                format!(
+                    "the value of auth header {:?} is not a valid header value",
+                    header.name
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let Some(tls) = &connection.tls else {
+            return Ok(AgencyChannel {
+                client: self.client.clone(),
+                headers,
+                own_client: false,
+            });
+        };
+        let mut builder = client_builder();
+        if let Some(ca) = &tls.ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(ca)
+                .map_err(|e| format!("tls.ca is not a usable PEM certificate: {e}"))?;
+            builder = builder.tls_certs_only(roots);
+        }
+        if let Some(identity) = &tls.identity_pem {
+            let identity = reqwest::Identity::from_pem(identity.expose()).map_err(|_| {
+                "tls.client_cert and tls.client_key do not form a usable PEM identity".to_owned()
+            })?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("the TLS settings cannot be used: {}", root_cause(&e)))?;
+        Ok(AgencyChannel {
+            client,
+            headers,
+            own_client: true,
         })
     }
 
     pub async fn send(
         &self,
+        channel: &AgencyChannel,
         base_url: &str,
         request: &WireRequest,
         timeout: Duration,
@@ -61,15 +144,18 @@ impl Transport {
     ) -> Result<HttpReply, TransportError> {
         let started = Instant::now();
         let url = format!("{}{}", base_url.trim_end_matches('/'), request.path);
+        let client = &channel.client;
         let exchange = async {
             let mut builder = match request.method {
-                HttpMethod::Get => self.client.get(&url),
-                HttpMethod::Post => self.client.post(&url).body(request.body.clone()),
+                HttpMethod::Get => client.get(&url),
+                HttpMethod::Post => client.post(&url).body(request.body.clone()),
             };
             if let Some(ct) = &request.content_type {
                 builder = builder.header(CONTENT_TYPE, ct);
             }
-            builder = builder.header("x-request-id", request_id);
+            builder = builder
+                .headers(channel.headers.clone())
+                .header("x-request-id", request_id);
             let mut response = builder.send().await.map_err(classify)?;
             let status = response.status().as_u16();
             let content_type = response

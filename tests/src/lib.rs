@@ -90,10 +90,7 @@ impl System {
         config.agencies_dir = dir.path().join("agencies");
         std::fs::create_dir_all(&config.agencies_dir)?;
         for agency in &agencies {
-            std::fs::write(
-                config.agencies_dir.join(format!("{}.toml", agency.id)),
-                toml::to_string(agency)?,
-            )?;
+            write_agency_file(&config.agencies_dir, agency)?;
         }
         let mut system = Self {
             fleet,
@@ -127,6 +124,44 @@ impl System {
     pub async fn open_database(&self) -> anyhow::Result<sqlx::SqlitePool> {
         let options: sqlx::sqlite::SqliteConnectOptions = self.config.database_url.parse()?;
         Ok(sqlx::SqlitePool::connect_with(options).await?)
+    }
+
+    /// The folder of this test's agency files.
+    pub fn agencies_dir(&self) -> PathBuf {
+        self.config.agencies_dir.clone()
+    }
+
+    /// Writes (or overwrites) an agency's file, as `<id>.toml`. Takes
+    /// effect on the next reload.
+    pub fn write_agency(&self, agency: &AgencyConfig) -> anyhow::Result<PathBuf> {
+        write_agency_file(&self.config.agencies_dir, agency)
+    }
+
+    /// Writes a file of any text into the agencies folder (e.g. a broken one).
+    pub fn write_agency_text(&self, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+        let path = self.config.agencies_dir.join(name);
+        std::fs::write(&path, text)?;
+        Ok(path)
+    }
+
+    /// Removes an agency's file. Takes effect on the next reload.
+    pub fn remove_agency(&self, id: &str) -> anyhow::Result<()> {
+        std::fs::remove_file(self.config.agencies_dir.join(format!("{id}.toml")))?;
+        Ok(())
+    }
+
+    /// One of this test's agency files, as the gateway would read it.
+    pub fn agency(&self, id: &str) -> anyhow::Result<AgencyConfig> {
+        let path = self.config.agencies_dir.join(format!("{id}.toml"));
+        let text = std::fs::read_to_string(&path)?;
+        adapters::agency::parse_agency(&path, &text)
+            .map_err(|e| anyhow::anyhow!("{}", adapters::agency::ConfigErrors(e)))
+    }
+
+    /// `POST /v1/admin/reload` as the admin.
+    pub async fn reload(&self) -> anyhow::Result<Reply> {
+        self.call(Method::POST, "/v1/admin/reload", Some(ADMIN), None)
+            .await
     }
 
     pub fn mock_url(&self, agency: &str) -> String {
@@ -248,12 +283,27 @@ impl System {
     }
 }
 
+/// Writes an agency's configuration as `<dir>/<id>.toml`.
+pub fn write_agency_file(dir: &std::path::Path, agency: &AgencyConfig) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{}.toml", agency.id));
+    std::fs::write(&path, toml::to_string(agency)?)?;
+    Ok(path)
+}
+
 /// The assets of one kind in an inquiry.
 pub fn assets<'a>(inquiry: &'a Value, kind: &str) -> Vec<&'a Value> {
     inquiry["assets"]
         .as_array()
         .map(|a| a.iter().filter(|x| x["kind"] == kind).collect())
         .unwrap_or_default()
+}
+
+/// One agency's whole line (status, detail, ...) in an inquiry.
+pub fn agency_line<'a>(inquiry: &'a Value, agency: &str) -> &'a Value {
+    inquiry["agencies"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["agency"] == agency))
+        .unwrap_or(&Value::Null)
 }
 
 /// One agency's status line in an inquiry.
@@ -263,6 +313,21 @@ pub fn agency_status<'a>(inquiry: &'a Value, agency: &str) -> &'a Value {
         .and_then(|a| a.iter().find(|x| x["agency"] == agency))
         .map(|x| &x["status"])
         .unwrap_or(&Value::Null)
+}
+
+/// Today's day of the week in UTC+8 (the agencies' civil time), and the
+/// days after it, from the system clock.
+pub fn china_days_from_today() -> Vec<adapters::agency::Day> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let days = (secs + 8 * 3600) / 86_400;
+    // 1970-01-01 was a Thursday (index 3 from Monday).
+    let today = ((days + 3) % 7) as usize;
+    (0..7)
+        .map(|i| adapters::agency::Day::ALL[(today + i) % 7])
+        .collect()
 }
 
 /// Percent-encodes a query value (case numbers are Chinese text).

@@ -33,10 +33,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Enforcement])?;
     let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
+    // The set the inquiry fans out to, held until it is stored with the
+    // set's version: a reload meanwhile cannot drop it.
+    let agencies = state.agencies.current();
     let checked = (|| {
         let wait = parse_wait(params.wait.as_deref(), state.config.inquiries.max_wait_secs)?;
         let ApiJson { value, .. } = body?;
-        Ok::<_, ApiError>((wait, value.validate(&state.agencies)?))
+        Ok::<_, ApiError>((wait, value.validate(&agencies)?))
     })();
     let (wait, new) = match checked {
         Ok(v) => v,
@@ -76,7 +79,15 @@ pub async fn create(
     .await?;
     let now = chrono::Utc::now().timestamp_millis();
     let deadline = now + state.config.inquiries.deadline_secs as i64 * 1000;
-    let record = inquiry::new_record(&id, &caller.name, &court, &new, now, deadline);
+    let record = inquiry::new_record(
+        &id,
+        &caller.name,
+        &court,
+        &new,
+        now,
+        deadline,
+        agencies.version(),
+    );
     let tasks: Vec<(String, String)> = new
         .agencies
         .iter()
@@ -84,6 +95,7 @@ pub async fn create(
         .collect();
     let mut completions = state.dispatcher.completions();
     state.store.create_inquiry(&record, &tasks).await?;
+    drop(agencies);
     tracing::info!(
         inquiry = %id,
         case = %new.case_number,

@@ -1,6 +1,7 @@
 //! The HTTP API (api.md): routes, the layers every request passes, and the
 //! inbound audit record every authenticated call leaves.
 
+mod admin;
 mod audit;
 pub mod extract;
 mod health;
@@ -11,7 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/events/{seq}", get(audit::event))
         .route("/v1/agencies", get(agencies))
+        .route("/v1/admin/reload", post(admin::reload))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)
@@ -90,22 +92,45 @@ async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<
         AuditRecord::default(),
     )
     .await?;
-    let list: Vec<Value> = state
-        .agencies
+    let registry = state.agencies.current();
+    let now = chrono::Utc::now();
+    let list: Vec<Value> = registry
         .all()
-        .map(|a| {
+        .map(|link| {
+            let a = link.config();
             json!({
-                "id": a.config.id,
-                "name": a.config.name,
-                "kind": a.config.kind.as_str(),
-                "dialect": a.config.dialect,
-                "enabled": a.config.enabled,
-                "asset_kind": a.config.asset_kind().as_str(),
+                "id": a.id,
+                "name": a.name,
+                "kind": a.kind.as_str(),
+                "dialect": a.dialect,
+                "enabled": a.enabled,
+                "asset_kind": a.asset_kind().as_str(),
                 "breaker": "closed",
+                "limits": {
+                    "timeout_ms": a.limits.timeout_ms,
+                    "max_batch": link.agency.dialect.max_batch(),
+                    "rate_per_second": a.limits.rate_per_second,
+                    "max_concurrency": a.limits.max_concurrency,
+                },
+                "business_hours": a.business_hours.as_ref().map(|h| json!({
+                    "days": h.days,
+                    "open": h.open,
+                    "close": h.close,
+                    "open_now": h.is_open(now),
+                })),
+                "tls": link.channel.has_own_client(),
+                "auth_headers": link.channel.header_names(),
             })
         })
         .collect();
-    Ok(Json(json!({ "agencies": list })))
+    Ok(Json(json!({
+        "version": registry.version(),
+        "loaded_at": crate::inquiry::timestamp(registry.loaded_at_ms()),
+        // Older sets that running inquiries started with and still use.
+        "retired_versions": state.agencies.retired_versions(),
+        "dialects": registry.dialect_count(),
+        "agencies": list,
+    })))
 }
 
 async fn not_found() -> Response {

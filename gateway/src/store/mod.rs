@@ -52,6 +52,9 @@ pub struct InquiryRecord {
     pub created_at_ms: i64,
     pub deadline_at_ms: i64,
     pub completed_at_ms: Option<i64>,
+    /// The version of the agency set the inquiry started with (absent for
+    /// inquiries stored before versions were recorded).
+    pub catalog_version: Option<String>,
 }
 
 /// One agency's part of an inquiry.
@@ -114,13 +117,16 @@ pub trait JobStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<InquiryRecord>, StoreError>;
 
-    /// Claims up to `limit` due tasks for `owner` until `lease_until_ms`.
+    /// Claims up to `limit` due tasks for `owner` until `lease_until_ms`,
+    /// leaving alone the tasks of the agencies in `skip_agencies` (those at
+    /// their concurrency bound).
     async fn claim_due_tasks(
         &self,
         owner: &str,
         now_ms: i64,
         lease_until_ms: i64,
         limit: i64,
+        skip_agencies: &[String],
     ) -> Result<Vec<ClaimedTask>, StoreError>;
 
     /// Records a step's result and releases the lease (only if `owner` still
@@ -142,6 +148,20 @@ pub trait JobStore: Send + Sync {
         due_at_ms: i64,
     ) -> Result<(), StoreError>;
 
+    /// Gives a claimed task back untouched but for its detail, due again at
+    /// `due_at_ms` (an agency outside its business hours).
+    async fn defer_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The agency-set versions that running inquiries use.
+    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError>;
+
     /// Marks unfinished, unleased tasks of overdue inquiries `timeout`;
     /// returns the inquiries touched.
     async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
@@ -150,8 +170,9 @@ pub trait JobStore: Send + Sync {
     /// this call completed it.
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError>;
 
-    /// The earliest time any unfinished task is due (for the dispatcher's sleep).
-    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError>;
+    /// The earliest time any unfinished task is due (for the dispatcher's
+    /// sleep), leaving out the agencies in `skip_agencies`.
+    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError>;
 
     /// A cheap write-path check for /readyz.
     async fn ping(&self) -> Result<(), StoreError>;

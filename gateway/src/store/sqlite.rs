@@ -51,7 +51,8 @@ impl SqliteStore {
 }
 
 const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
-     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms";
+     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
+     catalog_version";
 
 fn inquiry_from(row: &sqlx::sqlite::SqliteRow) -> Result<InquiryRecord, sqlx::Error> {
     Ok(InquiryRecord {
@@ -69,6 +70,7 @@ fn inquiry_from(row: &sqlx::sqlite::SqliteRow) -> Result<InquiryRecord, sqlx::Er
         created_at_ms: row.try_get("created_at_ms")?,
         deadline_at_ms: row.try_get("deadline_at_ms")?,
         completed_at_ms: row.try_get("completed_at_ms")?,
+        catalog_version: row.try_get("catalog_version")?,
     })
 }
 
@@ -82,8 +84,8 @@ impl JobStore for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO inquiries (id, caller, case_number, subject_kind, subject_name, subject_id, \
-             officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
+             catalog_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&inquiry.id)
         .bind(&inquiry.caller)
@@ -99,6 +101,7 @@ impl JobStore for SqliteStore {
         .bind(inquiry.created_at_ms)
         .bind(inquiry.deadline_at_ms)
         .bind(inquiry.completed_at_ms)
+        .bind(&inquiry.catalog_version)
         .execute(&mut *tx)
         .await?;
         for (agency, request_number) in tasks {
@@ -180,12 +183,16 @@ impl JobStore for SqliteStore {
         now_ms: i64,
         lease_until_ms: i64,
         limit: i64,
+        skip_agencies: &[String],
     ) -> Result<Vec<ClaimedTask>, StoreError> {
+        let skip =
+            serde_json::to_string(skip_agencies).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = sqlx::query(
             "UPDATE agency_tasks SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 \
              WHERE rowid IN (SELECT rowid FROM agency_tasks \
                  WHERE state IN (?, ?) AND due_at_ms <= ? \
                    AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
+                   AND agency NOT IN (SELECT value FROM json_each(?)) \
                  ORDER BY due_at_ms LIMIT ?) \
              RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms",
         )
@@ -195,6 +202,7 @@ impl JobStore for SqliteStore {
         .bind(STATE_POLLING)
         .bind(now_ms)
         .bind(now_ms)
+        .bind(skip)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -261,6 +269,41 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn defer_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = ?, \
+             detail = ? WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
+        )
+        .bind(due_at_ms)
+        .bind(detail)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT catalog_version FROM inquiries \
+             WHERE status = 'running' AND catalog_version IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("catalog_version"))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
     async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "UPDATE agency_tasks SET state = 'timeout', \
@@ -301,13 +344,17 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
+        let skip =
+            serde_json::to_string(skip_agencies).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let row = sqlx::query(
             "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-             FROM agency_tasks WHERE state IN (?, ?)",
+             FROM agency_tasks WHERE state IN (?, ?) \
+               AND agency NOT IN (SELECT value FROM json_each(?))",
         )
         .bind(STATE_QUEUED)
         .bind(STATE_POLLING)
+        .bind(skip)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("next")?)

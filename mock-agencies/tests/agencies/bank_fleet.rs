@@ -284,13 +284,7 @@ fn agency_files_point_the_gateway_at_every_bank() {
         let keys: BTreeSet<&str> = table.keys().map(String::as_str).collect();
         let xml = n % 4 != 0;
         let mut expected = BTreeSet::from([
-            "id",
-            "name",
-            "kind",
-            "dialect",
-            "base_url",
-            "enabled",
-            "limits",
+            "id", "name", "kind", "dialect", "base_url", "enabled", "limits",
         ]);
         if xml {
             expected.insert("encoding");

@@ -110,7 +110,7 @@ async fn a_bank_that_is_down_does_not_fail_the_inquiry() -> anyhow::Result<()> {
 async fn a_slow_bank_past_its_timeout_is_a_timeout_for_that_bank_only() -> anyhow::Result<()> {
     let sys = System::start_with(|_, agencies| {
         for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
-            a.timeout_ms = 300;
+            a.limits.timeout_ms = 300;
         }
     })
     .await?;

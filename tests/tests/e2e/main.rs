@@ -3,5 +3,10 @@
 
 mod audit_trail;
 mod bad_input;
+mod business_hours;
 mod fail_closed;
+mod fleet;
 mod inquiries;
+mod limits;
+mod onboarding;
+mod reload;

@@ -1,0 +1,420 @@
+//! Mapping reply records into the model, field by field, as a dialect file
+//! declares it; and the checks that a declaration only names model fields
+//! that exist, with conversions that fit them.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde_json::{Map, Value};
+
+use super::select::{Node, Path};
+use super::spec::{FieldSpec, RecordSpec};
+use crate::model::Fen;
+
+/// The kind of value a model field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldType {
+    Text,
+    Money,
+    Decimal,
+    Integer,
+    Bool,
+    Date,
+}
+
+/// One field of the model, as dialects may fill it.
+#[derive(Debug)]
+struct ModelField {
+    name: &'static str,
+    ty: FieldType,
+    required: bool,
+    /// `Option` in the model: absent stays absent.
+    optional: bool,
+}
+
+const fn field(name: &'static str, ty: FieldType, required: bool, optional: bool) -> ModelField {
+    ModelField {
+        name,
+        ty,
+        required,
+        optional,
+    }
+}
+
+use FieldType::*;
+
+const BANK_ACCOUNT: &[ModelField] = &[
+    field("account_number", Text, true, false),
+    field("account_type", Text, false, false),
+    field("currency", Text, false, false),
+    field("balance_fen", Money, true, false),
+    field("available_fen", Money, true, false),
+    field("branch", Text, false, false),
+    field("state", Text, false, true),
+];
+
+const REAL_ESTATE: &[ModelField] = &[
+    field("unit_number", Text, true, false),
+    field("certificate_number", Text, false, false),
+    field("location", Text, false, false),
+    field("area_m2", Decimal, false, false),
+    field("use", Text, false, false),
+    field("mortgaged", Bool, false, false),
+];
+
+const MEASURE: &[ModelField] = &[
+    field("authority", Text, false, false),
+    field("document_number", Text, false, false),
+    field("amount_fen", Money, false, true),
+    field("start_date", Date, false, true),
+    field("end_date", Date, false, true),
+    field("waiting", Bool, false, false),
+    field("queue_position", Integer, false, true),
+];
+
+const OWNER: &[ModelField] = &[
+    field("name", Text, true, false),
+    field("share", Text, false, true),
+];
+
+/// How wire text becomes a model value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Convert {
+    Text,
+    Yuan,
+    Fen,
+    Decimal,
+    Integer,
+    Bool,
+    Date(String),
+}
+
+impl Convert {
+    fn parse(text: Option<&str>, ty: FieldType) -> Result<Self, String> {
+        let convert = match text {
+            None => match ty {
+                Text => Convert::Text,
+                Bool => Convert::Bool,
+                Decimal => Convert::Decimal,
+                Integer => Convert::Integer,
+                Money => return Err("a money field needs convert = \"yuan\" or \"fen\"".into()),
+                Date => {
+                    return Err(
+                        "a date field needs convert = \"date:<format>\", e.g. \"date:%Y%m%d\""
+                            .into(),
+                    );
+                }
+            },
+            Some("text") => Convert::Text,
+            Some("yuan") => Convert::Yuan,
+            Some("fen") => Convert::Fen,
+            Some("decimal") => Convert::Decimal,
+            Some("integer") => Convert::Integer,
+            Some("bool") => Convert::Bool,
+            Some(other) => match other.strip_prefix("date:") {
+                Some(format) => {
+                    // A format that cannot print a date cannot read one either.
+                    let probe = NaiveDate::from_ymd_opt(2027, 1, 5).ok_or("date")?;
+                    let printed = probe.format(format).to_string();
+                    if NaiveDate::parse_from_str(&printed, format) != Ok(probe) {
+                        return Err(format!("{format:?} is not a usable date format"));
+                    }
+                    Convert::Date(format.to_owned())
+                }
+                None => {
+                    return Err(format!(
+                        "convert {other:?} is unknown (text, yuan, fen, decimal, integer, bool, date:<format>)"
+                    ));
+                }
+            },
+        };
+        let fits = matches!(
+            (&convert, ty),
+            (Convert::Text, Text)
+                | (Convert::Yuan | Convert::Fen, Money)
+                | (Convert::Decimal, Decimal)
+                | (Convert::Integer, Integer)
+                | (Convert::Bool, Bool)
+                | (Convert::Date(_), Date)
+        );
+        if !fits {
+            return Err(format!("convert {convert:?} does not fit a {ty:?} field"));
+        }
+        Ok(convert)
+    }
+
+    fn apply(&self, raw: &str) -> Result<Value, String> {
+        Ok(match self {
+            Convert::Text => Value::String(raw.to_owned()),
+            Convert::Yuan => Fen::parse_yuan(raw).map_err(|e| e.to_string())?.0.into(),
+            Convert::Fen => raw
+                .parse::<i64>()
+                .map_err(|_| format!("{raw:?} is not an amount in fen"))?
+                .into(),
+            Convert::Decimal => {
+                let n: f64 = raw
+                    .parse()
+                    .map_err(|_| format!("{raw:?} is not a number"))?;
+                serde_json::Number::from_f64(n)
+                    .map(Value::Number)
+                    .ok_or_else(|| format!("{raw:?} is not a finite number"))?
+            }
+            Convert::Integer => raw
+                .parse::<u32>()
+                .map_err(|_| format!("{raw:?} is not a whole number"))?
+                .into(),
+            Convert::Bool => match raw.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "y" => true.into(),
+                "false" | "0" | "no" | "n" => false.into(),
+                _ => return Err(format!("{raw:?} is not a yes/no value")),
+            },
+            Convert::Date(format) => NaiveDate::parse_from_str(raw, format)
+                .map_err(|_| format!("{raw:?} is not a date in the format {format:?}"))?
+                .format("%Y-%m-%d")
+                .to_string()
+                .into(),
+        })
+    }
+}
+
+/// A model field with the rule that fills it.
+#[derive(Debug)]
+struct CompiledField {
+    model: &'static ModelField,
+    path: Path,
+    convert: Convert,
+    codes: Option<BTreeMap<String, String>>,
+    default: Option<String>,
+    absent_if: Vec<String>,
+}
+
+/// A compiled set of fields for one kind of record.
+#[derive(Debug)]
+pub struct RecordMapping {
+    records: Path,
+    fields: Vec<CompiledField>,
+    schema: &'static [ModelField],
+    measures: Option<Box<RecordMapping>>,
+    owners: Option<Box<RecordMapping>>,
+}
+
+/// What a dialect file says about one kind of record.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordSource<'a> {
+    pub records: &'a str,
+    pub fields: &'a BTreeMap<String, FieldSpec>,
+    pub measures: Option<&'a RecordSpec>,
+    pub owners: Option<&'a RecordSpec>,
+}
+
+/// The record kinds a dialect may map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    BankAccount,
+    RealEstate,
+    Measure,
+    Owner,
+}
+
+impl RecordKind {
+    pub fn parse_asset(kind: &str) -> Option<Self> {
+        match kind {
+            "bank_account" => Some(RecordKind::BankAccount),
+            "real_estate" => Some(RecordKind::RealEstate),
+            _ => None,
+        }
+    }
+
+    fn schema(self) -> &'static [ModelField] {
+        match self {
+            RecordKind::BankAccount => BANK_ACCOUNT,
+            RecordKind::RealEstate => REAL_ESTATE,
+            RecordKind::Measure => MEASURE,
+            RecordKind::Owner => OWNER,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RecordKind::BankAccount => "bank_account",
+            RecordKind::RealEstate => "real_estate",
+            RecordKind::Measure => "measure",
+            RecordKind::Owner => "owner",
+        }
+    }
+}
+
+impl RecordMapping {
+    /// Compiles a record's fields; every problem is pushed to `errors` with
+    /// `at` (the TOML key path) in front.
+    pub fn compile(
+        kind: RecordKind,
+        source: RecordSource<'_>,
+        codes: &BTreeMap<String, BTreeMap<String, String>>,
+        at: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<Self> {
+        let RecordSource {
+            records,
+            fields,
+            measures,
+            owners,
+        } = source;
+        let schema = kind.schema();
+        let before = errors.len();
+        let records = Path::parse(records)
+            .map_err(|e| errors.push(format!("{at}.records: {e}")))
+            .ok();
+        let mut compiled = Vec::new();
+        for (name, spec) in fields {
+            let key = format!("{at}.fields.{name}");
+            let Some(model) = schema.iter().find(|f| f.name == name) else {
+                let known: Vec<&str> = schema.iter().map(|f| f.name).collect();
+                errors.push(format!(
+                    "{key}: the model has no field {name:?} for a {} (fields: {})",
+                    kind.name(),
+                    known.join(", ")
+                ));
+                continue;
+            };
+            let rule = spec.rule();
+            let path = Path::parse(&rule.path).map_err(|e| errors.push(format!("{key}: {e}")));
+            let convert = Convert::parse(rule.convert.as_deref(), model.ty)
+                .map_err(|e| errors.push(format!("{key}: {e}")));
+            let table =
+                match &rule.codes {
+                    None => Ok(None),
+                    Some(t) => codes.get(t).cloned().map(Some).ok_or_else(|| {
+                        errors.push(format!("{key}: no code table {t:?} in [codes]"))
+                    }),
+                };
+            if let (Ok(path), Ok(convert), Ok(codes)) = (path, convert, table) {
+                compiled.push(CompiledField {
+                    model,
+                    path,
+                    convert,
+                    codes,
+                    default: rule.default,
+                    absent_if: rule.absent_if,
+                });
+            }
+        }
+        for required in schema.iter().filter(|f| f.required) {
+            if !fields.contains_key(required.name) {
+                errors.push(format!(
+                    "{at}.fields: the required field {:?} of a {} is not mapped",
+                    required.name,
+                    kind.name()
+                ));
+            }
+        }
+        let sub = |spec: Option<&RecordSpec>,
+                   sub_kind: RecordKind,
+                   name: &str,
+                   errors: &mut Vec<String>| {
+            spec.and_then(|s| {
+                Self::compile(
+                    sub_kind,
+                    RecordSource {
+                        records: &s.records,
+                        fields: &s.fields,
+                        measures: None,
+                        owners: None,
+                    },
+                    codes,
+                    &format!("{at}.{name}"),
+                    errors,
+                )
+                .map(Box::new)
+            })
+        };
+        let measures = sub(measures, RecordKind::Measure, "measures", errors);
+        let owners = match (kind, owners) {
+            (RecordKind::RealEstate, o) => sub(o, RecordKind::Owner, "owners", errors),
+            (_, Some(_)) => {
+                errors.push(format!("{at}.owners: only real_estate records have owners"));
+                None
+            }
+            (_, None) => None,
+        };
+        if errors.len() > before {
+            return None;
+        }
+        Some(Self {
+            records: records?,
+            fields: compiled,
+            schema,
+            measures,
+            owners,
+        })
+    }
+
+    /// Every record under `item`, mapped to the model's JSON form.
+    pub fn map_all(&self, item: Node<'_>) -> Result<Vec<Value>, String> {
+        self.records
+            .select(item)
+            .into_iter()
+            .map(|record| self.map_one(record))
+            .collect()
+    }
+
+    fn map_one(&self, record: Node<'_>) -> Result<Value, String> {
+        let mut out = Map::new();
+        for f in &self.fields {
+            let mut raw = f.path.text(record).filter(|t| !f.absent_if.contains(t));
+            if let (Some(table), Some(code)) = (&f.codes, raw.as_ref()) {
+                let mapped = table.get(code).or_else(|| table.get("*")).ok_or_else(|| {
+                    format!("{}: code {code:?} is not in its table", f.model.name)
+                })?;
+                raw = Some(mapped.clone());
+            }
+            let raw = raw.or_else(|| f.default.clone());
+            match raw {
+                Some(text) => {
+                    let value = f
+                        .convert
+                        .apply(&text)
+                        .map_err(|e| format!("{}: {e}", f.model.name))?;
+                    out.insert(f.model.name.to_owned(), value);
+                }
+                None if f.model.required => {
+                    return Err(format!("{} is missing", f.model.name));
+                }
+                None => {}
+            }
+        }
+        // Fields the model always has get their empty value when not given.
+        for model in self.schema {
+            if model.optional || out.contains_key(model.name) {
+                continue;
+            }
+            let empty = match model.ty {
+                Text => Value::String(String::new()),
+                Bool => false.into(),
+                Decimal => 0.0.into(),
+                Money | Integer => 0.into(),
+                Date => continue,
+            };
+            out.insert(model.name.to_owned(), empty);
+        }
+        if self
+            .schema
+            .iter()
+            .any(|f| f.name == "account_number" || f.name == "unit_number")
+        {
+            let measures = match &self.measures {
+                Some(m) => m.map_all(record)?,
+                None => Vec::new(),
+            };
+            out.insert("measures".into(), measures.into());
+        }
+        if self.schema.iter().any(|f| f.name == "unit_number") {
+            let owners = match &self.owners {
+                Some(o) => o.map_all(record)?,
+                None => Vec::new(),
+            };
+            out.insert("owners".into(), owners.into());
+        }
+        Ok(Value::Object(out))
+    }
+}

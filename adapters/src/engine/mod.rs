@@ -1,0 +1,728 @@
+//! The declarative dialect engine: a dialect file (`config/dialects/*.toml`)
+//! compiled into a `Dialect`. Request bodies come from templates, replies are
+//! read through paths, code tables and conversions into the model.
+//!
+//! Compiling checks everything an onboarding engineer can get wrong before
+//! the dialect goes live: unknown keys, model fields that don't exist,
+//! conversions that don't fit, missing code tables, and templates that don't
+//! render (each template is rendered once against sample subjects).
+
+mod mapping;
+pub mod select;
+pub mod spec;
+mod template;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use encoding_rs::Encoding;
+use minijinja::Environment;
+use serde_json::{Value, json};
+
+use self::mapping::{RecordKind, RecordMapping, RecordSource};
+use self::select::{Node, Path};
+use self::spec::{DialectFile, Format, InteractionSpec, Operation, ReplySpec};
+use crate::dialect::{
+    Dialect, EncodeError, Envelope, HttpMethod, InquiryRequest, Interaction, ItemOutcome,
+    ReplyError, WireReply, WireRequest, agency_error, match_items,
+};
+use crate::model::{Asset, InquiryOutcome, Subject};
+use crate::xml::{decode_document, encoding_for_label, parse_tree};
+
+/// What an outcome code table may say.
+const OUTCOMES: [&str; 6] = [
+    "answered",
+    "no_record",
+    "refused",
+    "pending",
+    "error",
+    "next",
+];
+
+#[derive(Debug)]
+struct CompiledReply {
+    ok_status: Vec<u16>,
+    root: Option<String>,
+    items: Path,
+    request_number: Option<Path>,
+    outcome: Vec<(Path, BTreeMap<String, String>)>,
+    reason: Vec<Path>,
+    ticket: Option<Path>,
+    assets: Vec<(RecordKind, RecordMapping)>,
+}
+
+#[derive(Debug)]
+struct CompiledOperation {
+    name: &'static str,
+    method: HttpMethod,
+    has_content_type: bool,
+    has_body: bool,
+    reply: CompiledReply,
+}
+
+/// A dialect file, checked and ready.
+pub struct CompiledDialect {
+    name: String,
+    format: Format,
+    interaction: InteractionSpec,
+    encoding: Option<String>,
+    max_batch: usize,
+    env: Environment<'static>,
+    inquiry: CompiledOperation,
+    poll: Option<CompiledOperation>,
+}
+
+impl std::fmt::Debug for CompiledDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledDialect")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("interaction", &self.interaction)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompiledDialect {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn default_encoding(&self) -> Option<&str> {
+        self.encoding.as_deref()
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Parses and compiles a dialect file's text. Every problem is returned,
+    /// each naming the TOML key it is about (and the line, where the TOML
+    /// parser knows it).
+    pub fn from_toml(text: &str) -> Result<Self, Vec<String>> {
+        let file: DialectFile =
+            toml::from_str(text).map_err(|e| vec![e.to_string().trim_end().to_owned()])?;
+        Self::compile(file)
+    }
+
+    pub fn compile(file: DialectFile) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        if file.name.is_empty()
+            || !file
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            errors.push(format!(
+                "name {:?} must be lowercase letters, digits and dashes",
+                file.name
+            ));
+        }
+        if file.max_batch == 0 {
+            errors.push("max_batch must be at least 1".into());
+        }
+        if let Some(label) = &file.encoding {
+            if encoding_for_label(label).is_none() {
+                errors.push(format!("encoding {label:?} is unknown"));
+            }
+            if file.format == Format::Json {
+                errors.push("encoding applies to XML dialects only".into());
+            }
+        }
+        for (table, entries) in &file.codes {
+            if entries.is_empty() {
+                errors.push(format!("codes.{table} is empty"));
+            }
+        }
+        let codes = Arc::new(file.codes.clone());
+        let mut env = template::environment(file.format, codes.clone());
+        let mut add = |name: String, source: &str, errors: &mut Vec<String>| {
+            if let Err(e) = env.add_template_owned(name.clone(), source.to_owned()) {
+                errors.push(format!("{name}: {}", template::describe(&e)));
+            }
+        };
+        let ops: Vec<(&'static str, &Operation)> = std::iter::once(("inquiry", &file.inquiry))
+            .chain(file.poll.as_ref().map(|p| ("poll", p)))
+            .collect();
+        for (op, spec) in &ops {
+            add(
+                format!("{op}.request.path"),
+                &spec.request.path,
+                &mut errors,
+            );
+            if let Some(ct) = &spec.request.content_type {
+                add(format!("{op}.request.content_type"), ct, &mut errors);
+            }
+            if let Some(body) = &spec.request.body {
+                add(
+                    format!("{op}.request.{}", template::BODY),
+                    body,
+                    &mut errors,
+                );
+            }
+        }
+        match (file.interaction, &file.poll) {
+            (InteractionSpec::SubmitThenPoll, None) => {
+                errors.push("interaction submit_then_poll needs a [poll] operation".into());
+            }
+            (InteractionSpec::Synchronous, Some(_)) => {
+                errors.push("[poll] is only for interaction submit_then_poll".into());
+            }
+            _ => {}
+        }
+        let inquiry = compile_operation("inquiry", &file.inquiry, &file.codes, &mut errors);
+        let poll = file
+            .poll
+            .as_ref()
+            .map(|p| compile_operation("poll", p, &file.codes, &mut errors));
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let (Some(inquiry), Some(poll)) = (inquiry, poll.map_or(Some(None), |p| p.map(Some)))
+        else {
+            return Err(vec!["the dialect does not compile".into()]);
+        };
+        let dialect = Self {
+            name: file.name,
+            format: file.format,
+            interaction: file.interaction,
+            encoding: file.encoding,
+            max_batch: file.max_batch,
+            env,
+            inquiry,
+            poll,
+        };
+        dialect.rehearse()?;
+        Ok(dialect)
+    }
+
+    /// Renders every template once against sample subjects, so a template
+    /// naming something the model lacks fails now, not at the first inquiry.
+    fn rehearse(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        let label = self.encoding.clone().unwrap_or_else(|| "UTF-8".into());
+        let batch = if self.max_batch > 1 { 2 } else { 1 };
+        let items: Vec<Value> = sample_items().into_iter().take(batch).collect();
+        let ctx = inquiry_context(
+            "P-sample",
+            &json!({"code": "甘0503", "name": "天水市麦积区人民法院"}),
+            &label,
+            items,
+        );
+        if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
+            errors.push(e);
+        }
+        // One subject of each kind, alone.
+        for item in sample_items() {
+            let ctx = inquiry_context(
+                "P-sample",
+                &json!({"code": "甘0503", "name": "x"}),
+                &label,
+                vec![item],
+            );
+            if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
+                errors.push(e);
+            }
+        }
+        if let Some(poll) = &self.poll {
+            let ctx =
+                json!({"request_number": "Q-sample", "ticket": "T-sample", "encoding": label});
+            if let Err(e) = self.render("poll", poll, &ctx, &label) {
+                errors.push(e);
+            }
+        }
+        errors.dedup();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn render(
+        &self,
+        op: &str,
+        operation: &CompiledOperation,
+        ctx: &Value,
+        label: &str,
+    ) -> Result<(String, Option<String>, Option<String>), String> {
+        let part = |name: &str| {
+            template::render(&self.env, &format!("{op}.request.{name}"), ctx)
+                .map_err(|e| format!("{op}.request.{name}: {e}"))
+        };
+        let path = part("path")?;
+        if !path.starts_with('/') {
+            return Err(format!(
+                "{op}.request.path must render to a path starting with /, got {path:?}"
+            ));
+        }
+        let content_type = if operation.has_content_type {
+            Some(part("content_type")?)
+        } else {
+            match (self.format, operation.has_body) {
+                (_, false) => None,
+                (Format::Xml, true) => Some(format!("application/xml; charset={label}")),
+                (Format::Json, true) => Some("application/json".into()),
+            }
+        };
+        let body = if operation.has_body {
+            let body = part(template::BODY)?;
+            match self.format {
+                Format::Json => {
+                    serde_json::from_str::<Value>(&body)
+                        .map_err(|e| format!("{op}.request.body does not render to JSON: {e}"))?;
+                }
+                Format::Xml => {
+                    parse_tree(&body)
+                        .map_err(|e| format!("{op}.request.body does not render to XML: {e}"))?;
+                }
+            }
+            Some(body)
+        } else {
+            None
+        };
+        Ok((path, content_type, body))
+    }
+}
+
+fn compile_operation(
+    op: &'static str,
+    spec: &Operation,
+    codes: &BTreeMap<String, BTreeMap<String, String>>,
+    errors: &mut Vec<String>,
+) -> Option<CompiledOperation> {
+    let method = match spec.request.method.to_ascii_uppercase().as_str() {
+        "GET" => Some(HttpMethod::Get),
+        "POST" => Some(HttpMethod::Post),
+        other => {
+            errors.push(format!("{op}.request.method {other:?} is not GET or POST"));
+            None
+        }
+    };
+    if method == Some(HttpMethod::Get) && spec.request.body.is_some() {
+        errors.push(format!("{op}.request: a GET has no body"));
+    }
+    let reply = compile_reply(op, &spec.reply, codes, errors);
+    Some(CompiledOperation {
+        name: op,
+        method: method?,
+        has_content_type: spec.request.content_type.is_some(),
+        has_body: spec.request.body.is_some(),
+        reply: reply?,
+    })
+}
+
+fn compile_reply(
+    op: &str,
+    spec: &ReplySpec,
+    codes: &BTreeMap<String, BTreeMap<String, String>>,
+    errors: &mut Vec<String>,
+) -> Option<CompiledReply> {
+    let before = errors.len();
+    let at = format!("{op}.reply");
+    let path = |key: &str, text: &str, errors: &mut Vec<String>| {
+        Path::parse(text)
+            .map_err(|e| errors.push(format!("{at}.{key}: {e}")))
+            .ok()
+    };
+    let items = path("items", &spec.items, errors);
+    let request_number = spec
+        .request_number
+        .as_ref()
+        .and_then(|p| path("request_number", p, errors));
+    let ticket = spec.ticket.as_ref().and_then(|p| path("ticket", p, errors));
+    let reason: Vec<Path> = spec
+        .reason
+        .iter()
+        .filter_map(|p| path("reason", p, errors))
+        .collect();
+    if spec.outcome.is_empty() {
+        errors.push(format!("{at}.outcome: at least one rule is needed"));
+    }
+    let mut outcome = Vec::new();
+    for (i, rule) in spec.outcome.iter().enumerate() {
+        let key = format!("{at}.outcome[{i}]");
+        let Some(table) = codes.get(&rule.codes) else {
+            errors.push(format!("{key}: no code table {:?} in [codes]", rule.codes));
+            continue;
+        };
+        for (code, value) in table {
+            if !OUTCOMES.contains(&value.as_str()) {
+                errors.push(format!(
+                    "codes.{}.{code:?} = {value:?}: an outcome is one of {}",
+                    rule.codes,
+                    OUTCOMES.join(", ")
+                ));
+            }
+        }
+        if let Some(p) = path(&format!("outcome[{i}].path"), &rule.path, errors) {
+            outcome.push((p, table.clone()));
+        }
+    }
+    let mut assets = Vec::new();
+    for (i, asset) in spec.assets.iter().enumerate() {
+        let key = format!("{at}.assets[{i}]");
+        let Some(kind) = RecordKind::parse_asset(&asset.kind) else {
+            errors.push(format!(
+                "{key}.kind {:?} is not bank_account or real_estate",
+                asset.kind
+            ));
+            continue;
+        };
+        let source = RecordSource {
+            records: &asset.records,
+            fields: &asset.fields,
+            measures: asset.measures.as_ref(),
+            owners: asset.owners.as_ref(),
+        };
+        if let Some(m) = RecordMapping::compile(kind, source, codes, &key, errors) {
+            assets.push((kind, m));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(CompiledReply {
+        ok_status: spec.ok_status.clone(),
+        root: spec.root.clone(),
+        items: items?,
+        request_number,
+        outcome,
+        reason,
+        ticket,
+        assets,
+    })
+}
+
+fn sample_items() -> Vec<Value> {
+    let officers = json!([
+        {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
+        {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
+    ]);
+    vec![
+        json!({"request_number": "Q-sample-1", "case_number": "(2024)甘0503执1234号",
+               "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
+               "officers": officers}),
+        json!({"request_number": "Q-sample-2", "case_number": "(2024)甘0503执1234号",
+               "subject": {"kind": "organization", "name": "示例有限公司", "id_number": "91110000600037341L"},
+               "officers": officers}),
+    ]
+}
+
+fn inquiry_context(batch_number: &str, court: &Value, encoding: &str, items: Vec<Value>) -> Value {
+    json!({
+        "batch_number": batch_number,
+        "court": court,
+        "encoding": encoding,
+        "item": items.first().cloned().unwrap_or(Value::Null),
+        "items": items,
+    })
+}
+
+fn item_context(item: &InquiryRequest) -> Value {
+    let kind = match item.subject {
+        Subject::Person { .. } => "person",
+        Subject::Organization { .. } => "organization",
+    };
+    json!({
+        "request_number": item.request_number,
+        "case_number": item.case_number.as_str(),
+        "subject": {"kind": kind, "name": item.subject.name(), "id_number": item.subject.identifier()},
+        "officers": item.officers,
+    })
+}
+
+/// A compiled dialect with one agency's options.
+#[derive(Debug)]
+pub struct DeclaredDialect {
+    dialect: Arc<CompiledDialect>,
+    encoding: &'static Encoding,
+    label: String,
+    max_batch: usize,
+}
+
+impl DeclaredDialect {
+    /// `encoding` and `max_batch` come from the agency file; absent, the
+    /// dialect's own apply. An agency may not batch more than its dialect.
+    pub fn new(
+        dialect: Arc<CompiledDialect>,
+        encoding: Option<&str>,
+        max_batch: Option<usize>,
+    ) -> Result<Self, String> {
+        let label = encoding
+            .or(dialect.encoding.as_deref())
+            .unwrap_or("UTF-8")
+            .to_owned();
+        if dialect.format == Format::Json && encoding.is_some() {
+            return Err(format!(
+                "the {} dialect is JSON: it takes no encoding",
+                dialect.name
+            ));
+        }
+        let encoding =
+            encoding_for_label(&label).ok_or_else(|| format!("unknown encoding {label:?}"))?;
+        let max_batch = max_batch.unwrap_or(dialect.max_batch);
+        if max_batch == 0 || max_batch > dialect.max_batch {
+            return Err(format!(
+                "max_batch {max_batch} is outside 1..={} that the {} dialect allows",
+                dialect.max_batch, dialect.name
+            ));
+        }
+        Ok(Self {
+            dialect,
+            encoding,
+            label,
+            max_batch,
+        })
+    }
+
+    fn encode_error(&self, reason: String) -> EncodeError {
+        EncodeError {
+            dialect: self.dialect.name.clone(),
+            reason,
+        }
+    }
+
+    fn wire(&self, op: &CompiledOperation, ctx: &Value) -> Result<WireRequest, EncodeError> {
+        let (path, content_type, body) = self
+            .dialect
+            .render(op.name, op, ctx, &self.label)
+            .map_err(|e| self.encode_error(e))?;
+        let body = match (body, self.dialect.format) {
+            (None, _) => Vec::new(),
+            (Some(body), Format::Json) => body.into_bytes(),
+            (Some(body), Format::Xml) => {
+                let text = format!(
+                    "<?xml version=\"1.0\" encoding=\"{}\"?>\n{}",
+                    self.label,
+                    body.trim_start()
+                );
+                let (bytes, _, unmappable) = self.encoding.encode(&text);
+                if unmappable {
+                    return Err(self.encode_error(format!(
+                        "the message has characters {} cannot write",
+                        self.label
+                    )));
+                }
+                bytes.into_owned()
+            }
+        };
+        Ok(WireRequest {
+            method: op.method,
+            path,
+            content_type,
+            body,
+        })
+    }
+
+    /// Parses a reply and hands its items (with their request numbers, where
+    /// the dialect says where they are) to `each`.
+    fn read<T>(
+        &self,
+        reply_spec: &CompiledReply,
+        reply: WireReply<'_>,
+        each: impl FnMut(Option<String>, Node<'_>) -> T,
+    ) -> Result<Vec<T>, ReplyError> {
+        if !reply_spec.ok_status.contains(&reply.status) {
+            return Err(agency_error(reply));
+        }
+        match self.dialect.format {
+            Format::Xml => {
+                let text = decode_document(reply.body).map_err(ReplyError::malformed)?;
+                let root = parse_tree(&text).map_err(ReplyError::malformed)?;
+                if let Some(expected) = &reply_spec.root {
+                    let local = root.name.rsplit(':').next().unwrap_or(&root.name);
+                    if local != expected {
+                        return Err(ReplyError::Malformed(format!(
+                            "expected <{expected}>, got <{}>",
+                            root.name
+                        )));
+                    }
+                }
+                Ok(items_of(reply_spec, Node::Xml(&root), each))
+            }
+            Format::Json => {
+                let value: Value =
+                    serde_json::from_slice(reply.body).map_err(ReplyError::malformed)?;
+                Ok(items_of(reply_spec, Node::Json(&value), each))
+            }
+        }
+    }
+
+    fn outcome(
+        &self,
+        spec: &CompiledReply,
+        item: Node<'_>,
+        status: u16,
+    ) -> Result<InquiryOutcome, ReplyError> {
+        let reason = || spec.reason.iter().find_map(|p| p.text(item));
+        for (path, table) in &spec.outcome {
+            let code = path
+                .text(item)
+                .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
+            let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
+                ReplyError::Malformed(format!(
+                    "outcome code {code:?} is not in the dialect's table"
+                ))
+            })?;
+            return Ok(match verdict.as_str() {
+                "next" => continue,
+                "answered" => {
+                    let mut assets = Vec::new();
+                    for (kind, mapping) in &spec.assets {
+                        for value in mapping.map_all(item).map_err(ReplyError::Malformed)? {
+                            let asset = match kind {
+                                RecordKind::BankAccount => {
+                                    serde_json::from_value(value).map(Asset::BankAccount)
+                                }
+                                _ => serde_json::from_value(value).map(Asset::RealEstate),
+                            };
+                            assets.push(asset.map_err(ReplyError::malformed)?);
+                        }
+                    }
+                    InquiryOutcome::Answered { assets }
+                }
+                "no_record" => InquiryOutcome::NoRecord,
+                "refused" => InquiryOutcome::Refused {
+                    reason: reason().unwrap_or_else(|| format!("refused ({code})")),
+                },
+                "pending" => {
+                    if self.dialect.interaction != InteractionSpec::SubmitThenPoll {
+                        return Err(ReplyError::Malformed(
+                            "a synchronous agency answered \"pending\"".into(),
+                        ));
+                    }
+                    InquiryOutcome::Pending {
+                        ticket: spec.ticket.as_ref().and_then(|p| p.text(item)),
+                    }
+                }
+                _ => {
+                    return Err(ReplyError::Agency {
+                        status,
+                        detail: reason().map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                    });
+                }
+            });
+        }
+        Err(ReplyError::Malformed(
+            "no outcome rule decided the answer".into(),
+        ))
+    }
+}
+
+fn items_of<T>(
+    spec: &CompiledReply,
+    root: Node<'_>,
+    mut each: impl FnMut(Option<String>, Node<'_>) -> T,
+) -> Vec<T> {
+    let items = if spec.items.is_empty() {
+        vec![root]
+    } else {
+        spec.items.select(root)
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let rn = spec.request_number.as_ref().and_then(|p| p.text(item));
+            each(rn, item)
+        })
+        .collect()
+}
+
+impl Dialect for DeclaredDialect {
+    fn name(&self) -> &str {
+        &self.dialect.name
+    }
+
+    fn interaction(&self) -> Interaction {
+        match self.dialect.interaction {
+            InteractionSpec::Synchronous => Interaction::Synchronous,
+            InteractionSpec::SubmitThenPoll => Interaction::SubmitThenPoll,
+        }
+    }
+
+    fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    fn inquiry_request(
+        &self,
+        envelope: &Envelope,
+        items: &[InquiryRequest],
+    ) -> Result<WireRequest, EncodeError> {
+        if items.is_empty() || items.len() > self.max_batch {
+            return Err(self.encode_error(format!(
+                "a message holds 1 to {} subjects, got {}",
+                self.max_batch,
+                items.len()
+            )));
+        }
+        let ctx = inquiry_context(
+            &envelope.batch_number,
+            &json!({"code": envelope.court.code, "name": envelope.court.name}),
+            &self.label,
+            items.iter().map(item_context).collect(),
+        );
+        self.wire(&self.dialect.inquiry, &ctx)
+    }
+
+    fn inquiry_reply(
+        &self,
+        items: &[InquiryRequest],
+        reply: WireReply<'_>,
+    ) -> Result<Vec<ItemOutcome>, ReplyError> {
+        let spec = &self.dialect.inquiry.reply;
+        let lone = (items.len() == 1).then(|| items[0].request_number.clone());
+        let decoded = self.read(spec, reply, |rn, item| {
+            let rn = match (&spec.request_number, rn) {
+                (Some(_), Some(rn)) => Some(rn),
+                (Some(_), None) => None,
+                (None, _) => lone.clone(),
+            };
+            rn.map(|rn| (rn, self.outcome(spec, item, reply.status)))
+        })?;
+        let decoded: Vec<_> = decoded.into_iter().flatten().collect();
+        Ok(match_items(items, decoded))
+    }
+
+    fn poll_request(
+        &self,
+        request_number: &str,
+        ticket: Option<&str>,
+    ) -> Result<WireRequest, EncodeError> {
+        let Some(poll) = &self.dialect.poll else {
+            return Err(
+                self.encode_error("this dialect answers synchronously and cannot be polled".into())
+            );
+        };
+        let ctx =
+            json!({"request_number": request_number, "ticket": ticket, "encoding": self.label});
+        self.wire(poll, &ctx)
+    }
+
+    fn poll_reply(
+        &self,
+        request_number: &str,
+        reply: WireReply<'_>,
+    ) -> Result<InquiryOutcome, ReplyError> {
+        let Some(poll) = &self.dialect.poll else {
+            return Err(ReplyError::Malformed("this dialect has no poll".into()));
+        };
+        let spec = &poll.reply;
+        let mut found = self.read(spec, reply, |rn, item| {
+            (rn, self.outcome(spec, item, reply.status))
+        })?;
+        let position = found
+            .iter()
+            .position(|(rn, _)| match (&spec.request_number, rn) {
+                (None, _) => true,
+                (Some(_), Some(rn)) => rn == request_number,
+                (Some(_), None) => false,
+            });
+        match position {
+            Some(i) => found.swap_remove(i).1,
+            None => Err(ReplyError::Malformed(format!(
+                "the answer is not for {request_number}"
+            ))),
+        }
+    }
+}

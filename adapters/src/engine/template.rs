@@ -1,0 +1,100 @@
+//! Request templates: minijinja, with escaping that fits the message format
+//! (XML text escaping, JSON values) so a subject's name can never break the
+//! message, strict undefined values (a typo is a load-time error, not an
+//! empty tag), and the filters dialects need (`code`, `yuan`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use minijinja::value::Value;
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+
+use super::spec::Format;
+
+/// Template names end in the part they render; only bodies are escaped.
+pub const BODY: &str = "body";
+
+pub fn environment(
+    format: Format,
+    codes: Arc<BTreeMap<String, BTreeMap<String, String>>>,
+) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.set_auto_escape_callback(move |name| {
+        if !name.ends_with(BODY) {
+            AutoEscape::None
+        } else {
+            match format {
+                Format::Xml => AutoEscape::Html,
+                Format::Json => AutoEscape::Json,
+            }
+        }
+    });
+    // XML bodies: escape the five XML characters and nothing else.
+    env.set_formatter(|out, state, value| {
+        if *state.auto_escape() == AutoEscape::Html && !value.is_safe() {
+            let text = if value.is_none() || value.is_undefined() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            out.write_str(&quick_xml::escape::escape(text.as_str()))
+                .map_err(|_| Error::new(ErrorKind::WriteFailure, "cannot write"))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env.add_filter(
+        "code",
+        move |value: String, table: String| -> Result<String, Error> {
+            let t = codes.get(&table).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("no code table {table:?} in [codes]"),
+                )
+            })?;
+            t.get(&value)
+                .or_else(|| t.get("*"))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("{value:?} has no code in table {table:?}"),
+                    )
+                })
+        },
+    );
+    env.add_filter("yuan", |fen: i64| crate::model::Fen(fen).to_yuan());
+    env
+}
+
+/// Renders a named template with a context.
+pub fn render(
+    env: &Environment<'static>,
+    name: &str,
+    ctx: &serde_json::Value,
+) -> Result<String, String> {
+    let template = env.get_template(name).map_err(|e| describe(&e))?;
+    template
+        .render(Value::from(minijinja::value::Serde(ctx)))
+        .map_err(|e| describe(&e))
+}
+
+/// An error with its template line, when minijinja knows it.
+pub fn describe(e: &Error) -> String {
+    let mut text = match e.detail() {
+        Some(detail) => format!("{}: {detail}", e.kind()),
+        None => e.kind().to_string(),
+    };
+    if let Some(line) = e.line() {
+        text.push_str(&format!(" (template line {line})"));
+    }
+    text
+}

@@ -1,0 +1,176 @@
+//! The dialect files of `config/dialects` against their conformance packs in
+//! `config/conformance`, and the checks a broken dialect file must fail.
+
+use std::path::PathBuf;
+
+use adapters::catalog::DialectSet;
+use adapters::conformance::load_cases;
+use adapters::engine::CompiledDialect;
+
+fn config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+#[test]
+fn every_conformance_pack_passes() {
+    let dialects = DialectSet::load(&config().join("dialects")).unwrap_or_else(|e| panic!("{e}"));
+    let cases = load_cases(&config().join("conformance"), None).unwrap_or_else(|e| panic!("{e}"));
+    let mut failures = Vec::new();
+    for case in &cases {
+        let result = case.run(&dialects);
+        if !result.passed() {
+            failures.push(format!(
+                "{}/{}: {}\n  expected {}\n  actual   {}",
+                result.dialect,
+                result.name,
+                result.problems.join("; "),
+                result.expected,
+                result.actual
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Every dialect ships a pack.
+    for name in dialects.names() {
+        assert!(
+            cases.iter().any(|c| c.dialect == name),
+            "dialect {name} has no conformance pack"
+        );
+    }
+    assert!(cases.len() >= 12);
+}
+
+fn court_bank_xml() -> String {
+    std::fs::read_to_string(config().join("dialects/court-bank-xml.toml"))
+        .expect("the dialect file")
+}
+
+#[test]
+fn a_field_the_model_lacks_is_an_error_naming_it_and_its_line() {
+    let text =
+        court_bank_xml().replace("fields.branch = \"KHWD\"", "fields.branch_name = \"KHWD\"");
+    let errors = CompiledDialect::from_toml(&text).expect_err("branch_name is not a model field");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("branch_name") && e.contains("no field")),
+        "{errors:?}"
+    );
+
+    let dir = tempfile_dir("dialect-line");
+    std::fs::write(dir.join("court-bank-xml.toml"), &text).expect("write");
+    let shown = DialectSet::load(&dir).expect_err("refused").to_string();
+    let line = text
+        .lines()
+        .position(|l| l.contains("branch_name"))
+        .expect("line")
+        + 1;
+    assert!(shown.contains(&format!("line {line}")), "{shown}");
+}
+
+#[test]
+fn every_mistake_of_a_dialect_file_is_reported() {
+    let text = court_bank_xml()
+        .replace(
+            "convert = \"yuan\" }\nfields.available_fen",
+            "convert = \"date:%Y\" }\nfields.available_fen",
+        )
+        .replace("codes = \"inquiry_result\"", "codes = \"results\"")
+        .replace("{{ item.subject.name }}", "{{ item.subject.surname }}");
+    let errors = CompiledDialect::from_toml(&text).expect_err("three mistakes");
+    assert!(
+        errors.iter().any(|e| e.contains("balance_fen")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("\"results\"")),
+        "{errors:?}"
+    );
+    // The template is only rendered once the rest compiles; fix the others
+    // and the template's unknown value is reported.
+    let only_template =
+        court_bank_xml().replace("{{ item.subject.name }}", "{{ item.subject.surname }}");
+    let errors = CompiledDialect::from_toml(&only_template).expect_err("undefined value");
+    assert!(
+        errors.iter().any(|e| e.contains("inquiry.request.body")),
+        "{errors:?}"
+    );
+
+    let unknown_key =
+        court_bank_xml().replace("format = \"xml\"", "format = \"xml\"\ncolour = \"red\"");
+    let errors = CompiledDialect::from_toml(&unknown_key).expect_err("unknown key");
+    assert!(
+        errors[0].contains("colour") && errors[0].contains("line"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn required_model_fields_must_be_mapped() {
+    let text = court_bank_xml().replace("fields.account_number = \"KHZH\"\n", "");
+    let errors = CompiledDialect::from_toml(&text).expect_err("account_number unmapped");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("account_number") && e.contains("required")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn subject_names_cannot_break_the_message() {
+    use adapters::dialect::{Dialect, Envelope, InquiryRequest};
+    use adapters::engine::DeclaredDialect;
+    use adapters::ids::{CaseNumber, IdNumber};
+    use adapters::model::{Court, Officer, Subject};
+
+    for file in ["court-bank-xml", "bank-json"] {
+        let text =
+            std::fs::read_to_string(config().join(format!("dialects/{file}.toml"))).expect("file");
+        let compiled = std::sync::Arc::new(CompiledDialect::from_toml(&text).expect("compiles"));
+        let dialect = DeclaredDialect::new(compiled, None, None).expect("instance");
+        let nasty = "张三</XM><ZJH>0</ZJH>\"},\"x\":\"&amp;";
+        let request = InquiryRequest {
+            request_number: "Q1".into(),
+            case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
+            subject: Subject::Person {
+                name: nasty.into(),
+                id_number: IdNumber::parse("360426199101010071").expect("id"),
+            },
+            officers: vec![Officer {
+                name: "李明".into(),
+                work_card_no: "G1".into(),
+                credential_no: "ZX1".into(),
+            }],
+        };
+        let envelope = Envelope {
+            court: Court {
+                code: "甘0503".into(),
+                name: "x".into(),
+            },
+            batch_number: "P1".into(),
+        };
+        let wire = dialect
+            .inquiry_request(&envelope, &[request])
+            .expect("renders");
+        let body = String::from_utf8(wire.body).expect("utf-8");
+        if file == "bank-json" {
+            let v: serde_json::Value = serde_json::from_str(&body).expect("still JSON");
+            assert_eq!(v["subject"]["name"], nasty);
+        } else {
+            let tree = adapters::xml::parse_tree(
+                &adapters::xml::decode_document(body.as_bytes()).expect("decode"),
+            )
+            .expect("still XML");
+            let item = tree.at(&["CXQQLIST", "CXQQXX"]).expect("item");
+            assert_eq!(item.text_of("XM"), Some(nasty));
+            assert_eq!(item.text_of("ZJH"), Some("360426199101010071"));
+        }
+    }
+}
+
+fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}

@@ -1,0 +1,258 @@
+//! An agency behind TLS with a private CA and client certificates (mutual
+//! TLS), and auth headers given by reference: the transport reaches it with
+//! the agency file's settings, and does not without them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use adapters::agency::{Connection, parse_agency};
+use adapters::dialect::{HttpMethod, WireRequest};
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::get;
+use gateway::transport::Transport;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+
+const API_KEY: &str = "bank-t-api-key-4711";
+
+/// A CA that signs a server and a client certificate.
+struct Pki {
+    ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    server: (CertificateDer<'static>, PrivateKeyDer<'static>),
+    client_pem: String,
+    client_key_pem: String,
+}
+
+fn pki(name: &str) -> anyhow::Result<Pki> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let server_key = KeyPair::generate()?;
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server_params.signed_by(&server_key, &ca)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "court gateway");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &ca)?;
+
+    Ok(Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server: (
+            server_cert.der().clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        ),
+        client_pem: client_cert.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    })
+}
+
+/// Accepts TLS connections whose client certificate the CA signed.
+struct MutualTlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for MutualTlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A refused handshake (no or wrong client certificate) just
+            // closes that connection.
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// An agency that answers `/echo` with the API key it received.
+async fn agency_over_mutual_tls(pki: &Pki) -> anyhow::Result<SocketAddr> {
+    gateway::install_crypto_provider();
+    let mut roots = RootCertStore::empty();
+    roots.add(pki.ca_der.clone())?;
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots)).build()?;
+    let config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![pki.server.0.clone()], pki.server.1.clone_key())?;
+    let tcp = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = tcp.local_addr()?;
+    let listener = MutualTlsListener {
+        tcp,
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+    };
+    let app = Router::new().route(
+        "/echo",
+        get(|headers: HeaderMap| async move {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("no key")
+                .to_owned()
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+/// Writes the PKI's files and an agency file naming them (relative paths),
+/// and returns the agency file's resolved connection.
+fn agency_file(dir: &Path, addr: SocketAddr, pki: &Pki, tls: &str) -> anyhow::Result<Connection> {
+    std::fs::create_dir_all(dir.join("tls"))?;
+    std::fs::write(dir.join("tls/ca.pem"), &pki.ca_pem)?;
+    std::fs::write(dir.join("tls/gateway.pem"), &pki.client_pem)?;
+    std::fs::write(dir.join("tls/gateway.key"), &pki.client_key_pem)?;
+    std::fs::write(dir.join("bank-t.key"), format!("{API_KEY}\n"))?;
+    let text = format!(
+        r#"id = "bank-t"
+name = "Bank T (mutual TLS)"
+kind = "bank"
+dialect = "bank-json"
+base_url = "https://127.0.0.1:{port}"
+{tls}
+
+[[auth.headers]]
+name = "X-Api-Key"
+file = "bank-t.key"
+"#,
+        port = addr.port()
+    );
+    let file: PathBuf = dir.join("bank-t.toml");
+    std::fs::write(&file, &text)?;
+    let config = parse_agency(&file, &text)
+        .map_err(|e| anyhow::anyhow!("{}", adapters::agency::ConfigErrors(e)))?;
+    Connection::resolve(&config).map_err(|e| anyhow::anyhow!("{e:?}"))
+}
+
+fn echo() -> WireRequest {
+    WireRequest {
+        method: HttpMethod::Get,
+        path: "/echo".into(),
+        content_type: None,
+        body: Vec::new(),
+    }
+}
+
+const FULL_TLS: &str = r#"tls = { ca = "tls/ca.pem", client_cert = "tls/gateway.pem", client_key = "tls/gateway.key" }"#;
+
+#[tokio::test]
+async fn an_agency_with_a_private_ca_and_client_certificates_is_reached_with_its_api_key()
+-> anyhow::Result<()> {
+    let pki = pki("agency")?;
+    let addr = agency_over_mutual_tls(&pki).await?;
+    let dir = tempfile::tempdir()?;
+    let connection = agency_file(dir.path(), addr, &pki, FULL_TLS)?;
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(&connection)
+        .map_err(anyhow::Error::msg)?;
+    assert!(channel.has_own_client());
+    assert_eq!(channel.header_names(), vec!["x-api-key"]);
+    assert!(!format!("{channel:?} {connection:?}").contains(API_KEY));
+
+    let reply = transport
+        .send(
+            &channel,
+            &format!("https://127.0.0.1:{}", addr.port()),
+            &echo(),
+            Duration::from_secs(5),
+            "test-1",
+        )
+        .await?;
+    assert_eq!(reply.status, 200);
+    assert_eq!(&reply.body[..], API_KEY.as_bytes());
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_its_client_certificate_the_agency_refuses_the_gateway() -> anyhow::Result<()> {
+    let pki = pki("agency")?;
+    let addr = agency_over_mutual_tls(&pki).await?;
+    let dir = tempfile::tempdir()?;
+    let connection = agency_file(dir.path(), addr, &pki, r#"tls = { ca = "tls/ca.pem" }"#)?;
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(&connection)
+        .map_err(anyhow::Error::msg)?;
+    let result = transport
+        .send(
+            &channel,
+            &format!("https://127.0.0.1:{}", addr.port()),
+            &echo(),
+            Duration::from_secs(5),
+            "test-2",
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_not_trusted() -> anyhow::Result<()> {
+    let agency_pki = pki("agency")?;
+    let addr = agency_over_mutual_tls(&agency_pki).await?;
+    let other = pki("other")?;
+    let dir = tempfile::tempdir()?;
+    // Our client certificate is right, but we trust another CA.
+    let mut files = agency_pki;
+    files.ca_pem = other.ca_pem;
+    let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(&connection)
+        .map_err(anyhow::Error::msg)?;
+    let result = transport
+        .send(
+            &channel,
+            &format!("https://127.0.0.1:{}", addr.port()),
+            &echo(),
+            Duration::from_secs(5),
+            "test-3",
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_agency_without_tls_settings_shares_the_common_client() -> anyhow::Result<()> {
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(&Connection::default())
+        .map_err(anyhow::Error::msg)?;
+    assert!(!channel.has_own_client());
+    assert!(channel.header_names().is_empty());
+    Ok(())
+}
