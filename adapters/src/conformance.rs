@@ -11,12 +11,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use chrono::NaiveDate;
+
 use crate::agency::{ConfigError, ConfigErrors};
 use crate::catalog::DialectSet;
+use crate::control::{ControlAction, ControlRequest, DocumentRef};
 use crate::dialect::{Dialect, Envelope, InquiryRequest, ReplyError, WireReply};
 use crate::engine::DeclaredDialect;
 use crate::ids::{CaseNumber, CreditCode, IdNumber};
-use crate::model::{Court, InquiryOutcome, Officer, Subject};
+use crate::model::{Court, Fen, InquiryOutcome, Officer, Subject};
 use crate::xml::{Element, decode_document, parse_tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -24,6 +27,7 @@ use crate::xml::{Element, decode_document, parse_tree};
 pub enum CaseOperation {
     Inquiry,
     Poll,
+    Control,
 }
 
 /// One case file.
@@ -47,6 +51,9 @@ pub struct CaseFile {
     pub request_number: Option<String>,
     #[serde(default)]
     pub ticket: Option<String>,
+    /// Control: the measure (its subject is the first of `subjects`).
+    #[serde(default)]
+    pub control: Option<CaseControl>,
     /// File holding the request body the dialect must produce (compared as
     /// XML trees or JSON values, so layout does not matter).
     #[serde(default)]
@@ -77,6 +84,27 @@ pub struct CaseSubject {
     pub id_number: String,
     #[serde(default)]
     pub officers: Vec<Officer>,
+}
+
+/// The measure of a control case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseControl {
+    pub action: ControlAction,
+    #[serde(default)]
+    pub account_number: Option<String>,
+    #[serde(default)]
+    pub unit_number: Option<String>,
+    #[serde(default)]
+    pub amount_fen: Option<i64>,
+    #[serde(default)]
+    pub start_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub end_date: Option<NaiveDate>,
+    #[serde(default)]
+    pub prior_request_number: Option<String>,
+    #[serde(default)]
+    pub documents: Vec<DocumentRef>,
 }
 
 fn default_case() -> String {
@@ -203,20 +231,54 @@ impl Case {
             content_type: None,
             body: &reply_bytes,
         };
+        let envelope = Envelope {
+            court: self.spec.court.clone().unwrap_or(Court {
+                code: "甘0503".into(),
+                name: "天水市麦积区人民法院".into(),
+            }),
+            batch_number: self
+                .spec
+                .batch_number
+                .clone()
+                .unwrap_or_else(|| "P-conformance".into()),
+        };
         let (wire, actual) = match self.spec.operation {
+            CaseOperation::Control => {
+                let measure = self
+                    .spec
+                    .control
+                    .as_ref()
+                    .ok_or("a control case needs [control]")?;
+                let item = self
+                    .items()?
+                    .into_iter()
+                    .next()
+                    .ok_or("a control case needs a subject")?;
+                let request = ControlRequest {
+                    request_number: item.request_number,
+                    case_number: item.case_number,
+                    subject: item.subject,
+                    officers: item.officers,
+                    action: measure.action,
+                    account_number: measure.account_number.clone(),
+                    unit_number: measure.unit_number.clone(),
+                    amount_fen: measure.amount_fen.map(Fen),
+                    start_date: measure.start_date,
+                    end_date: measure.end_date,
+                    prior_request_number: measure.prior_request_number.clone(),
+                    documents: measure.documents.clone(),
+                };
+                let wire = dialect
+                    .control_request(&envelope, &request)
+                    .map_err(|e| e.to_string())?;
+                let actual = match dialect.control_reply(&request, reply) {
+                    Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Value::Null),
+                    Err(e) => error_json(&e),
+                };
+                (wire, actual)
+            }
             CaseOperation::Inquiry => {
                 let items = self.items()?;
-                let envelope = Envelope {
-                    court: self.spec.court.clone().unwrap_or(Court {
-                        code: "甘0503".into(),
-                        name: "天水市麦积区人民法院".into(),
-                    }),
-                    batch_number: self
-                        .spec
-                        .batch_number
-                        .clone()
-                        .unwrap_or_else(|| "P-conformance".into()),
-                };
                 let wire = dialect
                     .inquiry_request(&envelope, &items)
                     .map_err(|e| e.to_string())?;

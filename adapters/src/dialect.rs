@@ -9,6 +9,7 @@
 
 use std::fmt;
 
+use crate::control::{ControlAction, ControlOutcome, ControlRequest};
 use crate::ids::CaseNumber;
 use crate::model::{Court, InquiryOutcome, Officer, Subject};
 
@@ -151,6 +152,38 @@ pub trait Dialect: Send + Sync + fmt::Debug {
         let _ = (request_number, reply);
         Err(ReplyError::Malformed(format!(
             "the {} dialect has no poll replies",
+            self.name()
+        )))
+    }
+
+    /// Whether the dialect carries this control action at all.
+    fn supports(&self, action: ControlAction) -> bool {
+        let _ = action;
+        false
+    }
+
+    /// Builds the message of one control measure.
+    fn control_request(
+        &self,
+        envelope: &Envelope,
+        request: &ControlRequest,
+    ) -> Result<WireRequest, EncodeError> {
+        let _ = envelope;
+        Err(EncodeError {
+            dialect: self.name().to_owned(),
+            reason: format!("this dialect does not carry {}", request.action.as_str()),
+        })
+    }
+
+    /// Decodes the agency's answer to a control measure.
+    fn control_reply(
+        &self,
+        request: &ControlRequest,
+        reply: WireReply<'_>,
+    ) -> Result<ControlOutcome, ReplyError> {
+        let _ = (request, reply);
+        Err(ReplyError::Malformed(format!(
+            "the {} dialect has no control replies",
             self.name()
         )))
     }

@@ -8,6 +8,7 @@
 pub mod agency;
 pub mod catalog;
 pub mod conformance;
+pub mod control;
 pub mod dialect;
 pub mod engine;
 pub mod ids;

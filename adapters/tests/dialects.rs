@@ -174,3 +174,32 @@ fn tempfile_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("mkdir");
     dir
 }
+
+#[test]
+fn control_measures_are_carried_only_by_dialects_that_declare_them() {
+    use adapters::control::ControlAction;
+    use adapters::dialect::Dialect;
+    use adapters::engine::DeclaredDialect;
+
+    let load = |name: &str| {
+        let text =
+            std::fs::read_to_string(config().join(format!("dialects/{name}.toml"))).expect("file");
+        let compiled = std::sync::Arc::new(CompiledDialect::from_toml(&text).expect("compiles"));
+        DeclaredDialect::new(compiled, None, None).expect("instance")
+    };
+    let bank = load("court-bank-xml");
+    assert!(bank.supports(ControlAction::Freeze) && bank.supports(ControlAction::Deduct));
+    assert!(!bank.supports(ControlAction::Seal));
+    assert!(!load("bank-json").supports(ControlAction::Freeze));
+
+    // A control template naming something a measure lacks fails at load time.
+    let broken =
+        court_bank_xml().replace("{{ item.amount_fen | yuan }}", "{{ item.amount | yuan }}");
+    let errors = CompiledDialect::from_toml(&broken).expect_err("item.amount is undefined");
+    assert!(errors.iter().any(|e| e.contains("control")), "{errors:?}");
+    // An outcome table for control answers may only say what a control answer can be.
+    let broken = court_bank_xml().replace("\"2\" = \"refused\"", "\"2\" = \"no_record\"");
+    let errors =
+        CompiledDialect::from_toml(&broken).expect_err("no_record is not a control outcome");
+    assert!(errors.iter().any(|e| e.contains("no_record")), "{errors:?}");
+}

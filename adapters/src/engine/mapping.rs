@@ -72,6 +72,15 @@ const MEASURE: &[ModelField] = &[
     field("queue_position", Integer, false, true),
 ];
 
+const CONTROL_RESULT: &[ModelField] = &[
+    field("controlled_fen", Money, false, true),
+    field("shortfall_fen", Money, false, true),
+    field("start_date", Date, false, true),
+    field("end_date", Date, false, true),
+    field("queue_position", Integer, false, true),
+    field("agency_reference", Text, false, true),
+];
+
 const OWNER: &[ModelField] = &[
     field("name", Text, true, false),
     field("share", Text, false, true),
@@ -214,6 +223,7 @@ pub enum RecordKind {
     RealEstate,
     Measure,
     Owner,
+    ControlResult,
 }
 
 impl RecordKind {
@@ -231,6 +241,7 @@ impl RecordKind {
             RecordKind::RealEstate => REAL_ESTATE,
             RecordKind::Measure => MEASURE,
             RecordKind::Owner => OWNER,
+            RecordKind::ControlResult => CONTROL_RESULT,
         }
     }
 
@@ -240,6 +251,7 @@ impl RecordKind {
             RecordKind::RealEstate => "real_estate",
             RecordKind::Measure => "measure",
             RecordKind::Owner => "owner",
+            RecordKind::ControlResult => "control result",
         }
     }
 }
@@ -358,7 +370,8 @@ impl RecordMapping {
             .collect()
     }
 
-    fn map_one(&self, record: Node<'_>) -> Result<Value, String> {
+    /// The fields of one record (the node itself, not its `records`).
+    pub fn map_one(&self, record: Node<'_>) -> Result<Value, String> {
         let mut out = Map::new();
         for f in &self.fields {
             let mut raw = f.path.text(record).filter(|t| !f.absent_if.contains(t));

@@ -21,7 +21,11 @@ use serde_json::{Value, json};
 
 use self::mapping::{RecordKind, RecordMapping, RecordSource};
 use self::select::{Node, Path};
-use self::spec::{DialectFile, Format, InteractionSpec, Operation, ReplySpec};
+use self::spec::{
+    ControlOperation, DialectFile, Format, InteractionSpec, Operation, OutcomeRule, ReplySpec,
+    RequestSpec,
+};
+use crate::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
 use crate::dialect::{
     Dialect, EncodeError, Envelope, HttpMethod, InquiryRequest, Interaction, ItemOutcome,
     ReplyError, WireReply, WireRequest, agency_error, match_items,
@@ -51,13 +55,33 @@ struct CompiledReply {
     assets: Vec<(RecordKind, RecordMapping)>,
 }
 
+/// A request to render and the reading of its reply (`R`).
 #[derive(Debug)]
-struct CompiledOperation {
+struct CompiledOperation<R> {
     name: &'static str,
     method: HttpMethod,
     has_content_type: bool,
     has_body: bool,
-    reply: CompiledReply,
+    reply: R,
+}
+
+/// How to read the answer to a control measure.
+#[derive(Debug)]
+struct CompiledControlReply {
+    ok_status: Vec<u16>,
+    root: Option<String>,
+    item: Path,
+    request_number: Option<Path>,
+    outcome: Vec<(Path, BTreeMap<String, String>)>,
+    reason: Vec<Path>,
+    ticket: Option<Path>,
+    fields: RecordMapping,
+}
+
+#[derive(Debug)]
+struct CompiledControl {
+    actions: Vec<ControlAction>,
+    operation: CompiledOperation<CompiledControlReply>,
 }
 
 /// A dialect file, checked and ready.
@@ -68,8 +92,9 @@ pub struct CompiledDialect {
     encoding: Option<String>,
     max_batch: usize,
     env: Environment<'static>,
-    inquiry: CompiledOperation,
-    poll: Option<CompiledOperation>,
+    inquiry: CompiledOperation<CompiledReply>,
+    poll: Option<CompiledOperation<CompiledReply>>,
+    control: Option<CompiledControl>,
 }
 
 impl std::fmt::Debug for CompiledDialect {
@@ -140,19 +165,17 @@ impl CompiledDialect {
                 errors.push(format!("{name}: {}", template::describe(&e)));
             }
         };
-        let ops: Vec<(&'static str, &Operation)> = std::iter::once(("inquiry", &file.inquiry))
-            .chain(file.poll.as_ref().map(|p| ("poll", p)))
-            .collect();
-        for (op, spec) in &ops {
-            add(
-                format!("{op}.request.path"),
-                &spec.request.path,
-                &mut errors,
-            );
-            if let Some(ct) = &spec.request.content_type {
+        let requests: Vec<(&'static str, &RequestSpec)> =
+            std::iter::once(("inquiry", &file.inquiry.request))
+                .chain(file.poll.as_ref().map(|p| ("poll", &p.request)))
+                .chain(file.control.as_ref().map(|c| ("control", &c.request)))
+                .collect();
+        for (op, request) in &requests {
+            add(format!("{op}.request.path"), &request.path, &mut errors);
+            if let Some(ct) = &request.content_type {
                 add(format!("{op}.request.content_type"), ct, &mut errors);
             }
-            if let Some(body) = &spec.request.body {
+            if let Some(body) = &request.body {
                 add(
                     format!("{op}.request.{}", template::BODY),
                     body,
@@ -174,6 +197,10 @@ impl CompiledDialect {
             .poll
             .as_ref()
             .map(|p| compile_operation("poll", p, &file.codes, &mut errors));
+        let control = file
+            .control
+            .as_ref()
+            .map(|c| compile_control(c, &file.codes, &mut errors));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -190,6 +217,7 @@ impl CompiledDialect {
             env,
             inquiry,
             poll,
+            control: control.flatten(),
         };
         dialect.rehearse()?;
         Ok(dialect)
@@ -230,6 +258,19 @@ impl CompiledDialect {
                 errors.push(e);
             }
         }
+        if let Some(control) = &self.control {
+            for action in &control.actions {
+                let ctx = control_context(
+                    "P-sample",
+                    &json!({"code": "甘0503", "name": "天水市麦积区人民法院"}),
+                    &label,
+                    sample_control(*action),
+                );
+                if let Err(e) = self.render("control", &control.operation, &ctx, &label) {
+                    errors.push(format!("{} ({}): {e}", "control", action.as_str()));
+                }
+            }
+        }
         errors.dedup();
         if errors.is_empty() {
             Ok(())
@@ -238,10 +279,10 @@ impl CompiledDialect {
         }
     }
 
-    fn render(
+    fn render<R>(
         &self,
         op: &str,
-        operation: &CompiledOperation,
+        operation: &CompiledOperation<R>,
         ctx: &Value,
         label: &str,
     ) -> Result<(String, Option<String>, Option<String>), String> {
@@ -289,8 +330,18 @@ fn compile_operation(
     spec: &Operation,
     codes: &BTreeMap<String, BTreeMap<String, String>>,
     errors: &mut Vec<String>,
-) -> Option<CompiledOperation> {
-    let method = match spec.request.method.to_ascii_uppercase().as_str() {
+) -> Option<CompiledOperation<CompiledReply>> {
+    let request = compile_request(op, &spec.request, errors);
+    let reply = compile_reply(op, &spec.reply, codes, errors);
+    Some(request?.with_reply(reply?))
+}
+
+fn compile_request(
+    op: &'static str,
+    spec: &RequestSpec,
+    errors: &mut Vec<String>,
+) -> Option<CompiledOperation<()>> {
+    let method = match spec.method.to_ascii_uppercase().as_str() {
         "GET" => Some(HttpMethod::Get),
         "POST" => Some(HttpMethod::Post),
         other => {
@@ -298,16 +349,121 @@ fn compile_operation(
             None
         }
     };
-    if method == Some(HttpMethod::Get) && spec.request.body.is_some() {
+    if method == Some(HttpMethod::Get) && spec.body.is_some() {
         errors.push(format!("{op}.request: a GET has no body"));
     }
-    let reply = compile_reply(op, &spec.reply, codes, errors);
     Some(CompiledOperation {
         name: op,
         method: method?,
-        has_content_type: spec.request.content_type.is_some(),
-        has_body: spec.request.body.is_some(),
-        reply: reply?,
+        has_content_type: spec.content_type.is_some(),
+        has_body: spec.body.is_some(),
+        reply: (),
+    })
+}
+
+impl CompiledOperation<()> {
+    fn with_reply<R>(self, reply: R) -> CompiledOperation<R> {
+        CompiledOperation {
+            name: self.name,
+            method: self.method,
+            has_content_type: self.has_content_type,
+            has_body: self.has_body,
+            reply,
+        }
+    }
+}
+
+/// The outcome rules of a reply, each table checked against `allowed`.
+fn compile_outcome(
+    at: &str,
+    rules: &[OutcomeRule],
+    allowed: &[&str],
+    codes: &BTreeMap<String, BTreeMap<String, String>>,
+    errors: &mut Vec<String>,
+) -> Vec<(Path, BTreeMap<String, String>)> {
+    if rules.is_empty() {
+        errors.push(format!("{at}.outcome: at least one rule is needed"));
+    }
+    let mut outcome = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let key = format!("{at}.outcome[{i}]");
+        let Some(table) = codes.get(&rule.codes) else {
+            errors.push(format!("{key}: no code table {:?} in [codes]", rule.codes));
+            continue;
+        };
+        for (code, value) in table {
+            if !allowed.contains(&value.as_str()) {
+                errors.push(format!(
+                    "codes.{}.{code:?} = {value:?}: an outcome here is one of {}",
+                    rule.codes,
+                    allowed.join(", ")
+                ));
+            }
+        }
+        match Path::parse(&rule.path) {
+            Ok(p) => outcome.push((p, table.clone())),
+            Err(e) => errors.push(format!("{key}.path: {e}")),
+        }
+    }
+    outcome
+}
+
+/// What a control answer's outcome table may say.
+const CONTROL_OUTCOMES: [&str; 7] = [
+    "applied", "partial", "waiting", "refused", "pending", "error", "next",
+];
+
+fn compile_control(
+    spec: &ControlOperation,
+    codes: &BTreeMap<String, BTreeMap<String, String>>,
+    errors: &mut Vec<String>,
+) -> Option<CompiledControl> {
+    let before = errors.len();
+    if spec.actions.is_empty() {
+        errors.push("control.actions: name the actions this dialect carries".into());
+    }
+    let request = compile_request("control", &spec.request, errors);
+    let r = &spec.reply;
+    let at = "control.reply";
+    let path = |key: &str, text: &str, errors: &mut Vec<String>| {
+        Path::parse(text)
+            .map_err(|e| errors.push(format!("{at}.{key}: {e}")))
+            .ok()
+    };
+    let item = path("item", &r.item, errors);
+    let request_number = r
+        .request_number
+        .as_ref()
+        .and_then(|p| path("request_number", p, errors));
+    let ticket = r.ticket.as_ref().and_then(|p| path("ticket", p, errors));
+    let reason: Vec<Path> = r
+        .reason
+        .iter()
+        .filter_map(|p| path("reason", p, errors))
+        .collect();
+    let outcome = compile_outcome(at, &r.outcome, &CONTROL_OUTCOMES, codes, errors);
+    let source = RecordSource {
+        records: "",
+        fields: &r.fields,
+        measures: None,
+        owners: None,
+    };
+    let fields = RecordMapping::compile(RecordKind::ControlResult, source, codes, at, errors);
+    if errors.len() > before {
+        return None;
+    }
+    Some(CompiledControl {
+        actions: spec.actions.clone(),
+        operation: request?.with_reply(CompiledControlReply {
+            ok_status: r.ok_status.clone(),
+            root: r.root.clone(),
+            item: item?,
+            request_number,
+            outcome,
+            reason,
+            ticket,
+            fields: fields?,
+        }),
     })
 }
 
@@ -335,29 +491,7 @@ fn compile_reply(
         .iter()
         .filter_map(|p| path("reason", p, errors))
         .collect();
-    if spec.outcome.is_empty() {
-        errors.push(format!("{at}.outcome: at least one rule is needed"));
-    }
-    let mut outcome = Vec::new();
-    for (i, rule) in spec.outcome.iter().enumerate() {
-        let key = format!("{at}.outcome[{i}]");
-        let Some(table) = codes.get(&rule.codes) else {
-            errors.push(format!("{key}: no code table {:?} in [codes]", rule.codes));
-            continue;
-        };
-        for (code, value) in table {
-            if !OUTCOMES.contains(&value.as_str()) {
-                errors.push(format!(
-                    "codes.{}.{code:?} = {value:?}: an outcome is one of {}",
-                    rule.codes,
-                    OUTCOMES.join(", ")
-                ));
-            }
-        }
-        if let Some(p) = path(&format!("outcome[{i}].path"), &rule.path, errors) {
-            outcome.push((p, table.clone()));
-        }
-    }
+    let outcome = compile_outcome(&at, &spec.outcome, &OUTCOMES, codes, errors);
     let mut assets = Vec::new();
     for (i, asset) in spec.assets.iter().enumerate() {
         let key = format!("{at}.assets[{i}]");
@@ -406,6 +540,56 @@ fn sample_items() -> Vec<Value> {
                "subject": {"kind": "organization", "name": "示例有限公司", "id_number": "91110000600037341L"},
                "officers": officers}),
     ]
+}
+
+/// A sample control measure of each action, with every value filled.
+fn sample_control(action: ControlAction) -> Value {
+    json!({
+        "request_number": "K-sample-1",
+        "case_number": "(2024)甘0503执1234号",
+        "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
+        "officers": [
+            {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
+            {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
+        ],
+        "action": action.as_str(),
+        "account_number": if action.on_accounts() { json!("6222020200112233445") } else { Value::Null },
+        "unit_number": if action.on_accounts() { Value::Null } else { json!("620503001001GB00001F00010001") },
+        "amount_fen": 50_000_000,
+        "start_date": "2026-11-27",
+        "end_date": "2027-11-26",
+        "prior_request_number": "K-sample-0",
+        "documents": [
+            {"kind": "ruling", "number": "(2024)甘0503执1234号之一", "sha256": "0".repeat(64)},
+            {"kind": "assist_notice", "number": "协冻-1", "sha256": "1".repeat(64)}
+        ],
+    })
+}
+
+fn control_item(request: &ControlRequest) -> Value {
+    let kind = match request.subject {
+        Subject::Person { .. } => "person",
+        Subject::Organization { .. } => "organization",
+    };
+    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    json!({
+        "request_number": request.request_number,
+        "case_number": request.case_number.as_str(),
+        "subject": {"kind": kind, "name": request.subject.name(), "id_number": request.subject.identifier()},
+        "officers": request.officers,
+        "action": request.action.as_str(),
+        "account_number": request.account_number,
+        "unit_number": request.unit_number,
+        "amount_fen": request.amount_fen.map(|f| f.0),
+        "start_date": date(request.start_date),
+        "end_date": date(request.end_date),
+        "prior_request_number": request.prior_request_number,
+        "documents": request.documents,
+    })
+}
+
+fn control_context(batch_number: &str, court: &Value, encoding: &str, item: Value) -> Value {
+    json!({"batch_number": batch_number, "court": court, "encoding": encoding, "item": item})
 }
 
 fn inquiry_context(batch_number: &str, court: &Value, encoding: &str, items: Vec<Value>) -> Value {
@@ -482,7 +666,7 @@ impl DeclaredDialect {
         }
     }
 
-    fn wire(&self, op: &CompiledOperation, ctx: &Value) -> Result<WireRequest, EncodeError> {
+    fn wire<R>(&self, op: &CompiledOperation<R>, ctx: &Value) -> Result<WireRequest, EncodeError> {
         let (path, content_type, body) = self
             .dialect
             .render(op.name, op, ctx, &self.label)
@@ -525,11 +709,18 @@ impl DeclaredDialect {
         if !reply_spec.ok_status.contains(&reply.status) {
             return Err(agency_error(reply));
         }
+        let parsed = self.parse(reply.body, reply_spec.root.as_deref())?;
+        Ok(items_of(reply_spec, parsed.node(), each))
+    }
+
+    /// Parses a reply in the dialect's format (XML by its declared encoding),
+    /// checking the root element's name when the dialect names one.
+    fn parse(&self, body: &[u8], root_name: Option<&str>) -> Result<Parsed, ReplyError> {
         match self.dialect.format {
             Format::Xml => {
-                let text = decode_document(reply.body).map_err(ReplyError::malformed)?;
+                let text = decode_document(body).map_err(ReplyError::malformed)?;
                 let root = parse_tree(&text).map_err(ReplyError::malformed)?;
-                if let Some(expected) = &reply_spec.root {
+                if let Some(expected) = root_name {
                     let local = root.name.rsplit(':').next().unwrap_or(&root.name);
                     if local != expected {
                         return Err(ReplyError::Malformed(format!(
@@ -538,13 +729,11 @@ impl DeclaredDialect {
                         )));
                     }
                 }
-                Ok(items_of(reply_spec, Node::Xml(&root), each))
+                Ok(Parsed::Xml(root))
             }
-            Format::Json => {
-                let value: Value =
-                    serde_json::from_slice(reply.body).map_err(ReplyError::malformed)?;
-                Ok(items_of(reply_spec, Node::Json(&value), each))
-            }
+            Format::Json => Ok(Parsed::Json(
+                serde_json::from_slice(body).map_err(ReplyError::malformed)?,
+            )),
         }
     }
 
@@ -606,6 +795,21 @@ impl DeclaredDialect {
         Err(ReplyError::Malformed(
             "no outcome rule decided the answer".into(),
         ))
+    }
+}
+
+/// A parsed reply.
+enum Parsed {
+    Xml(crate::xml::Element),
+    Json(Value),
+}
+
+impl Parsed {
+    fn node(&self) -> Node<'_> {
+        match self {
+            Parsed::Xml(e) => Node::Xml(e),
+            Parsed::Json(v) => Node::Json(v),
+        }
     }
 }
 
@@ -682,6 +886,125 @@ impl Dialect for DeclaredDialect {
         })?;
         let decoded: Vec<_> = decoded.into_iter().flatten().collect();
         Ok(match_items(items, decoded))
+    }
+
+    fn supports(&self, action: ControlAction) -> bool {
+        self.dialect
+            .control
+            .as_ref()
+            .is_some_and(|c| c.actions.contains(&action))
+    }
+
+    fn control_request(
+        &self,
+        envelope: &Envelope,
+        request: &ControlRequest,
+    ) -> Result<WireRequest, EncodeError> {
+        let Some(control) = self
+            .dialect
+            .control
+            .as_ref()
+            .filter(|_| self.supports(request.action))
+        else {
+            return Err(self.encode_error(format!(
+                "this dialect does not carry {}",
+                request.action.as_str()
+            )));
+        };
+        let ctx = control_context(
+            &envelope.batch_number,
+            &json!({"code": envelope.court.code, "name": envelope.court.name}),
+            &self.label,
+            control_item(request),
+        );
+        self.wire(&control.operation, &ctx)
+    }
+
+    fn control_reply(
+        &self,
+        request: &ControlRequest,
+        reply: WireReply<'_>,
+    ) -> Result<ControlOutcome, ReplyError> {
+        let Some(control) = &self.dialect.control else {
+            return Err(ReplyError::Malformed(
+                "this dialect has no control replies".into(),
+            ));
+        };
+        let spec = &control.operation.reply;
+        if !spec.ok_status.contains(&reply.status) {
+            return Err(agency_error(reply));
+        }
+        let parsed = self.parse(reply.body, spec.root.as_deref())?;
+        let root = parsed.node();
+        let item = if spec.item.is_empty() {
+            Some(root)
+        } else {
+            spec.item.select(root).into_iter().next()
+        }
+        .ok_or_else(|| ReplyError::Malformed("the answer item is missing".into()))?;
+        if let Some(path) = &spec.request_number
+            && path.text(item).as_deref() != Some(request.request_number.as_str())
+        {
+            return Err(ReplyError::Malformed(format!(
+                "the answer is not for {}",
+                request.request_number
+            )));
+        }
+        let reason = spec.reason.iter().find_map(|p| p.text(item));
+        let mut status = None;
+        for (path, table) in &spec.outcome {
+            let code = path
+                .text(item)
+                .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
+            let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
+                ReplyError::Malformed(format!(
+                    "outcome code {code:?} is not in the dialect's table"
+                ))
+            })?;
+            status = Some(match verdict.as_str() {
+                "next" => continue,
+                "applied" => ControlStatus::Applied,
+                "partial" => ControlStatus::Partial,
+                "waiting" => ControlStatus::Waiting,
+                "refused" => ControlStatus::Refused,
+                "pending" => ControlStatus::Pending,
+                _ => {
+                    return Err(ReplyError::Agency {
+                        status: reply.status,
+                        detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                    });
+                }
+            });
+            break;
+        }
+        let status = status
+            .ok_or_else(|| ReplyError::Malformed("no outcome rule decided the answer".into()))?;
+        let mut fields = spec.fields.map_one(item).map_err(ReplyError::Malformed)?;
+        if let Some(map) = fields.as_object_mut() {
+            map.insert(
+                "status".into(),
+                serde_json::to_value(status).map_err(ReplyError::malformed)?,
+            );
+            if let Some(r) = &reason {
+                map.insert("reason".into(), r.clone().into());
+            }
+            if let Some(t) = spec.ticket.as_ref().and_then(|p| p.text(item)) {
+                map.insert("ticket".into(), t.into());
+            }
+        }
+        let mut outcome: ControlOutcome =
+            serde_json::from_value(fields).map_err(ReplyError::malformed)?;
+        // An agency that controls less than asked, or queues the measure,
+        // says so in its figures even when its status code says "controlled".
+        if outcome.status != ControlStatus::Pending && outcome.queue_position.is_some_and(|p| p > 0)
+        {
+            outcome.status = ControlStatus::Waiting;
+        } else if outcome.status == ControlStatus::Applied
+            && outcome.shortfall_fen.is_some_and(|s| s.0 > 0)
+        {
+            outcome.status = ControlStatus::Partial;
+        }
+        Ok(outcome)
     }
 
     fn poll_request(

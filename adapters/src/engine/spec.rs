@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::control::ControlAction;
+
 /// A whole dialect file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +36,9 @@ pub struct DialectFile {
     /// The poll operation of submit-then-poll dialects.
     #[serde(default)]
     pub poll: Option<Operation>,
+    /// Control measures (freeze, seal ...), for agencies that take them.
+    #[serde(default)]
+    pub control: Option<ControlOperation>,
     /// Code tables: wire code → model value (replies), model value → wire code
     /// (requests, through the `code` template filter). `"*"` is the default.
     #[serde(default)]
@@ -198,4 +203,41 @@ impl FieldSpec {
             FieldSpec::Full(rule) => rule.clone(),
         }
     }
+}
+
+/// The control-measure operation: one template for every action it carries
+/// (`{{ item.action | code("measure") }}` names the measure on the wire).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlOperation {
+    /// The actions this dialect carries.
+    pub actions: Vec<ControlAction>,
+    pub request: RequestSpec,
+    pub reply: ControlReplySpec,
+}
+
+/// Where the answer to a control measure is and what it says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlReplySpec {
+    #[serde(default = "ok_statuses")]
+    pub ok_status: Vec<u16>,
+    #[serde(default)]
+    pub root: Option<String>,
+    /// Path from the root to the answer; empty: the root.
+    #[serde(default)]
+    pub item: String,
+    #[serde(default)]
+    pub request_number: Option<String>,
+    /// Rules as for inquiries, with the values `applied`, `partial`,
+    /// `waiting`, `refused`, `pending`, `error` and `next`.
+    pub outcome: Vec<OutcomeRule>,
+    #[serde(default)]
+    pub reason: Vec<String>,
+    #[serde(default)]
+    pub ticket: Option<String>,
+    /// `controlled_fen`, `shortfall_fen`, `start_date`, `end_date`,
+    /// `queue_position`, `agency_reference`.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSpec>,
 }

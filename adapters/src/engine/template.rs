@@ -71,8 +71,46 @@ pub fn environment(
                 })
         },
     );
-    env.add_filter("yuan", |fen: i64| crate::model::Fen(fen).to_yuan());
+    // Absent (none) amounts and dates print as nothing, so one template
+    // serves actions with and without them; a name the context lacks
+    // (undefined) is an error, as everywhere in strict mode.
+    env.add_filter("yuan", |value: Value| -> Result<String, Error> {
+        if value.is_none() {
+            return Ok(String::new());
+        }
+        let fen = i64::try_from(defined(value)?)
+            .map_err(|_| Error::new(ErrorKind::InvalidOperation, "yuan takes an amount in fen"))?;
+        Ok(crate::model::Fen(fen).to_yuan())
+    });
+    env.add_filter(
+        "date",
+        |value: Value, format: String| -> Result<String, Error> {
+            if value.is_none() {
+                return Ok(String::new());
+            }
+            let value = defined(value)?;
+            let text = value.as_str().unwrap_or_default();
+            let parsed = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("{value} is not a yyyy-mm-dd date"),
+                )
+            })?;
+            Ok(parsed.format(&format).to_string())
+        },
+    );
     env
+}
+
+fn defined(value: Value) -> Result<Value, Error> {
+    if value.is_undefined() {
+        Err(Error::new(
+            ErrorKind::UndefinedError,
+            "the value is not defined",
+        ))
+    } else {
+        Ok(value)
+    }
 }
 
 /// Renders a named template with a context.
