@@ -11,6 +11,7 @@ use adapters::ids::{CaseNumber, IdNumber};
 use adapters::model::{Court, InquiryOutcome, Officer, Subject};
 use anyhow::{Context, bail};
 use serde_json::Value;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::config::GatewayConfig;
 use crate::transport::Transport;
@@ -95,8 +96,16 @@ fn side_by_side(expected: &Value, actual: &Value) {
         let l = left.get(i).map(String::as_str).unwrap_or("");
         let r = right.get(i).map(String::as_str).unwrap_or("");
         let mark = if l == r { ' ' } else { '≠' };
-        let l: String = l.chars().take(WIDTH).collect();
-        let pad = WIDTH.saturating_sub(l.chars().count());
+        // Chinese text takes two columns a character: pad by display width.
+        let mut shown = String::new();
+        for c in l.chars() {
+            if shown.width() + c.width().unwrap_or(0) > WIDTH {
+                break;
+            }
+            shown.push(c);
+        }
+        let l = shown;
+        let pad = WIDTH.saturating_sub(l.width());
         println!("   {mark} {l}{}   {r}", " ".repeat(pad));
     }
 }

@@ -744,58 +744,69 @@ impl DeclaredDialect {
         status: u16,
     ) -> Result<InquiryOutcome, ReplyError> {
         let reason = || spec.reason.iter().find_map(|p| p.text(item));
-        for (path, table) in &spec.outcome {
-            let code = path
-                .text(item)
-                .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
-            let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
-                ReplyError::Malformed(format!(
-                    "outcome code {code:?} is not in the dialect's table"
-                ))
-            })?;
-            return Ok(match verdict.as_str() {
-                "next" => continue,
-                "answered" => {
-                    let mut assets = Vec::new();
-                    for (kind, mapping) in &spec.assets {
-                        for value in mapping.map_all(item).map_err(ReplyError::Malformed)? {
-                            let asset = match kind {
-                                RecordKind::BankAccount => {
-                                    serde_json::from_value(value).map(Asset::BankAccount)
-                                }
-                                _ => serde_json::from_value(value).map(Asset::RealEstate),
-                            };
-                            assets.push(asset.map_err(ReplyError::malformed)?);
-                        }
-                    }
-                    InquiryOutcome::Answered { assets }
-                }
-                "no_record" => InquiryOutcome::NoRecord,
-                "refused" => InquiryOutcome::Refused {
-                    reason: reason().unwrap_or_else(|| format!("refused ({code})")),
-                },
-                "pending" => {
-                    if self.dialect.interaction != InteractionSpec::SubmitThenPoll {
-                        return Err(ReplyError::Malformed(
-                            "a synchronous agency answered \"pending\"".into(),
-                        ));
-                    }
-                    InquiryOutcome::Pending {
-                        ticket: spec.ticket.as_ref().and_then(|p| p.text(item)),
+        let (code, verdict) = verdict(&spec.outcome, item)?;
+        Ok(match verdict {
+            "answered" => {
+                let mut assets = Vec::new();
+                for (kind, mapping) in &spec.assets {
+                    for value in mapping.map_all(item).map_err(ReplyError::Malformed)? {
+                        let asset = match kind {
+                            RecordKind::BankAccount => {
+                                serde_json::from_value(value).map(Asset::BankAccount)
+                            }
+                            _ => serde_json::from_value(value).map(Asset::RealEstate),
+                        };
+                        assets.push(asset.map_err(ReplyError::malformed)?);
                     }
                 }
-                _ => {
-                    return Err(ReplyError::Agency {
-                        status,
-                        detail: reason().map_or_else(|| code.clone(), |r| format!("{code} {r}")),
-                    });
+                InquiryOutcome::Answered { assets }
+            }
+            "no_record" => InquiryOutcome::NoRecord,
+            "refused" => InquiryOutcome::Refused {
+                reason: reason().unwrap_or_else(|| format!("refused ({code})")),
+            },
+            "pending" => {
+                if self.dialect.interaction != InteractionSpec::SubmitThenPoll {
+                    return Err(ReplyError::Malformed(
+                        "a synchronous agency answered \"pending\"".into(),
+                    ));
                 }
-            });
-        }
-        Err(ReplyError::Malformed(
-            "no outcome rule decided the answer".into(),
-        ))
+                InquiryOutcome::Pending {
+                    ticket: spec.ticket.as_ref().and_then(|p| p.text(item)),
+                }
+            }
+            _ => {
+                return Err(ReplyError::Agency {
+                    status,
+                    detail: reason().map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                });
+            }
+        })
     }
+}
+
+/// The first verdict of the outcome rules that is not `next`, with the code
+/// that gave it.
+fn verdict<'t>(
+    rules: &'t [(Path, BTreeMap<String, String>)],
+    item: Node<'_>,
+) -> Result<(String, &'t str), ReplyError> {
+    for (path, table) in rules {
+        let code = path
+            .text(item)
+            .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
+        let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
+            ReplyError::Malformed(format!(
+                "outcome code {code:?} is not in the dialect's table"
+            ))
+        })?;
+        if verdict != "next" {
+            return Ok((code, verdict.as_str()));
+        }
+    }
+    Err(ReplyError::Malformed(
+        "no outcome rule decided the answer".into(),
+    ))
 }
 
 /// A parsed reply.
@@ -951,34 +962,20 @@ impl Dialect for DeclaredDialect {
             )));
         }
         let reason = spec.reason.iter().find_map(|p| p.text(item));
-        let mut status = None;
-        for (path, table) in &spec.outcome {
-            let code = path
-                .text(item)
-                .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
-            let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
-                ReplyError::Malformed(format!(
-                    "outcome code {code:?} is not in the dialect's table"
-                ))
-            })?;
-            status = Some(match verdict.as_str() {
-                "next" => continue,
-                "applied" => ControlStatus::Applied,
-                "partial" => ControlStatus::Partial,
-                "waiting" => ControlStatus::Waiting,
-                "refused" => ControlStatus::Refused,
-                "pending" => ControlStatus::Pending,
-                _ => {
-                    return Err(ReplyError::Agency {
-                        status: reply.status,
-                        detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
-                    });
-                }
-            });
-            break;
-        }
-        let status = status
-            .ok_or_else(|| ReplyError::Malformed("no outcome rule decided the answer".into()))?;
+        let (code, verdict) = verdict(&spec.outcome, item)?;
+        let status = match verdict {
+            "applied" => ControlStatus::Applied,
+            "partial" => ControlStatus::Partial,
+            "waiting" => ControlStatus::Waiting,
+            "refused" => ControlStatus::Refused,
+            "pending" => ControlStatus::Pending,
+            _ => {
+                return Err(ReplyError::Agency {
+                    status: reply.status,
+                    detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                });
+            }
+        };
         let mut fields = spec.fields.map_one(item).map_err(ReplyError::Malformed)?;
         if let Some(map) = fields.as_object_mut() {
             map.insert(
