@@ -28,6 +28,7 @@ pub enum CaseOperation {
     Inquiry,
     Poll,
     Control,
+    ControlPoll,
 }
 
 /// One case file.
@@ -243,7 +244,7 @@ impl Case {
                 .unwrap_or_else(|| "P-conformance".into()),
         };
         let (wire, actual) = match self.spec.operation {
-            CaseOperation::Control => {
+            CaseOperation::Control | CaseOperation::ControlPoll => {
                 let measure = self
                     .spec
                     .control
@@ -268,10 +269,16 @@ impl Case {
                     prior_request_number: measure.prior_request_number.clone(),
                     documents: measure.documents.clone(),
                 };
-                let wire = dialect
-                    .control_request(&envelope, &request)
-                    .map_err(|e| e.to_string())?;
-                let actual = match dialect.control_reply(&request, reply) {
+                let (wire, answer) = if self.spec.operation == CaseOperation::Control {
+                    let wire = dialect.control_request(&envelope, &request);
+                    (wire, dialect.control_reply(&request, reply))
+                } else {
+                    let ticket = self.spec.ticket.as_deref();
+                    let wire = dialect.control_poll_request(&request.request_number, ticket);
+                    (wire, dialect.control_poll_reply(&request, reply))
+                };
+                let wire = wire.map_err(|e| e.to_string())?;
+                let actual = match answer {
                     Ok(outcome) => serde_json::to_value(&outcome).unwrap_or(Value::Null),
                     Err(e) => error_json(&e),
                 };

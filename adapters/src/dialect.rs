@@ -175,6 +175,33 @@ pub trait Dialect: Send + Sync + fmt::Debug {
         })
     }
 
+    /// Builds the request for a control measure's result (agencies that
+    /// answer control measures later).
+    fn control_poll_request(
+        &self,
+        request_number: &str,
+        ticket: Option<&str>,
+    ) -> Result<WireRequest, EncodeError> {
+        let _ = (request_number, ticket);
+        Err(EncodeError {
+            dialect: self.name().to_owned(),
+            reason: "this dialect answers control measures at once".into(),
+        })
+    }
+
+    /// Decodes the answer to a control-result poll.
+    fn control_poll_reply(
+        &self,
+        request: &ControlRequest,
+        reply: WireReply<'_>,
+    ) -> Result<ControlOutcome, ReplyError> {
+        let _ = (request, reply);
+        Err(ReplyError::Malformed(format!(
+            "the {} dialect has no control polls",
+            self.name()
+        )))
+    }
+
     /// Decodes the agency's answer to a control measure.
     fn control_reply(
         &self,

@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use self::mapping::{RecordKind, RecordMapping, RecordSource};
 use self::select::{Node, Path};
 use self::spec::{
-    ControlOperation, DialectFile, Format, InteractionSpec, Operation, OutcomeRule, ReplySpec,
-    RequestSpec,
+    ControlOperation, ControlReplySpec, DialectFile, Format, InteractionSpec, Operation,
+    OutcomeRule, ReplySpec, RequestSpec,
 };
 use crate::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
 use crate::dialect::{
@@ -82,6 +82,7 @@ struct CompiledControlReply {
 struct CompiledControl {
     actions: Vec<ControlAction>,
     operation: CompiledOperation<CompiledControlReply>,
+    poll: Option<CompiledOperation<CompiledControlReply>>,
 }
 
 /// A dialect file, checked and ready.
@@ -169,6 +170,12 @@ impl CompiledDialect {
             std::iter::once(("inquiry", &file.inquiry.request))
                 .chain(file.poll.as_ref().map(|p| ("poll", &p.request)))
                 .chain(file.control.as_ref().map(|c| ("control", &c.request)))
+                .chain(
+                    file.control
+                        .as_ref()
+                        .and_then(|c| c.poll.as_ref())
+                        .map(|p| ("control.poll", &p.request)),
+                )
                 .collect();
         for (op, request) in &requests {
             add(format!("{op}.request.path"), &request.path, &mut errors);
@@ -268,6 +275,13 @@ impl CompiledDialect {
                 );
                 if let Err(e) = self.render("control", &control.operation, &ctx, &label) {
                     errors.push(format!("{} ({}): {e}", "control", action.as_str()));
+                }
+            }
+            if let Some(poll) = &control.poll {
+                let ctx =
+                    json!({"request_number": "K-sample", "ticket": "T-sample", "encoding": label});
+                if let Err(e) = self.render("control.poll", poll, &ctx, &label) {
+                    errors.push(e);
                 }
             }
         }
@@ -423,8 +437,29 @@ fn compile_control(
         errors.push("control.actions: name the actions this dialect carries".into());
     }
     let request = compile_request("control", &spec.request, errors);
-    let r = &spec.reply;
-    let at = "control.reply";
+    let reply = compile_control_reply("control.reply", &spec.reply, codes, errors);
+    let poll = spec.poll.as_ref().map(|p| {
+        let request = compile_request("control.poll", &p.request, errors);
+        let reply = compile_control_reply("control.poll.reply", &p.reply, codes, errors);
+        request.zip(reply).map(|(r, reply)| r.with_reply(reply))
+    });
+    if errors.len() > before {
+        return None;
+    }
+    Some(CompiledControl {
+        actions: spec.actions.clone(),
+        operation: request?.with_reply(reply?),
+        poll: poll.flatten(),
+    })
+}
+
+fn compile_control_reply(
+    at: &str,
+    r: &ControlReplySpec,
+    codes: &BTreeMap<String, BTreeMap<String, String>>,
+    errors: &mut Vec<String>,
+) -> Option<CompiledControlReply> {
+    let before = errors.len();
     let path = |key: &str, text: &str, errors: &mut Vec<String>| {
         Path::parse(text)
             .map_err(|e| errors.push(format!("{at}.{key}: {e}")))
@@ -452,18 +487,15 @@ fn compile_control(
     if errors.len() > before {
         return None;
     }
-    Some(CompiledControl {
-        actions: spec.actions.clone(),
-        operation: request?.with_reply(CompiledControlReply {
-            ok_status: r.ok_status.clone(),
-            root: r.root.clone(),
-            item: item?,
-            request_number,
-            outcome,
-            reason,
-            ticket,
-            fields: fields?,
-        }),
+    Some(CompiledControlReply {
+        ok_status: r.ok_status.clone(),
+        root: r.root.clone(),
+        item: item?,
+        request_number,
+        outcome,
+        reason,
+        ticket,
+        fields: fields?,
     })
 }
 
@@ -657,6 +689,80 @@ impl DeclaredDialect {
             label,
             max_batch,
         })
+    }
+
+    /// Reads the answer to a control measure (or to a poll for its result).
+    fn read_control(
+        &self,
+        spec: &CompiledControlReply,
+        request: &ControlRequest,
+        reply: WireReply<'_>,
+    ) -> Result<ControlOutcome, ReplyError> {
+        if !spec.ok_status.contains(&reply.status) {
+            return Err(agency_error(reply));
+        }
+        let parsed = self.parse(reply.body, spec.root.as_deref())?;
+        let root = parsed.node();
+        let item = if spec.item.is_empty() {
+            Some(root)
+        } else {
+            spec.item.select(root).into_iter().next()
+        }
+        .ok_or_else(|| ReplyError::Malformed("the answer item is missing".into()))?;
+        if let Some(path) = &spec.request_number
+            && path.text(item).as_deref() != Some(request.request_number.as_str())
+        {
+            return Err(ReplyError::Malformed(format!(
+                "the answer is not for {}",
+                request.request_number
+            )));
+        }
+        let reason = spec.reason.iter().find_map(|p| p.text(item));
+        let (code, verdict) = verdict(&spec.outcome, item)?;
+        let status = match verdict {
+            "applied" => ControlStatus::Applied,
+            "partial" => ControlStatus::Partial,
+            "waiting" => ControlStatus::Waiting,
+            "refused" => ControlStatus::Refused,
+            "pending" => ControlStatus::Pending,
+            _ => {
+                return Err(ReplyError::Agency {
+                    status: reply.status,
+                    detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                });
+            }
+        };
+        let mut fields = spec.fields.map_one(item).map_err(ReplyError::Malformed)?;
+        if let Some(map) = fields.as_object_mut() {
+            map.insert(
+                "status".into(),
+                serde_json::to_value(status).map_err(ReplyError::malformed)?,
+            );
+            if let Some(t) = spec.ticket.as_ref().and_then(|p| p.text(item)) {
+                map.insert("ticket".into(), t.into());
+            }
+        }
+        let mut outcome: ControlOutcome =
+            serde_json::from_value(fields).map_err(ReplyError::malformed)?;
+        // An agency that controls less than asked, or queues the measure,
+        // says so in its figures even when its status code says "controlled".
+        if outcome.status != ControlStatus::Pending && outcome.queue_position.is_some_and(|p| p > 0)
+        {
+            outcome.status = ControlStatus::Waiting;
+        } else if outcome.status == ControlStatus::Applied
+            && outcome.shortfall_fen.is_some_and(|s| s.0 > 0)
+        {
+            outcome.status = ControlStatus::Partial;
+        }
+        // A reason explains a measure not (fully) in force; an acceptance
+        // message ("已受理") is not one.
+        if !matches!(
+            outcome.status,
+            ControlStatus::Applied | ControlStatus::Pending
+        ) {
+            outcome.reason = reason;
+        }
+        Ok(outcome)
     }
 
     fn encode_error(&self, reason: String) -> EncodeError {
@@ -941,67 +1047,33 @@ impl Dialect for DeclaredDialect {
                 "this dialect has no control replies".into(),
             ));
         };
-        let spec = &control.operation.reply;
-        if !spec.ok_status.contains(&reply.status) {
-            return Err(agency_error(reply));
-        }
-        let parsed = self.parse(reply.body, spec.root.as_deref())?;
-        let root = parsed.node();
-        let item = if spec.item.is_empty() {
-            Some(root)
-        } else {
-            spec.item.select(root).into_iter().next()
-        }
-        .ok_or_else(|| ReplyError::Malformed("the answer item is missing".into()))?;
-        if let Some(path) = &spec.request_number
-            && path.text(item).as_deref() != Some(request.request_number.as_str())
-        {
-            return Err(ReplyError::Malformed(format!(
-                "the answer is not for {}",
-                request.request_number
-            )));
-        }
-        let reason = spec.reason.iter().find_map(|p| p.text(item));
-        let (code, verdict) = verdict(&spec.outcome, item)?;
-        let status = match verdict {
-            "applied" => ControlStatus::Applied,
-            "partial" => ControlStatus::Partial,
-            "waiting" => ControlStatus::Waiting,
-            "refused" => ControlStatus::Refused,
-            "pending" => ControlStatus::Pending,
-            _ => {
-                return Err(ReplyError::Agency {
-                    status: reply.status,
-                    detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
-                });
-            }
+        self.read_control(&control.operation.reply, request, reply)
+    }
+
+    fn control_poll_request(
+        &self,
+        request_number: &str,
+        ticket: Option<&str>,
+    ) -> Result<WireRequest, EncodeError> {
+        let Some(poll) = self.dialect.control.as_ref().and_then(|c| c.poll.as_ref()) else {
+            return Err(self.encode_error("this dialect answers control measures at once".into()));
         };
-        let mut fields = spec.fields.map_one(item).map_err(ReplyError::Malformed)?;
-        if let Some(map) = fields.as_object_mut() {
-            map.insert(
-                "status".into(),
-                serde_json::to_value(status).map_err(ReplyError::malformed)?,
-            );
-            if let Some(r) = &reason {
-                map.insert("reason".into(), r.clone().into());
-            }
-            if let Some(t) = spec.ticket.as_ref().and_then(|p| p.text(item)) {
-                map.insert("ticket".into(), t.into());
-            }
-        }
-        let mut outcome: ControlOutcome =
-            serde_json::from_value(fields).map_err(ReplyError::malformed)?;
-        // An agency that controls less than asked, or queues the measure,
-        // says so in its figures even when its status code says "controlled".
-        if outcome.status != ControlStatus::Pending && outcome.queue_position.is_some_and(|p| p > 0)
-        {
-            outcome.status = ControlStatus::Waiting;
-        } else if outcome.status == ControlStatus::Applied
-            && outcome.shortfall_fen.is_some_and(|s| s.0 > 0)
-        {
-            outcome.status = ControlStatus::Partial;
-        }
-        Ok(outcome)
+        let ctx =
+            json!({"request_number": request_number, "ticket": ticket, "encoding": self.label});
+        self.wire(poll, &ctx)
+    }
+
+    fn control_poll_reply(
+        &self,
+        request: &ControlRequest,
+        reply: WireReply<'_>,
+    ) -> Result<ControlOutcome, ReplyError> {
+        let Some(poll) = self.dialect.control.as_ref().and_then(|c| c.poll.as_ref()) else {
+            return Err(ReplyError::Malformed(
+                "this dialect has no control polls".into(),
+            ));
+        };
+        self.read_control(&poll.reply, request, reply)
     }
 
     fn poll_request(

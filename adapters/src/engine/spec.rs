@@ -214,6 +214,18 @@ pub struct ControlOperation {
     pub actions: Vec<ControlAction>,
     pub request: RequestSpec,
     pub reply: ControlReplySpec,
+    /// For agencies that answer later: how to ask for the result.
+    #[serde(default)]
+    pub poll: Option<ControlPoll>,
+}
+
+/// `[control.poll]`: the request for a control measure's result, and its
+/// answer (read like `[control.reply]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPoll {
+    pub request: RequestSpec,
+    pub reply: ControlReplySpec,
 }
 
 /// Where the answer to a control measure is and what it says.
