@@ -89,6 +89,11 @@ pub struct AgencyConfig {
     /// Default 1000.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// For agencies that push their results (`interaction = "callback"`):
+    /// the hex SHA-256 of the bearer token the agency presents on
+    /// `POST /v1/callbacks/{id}`. The token itself is never stored here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_token_sha256: Option<String>,
     /// Time, rate, concurrency and batch limits of the agency.
     #[serde(default)]
     pub limits: Limits,
@@ -346,6 +351,14 @@ impl AgencyConfig {
             problem(
                 KeyPath::key("poll_interval_ms"),
                 "poll_interval_ms must be positive".into(),
+            );
+        }
+        if let Some(digest) = &self.callback_token_sha256
+            && (digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            problem(
+                KeyPath::key("callback_token_sha256"),
+                "callback_token_sha256 must be 64 hex digits (the SHA-256 of the token, never the token)".into(),
             );
         }
         let limit = |k: &str| KeyPath::key("limits").then(k);

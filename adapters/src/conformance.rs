@@ -29,6 +29,8 @@ pub enum CaseOperation {
     Poll,
     Control,
     ControlPoll,
+    /// A result the agency pushes: only the reply is read.
+    Callback,
 }
 
 /// One case file.
@@ -242,6 +244,10 @@ impl Case {
                 .batch_number
                 .clone()
                 .unwrap_or_else(|| "P-conformance".into()),
+            callback_url: Some(format!(
+                "https://gateway.example/v1/callbacks/{}",
+                self.dialect
+            )),
         };
         let (wire, actual) = match self.spec.operation {
             CaseOperation::Control | CaseOperation::ControlPoll => {
@@ -284,6 +290,20 @@ impl Case {
                 };
                 (wire, actual)
             }
+            CaseOperation::Callback => {
+                let actual = match dialect.callback(reply) {
+                    Err(e) => error_json(&e),
+                    Ok(outcomes) => Value::Array(outcomes.into_iter().map(item_json).collect()),
+                };
+                // Nothing is sent: the request checks below find no request.
+                let none = crate::dialect::WireRequest {
+                    method: crate::dialect::HttpMethod::Post,
+                    path: String::new(),
+                    content_type: None,
+                    body: Vec::new(),
+                };
+                (none, actual)
+            }
             CaseOperation::Inquiry => {
                 let items = self.items()?;
                 let wire = dialect
@@ -291,21 +311,7 @@ impl Case {
                     .map_err(|e| e.to_string())?;
                 let actual = match dialect.inquiry_reply(&items, reply) {
                     Err(e) => error_json(&e),
-                    Ok(outcomes) => Value::Array(
-                        outcomes
-                            .into_iter()
-                            .map(|o| {
-                                let mut v = match o.outcome {
-                                    Ok(outcome) => outcome_json(&outcome),
-                                    Err(e) => error_json(&e),
-                                };
-                                if let Some(map) = v.as_object_mut() {
-                                    map.insert("request_number".into(), o.request_number.into());
-                                }
-                                v
-                            })
-                            .collect(),
-                    ),
+                    Ok(outcomes) => Value::Array(outcomes.into_iter().map(item_json).collect()),
                 };
                 (wire, actual)
             }
@@ -389,6 +395,18 @@ impl Case {
 /// The normalised form of an outcome, as packs write it.
 pub fn outcome_json(outcome: &InquiryOutcome) -> Value {
     serde_json::to_value(outcome).unwrap_or(Value::Null)
+}
+
+/// One item's normalised outcome with its request number.
+fn item_json(item: crate::dialect::ItemOutcome) -> Value {
+    let mut v = match item.outcome {
+        Ok(outcome) => outcome_json(&outcome),
+        Err(e) => error_json(&e),
+    };
+    if let Some(map) = v.as_object_mut() {
+        map.insert("request_number".into(), item.request_number.into());
+    }
+    v
 }
 
 fn error_json(e: &ReplyError) -> Value {

@@ -20,6 +20,9 @@ pub enum Interaction {
     Synchronous,
     /// The reply carries a ticket; the result is fetched later by polling.
     SubmitThenPoll,
+    /// The reply acknowledges; the agency pushes the result to the
+    /// gateway's callback endpoint.
+    Callback,
 }
 
 /// One subject to ask one agency about.
@@ -38,6 +41,8 @@ pub struct Envelope {
     pub court: Court,
     /// Batch number, for dialects that number their batches.
     pub batch_number: String,
+    /// Where the agency pushes results (callback dialects).
+    pub callback_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +157,16 @@ pub trait Dialect: Send + Sync + fmt::Debug {
         let _ = (request_number, reply);
         Err(ReplyError::Malformed(format!(
             "the {} dialect has no poll replies",
+            self.name()
+        )))
+    }
+
+    /// Decodes a result the agency pushed: one outcome per request number it
+    /// names (callback dialects).
+    fn callback(&self, reply: WireReply<'_>) -> Result<Vec<ItemOutcome>, ReplyError> {
+        let _ = reply;
+        Err(ReplyError::Malformed(format!(
+            "the {} dialect takes no callbacks",
             self.name()
         )))
     }

@@ -149,6 +149,7 @@ fn subject_names_cannot_break_the_message() {
                 name: "x".into(),
             },
             batch_number: "P1".into(),
+            callback_url: None,
         };
         let wire = dialect
             .inquiry_request(&envelope, &[request])

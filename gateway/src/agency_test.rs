@@ -153,6 +153,9 @@ async fn live_inquiry(
     let envelope = Envelope {
         court,
         batch_number: format!("P{}", uuid::Uuid::now_v7().simple()),
+        // A live test cannot take a pushed result: callback agencies answer
+        // the pack only.
+        callback_url: None,
     };
     let wire = agency
         .dialect

@@ -39,6 +39,10 @@ pub struct GatewayConfig {
     /// Directory of dialect files, one `*.toml` per message format.
     #[serde(default = "default_dialects_dir")]
     pub dialects_dir: PathBuf,
+    /// The gateway's address as agencies reach it (for results they push to
+    /// `/v1/callbacks/{agency}`). Default: `http://` and the listen address.
+    #[serde(default)]
+    pub public_url: Option<String>,
     /// Replaces the `base_url` of the agencies named here, on every load and
     /// reload (the demo points agencies at its in-process mocks this way).
     #[serde(default)]

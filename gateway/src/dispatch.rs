@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use adapters::agency::china_time_label;
-use adapters::dialect::{Envelope, InquiryRequest, ItemOutcome, ReplyError, WireReply};
+use adapters::dialect::{
+    Envelope, InquiryRequest, Interaction, ItemOutcome, ReplyError, WireReply,
+};
 use adapters::model::{Court, InquiryOutcome};
 use futures::future::join_all;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
@@ -28,7 +30,9 @@ use crate::agencies::{Agency, AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
-use crate::store::{ClaimedTask, InquiryRecord, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate};
+use crate::store::{
+    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate,
+};
 use crate::transport::{HttpReply, Transport, TransportError};
 
 /// How long to wait before retrying a step the audit log or the store could
@@ -54,6 +58,11 @@ impl DispatcherHandle {
         self.wake.notify_one();
     }
 
+    /// Tells waiters that an inquiry completed.
+    pub fn completed(&self, inquiry_id: &str) {
+        let _ = self.completions.send(inquiry_id.to_owned());
+    }
+
     /// Subscribe before creating an inquiry so its completion cannot be missed.
     pub fn completions(&self) -> broadcast::Receiver<String> {
         self.completions.subscribe()
@@ -70,6 +79,8 @@ pub struct Dispatcher {
     permits: Arc<Semaphore>,
     handle: DispatcherHandle,
     last_prune_ms: AtomicI64,
+    /// The gateway's own address as agencies reach it, for callbacks.
+    public_url: String,
 }
 
 impl Dispatcher {
@@ -79,6 +90,7 @@ impl Dispatcher {
         agencies: Arc<AgencySets>,
         transport: Transport,
         settings: DispatcherSettings,
+        public_url: String,
     ) -> Arc<Self> {
         let (completions, _) = broadcast::channel(1024);
         Arc::new(Self {
@@ -94,6 +106,7 @@ impl Dispatcher {
                 completions,
             },
             last_prune_ms: AtomicI64::new(0),
+            public_url,
         })
     }
 
@@ -316,6 +329,11 @@ impl Dispatcher {
         let envelope = Envelope {
             court,
             batch_number: format!("P{}", uuid::Uuid::now_v7().simple()),
+            callback_url: Some(format!(
+                "{}/v1/callbacks/{}",
+                self.public_url.trim_end_matches('/'),
+                agency.config.id
+            )),
         };
         let requests: Vec<InquiryRequest> = items.iter().map(|(_, _, r)| r.clone()).collect();
         let wire = match agency.dialect.inquiry_request(&envelope, &requests) {
@@ -377,7 +395,7 @@ impl Dispatcher {
         };
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
         for ((task, inquiry, _), outcome) in items.iter().zip(outcomes) {
-            let update = self.update_for(agency, outcome, Some(sent_at), latency, sent_at);
+            let update = update_for(agency, outcome, Some(sent_at), latency, sent_at);
             self.finish(task, update).await;
             self.complete_if_done(&inquiry.id).await;
         }
@@ -445,7 +463,7 @@ impl Dispatcher {
         };
         let now = now_ms();
         let latency = task.sent_at_ms.map(|s| now - s);
-        let update = self.update_for(agency, outcome, task.sent_at_ms, latency, now);
+        let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
         self.finish(&task, update).await;
         self.complete_if_done(&inquiry.id).await;
     }
@@ -483,54 +501,6 @@ impl Dispatcher {
             tracing::warn!(agency = %agency.config.id, "audit unavailable: reply not used");
         }
         ok
-    }
-
-    fn update_for(
-        &self,
-        agency: &Agency,
-        outcome: Result<InquiryOutcome, Failure>,
-        sent_at_ms: Option<i64>,
-        latency_ms: Option<i64>,
-        now: i64,
-    ) -> TaskUpdate {
-        let base = TaskUpdate {
-            state: String::new(),
-            detail: None,
-            ticket: None,
-            due_at_ms: now,
-            sent_at_ms,
-            latency_ms,
-            result: None,
-        };
-        match outcome {
-            Ok(InquiryOutcome::Answered { assets }) => TaskUpdate {
-                state: "answered".into(),
-                result: serde_json::to_string(&assets).ok(),
-                ..base
-            },
-            Ok(InquiryOutcome::NoRecord) => TaskUpdate {
-                state: "no_record".into(),
-                ..base
-            },
-            Ok(InquiryOutcome::Refused { reason }) => TaskUpdate {
-                state: "refused".into(),
-                detail: Some(reason),
-                ..base
-            },
-            Ok(InquiryOutcome::Pending { ticket }) => TaskUpdate {
-                state: STATE_POLLING.into(),
-                detail: Some("accepted by the agency; waiting for its result".into()),
-                ticket,
-                due_at_ms: now + agency.config.poll_interval_ms as i64,
-                latency_ms: None,
-                ..base
-            },
-            Err(Failure { state, detail }) => TaskUpdate {
-                state: state.into(),
-                detail: Some(detail),
-                ..base
-            },
-        }
     }
 
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
@@ -589,10 +559,69 @@ impl Dispatcher {
     }
 }
 
+/// What an agency's answer (or failure) makes of its task.
+pub fn update_for(
+    agency: &Agency,
+    outcome: Result<InquiryOutcome, Failure>,
+    sent_at_ms: Option<i64>,
+    latency_ms: Option<i64>,
+    now: i64,
+) -> TaskUpdate {
+    let base = TaskUpdate {
+        state: String::new(),
+        detail: None,
+        ticket: None,
+        due_at_ms: now,
+        sent_at_ms,
+        latency_ms,
+        result: None,
+    };
+    match outcome {
+        Ok(InquiryOutcome::Answered { assets }) => TaskUpdate {
+            state: "answered".into(),
+            result: serde_json::to_string(&assets).ok(),
+            ..base
+        },
+        Ok(InquiryOutcome::NoRecord) => TaskUpdate {
+            state: "no_record".into(),
+            ..base
+        },
+        Ok(InquiryOutcome::Refused { reason }) => TaskUpdate {
+            state: "refused".into(),
+            detail: Some(reason),
+            ..base
+        },
+        Ok(InquiryOutcome::Pending { ticket })
+            if agency.dialect.interaction() == Interaction::Callback =>
+        {
+            TaskUpdate {
+                state: STATE_AWAITING.into(),
+                detail: Some("accepted by the agency; waiting for it to push its result".into()),
+                ticket,
+                latency_ms: None,
+                ..base
+            }
+        }
+        Ok(InquiryOutcome::Pending { ticket }) => TaskUpdate {
+            state: STATE_POLLING.into(),
+            detail: Some("accepted by the agency; waiting for its result".into()),
+            ticket,
+            due_at_ms: now + agency.config.poll_interval_ms as i64,
+            latency_ms: None,
+            ..base
+        },
+        Err(Failure { state, detail }) => TaskUpdate {
+            state: state.into(),
+            detail: Some(detail),
+            ..base
+        },
+    }
+}
+
 /// A failed step: the agency status it leaves and why.
-struct Failure {
-    state: &'static str,
-    detail: String,
+pub struct Failure {
+    pub state: &'static str,
+    pub detail: String,
 }
 
 fn failed(state: &'static str, detail: &str) -> TaskUpdate {
@@ -619,7 +648,7 @@ fn transport_failure(e: &TransportError) -> Failure {
     }
 }
 
-fn reply_failure(e: &ReplyError) -> Failure {
+pub fn reply_failure(e: &ReplyError) -> Failure {
     let state = match e {
         ReplyError::Agency { .. } => "error",
         ReplyError::Malformed(_) => "bad_reply",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agencies::AgencyRegistry;
 use crate::error::ApiError;
-use crate::store::{InquiryRecord, STATE_POLLING, STATE_QUEUED, TaskRecord};
+use crate::store::{InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, TaskRecord};
 
 /// `POST /v1/inquiries` body.
 #[derive(Debug, Deserialize)]
@@ -356,7 +356,7 @@ pub struct AgencyView {
 /// The API status of a stored task state.
 fn agency_status(state: &str) -> AgencyStatus {
     match state {
-        STATE_QUEUED | STATE_POLLING => AgencyStatus::Pending,
+        STATE_QUEUED | STATE_POLLING | STATE_AWAITING => AgencyStatus::Pending,
         other => AgencyStatus::parse(other).unwrap_or(AgencyStatus::Error),
     }
 }

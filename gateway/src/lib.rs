@@ -64,12 +64,18 @@ impl Gateway {
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         let audit = AuditLog::start(store.clone(), 4096).await?;
         let agencies = Arc::new(AgencySets::new(registry));
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
         let dispatcher = Dispatcher::new(
             store.clone(),
             audit.clone(),
             agencies.clone(),
             transport.clone(),
             config.dispatcher.clone(),
+            public_url,
         );
         let state = AppState {
             callers: Callers::from_config(&config.callers),
@@ -83,7 +89,6 @@ impl Gateway {
         };
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
-        let addr = listener.local_addr()?;
         let app = api::router(state.clone());
         let mut shutdown = stopped;
         let server = tokio::spawn(async move {

@@ -2,8 +2,11 @@
 //! of holdings, its mutable state behind a mutex, and the pieces every
 //! dialect uses: latency and fault handling, deduplication by request
 //! number, and cutting a reply short. The lock is never held across an await.
+//! A registry's result pushes run as tasks of their own, tracked here so that
+//! stopping the agency stops them too.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,6 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Utc};
 use encoding_rs::Encoding;
+use tokio::task::JoinSet;
 
 use crate::bank_book::BankBook;
 use crate::config::{AgencySpec, MockDialect};
@@ -41,7 +45,20 @@ pub(crate) struct Agency {
     /// The encoding replies are written in (`court-bank-xml` only).
     pub encoding: &'static Encoding,
     state: Mutex<AgencyState>,
+    /// The HTTP client result pushes are sent with, built on first use.
+    callback_client: OnceLock<Result<reqwest::Client, String>>,
+    callback_tasks: Mutex<CallbackTasks>,
 }
+
+/// The result pushes in flight; none are started once the agency stopped.
+#[derive(Debug, Default)]
+struct CallbackTasks {
+    stopped: bool,
+    tasks: JoinSet<()>,
+}
+
+/// How long one attempt to push a result may take.
+const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// China Standard Time: legal times on the wire are in it.
 const CST: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
@@ -66,6 +83,8 @@ impl Agency {
             holdings,
             encoding,
             state,
+            callback_client: OnceLock::new(),
+            callback_tasks: Mutex::new(CallbackTasks::default()),
         }
     }
 
@@ -149,6 +168,49 @@ impl Agency {
     pub fn stored_answer(&self, request_number: &str) -> Option<Answer> {
         self.state().answer(request_number).cloned()
     }
+
+    /// The client result pushes are sent with: no proxy (the callback
+    /// address is the court side's own), no redirects followed (a 3xx is an
+    /// answer that is not 2xx), and a timeout per attempt.
+    pub fn callback_client(&self) -> Result<reqwest::Client, String> {
+        self.callback_client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(CALLBACK_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("cannot build the callback client: {e}"))
+            })
+            .clone()
+    }
+
+    /// Runs a result push as a task of its own. False (and nothing runs)
+    /// once the agency has been stopped.
+    pub fn spawn_callback(&self, push: impl Future<Output = ()> + Send + 'static) -> bool {
+        let mut callbacks = self
+            .callback_tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if callbacks.stopped {
+            return false;
+        }
+        // Reap the pushes already finished so the set does not grow.
+        while callbacks.tasks.try_join_next().is_some() {}
+        callbacks.tasks.spawn(push);
+        true
+    }
+
+    /// Cancels the pushes not yet done and refuses new ones: a stopped agency
+    /// calls nobody back.
+    pub fn stop_callbacks(&self) {
+        let mut callbacks = self
+            .callback_tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        callbacks.stopped = true;
+        callbacks.tasks.abort_all();
+    }
 }
 
 /// The HTTP face of one agency: its dialect's endpoints and the inspection API.
@@ -174,14 +236,27 @@ pub(crate) fn wire_reply(
     content_type: &str,
     mut body: Vec<u8>,
 ) -> Response {
-    if mode == FaultMode::Malformed {
-        body.truncate(body.len() / 2);
-    }
+    cut_if_malformed(mode, &mut body);
     let mut response = (status, body).into_response();
     if let Ok(value) = HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
     }
     response
+}
+
+/// Cuts a body in half when the `malformed` fault is on.
+pub(crate) fn cut_if_malformed(mode: FaultMode, body: &mut Vec<u8>) {
+    if mode == FaultMode::Malformed {
+        body.truncate(body.len() / 2);
+    }
+}
+
+/// A JSON dialect body as it goes on the wire, cut in half when the
+/// `malformed` fault is on: the bytes of [`json_reply`] without the response.
+pub(crate) fn json_body(mode: FaultMode, body: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(body).unwrap_or_default();
+    cut_if_malformed(mode, &mut bytes);
+    bytes
 }
 
 /// A JSON dialect reply.
@@ -190,10 +265,11 @@ pub(crate) fn json_reply(
     status: StatusCode,
     body: &serde_json::Value,
 ) -> Response {
+    // Already cut by `json_body` when it had to be.
     wire_reply(
-        mode,
+        FaultMode::Normal,
         status,
         "application/json",
-        serde_json::to_vec(body).unwrap_or_default(),
+        json_body(mode, body),
     )
 }

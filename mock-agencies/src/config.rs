@@ -91,6 +91,11 @@ pub struct AgencySpec {
     /// number prefixes) when it names a known bank.
     #[serde(default)]
     pub name: String,
+    /// `registry-json` only: the bearer token sent in the `Authorization`
+    /// header when the registry pushes a result to a callback address
+    /// (`HDDZ`); no `Authorization` header when absent.
+    #[serde(default)]
+    pub callback_token: Option<String>,
 }
 
 fn default_seed() -> u64 {
@@ -100,6 +105,11 @@ fn default_seed() -> u64 {
 fn default_population() -> usize {
     2000
 }
+
+/// The bearer token registry-x sends with its pushed results in the standard
+/// fleet and the shipped configuration. A demo-only value: the gateway's
+/// agency file for a callback registry stores only its SHA-256.
+pub const DEMO_CALLBACK_TOKEN: &str = "demo-registry-callback-token";
 
 pub(crate) fn default_result_delay_ms() -> u64 {
     300
@@ -140,6 +150,7 @@ impl MockConfig {
                     latency_ms: 0,
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国工商银行（模拟）".into(),
+                    callback_token: None,
                 },
                 AgencySpec {
                     id: fixtures::BANK_B.into(),
@@ -149,6 +160,7 @@ impl MockConfig {
                     latency_ms: 0,
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国建设银行（模拟）".into(),
+                    callback_token: None,
                 },
                 AgencySpec {
                     id: fixtures::REGISTRY_X.into(),
@@ -158,6 +170,7 @@ impl MockConfig {
                     latency_ms: 0,
                     result_delay_ms: default_result_delay_ms(),
                     name: "天水市不动产登记中心（模拟）".into(),
+                    callback_token: Some(DEMO_CALLBACK_TOKEN.into()),
                 },
             ],
         }
@@ -178,6 +191,7 @@ impl MockConfig {
             latency_ms: 0,
             result_delay_ms: default_result_delay_ms(),
             name: "中国农业银行（模拟）".into(),
+            callback_token: None,
         });
         self
     }
@@ -219,6 +233,20 @@ impl MockConfig {
                     _ => problems.push(format!(
                         "agency {id}: encoding {label:?} is unknown or not ASCII-compatible"
                     )),
+                }
+            }
+            if let Some(token) = &spec.callback_token {
+                if spec.dialect != MockDialect::RegistryJson {
+                    problems.push(format!(
+                        "agency {id}: callback_token is only for registry-json, not {}",
+                        spec.dialect.as_str()
+                    ));
+                }
+                // It goes into an HTTP header as `Bearer <token>`.
+                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    problems.push(format!(
+                        "agency {id}: callback_token must be non-empty printable ASCII without blanks"
+                    ));
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Starting and stopping the agencies: one TCP listener and one axum server
 //! task per agency, all sharing one generated population. Stopping an agency
 //! closes its listener for good, so that later connections are refused: how
-//! the tests make an agency "go down".
+//! the tests make an agency "go down"; a stopped registry also cancels the
+//! result pushes it has not made yet.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ const CLOSE_DEADLINE: Duration = Duration::from_secs(5);
 struct RunningAgency {
     id: String,
     addr: SocketAddr,
+    /// What the server serves, kept to stop its result pushes.
+    served: Arc<Agency>,
     /// `None` once stopped. Dropping the sender is the stop signal too, so a
     /// fleet dropped without `shutdown` still stops its servers.
     stop: Option<oneshot::Sender<()>>,
@@ -98,7 +101,8 @@ impl MockFleet {
                 }
             };
             let addr = listener.local_addr()?;
-            let app = agency::router(Arc::new(Agency::new(spec.clone(), holdings)));
+            let agency = Arc::new(Agency::new(spec.clone(), holdings));
+            let app = agency::router(Arc::clone(&agency));
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(async move {
                 let served = axum::serve(listener, app)
@@ -114,6 +118,7 @@ impl MockFleet {
             agencies.push(RunningAgency {
                 id: spec.id.clone(),
                 addr,
+                served: agency,
                 stop: Some(stop),
                 task: Some(task),
             });
@@ -159,6 +164,8 @@ impl MockFleet {
         if let Some(task) = agency.task.take() {
             drain(task).await;
         }
+        // After the drain: a submission in flight may still schedule a push.
+        agency.served.stop_callbacks();
         wait_until_refused(agency.addr).await;
         tracing::info!(agency = %id, "mock agency stopped");
         true
@@ -175,6 +182,7 @@ impl MockFleet {
             if let Some(task) = agency.task.take() {
                 drain(task).await;
             }
+            agency.served.stop_callbacks();
         }
     }
 }

@@ -65,6 +65,7 @@ pub fn fleet_bank_spec(number: usize, banks: usize) -> AgencySpec {
         encoding: encoding.map(str::to_owned),
         latency_ms: 0,
         result_delay_ms: config::default_result_delay_ms(),
+        callback_token: None,
     }
 }
 

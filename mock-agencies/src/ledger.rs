@@ -3,9 +3,11 @@
 //! request number gets the same answer, and a registry the same ticket), and
 //! the faults currently injected. Answers are kept dialect-neutral (positions
 //! in the agency's book) and rendered by the dialect on every reply, which is
-//! deterministic, so a repeat is byte-for-byte the first answer.
+//! deterministic, so a repeat is byte-for-byte the first answer. A registry
+//! also remembers which request numbers it has scheduled a result push for,
+//! and logs every push attempt.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,10 +41,23 @@ pub(crate) struct Answer {
 pub(crate) enum RequestKind {
     Inquiry,
     Poll,
+    /// Not received but sent: one attempt of a registry to push a result to
+    /// the submission's callback address (`HDDZ`).
+    Callback,
+}
+
+/// How one callback attempt ended: the HTTP status answered, or why there
+/// was no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallbackOutcome {
+    Status(u16),
+    Error(String),
 }
 
 /// One request number as received, once per kind of message: a retry
-/// raises `count` rather than adding an entry.
+/// raises `count` rather than adding an entry. Callback attempts are the
+/// exception: each is an entry of its own (`received_at` is when it was
+/// made) with its outcome in `callback_status` or `callback_error`.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RequestRecord {
     pub request_number: String,
@@ -51,6 +66,15 @@ pub(crate) struct RequestRecord {
     pub last_received_at: DateTime<Utc>,
     pub count: u32,
     pub holder_id: Option<String>,
+    /// Which attempt of the push this was, from 1 (callbacks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_attempt: Option<u32>,
+    /// The HTTP status the callback address answered (callbacks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_status: Option<u16>,
+    /// Why the callback address gave no answer (callbacks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_error: Option<String>,
 }
 
 /// How the agency misbehaves on purpose.
@@ -81,6 +105,8 @@ pub(crate) struct AgencyState {
     requests: Vec<RequestRecord>,
     request_index: HashMap<(String, RequestKind), usize>,
     answers: HashMap<String, Answer>,
+    /// Request numbers whose result push is scheduled or done.
+    callbacks: HashSet<String>,
     tickets_issued: u64,
 }
 
@@ -95,6 +121,7 @@ impl AgencyState {
             requests: Vec::new(),
             request_index: HashMap::new(),
             answers: HashMap::new(),
+            callbacks: HashSet::new(),
             tickets_issued: 0,
         }
     }
@@ -117,7 +144,42 @@ impl AgencyState {
             last_received_at: now,
             count: 1,
             holder_id: holder_id.map(str::to_owned),
+            callback_attempt: None,
+            callback_status: None,
+            callback_error: None,
         });
+    }
+
+    /// Logs one attempt to push a result, made at `at`, always as a new entry.
+    pub fn record_callback(
+        &mut self,
+        request_number: &str,
+        holder_id: &str,
+        attempt: u32,
+        at: DateTime<Utc>,
+        outcome: CallbackOutcome,
+    ) {
+        let (callback_status, callback_error) = match outcome {
+            CallbackOutcome::Status(status) => (Some(status), None),
+            CallbackOutcome::Error(error) => (None, Some(error)),
+        };
+        self.requests.push(RequestRecord {
+            request_number: request_number.to_owned(),
+            kind: RequestKind::Callback,
+            received_at: at,
+            last_received_at: at,
+            count: 1,
+            holder_id: Some(holder_id.to_owned()),
+            callback_attempt: Some(attempt),
+            callback_status,
+            callback_error,
+        });
+    }
+
+    /// Claims the result push of a request number: true the first time,
+    /// false when a push is already scheduled or done.
+    pub fn claim_callback(&mut self, request_number: &str) -> bool {
+        self.callbacks.insert(request_number.to_owned())
     }
 
     pub fn requests(&self) -> &[RequestRecord] {

@@ -4,8 +4,14 @@
 //! `GET /bdc/api/cxjg/{CXQQDH}` (docs/wire-formats.md). The answer is settled
 //! at submission and only revealed later, so every poll after the delay
 //! returns the same result.
+//!
+//! A submission may name a callback address (`HDDZ`): the registry then also
+//! pushes the result there once it is ready, with the very body a poll would
+//! get, as a task of its own that tries up to three times. It is pushed once
+//! per request number, and stays available by polling.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -13,11 +19,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
+use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::agency::{Agency, Holdings, json_reply};
-use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
+use crate::agency::{Agency, Holdings, json_body, json_reply};
+use crate::ledger::{Answer, CallbackOutcome, FaultMode, Outcome, RequestKind};
 use crate::registry_book::Unit;
 use crate::{ids, money};
 
@@ -40,11 +47,35 @@ struct Submission {
     cbr: String,
     gzzbh: String,
     gwzbh: String,
+    /// 回调地址: where to push the result; blank is the same as absent.
+    #[serde(default)]
+    hddz: Option<String>,
 }
 
 const BUSY: &str = "系统繁忙，请稍后重试";
 
-fn read_submission(body: &[u8]) -> Result<Submission, String> {
+/// Waits before the second and third attempt of a push.
+const CALLBACK_BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
+
+/// A submission and the callback address it names, if any.
+fn read_submission(body: &[u8]) -> Result<(Submission, Option<Url>), String> {
+    let s = read_fields(body)?;
+    let callback = callback_address(s.hddz.as_deref())?;
+    Ok((s, callback))
+}
+
+/// `HDDZ` must be an absolute http URL with a host.
+fn callback_address(hddz: Option<&str>) -> Result<Option<Url>, String> {
+    let Some(text) = hddz.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    match Url::parse(text) {
+        Ok(url) if url.scheme() == "http" && url.host().is_some() => Ok(Some(url)),
+        _ => Err(format!("HDDZ 不是有效的 http 地址：{text}")),
+    }
+}
+
+fn read_fields(body: &[u8]) -> Result<Submission, String> {
     let s: Submission = serde_json::from_slice(body).map_err(|e| format!("请求格式错误：{e}"))?;
     let fields = [
         ("CXQQDH", &s.cxqqdh),
@@ -96,8 +127,8 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             &message("0503", None, json!({"MSG": BUSY})),
         );
     }
-    let submission = match read_submission(&body) {
-        Ok(s) => s,
+    let (submission, callback) = match read_submission(&body) {
+        Ok(read) => read,
         Err(reason) => {
             tracing::info!(agency = agency.id(), %reason, "unreadable submission");
             // Echo the request number when it can be found at all.
@@ -120,6 +151,17 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     } else {
         agency.answer(rn, &holder, refusal_for(&submission))
     };
+    // Only an accepted submission has a result to push; a refusal (injected
+    // or not) is said in this reply.
+    if let (Some(callback), Some(ticket)) = (callback, &answer.ticket)
+        && agency.state().claim_callback(rn)
+    {
+        let ready_at = ticket.ready_at;
+        let task = push(Arc::clone(&agency), rn.to_owned(), callback, ready_at);
+        if !agency.spawn_callback(task) {
+            tracing::info!(agency = agency.id(), request_number = %rn, "stopped: no result push");
+        }
+    }
     let body = match (&answer.ticket, &answer.outcome) {
         (Some(ticket), _) => message(
             "0000",
@@ -169,7 +211,77 @@ async fn poll(State(agency): State<Arc<Agency>>, Path(request_number): Path<Stri
             &message("0001", Some(rn), json!({"SLBH": slbh, "MSG": "处理中"})),
         );
     }
-    json_reply(mode, StatusCode::OK, &result(&agency, rn, slbh, &answer))
+    json_reply(mode, StatusCode::OK, &done(&agency, rn, &answer))
+}
+
+/// The answer to a poll once the result is ready, and the body of its push.
+fn done(agency: &Agency, rn: &str, answer: &Answer) -> Value {
+    let slbh = answer.ticket.as_ref().map(|t| t.number.clone());
+    result(agency, rn, slbh, answer)
+}
+
+/// Pushes the result of `rn` to `callback` once it is ready: up to three
+/// attempts, until one is answered with a 2xx, each logged in the ledger.
+/// The `malformed` fault cuts the body of an attempt made while it is on.
+async fn push(agency: Arc<Agency>, rn: String, callback: Url, ready_at: tokio::time::Instant) {
+    tokio::time::sleep_until(ready_at).await;
+    let Some(answer) = agency.stored_answer(&rn) else {
+        return;
+    };
+    let body = done(&agency, &rn, &answer);
+    let mut waits = CALLBACK_BACKOFF.iter();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let bytes = json_body(agency.faults().mode, &body);
+        let at = chrono::Utc::now();
+        let outcome = send(&agency, &callback, bytes).await;
+        let delivered =
+            matches!(outcome, CallbackOutcome::Status(status) if (200..300).contains(&status));
+        tracing::info!(agency = agency.id(), request_number = %rn, attempt, ?outcome, "result push");
+        agency
+            .state()
+            .record_callback(&rn, &answer.holder_id, attempt, at, outcome);
+        if delivered {
+            return;
+        }
+        match waits.next() {
+            Some(wait) => tokio::time::sleep(*wait).await,
+            None => return,
+        }
+    }
+}
+
+/// One attempt: `POST` the body as JSON, with the agency's bearer token when
+/// it has one.
+async fn send(agency: &Agency, callback: &Url, body: Vec<u8>) -> CallbackOutcome {
+    let client = match agency.callback_client() {
+        Ok(client) => client,
+        Err(e) => return CallbackOutcome::Error(e),
+    };
+    let mut request = client
+        .post(callback.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    if let Some(token) = &agency.spec.callback_token {
+        request = request.bearer_auth(token);
+    }
+    match request.send().await {
+        Ok(response) => CallbackOutcome::Status(response.status().as_u16()),
+        Err(e) => CallbackOutcome::Error(error_chain(&e)),
+    }
+}
+
+/// An error with its causes: reqwest's own message rarely says what failed.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 fn result(agency: &Agency, rn: &str, slbh: Option<String>, answer: &Answer) -> Value {

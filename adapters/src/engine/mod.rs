@@ -96,6 +96,7 @@ pub struct CompiledDialect {
     inquiry: CompiledOperation<CompiledReply>,
     poll: Option<CompiledOperation<CompiledReply>>,
     control: Option<CompiledControl>,
+    callback: Option<CompiledReply>,
 }
 
 impl std::fmt::Debug for CompiledDialect {
@@ -194,8 +195,17 @@ impl CompiledDialect {
             (InteractionSpec::SubmitThenPoll, None) => {
                 errors.push("interaction submit_then_poll needs a [poll] operation".into());
             }
-            (InteractionSpec::Synchronous, Some(_)) => {
+            (InteractionSpec::Synchronous | InteractionSpec::Callback, Some(_)) => {
                 errors.push("[poll] is only for interaction submit_then_poll".into());
+            }
+            _ => {}
+        }
+        match (file.interaction, &file.callback) {
+            (InteractionSpec::Callback, None) => {
+                errors.push("interaction callback needs a [callback] reply mapping".into());
+            }
+            (InteractionSpec::Synchronous | InteractionSpec::SubmitThenPoll, Some(_)) => {
+                errors.push("[callback] is only for interaction callback".into());
             }
             _ => {}
         }
@@ -208,6 +218,10 @@ impl CompiledDialect {
             .control
             .as_ref()
             .map(|c| compile_control(c, &file.codes, &mut errors));
+        let callback = file
+            .callback
+            .as_ref()
+            .map(|c| compile_reply("callback", &c.reply, &file.codes, &mut errors));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -225,6 +239,7 @@ impl CompiledDialect {
             inquiry,
             poll,
             control: control.flatten(),
+            callback: callback.flatten(),
         };
         dialect.rehearse()?;
         Ok(dialect)
@@ -242,6 +257,7 @@ impl CompiledDialect {
             &json!({"code": "甘0503", "name": "天水市麦积区人民法院"}),
             &label,
             items,
+            Some(SAMPLE_CALLBACK_URL),
         );
         if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
             errors.push(e);
@@ -253,6 +269,7 @@ impl CompiledDialect {
                 &json!({"code": "甘0503", "name": "x"}),
                 &label,
                 vec![item],
+                Some(SAMPLE_CALLBACK_URL),
             );
             if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
                 errors.push(e);
@@ -624,9 +641,19 @@ fn control_context(batch_number: &str, court: &Value, encoding: &str, item: Valu
     json!({"batch_number": batch_number, "court": court, "encoding": encoding, "item": item})
 }
 
-fn inquiry_context(batch_number: &str, court: &Value, encoding: &str, items: Vec<Value>) -> Value {
+/// Where the rehearsal pretends the gateway takes callbacks.
+const SAMPLE_CALLBACK_URL: &str = "https://gateway.example/v1/callbacks/sample";
+
+fn inquiry_context(
+    batch_number: &str,
+    court: &Value,
+    encoding: &str,
+    items: Vec<Value>,
+    callback_url: Option<&str>,
+) -> Value {
     json!({
         "batch_number": batch_number,
+        "callback_url": callback_url,
         "court": court,
         "encoding": encoding,
         "item": items.first().cloned().unwrap_or(Value::Null),
@@ -872,7 +899,7 @@ impl DeclaredDialect {
                 reason: reason().unwrap_or_else(|| format!("refused ({code})")),
             },
             "pending" => {
-                if self.dialect.interaction != InteractionSpec::SubmitThenPoll {
+                if self.dialect.interaction == InteractionSpec::Synchronous {
                     return Err(ReplyError::Malformed(
                         "a synchronous agency answered \"pending\"".into(),
                     ));
@@ -958,6 +985,7 @@ impl Dialect for DeclaredDialect {
         match self.dialect.interaction {
             InteractionSpec::Synchronous => Interaction::Synchronous,
             InteractionSpec::SubmitThenPoll => Interaction::SubmitThenPoll,
+            InteractionSpec::Callback => Interaction::Callback,
         }
     }
 
@@ -977,11 +1005,18 @@ impl Dialect for DeclaredDialect {
                 items.len()
             )));
         }
+        if self.dialect.interaction == InteractionSpec::Callback && envelope.callback_url.is_none()
+        {
+            return Err(self.encode_error(
+                "this agency pushes its results, but no callback address is known".into(),
+            ));
+        }
         let ctx = inquiry_context(
             &envelope.batch_number,
             &json!({"code": envelope.court.code, "name": envelope.court.name}),
             &self.label,
             items.iter().map(item_context).collect(),
+            envelope.callback_url.as_deref(),
         );
         self.wire(&self.dialect.inquiry, &ctx)
     }
@@ -1003,6 +1038,26 @@ impl Dialect for DeclaredDialect {
         })?;
         let decoded: Vec<_> = decoded.into_iter().flatten().collect();
         Ok(match_items(items, decoded))
+    }
+
+    fn callback(&self, reply: WireReply<'_>) -> Result<Vec<ItemOutcome>, ReplyError> {
+        let Some(spec) = &self.dialect.callback else {
+            return Err(ReplyError::Malformed(
+                "this dialect takes no callbacks".into(),
+            ));
+        };
+        if spec.request_number.is_none() {
+            return Err(ReplyError::Malformed(
+                "the dialect does not say where a callback names its request".into(),
+            ));
+        }
+        let decoded = self.read(spec, reply, |rn, item| {
+            rn.map(|rn| ItemOutcome {
+                request_number: rn,
+                outcome: self.outcome(spec, item, reply.status),
+            })
+        })?;
+        Ok(decoded.into_iter().flatten().collect())
     }
 
     fn supports(&self, action: ControlAction) -> bool {

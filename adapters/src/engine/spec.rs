@@ -20,8 +20,9 @@ pub struct DialectFile {
     /// `xml` or `json`: how replies are parsed and how template values are
     /// escaped.
     pub format: Format,
-    /// `synchronous` (the reply carries the result) or `submit_then_poll`
-    /// (the reply carries a ticket; the result is fetched by `[poll]`).
+    /// `synchronous` (the reply carries the result), `submit_then_poll`
+    /// (the reply carries a ticket; the result is fetched by `[poll]`) or
+    /// `callback` (the agency pushes the result; `[callback]` reads it).
     pub interaction: InteractionSpec,
     /// XML text encoding when the agency file names none (`UTF-8`, `GB18030`,
     /// `GBK`). Requests are written in it; replies are read by their own
@@ -36,6 +37,9 @@ pub struct DialectFile {
     /// The poll operation of submit-then-poll dialects.
     #[serde(default)]
     pub poll: Option<Operation>,
+    /// Results the agency pushes (interaction `callback`): how to read them.
+    #[serde(default)]
+    pub callback: Option<CallbackSpec>,
     /// Control measures (freeze, seal ...), for agencies that take them.
     #[serde(default)]
     pub control: Option<ControlOperation>,
@@ -61,6 +65,7 @@ pub enum Format {
 pub enum InteractionSpec {
     Synchronous,
     SubmitThenPoll,
+    Callback,
 }
 
 /// One operation: the request to send and how to read its reply.
@@ -252,4 +257,12 @@ pub struct ControlReplySpec {
     /// `queue_position`, `agency_reference`.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldSpec>,
+}
+
+/// `[callback]`: a pushed result, read like an inquiry reply (its items name
+/// their request numbers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSpec {
+    pub reply: ReplySpec,
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod callbacks;
 pub mod extract;
 mod health;
 mod inquiries;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/events/{seq}", get(audit::event))
         .route("/v1/agencies", get(agencies))
         .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/callbacks/{agency}", post(callbacks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

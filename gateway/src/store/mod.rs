@@ -30,6 +30,8 @@ pub enum StoreError {
 /// finished with an agency status.
 pub const STATE_QUEUED: &str = "queued";
 pub const STATE_POLLING: &str = "polling";
+/// Sent; the agency will push its result to the callback endpoint.
+pub const STATE_AWAITING: &str = "awaiting";
 
 /// An inquiry as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,6 +171,22 @@ pub trait JobStore: Send + Sync {
     /// Completes the inquiry if none of its tasks is unfinished. True when
     /// this call completed it.
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// The task of `agency` with `request_number` if it awaits a pushed result.
+    async fn awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+    ) -> Result<Option<ClaimedTask>, StoreError>;
+
+    /// Records a pushed result on a task that awaits one. False when the task
+    /// no longer awaits (a repeated callback, or the deadline passed first).
+    async fn finish_awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+        update: &TaskUpdate,
+    ) -> Result<bool, StoreError>;
 
     /// The earliest time any unfinished task is due (for the dispatcher's
     /// sleep), leaving out the agencies in `skip_agencies`.

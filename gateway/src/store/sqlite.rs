@@ -8,8 +8,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    AuditStore, ClaimedTask, InquiryRecord, JobStore, STATE_POLLING, STATE_QUEUED, StoreError,
-    TaskRecord, TaskUpdate,
+    AuditStore, ClaimedTask, InquiryRecord, JobStore, STATE_AWAITING, STATE_POLLING, STATE_QUEUED,
+    StoreError, TaskRecord, TaskUpdate,
 };
 use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
 
@@ -309,12 +309,13 @@ impl JobStore for SqliteStore {
             "UPDATE agency_tasks SET state = 'timeout', \
                  detail = 'no answer before the inquiry''s deadline', \
                  lease_owner = NULL, lease_until_ms = NULL \
-             WHERE state IN (?, ?) AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
+             WHERE state IN (?, ?, ?) AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
                AND inquiry_id IN (SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= ?) \
              RETURNING inquiry_id",
         )
         .bind(STATE_QUEUED)
         .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
         .bind(now_ms)
         .bind(now_ms)
         .fetch_all(&self.pool)
@@ -332,13 +333,67 @@ impl JobStore for SqliteStore {
         let done = sqlx::query(
             "UPDATE inquiries SET status = 'completed', completed_at_ms = ? \
              WHERE id = ? AND status = 'running' AND NOT EXISTS \
-               (SELECT 1 FROM agency_tasks WHERE inquiry_id = ? AND state IN (?, ?))",
+               (SELECT 1 FROM agency_tasks WHERE inquiry_id = ? AND state IN (?, ?, ?))",
         )
         .bind(now_ms)
         .bind(inquiry_id)
         .bind(inquiry_id)
         .bind(STATE_QUEUED)
         .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+    ) -> Result<Option<ClaimedTask>, StoreError> {
+        let row = sqlx::query(
+            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms \
+             FROM agency_tasks WHERE agency = ? AND request_number = ? AND state = ?",
+        )
+        .bind(agency)
+        .bind(request_number)
+        .bind(STATE_AWAITING)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ClaimedTask {
+                inquiry_id: r.try_get("inquiry_id")?,
+                agency: r.try_get("agency")?,
+                request_number: r.try_get("request_number")?,
+                state: r.try_get("state")?,
+                ticket: r.try_get("ticket")?,
+                sent_at_ms: r.try_get("sent_at_ms")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    async fn finish_awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+        u: &TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agency_tasks SET state = ?, detail = ?, ticket = COALESCE(?, ticket), \
+             due_at_ms = ?, latency_ms = ?, result = ? \
+             WHERE agency = ? AND request_number = ? AND state = ?",
+        )
+        .bind(&u.state)
+        .bind(&u.detail)
+        .bind(&u.ticket)
+        .bind(u.due_at_ms)
+        .bind(u.latency_ms)
+        .bind(&u.result)
+        .bind(agency)
+        .bind(request_number)
+        .bind(STATE_AWAITING)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

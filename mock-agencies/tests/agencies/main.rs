@@ -10,3 +10,4 @@ mod faults;
 mod iso_bank_xml;
 mod population;
 mod registry;
+mod registry_callback;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-fn submission(request_number: &str, name: &str, id_number: &str) -> Value {
+pub fn submission(request_number: &str, name: &str, id_number: &str) -> Value {
     json!({
         "CXQQDH": request_number, "AH": CASE, "FYDM": "甘0503", "FYMC": "天水市麦积区人民法院",
         "XM": name, "ZJZL": "01", "ZJH": id_number,
@@ -15,7 +15,7 @@ fn submission(request_number: &str, name: &str, id_number: &str) -> Value {
     })
 }
 
-async fn registry_with_delay(result_delay_ms: u64) -> MockFleet {
+pub async fn registry_with_delay(result_delay_ms: u64) -> MockFleet {
     let mut config = MockConfig::standard();
     for a in &mut config.agencies {
         a.result_delay_ms = result_delay_ms;
@@ -23,11 +23,11 @@ async fn registry_with_delay(result_delay_ms: u64) -> MockFleet {
     start(&config).await
 }
 
-fn submit_url(fleet: &MockFleet) -> String {
+pub fn submit_url(fleet: &MockFleet) -> String {
     url(fleet, fixtures::REGISTRY_X, "/bdc/api/cxqq")
 }
 
-fn poll_url(fleet: &MockFleet, request_number: &str) -> String {
+pub fn poll_url(fleet: &MockFleet, request_number: &str) -> String {
     url(
         fleet,
         fixtures::REGISTRY_X,

@@ -4,6 +4,7 @@
 mod audit_trail;
 mod bad_input;
 mod business_hours;
+mod callbacks;
 mod fail_closed;
 mod fleet;
 mod inquiries;

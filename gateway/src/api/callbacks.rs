@@ -1,0 +1,149 @@
+//! `POST /v1/callbacks/{agency}`: results an agency pushes (dialects with
+//! `interaction = "callback"`).
+//!
+//! The agency authenticates with its own bearer token, whose SHA-256 its
+//! agency file holds (compared in constant time). The pushed body is recorded
+//! in the audit log before anything reads it, and each result again, with its
+//! case and subject, before it changes a task. A repeated or late callback is
+//! acknowledged and changes nothing.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use adapters::dialect::WireReply;
+
+use crate::audit::{AuditRecord, Direction};
+use crate::dispatch::{reply_failure, update_for};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(agency_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let current = state.agencies.current();
+    let link = current
+        .get(&agency_id)
+        .filter(|l| l.config().callback_token_sha256.is_some())
+        .ok_or_else(|| ApiError::not_found(format!("no agency {agency_id} takes callbacks here")))?
+        .clone();
+    let expected = link
+        .config()
+        .callback_token_sha256
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .unwrap_or_default();
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| Sha256::digest(t.trim().as_bytes()).to_vec())
+        .unwrap_or_default();
+    if presented.is_empty() || !bool::from(presented.ct_eq(&expected)) {
+        return Err(ApiError::unauthorized(
+            "the agency's callback token is missing or wrong",
+        ));
+    }
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the callback is too large",
+            )
+        } else {
+            ApiError::bad_request("unreadable_body", e.body_text())
+        }
+    })?;
+    let reply = WireReply {
+        status: 200,
+        content_type: headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        body: &body,
+    };
+    let record = |action: &str, status: String| AuditRecord {
+        direction: Some(Direction::Callback),
+        agency: Some(agency_id.clone()),
+        action: action.to_owned(),
+        status: Some(status),
+        body: Some(body.to_vec()),
+        ..AuditRecord::default()
+    };
+    // Recorded before it is read.
+    state
+        .audit
+        .record(record("inquiry.callback", "received".into()))
+        .await?;
+    let outcomes = match link.agency.dialect.callback(reply) {
+        Ok(o) => o,
+        Err(e) => {
+            state
+                .audit
+                .record(record("inquiry.callback", "bad_reply".into()))
+                .await?;
+            return Err(ApiError::bad_request("bad_callback", e.to_string()));
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let (mut accepted, mut ignored) = (Vec::new(), Vec::new());
+    for item in outcomes {
+        let Some(task) = state
+            .store
+            .awaiting_task(&agency_id, &item.request_number)
+            .await?
+        else {
+            ignored.push(item.request_number);
+            continue;
+        };
+        let Some(inquiry) = state.store.inquiry(&task.inquiry_id).await? else {
+            ignored.push(item.request_number);
+            continue;
+        };
+        let status = match &item.outcome {
+            Ok(o) => serde_json::to_value(o)
+                .ok()
+                .and_then(|v| v["outcome"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            Err(e) => reply_failure(e).state.to_owned(),
+        };
+        state
+            .audit
+            .record(AuditRecord {
+                direction: Some(Direction::Callback),
+                caller: Some(inquiry.caller.clone()),
+                case_number: Some(inquiry.case_number.clone()),
+                subject: Some(inquiry.subject_id.clone()),
+                agency: Some(agency_id.clone()),
+                action: "inquiry.callback_result".into(),
+                inquiry_id: Some(inquiry.id.clone()),
+                request_number: Some(item.request_number.clone()),
+                status: Some(status),
+                ..AuditRecord::default()
+            })
+            .await?;
+        let latency = task.sent_at_ms.map(|s| now - s);
+        let outcome = item.outcome.map_err(|e| reply_failure(&e));
+        let update = update_for(&link.agency, outcome, task.sent_at_ms, latency, now);
+        if state
+            .store
+            .finish_awaiting_task(&agency_id, &item.request_number, &update)
+            .await?
+        {
+            if state.store.try_complete(&inquiry.id, now).await? {
+                state.dispatcher.completed(&inquiry.id);
+            }
+            accepted.push(item.request_number);
+        } else {
+            ignored.push(item.request_number);
+        }
+    }
+    tracing::info!(agency = %agency_id, accepted = accepted.len(), ignored = ignored.len(), "callback");
+    Ok(Json(json!({"accepted": accepted, "ignored": ignored})))
+}

@@ -1,0 +1,171 @@
+//! A registry that pushes its results instead of being polled: the
+//! callback pattern end to end, and what the callback endpoint refuses.
+
+use e2e_tests::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The demo token registry-x presents (config/mock-agencies.toml); only its
+/// SHA-256 is in the agency file.
+const TOKEN: &str = "demo-registry-callback-token";
+const TOKEN_SHA256: &str = "4907ecbd212438d41b3f2857079dd0186ef963d760100daef74cde8ed8123657";
+
+/// The gateway with registry-y: the registry-x mock, spoken to in the
+/// `registry-callback` dialect.
+async fn system() -> anyhow::Result<System> {
+    System::start_with(|_, agencies| {
+        let mut y = agencies
+            .iter()
+            .find(|a| a.id == "registry-x")
+            .expect("registry-x")
+            .clone();
+        y.id = "registry-y".into();
+        y.name = "Registry Y (pushes its results)".into();
+        y.dialect = "registry-callback".into();
+        y.callback_token_sha256 = Some(TOKEN_SHA256.into());
+        agencies.push(y);
+    })
+    .await
+}
+
+fn for_registry_y(subject: Value) -> Value {
+    let mut body = inquiry_body(subject);
+    body["agencies"] = json!(["registry-y"]);
+    body
+}
+
+#[tokio::test]
+async fn a_registry_pushes_its_result_and_the_inquiry_completes() -> anyhow::Result<()> {
+    let sys = system().await?;
+    let reply = sys
+        .post_json(
+            "/v1/inquiries?wait=10",
+            ENFORCEMENT,
+            &for_registry_y(zhang_san()),
+        )
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(
+        agency_status(&reply.body, "registry-y"),
+        "answered",
+        "{}",
+        reply.body
+    );
+    let units = assets(&reply.body, "real_estate");
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0]["unit_number"], "620503001001GB00001F00010001");
+
+    // The push is in the audit log, after the message that asked for it.
+    let id = reply.body["id"].as_str().expect("id");
+    let events = sys.audit(&format!("inquiry={id}")).await?;
+    let seq = |direction: &str, action: &str| {
+        events
+            .iter()
+            .find(|e| e["direction"] == direction && e["action"] == action)
+            .and_then(|e| e["seq"].as_i64())
+    };
+    let sent = seq("outbound", "inquiry.send").expect("outbound recorded");
+    let pushed = seq("callback", "inquiry.callback_result").expect("callback recorded");
+    assert!(sent < pushed);
+    assert!(
+        events.iter().all(|e| e["action"] != "inquiry.poll"),
+        "nothing was polled"
+    );
+
+    let nobody = sys
+        .post_json(
+            "/v1/inquiries?wait=10",
+            ENFORCEMENT,
+            &for_registry_y(nobody()),
+        )
+        .await?;
+    assert_eq!(
+        agency_status(&nobody.body, "registry-y"),
+        "no_record",
+        "{}",
+        nobody.body
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats()
+-> anyhow::Result<()> {
+    let sys = system().await?;
+    let url = |agency: &str| format!("{}/v1/callbacks/{agency}", sys.base);
+    let push = |agency: &str, token: Option<&str>, body: &str| {
+        let mut r = sys
+            .client
+            .post(url(agency))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let result = r#"{"RESULT":"0000","CXQQDH":"Q-unknown-registry-y","CXJG":"0","BDCLIST":[]}"#;
+    assert_eq!(
+        push("registry-y", None, result).await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push("registry-y", Some("guess"), result).await?.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        push("registry-x", Some(TOKEN), result).await?.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        push("registry-z", Some(TOKEN), result).await?.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let garbage = push("registry-y", Some(TOKEN), "<html>502</html>").await?;
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let body: Value = garbage.json().await?;
+    assert_eq!(body["error"]["code"], "bad_callback");
+    let recorded = sys.audit("agency=registry-y").await?;
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e["direction"] == "callback" && e["status"] == "bad_reply")
+    );
+
+    // A result for no awaiting request (unknown, or already answered) is
+    // acknowledged and changes nothing.
+    let unknown = push("registry-y", Some(TOKEN), result).await?;
+    assert_eq!(unknown.status(), StatusCode::OK);
+    let body: Value = unknown.json().await?;
+    assert_eq!(body["ignored"], json!(["Q-unknown-registry-y"]));
+
+    let reply = sys
+        .post_json(
+            "/v1/inquiries?wait=10",
+            ENFORCEMENT,
+            &for_registry_y(zhang_san()),
+        )
+        .await?;
+    assert_eq!(agency_status(&reply.body, "registry-y"), "answered");
+    let rn = reply.body["agencies"][0]["request_number"]
+        .as_str()
+        .expect("rn")
+        .to_owned();
+    let again = push(
+        "registry-y",
+        Some(TOKEN),
+        &format!(r#"{{"RESULT":"0000","CXQQDH":"{rn}","CXJG":"0","BDCLIST":[]}}"#),
+    )
+    .await?;
+    let body: Value = again.json().await?;
+    assert_eq!(body["ignored"], json!([rn]));
+    let id = reply.body["id"].as_str().expect("id");
+    let still = sys.get(&format!("/v1/inquiries/{id}"), ENFORCEMENT).await?;
+    assert_eq!(
+        agency_status(&still.body, "registry-y"),
+        "answered",
+        "a late callback changes nothing"
+    );
+    Ok(())
+}
