@@ -74,6 +74,18 @@ fn inquiry_from(row: &sqlx::sqlite::SqliteRow) -> Result<InquiryRecord, sqlx::Er
     })
 }
 
+/// A task row as `claim_due_tasks` and `awaiting_task` return it.
+fn claimed_from(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedTask, sqlx::Error> {
+    Ok(ClaimedTask {
+        inquiry_id: r.try_get("inquiry_id")?,
+        agency: r.try_get("agency")?,
+        request_number: r.try_get("request_number")?,
+        state: r.try_get("state")?,
+        ticket: r.try_get("ticket")?,
+        sent_at_ms: r.try_get("sent_at_ms")?,
+    })
+}
+
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn create_inquiry(
@@ -207,16 +219,7 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| {
-                Ok(ClaimedTask {
-                    inquiry_id: r.try_get("inquiry_id")?,
-                    agency: r.try_get("agency")?,
-                    request_number: r.try_get("request_number")?,
-                    state: r.try_get("state")?,
-                    ticket: r.try_get("ticket")?,
-                    sent_at_ms: r.try_get("sent_at_ms")?,
-                })
-            })
+            .map(claimed_from)
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
     }
@@ -360,18 +363,10 @@ impl JobStore for SqliteStore {
         .bind(STATE_AWAITING)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ClaimedTask {
-                inquiry_id: r.try_get("inquiry_id")?,
-                agency: r.try_get("agency")?,
-                request_number: r.try_get("request_number")?,
-                state: r.try_get("state")?,
-                ticket: r.try_get("ticket")?,
-                sent_at_ms: r.try_get("sent_at_ms")?,
-            })
-        })
-        .transpose()
-        .map_err(|e: sqlx::Error| e.into())
+        row.as_ref()
+            .map(claimed_from)
+            .transpose()
+            .map_err(|e: sqlx::Error| e.into())
     }
 
     async fn finish_awaiting_task(
