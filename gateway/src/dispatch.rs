@@ -196,7 +196,6 @@ impl Dispatcher {
             let Some(link) = registry.get(&task.agency).cloned() else {
                 self.finish(&task, failed("error", "the agency is no longer configured"))
                     .await;
-                self.complete_if_done(&inquiry.id).await;
                 continue;
             };
             if let Some(hours) = &link.config().business_hours {
@@ -394,10 +393,9 @@ impl Dispatcher {
             },
         };
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
-        for ((task, inquiry, _), outcome) in items.iter().zip(outcomes) {
+        for ((task, _, _), outcome) in items.iter().zip(outcomes) {
             let update = update_for(agency, outcome, Some(sent_at), latency, sent_at);
             self.finish(task, update).await;
-            self.complete_if_done(&inquiry.id).await;
         }
     }
 
@@ -410,7 +408,6 @@ impl Dispatcher {
             Ok(w) => w,
             Err(e) => {
                 self.finish(&task, failed("error", &e.to_string())).await;
-                self.complete_if_done(&inquiry.id).await;
                 return;
             }
         };
@@ -465,7 +462,6 @@ impl Dispatcher {
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
         self.finish(&task, update).await;
-        self.complete_if_done(&inquiry.id).await;
     }
 
     /// Records each item's reply (or the transport failure). False when the
@@ -503,13 +499,15 @@ impl Dispatcher {
         ok
     }
 
+    /// Stores a step's result and completes the inquiry when this was its
+    /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
         match self
             .store
             .update_task(&self.owner, &task.inquiry_id, &task.agency, &update)
             .await
         {
-            Ok(true) => {}
+            Ok(true) => self.complete_if_done(&task.inquiry_id).await,
             Ok(false) => tracing::warn!(
                 agency = %task.agency,
                 inquiry = %task.inquiry_id,

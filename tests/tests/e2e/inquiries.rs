@@ -254,3 +254,31 @@ async fn an_accepted_inquiry_survives_a_gateway_restart() -> anyhow::Result<()> 
     assert_eq!(assets(&done, "real_estate").len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_message_the_agency_encoding_cannot_carry_fails_that_agency_and_the_inquiry_completes()
+-> anyhow::Result<()> {
+    // GBK has no emoji: the message for this name cannot be written, so
+    // nothing is sent, and the inquiry must not hang on that agency.
+    let sys = System::start_with(|_, agencies| {
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-a") {
+            a.encoding = Some("GBK".into());
+        }
+    })
+    .await?;
+    let mut body =
+        inquiry_body(json!({"kind": "person", "name": "张三😀", "id_number": ZHANG_SAN_ID}));
+    body["agencies"] = json!(["bank-a"]);
+    let reply = sys
+        .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &body)
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["status"], "completed");
+    assert_eq!(
+        agency_status(&reply.body, "bank-a"),
+        "error",
+        "{}",
+        reply.body
+    );
+    Ok(())
+}
