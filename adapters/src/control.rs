@@ -102,6 +102,22 @@ pub enum ControlStatus {
     Refused,
     /// Accepted; the result comes later.
     Pending,
+    /// Lifted by a release (the answer to a status query about a measure
+    /// released since).
+    Released,
+    /// Lapsed at its end date without a renewal.
+    Lapsed,
+    /// The agency has never seen this request number (the answer to a
+    /// status query): sending it is safe.
+    Unknown,
+}
+
+impl ControlStatus {
+    /// Whether the agency has decided the measure (anything but pending or
+    /// unknown).
+    pub fn is_decided(self) -> bool {
+        !matches!(self, ControlStatus::Pending | ControlStatus::Unknown)
+    }
 }
 
 /// An agency's answer to a control measure, normalised.

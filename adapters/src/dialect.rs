@@ -190,8 +190,18 @@ pub trait Dialect: Send + Sync + fmt::Debug {
         })
     }
 
-    /// Builds the request for a control measure's result (agencies that
-    /// answer control measures later).
+    /// Whether the agency can be asked about a control request number
+    /// (`control_poll_request`): for the result of a measure it answers
+    /// later, for a waiting measure's promotion, and, after a crash or a
+    /// timeout, to learn whether it ever received the measure before
+    /// sending it again.
+    fn can_query_control(&self) -> bool {
+        false
+    }
+
+    /// Builds the request for a control measure's state by its request
+    /// number (agencies that answer control measures later, and status
+    /// queries).
     fn control_poll_request(
         &self,
         request_number: &str,

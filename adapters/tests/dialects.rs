@@ -191,7 +191,10 @@ fn control_measures_are_carried_only_by_dialects_that_declare_them() {
     let bank = load("court-bank-xml");
     assert!(bank.supports(ControlAction::Freeze) && bank.supports(ControlAction::Deduct));
     assert!(!bank.supports(ControlAction::Seal));
-    assert!(!load("bank-json").supports(ControlAction::Freeze));
+    assert!(load("bank-json").supports(ControlAction::Freeze));
+    assert!(!load("iso-bank-xml").supports(ControlAction::Freeze));
+    assert!(!load("registry-json").supports(ControlAction::Freeze));
+    assert!(bank.can_query_control() && !load("iso-bank-xml").can_query_control());
 
     // A control template naming something a measure lacks fails at load time.
     let broken =

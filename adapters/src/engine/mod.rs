@@ -440,8 +440,9 @@ fn compile_outcome(
 }
 
 /// What a control answer's outcome table may say.
-const CONTROL_OUTCOMES: [&str; 7] = [
-    "applied", "partial", "waiting", "refused", "pending", "error", "next",
+const CONTROL_OUTCOMES: [&str; 10] = [
+    "applied", "partial", "waiting", "refused", "pending", "released", "lapsed", "unknown",
+    "error", "next",
 ];
 
 fn compile_control(
@@ -752,6 +753,9 @@ impl DeclaredDialect {
             "waiting" => ControlStatus::Waiting,
             "refused" => ControlStatus::Refused,
             "pending" => ControlStatus::Pending,
+            "released" => ControlStatus::Released,
+            "lapsed" => ControlStatus::Lapsed,
+            "unknown" => ControlStatus::Unknown,
             _ => {
                 return Err(ReplyError::Agency {
                     status: reply.status,
@@ -773,7 +777,10 @@ impl DeclaredDialect {
             serde_json::from_value(fields).map_err(ReplyError::malformed)?;
         // An agency that controls less than asked, or queues the measure,
         // says so in its figures even when its status code says "controlled".
-        if outcome.status != ControlStatus::Pending && outcome.queue_position.is_some_and(|p| p > 0)
+        if matches!(
+            outcome.status,
+            ControlStatus::Applied | ControlStatus::Partial | ControlStatus::Refused
+        ) && outcome.queue_position.is_some_and(|p| p > 0)
         {
             outcome.status = ControlStatus::Waiting;
         } else if outcome.status == ControlStatus::Applied
@@ -785,7 +792,7 @@ impl DeclaredDialect {
         // message ("已受理") is not one.
         if !matches!(
             outcome.status,
-            ControlStatus::Applied | ControlStatus::Pending
+            ControlStatus::Applied | ControlStatus::Pending | ControlStatus::Unknown
         ) {
             outcome.reason = reason;
         }
@@ -1116,6 +1123,13 @@ impl Dialect for DeclaredDialect {
         let ctx =
             json!({"request_number": request_number, "ticket": ticket, "encoding": self.label});
         self.wire(poll, &ctx)
+    }
+
+    fn can_query_control(&self) -> bool {
+        self.dialect
+            .control
+            .as_ref()
+            .is_some_and(|c| c.poll.is_some())
     }
 
     fn control_poll_reply(
