@@ -29,6 +29,9 @@ pub enum Direction {
     Reply,
     /// A result an agency pushed to the gateway.
     Callback,
+    /// Something the gateway decided on its own: a measure marked lapsed
+    /// at its end date, a freeze plan's step.
+    Internal,
 }
 
 impl Direction {
@@ -38,6 +41,7 @@ impl Direction {
             Direction::Outbound => "outbound",
             Direction::Reply => "reply",
             Direction::Callback => "callback",
+            Direction::Internal => "internal",
         }
     }
 }

@@ -135,6 +135,9 @@ mod tests {
             role,
             token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
             court: None,
+            callback_url: None,
+            callback_secret_env: None,
+            callback_secret_file: None,
         };
         let callers = Callers::from_config(&[
             config("court", "t-enf", Role::Enforcement),

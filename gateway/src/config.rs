@@ -53,6 +53,10 @@ pub struct GatewayConfig {
     pub dispatcher: DispatcherSettings,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub orders: OrderSettings,
+    #[serde(default)]
+    pub callbacks: CallbackSettings,
     /// Who may call the API.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
@@ -99,6 +103,87 @@ impl Default for DispatcherSettings {
     }
 }
 
+/// Control orders and freeze plans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OrderSettings {
+    /// Officers a control order must name, each with both credentials
+    /// ("two officers, two credentials").
+    pub min_officers: usize,
+    /// How many times a measure is sent while the agency keeps saying it has
+    /// never seen it (it refused the message each time); then the order
+    /// fails.
+    pub max_send_attempts: i64,
+    /// First wait before asking again about an order whose outcome is not
+    /// known (doubles each time, up to `max_retry_ms`).
+    pub retry_ms: u64,
+    pub max_retry_ms: u64,
+    /// How often a result the agency produces later is fetched.
+    pub poll_interval_ms: u64,
+    /// How often a waiting measure is looked at again, to learn of its
+    /// promotion when the measure ahead of it is lifted.
+    pub waiting_poll_ms: u64,
+    /// Measures ending within this many days are reported to their caller.
+    pub expiry_warning_days: u32,
+    /// How often lapsed measures and coming expiries are looked for.
+    pub expiry_sweep_ms: u64,
+    /// Agency exchanges for orders in flight at once.
+    pub max_in_flight: usize,
+    /// In what order a freeze plan tries the accounts an inquiry found.
+    pub plan_account_order: PlanAccountOrder,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        Self {
+            min_officers: 2,
+            max_send_attempts: 5,
+            retry_ms: 1_000,
+            max_retry_ms: 60_000,
+            poll_interval_ms: 2_000,
+            waiting_poll_ms: 300_000,
+            expiry_warning_days: 14,
+            expiry_sweep_ms: 60_000,
+            max_in_flight: 64,
+            plan_account_order: PlanAccountOrder::LargestAvailableFirst,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAccountOrder {
+    /// The account with the most available money first: fewest messages,
+    /// fewest accounts disturbed.
+    LargestAvailableFirst,
+    /// As the inquiry listed them.
+    AsFound,
+}
+
+/// Signed callbacks to callers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallbackSettings {
+    /// Attempts before a callback is given up (each is audited).
+    pub max_attempts: i64,
+    /// Wait before the second attempt; doubles up to `max_retry_ms`, with
+    /// jitter.
+    pub retry_ms: u64,
+    pub max_retry_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for CallbackSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            retry_ms: 1_000,
+            max_retry_ms: 600_000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
@@ -130,6 +215,49 @@ pub struct CallerConfig {
     /// message.
     #[serde(default)]
     pub court: Option<Court>,
+    /// Where the gateway POSTs the caller's resources when they reach a
+    /// final state (and expiry warnings), signed with HMAC-SHA256.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// The signing secret, from this environment variable...
+    #[serde(default)]
+    pub callback_secret_env: Option<String>,
+    /// ...or this file (never inline).
+    #[serde(default)]
+    pub callback_secret_file: Option<PathBuf>,
+}
+
+impl CallerConfig {
+    /// The callback signing secret, read from where the configuration says.
+    pub fn callback_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        match (&self.callback_secret_env, &self.callback_secret_file) {
+            (Some(_), Some(_)) => Err(format!(
+                "caller {:?}: name callback_secret_env or callback_secret_file, not both",
+                self.name
+            )),
+            (Some(var), None) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().as_bytes().to_vec())),
+                _ => Err(format!(
+                    "caller {:?}: environment variable {var} (callback_secret_env) is not set",
+                    self.name
+                )),
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().as_bytes().to_vec())),
+                Ok(_) => Err(format!(
+                    "caller {:?}: {} (callback_secret_file) is empty",
+                    self.name,
+                    path.display()
+                )),
+                Err(e) => Err(format!(
+                    "caller {:?}: cannot read {} (callback_secret_file): {e}",
+                    self.name,
+                    path.display()
+                )),
+            },
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +314,34 @@ impl GatewayConfig {
                     c.name
                 ));
             }
+        }
+        for c in &self.callers {
+            if let Some(url) = &c.callback_url {
+                match reqwest::Url::parse(url) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ => problems.push(format!(
+                        "caller {:?}: callback_url must be an absolute http(s) URL",
+                        c.name
+                    )),
+                }
+                match c.callback_secret() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => problems.push(format!(
+                        "caller {:?}: a callback_url needs callback_secret_env or \
+                         callback_secret_file to sign with",
+                        c.name
+                    )),
+                    Err(e) => problems.push(e),
+                }
+            }
+        }
+        if self.orders.min_officers == 0 || self.orders.max_in_flight == 0 {
+            problems.push("orders.min_officers and orders.max_in_flight must be positive".into());
+        }
+        if self.orders.max_send_attempts < 1 || self.callbacks.max_attempts < 1 {
+            problems.push(
+                "orders.max_send_attempts and callbacks.max_attempts must be at least 1".into(),
+            );
         }
         if self.inquiries.max_wait_secs > 300 {
             problems.push("inquiries.max_wait_secs is at most 300".into());

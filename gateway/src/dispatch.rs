@@ -30,6 +30,7 @@ use crate::agencies::{Agency, AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
+use crate::notify::Notifier;
 use crate::store::{
     ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate,
 };
@@ -81,6 +82,8 @@ pub struct Dispatcher {
     last_prune_ms: AtomicI64,
     /// The gateway's own address as agencies reach it, for callbacks.
     public_url: String,
+    /// Tells callers of completed inquiries.
+    notifier: Notifier,
 }
 
 impl Dispatcher {
@@ -91,6 +94,7 @@ impl Dispatcher {
         transport: Transport,
         settings: DispatcherSettings,
         public_url: String,
+        notifier: Notifier,
     ) -> Arc<Self> {
         let (completions, _) = broadcast::channel(1024);
         Arc::new(Self {
@@ -107,6 +111,7 @@ impl Dispatcher {
             },
             last_prune_ms: AtomicI64::new(0),
             public_url,
+            notifier,
         })
     }
 
@@ -550,9 +555,40 @@ impl Dispatcher {
         match self.store.try_complete(inquiry_id, now_ms()).await {
             Ok(true) => {
                 let _ = self.handle.completions.send(inquiry_id.to_owned());
+                self.notify_completed(inquiry_id).await;
             }
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, inquiry = inquiry_id, "cannot complete inquiry"),
+        }
+    }
+}
+
+impl Dispatcher {
+    /// Queues the `inquiry.completed` callback of an inquiry, when its
+    /// caller takes callbacks.
+    async fn notify_completed(&self, inquiry_id: &str) {
+        let record = match self.store.inquiry(inquiry_id).await {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let Ok(tasks) = self.store.tasks(inquiry_id).await else {
+            return;
+        };
+        let Ok(view) = crate::inquiry::view(&record, &tasks) else {
+            return;
+        };
+        let Ok(resource) = serde_json::to_value(&view) else {
+            return;
+        };
+        if let Some(item) = self.notifier.event(
+            &record.caller,
+            "inquiry.completed",
+            inquiry_id,
+            &resource,
+            now_ms(),
+        ) && let Err(e) = self.store.enqueue(&item).await
+        {
+            tracing::error!(error = %e, inquiry = inquiry_id, "cannot queue the completion callback");
         }
     }
 }

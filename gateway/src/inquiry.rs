@@ -273,6 +273,21 @@ pub fn new_record(
     }
 }
 
+/// Rebuilds a stored subject.
+pub fn stored_subject(kind: &str, name: &str, identifier: &str) -> Result<Subject, String> {
+    Ok(match kind {
+        "person" => Subject::Person {
+            name: name.to_owned(),
+            id_number: IdNumber::parse(identifier).map_err(|e| format!("identity number: {e}"))?,
+        },
+        "organization" => Subject::Organization {
+            name: name.to_owned(),
+            credit_code: CreditCode::parse(identifier).map_err(|e| format!("credit code: {e}"))?,
+        },
+        other => return Err(format!("subject kind {other:?}")),
+    })
+}
+
 /// Rebuilds the domain request from a stored inquiry (for dispatch after a
 /// restart as much as right away).
 pub fn stored_request(
@@ -284,19 +299,12 @@ pub fn stored_request(
     };
     let case_number =
         CaseNumber::parse(&record.case_number).map_err(|e| corrupt("case number", &e))?;
-    let subject = match record.subject_kind.as_str() {
-        "person" => Subject::Person {
-            name: record.subject_name.clone(),
-            id_number: IdNumber::parse(&record.subject_id)
-                .map_err(|e| corrupt("identity number", &e))?,
-        },
-        "organization" => Subject::Organization {
-            name: record.subject_name.clone(),
-            credit_code: CreditCode::parse(&record.subject_id)
-                .map_err(|e| corrupt("credit code", &e))?,
-        },
-        other => return Err(corrupt("subject kind", &other)),
-    };
+    let subject = stored_subject(
+        &record.subject_kind,
+        &record.subject_name,
+        &record.subject_id,
+    )
+    .map_err(|e| corrupt("subject", &e))?;
     let officers: Vec<Officer> =
         serde_json::from_str(&record.officers).map_err(|e| corrupt("officers", &e))?;
     let court: Court = serde_json::from_str(&record.court).map_err(|e| corrupt("court", &e))?;

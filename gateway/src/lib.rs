@@ -9,12 +9,17 @@ pub mod agency_test;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod inquiry;
+pub mod notify;
+pub mod order;
+pub mod order_worker;
+pub mod plan;
 pub mod reload;
 pub mod state;
 pub mod store;
@@ -32,8 +37,11 @@ use tokio::task::JoinHandle;
 use crate::agencies::AgencySets;
 use crate::audit::AuditLog;
 use crate::auth::Callers;
+use crate::clock::Clock;
 use crate::config::GatewayConfig;
 use crate::dispatch::Dispatcher;
+use crate::notify::Notifier;
+use crate::order_worker::OrderWorker;
 use crate::state::AppState;
 use crate::transport::Transport;
 
@@ -50,13 +58,25 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     dispatcher: JoinHandle<()>,
+    order_worker: JoinHandle<()>,
 }
 
 impl Gateway {
     /// Starts the gateway on `listener` with the agencies and dialects its
     /// configuration names.
     pub async fn start(config: GatewayConfig, listener: TcpListener) -> anyhow::Result<Self> {
+        Self::start_with_clock(config, listener, Clock::default()).await
+    }
+
+    /// Starts the gateway with a clock the caller controls (tests move
+    /// today forward to see measures lapse).
+    pub async fn start_with_clock(
+        config: GatewayConfig,
+        listener: TcpListener,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         install_crypto_provider();
+        let notifier = Notifier::new(&config.callers, config.callbacks.clone())?;
         let transport = Transport::new(config.limits.max_reply_bytes)?;
         let registry = reload::load_registry(&config, &transport, None)?;
         let store = store::open(&config.database_url)
@@ -76,6 +96,17 @@ impl Gateway {
             transport.clone(),
             config.dispatcher.clone(),
             public_url,
+            notifier.clone(),
+        );
+        let orders = OrderWorker::new(
+            store.clone(),
+            audit.clone(),
+            agencies.clone(),
+            transport.clone(),
+            config.orders.clone(),
+            clock.clone(),
+            notifier,
+            config.dispatcher.lease_grace_secs,
         );
         let state = AppState {
             callers: Callers::from_config(&config.callers),
@@ -86,9 +117,12 @@ impl Gateway {
             dispatcher: dispatcher.handle(),
             transport,
             reloading: Arc::new(tokio::sync::Mutex::new(())),
+            clock,
+            orders: orders.handle(),
         };
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
+        let order_worker = tokio::spawn(orders.run(stopped.clone()));
         let app = api::router(state.clone());
         let mut shutdown = stopped;
         let server = tokio::spawn(async move {
@@ -111,6 +145,7 @@ impl Gateway {
             stop,
             server,
             dispatcher,
+            order_worker,
         })
     }
 
@@ -123,6 +158,12 @@ impl Gateway {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.dispatcher.await;
+        let _ = self.order_worker.await;
+    }
+
+    /// Today's civil date as the gateway judges terms and expiries.
+    pub fn clock(&self) -> &Clock {
+        &self.state.clock
     }
 
     /// Reloads the agency and dialect files, as `POST /v1/admin/reload`

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use crate::agencies::AgencySets;
 use crate::audit::AuditLog;
 use crate::auth::Callers;
+use crate::clock::Clock;
 use crate::config::GatewayConfig;
 use crate::dispatch::DispatcherHandle;
+use crate::order_worker::OrderWorkerHandle;
 use crate::store::Store;
 use crate::transport::Transport;
 
@@ -23,4 +25,7 @@ pub struct AppState {
     pub transport: Transport,
     /// One reload at a time.
     pub reloading: Arc<tokio::sync::Mutex<()>>,
+    /// Today's civil date, as the law's rules judge it.
+    pub clock: Clock,
+    pub orders: OrderWorkerHandle,
 }

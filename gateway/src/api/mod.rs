@@ -7,6 +7,7 @@ mod callbacks;
 pub mod extract;
 mod health;
 mod inquiries;
+mod orders;
 
 use axum::Json;
 use axum::Router;
@@ -30,6 +31,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/inquiries", get(inquiries::list).post(inquiries::create))
         .route("/v1/inquiries/{id}", get(inquiries::get))
+        .route("/v1/orders", get(orders::list).post(orders::create))
+        .route("/v1/orders/{id}", get(orders::get))
+        .route("/v1/freeze-plans", post(orders::create_plan))
+        .route("/v1/freeze-plans/{id}", get(orders::get_plan))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/events/{seq}", get(audit::event))
         .route("/v1/agencies", get(agencies))

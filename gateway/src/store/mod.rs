@@ -5,7 +5,9 @@
 //! after a restart lives only in memory: a task is claimed with a lease, so a
 //! crashed claimant's work is taken up again when the lease runs out.
 
+mod orders;
 mod sqlite;
+mod sqlite_orders;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub use sqlite::SqliteStore;
 
 use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
+
+pub use orders::{
+    Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
+    PHASE_DONE, PHASE_POLL, PHASE_QUERY, PHASE_SEND, PHASE_WATCH, PlanProgress, PlanRecord,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -211,9 +218,9 @@ pub trait AuditStore: Send + Sync {
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError>;
 }
 
-/// Both concerns behind one handle.
-pub trait Store: JobStore + AuditStore {}
-impl<T: JobStore + AuditStore> Store for T {}
+/// Every concern behind one handle.
+pub trait Store: JobStore + AuditStore + OrderStore {}
+impl<T: JobStore + AuditStore + OrderStore> Store for T {}
 
 /// Opens the store a database URL names.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {

@@ -1,0 +1,447 @@
+//! `/v1/orders` and `/v1/freeze-plans`: control orders and freeze plans.
+//! Role `enforcement`. Creating either needs an `Idempotency-Key`: the same
+//! key with the same body returns what the first call stored; with another
+//! body it is a 409.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::inbound;
+use crate::audit::AuditRecord;
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::inquiry::officer_labels;
+use crate::order::{self, OrderBody, RuleContext, body_digest, is_decided, parse_date};
+use crate::plan::{self, PlanBody};
+use crate::state::AppState;
+use crate::store::{Created, OrderRecord};
+
+const KEY_HEADER: &str = "idempotency-key";
+
+/// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let missing = || {
+        ApiError::bad_request(
+            "idempotency_key_required",
+            "this request needs an Idempotency-Key header (1 to 200 visible ASCII characters), \
+             so that a retry cannot act twice",
+        )
+        .with_field("Idempotency-Key")
+    };
+    let value = headers.get(KEY_HEADER).ok_or_else(missing)?;
+    let key = value.to_str().map_err(|_| missing())?.trim();
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(missing());
+    }
+    Ok(key.to_owned())
+}
+
+fn conflict() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+        "this Idempotency-Key was used before with another body; use a new key for a new request",
+    )
+    .with_field("Idempotency-Key")
+}
+
+fn accepted(view: Value, replayed: bool) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn order_fields(o: &OrderRecord) -> AuditRecord {
+    AuditRecord {
+        case_number: Some(o.case_number.clone()),
+        subject: Some(o.subject_id.clone()),
+        agency: Some(o.agency.clone()),
+        inquiry_id: Some(o.id.clone()),
+        request_number: Some(o.request_number.clone()),
+        ..AuditRecord::default()
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<OrderBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
+    let refused = |e: ApiError, raw: Option<Vec<u8>>, fields: AuditRecord| {
+        let state = state.clone();
+        let caller = caller.clone();
+        async move {
+            // Refused attempts are recorded too: misuse shows in failures.
+            inbound(&state, &caller, "order.create", e.code, raw, fields).await?;
+            Err::<Response, ApiError>(e)
+        }
+    };
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(e) => return refused(e, raw, AuditRecord::default()).await,
+    };
+    let ApiJson { value: body, raw } = match body {
+        Ok(b) => b,
+        Err(e) => return refused(e, raw, AuditRecord::default()).await,
+    };
+    let digest = body_digest(&raw);
+    if let Some(existing) = state.store.order_by_key(&caller.name, &key).await? {
+        return replay(&state, &caller, existing, &digest, raw.to_vec()).await;
+    }
+
+    // What the rules need: the prior order, its measure, and deductions on
+    // their way.
+    let prior = match body.prior_id() {
+        Some(id) => state.store.order(id).await?,
+        None => None,
+    };
+    let measure = match &prior {
+        Some(p) if p.measure_order != p.id => state.store.order(&p.measure_order).await?,
+        Some(p) => Some(p.clone()),
+        None => None,
+    };
+    let pending_deductions_fen = match &measure {
+        Some(m) => state
+            .store
+            .orders_of_measure(&m.id)
+            .await?
+            .iter()
+            .filter(|o| o.action == "deduct" && !is_decided(&o.status))
+            .filter_map(|o| o.amount_fen)
+            .sum(),
+        None => 0,
+    };
+    let agencies = state.agencies.current();
+    let checked = body.validate(&RuleContext {
+        today: state.clock.today(),
+        min_officers: state.config.orders.min_officers,
+        agencies: &agencies,
+        caller: &caller.name,
+        prior: prior.as_ref(),
+        measure: measure.as_ref(),
+        pending_deductions_fen,
+    });
+    let new = match checked {
+        Ok(n) => n,
+        Err(e) => {
+            let fields = AuditRecord {
+                case_number: Some(body.case_number.clone()),
+                agency: body.agency.clone(),
+                ..AuditRecord::default()
+            };
+            return refused(e, Some(raw.to_vec()), fields).await;
+        }
+    };
+    let court = caller
+        .court
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("this caller has no court configured"))?;
+    let id = format!("ord_{}", uuid::Uuid::now_v7().simple());
+    let now = chrono::Utc::now().timestamp_millis();
+    let record = order::new_record(&id, &caller.name, &key, &digest, &court, &new, None, now);
+    inbound(
+        &state,
+        &caller,
+        "order.create",
+        "accepted",
+        Some(raw.to_vec()),
+        AuditRecord {
+            officers: officer_labels(&new.officers),
+            action: String::new(),
+            ..order_fields(&record)
+        },
+    )
+    .await?;
+    match state.store.create_order(&record).await? {
+        Created::New(stored) => {
+            tracing::info!(
+                order = %id,
+                action = %stored.action,
+                agency = %stored.agency,
+                case = %stored.case_number,
+                "order accepted"
+            );
+            state.orders.wake();
+            Ok(accepted(order::view(&stored), false))
+        }
+        // The same key raced in from another request.
+        Created::Existing(existing) => {
+            replay(&state, &caller, existing, &digest, raw.to_vec()).await
+        }
+    }
+}
+
+async fn replay(
+    state: &AppState,
+    caller: &Caller,
+    existing: OrderRecord,
+    digest: &str,
+    raw: Vec<u8>,
+) -> Result<Response, ApiError> {
+    if existing.body_sha256 != digest {
+        inbound(
+            state,
+            caller,
+            "order.create",
+            "idempotency_conflict",
+            Some(raw),
+            order_fields(&existing),
+        )
+        .await?;
+        return Err(conflict());
+    }
+    inbound(
+        state,
+        caller,
+        "order.create",
+        "replayed",
+        Some(raw),
+        order_fields(&existing),
+    )
+    .await?;
+    Ok(accepted(order::view(&existing), true))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let record = state.store.order(&id).await?;
+    // Another caller's order does not exist for this caller.
+    let Some(record) = record.filter(|r| r.caller == caller.name) else {
+        inbound(
+            &state,
+            &caller,
+            "order.read",
+            "not_found",
+            None,
+            AuditRecord {
+                inquiry_id: Some(id.clone()),
+                ..AuditRecord::default()
+            },
+        )
+        .await?;
+        return Err(ApiError::not_found(format!("no order {id}")));
+    };
+    inbound(
+        &state,
+        &caller,
+        "order.read",
+        "ok",
+        None,
+        order_fields(&record),
+    )
+    .await?;
+    Ok(Json(order::view(&record)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    case_number: Option<String>,
+    expiring_before: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let raw = params
+        .case_number
+        .ok_or_else(|| ApiError::invalid("case_number", "case_number is required"))?;
+    let case = adapters::ids::CaseNumber::parse(&raw)
+        .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    let before = params
+        .expiring_before
+        .as_deref()
+        .map(|d| parse_date("expiring_before", d))
+        .transpose()?
+        .map(|d| d.format("%Y-%m-%d").to_string());
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    inbound(
+        &state,
+        &caller,
+        "order.list",
+        "ok",
+        None,
+        AuditRecord {
+            case_number: Some(case.as_str().to_owned()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    let records = state
+        .store
+        .orders_by_case(&caller.name, case.as_str(), before.as_deref(), limit)
+        .await?;
+    let orders: Vec<Value> = records.iter().map(order::view).collect();
+    Ok(Json(json!({ "orders": orders })))
+}
+
+pub async fn create_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<PlanBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
+    let refused = |e: ApiError, raw: Option<Vec<u8>>| {
+        let state = state.clone();
+        let caller = caller.clone();
+        async move {
+            inbound(
+                &state,
+                &caller,
+                "freeze_plan.create",
+                e.code,
+                raw,
+                AuditRecord::default(),
+            )
+            .await?;
+            Err::<Response, ApiError>(e)
+        }
+    };
+    let key = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(e) => return refused(e, raw).await,
+    };
+    let ApiJson { value: body, raw } = match body {
+        Ok(b) => b,
+        Err(e) => return refused(e, raw).await,
+    };
+    let digest = body_digest(&raw);
+    if let Some(existing) = state.store.plan_by_key(&caller.name, &key).await? {
+        if existing.body_sha256 != digest {
+            refused(conflict(), Some(raw.to_vec())).await?;
+        }
+        inbound(
+            &state,
+            &caller,
+            "freeze_plan.create",
+            "replayed",
+            Some(raw.to_vec()),
+            AuditRecord {
+                inquiry_id: Some(existing.id.clone()),
+                case_number: Some(existing.case_number.clone()),
+                ..AuditRecord::default()
+            },
+        )
+        .await?;
+        let orders = state.store.orders_of_plan(&existing.id).await?;
+        return Ok(accepted(plan::view(&existing, &orders), true));
+    }
+    let inquiry = state.store.inquiry(body.inquiry.trim()).await?;
+    let tasks = match &inquiry {
+        Some(i) => state.store.tasks(&i.id).await?,
+        None => Vec::new(),
+    };
+    let agencies = state.agencies.current();
+    let new = match body.validate(
+        state.clock.today(),
+        state.config.orders.min_officers,
+        &caller.name,
+        inquiry.as_ref().map(|i| (i, tasks.as_slice())),
+        &agencies,
+        state.config.orders.plan_account_order,
+    ) {
+        Ok(n) => n,
+        Err(e) => return refused(e, Some(raw.to_vec())).await,
+    };
+    let court = caller
+        .court
+        .clone()
+        .ok_or_else(|| ApiError::forbidden("this caller has no court configured"))?;
+    let id = format!("fpl_{}", uuid::Uuid::now_v7().simple());
+    let now = chrono::Utc::now().timestamp_millis();
+    let record = plan::new_record(
+        &id,
+        &caller.name,
+        &key,
+        &digest,
+        &court,
+        body.inquiry.trim(),
+        &new,
+        now,
+    );
+    inbound(
+        &state,
+        &caller,
+        "freeze_plan.create",
+        "accepted",
+        Some(raw.to_vec()),
+        AuditRecord {
+            officers: officer_labels(&new.officers),
+            case_number: Some(record.case_number.clone()),
+            subject: Some(record.subject_id.clone()),
+            inquiry_id: Some(id.clone()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    let stored = match state.store.create_plan(&record).await? {
+        Created::New(p) => p,
+        Created::Existing(p) if p.body_sha256 == digest => p,
+        Created::Existing(_) => return Err(conflict()),
+    };
+    tracing::info!(plan = %id, case = %stored.case_number, amount_fen = stored.amount_fen, "freeze plan accepted");
+    state.orders.wake();
+    Ok(accepted(plan::view(&stored, &[]), false))
+}
+
+pub async fn get_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Enforcement])?;
+    let record = state.store.plan(&id).await?;
+    let Some(record) = record.filter(|r| r.caller == caller.name) else {
+        inbound(
+            &state,
+            &caller,
+            "freeze_plan.read",
+            "not_found",
+            None,
+            AuditRecord {
+                inquiry_id: Some(id.clone()),
+                ..AuditRecord::default()
+            },
+        )
+        .await?;
+        return Err(ApiError::not_found(format!("no freeze plan {id}")));
+    };
+    inbound(
+        &state,
+        &caller,
+        "freeze_plan.read",
+        "ok",
+        None,
+        AuditRecord {
+            inquiry_id: Some(id.clone()),
+            case_number: Some(record.case_number.clone()),
+            subject: Some(record.subject_id.clone()),
+            ..AuditRecord::default()
+        },
+    )
+    .await?;
+    let orders = state.store.orders_of_plan(&id).await?;
+    Ok(Json(plan::view(&record, &orders)))
+}

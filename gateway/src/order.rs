@@ -1,0 +1,812 @@
+//! Control orders: the request body, the law's checks (domain.md), how an
+//! order is stored, and how it reads back.
+//!
+//! The checks, each a 422 naming the field at fault:
+//! - terms: a freeze of deposits lasts at most one year, a seal of real
+//!   estate at most three; the end date is not in the past;
+//! - a renewal is made before the measure's end date and runs again up to
+//!   the full term, from the day after that end date;
+//! - documents: the ruling and the assistance notice, each with its number
+//!   and SHA-256;
+//! - officers: at least `orders.min_officers` (two by default), each with a
+//!   work card and a credential number, no credential twice;
+//! - amounts: positive; a deduction no larger than what the measure controls
+//!   (less deductions already on their way);
+//! - renew, release and deduct refer to a prior order of the same case,
+//!   caller, agency and asset, whose measure is still in force.
+
+use adapters::control::{ControlAction, ControlRequest, ControlStatus, DocumentRef};
+use adapters::ids::CaseNumber;
+use adapters::model::{AssetKind, Court, Fen, Officer, SubjectKind};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::agencies::AgencyRegistry;
+use crate::clock::term_end;
+use crate::error::ApiError;
+use crate::inquiry::{
+    OfficerBody, SubjectBody, stored_subject, timestamp, validate_officers, validate_subject,
+};
+use crate::store::{OrderRecord, PHASE_SEND};
+
+/// Longest term of a freeze of deposits, in months.
+pub const DEPOSIT_TERM_MONTHS: u32 = 12;
+/// Longest term of a seal of real estate, in months.
+pub const REAL_ESTATE_TERM_MONTHS: u32 = 36;
+
+pub const STATUS_ACCEPTED: &str = "accepted";
+pub const STATUS_DISPATCHED: &str = "dispatched";
+
+/// `POST /v1/orders` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderBody {
+    pub case_number: String,
+    pub subject: SubjectBody,
+    #[serde(default)]
+    pub officers: Vec<OfficerBody>,
+    pub action: ControlAction,
+    /// Taken from the prior order when left out.
+    #[serde(default)]
+    pub agency: Option<String>,
+    #[serde(default)]
+    pub asset: Option<AssetBody>,
+    #[serde(default)]
+    pub amount_fen: Option<i64>,
+    #[serde(default)]
+    pub end_date: Option<String>,
+    #[serde(default)]
+    pub prior_order: Option<String>,
+    #[serde(default)]
+    pub documents: Vec<DocumentBody>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AssetBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentBody {
+    pub kind: String,
+    pub number: String,
+    pub sha256: String,
+}
+
+/// The document kinds every control action carries.
+pub const REQUIRED_DOCUMENTS: [&str; 2] = ["ruling", "assist_notice"];
+
+/// Checks the documents: the ruling and the assistance notice, each once,
+/// with a number and a SHA-256 (normalised to lower case).
+pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>, ApiError> {
+    let mut out = Vec::new();
+    for (i, d) in documents.iter().enumerate() {
+        let kind = d.kind.trim();
+        if !REQUIRED_DOCUMENTS.contains(&kind) {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].kind"),
+                format!("document kind {kind:?} is unknown; use ruling or assist_notice"),
+            ));
+        }
+        if out.iter().any(|o: &DocumentRef| o.kind == kind) {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].kind"),
+                format!("the {kind} is named twice"),
+            ));
+        }
+        let number = d.number.trim();
+        if number.is_empty() {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].number"),
+                format!("the {kind} needs its document number"),
+            ));
+        }
+        let digest = d.sha256.trim().to_ascii_lowercase();
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ApiError::invalid(
+                format!("documents[{i}].sha256"),
+                format!("the {kind}'s sha256 must be 64 hexadecimal digits"),
+            ));
+        }
+        out.push(DocumentRef {
+            kind: kind.to_owned(),
+            number: number.to_owned(),
+            sha256: digest,
+        });
+    }
+    for kind in REQUIRED_DOCUMENTS {
+        if !out.iter().any(|d| d.kind == kind) {
+            let what = match kind {
+                "ruling" => "the ruling (裁定书)",
+                _ => "the assistance notice (协助执行通知书)",
+            };
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_document",
+                format!("a control order must carry {what}, with its number and sha256"),
+            )
+            .with_field("documents"));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the officers of a control action: `minimum` of them, each with
+/// both numbers, no credential named twice.
+pub fn validate_control_officers(
+    officers: &[OfficerBody],
+    minimum: usize,
+) -> Result<Vec<Officer>, ApiError> {
+    if officers.len() < minimum {
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "too_few_officers",
+            format!(
+                "a control measure needs {minimum} officers, each with a work card number and an \
+                 enforcement credential number"
+            ),
+        )
+        .with_field("officers"));
+    }
+    let officers = validate_officers(officers, minimum)?;
+    for (i, o) in officers.iter().enumerate() {
+        if officers[..i]
+            .iter()
+            .any(|p| p.credential_no == o.credential_no)
+        {
+            return Err(ApiError::invalid(
+                format!("officers[{i}].credential_no"),
+                "each officer acts on their own credential; this one is named twice",
+            ));
+        }
+    }
+    Ok(officers)
+}
+
+pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid(field, format!("{field} must be a date, YYYY-MM-DD")))
+}
+
+/// What the law needs to know about the order's surroundings.
+pub struct RuleContext<'a> {
+    pub today: NaiveDate,
+    pub min_officers: usize,
+    pub agencies: &'a AgencyRegistry,
+    pub caller: &'a str,
+    /// The order `prior_order` names, and the order of its measure.
+    pub prior: Option<&'a OrderRecord>,
+    pub measure: Option<&'a OrderRecord>,
+    /// Deductions from the measure not yet decided, in fen.
+    pub pending_deductions_fen: i64,
+}
+
+/// A checked order, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub case_number: CaseNumber,
+    pub subject: adapters::model::Subject,
+    pub officers: Vec<Officer>,
+    pub action: ControlAction,
+    pub agency: String,
+    pub asset: AssetBody,
+    pub amount_fen: Option<i64>,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    pub prior_order: Option<String>,
+    pub measure_order: Option<String>,
+    pub prior_request_number: Option<String>,
+    pub documents: Vec<DocumentRef>,
+}
+
+fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+}
+
+/// The action a renewal or release acts on.
+fn measure_action(action: ControlAction) -> Option<ControlAction> {
+    match action {
+        ControlAction::Renew | ControlAction::Release | ControlAction::Deduct => {
+            Some(ControlAction::Freeze)
+        }
+        ControlAction::RenewSeal | ControlAction::ReleaseSeal => Some(ControlAction::Seal),
+        ControlAction::Freeze | ControlAction::Seal => None,
+    }
+}
+
+fn term_months(action: ControlAction) -> u32 {
+    if action.on_accounts() {
+        DEPOSIT_TERM_MONTHS
+    } else {
+        REAL_ESTATE_TERM_MONTHS
+    }
+}
+
+/// Statuses in which a measure stands (in force or waiting in line).
+pub fn is_live(status: &str) -> bool {
+    matches!(status, "applied" | "partial" | "waiting")
+}
+
+impl OrderBody {
+    /// The id of the prior order, when the body names one.
+    pub fn prior_id(&self) -> Option<&str> {
+        self.prior_order
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn validate(&self, ctx: &RuleContext<'_>) -> Result<NewOrder, ApiError> {
+        let case_number = CaseNumber::parse(&self.case_number)
+            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+        let (subject, _warnings) = validate_subject(&self.subject)?;
+        let officers = validate_control_officers(&self.officers, ctx.min_officers)?;
+        let documents = validate_documents(&self.documents)?;
+        let action = self.action;
+
+        // The prior order: required exactly for the actions that act on a
+        // standing measure.
+        let (prior, measure) = match (measure_action(action), self.prior_id()) {
+            (None, Some(_)) => {
+                return Err(ApiError::invalid(
+                    "prior_order",
+                    format!(
+                        "a {} starts a measure and names no prior order",
+                        action.as_str()
+                    ),
+                ));
+            }
+            (None, None) => (None, None),
+            (Some(_), None) => {
+                return Err(unprocessable(
+                    "prior_order_required",
+                    "prior_order",
+                    format!(
+                        "a {} must name the prior order of the measure it acts on",
+                        action.as_str()
+                    ),
+                ));
+            }
+            (Some(wanted), Some(id)) => {
+                let (Some(prior), Some(measure)) = (ctx.prior, ctx.measure) else {
+                    return Err(unprocessable(
+                        "unknown_prior_order",
+                        "prior_order",
+                        format!("no order {id:?} of this caller exists"),
+                    ));
+                };
+                if prior.caller != ctx.caller {
+                    return Err(unprocessable(
+                        "unknown_prior_order",
+                        "prior_order",
+                        format!("no order {id:?} of this caller exists"),
+                    ));
+                }
+                if prior.case_number != case_number.as_str() {
+                    return Err(unprocessable(
+                        "prior_order_other_case",
+                        "prior_order",
+                        format!(
+                            "the prior order belongs to case {}, not {}",
+                            prior.case_number, case_number
+                        ),
+                    ));
+                }
+                if measure.action != wanted.as_str() {
+                    return Err(unprocessable(
+                        "prior_order_wrong_action",
+                        "prior_order",
+                        format!(
+                            "a {} acts on a {}, but the prior order is a {}",
+                            action.as_str(),
+                            wanted.as_str(),
+                            measure.action
+                        ),
+                    ));
+                }
+                if measure.subject_id != subject.identifier() {
+                    return Err(unprocessable(
+                        "prior_order_other_subject",
+                        "subject",
+                        "the prior order's measure is on another subject",
+                    ));
+                }
+                (Some(prior), Some(measure))
+            }
+        };
+
+        // The agency and the asset: named, or taken from the prior order.
+        let agency = match (&self.agency, measure) {
+            (Some(a), Some(m)) if a.trim() != m.agency => {
+                return Err(ApiError::invalid(
+                    "agency",
+                    format!("the prior order's measure is at {}, not {a}", m.agency),
+                ));
+            }
+            (Some(a), _) => a.trim().to_owned(),
+            (None, Some(m)) => m.agency.clone(),
+            (None, None) => {
+                return Err(ApiError::invalid("agency", "name the agency to act at"));
+            }
+        };
+        let asset = match (&self.asset, measure) {
+            (Some(asset), Some(m)) => {
+                let same = asset.account_number.as_deref().map(str::trim)
+                    == m.account_number.as_deref()
+                    && asset.unit_number.as_deref().map(str::trim) == m.unit_number.as_deref();
+                if !same {
+                    return Err(ApiError::invalid(
+                        "asset",
+                        "the asset differs from the prior order's",
+                    ));
+                }
+                AssetBody {
+                    account_number: m.account_number.clone(),
+                    unit_number: m.unit_number.clone(),
+                }
+            }
+            (Some(asset), None) => AssetBody {
+                account_number: asset.account_number.as_deref().map(|s| s.trim().to_owned()),
+                unit_number: asset.unit_number.as_deref().map(|s| s.trim().to_owned()),
+            },
+            (None, Some(m)) => AssetBody {
+                account_number: m.account_number.clone(),
+                unit_number: m.unit_number.clone(),
+            },
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "asset",
+                    "name the asset: {\"account_number\"} at a bank, {\"unit_number\"} at a registry",
+                ));
+            }
+        };
+        let link = ctx.agencies.get(&agency).ok_or_else(|| {
+            ApiError::invalid("agency", format!("no agency {agency:?} is configured"))
+        })?;
+        if !link.config().enabled {
+            return Err(ApiError::invalid(
+                "agency",
+                format!("agency {agency:?} is disabled"),
+            ));
+        }
+        let on_accounts = action.on_accounts();
+        let wanted_kind = if on_accounts {
+            AssetKind::BankAccount
+        } else {
+            AssetKind::RealEstate
+        };
+        if link.config().asset_kind() != wanted_kind {
+            return Err(ApiError::invalid(
+                "action",
+                format!(
+                    "a {} acts on {}, which agency {agency:?} does not hold",
+                    action.as_str(),
+                    wanted_kind.as_str()
+                ),
+            ));
+        }
+        let dialect = &link.agency.dialect;
+        if !dialect.supports(action) {
+            return Err(ApiError::invalid(
+                "action",
+                format!(
+                    "agency {agency:?} (dialect {}) takes no {} orders",
+                    dialect.name(),
+                    action.as_str()
+                ),
+            ));
+        }
+        if !dialect.can_query_control() {
+            return Err(ApiError::invalid(
+                "agency",
+                format!(
+                    "agency {agency:?} cannot be asked about a measure's state, so an order to it \
+                     could not be delivered exactly once"
+                ),
+            ));
+        }
+        let (field, needed, other) = if on_accounts {
+            (
+                "asset.account_number",
+                &asset.account_number,
+                &asset.unit_number,
+            )
+        } else {
+            (
+                "asset.unit_number",
+                &asset.unit_number,
+                &asset.account_number,
+            )
+        };
+        if needed.as_deref().is_none_or(str::is_empty) || other.is_some() {
+            return Err(ApiError::invalid(
+                field,
+                format!("a {} names the asset by {field} only", action.as_str()),
+            ));
+        }
+
+        // Amounts.
+        let amount_fen = match action {
+            ControlAction::Freeze | ControlAction::Deduct => {
+                let amount = self.amount_fen.ok_or_else(|| {
+                    unprocessable(
+                        "amount_required",
+                        "amount_fen",
+                        format!("a {} states its amount in fen", action.as_str()),
+                    )
+                })?;
+                if amount <= 0 {
+                    return Err(unprocessable(
+                        "amount_not_positive",
+                        "amount_fen",
+                        "amount_fen must be positive",
+                    ));
+                }
+                Some(amount)
+            }
+            _ => {
+                if self.amount_fen.is_some() {
+                    return Err(ApiError::invalid(
+                        "amount_fen",
+                        format!("a {} states no amount", action.as_str()),
+                    ));
+                }
+                None
+            }
+        };
+        if action == ControlAction::Deduct
+            && let (Some(amount), Some(m)) = (amount_fen, measure)
+        {
+            let controlled = m.controlled_fen.unwrap_or(0);
+            let available = controlled - ctx.pending_deductions_fen;
+            if !matches!(m.status.as_str(), "applied" | "partial") {
+                return Err(unprocessable(
+                    "measure_not_in_force",
+                    "prior_order",
+                    format!(
+                        "only funds a freeze holds can be deducted; that freeze is {}",
+                        m.status
+                    ),
+                ));
+            }
+            if amount > available {
+                return Err(unprocessable(
+                    "deduction_exceeds_freeze",
+                    "amount_fen",
+                    format!(
+                        "the deduction ({}) is larger than what the freeze controls ({}{})",
+                        Fen(amount),
+                        Fen(available.max(0)),
+                        if ctx.pending_deductions_fen > 0 {
+                            ", after deductions already on their way"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+
+        // Dates and terms.
+        let today = ctx.today;
+        let months = term_months(action);
+        let (start_date, end_date) = match action {
+            ControlAction::Freeze | ControlAction::Seal => {
+                let end = self.end_date.as_deref().ok_or_else(|| {
+                    unprocessable(
+                        "end_date_required",
+                        "end_date",
+                        format!("a {} states its end date", action.as_str()),
+                    )
+                })?;
+                let end = parse_date("end_date", end)?;
+                check_term(action, today, end, months)?;
+                (Some(today), Some(end))
+            }
+            ControlAction::Renew | ControlAction::RenewSeal => {
+                let Some(m) = measure else {
+                    return Err(ApiError::internal("renewal without its measure"));
+                };
+                if !is_live(&m.status) {
+                    return Err(unprocessable(
+                        "measure_not_in_force",
+                        "prior_order",
+                        format!(
+                            "only a measure in force or waiting can be renewed; this one is {}",
+                            m.status
+                        ),
+                    ));
+                }
+                let current_end = m
+                    .measure_end
+                    .as_deref()
+                    .or(m.end_date.as_deref())
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                    .ok_or_else(|| {
+                        unprocessable(
+                            "measure_not_in_force",
+                            "prior_order",
+                            "the measure's end date is not known yet; wait for the agency's answer",
+                        )
+                    })?;
+                if today > current_end {
+                    return Err(unprocessable(
+                        "renewal_too_late",
+                        "prior_order",
+                        format!(
+                            "a renewal must be made before the measure ends; it ended on \
+                             {current_end}"
+                        ),
+                    ));
+                }
+                let end = self.end_date.as_deref().ok_or_else(|| {
+                    unprocessable(
+                        "end_date_required",
+                        "end_date",
+                        "a renewal states its new end date",
+                    )
+                })?;
+                let end = parse_date("end_date", end)?;
+                let start = current_end.succ_opt().unwrap_or(current_end);
+                if end < start {
+                    return Err(unprocessable(
+                        "end_date_too_early",
+                        "end_date",
+                        format!("a renewal must end after the current end date, {current_end}"),
+                    ));
+                }
+                check_term(action, start, end, months)?;
+                (Some(start), Some(end))
+            }
+            ControlAction::Release | ControlAction::ReleaseSeal | ControlAction::Deduct => {
+                if self.end_date.is_some() {
+                    return Err(ApiError::invalid(
+                        "end_date",
+                        format!("a {} states no end date", action.as_str()),
+                    ));
+                }
+                if let Some(m) = measure
+                    && !is_live(&m.status)
+                {
+                    return Err(unprocessable(
+                        "measure_not_in_force",
+                        "prior_order",
+                        format!("that measure is {} and cannot be acted on", m.status),
+                    ));
+                }
+                (None, None)
+            }
+        };
+
+        Ok(NewOrder {
+            case_number,
+            subject,
+            officers,
+            action,
+            agency,
+            asset,
+            amount_fen,
+            start_date,
+            end_date,
+            prior_order: prior.map(|p| p.id.clone()),
+            measure_order: measure.map(|m| m.id.clone()),
+            prior_request_number: measure.map(|m| m.request_number.clone()),
+            documents,
+        })
+    }
+}
+
+fn check_term(
+    action: ControlAction,
+    start: NaiveDate,
+    end: NaiveDate,
+    months: u32,
+) -> Result<(), ApiError> {
+    if end < start {
+        return Err(unprocessable(
+            "end_date_in_past",
+            "end_date",
+            format!("the end date {end} is before {start}"),
+        ));
+    }
+    let limit = term_end(start, months).unwrap_or(start);
+    if end > limit {
+        let what = if action.on_accounts() {
+            "a freeze of bank deposits lasts at most one year"
+        } else {
+            "a seal of real estate lasts at most three years"
+        };
+        return Err(unprocessable(
+            "term_too_long",
+            "end_date",
+            format!("{what}: from {start} it may end on {limit} at the latest, not {end}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The SHA-256 of a JSON body in canonical form (keys sorted, no spaces):
+/// the same request sent with other whitespace or key order is the same.
+pub fn body_digest(raw: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<Value>(raw)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| raw.to_vec());
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// The request number of an order: stable across retries and restarts,
+/// because it is made from the order's id, never from an attempt.
+pub fn request_number(order_id: &str) -> String {
+    format!("K{}", order_id.trim_start_matches("ord_"))
+}
+
+/// The order as stored, accepted and due at once.
+#[allow(clippy::too_many_arguments)]
+pub fn new_record(
+    id: &str,
+    caller: &str,
+    idempotency_key: &str,
+    body_sha256: &str,
+    court: &Court,
+    order: &NewOrder,
+    plan_id: Option<&str>,
+    now_ms: i64,
+) -> OrderRecord {
+    let date = |d: Option<NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    OrderRecord {
+        id: id.to_owned(),
+        caller: caller.to_owned(),
+        idempotency_key: idempotency_key.to_owned(),
+        body_sha256: body_sha256.to_owned(),
+        case_number: order.case_number.as_str().to_owned(),
+        subject_kind: match order.subject.kind() {
+            SubjectKind::Person => "person",
+            SubjectKind::Organization => "organization",
+        }
+        .to_owned(),
+        subject_name: order.subject.name().to_owned(),
+        subject_id: order.subject.identifier().to_owned(),
+        officers: serde_json::to_string(&order.officers).unwrap_or_else(|_| "[]".into()),
+        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
+        documents: serde_json::to_string(&order.documents).unwrap_or_else(|_| "[]".into()),
+        action: order.action.as_str().to_owned(),
+        agency: order.agency.clone(),
+        account_number: order.asset.account_number.clone(),
+        unit_number: order.asset.unit_number.clone(),
+        amount_fen: order.amount_fen,
+        start_date: date(order.start_date),
+        end_date: date(order.end_date),
+        prior_order: order.prior_order.clone(),
+        measure_order: order.measure_order.clone().unwrap_or_else(|| id.to_owned()),
+        prior_request_number: order.prior_request_number.clone(),
+        plan_id: plan_id.map(str::to_owned),
+        request_number: request_number(id),
+        status: STATUS_ACCEPTED.into(),
+        phase: PHASE_SEND.into(),
+        due_at_ms: now_ms,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        ..OrderRecord::default()
+    }
+}
+
+/// Rebuilds the message of a stored order (right away or after a restart).
+pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), String> {
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| format!("stored order {}: {what}: {e}", order.id);
+    let case_number =
+        CaseNumber::parse(&order.case_number).map_err(|e| corrupt("case number", &e))?;
+    let subject = stored_subject(&order.subject_kind, &order.subject_name, &order.subject_id)
+        .map_err(|e| corrupt("subject", &e))?;
+    let officers: Vec<Officer> =
+        serde_json::from_str(&order.officers).map_err(|e| corrupt("officers", &e))?;
+    let documents: Vec<DocumentRef> =
+        serde_json::from_str(&order.documents).map_err(|e| corrupt("documents", &e))?;
+    let court: Court = serde_json::from_str(&order.court).map_err(|e| corrupt("court", &e))?;
+    let action: ControlAction =
+        serde_json::from_value(json!(order.action)).map_err(|e| corrupt("action", &e))?;
+    let date = |d: &Option<String>| {
+        d.as_deref()
+            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
+            .transpose()
+            .map_err(|e| corrupt("date", &e))
+    };
+    Ok((
+        ControlRequest {
+            request_number: order.request_number.clone(),
+            case_number,
+            subject,
+            officers,
+            action,
+            account_number: order.account_number.clone(),
+            unit_number: order.unit_number.clone(),
+            amount_fen: order.amount_fen.map(Fen),
+            start_date: date(&order.start_date)?,
+            end_date: date(&order.end_date)?,
+            prior_request_number: order.prior_request_number.clone(),
+            documents,
+        },
+        court,
+    ))
+}
+
+/// The order status an agency's answer gives.
+pub fn status_of(status: ControlStatus) -> &'static str {
+    match status {
+        ControlStatus::Applied => "applied",
+        ControlStatus::Partial => "partial",
+        ControlStatus::Waiting => "waiting",
+        ControlStatus::Refused => "refused",
+        ControlStatus::Released => "released",
+        ControlStatus::Lapsed => "expired",
+        ControlStatus::Pending | ControlStatus::Unknown => STATUS_DISPATCHED,
+    }
+}
+
+/// Whether an order's status is final for its caller (a waiting measure
+/// may still be promoted, an applied one released or expired: those change
+/// later, and each change is reported).
+pub fn is_decided(status: &str) -> bool {
+    !matches!(status, STATUS_ACCEPTED | STATUS_DISPATCHED)
+}
+
+/// The order as the API shows it.
+pub fn view(order: &OrderRecord) -> Value {
+    let is_measure = order.measure_order == order.id;
+    let (start, end) = if is_measure {
+        (
+            order.measure_start.clone().or(order.start_date.clone()),
+            order.measure_end.clone().or(order.end_date.clone()),
+        )
+    } else {
+        (order.start_date.clone(), order.end_date.clone())
+    };
+    let asset = match (&order.account_number, &order.unit_number) {
+        (Some(a), _) => json!({"account_number": a}),
+        (None, Some(u)) => json!({"unit_number": u}),
+        (None, None) => json!({}),
+    };
+    let mut v = json!({
+        "id": order.id,
+        "action": order.action,
+        "status": order.status,
+        "case_number": order.case_number,
+        "subject": {"kind": order.subject_kind, "name": order.subject_name},
+        "agency": order.agency,
+        "asset": asset,
+        "request_number": order.request_number,
+        "requested_fen": order.amount_fen,
+        "controlled_fen": order.controlled_fen,
+        "shortfall_fen": order.shortfall_fen,
+        "reason": order.reason,
+        "queue_position": order.queue_position,
+        "start_date": start,
+        "end_date": end,
+        "agency_reference": order.agency_reference,
+        "prior_order": order.prior_order,
+        "created_at": timestamp(order.created_at_ms),
+        "updated_at": timestamp(order.updated_at_ms),
+        "decided_at": order.decided_at_ms.map(timestamp),
+        "detail": order.detail,
+    });
+    if let Some(map) = v.as_object_mut() {
+        if order.action == "freeze" {
+            map.insert("deducted_fen".into(), json!(order.deducted_fen));
+        }
+        if let Some(plan) = &order.plan_id {
+            map.insert("freeze_plan".into(), json!(plan));
+        }
+        if order.amount_fen.is_none() {
+            map.remove("requested_fen");
+        }
+    }
+    v
+}

@@ -1,0 +1,722 @@
+//! The order worker: delivers control orders exactly once, watches waiting
+//! measures, marks lapsed ones expired and warns of coming expiries, moves
+//! freeze plans on, and delivers callbacks to callers.
+//!
+//! Exactly once, without trusting memory:
+//! 1. an order is claimed from the store with a lease (several gateways can
+//!    share one database);
+//! 2. before its message goes out, the outbound audit record commits and the
+//!    order is marked `query`: from then on, whatever happens (timeout,
+//!    crash, garbage reply), the next step asks the agency about the
+//!    request number before anything else;
+//! 3. the agency answers the state of that request number: never seen (send
+//!    it, with the same request number), pending, or decided;
+//! 4. a control message is never sent again blindly; agencies deduplicate
+//!    by request number besides.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use adapters::agency::china_time_label;
+use adapters::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
+use adapters::dialect::{Envelope, WireReply, WireRequest};
+use chrono::Days;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::agencies::{AgencyLink, AgencySets};
+use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::clock::Clock;
+use crate::config::OrderSettings;
+use crate::inquiry::officer_labels;
+use crate::notify::Notifier;
+use crate::order::{self, STATUS_ACCEPTED, STATUS_DISPATCHED, status_of, stored_request};
+use crate::plan;
+use crate::store::{
+    MeasureEffect, OrderProgress, OrderRecord, OutboxRecord, PHASE_DONE, PHASE_POLL, PHASE_QUERY,
+    PHASE_SEND, PHASE_WATCH, Store,
+};
+use crate::transport::{HttpReply, Transport};
+
+/// How long to wait before retrying a step the audit log or the store could
+/// not record.
+const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// What the API needs of the worker: a way to wake it.
+#[derive(Debug, Clone, Default)]
+pub struct OrderWorkerHandle {
+    wake: Arc<Notify>,
+}
+
+impl OrderWorkerHandle {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+pub struct OrderWorker {
+    pub(crate) owner: String,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) audit: AuditLog,
+    agencies: Arc<AgencySets>,
+    transport: Transport,
+    pub(crate) settings: OrderSettings,
+    pub(crate) clock: Clock,
+    pub(crate) notifier: Notifier,
+    permits: Arc<Semaphore>,
+    handle: OrderWorkerHandle,
+    last_sweep_ms: AtomicI64,
+    lease_grace_ms: i64,
+}
+
+impl OrderWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        audit: AuditLog,
+        agencies: Arc<AgencySets>,
+        transport: Transport,
+        settings: OrderSettings,
+        clock: Clock,
+        notifier: Notifier,
+        lease_grace_secs: u64,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            owner: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            store,
+            audit,
+            agencies,
+            transport,
+            permits: Arc::new(Semaphore::new(settings.max_in_flight)),
+            settings,
+            clock,
+            notifier,
+            handle: OrderWorkerHandle::default(),
+            last_sweep_ms: AtomicI64::new(0),
+            lease_grace_ms: lease_grace_secs as i64 * 1000,
+        })
+    }
+
+    pub fn handle(&self) -> OrderWorkerHandle {
+        self.handle.clone()
+    }
+
+    /// Runs until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let idle = Duration::from_millis(1_000);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "order worker round failed; retrying");
+            }
+            let sleep = match self.store.next_order_work_ms().await {
+                Ok(Some(due)) => {
+                    Duration::from_millis((due - now_ms()).clamp(0, idle.as_millis() as i64) as u64)
+                }
+                _ => idle,
+            };
+            let sweep_due = self.last_sweep_ms.load(Ordering::Relaxed)
+                + self.settings.expiry_sweep_ms as i64
+                - now_ms();
+            let sleep = sleep
+                .min(Duration::from_millis(sweep_due.max(0) as u64))
+                .max(Duration::from_millis(5));
+            tokio::select! {
+                _ = self.handle.wake.notified() => {}
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let now = now_ms();
+        if now - self.last_sweep_ms.load(Ordering::Relaxed) >= self.settings.expiry_sweep_ms as i64
+        {
+            self.last_sweep_ms.store(now, Ordering::Relaxed);
+            self.sweep_expiries(now).await?;
+        }
+        // Plans first: the orders they create are claimed below.
+        let plans = self
+            .store
+            .claim_due_plans(&self.owner, now, now + 60_000, 16)
+            .await?;
+        for p in plans {
+            plan::advance(self, p).await;
+        }
+        let available = self.permits.available_permits();
+        if available > 0 {
+            let lease_ms = self
+                .agencies
+                .all_links()
+                .iter()
+                .map(|a| a.config().limits.timeout_ms)
+                .max()
+                .unwrap_or(10_000) as i64
+                * 2
+                + self.lease_grace_ms;
+            let claimed = self
+                .store
+                .claim_due_orders(&self.owner, now, now + lease_ms, available as i64)
+                .await?;
+            for order in claimed {
+                let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                    let _ = self
+                        .store
+                        .release_order(&self.owner, &order.id, now, None)
+                        .await;
+                    continue;
+                };
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    this.step(order).await;
+                    this.handle.wake();
+                });
+            }
+        }
+        let deliveries = self
+            .store
+            .claim_outbox(&self.owner, now, now + 60_000, 32)
+            .await?;
+        for item in deliveries {
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.notifier
+                    .deliver(&*this.store, &this.audit, &this.owner, item)
+                    .await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks lapsed measures expired and warns of those about to lapse.
+    async fn sweep_expiries(&self, now: i64) -> Result<(), crate::store::StoreError> {
+        let today = self.clock.today();
+        let notifier = self.notifier.clone();
+        let notify = move |o: &OrderRecord| {
+            let mut o = o.clone();
+            o.status = "expired".into();
+            o.phase = PHASE_DONE.into();
+            notifier.event(&o.caller, "order.expired", &o.id, &order::view(&o), now)
+        };
+        let expired = self
+            .store
+            .expire_orders(&today.format("%Y-%m-%d").to_string(), now, &notify)
+            .await?;
+        for o in &expired {
+            tracing::info!(order = %o.id, agency = %o.agency, end = ?o.measure_end, "measure lapsed");
+            let _ = self
+                .audit
+                .record(AuditRecord {
+                    direction: Some(Direction::Internal),
+                    caller: Some(o.caller.clone()),
+                    case_number: Some(o.case_number.clone()),
+                    subject: Some(o.subject_id.clone()),
+                    agency: Some(o.agency.clone()),
+                    action: "order.expired".into(),
+                    inquiry_id: Some(o.id.clone()),
+                    request_number: Some(o.request_number.clone()),
+                    status: Some("expired".into()),
+                    ..AuditRecord::default()
+                })
+                .await;
+        }
+        let horizon = today
+            .checked_add_days(Days::new(u64::from(self.settings.expiry_warning_days)))
+            .unwrap_or(today);
+        let due = self
+            .store
+            .orders_to_warn(&horizon.format("%Y-%m-%d").to_string(), 500)
+            .await?;
+        for o in due {
+            let Some(end) = o.measure_end.clone() else {
+                continue;
+            };
+            let mut resource = order::view(&o);
+            if let Some(map) = resource.as_object_mut() {
+                map.insert("expires_on".into(), end.clone().into());
+            }
+            let item = self
+                .notifier
+                .event(&o.caller, "order.expiring", &o.id, &resource, now);
+            self.store.mark_warned(&o.id, &end, item.as_ref()).await?;
+            tracing::info!(order = %o.id, end = %end, "measure ends soon: caller warned");
+        }
+        Ok(())
+    }
+
+    /// One step of one claimed order.
+    async fn step(&self, order: OrderRecord) {
+        let registry = self.agencies.current();
+        let Some(link) = registry.get(&order.agency).cloned() else {
+            if order.phase == PHASE_SEND && order.send_attempts == 0 {
+                self.fail(
+                    &order,
+                    "the agency is no longer configured; nothing was sent",
+                )
+                .await;
+            } else {
+                // It may have reached the agency: keep asking once the
+                // agency is configured again.
+                self.release(
+                    &order,
+                    now_ms() + self.settings.max_retry_ms as i64,
+                    Some("the agency is no longer configured; its answer is still awaited"),
+                )
+                .await;
+            }
+            return;
+        };
+        if let Some(hours) = &link.config().business_hours {
+            let at = chrono::Utc::now();
+            let opening = hours.next_opening(at);
+            if opening > at {
+                let detail = format!(
+                    "waiting for the agency's business hours ({}); next opening {}",
+                    hours.describe(),
+                    china_time_label(opening)
+                );
+                self.release(&order, opening.timestamp_millis(), Some(&detail))
+                    .await;
+                return;
+            }
+        }
+        let _agency_permit = match &link.concurrency {
+            Some(s) => s.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let (request, court) = match stored_request(&order) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(&order, &e).await;
+                return;
+            }
+        };
+        if order.phase == PHASE_SEND {
+            self.send(&link, order, request, court).await;
+        } else {
+            self.query(&link, order, request).await;
+        }
+    }
+
+    async fn send(
+        &self,
+        link: &AgencyLink,
+        order: OrderRecord,
+        request: ControlRequest,
+        court: adapters::model::Court,
+    ) {
+        let agency = &*link.agency;
+        let envelope = Envelope {
+            court,
+            batch_number: order.request_number.clone(),
+            callback_url: None,
+        };
+        let wire = match agency.dialect.control_request(&envelope, &request) {
+            Ok(w) => w,
+            Err(e) => {
+                self.fail(&order, &e.to_string()).await;
+                return;
+            }
+        };
+        let recorded = self
+            .audit
+            .record(AuditRecord {
+                direction: Some(Direction::Outbound),
+                action: format!("order.{}", order.action),
+                body: Some(wire.body.clone()),
+                ..audit_fields(&order, &request)
+            })
+            .await;
+        if recorded.is_err() {
+            tracing::warn!(order = %order.id, "audit unavailable: order not sent");
+            self.release(&order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
+                .await;
+            return;
+        }
+        let attempts = order.send_attempts + 1;
+        let timeout_ms = agency.config.limits.timeout_ms as i64;
+        let now = now_ms();
+        match self
+            .store
+            .mark_sending(
+                &self.owner,
+                &order.id,
+                attempts,
+                now,
+                now + timeout_ms + self.settings.retry_ms as i64,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, order = %order.id, "cannot mark an order as sending; not sent");
+                return;
+            }
+        }
+        let order = OrderRecord {
+            phase: PHASE_QUERY.into(),
+            status: STATUS_DISPATCHED.into(),
+            send_attempts: attempts,
+            ..order
+        };
+        let outcome = self
+            .exchange(link, &order, &request, &wire, "order.reply", |reply| {
+                agency.dialect.control_reply(&request, reply)
+            })
+            .await;
+        if let Some(outcome) = outcome {
+            self.apply(&order, outcome).await;
+        }
+    }
+
+    async fn query(&self, link: &AgencyLink, order: OrderRecord, request: ControlRequest) {
+        let agency = &*link.agency;
+        let wire = match agency
+            .dialect
+            .control_poll_request(&order.request_number, order.ticket.as_deref())
+        {
+            Ok(w) => w,
+            Err(e) => {
+                // Cannot ask: the order stays where it is, visibly.
+                self.release(
+                    &order,
+                    now_ms() + self.settings.max_retry_ms as i64,
+                    Some(&format!("cannot ask the agency about this order: {e}")),
+                )
+                .await;
+                return;
+            }
+        };
+        let action = match order.phase.as_str() {
+            PHASE_POLL => "order.poll",
+            PHASE_WATCH => "order.watch",
+            _ => "order.query",
+        };
+        let recorded = self
+            .audit
+            .record(AuditRecord {
+                direction: Some(Direction::Outbound),
+                action: action.into(),
+                body: Some(format!("{} {}", wire.method.as_str(), wire.path).into_bytes()),
+                ..audit_fields(&order, &request)
+            })
+            .await;
+        if recorded.is_err() {
+            self.release(&order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
+                .await;
+            return;
+        }
+        let outcome = self
+            .exchange(
+                link,
+                &order,
+                &request,
+                &wire,
+                &format!("{action}_reply"),
+                |reply| agency.dialect.control_poll_reply(&request, reply),
+            )
+            .await;
+        if let Some(outcome) = outcome {
+            self.apply(&order, outcome).await;
+        }
+    }
+
+    /// Sends a message, records the reply, and decodes it. None when the
+    /// reply could not be recorded (it must not be used; the order is given
+    /// back to be asked about again).
+    async fn exchange(
+        &self,
+        link: &AgencyLink,
+        order: &OrderRecord,
+        request: &ControlRequest,
+        wire: &WireRequest,
+        action: &str,
+        decode: impl FnOnce(WireReply<'_>) -> Result<ControlOutcome, adapters::dialect::ReplyError>,
+    ) -> Option<Result<ControlOutcome, String>> {
+        let agency = &*link.agency;
+        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
+        let result = self
+            .transport
+            .send(
+                &link.channel,
+                &agency.config.base_url,
+                wire,
+                timeout,
+                &order.request_number,
+            )
+            .await;
+        let (status, latency, body) = match &result {
+            Ok(reply) => (
+                format!("http_{}", reply.status),
+                Some(reply.latency.as_millis() as i64),
+                Some(reply.body.to_vec()),
+            ),
+            Err(e) => (format!("transport: {e}"), None, None),
+        };
+        let recorded = self
+            .audit
+            .record(AuditRecord {
+                direction: Some(Direction::Reply),
+                action: action.to_owned(),
+                status: Some(status),
+                latency_ms: latency,
+                body,
+                ..audit_fields(order, request)
+            })
+            .await;
+        if recorded.is_err() {
+            tracing::warn!(order = %order.id, "audit unavailable: reply not used");
+            self.release(order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
+                .await;
+            return None;
+        }
+        Some(match &result {
+            Err(e) => Err(format!("no answer from the agency: {e}")),
+            Ok(reply) => decode(wire_reply(reply)).map_err(|e| e.to_string()),
+        })
+    }
+
+    /// Stores what an answer (or its absence) makes of the order.
+    async fn apply(&self, order: &OrderRecord, outcome: Result<ControlOutcome, String>) {
+        let now = now_ms();
+        let mut p = OrderProgress::of(order);
+        let mut effect = None;
+        match outcome {
+            Err(detail) => {
+                // No usable answer: ask again later. A waiting measure keeps
+                // its watch; anything else asks about its request number.
+                p.detail = Some(detail);
+                if order.phase != PHASE_WATCH && order.phase != PHASE_POLL {
+                    p.phase = PHASE_QUERY.into();
+                }
+                p.due_at_ms = now + self.retry_after(order);
+            }
+            Ok(o) => match o.status {
+                ControlStatus::Unknown => {
+                    if order.send_attempts >= self.settings.max_send_attempts {
+                        p.status = "failed".into();
+                        p.phase = PHASE_DONE.into();
+                        p.decided_at_ms = Some(now);
+                        p.detail = Some(format!(
+                            "the agency has no record of this measure after {} attempts to send \
+                             it; last problem: {}",
+                            order.send_attempts,
+                            order.detail.as_deref().unwrap_or("none recorded")
+                        ));
+                    } else {
+                        // Never received: safe to send, with the same number.
+                        p.status = STATUS_ACCEPTED.into();
+                        p.phase = PHASE_SEND.into();
+                        p.detail = Some(
+                            "the agency has not received this measure; it is sent (again)".into(),
+                        );
+                        p.due_at_ms = now
+                            + if order.send_attempts == 0 {
+                                0
+                            } else {
+                                self.retry_after(order)
+                            };
+                    }
+                }
+                ControlStatus::Pending => {
+                    p.status = STATUS_DISPATCHED.into();
+                    p.phase = PHASE_POLL.into();
+                    p.ticket = o.ticket.or(p.ticket);
+                    p.detail = Some("accepted by the agency; its result comes later".into());
+                    p.due_at_ms = now + self.settings.poll_interval_ms as i64;
+                }
+                status => {
+                    let is_measure = order.measure_order == order.id;
+                    let new_status = status_of(status);
+                    p.status = new_status.into();
+                    p.detail = None;
+                    p.controlled_fen = o.controlled_fen.map(|f| f.0);
+                    p.shortfall_fen = o.shortfall_fen.map(|f| f.0);
+                    p.reason = o.reason;
+                    p.queue_position = o.queue_position.map(i64::from);
+                    if let Some(r) = o.agency_reference {
+                        p.agency_reference = Some(r);
+                    }
+                    let date = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+                    if is_measure {
+                        p.measure_start = o.start_date.map(date).or(p.measure_start);
+                        p.measure_end = o
+                            .end_date
+                            .map(date)
+                            .or(p.measure_end)
+                            .or(order.end_date.clone());
+                        // A measure in force keeps a phase only while it
+                        // waits in line: then it is looked at again.
+                        if status == ControlStatus::Waiting {
+                            p.phase = PHASE_WATCH.into();
+                            p.due_at_ms = now + self.settings.waiting_poll_ms as i64;
+                        } else {
+                            p.phase = PHASE_DONE.into();
+                        }
+                    } else {
+                        p.phase = PHASE_DONE.into();
+                        if matches!(status, ControlStatus::Applied | ControlStatus::Partial) {
+                            effect = effect_of(order, &p, o.end_date.map(date));
+                        }
+                    }
+                    if p.decided_at_ms.is_none() {
+                        p.decided_at_ms = Some(now);
+                    }
+                }
+            },
+        }
+        let changed = p.status != order.status && order::is_decided(&p.status);
+        let notify: Vec<OutboxRecord> = if changed {
+            let mut shown = order.clone();
+            apply_progress(&mut shown, &p, now);
+            self.notifier
+                .event(
+                    &order.caller,
+                    "order.updated",
+                    &order.id,
+                    &order::view(&shown),
+                    now,
+                )
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        match self
+            .store
+            .save_order(&self.owner, &order.id, &p, effect.as_ref(), &notify, now)
+            .await
+        {
+            Ok(true) => {
+                if changed {
+                    tracing::info!(
+                        order = %order.id,
+                        agency = %order.agency,
+                        action = %order.action,
+                        status = %p.status,
+                        "order decided"
+                    );
+                }
+            }
+            Ok(false) => {
+                tracing::warn!(order = %order.id, "lease lost before the result was stored; the agency will be asked again")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, order = %order.id, "cannot store an order's result; the agency will be asked again")
+            }
+        }
+    }
+
+    fn retry_after(&self, order: &OrderRecord) -> i64 {
+        if order.phase == PHASE_WATCH {
+            return self.settings.waiting_poll_ms as i64;
+        }
+        let shift = (order.steps - 1).clamp(0, 16) as u32;
+        (self.settings.retry_ms.saturating_mul(1 << shift)).min(self.settings.max_retry_ms) as i64
+    }
+
+    async fn fail(&self, order: &OrderRecord, detail: &str) {
+        tracing::warn!(order = %order.id, detail, "order failed");
+        let now = now_ms();
+        let mut p = OrderProgress::of(order);
+        p.status = "failed".into();
+        p.phase = PHASE_DONE.into();
+        p.detail = Some(detail.to_owned());
+        p.decided_at_ms = Some(now);
+        let mut shown = order.clone();
+        apply_progress(&mut shown, &p, now);
+        let notify: Vec<OutboxRecord> = self
+            .notifier
+            .event(
+                &order.caller,
+                "order.updated",
+                &order.id,
+                &order::view(&shown),
+                now,
+            )
+            .into_iter()
+            .collect();
+        if let Err(e) = self
+            .store
+            .save_order(&self.owner, &order.id, &p, None, &notify, now)
+            .await
+        {
+            tracing::error!(error = %e, order = %order.id, "cannot store an order's failure");
+        }
+    }
+
+    async fn release(&self, order: &OrderRecord, due_at_ms: i64, detail: Option<&str>) {
+        if let Err(e) = self
+            .store
+            .release_order(&self.owner, &order.id, due_at_ms, detail)
+            .await
+        {
+            tracing::error!(error = %e, "cannot release an order; its lease will expire");
+        }
+    }
+}
+
+/// What an applied renewal, release or deduction does to its measure.
+fn effect_of(
+    order: &OrderRecord,
+    p: &OrderProgress,
+    answered_end: Option<String>,
+) -> Option<MeasureEffect> {
+    let action: ControlAction = serde_json::from_value(serde_json::json!(order.action)).ok()?;
+    match action {
+        ControlAction::Renew | ControlAction::RenewSeal => Some(MeasureEffect::Renewed {
+            end_date: answered_end.or(order.end_date.clone())?,
+        }),
+        ControlAction::Release | ControlAction::ReleaseSeal => Some(MeasureEffect::Released),
+        ControlAction::Deduct => Some(MeasureEffect::Deducted {
+            amount_fen: p.controlled_fen.or(order.amount_fen)?,
+        }),
+        ControlAction::Freeze | ControlAction::Seal => None,
+    }
+}
+
+/// The order as it will read once `p` is stored.
+fn apply_progress(o: &mut OrderRecord, p: &OrderProgress, now: i64) {
+    o.status = p.status.clone();
+    o.phase = p.phase.clone();
+    o.controlled_fen = p.controlled_fen;
+    o.shortfall_fen = p.shortfall_fen;
+    o.reason = p.reason.clone();
+    o.queue_position = p.queue_position;
+    o.measure_start = p.measure_start.clone();
+    o.measure_end = p.measure_end.clone();
+    o.agency_reference = p.agency_reference.clone();
+    o.detail = p.detail.clone();
+    o.decided_at_ms = p.decided_at_ms;
+    o.updated_at_ms = now;
+}
+
+fn wire_reply(reply: &HttpReply) -> WireReply<'_> {
+    WireReply {
+        status: reply.status,
+        content_type: reply.content_type.as_deref(),
+        body: &reply.body,
+    }
+}
+
+fn audit_fields(order: &OrderRecord, request: &ControlRequest) -> AuditRecord {
+    AuditRecord {
+        caller: Some(order.caller.clone()),
+        officers: officer_labels(&request.officers),
+        case_number: Some(order.case_number.clone()),
+        subject: Some(order.subject_id.clone()),
+        agency: Some(order.agency.clone()),
+        inquiry_id: Some(order.id.clone()),
+        request_number: Some(order.request_number.clone()),
+        ..AuditRecord::default()
+    }
+}

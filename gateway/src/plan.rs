@@ -1,0 +1,596 @@
+//! Freeze plans: freeze up to an amount across the accounts an inquiry
+//! found, one account after another, never more than the amount.
+//!
+//! A plan sends one freeze at a time. Each asks only for what is still
+//! missing once every earlier freeze has answered with what it actually
+//! controlled, so the total controlled can never exceed the amount,
+//! whatever the banks answer:
+//! - partial: the shortfall moves on to the next account;
+//! - refused or failed: the next account is asked for the same amount;
+//! - slow or in doubt: the plan waits (the order worker learns the outcome
+//!   from the bank before anything else is sent);
+//! - waiting in line behind another authority: a waiting freeze controls
+//!   nothing now but would take effect later, on top of what the plan froze
+//!   elsewhere, so the plan releases it at once and moves on. Should that
+//!   release fail, the waiting freeze's amount stays reserved: it is
+//!   counted as if controlled, and the plan never asks for it again.
+//!
+//! Accounts are tried largest available balance first (fewest messages,
+//! fewest accounts disturbed) unless `orders.plan_account_order` says
+//! otherwise; accounts the inquiry showed with nothing available are
+//! skipped. Every step is stored before it acts, so a restart resumes the
+//! plan where it was: the orders it creates carry idempotency keys made
+//! from the plan and the step, and creating one twice returns the first.
+
+use adapters::control::{ControlAction, DocumentRef};
+use adapters::ids::CaseNumber;
+use adapters::model::{Court, Officer};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::agencies::AgencyRegistry;
+use crate::audit::{AuditRecord, Direction};
+use crate::config::PlanAccountOrder;
+use crate::error::ApiError;
+use crate::inquiry::{
+    OfficerBody, SubjectBody, stored_subject, timestamp, validate_subject, view as inquiry_view,
+};
+use crate::order::{
+    self, AssetBody, DEPOSIT_TERM_MONTHS, DocumentBody, NewOrder, parse_date,
+    validate_control_officers, validate_documents,
+};
+use crate::order_worker::OrderWorker;
+use crate::store::{Created, InquiryRecord, OrderRecord, PlanProgress, PlanRecord, TaskRecord};
+
+/// `POST /v1/freeze-plans` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBody {
+    pub case_number: String,
+    pub subject: SubjectBody,
+    #[serde(default)]
+    pub officers: Vec<OfficerBody>,
+    pub inquiry: String,
+    pub amount_fen: i64,
+    pub end_date: String,
+    #[serde(default)]
+    pub documents: Vec<DocumentBody>,
+}
+
+/// One account a plan may freeze.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlanAccount {
+    pub agency: String,
+    pub account_number: String,
+    pub available_fen: i64,
+}
+
+/// A checked plan, ready to store.
+pub struct NewPlan {
+    pub case_number: CaseNumber,
+    pub subject: adapters::model::Subject,
+    pub officers: Vec<Officer>,
+    pub documents: Vec<DocumentRef>,
+    pub amount_fen: i64,
+    pub end_date: NaiveDate,
+    pub accounts: Vec<PlanAccount>,
+    /// Accounts found but not tried, with why.
+    pub skipped: Vec<Value>,
+}
+
+fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
+}
+
+impl PlanBody {
+    pub fn validate(
+        &self,
+        today: NaiveDate,
+        min_officers: usize,
+        caller: &str,
+        inquiry: Option<(&InquiryRecord, &[TaskRecord])>,
+        agencies: &AgencyRegistry,
+        order_by: PlanAccountOrder,
+    ) -> Result<NewPlan, ApiError> {
+        let case_number = CaseNumber::parse(&self.case_number)
+            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+        let (subject, _) = validate_subject(&self.subject)?;
+        let officers = validate_control_officers(&self.officers, min_officers)?;
+        let documents = validate_documents(&self.documents)?;
+        if self.amount_fen <= 0 {
+            return Err(unprocessable(
+                "amount_not_positive",
+                "amount_fen",
+                "amount_fen must be positive",
+            ));
+        }
+        let end_date = parse_date("end_date", &self.end_date)?;
+        if end_date < today {
+            return Err(unprocessable(
+                "end_date_in_past",
+                "end_date",
+                format!("the end date {end_date} is before today, {today}"),
+            ));
+        }
+        let limit = crate::clock::term_end(today, DEPOSIT_TERM_MONTHS).unwrap_or(today);
+        if end_date > limit {
+            return Err(unprocessable(
+                "term_too_long",
+                "end_date",
+                format!(
+                    "a freeze of bank deposits lasts at most one year: from {today} it may end on \
+                     {limit} at the latest, not {end_date}"
+                ),
+            ));
+        }
+        let Some((inquiry, tasks)) = inquiry.filter(|(i, _)| i.caller == caller) else {
+            return Err(unprocessable(
+                "unknown_inquiry",
+                "inquiry",
+                format!("no inquiry {:?} of this caller exists", self.inquiry),
+            ));
+        };
+        if inquiry.case_number != case_number.as_str() {
+            return Err(unprocessable(
+                "inquiry_other_case",
+                "inquiry",
+                format!(
+                    "the inquiry belongs to case {}, not {case_number}",
+                    inquiry.case_number
+                ),
+            ));
+        }
+        if inquiry.subject_id != subject.identifier() {
+            return Err(unprocessable(
+                "inquiry_other_subject",
+                "inquiry",
+                "the inquiry was about another subject",
+            ));
+        }
+        if inquiry.status != "completed" {
+            return Err(unprocessable(
+                "inquiry_running",
+                "inquiry",
+                "the inquiry is still running; plan once every agency has answered",
+            ));
+        }
+        let view = inquiry_view(inquiry, tasks)
+            .map_err(|e| ApiError::internal(format!("stored inquiry unreadable: {e}")))?;
+        let mut accounts = Vec::new();
+        let mut skipped = Vec::new();
+        for asset in &view.assets {
+            if asset.get("kind").and_then(Value::as_str) != Some("bank_account") {
+                continue;
+            }
+            let text = |k: &str| asset.get(k).and_then(Value::as_str).unwrap_or_default();
+            let (agency, account_number) = (text("agency"), text("account_number"));
+            let currency = asset
+                .get("currency")
+                .and_then(Value::as_str)
+                .unwrap_or("CNY");
+            let available = asset.get("available_fen").and_then(Value::as_i64);
+            let why_not = match agencies.get(agency) {
+                None => Some("the agency is no longer configured"),
+                Some(l) if !l.config().enabled => Some("the agency is disabled"),
+                Some(l)
+                    if !l.agency.dialect.supports(ControlAction::Freeze)
+                        || !l.agency.dialect.can_query_control() =>
+                {
+                    Some("the agency takes no freeze orders through the gateway")
+                }
+                Some(_) if currency != "CNY" => Some("not a CNY account"),
+                Some(_) if account_number.is_empty() => Some("no account number"),
+                Some(_) if available.is_none_or(|f| f <= 0) => {
+                    Some("nothing available on it when the inquiry answered")
+                }
+                Some(_) => None,
+            };
+            match why_not {
+                Some(reason) => skipped.push(json!({
+                    "agency": agency,
+                    "account_number": account_number,
+                    "reason": reason,
+                })),
+                None => accounts.push(PlanAccount {
+                    agency: agency.to_owned(),
+                    account_number: account_number.to_owned(),
+                    available_fen: available.unwrap_or(0),
+                }),
+            }
+        }
+        if order_by == PlanAccountOrder::LargestAvailableFirst {
+            // Stable: equal balances keep the inquiry's order.
+            accounts.sort_by_key(|a| std::cmp::Reverse(a.available_fen));
+        }
+        if accounts.is_empty() {
+            return Err(unprocessable(
+                "no_accounts",
+                "inquiry",
+                "the inquiry found no account a freeze could be placed on",
+            )
+            .with_details(json!({ "skipped": skipped })));
+        }
+        Ok(NewPlan {
+            case_number,
+            subject,
+            officers,
+            documents,
+            amount_fen: self.amount_fen,
+            end_date,
+            accounts,
+            skipped,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn new_record(
+    id: &str,
+    caller: &str,
+    key: &str,
+    body_sha256: &str,
+    court: &Court,
+    inquiry_id: &str,
+    plan: &NewPlan,
+    now_ms: i64,
+) -> PlanRecord {
+    PlanRecord {
+        id: id.to_owned(),
+        caller: caller.to_owned(),
+        idempotency_key: key.to_owned(),
+        body_sha256: body_sha256.to_owned(),
+        case_number: plan.case_number.as_str().to_owned(),
+        subject_kind: match plan.subject.kind() {
+            adapters::model::SubjectKind::Person => "person",
+            adapters::model::SubjectKind::Organization => "organization",
+        }
+        .to_owned(),
+        subject_name: plan.subject.name().to_owned(),
+        subject_id: plan.subject.identifier().to_owned(),
+        officers: serde_json::to_string(&plan.officers).unwrap_or_else(|_| "[]".into()),
+        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
+        documents: serde_json::to_string(&plan.documents).unwrap_or_else(|_| "[]".into()),
+        inquiry_id: inquiry_id.to_owned(),
+        amount_fen: plan.amount_fen,
+        end_date: plan.end_date.format("%Y-%m-%d").to_string(),
+        accounts: serde_json::to_string(&json!({
+            "try": plan.accounts,
+            "skipped": plan.skipped,
+        }))
+        .unwrap_or_else(|_| "{}".into()),
+        next_index: 0,
+        status: "running".into(),
+        controlled_fen: 0,
+        detail: None,
+        due_at_ms: now_ms,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        completed_at_ms: None,
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct StoredAccounts {
+    #[serde(rename = "try", default)]
+    tried: Vec<PlanAccount>,
+    #[serde(default)]
+    skipped: Vec<Value>,
+}
+
+fn stored_accounts(plan: &PlanRecord) -> StoredAccounts {
+    serde_json::from_str(&plan.accounts).unwrap_or_default()
+}
+
+/// The plan as the API shows it.
+pub fn view(plan: &PlanRecord, orders: &[OrderRecord]) -> Value {
+    let accounts = stored_accounts(plan);
+    json!({
+        "id": plan.id,
+        "status": plan.status,
+        "case_number": plan.case_number,
+        "subject": {"kind": plan.subject_kind, "name": plan.subject_name},
+        "inquiry": plan.inquiry_id,
+        "amount_fen": plan.amount_fen,
+        "controlled_fen": plan.controlled_fen,
+        "end_date": plan.end_date,
+        "accounts": accounts.tried,
+        "skipped_accounts": accounts.skipped,
+        "orders": orders.iter().map(order::view).collect::<Vec<_>>(),
+        "detail": plan.detail,
+        "created_at": timestamp(plan.created_at_ms),
+        "updated_at": timestamp(plan.updated_at_ms),
+        "completed_at": plan.completed_at_ms.map(timestamp),
+    })
+}
+
+fn in_flight(o: &OrderRecord) -> bool {
+    !order::is_decided(&o.status)
+}
+
+/// One look at a claimed plan: wait for an order in flight, release a
+/// waiting freeze, send the next freeze, or finish.
+pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let orders = match worker.store.orders_of_plan(&plan.id).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, plan = %plan.id, "cannot read a plan's orders");
+            return;
+        }
+    };
+    let freezes: Vec<&OrderRecord> = orders.iter().filter(|o| o.action == "freeze").collect();
+    let releases: Vec<&OrderRecord> = orders.iter().filter(|o| o.action == "release").collect();
+    let mut progress = PlanProgress {
+        next_index: plan.next_index,
+        status: "running".into(),
+        controlled_fen: plan.controlled_fen,
+        detail: None,
+        // Woken by its orders' changes; this is only a safety net.
+        due_at_ms: now + 60_000,
+        completed_at_ms: None,
+    };
+
+    let mut waiting_on = None;
+    let mut reserved = 0;
+    for f in &freezes {
+        if in_flight(f) {
+            waiting_on = Some(format!("waiting for {} to answer", f.agency));
+            continue;
+        }
+        if f.status != "waiting" && !(f.status == "released" && has_release(&releases, f)) {
+            continue;
+        }
+        match releases
+            .iter()
+            .find(|r| r.prior_order.as_deref() == Some(&f.id))
+        {
+            None if f.status == "waiting" => {
+                // Lift it before it can take effect on top of the rest.
+                match create_order(
+                    worker,
+                    &plan,
+                    release_of(&plan, f),
+                    &format!("release:{}", f.id),
+                )
+                .await
+                {
+                    Ok(()) => {
+                        waiting_on = Some(format!(
+                            "releasing the waiting freeze at {} before going on",
+                            f.agency
+                        ))
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, plan = %plan.id, "cannot create a plan's release");
+                        waiting_on = Some("retrying a release".into());
+                    }
+                }
+            }
+            None => {}
+            Some(r) if in_flight(r) => {
+                waiting_on = Some(format!("waiting for the release at {}", f.agency));
+            }
+            Some(r) if matches!(r.status.as_str(), "applied" | "partial") => {}
+            Some(_) => {
+                // The release did not take: the waiting freeze may still take
+                // effect, so its amount stays reserved.
+                reserved += f.amount_fen.unwrap_or(0);
+            }
+        }
+    }
+    let controlled: i64 = freezes
+        .iter()
+        .filter(|f| matches!(f.status.as_str(), "applied" | "partial"))
+        .map(|f| f.controlled_fen.unwrap_or(0))
+        .sum();
+    progress.controlled_fen = controlled;
+    if let Some(why) = waiting_on {
+        progress.detail = Some(why);
+        save(worker, &plan, &progress, &orders, now).await;
+        return;
+    }
+    let missing = plan.amount_fen - controlled - reserved;
+    let accounts = stored_accounts(&plan).tried;
+    if missing <= 0 {
+        progress.status = "completed".into();
+        progress.completed_at_ms = Some(now);
+    } else if let Some(account) = usize::try_from(plan.next_index)
+        .ok()
+        .and_then(|i| accounts.get(i))
+    {
+        let step = plan.next_index;
+        match create_order(
+            worker,
+            &plan,
+            freeze_of(&plan, account, missing),
+            &step.to_string(),
+        )
+        .await
+        {
+            Ok(()) => {
+                progress.next_index = step + 1;
+                progress.detail = Some(format!(
+                    "asking {} to freeze {} on {}",
+                    account.agency,
+                    adapters::model::Fen(missing),
+                    account.account_number
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, plan = %plan.id, "cannot create a plan's freeze");
+                progress.due_at_ms = now + 2_000;
+                progress.detail = Some("retrying the next freeze".into());
+            }
+        }
+    } else {
+        progress.status = if controlled > 0 { "partial" } else { "failed" }.into();
+        progress.completed_at_ms = Some(now);
+        progress.detail = Some(format!(
+            "the accounts could not supply {} of the amount",
+            adapters::model::Fen(missing)
+        ));
+    }
+    save(worker, &plan, &progress, &orders, now).await;
+    worker.handle().wake();
+}
+
+fn has_release(releases: &[&OrderRecord], f: &OrderRecord) -> bool {
+    releases
+        .iter()
+        .any(|r| r.prior_order.as_deref() == Some(&f.id))
+}
+
+async fn save(
+    worker: &OrderWorker,
+    plan: &PlanRecord,
+    progress: &PlanProgress,
+    orders: &[OrderRecord],
+    now: i64,
+) {
+    let finished = progress.status != "running";
+    let notify = if finished {
+        let shown = PlanRecord {
+            status: progress.status.clone(),
+            controlled_fen: progress.controlled_fen,
+            next_index: progress.next_index,
+            detail: progress.detail.clone(),
+            completed_at_ms: progress.completed_at_ms,
+            updated_at_ms: now,
+            ..plan.clone()
+        };
+        worker.notifier.event(
+            &plan.caller,
+            "freeze_plan.completed",
+            &plan.id,
+            &view(&shown, orders),
+            now,
+        )
+    } else {
+        None
+    };
+    match worker
+        .store
+        .save_plan(&worker.owner, &plan.id, progress, notify.as_ref(), now)
+        .await
+    {
+        Ok(true) if finished => {
+            tracing::info!(plan = %plan.id, status = %progress.status, controlled_fen = progress.controlled_fen, "freeze plan finished");
+            let _ = worker
+                .audit
+                .record(AuditRecord {
+                    direction: Some(Direction::Internal),
+                    caller: Some(plan.caller.clone()),
+                    case_number: Some(plan.case_number.clone()),
+                    subject: Some(plan.subject_id.clone()),
+                    action: "freeze_plan.finish".into(),
+                    inquiry_id: Some(plan.id.clone()),
+                    status: Some(progress.status.clone()),
+                    ..AuditRecord::default()
+                })
+                .await;
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, plan = %plan.id, "cannot store a plan's progress"),
+    }
+}
+
+fn base_order(plan: &PlanRecord, action: ControlAction) -> Result<NewOrder, String> {
+    let subject = stored_subject(&plan.subject_kind, &plan.subject_name, &plan.subject_id)?;
+    Ok(NewOrder {
+        case_number: CaseNumber::parse(&plan.case_number).map_err(|e| e.to_string())?,
+        subject,
+        officers: serde_json::from_str(&plan.officers).map_err(|e| e.to_string())?,
+        action,
+        agency: String::new(),
+        asset: AssetBody::default(),
+        amount_fen: None,
+        start_date: None,
+        end_date: None,
+        prior_order: None,
+        measure_order: None,
+        prior_request_number: None,
+        documents: serde_json::from_str(&plan.documents).map_err(|e| e.to_string())?,
+    })
+}
+
+fn freeze_of(plan: &PlanRecord, account: &PlanAccount, amount: i64) -> Result<NewOrder, String> {
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).ok_or("offset")?)
+        .date_naive();
+    Ok(NewOrder {
+        agency: account.agency.clone(),
+        asset: AssetBody {
+            account_number: Some(account.account_number.clone()),
+            unit_number: None,
+        },
+        amount_fen: Some(amount),
+        start_date: Some(today),
+        end_date: Some(
+            NaiveDate::parse_from_str(&plan.end_date, "%Y-%m-%d").map_err(|e| e.to_string())?,
+        ),
+        ..base_order(plan, ControlAction::Freeze)?
+    })
+}
+
+fn release_of(plan: &PlanRecord, freeze: &OrderRecord) -> Result<NewOrder, String> {
+    Ok(NewOrder {
+        agency: freeze.agency.clone(),
+        asset: AssetBody {
+            account_number: freeze.account_number.clone(),
+            unit_number: None,
+        },
+        prior_order: Some(freeze.id.clone()),
+        measure_order: Some(freeze.id.clone()),
+        prior_request_number: Some(freeze.request_number.clone()),
+        ..base_order(plan, ControlAction::Release)?
+    })
+}
+
+/// Creates a plan's order under a key made of the plan and the step: a
+/// repeated step finds the order it created before.
+async fn create_order(
+    worker: &OrderWorker,
+    plan: &PlanRecord,
+    order: Result<NewOrder, String>,
+    step: &str,
+) -> Result<(), String> {
+    let order = order?;
+    let court: Court = serde_json::from_str(&plan.court).map_err(|e| e.to_string())?;
+    let key = format!("plan:{}:{step}", plan.id);
+    let id = format!("ord_{}", uuid::Uuid::now_v7().simple());
+    let now = chrono::Utc::now().timestamp_millis();
+    let record = order::new_record(
+        &id,
+        &plan.caller,
+        &key,
+        "",
+        &court,
+        &order,
+        Some(&plan.id),
+        now,
+    );
+    // Audit before the order exists: it is the plan acting for its caller.
+    worker
+        .audit
+        .record(AuditRecord {
+            direction: Some(Direction::Internal),
+            caller: Some(plan.caller.clone()),
+            officers: crate::inquiry::officer_labels(&order.officers),
+            case_number: Some(plan.case_number.clone()),
+            subject: Some(plan.subject_id.clone()),
+            agency: Some(record.agency.clone()),
+            action: format!("freeze_plan.{}", record.action),
+            inquiry_id: Some(plan.id.clone()),
+            request_number: Some(record.request_number.clone()),
+            status: Some("accepted".into()),
+            body: serde_json::to_vec(&order::view(&record)).ok(),
+            ..AuditRecord::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    match worker.store.create_order(&record).await {
+        Ok(Created::New(_)) | Ok(Created::Existing(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}

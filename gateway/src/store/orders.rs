@@ -1,0 +1,340 @@
+//! Durable state of control orders, freeze plans and the outbox of signed
+//! callbacks to callers.
+//!
+//! An order's `phase` says what the order worker does with it next, and is
+//! what makes delivery exactly-once: `send` (never sent, or the agency said
+//! it has never seen the request number), `query` (a send may have reached
+//! the agency; ask it before anything else), `poll` (accepted, the result
+//! comes later), `watch` (waiting in line behind another authority's
+//! measure), `done`. The worker claims orders with a lease, as the
+//! dispatcher claims inquiry tasks.
+
+use async_trait::async_trait;
+
+use super::StoreError;
+
+pub const PHASE_SEND: &str = "send";
+pub const PHASE_QUERY: &str = "query";
+pub const PHASE_POLL: &str = "poll";
+pub const PHASE_WATCH: &str = "watch";
+pub const PHASE_DONE: &str = "done";
+
+/// An order as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OrderRecord {
+    pub id: String,
+    pub caller: String,
+    pub idempotency_key: String,
+    pub body_sha256: String,
+    pub case_number: String,
+    pub subject_kind: String,
+    pub subject_name: String,
+    pub subject_id: String,
+    /// JSON array of officers.
+    pub officers: String,
+    /// JSON of the court.
+    pub court: String,
+    /// JSON array of documents.
+    pub documents: String,
+    pub action: String,
+    pub agency: String,
+    pub account_number: Option<String>,
+    pub unit_number: Option<String>,
+    pub amount_fen: Option<i64>,
+    /// As sent, `YYYY-MM-DD`.
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub prior_order: Option<String>,
+    /// The freeze or seal whose measure this order acts on (itself for one).
+    pub measure_order: String,
+    pub prior_request_number: Option<String>,
+    pub plan_id: Option<String>,
+    pub request_number: String,
+    pub status: String,
+    pub phase: String,
+    pub send_attempts: i64,
+    pub steps: i64,
+    pub ticket: Option<String>,
+    pub controlled_fen: Option<i64>,
+    pub shortfall_fen: Option<i64>,
+    pub deducted_fen: i64,
+    pub reason: Option<String>,
+    pub queue_position: Option<i64>,
+    /// The measure's dates as the agency states them (a renewal moves the
+    /// end of its measure's order).
+    pub measure_start: Option<String>,
+    pub measure_end: Option<String>,
+    pub agency_reference: Option<String>,
+    pub detail: Option<String>,
+    /// The end date an expiry warning was last sent for.
+    pub warned_end: Option<String>,
+    pub due_at_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+/// What one step of the worker changed on an order.
+#[derive(Debug, Clone, Default)]
+pub struct OrderProgress {
+    pub status: String,
+    pub phase: String,
+    pub send_attempts: i64,
+    pub ticket: Option<String>,
+    pub controlled_fen: Option<i64>,
+    pub shortfall_fen: Option<i64>,
+    pub reason: Option<String>,
+    pub queue_position: Option<i64>,
+    pub measure_start: Option<String>,
+    pub measure_end: Option<String>,
+    pub agency_reference: Option<String>,
+    pub detail: Option<String>,
+    pub due_at_ms: i64,
+    pub decided_at_ms: Option<i64>,
+}
+
+impl OrderProgress {
+    /// The order's progress as it stands, to change a field or two.
+    pub fn of(order: &OrderRecord) -> Self {
+        Self {
+            status: order.status.clone(),
+            phase: order.phase.clone(),
+            send_attempts: order.send_attempts,
+            ticket: order.ticket.clone(),
+            controlled_fen: order.controlled_fen,
+            shortfall_fen: order.shortfall_fen,
+            reason: order.reason.clone(),
+            queue_position: order.queue_position,
+            measure_start: order.measure_start.clone(),
+            measure_end: order.measure_end.clone(),
+            agency_reference: order.agency_reference.clone(),
+            detail: order.detail.clone(),
+            due_at_ms: order.due_at_ms,
+            decided_at_ms: order.decided_at_ms,
+        }
+    }
+}
+
+/// What an applied renewal, release or deduction does to the order of the
+/// measure it acts on, stored with the step that learnt of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeasureEffect {
+    Renewed { end_date: String },
+    Released,
+    Deducted { amount_fen: i64 },
+}
+
+/// A freeze plan as stored.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlanRecord {
+    pub id: String,
+    pub caller: String,
+    pub idempotency_key: String,
+    pub body_sha256: String,
+    pub case_number: String,
+    pub subject_kind: String,
+    pub subject_name: String,
+    pub subject_id: String,
+    pub officers: String,
+    pub court: String,
+    pub documents: String,
+    pub inquiry_id: String,
+    pub amount_fen: i64,
+    pub end_date: String,
+    /// JSON array of the accounts in the order they are tried.
+    pub accounts: String,
+    pub next_index: i64,
+    pub status: String,
+    pub controlled_fen: i64,
+    pub detail: Option<String>,
+    pub due_at_ms: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanProgress {
+    pub next_index: i64,
+    pub status: String,
+    pub controlled_fen: i64,
+    pub detail: Option<String>,
+    pub due_at_ms: i64,
+    pub completed_at_ms: Option<i64>,
+}
+
+/// A callback to a caller, waiting to be delivered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutboxRecord {
+    pub id: String,
+    pub caller: String,
+    pub event: String,
+    pub resource_id: String,
+    pub body: Vec<u8>,
+    pub attempts: i64,
+    pub due_at_ms: i64,
+    pub created_at_ms: i64,
+}
+
+/// The result of storing something under an idempotency key.
+#[derive(Debug, Clone)]
+pub enum Created<T> {
+    /// Stored now.
+    New(T),
+    /// The key was used before: what it stored then.
+    Existing(T),
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order, or returns the one stored earlier under the same
+    /// caller and idempotency key.
+    async fn create_order(&self, order: &OrderRecord) -> Result<Created<OrderRecord>, StoreError>;
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
+
+    /// The order a caller stored under an idempotency key.
+    async fn order_by_key(
+        &self,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<OrderRecord>, StoreError>;
+
+    /// The caller's orders under a case (newest first); with
+    /// `expiring_before`, only measures in force or waiting whose end date
+    /// is before that date.
+    async fn orders_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        expiring_before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// The orders acting on one measure (its own order first).
+    async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError>;
+
+    async fn orders_of_plan(&self, plan_id: &str) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// Claims up to `limit` orders with work due.
+    async fn claim_due_orders(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// Records, before a message goes out, that it may reach the agency:
+    /// from now on the order's outcome is asked of the agency, never sent
+    /// blindly again. False when `owner` lost the lease.
+    async fn mark_sending(
+        &self,
+        owner: &str,
+        id: &str,
+        send_attempts: i64,
+        now_ms: i64,
+        query_due_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores a step's result and releases the lease (only if `owner` still
+    /// holds it), with its effect on the measure's order, a callback to
+    /// send, and a wake-up of the order's plan, in one transaction.
+    async fn save_order(
+        &self,
+        owner: &str,
+        id: &str,
+        progress: &OrderProgress,
+        effect: Option<&MeasureEffect>,
+        notify: &[OutboxRecord],
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a claimed order back untouched, due at `due_at_ms`.
+    async fn release_order(
+        &self,
+        owner: &str,
+        id: &str,
+        due_at_ms: i64,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Marks measures in force or waiting whose end date is before `today`
+    /// expired, with a callback for each built by `notify`; returns them.
+    async fn expire_orders(
+        &self,
+        today: &str,
+        now_ms: i64,
+        notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// Measures in force or waiting that end before `before` and have not
+    /// been warned about for their current end date.
+    async fn orders_to_warn(
+        &self,
+        before: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// Records the warning about an order's end date with its callback.
+    async fn mark_warned(
+        &self,
+        id: &str,
+        end_date: &str,
+        notify: Option<&OutboxRecord>,
+    ) -> Result<(), StoreError>;
+
+    async fn create_plan(&self, plan: &PlanRecord) -> Result<Created<PlanRecord>, StoreError>;
+
+    async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError>;
+
+    async fn plan_by_key(&self, caller: &str, key: &str) -> Result<Option<PlanRecord>, StoreError>;
+
+    async fn claim_due_plans(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<PlanRecord>, StoreError>;
+
+    /// Stores a plan's progress and releases its lease.
+    async fn save_plan(
+        &self,
+        owner: &str,
+        id: &str,
+        progress: &PlanProgress,
+        notify: Option<&OutboxRecord>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError>;
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRecord>, StoreError>;
+
+    /// Records one delivery attempt: delivered, given up, or due again.
+    async fn outbox_attempted(
+        &self,
+        owner: &str,
+        id: &str,
+        attempts: i64,
+        outcome: OutboxOutcome<'_>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The earliest time any order, plan or callback has work due.
+    async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError>;
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum OutboxOutcome<'a> {
+    Delivered,
+    Retry { due_at_ms: i64, error: &'a str },
+    GaveUp { error: &'a str },
+}
