@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use adapters::agency::AgencyConfig;
 use gateway::Gateway;
+use gateway::clock::Clock;
 use gateway::config::GatewayConfig;
 use mock_agencies::{MockConfig, MockFleet};
 use reqwest::{Method, StatusCode};
@@ -53,6 +54,8 @@ pub struct System {
     pub base: String,
     pub config: GatewayConfig,
     pub dir: tempfile::TempDir,
+    /// The gateway's civil date: tests move it to see measures lapse.
+    pub clock: Clock,
 }
 
 /// A response: status, JSON body (or `Value::String` of the text), headers.
@@ -78,6 +81,15 @@ impl System {
         let mut config = GatewayConfig::load(&config_dir().join("gateway.toml"))?;
         config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
         config.dialects_dir = config_dir().join("dialects");
+        // Orders move at test speed: results fetched, waiting measures and
+        // expiries looked at, and doubts retried within tenths of a second.
+        config.orders.poll_interval_ms = 50;
+        config.orders.waiting_poll_ms = 100;
+        config.orders.retry_ms = 50;
+        config.orders.max_retry_ms = 500;
+        config.orders.expiry_sweep_ms = 100;
+        config.callbacks.retry_ms = 50;
+        config.callbacks.max_retry_ms = 200;
         let mut agencies = adapters::agency::load_agencies(&config_dir().join("agencies"))?;
         for agency in &mut agencies {
             if let Some(url) = fleet.base_url(&agency.id) {
@@ -99,6 +111,7 @@ impl System {
             base: String::new(),
             config,
             dir,
+            clock: Clock::default(),
         };
         system.start_gateway().await?;
         Ok(system)
@@ -107,7 +120,8 @@ impl System {
     /// (Re)starts the gateway on the same database.
     pub async fn start_gateway(&mut self) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let gateway = Gateway::start(self.config.clone(), listener).await?;
+        let gateway =
+            Gateway::start_with_clock(self.config.clone(), listener, self.clock.clone()).await?;
         self.base = gateway.base_url();
         self.gateway = Some(gateway);
         Ok(())
@@ -244,6 +258,92 @@ impl System {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `POST /v1/orders` with an `Idempotency-Key`.
+    pub async fn order(&self, key: &str, body: &Value) -> anyhow::Result<Reply> {
+        self.keyed_post("/v1/orders", key, body).await
+    }
+
+    /// A POST with an `Idempotency-Key`, as the enforcement system.
+    pub async fn keyed_post(&self, path: &str, key: &str, body: &Value) -> anyhow::Result<Reply> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ENFORCEMENT)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Reply {
+            status,
+            body,
+            headers,
+        })
+    }
+
+    /// Reads a resource (`/v1/orders/{id}`, `/v1/freeze-plans/{id}`) until
+    /// `done` holds, or fails after `limit`.
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let reply = self.get(path, ENFORCEMENT).await?;
+            if done(&reply.body) {
+                return Ok(reply.body);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{path} did not reach the state in {limit:?}: {}",
+                    reply.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until an order's status is one of `statuses`.
+    pub async fn wait_for_order(&self, id: &str, statuses: &[&str]) -> anyhow::Result<Value> {
+        self.wait_for(&format!("/v1/orders/{id}"), Duration::from_secs(15), |o| {
+            statuses.iter().any(|s| o["status"] == *s)
+        })
+        .await
+    }
+
+    /// A mock agency's ledger (`GET /_mock/ledger`).
+    pub async fn ledger(&self, agency: &str) -> anyhow::Result<Value> {
+        Ok(self
+            .client
+            .get(format!("{}/_mock/ledger", self.mock_url(agency)))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// POSTs to a mock agency's inspection API (`/_mock/clock`, `/_mock/lift`).
+    pub async fn mock_post(&self, agency: &str, path: &str, body: &Value) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.mock_url(agency)))
+            .json(body)
+            .send()
+            .await?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{path} refused: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+        Ok(())
     }
 
     /// Sets a mock agency's fault mode.

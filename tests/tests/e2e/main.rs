@@ -10,4 +10,6 @@ mod fleet;
 mod inquiries;
 mod limits;
 mod onboarding;
+mod orders;
+mod plans;
 mod reload;
