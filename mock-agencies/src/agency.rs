@@ -1,7 +1,9 @@
 //! One running mock agency: its configuration, its (shared, immutable) book
-//! of holdings, its mutable state behind a mutex, and the pieces every
-//! dialect uses: latency and fault handling, deduplication by request
-//! number, and cutting a reply short. The lock is never held across an await.
+//! of holdings, its mutable state behind a mutex (the request log, the
+//! answers given, and the control ledger of measures placed over the book),
+//! and the pieces every dialect uses: latency and fault handling,
+//! deduplication by request number, and cutting a reply short. The lock is
+//! never held across an await.
 //! A registry's result pushes run as tasks of their own, tracked here so that
 //! stopping the agency stops them too.
 
@@ -18,6 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::bank_book::BankBook;
 use crate::config::{AgencySpec, MockDialect};
+use crate::control::{ControlOutcome, ControlRequest};
 use crate::ledger::{AgencyState, Answer, FaultMode, Faults, Outcome, RequestKind, Ticket};
 use crate::registry_book::RegistryBook;
 use crate::{bank_json, bank_xml, inspect, iso_bank_xml, registry_json};
@@ -132,7 +135,13 @@ impl Agency {
             Some(reason) => Outcome::Refused(reason),
             None => match self.holdings.positions_of(holder_id) {
                 [] => Outcome::NotFound,
-                found => Outcome::Found(found.to_vec()),
+                found => {
+                    // The holdings as they stand now, measures placed by
+                    // control orders included, lapses first.
+                    let today = state.control.today();
+                    state.control.sweep(today);
+                    Outcome::Found(state.control.found(&self.holdings, found))
+                }
             },
         };
         let answered_at = china_now();
@@ -167,6 +176,51 @@ impl Agency {
 
     pub fn stored_answer(&self, request_number: &str) -> Option<Answer> {
         self.state().answer(request_number).cloned()
+    }
+
+    /// Decides a control order, or, for a request number seen before,
+    /// applies nothing and tells the current state of what it did. A
+    /// registry's decision comes with a ticket: it is revealed from the
+    /// ticket's `ready_at`.
+    pub fn control(&self, request: &ControlRequest) -> ControlOutcome {
+        let mut state = self.state();
+        let today = state.control.today();
+        state.control.sweep(today);
+        if let Some(outcome) = state.control.repeat(&request.request_number) {
+            return outcome;
+        }
+        let ticket = (self.spec.dialect == MockDialect::RegistryJson).then(|| Ticket {
+            number: state.next_ticket_number(&china_now().format("%Y%m%d").to_string()),
+            ready_at: tokio::time::Instant::now()
+                + Duration::from_millis(state.faults.result_delay_ms),
+        });
+        state.control.apply(
+            &self.holdings,
+            request,
+            today,
+            self.measure_prefix(),
+            ticket,
+        )
+    }
+
+    /// The current state of what a control request number did, if it was
+    /// ever decided here.
+    pub fn control_status(&self, request_number: &str) -> Option<ControlOutcome> {
+        let mut state = self.state();
+        let today = state.control.today();
+        state.control.sweep(today);
+        state.control.status(request_number)
+    }
+
+    /// How the agency's own measure numbers start: `KZ` (court-bank XML),
+    /// `H` (bank-json holds); a registry's business numbers (`YWH`) are
+    /// bare digits.
+    fn measure_prefix(&self) -> &'static str {
+        match self.spec.dialect {
+            MockDialect::CourtBankXml | MockDialect::IsoBankXml => "KZ",
+            MockDialect::BankJson => "H",
+            MockDialect::RegistryJson => "",
+        }
     }
 
     /// The client result pushes are sent with: no proxy (the callback

@@ -1,7 +1,8 @@
 //! A bank's accounts: the named fixtures' plus 0 to 3 generated accounts for
 //! about half the population, with balances in integer fen, branch names in
 //! the bank's brand, and now and then a measure standing by another court.
-//! Immutable once built: the mocks answer inquiries, they do not move money.
+//! Immutable once built: measures placed and money moved by control requests
+//! live in the agency's control ledger (`control`), over this book.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,29 +1,46 @@
 //! The `court-bank-xml` bank (bank-a): `POST /ckxt/cxqq` takes a batch of
 //! subjects (`CXQQ`) and answers one `CXFK` per subject in one `CXFKPC`, in
 //! the agency's configured encoding (GB18030 for bank-a), exactly as
-//! docs/wire-formats.md lays it out. Written with quick-xml and encoding_rs
+//! docs/wire-formats.md lays it out. Control orders: `POST /ckxt/kzqq` takes
+//! one `KZQQ` (freeze, renew, release or deduct one account) and answers a
+//! `KZFK`; `GET /ckxt/kzjg/{KZQQDH}` answers the `KZFK` of what that request
+//! number did, as it stands now. Written with quick-xml and encoding_rs
 //! directly, never with the gateway's codec, so the two check each other.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use bytes::Bytes;
+use chrono::NaiveDate;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
-use crate::agency::{Agency, Holdings, wire_reply};
+use crate::agency::{Agency, wire_reply};
 use crate::bank_book::Account;
+use crate::control::{
+    self, Action, ControlItem, ControlRequest, ControlState, ItemResult, is_sha256_hex,
+};
 use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
 use crate::xml_tree::{Element, decode_document, parse};
 use crate::{ids, money};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
-    Router::new().route("/ckxt/cxqq", post(inquiry))
+    Router::new()
+        .route("/ckxt/cxqq", post(inquiry))
+        .route("/ckxt/kzqq", post(control))
+        .route("/ckxt/kzjg/{request_number}", get(control_status))
 }
+
+/// The authority of a measure whose order names no court (neither `FYMC`
+/// nor `FYDM`).
+const UNNAMED_COURT: &str = "执行法院";
+
+/// What the `refuse` fault answers.
+const MAINTENANCE: &str = "系统维护，暂停受理（模拟）";
 
 /// One subject of a batch, as far as the bank cares.
 struct Item {
@@ -177,7 +194,7 @@ fn feedback_document(
         text(w, "PCH", batch_number)?;
         w.create_element("CXFKLIST").write_inner_content(|w| {
             for (request_number, answer) in answers {
-                feedback(w, agency, request_number, answer)?;
+                feedback(w, request_number, answer)?;
             }
             Ok(())
         })?;
@@ -186,19 +203,11 @@ fn feedback_document(
     finish(w)
 }
 
-fn feedback(
-    w: &mut XmlWriter,
-    agency: &Agency,
-    request_number: &str,
-    answer: &Answer,
-) -> std::io::Result<()> {
-    let (code, reason, positions): (&str, &str, &[usize]) = match &answer.outcome {
-        Outcome::Found(p) => ("1", "", p),
+fn feedback(w: &mut XmlWriter, request_number: &str, answer: &Answer) -> std::io::Result<()> {
+    let (code, reason, accounts): (&str, &str, &[Account]) = match &answer.outcome {
+        Outcome::Found(found) => ("1", "", found.accounts()),
         Outcome::NotFound => ("0", "", &[]),
         Outcome::Refused(reason) => ("9", reason, &[]),
-    };
-    let Holdings::Bank(book) = &agency.holdings else {
-        return Err(std::io::Error::other("a bank dialect on a registry"));
     };
     w.create_element("CXFK").write_inner_content(|w| {
         text(w, "CXQQDH", request_number)?;
@@ -209,7 +218,6 @@ fn feedback(
             "FKSJ",
             &answer.answered_at.format("%Y%m%d%H%M%S").to_string(),
         )?;
-        let accounts: Vec<&Account> = positions.iter().filter_map(|&p| book.get(p)).collect();
         if accounts.is_empty() {
             w.create_element("ZHXXLIST").write_empty()?;
             return Ok(());
@@ -284,5 +292,259 @@ fn error_reply(
     match document {
         Ok(document) => xml_reply(agency, mode, status, &document),
         Err(_) => wire_reply(mode, status, "text/plain", message.as_bytes().to_vec()),
+    }
+}
+
+// Control orders ------------------------------------------------------------
+
+/// Reads and checks a `KZQQ`; the first problem makes it unreadable.
+fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
+    let text = decode_document(body)?;
+    let root = parse(&text)?;
+    if root.name != "KZQQ" {
+        return Err(format!("expected <KZQQ>, got <{}>", root.name));
+    }
+    let request_number = required(&root, "KZQQDH")?.to_owned();
+    let code = required(&root, "KZCS")?;
+    let action =
+        Action::from_bank_code(code).ok_or_else(|| format!("不支持的控制措施：KZCS {code}"))?;
+    let case_number = required(&root, "AH")?.to_owned();
+    required(&root, "XM")?;
+    let id_type = required(&root, "ZJZL")?;
+    if !matches!(id_type, "01" | "02") {
+        return Err(format!("不支持的证件种类：{id_type}"));
+    }
+    let id_number = required(&root, "ZJH")?;
+    let account_number = required(&root, "KHZH")?.to_owned();
+    let amount_fen = match root.text_of("SQKZJE") {
+        None => None,
+        Some(t) => {
+            Some(money::parse_yuan(t).ok_or_else(|| format!("<SQKZJE> is not an amount: {t}"))?)
+        }
+    };
+    if action.needs_amount() {
+        match amount_fen {
+            None => return Err("<KZQQ> lacks <SQKZJE>".into()),
+            Some(fen) if fen <= 0 => return Err("<SQKZJE> must be above zero".into()),
+            Some(_) => {}
+        }
+    }
+    let start_date = date(&root, "KSRQ")?;
+    let end_date = date(&root, "JSRQ")?;
+    if action.needs_term() {
+        required(&root, "KSRQ")?;
+        required(&root, "JSRQ")?;
+    }
+    let prior_request_number = root.text_of("YKZQQDH").map(str::to_owned);
+    if action.needs_prior() {
+        required(&root, "YKZQQDH")?;
+    }
+    read_documents(&root)?;
+    read_officers(&root)?;
+    let court_name = root
+        .text_of("FYMC")
+        .or_else(|| root.text_of("FYDM"))
+        .unwrap_or(UNNAMED_COURT)
+        .to_owned();
+    Ok(ControlRequest {
+        request_number,
+        action,
+        case_number,
+        court_name,
+        holder_id: ids::normalise_id(id_number),
+        prior_request_number,
+        items: vec![ControlItem {
+            target: account_number,
+            amount_fen,
+            start_date,
+            end_date,
+        }],
+    })
+}
+
+/// A `yyyyMMdd` date, when the element is there and not blank.
+fn date(element: &Element, tag: &str) -> Result<Option<NaiveDate>, String> {
+    let Some(text) = element.text_of(tag) else {
+        return Ok(None);
+    };
+    if text.len() == 8
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(date) = NaiveDate::parse_from_str(text, "%Y%m%d")
+    {
+        return Ok(Some(date));
+    }
+    Err(format!("<{tag}> is not a date yyyyMMdd: {text}"))
+}
+
+/// `WSLIST`: each `WS` complete, the ruling (`CDS`) and the assistance
+/// notice (`XZTZS`) among them.
+fn read_documents(root: &Element) -> Result<(), String> {
+    let mut kinds = Vec::new();
+    for ws in root.children("WSLIST").flat_map(|l| l.children("WS")) {
+        let kind = required(ws, "WSLX")?;
+        required(ws, "WSBH")?;
+        let hash = required(ws, "WSHASH")?;
+        if !is_sha256_hex(hash) {
+            return Err(format!("<WSHASH> is not a SHA-256 in hex: {hash}"));
+        }
+        kinds.push(kind);
+    }
+    for needed in ["CDS", "XZTZS"] {
+        if !kinds.contains(&needed) {
+            return Err(format!("<WSLIST> lacks the {needed} document"));
+        }
+    }
+    Ok(())
+}
+
+/// Two officers at least, each with both credentials (双人双证).
+fn read_officers(root: &Element) -> Result<(), String> {
+    let mut officers = 0;
+    for officer in root.children("ZFRY") {
+        for tag in ["XM", "GZZBH", "GWZBH"] {
+            required(officer, tag)?;
+        }
+        officers += 1;
+    }
+    if officers < 2 {
+        return Err(format!(
+            "a control order needs two officers (<ZFRY>), not {officers}"
+        ));
+    }
+    Ok(())
+}
+
+async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.arrive().await;
+    if mode == FaultMode::Error {
+        return error_reply(
+            &agency,
+            mode,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "E999",
+            "系统繁忙，请稍后重试",
+        );
+    }
+    let request = match read_control(&body) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), %reason, "unreadable control order");
+            return error_reply(&agency, mode, StatusCode::BAD_REQUEST, "E001", &reason);
+        }
+    };
+    let rn = request.request_number.as_str();
+    let results = if mode == FaultMode::Refuse {
+        control::refusal(&request, MAINTENANCE)
+    } else {
+        agency.record(rn, RequestKind::Control, Some(&request.holder_id));
+        tracing::info!(
+            agency = agency.id(),
+            request_number = %rn,
+            action = ?request.action,
+            subject = %ids::mask(&request.holder_id),
+            "control order"
+        );
+        agency.control(&request).results
+    };
+    control_reply(&agency, mode, rn, results.first())
+}
+
+async fn control_status(
+    State(agency): State<Arc<Agency>>,
+    Path(request_number): Path<String>,
+) -> Response {
+    let mode = agency.arrive().await;
+    let rn = request_number.as_str();
+    if mode == FaultMode::Error {
+        return error_reply(
+            &agency,
+            mode,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "E999",
+            "系统繁忙，请稍后重试",
+        );
+    }
+    if mode == FaultMode::Refuse {
+        // Not controlled, for the maintenance: nothing looked up or recorded.
+        let refused = ItemResult {
+            reason: MAINTENANCE.into(),
+            ..unknown()
+        };
+        return control_reply(&agency, mode, rn, Some(&refused));
+    }
+    let outcome = agency.control_status(rn);
+    agency.record(
+        rn,
+        RequestKind::ControlQuery,
+        outcome.as_ref().map(|o| o.holder_id.as_str()),
+    );
+    let result = outcome.and_then(|o| o.results.into_iter().next());
+    control_reply(&agency, mode, rn, result.as_ref())
+}
+
+/// The answer about a request number nobody sent (`KZZT` 0).
+fn unknown() -> ItemResult {
+    ItemResult {
+        target: String::new(),
+        state: ControlState::NotControlled,
+        controlled_fen: 0,
+        shortfall_fen: 0,
+        reason: "无此控制请求".into(),
+        start_date: None,
+        end_date: None,
+        queue_position: 0,
+        measure_number: String::new(),
+    }
+}
+
+/// `KZZT`: 1 in force, 2 not controlled (refused, or waiting with `LHXH`),
+/// 3 released, 4 lapsed.
+fn state_code(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "1",
+        ControlState::NotControlled | ControlState::Waiting => "2",
+        ControlState::Released => "3",
+        ControlState::Lapsed => "4",
+    }
+}
+
+/// A `KZFK`; `None` is the answer about an unknown request number.
+fn control_reply(
+    agency: &Agency,
+    mode: FaultMode,
+    request_number: &str,
+    result: Option<&ItemResult>,
+) -> Response {
+    let (code, result) = match result {
+        Some(r) => (state_code(r.state), r.clone()),
+        None => ("0", unknown()),
+    };
+    let yyyymmdd = |d: Option<NaiveDate>| {
+        d.map(|d| d.format("%Y%m%d").to_string())
+            .unwrap_or_default()
+    };
+    let document = new_document(agency).and_then(|mut w| {
+        w.create_element("KZFK").write_inner_content(|w| {
+            text(w, "KZQQDH", request_number)?;
+            text(w, "KZZT", code)?;
+            text(w, "SKJE", &money::yuan(result.controlled_fen))?;
+            text(w, "CESKJE", &money::yuan(result.shortfall_fen))?;
+            text(w, "WNKZYY", &result.reason)?;
+            text(w, "KSRQ", &yyyymmdd(result.start_date))?;
+            text(w, "JSRQ", &yyyymmdd(result.end_date))?;
+            text(w, "LHXH", &result.queue_position.to_string())?;
+            text(w, "KZBH", &result.measure_number)
+        })?;
+        finish(w)
+    });
+    match document {
+        Ok(document) => xml_reply(agency, mode, StatusCode::OK, &document),
+        Err(e) => error_reply(
+            agency,
+            mode,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E999",
+            &e.to_string(),
+        ),
     }
 }

@@ -9,10 +9,20 @@
 //!   no measures on the accounts.
 //! - 示例有限公司: two accounts at bank-a, nothing elsewhere.
 //! - 王五: known to no agency.
+//! - 李四 (for control measures): at bank-a a savings account of 30,000.00
+//!   with 10,000.00 frozen by 秦州区人民法院 (20,000.00 available) and a
+//!   debit card of 8,000.00 wholly frozen by 甘谷县人民法院 (nothing
+//!   available: a new freeze there waits in line); at bank-b a savings
+//!   account of 40,000.00, nothing frozen; at registry-x a flat he owns
+//!   alone, not mortgaged, not sealed.
+//!
+//! The standing measures and seals of other authorities never lapse with
+//! the clock (the fixtures must not age); they leave only when that
+//! authority lifts them (`POST /_mock/lift`).
 
 use chrono::NaiveDate;
 
-use crate::bank_book::{Account, AccountKind, AccountState};
+use crate::bank_book::{Account, AccountKind, AccountState, Measure};
 use crate::registry_book::{Owner, Seal, Unit};
 
 pub const BANK_A: &str = "bank-a";
@@ -108,11 +118,53 @@ pub const SAMPLE_ORG_GENERAL_AVAILABLE_FEN: i64 = 48_000_000;
 pub const WANG_WU_NAME: &str = "王五";
 pub const WANG_WU_ID: &str = "620503198812120015";
 
+// 李四 -------------------------------------------------------------------
+pub const LI_SI_NAME: &str = "李四";
+pub const LI_SI_ID: &str = "62050319850615003X";
+
+/// Partly frozen by another court: 20,000.00 of 30,000.00 available.
+pub const LI_SI_BANK_A_SAVINGS_ACCOUNT: &str = "6222020200155550001";
+pub const LI_SI_BANK_A_SAVINGS_TYPE: &str = "活期储蓄";
+pub const LI_SI_BANK_A_SAVINGS_BRANCH: &str = "中国工商银行天水麦积支行";
+pub const LI_SI_BANK_A_SAVINGS_BALANCE_FEN: i64 = 3_000_000;
+pub const LI_SI_BANK_A_SAVINGS_AVAILABLE_FEN: i64 = 2_000_000;
+pub const LI_SI_BANK_A_SAVINGS_MEASURE_AUTHORITY: &str = "秦州区人民法院";
+pub const LI_SI_BANK_A_SAVINGS_MEASURE_DOCUMENT: &str = "(2023)甘0502执77号";
+pub const LI_SI_BANK_A_SAVINGS_MEASURE_FEN: i64 = 1_000_000;
+pub const LI_SI_BANK_A_SAVINGS_MEASURE_END: NaiveDate = date(2027, 6, 30);
+
+/// Wholly frozen by another court: nothing available.
+pub const LI_SI_BANK_A_DEBIT_ACCOUNT: &str = "6222020200155550002";
+pub const LI_SI_BANK_A_DEBIT_TYPE: &str = "借记卡";
+pub const LI_SI_BANK_A_DEBIT_BRANCH: &str = "中国工商银行天水秦州支行";
+pub const LI_SI_BANK_A_DEBIT_BALANCE_FEN: i64 = 800_000;
+pub const LI_SI_BANK_A_DEBIT_AVAILABLE_FEN: i64 = 0;
+pub const LI_SI_BANK_A_DEBIT_MEASURE_AUTHORITY: &str = "甘谷县人民法院";
+pub const LI_SI_BANK_A_DEBIT_MEASURE_DOCUMENT: &str = "(2024)甘0523执15号";
+pub const LI_SI_BANK_A_DEBIT_MEASURE_FEN: i64 = 800_000;
+pub const LI_SI_BANK_A_DEBIT_MEASURE_END: NaiveDate = date(2027, 3, 31);
+
+pub const LI_SI_BANK_B_ACCOUNT: &str = "6217000010005550003";
+pub const LI_SI_BANK_B_PRODUCT: &str = "SAVINGS";
+pub const LI_SI_BANK_B_BRANCH: &str = "中国建设银行天水分行营业部";
+pub const LI_SI_BANK_B_BALANCE_FEN: i64 = 4_000_000;
+pub const LI_SI_BANK_B_AVAILABLE_FEN: i64 = 4_000_000;
+
+pub const LI_SI_UNIT_NUMBER: &str = "620503001002GB00002F00020002";
+pub const LI_SI_CERTIFICATE_NUMBER: &str = "甘(2021)麦积区不动产权第0005678号";
+pub const LI_SI_UNIT_LOCATION: &str = "麦积区马跑泉镇东方红路12号2单元302室";
+/// As the registry writes it (`MJ`).
+pub const LI_SI_UNIT_AREA: &str = "102.30";
+pub const LI_SI_UNIT_AREA_CENTI_M2: i64 = 10_230;
+pub const LI_SI_UNIT_USE: &str = "住宅";
+pub const LI_SI_UNIT_SHARE: &str = "1/1";
+pub const LI_SI_UNIT_MORTGAGED: bool = false;
+
 /// Identifiers the generated population must never use.
-pub const ALL_SUBJECT_IDS: [&str; 3] = [ZHANG_SAN_ID, SAMPLE_ORG_ID, WANG_WU_ID];
+pub const ALL_SUBJECT_IDS: [&str; 4] = [ZHANG_SAN_ID, SAMPLE_ORG_ID, WANG_WU_ID, LI_SI_ID];
 
 /// Account numbers generated accounts must never use.
-pub const ALL_ACCOUNT_NUMBERS: [&str; 7] = [
+pub const ALL_ACCOUNT_NUMBERS: [&str; 10] = [
     ZHANG_SAN_BANK_A_DEBIT_ACCOUNT,
     ZHANG_SAN_BANK_A_SAVINGS_ACCOUNT,
     ZHANG_SAN_BANK_B_ACCOUNT,
@@ -120,7 +172,13 @@ pub const ALL_ACCOUNT_NUMBERS: [&str; 7] = [
     FLEET_ZHANG_SAN_ACCOUNT,
     SAMPLE_ORG_BASIC_ACCOUNT,
     SAMPLE_ORG_GENERAL_ACCOUNT,
+    LI_SI_BANK_A_SAVINGS_ACCOUNT,
+    LI_SI_BANK_A_DEBIT_ACCOUNT,
+    LI_SI_BANK_B_ACCOUNT,
 ];
+
+/// Unit numbers generated units must never use.
+pub const ALL_UNIT_NUMBERS: [&str; 2] = [ZHANG_SAN_UNIT_NUMBER, LI_SI_UNIT_NUMBER];
 
 fn account(
     number: &str,
@@ -144,10 +202,27 @@ fn account(
     }
 }
 
+/// A measure another court has standing on a fixture account, in force.
+fn standing(
+    authority: &str,
+    document_number: &str,
+    amount_fen: i64,
+    end_date: NaiveDate,
+) -> Measure {
+    Measure {
+        authority: authority.into(),
+        document_number: document_number.into(),
+        amount_fen,
+        end_date,
+        waiting: false,
+    }
+}
+
 /// The fixture accounts a bank with this id holds.
 pub fn bank_accounts(agency_id: &str) -> Vec<Account> {
     let zhang = (ZHANG_SAN_ID, ZHANG_SAN_NAME);
     let org = (SAMPLE_ORG_ID, SAMPLE_ORG_NAME);
+    let li = (LI_SI_ID, LI_SI_NAME);
     match agency_id {
         BANK_A => vec![
             account(
@@ -182,15 +257,57 @@ pub fn bank_accounts(agency_id: &str) -> Vec<Account> {
                 SAMPLE_ORG_GENERAL_BALANCE_FEN,
                 SAMPLE_ORG_GENERAL_AVAILABLE_FEN,
             ),
+            Account {
+                measures: vec![standing(
+                    LI_SI_BANK_A_SAVINGS_MEASURE_AUTHORITY,
+                    LI_SI_BANK_A_SAVINGS_MEASURE_DOCUMENT,
+                    LI_SI_BANK_A_SAVINGS_MEASURE_FEN,
+                    LI_SI_BANK_A_SAVINGS_MEASURE_END,
+                )],
+                ..account(
+                    LI_SI_BANK_A_SAVINGS_ACCOUNT,
+                    li,
+                    AccountKind::DemandSavings,
+                    LI_SI_BANK_A_SAVINGS_BRANCH,
+                    LI_SI_BANK_A_SAVINGS_BALANCE_FEN,
+                    LI_SI_BANK_A_SAVINGS_AVAILABLE_FEN,
+                )
+            },
+            Account {
+                measures: vec![standing(
+                    LI_SI_BANK_A_DEBIT_MEASURE_AUTHORITY,
+                    LI_SI_BANK_A_DEBIT_MEASURE_DOCUMENT,
+                    LI_SI_BANK_A_DEBIT_MEASURE_FEN,
+                    LI_SI_BANK_A_DEBIT_MEASURE_END,
+                )],
+                ..account(
+                    LI_SI_BANK_A_DEBIT_ACCOUNT,
+                    li,
+                    AccountKind::DebitCard,
+                    LI_SI_BANK_A_DEBIT_BRANCH,
+                    LI_SI_BANK_A_DEBIT_BALANCE_FEN,
+                    LI_SI_BANK_A_DEBIT_AVAILABLE_FEN,
+                )
+            },
         ],
-        BANK_B => vec![account(
-            ZHANG_SAN_BANK_B_ACCOUNT,
-            zhang,
-            AccountKind::DemandSavings,
-            ZHANG_SAN_BANK_B_BRANCH,
-            ZHANG_SAN_BANK_B_BALANCE_FEN,
-            ZHANG_SAN_BANK_B_AVAILABLE_FEN,
-        )],
+        BANK_B => vec![
+            account(
+                ZHANG_SAN_BANK_B_ACCOUNT,
+                zhang,
+                AccountKind::DemandSavings,
+                ZHANG_SAN_BANK_B_BRANCH,
+                ZHANG_SAN_BANK_B_BALANCE_FEN,
+                ZHANG_SAN_BANK_B_AVAILABLE_FEN,
+            ),
+            account(
+                LI_SI_BANK_B_ACCOUNT,
+                li,
+                AccountKind::DemandSavings,
+                LI_SI_BANK_B_BRANCH,
+                LI_SI_BANK_B_BALANCE_FEN,
+                LI_SI_BANK_B_AVAILABLE_FEN,
+            ),
+        ],
         BANK_D => vec![account(
             ZHANG_SAN_BANK_D_ACCOUNT,
             zhang,
@@ -216,24 +333,40 @@ pub fn registry_units(agency_id: &str) -> Vec<Unit> {
     if agency_id != REGISTRY_X {
         return Vec::new();
     }
-    vec![Unit {
-        unit_number: ZHANG_SAN_UNIT_NUMBER.into(),
-        certificate_number: ZHANG_SAN_CERTIFICATE_NUMBER.into(),
-        location: ZHANG_SAN_UNIT_LOCATION.into(),
-        area_centi_m2: ZHANG_SAN_UNIT_AREA_CENTI_M2,
-        usage: ZHANG_SAN_UNIT_USE.into(),
-        owners: vec![Owner {
-            name: ZHANG_SAN_NAME.into(),
-            id_number: ZHANG_SAN_ID.into(),
-            share: ZHANG_SAN_UNIT_SHARE.into(),
-        }],
-        mortgaged: ZHANG_SAN_UNIT_MORTGAGED,
-        seals: vec![Seal {
-            authority: ZHANG_SAN_SEAL_AUTHORITY.into(),
-            document_number: ZHANG_SAN_SEAL_DOCUMENT.into(),
-            start_date: ZHANG_SAN_SEAL_START,
-            end_date: ZHANG_SAN_SEAL_END,
-            queue_position: 0,
-        }],
-    }]
+    vec![
+        Unit {
+            unit_number: ZHANG_SAN_UNIT_NUMBER.into(),
+            certificate_number: ZHANG_SAN_CERTIFICATE_NUMBER.into(),
+            location: ZHANG_SAN_UNIT_LOCATION.into(),
+            area_centi_m2: ZHANG_SAN_UNIT_AREA_CENTI_M2,
+            usage: ZHANG_SAN_UNIT_USE.into(),
+            owners: vec![Owner {
+                name: ZHANG_SAN_NAME.into(),
+                id_number: ZHANG_SAN_ID.into(),
+                share: ZHANG_SAN_UNIT_SHARE.into(),
+            }],
+            mortgaged: ZHANG_SAN_UNIT_MORTGAGED,
+            seals: vec![Seal {
+                authority: ZHANG_SAN_SEAL_AUTHORITY.into(),
+                document_number: ZHANG_SAN_SEAL_DOCUMENT.into(),
+                start_date: ZHANG_SAN_SEAL_START,
+                end_date: ZHANG_SAN_SEAL_END,
+                queue_position: 0,
+            }],
+        },
+        Unit {
+            unit_number: LI_SI_UNIT_NUMBER.into(),
+            certificate_number: LI_SI_CERTIFICATE_NUMBER.into(),
+            location: LI_SI_UNIT_LOCATION.into(),
+            area_centi_m2: LI_SI_UNIT_AREA_CENTI_M2,
+            usage: LI_SI_UNIT_USE.into(),
+            owners: vec![Owner {
+                name: LI_SI_NAME.into(),
+                id_number: LI_SI_ID.into(),
+                share: LI_SI_UNIT_SHARE.into(),
+            }],
+            mortgaged: LI_SI_UNIT_MORTGAGED,
+            seals: Vec::new(),
+        },
+    ]
 }

@@ -1,16 +1,21 @@
 //! The inspection API every mock agency serves beside its dialect, for tests
 //! and curious humans: `GET /_mock/ledger[?holder=ID]` shows what the agency
-//! holds and every request number it received; `GET/POST /_mock/faults`
-//! reads or changes injected latency and misbehaviour. Not part of any
-//! agency's real interface: faults and latency never apply here.
+//! holds (as control orders left it), every request number it received, the
+//! control orders it decided and the money deductions moved;
+//! `GET/POST /_mock/faults` reads or changes injected latency and
+//! misbehaviour; `GET/POST /_mock/clock` reads or sets the mock's today
+//! (what measures lapse by); `POST /_mock/lift` has another authority lift
+//! its standing measure or seal. Not part of any agency's real interface:
+//! faults and latency never apply here.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Router, body::Bytes};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -25,6 +30,13 @@ pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new()
         .route("/_mock/ledger", get(ledger))
         .route("/_mock/faults", get(faults).post(set_faults))
+        .route("/_mock/clock", get(clock).post(set_clock))
+        .route("/_mock/lift", post(lift))
+}
+
+fn bad_request(message: &str) -> Response {
+    let error = json!({"error": {"code": "INVALID_REQUEST", "message": message}});
+    (StatusCode::BAD_REQUEST, Json(error)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -40,13 +52,23 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
         "name": agency.spec.display_name(),
         "dialect": agency.spec.dialect.as_str(),
     });
+    // One look at the state: lapses first, then everything as it stands.
+    let mut state = agency.state();
+    let today = state.control.today();
+    state.control.sweep(today);
+    let control = &state.control;
     match &agency.holdings {
         Holdings::Bank(book) => {
             let accounts: Vec<Value> = book
                 .accounts()
                 .iter()
-                .filter(|a| wanted(&a.holder_id))
-                .map(|a| account(agency.spec.dialect, a))
+                .enumerate()
+                .filter(|(_, a)| wanted(&a.holder_id))
+                .map(|(position, a)| {
+                    let mut v = account(agency.spec.dialect, &control.account_view(position, a));
+                    v["measures"] = control.ledger_measures(&agency.holdings, position).into();
+                    v
+                })
                 .collect();
             body["accounts"] = accounts.into();
         }
@@ -54,20 +76,33 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
             let units: Vec<Value> = book
                 .units()
                 .iter()
-                .filter(|u| u.owners.iter().any(|o| wanted(&o.id_number)))
-                .map(unit)
+                .enumerate()
+                .filter(|(_, u)| u.owners.iter().any(|o| wanted(&o.id_number)))
+                .map(|(position, u)| {
+                    let mut v = unit(u);
+                    v["seals"] = control.ledger_measures(&agency.holdings, position).into();
+                    v
+                })
                 .collect();
             body["units"] = units.into();
         }
     }
-    let requests: Vec<Value> = agency
-        .state()
+    let requests: Vec<Value> = state
         .requests()
         .iter()
         .filter(|r| holder.is_none() || r.holder_id.as_deref().is_some_and(&wanted))
         .filter_map(|r| serde_json::to_value(r).ok())
         .collect();
     body["requests"] = requests.into();
+    body["controls"] = control.ledger_controls(wanted).into();
+    let transfers: Vec<Value> = control
+        .transfers()
+        .iter()
+        .filter(|t| wanted(&t.holder_id))
+        .filter_map(|t| serde_json::to_value(t).ok())
+        .collect();
+    body["transfers"] = transfers.into();
+    body["today"] = today.to_string().into();
     Json(body)
 }
 
@@ -79,19 +114,6 @@ fn account(dialect: MockDialect, a: &Account) -> Value {
         MockDialect::IsoBankXml => a.kind.iso_code(),
         MockDialect::BankJson | MockDialect::RegistryJson => a.kind.json_product(),
     };
-    let measures: Vec<Value> = a
-        .measures
-        .iter()
-        .map(|m| {
-            json!({
-                "authority": m.authority,
-                "document_number": m.document_number,
-                "amount_fen": m.amount_fen,
-                "end_date": m.end_date,
-                "waiting": m.waiting,
-            })
-        })
-        .collect();
     json!({
         "account_number": a.account_number,
         "holder_id": a.holder_id,
@@ -101,7 +123,6 @@ fn account(dialect: MockDialect, a: &Account) -> Value {
         "balance_fen": a.balance_fen,
         "available_fen": a.available_fen,
         "branch": a.branch,
-        "measures": measures,
     })
 }
 
@@ -119,14 +140,92 @@ fn unit(u: &Unit) -> Value {
         "owners": u.owners.iter().map(|o| json!({
             "name": o.name, "id_number": o.id_number, "share": o.share,
         })).collect::<Vec<_>>(),
-        "seals": u.seals.iter().map(|s| json!({
-            "authority": s.authority,
-            "document_number": s.document_number,
-            "start_date": s.start_date,
-            "end_date": s.end_date,
-            "queue_position": s.queue_position,
-        })).collect::<Vec<_>>(),
     })
+}
+
+/// `{"today": "YYYY-MM-DD", "overridden": bool}`.
+fn clock_body(agency: &Agency) -> Value {
+    let state = agency.state();
+    json!({
+        "today": state.control.today().to_string(),
+        "overridden": state.control.clock_overridden(),
+    })
+}
+
+async fn clock(State(agency): State<Arc<Agency>>) -> Json<Value> {
+    Json(clock_body(&agency))
+}
+
+/// `{"today": "2027-12-01"}` sets the mock's today; `{"today": null}` goes
+/// back to the real civil date in UTC+8.
+async fn set_clock(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let today = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(map)) if map.len() == 1 => match map.get("today") {
+            Some(Value::Null) => None,
+            Some(Value::String(text)) => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                Ok(date) => Some(date),
+                Err(_) => return bad_request(&format!("today is not a date YYYY-MM-DD: {text:?}")),
+            },
+            _ => return bad_request(r#"expected {"today": "YYYY-MM-DD"} or {"today": null}"#),
+        },
+        _ => return bad_request(r#"expected {"today": "YYYY-MM-DD"} or {"today": null}"#),
+    };
+    agency.state().control.set_today(today);
+    tracing::info!(agency = agency.id(), ?today, "mock clock set");
+    Json(clock_body(&agency)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiftRequest {
+    account_number: Option<String>,
+    unit_number: Option<String>,
+    document_number: String,
+}
+
+/// Another authority lifts its standing measure (bank: by account number)
+/// or seal (registry: by unit number); the first in line takes effect.
+async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let request: LiftRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return bad_request(&e.to_string()),
+    };
+    let target = match (
+        &agency.holdings,
+        request.account_number,
+        request.unit_number,
+    ) {
+        (Holdings::Bank(_), Some(account), None) => account,
+        (Holdings::Registry(_), None, Some(unit)) => unit,
+        (Holdings::Bank(_), _, _) => return bad_request("a bank lifts by account_number alone"),
+        (Holdings::Registry(_), _, _) => {
+            return bad_request("a registry lifts by unit_number alone");
+        }
+    };
+    let lifted = {
+        let mut state = agency.state();
+        let today = state.control.today();
+        state.control.sweep(today);
+        state
+            .control
+            .lift(&agency.holdings, &target, &request.document_number)
+    };
+    match lifted {
+        Ok(lifted) => {
+            tracing::info!(agency = agency.id(), document_number = %lifted.document_number, "standing measure lifted");
+            Json(json!({
+                "target": target,
+                "authority": lifted.authority,
+                "document_number": lifted.document_number,
+                "promoted": lifted.promoted,
+            }))
+            .into_response()
+        }
+        Err(message) => {
+            let error = json!({"error": {"code": "NOT_FOUND", "message": message}});
+            (StatusCode::NOT_FOUND, Json(error)).into_response()
+        }
+    }
 }
 
 async fn faults(State(agency): State<Arc<Agency>>) -> Json<Value> {
@@ -145,10 +244,7 @@ struct FaultsChange {
 async fn set_faults(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     let change: FaultsChange = match serde_json::from_slice(&body) {
         Ok(change) => change,
-        Err(e) => {
-            let error = json!({"error": {"code": "INVALID_REQUEST", "message": e.to_string()}});
-            return (StatusCode::BAD_REQUEST, Json(error)).into_response();
-        }
+        Err(e) => return bad_request(&e.to_string()),
     };
     let now = {
         let mut state = agency.state();

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
-use crate::agency::{Agency, Holdings, wire_reply};
+use crate::agency::{Agency, wire_reply};
 use crate::bank_book::Account;
 use crate::ids;
 use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
@@ -165,7 +165,7 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             (item.request_number.as_str(), answer)
         })
         .collect();
-    match report_document(&agency, &answers) {
+    match report_document(&answers) {
         Ok(text) => wire_reply(mode, StatusCode::OK, CONTENT_TYPE, text.into_bytes()),
         Err(e) => error_reply(
             mode,
@@ -205,21 +205,18 @@ fn document(
     String::from_utf8(w.into_inner()).map_err(std::io::Error::other)
 }
 
-fn report_document(agency: &Agency, answers: &[(&str, Answer)]) -> std::io::Result<String> {
-    let Holdings::Bank(book) = &agency.holdings else {
-        return Err(std::io::Error::other("a bank dialect on a registry"));
-    };
+fn report_document(answers: &[(&str, Answer)]) -> std::io::Result<String> {
     document(|w| {
         w.create_element("AcctInqRpt").write_inner_content(|w| {
             for (request_number, answer) in answers {
-                let positions: &[usize] = match &answer.outcome {
-                    Outcome::Found(p) => p,
+                let accounts: &[Account] = match &answer.outcome {
+                    Outcome::Found(found) => found.accounts(),
                     Outcome::NotFound | Outcome::Refused(_) => &[],
                 };
                 w.create_element("Rpt").write_inner_content(|w| {
                     text(w, "InqId", request_number)?;
                     status(w, &answer.outcome)?;
-                    for a in positions.iter().filter_map(|&p| book.get(p)) {
+                    for a in accounts {
                         account(w, a)?;
                     }
                     Ok(())

@@ -1,24 +1,54 @@
 //! What one agency remembers while it runs: every request number it has
 //! received (the request log), the answer it gave to each (so a repeated
 //! request number gets the same answer, and a registry the same ticket), and
-//! the faults currently injected. Answers are kept dialect-neutral (positions
-//! in the agency's book) and rendered by the dialect on every reply, which is
+//! the faults currently injected. Answers are kept dialect-neutral (the
+//! accounts or units as they stood when the answer was given, control
+//! measures included) and rendered by the dialect on every reply, which is
 //! deterministic, so a repeat is byte-for-byte the first answer. A registry
 //! also remembers which request numbers it has scheduled a result push for,
-//! and logs every push attempt.
+//! and logs every push attempt. The control ledger (measures placed, money
+//! moved, the mock's clock) is kept here too, under the same lock.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::bank_book::Account;
+use crate::control::ControlBook;
+use crate::registry_book::Unit;
+
 /// What an agency found for a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Positions in the agency's book (accounts or units), never empty.
-    Found(Vec<usize>),
+    /// The subject's holdings as they stood when answered, never empty.
+    Found(Found),
     NotFound,
     Refused(String),
+}
+
+/// Holdings as an answer shows them: a snapshot, so that a repeated request
+/// number gets the very answer it got the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Found {
+    Accounts(Vec<Account>),
+    Units(Vec<Unit>),
+}
+
+impl Found {
+    pub fn accounts(&self) -> &[Account] {
+        match self {
+            Self::Accounts(accounts) => accounts,
+            Self::Units(_) => &[],
+        }
+    }
+
+    pub fn units(&self) -> &[Unit] {
+        match self {
+            Self::Units(units) => units,
+            Self::Accounts(_) => &[],
+        }
+    }
 }
 
 /// A registry's receipt for a submission: the result shows from `ready_at`.
@@ -37,10 +67,16 @@ pub(crate) struct Answer {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum RequestKind {
     Inquiry,
     Poll,
+    /// A control order (freeze, renew, release, deduct; seal, renew seal,
+    /// release seal), first time or repeated.
+    Control,
+    /// A question about a control order's current state (a bank's status
+    /// query, a registry's control poll).
+    ControlQuery,
     /// Not received but sent: one attempt of a registry to push a result to
     /// the submission's callback address (`HDDZ`).
     Callback,
@@ -108,6 +144,8 @@ pub(crate) struct AgencyState {
     /// Request numbers whose result push is scheduled or done.
     callbacks: HashSet<String>,
     tickets_issued: u64,
+    /// Control measures, moved money and the mock's clock.
+    pub control: ControlBook,
 }
 
 impl AgencyState {
@@ -123,6 +161,7 @@ impl AgencyState {
             answers: HashMap::new(),
             callbacks: HashSet::new(),
             tickets_issued: 0,
+            control: ControlBook::default(),
         }
     }
 

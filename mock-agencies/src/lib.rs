@@ -25,6 +25,7 @@ mod agency_files;
 mod bank_fleet;
 mod bank_json;
 mod bank_xml;
+mod control;
 mod fleet;
 mod inspect;
 mod iso_bank_xml;

@@ -1,7 +1,8 @@
 //! A real-estate registry's units: the named fixtures' plus one or two units
 //! for about three persons in ten, some jointly owned with another person of
 //! the population, some mortgaged, a few sealed by another court (with now
-//! and then a second seal waiting in line). Immutable once built.
+//! and then a second seal waiting in line). Immutable once built: seals
+//! placed by control requests live in the agency's control ledger.
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,7 +61,7 @@ impl RegistryBook {
         let mut rng = population.rng_for(agency_id);
         let mut units = fixtures::registry_units(agency_id);
         let mut numbers: HashSet<String> = units.iter().map(|u| u.unit_number.clone()).collect();
-        numbers.insert(fixtures::ZHANG_SAN_UNIT_NUMBER.to_owned());
+        numbers.extend(fixtures::ALL_UNIT_NUMBERS.iter().map(|n| (*n).to_owned()));
         let persons: Vec<_> = population
             .subjects()
             .iter()

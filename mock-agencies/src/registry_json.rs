@@ -9,6 +9,13 @@
 //! pushes the result there once it is ready, with the very body a poll would
 //! get, as a task of its own that tries up to three times. It is pushed once
 //! per request number, and stays available by polling.
+//!
+//! Control orders (seal `11`, renew seal `12`, release seal `14`) go the same
+//! way: `POST /bdc/api/kzqq` is decided at once and answered with a ticket;
+//! `GET /bdc/api/kzjg/{CXQQDH}` reveals the result `result_delay_ms` later,
+//! as it stands at the time of the poll (a waiting seal later promoted shows
+//! in force). A malformed or unacceptable order is refused at intake
+//! (`RESULT` `1001`) and nothing is applied.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +30,12 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::agency::{Agency, Holdings, json_body, json_reply};
+use chrono::NaiveDate;
+
+use crate::agency::{Agency, json_body, json_reply};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, ItemResult, is_sha256_hex,
+};
 use crate::ledger::{Answer, CallbackOutcome, FaultMode, Outcome, RequestKind};
 use crate::registry_book::Unit;
 use crate::{ids, money};
@@ -32,7 +44,12 @@ pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new()
         .route("/bdc/api/cxqq", post(submit))
         .route("/bdc/api/cxjg/{request_number}", get(poll))
+        .route("/bdc/api/kzqq", post(control_submit))
+        .route("/bdc/api/kzjg/{request_number}", get(control_poll))
 }
+
+/// What the `refuse` fault answers.
+const MAINTENANCE: &str = "系统维护，暂停受理（模拟）";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -200,7 +217,7 @@ async fn poll(State(agency): State<Arc<Agency>>, Path(request_number): Path<Stri
     let slbh = answer.ticket.as_ref().map(|t| t.number.clone());
     if mode == FaultMode::Refuse {
         let refusal = Agency::injected_refusal(&answer.holder_id);
-        return json_reply(mode, StatusCode::OK, &result(&agency, rn, slbh, &refusal));
+        return json_reply(mode, StatusCode::OK, &result(rn, slbh, &refusal));
     }
     if let Some(ticket) = &answer.ticket
         && tokio::time::Instant::now() < ticket.ready_at
@@ -211,13 +228,13 @@ async fn poll(State(agency): State<Arc<Agency>>, Path(request_number): Path<Stri
             &message("0001", Some(rn), json!({"SLBH": slbh, "MSG": "处理中"})),
         );
     }
-    json_reply(mode, StatusCode::OK, &done(&agency, rn, &answer))
+    json_reply(mode, StatusCode::OK, &done(rn, &answer))
 }
 
 /// The answer to a poll once the result is ready, and the body of its push.
-fn done(agency: &Agency, rn: &str, answer: &Answer) -> Value {
+fn done(rn: &str, answer: &Answer) -> Value {
     let slbh = answer.ticket.as_ref().map(|t| t.number.clone());
-    result(agency, rn, slbh, answer)
+    result(rn, slbh, answer)
 }
 
 /// Pushes the result of `rn` to `callback` once it is ready: up to three
@@ -228,7 +245,7 @@ async fn push(agency: Arc<Agency>, rn: String, callback: Url, ready_at: tokio::t
     let Some(answer) = agency.stored_answer(&rn) else {
         return;
     };
-    let body = done(&agency, &rn, &answer);
+    let body = done(&rn, &answer);
     let mut waits = CALLBACK_BACKOFF.iter();
     let mut attempt: u32 = 0;
     loop {
@@ -284,20 +301,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-fn result(agency: &Agency, rn: &str, slbh: Option<String>, answer: &Answer) -> Value {
-    let (cxjg, jjyy, positions): (&str, &str, &[usize]) = match &answer.outcome {
-        Outcome::Found(p) => ("1", "", p),
+fn result(rn: &str, slbh: Option<String>, answer: &Answer) -> Value {
+    let (cxjg, jjyy, units): (&str, &str, &[Unit]) = match &answer.outcome {
+        Outcome::Found(found) => ("1", "", found.units()),
         Outcome::NotFound => ("0", "", &[]),
         Outcome::Refused(reason) => ("9", reason, &[]),
     };
-    let units: Vec<Value> = match &agency.holdings {
-        Holdings::Registry(book) => positions
-            .iter()
-            .filter_map(|&p| book.get(p))
-            .map(unit)
-            .collect(),
-        Holdings::Bank(_) => Vec::new(),
-    };
+    let units: Vec<Value> = units.iter().map(unit).collect();
     let mut rest = json!({"CXJG": cxjg, "JJYY": jjyy, "BDCLIST": units});
     if let (Some(slbh), Value::Object(map)) = (slbh, &mut rest) {
         map.insert("SLBH".into(), slbh.into());
@@ -334,4 +344,316 @@ fn unit(u: &Unit) -> Value {
         "DYZT": if u.mortgaged { "1" } else { "0" },
         "CFLIST": seals,
     })
+}
+
+// Control orders ------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct ControlSubmission {
+    #[serde(default)]
+    ah: String,
+    #[serde(default)]
+    fydm: String,
+    #[serde(default)]
+    fymc: String,
+    #[serde(default)]
+    xm: String,
+    #[serde(default)]
+    zjzl: String,
+    #[serde(default)]
+    zjh: String,
+    #[serde(default)]
+    cbr: String,
+    #[serde(default)]
+    ykzqqdh: Option<String>,
+    #[serde(default)]
+    wslist: Vec<Document>,
+    #[serde(default)]
+    zfry: Vec<Officer>,
+    #[serde(default)]
+    bdcqllist: Vec<Right>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct Document {
+    #[serde(default)]
+    wslx: String,
+    #[serde(default)]
+    wsbh: String,
+    #[serde(default)]
+    wshash: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct Officer {
+    #[serde(default)]
+    xm: String,
+    #[serde(default)]
+    gzzbh: String,
+    #[serde(default)]
+    gwzbh: String,
+}
+
+/// One unit of the order (`BDCQLLIST`).
+#[derive(Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+struct Right {
+    #[serde(default)]
+    kzcs: String,
+    #[serde(default)]
+    bdcdyh: String,
+    #[serde(default)]
+    ksrq: Option<String>,
+    #[serde(default)]
+    jsrq: Option<String>,
+}
+
+fn slash_date(field: &str, value: Option<&str>) -> Result<Option<NaiveDate>, String> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(text) => NaiveDate::parse_from_str(text, "%Y/%m/%d")
+            .map(Some)
+            .map_err(|_| format!("{field} 不是 yyyy/MM/dd 日期：{text}")),
+    }
+}
+
+/// Reads a control order whose request number is known; `Err` is why it is
+/// refused at intake.
+fn read_control(request_number: &str, body: Value) -> Result<ControlRequest, String> {
+    let s: ControlSubmission =
+        serde_json::from_value(body).map_err(|e| format!("请求格式错误：{e}"))?;
+    let fields = [
+        ("AH", &s.ah),
+        ("FYDM", &s.fydm),
+        ("FYMC", &s.fymc),
+        ("XM", &s.xm),
+        ("ZJZL", &s.zjzl),
+        ("ZJH", &s.zjh),
+        ("CBR", &s.cbr),
+    ];
+    if let Some((field, _)) = fields.iter().find(|(_, v)| v.trim().is_empty()) {
+        return Err(format!("{field} 为空"));
+    }
+    if !matches!(s.zjzl.as_str(), "01" | "02") {
+        return Err(format!("不支持的证件种类：{}", s.zjzl));
+    }
+    if s.zfry.len() < 2 {
+        return Err(format!(
+            "控制须有两名执行人员（ZFRY），只有{}名",
+            s.zfry.len()
+        ));
+    }
+    if s.zfry
+        .iter()
+        .any(|o| o.xm.trim().is_empty() || o.gzzbh.trim().is_empty() || o.gwzbh.trim().is_empty())
+    {
+        return Err("ZFRY 须有 XM、GZZBH、GWZBH".into());
+    }
+    for d in &s.wslist {
+        if d.wsbh.trim().is_empty() || !is_sha256_hex(&d.wshash) {
+            return Err("WSLIST 的文书须有 WSBH 和 64 位十六进制的 WSHASH".into());
+        }
+    }
+    for needed in ["CDS", "XZTZS"] {
+        if !s.wslist.iter().any(|d| d.wslx == needed) {
+            return Err(format!("WSLIST 缺少 {needed} 文书"));
+        }
+    }
+    let Some(first) = s.bdcqllist.first() else {
+        return Err("BDCQLLIST 为空".into());
+    };
+    let action = Action::from_registry_code(&first.kzcs)
+        .ok_or_else(|| format!("不支持的控制措施：KZCS {}", first.kzcs))?;
+    let prior_request_number = s
+        .ykzqqdh
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned);
+    if action.needs_prior() && prior_request_number.is_none() {
+        return Err("YKZQQDH 为空".into());
+    }
+    let mut items = Vec::with_capacity(s.bdcqllist.len());
+    for right in &s.bdcqllist {
+        if right.kzcs != first.kzcs {
+            return Err("BDCQLLIST 中的 KZCS 须一致".into());
+        }
+        if right.bdcdyh.trim().is_empty() {
+            return Err("BDCDYH 为空".into());
+        }
+        let start_date = slash_date("KSRQ", right.ksrq.as_deref())?;
+        let end_date = slash_date("JSRQ", right.jsrq.as_deref())?;
+        if action.needs_term() && (start_date.is_none() || end_date.is_none()) {
+            return Err("KSRQ、JSRQ 为空".into());
+        }
+        items.push(ControlItem {
+            target: right.bdcdyh.trim().to_owned(),
+            amount_fen: None,
+            start_date,
+            end_date,
+        });
+    }
+    Ok(ControlRequest {
+        request_number: request_number.to_owned(),
+        action,
+        case_number: s.ah,
+        court_name: s.fymc,
+        holder_id: ids::normalise_id(&s.zjh),
+        prior_request_number,
+        items,
+    })
+}
+
+async fn control_submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.arrive().await;
+    if mode == FaultMode::Error {
+        return json_reply(
+            mode,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &message("0503", None, json!({"MSG": BUSY})),
+        );
+    }
+    // Without a request number there is nobody to answer to.
+    let parsed = serde_json::from_slice::<Value>(&body).ok();
+    let rn = parsed
+        .as_ref()
+        .and_then(|v| v.get("CXQQDH"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|rn| !rn.is_empty())
+        .map(str::to_owned);
+    let (Some(body), Some(rn)) = (parsed.filter(Value::is_object), rn) else {
+        tracing::info!(agency = agency.id(), "unreadable control order");
+        return json_reply(
+            mode,
+            StatusCode::BAD_REQUEST,
+            &message("0400", None, json!({"MSG": "请求格式错误或 CXQQDH 为空"})),
+        );
+    };
+    let request = match read_control(&rn, body) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), request_number = %rn, %reason, "control order refused at intake");
+            return json_reply(
+                mode,
+                StatusCode::OK,
+                &message("1001", Some(&rn), json!({"MSG": reason})),
+            );
+        }
+    };
+    if mode == FaultMode::Refuse {
+        return json_reply(
+            mode,
+            StatusCode::OK,
+            &message("1001", Some(&rn), json!({"MSG": MAINTENANCE})),
+        );
+    }
+    agency.record(&rn, RequestKind::Control, Some(&request.holder_id));
+    tracing::info!(
+        agency = agency.id(),
+        request_number = %rn,
+        action = ?request.action,
+        subject = %ids::mask(&request.holder_id),
+        "control order"
+    );
+    let outcome = agency.control(&request);
+    let slbh = outcome.ticket.as_ref().map(|t| t.number.clone());
+    json_reply(
+        mode,
+        StatusCode::OK,
+        &message("0000", Some(&rn), json!({"SLBH": slbh, "MSG": "已受理"})),
+    )
+}
+
+async fn control_poll(
+    State(agency): State<Arc<Agency>>,
+    Path(request_number): Path<String>,
+) -> Response {
+    let mode = agency.arrive().await;
+    let rn = request_number.as_str();
+    if mode == FaultMode::Error {
+        return json_reply(
+            mode,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &message("0503", Some(rn), json!({"MSG": BUSY})),
+        );
+    }
+    let outcome = agency.control_status(rn);
+    if mode != FaultMode::Refuse {
+        agency.record(
+            rn,
+            RequestKind::ControlQuery,
+            outcome.as_ref().map(|o| o.holder_id.as_str()),
+        );
+    }
+    let Some(mut outcome) = outcome else {
+        return json_reply(
+            mode,
+            StatusCode::NOT_FOUND,
+            &message("0404", Some(rn), json!({"MSG": "无此请求"})),
+        );
+    };
+    let slbh = outcome.ticket.as_ref().map(|t| t.number.clone());
+    if let Some(ticket) = &outcome.ticket
+        && tokio::time::Instant::now() < ticket.ready_at
+    {
+        return json_reply(
+            mode,
+            StatusCode::OK,
+            &message("0001", Some(rn), json!({"SLBH": slbh, "MSG": "处理中"})),
+        );
+    }
+    if mode == FaultMode::Refuse {
+        for r in &mut outcome.results {
+            *r = ItemResult {
+                target: std::mem::take(&mut r.target),
+                state: ControlState::NotControlled,
+                controlled_fen: 0,
+                shortfall_fen: 0,
+                reason: MAINTENANCE.into(),
+                start_date: None,
+                end_date: None,
+                queue_position: 0,
+                measure_number: String::new(),
+            };
+        }
+    }
+    json_reply(mode, StatusCode::OK, &control_result(rn, slbh, &outcome))
+}
+
+/// `KZZT`: 1 in force (or the renewal or release made), 2 not applied
+/// (refused, or waiting with `LHSX` above 0), 3 released, 4 lapsed.
+fn seal_state(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "1",
+        ControlState::NotControlled | ControlState::Waiting => "2",
+        ControlState::Released => "3",
+        ControlState::Lapsed => "4",
+    }
+}
+
+fn control_result(rn: &str, slbh: Option<String>, outcome: &ControlOutcome) -> Value {
+    let slash = |d: Option<NaiveDate>| {
+        d.map(|d| d.format("%Y/%m/%d").to_string())
+            .unwrap_or_default()
+    };
+    let items: Vec<Value> = outcome
+        .results
+        .iter()
+        .map(|r| {
+            json!({
+                "BDCDYH": r.target,
+                "KZZT": seal_state(r.state),
+                "WNKZYY": r.reason,
+                "LHSX": r.queue_position,
+                "CSKSRQ": slash(r.start_date),
+                "CSJSRQ": slash(r.end_date),
+                "YWH": r.measure_number,
+            })
+        })
+        .collect();
+    message("0000", Some(rn), json!({"SLBH": slbh, "KZXXLIST": items}))
 }
