@@ -148,7 +148,7 @@ async fn insert_outbox(
 #[async_trait]
 impl OrderStore for SqliteStore {
     async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(AssertSqlSafe(format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = ? AND idempotency_key = ?"
         )))
@@ -348,7 +348,7 @@ impl OrderStore for SqliteStore {
         notify: &[OutboxRecord],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE orders SET status = ?, phase = ?, send_attempts = ?, ticket = ?, \
              controlled_fen = ?, shortfall_fen = ?, reason = ?, queue_position = ?, \
@@ -470,7 +470,7 @@ impl OrderStore for SqliteStore {
         now_ms: i64,
         notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let found = sqlx::query(AssertSqlSafe(format!(
             "UPDATE orders SET status = 'expired', phase = 'done', updated_at_ms = ?, \
              lease_owner = NULL, lease_until_ms = NULL \
@@ -523,7 +523,7 @@ impl OrderStore for SqliteStore {
         end_date: &str,
         notify: Option<&OutboxRecord>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE orders SET warned_end = ? WHERE id = ?")
             .bind(end_date)
             .bind(id)
@@ -537,7 +537,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn create_plan(&self, p: &PlanRecord) -> Result<Created<PlanRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(AssertSqlSafe(format!(
             "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = ? AND idempotency_key = ?"
         )))
@@ -633,7 +633,7 @@ impl OrderStore for SqliteStore {
         notify: Option<&OutboxRecord>,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE freeze_plans SET next_index = ?, status = ?, controlled_fen = ?, detail = ?, \
              due_at_ms = ?, completed_at_ms = ?, updated_at_ms = ?, lease_owner = NULL, \
@@ -661,7 +661,7 @@ impl OrderStore for SqliteStore {
     }
 
     async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_outbox(&mut tx, item).await?;
         tx.commit().await?;
         Ok(())

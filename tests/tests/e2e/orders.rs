@@ -250,7 +250,8 @@ async fn every_rule_of_the_law_is_a_422_with_its_reason() -> anyhow::Result<()> 
     // A renewal runs at most a full term from the current end.
     let mut long_renewal = follow_up(zhang_san(), "renew", id);
     let current_end: NaiveDate = frozen["end_date"].as_str().unwrap_or_default().parse()?;
-    long_renewal["end_date"] = json!((current_end + chrono::Months::new(12)).to_string());
+    long_renewal["end_date"] =
+        json!((current_end + chrono::Months::new(12) + Days::new(1)).to_string());
     expect_422(&sys, "r14", &long_renewal, "term_too_long", "end_date").await?;
     // ... and only before the measure's end date.
     sys.clock.set_offset_days(181);
