@@ -622,7 +622,7 @@ impl ControlBook {
     pub fn repeat(&mut self, request_number: &str) -> Option<ControlOutcome> {
         let i = *self.control_index.get(request_number)?;
         if let Some(record) = self.controls.get_mut(i) {
-            record.received_count += 1;
+            record.received_count = record.received_count.saturating_add(1);
         }
         self.outcome_of(i)
     }

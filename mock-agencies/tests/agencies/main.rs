@@ -6,6 +6,7 @@ mod bank_json;
 mod bank_xml;
 mod common;
 mod config;
+mod control;
 mod faults;
 mod iso_bank_xml;
 mod population;
