@@ -39,8 +39,13 @@ pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Res
     let base = gateway.base_url();
     println!("gateway             {base}\n");
 
-    if let Err(e) = show_inquiry(&base).await {
-        eprintln!("the demo inquiry failed: {e:#}");
+    match show_inquiry(&base).await {
+        Ok(inquiry_id) => {
+            if let Err(e) = show_freeze_plan(&base, &inquiry_id).await {
+                eprintln!("the demo freeze plan failed: {e:#}");
+            }
+        }
+        Err(e) => eprintln!("the demo inquiry failed: {e:#}"),
     }
     println!("\nServing until Ctrl-C. The README shows curl commands to try against {base}, e.g.:");
     println!("  curl -s {base}/v1/agencies -H 'Authorization: Bearer {ENFORCEMENT_TOKEN}'");
@@ -60,7 +65,7 @@ fn inquiry_body() -> Value {
     })
 }
 
-async fn show_inquiry(base: &str) -> anyhow::Result<()> {
+async fn show_inquiry(base: &str) -> anyhow::Result<String> {
     let client = reqwest::Client::new();
     let subject = adapters::ids::IdNumber::parse(fixtures::ZHANG_SAN_ID)?;
     println!(
@@ -125,6 +130,85 @@ async fn show_inquiry(base: &str) -> anyhow::Result<()> {
             &e["hash"].as_str().unwrap_or("")[..12.min(e["hash"].as_str().unwrap_or("").len())]
         );
     }
+    Ok(inquiry_id.to_owned())
+}
+
+/// The amount the demo plan freezes: more than any one of 张三's accounts
+/// holds, less than all of them.
+const DEMO_PLAN_FEN: i64 = 13_000_000;
+
+/// Freezes 130,000.00 across the accounts the inquiry found, one after
+/// another, and prints each order and the total.
+async fn show_freeze_plan(base: &str, inquiry_id: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).context("UTC+8")?)
+        .date_naive();
+    let end = crate::clock::term_end(today, 6).context("end date")?;
+    let body = serde_json::json!({
+        "case_number": DEMO_CASE,
+        "subject": {"kind": "person", "name": fixtures::ZHANG_SAN_NAME, "id_number": fixtures::ZHANG_SAN_ID},
+        "officers": [
+            {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
+            {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"},
+        ],
+        "inquiry": inquiry_id,
+        "amount_fen": DEMO_PLAN_FEN,
+        "end_date": end.to_string(),
+        "documents": [
+            {"kind": "ruling", "number": "(2024)甘0503执1234号之一",
+             "sha256": "9f2c5b1e0a4d7c3b8e6f1a2d4c5b7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
+            {"kind": "assist_notice", "number": "(2024)甘0503执1234号协冻-1",
+             "sha256": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"},
+        ],
+    });
+    println!(
+        "\nFreeze plan: {} across those accounts, never more, until {end} ...",
+        adapters::model::Fen(DEMO_PLAN_FEN)
+    );
+    let response = client
+        .post(format!("{base}/v1/freeze-plans"))
+        .bearer_auth(ENFORCEMENT_TOKEN)
+        .header("idempotency-key", format!("demo-{}", uuid::Uuid::now_v7()))
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let plan: Value = response.json().await?;
+    anyhow::ensure!(status.as_u16() == 202, "HTTP {status}: {plan}");
+    let id = plan["id"].as_str().unwrap_or_default().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let plan = loop {
+        let plan: Value = client
+            .get(format!("{base}/v1/freeze-plans/{id}"))
+            .bearer_auth(ENFORCEMENT_TOKEN)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if plan["status"] != "running" || std::time::Instant::now() > deadline {
+            break plan;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for o in plan["orders"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<8} at {:<7} {} asked {:>12} controlled {:>12} {:<8} {}",
+            o["action"].as_str().unwrap_or(""),
+            o["agency"].as_str().unwrap_or(""),
+            o["asset"]["account_number"].as_str().unwrap_or(""),
+            yuan(&o["requested_fen"]),
+            yuan(&o["controlled_fen"]),
+            o["status"].as_str().unwrap_or(""),
+            o["reason"].as_str().unwrap_or(""),
+        );
+    }
+    println!(
+        "Plan {id} is {}: {} controlled of {}.",
+        plan["status"].as_str().unwrap_or("?"),
+        yuan(&plan["controlled_fen"]),
+        adapters::model::Fen(DEMO_PLAN_FEN)
+    );
     Ok(())
 }
 
