@@ -15,7 +15,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AuditStore, StoreError};
+use crate::store::{AuditStore, Checkpoint, NewAuditRow, StoreError};
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -171,7 +171,8 @@ pub fn row_hash(prev_hash: &str, event: &StoredAuditEvent) -> String {
 }
 
 impl AuditRow {
-    fn chain(seq: i64, at_ms: i64, record: AuditRecord, prev_hash: String) -> Self {
+    /// Numbers and chains a record after `prev_hash`.
+    pub fn chain(seq: i64, at_ms: i64, record: AuditRecord, prev_hash: String) -> Self {
         let body_sha256 = record.body.as_ref().map(|b| hex::encode(Sha256::digest(b)));
         let mut row = AuditRow {
             seq,
@@ -231,12 +232,34 @@ impl std::fmt::Debug for AuditLog {
 /// Most rows one transaction takes.
 const MAX_BATCH: usize = 512;
 
+/// When the writer signs a checkpoint of the chain.
+#[derive(Clone)]
+pub struct CheckpointPolicy {
+    pub key: Arc<ed25519_dalek::SigningKey>,
+    /// After this many rows since the last checkpoint...
+    pub every_rows: i64,
+    /// ...or this long, whichever comes first (when rows were written).
+    pub every_ms: i64,
+}
+
 impl AuditLog {
-    /// Starts the writer task on `store`, continuing its chain.
+    /// Starts the writer task on `store`, continuing its chain, signing
+    /// checkpoints when `checkpoints` says.
     pub async fn start(store: Arc<dyn AuditStore>, capacity: usize) -> Result<Self, StoreError> {
-        let tail = store.audit_tail().await?;
+        Self::start_signing(store, capacity, None).await
+    }
+
+    pub async fn start_signing(
+        store: Arc<dyn AuditStore>,
+        capacity: usize,
+        checkpoints: Option<CheckpointPolicy>,
+    ) -> Result<Self, StoreError> {
+        let last_checkpoint = match &checkpoints {
+            Some(_) => store.checkpoints().await?.last().map(|c| (c.seq, c.at_ms)),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(store, rx, tail));
+        tokio::spawn(writer(store, rx, checkpoints, last_checkpoint));
         Ok(Self { tx })
     }
 
@@ -253,41 +276,70 @@ impl AuditLog {
     }
 }
 
+/// What a checkpoint's signature covers.
+pub fn checkpoint_message(seq: i64, hash: &str) -> Vec<u8> {
+    format!("court-gateway audit checkpoint\nseq={seq}\nhash={hash}\n").into_bytes()
+}
+
+/// Signs the chain's state at (`seq`, `hash`).
+pub fn sign_checkpoint(
+    key: &ed25519_dalek::SigningKey,
+    seq: i64,
+    hash: &str,
+    at_ms: i64,
+) -> Checkpoint {
+    use ed25519_dalek::Signer;
+    let signature = key.sign(&checkpoint_message(seq, hash));
+    Checkpoint {
+        seq,
+        hash: hash.to_owned(),
+        at_ms,
+        key_id: hex::encode(key.verifying_key().to_bytes()),
+        signature: hex::encode(signature.to_bytes()),
+    }
+}
+
 async fn writer(
     store: Arc<dyn AuditStore>,
     mut rx: mpsc::Receiver<(AuditRecord, Ack)>,
-    tail: Option<(i64, String)>,
+    checkpoints: Option<CheckpointPolicy>,
+    mut last_checkpoint: Option<(i64, i64)>,
 ) {
-    let (mut last_seq, mut last_hash) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut pending: Vec<(AuditRecord, Ack)> = Vec::with_capacity(MAX_BATCH);
     loop {
         if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
             return; // every handle dropped
         }
         let now = chrono::Utc::now().timestamp_millis();
-        let mut rows = Vec::with_capacity(pending.len());
-        let mut prev = last_hash.clone();
-        for (i, (record, _)) in pending.iter().enumerate() {
-            let row = AuditRow::chain(last_seq + 1 + i as i64, now, record.clone(), prev);
-            prev = row.hash.clone();
-            rows.push(row);
-        }
+        let rows: Vec<NewAuditRow> = pending
+            .iter()
+            .map(|(record, _)| NewAuditRow {
+                at_ms: now,
+                record: record.clone(),
+            })
+            .collect();
         match store.append_audit(&rows).await {
-            Ok(()) => {
-                last_seq += rows.len() as i64;
-                last_hash = prev;
-                for ((_, ack), row) in pending.drain(..).zip(&rows) {
+            Ok(stored) => {
+                for ((_, ack), row) in pending.drain(..).zip(&stored) {
                     let _ = ack.send(Ok(row.seq));
+                }
+                if let (Some(policy), Some(last)) = (&checkpoints, stored.last()) {
+                    let (since_seq, since_ms) = last_checkpoint.unwrap_or((0, 0));
+                    if last.seq - since_seq >= policy.every_rows
+                        || now - since_ms >= policy.every_ms
+                    {
+                        let c = sign_checkpoint(&policy.key, last.seq, &last.hash, now);
+                        match store.add_checkpoint(&c).await {
+                            Ok(()) => last_checkpoint = Some((c.seq, now)),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot store an audit checkpoint; the next batch tries again")
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, rows = rows.len(), "audit batch failed to commit");
-                // The chain may not continue from a tail we are unsure of:
-                // re-read it before the next batch.
-                if let Ok(Some((seq, hash))) = store.audit_tail().await {
-                    last_seq = seq;
-                    last_hash = hash;
-                }
                 for (_, ack) in pending.drain(..) {
                     let _ = ack.send(Err(AuditError::Store(e.to_string())));
                 }

@@ -206,16 +206,104 @@ pub trait JobStore: Send + Sync {
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// The last row's sequence number and hash, to continue the chain.
+    /// The last row's sequence number and hash.
     async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError>;
 
-    /// Appends rows (already numbered and chained) in one transaction.
-    async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError>;
+    /// Appends `rows` after the chain's tail, in one transaction that holds
+    /// the chain's write lock: numbers them, chains each to the one before
+    /// (`AuditRow::chain`), stores them, and returns them as stored. Several
+    /// gateways writing one database thus keep one chain.
+    async fn append_audit(&self, rows: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError>;
 
     async fn audit_events(&self, filter: &AuditFilter)
     -> Result<Vec<StoredAuditEvent>, StoreError>;
 
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError>;
+
+    /// Up to `limit` rows after `after_seq` in sequence order, without
+    /// bodies: what verification reads.
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// Every signed checkpoint, in sequence order.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// Drops the message bodies of up to `limit` rows written before
+    /// `before_ms` (their digests stay, and so does the chain); returns how
+    /// many were dropped.
+    async fn purge_bodies(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError>;
+
+    /// Auditors' questions: see `crate::questions`.
+    async fn subjects_in_several_cases(
+        &self,
+        window: &Window,
+        limit: i64,
+    ) -> Result<Vec<SubjectCases>, StoreError>;
+
+    /// Accepted inquiries and orders per caller, officer and case number.
+    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError>;
+
+    /// Accepted inquiries and orders per officer and civil day (UTC+8),
+    /// where the count exceeds `threshold`.
+    async fn officer_daily_volume(
+        &self,
+        window: &Window,
+        threshold: i64,
+    ) -> Result<Vec<OfficerDay>, StoreError>;
+}
+
+/// A row to append: when, what, and its body's digest.
+#[derive(Debug, Clone)]
+pub struct NewAuditRow {
+    pub at_ms: i64,
+    pub record: crate::audit::AuditRecord,
+}
+
+/// A signed statement that the chain up to `seq` ends in `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub at_ms: i64,
+    /// Hex of the Ed25519 public key that signed.
+    pub key_id: String,
+    /// Hex of the Ed25519 signature over `checkpoint_message(seq, hash)`.
+    pub signature: String,
+}
+
+/// A time range for auditors' questions, unix ms, `to` exclusive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Window {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectCases {
+    pub subject: String,
+    pub cases: Vec<String>,
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficerCase {
+    pub caller: String,
+    pub officer: String,
+    pub case_number: String,
+    pub requests: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficerDay {
+    pub officer: String,
+    /// `YYYY-MM-DD` in UTC+8.
+    pub day: String,
+    pub requests: i64,
 }
 
 /// Every concern behind one handle.

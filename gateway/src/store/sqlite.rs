@@ -8,10 +8,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    AuditStore, ClaimedTask, InquiryRecord, JobStore, STATE_AWAITING, STATE_POLLING, STATE_QUEUED,
-    StoreError, TaskRecord, TaskUpdate,
+    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, OfficerCase,
+    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
+    TaskUpdate, Window,
 };
-use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
+use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -421,6 +422,14 @@ impl JobStore for SqliteStore {
 
 const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
      action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
+/// The same, with NULL for the body (verification needs only its digest).
+const AUDIT_COLUMNS_NO_BODY: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
+     agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, NULL AS body, \
+     prev_hash, hash";
+/// The rows that are requests about a subject: accepted inquiries, orders
+/// and freeze plans.
+pub(crate) const REQUESTS: &str = "direction = 'inbound' AND status = 'accepted' \
+     AND action IN ('inquiry.create', 'order.create', 'freeze_plan.create')";
 
 fn audit_from(row: &sqlx::sqlite::SqliteRow) -> Result<StoredAuditEvent, StoreError> {
     let officers: Option<String> = row.try_get("officers")?;
@@ -461,9 +470,22 @@ impl AuditStore for SqliteStore {
             .transpose()?)
     }
 
-    async fn append_audit(&self, rows: &[AuditRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for row in rows {
+    async fn append_audit(&self, new: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError> {
+        // BEGIN IMMEDIATE takes the write lock first: the tail read here
+        // stays the tail until commit, whoever else writes this file.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (mut seq, mut prev) = match tail {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        let mut rows = Vec::with_capacity(new.len());
+        for n in new {
+            seq += 1;
+            let row = AuditRow::chain(seq, n.at_ms, n.record.clone(), prev);
+            prev = row.hash.clone();
             let r = &row.record;
             let officers = serde_json::to_string(&r.officers)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -490,9 +512,159 @@ impl AuditStore for SqliteStore {
             .bind(&row.hash)
             .execute(&mut *tx)
             .await?;
+            rows.push(row);
         }
         tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_COLUMNS_NO_BODY} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
+        )))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at_ms)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
         Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at_ms: r.try_get("at_ms")?,
+                    key_id: r.try_get("key_id")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn purge_bodies(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE audit_events SET body = NULL WHERE seq IN ( \
+                 SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < ? \
+                 ORDER BY at_ms LIMIT ?)",
+        )
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn subjects_in_several_cases(
+        &self,
+        window: &Window,
+        limit: i64,
+    ) -> Result<Vec<SubjectCases>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT subject, json_group_array(DISTINCT case_number) AS cases, COUNT(*) AS requests \
+             FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
+             AND at_ms >= ? AND at_ms < ? \
+             GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
+             ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT ?"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cases: String = r.try_get("cases")?;
+                let mut cases: Vec<String> = serde_json::from_str(&cases)
+                    .map_err(|e| StoreError::Corrupt(format!("cases: {e}")))?;
+                cases.sort();
+                Ok(SubjectCases {
+                    subject: r.try_get("subject")?,
+                    cases,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT caller, o.value AS officer, case_number, COUNT(*) AS requests \
+             FROM audit_events, json_each(audit_events.officers) o \
+             WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
+             AND at_ms >= ? AND at_ms < ? \
+             GROUP BY caller, o.value, case_number ORDER BY caller, officer, case_number"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfficerCase {
+                    caller: r.try_get("caller")?,
+                    officer: r.try_get("officer")?,
+                    case_number: r.try_get("case_number")?,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn officer_daily_volume(
+        &self,
+        window: &Window,
+        threshold: i64,
+    ) -> Result<Vec<OfficerDay>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT o.value AS officer, \
+                 date((at_ms + 28800000) / 1000, 'unixepoch') AS day, COUNT(*) AS requests \
+             FROM audit_events, json_each(audit_events.officers) o \
+             WHERE {REQUESTS} AND at_ms >= ? AND at_ms < ? \
+             GROUP BY officer, day HAVING COUNT(*) > ? ORDER BY day, requests DESC, officer"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .bind(threshold)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfficerDay {
+                    officer: r.try_get("officer")?,
+                    day: r.try_get("day")?,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
     }
 
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
