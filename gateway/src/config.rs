@@ -57,6 +57,8 @@ pub struct GatewayConfig {
     pub orders: OrderSettings,
     #[serde(default)]
     pub callbacks: CallbackSettings,
+    #[serde(default)]
+    pub audit: AuditSettings,
     /// Who may call the API.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
@@ -158,6 +160,79 @@ pub enum PlanAccountOrder {
     LargestAvailableFirst,
     /// As the inquiry listed them.
     AsFound,
+}
+
+/// The audit log: signed checkpoints and retention of message bodies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The Ed25519 key checkpoints are signed with: a file holding the
+    /// 32-byte seed in hex. Without it no checkpoints are signed.
+    pub signing_key_file: Option<PathBuf>,
+    /// The public key (hex) checkpoints are verified with; by default the
+    /// signing key's. Auditors verify with this alone.
+    pub verify_key: Option<String>,
+    /// A checkpoint after this many rows...
+    pub checkpoint_every_rows: i64,
+    /// ...or this many seconds, whichever comes first.
+    pub checkpoint_every_secs: u64,
+    /// Message bodies older than this many days are purged (their digests
+    /// and the chain stay). None keeps them forever.
+    pub body_retention_days: Option<u32>,
+    /// How often the retention job runs.
+    pub retention_sweep_secs: u64,
+    /// Bound of the writer's queue: beyond it, recording waits.
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            signing_key_file: None,
+            verify_key: None,
+            checkpoint_every_rows: 1_000,
+            checkpoint_every_secs: 60,
+            body_retention_days: None,
+            retention_sweep_secs: 3_600,
+            queue_capacity: 4_096,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// The checkpoint signing key, when one is configured.
+    pub fn signing_key(&self) -> Result<Option<ed25519_dalek::SigningKey>, String> {
+        let Some(path) = &self.signing_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "audit.signing_key_file: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        let seed: [u8; 32] = hex::decode(text.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                format!(
+                    "audit.signing_key_file: {} must hold a 32-byte Ed25519 seed in hex",
+                    path.display()
+                )
+            })?;
+        Ok(Some(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    /// The key checkpoints are verified with: `verify_key`, else the
+    /// signing key's public half.
+    pub fn verifying_key(&self) -> Result<Option<ed25519_dalek::VerifyingKey>, String> {
+        if let Some(hex_key) = &self.verify_key {
+            return crate::verify::verifying_key(hex_key)
+                .map(Some)
+                .map_err(|e| format!("audit.verify_key: {e}"));
+        }
+        Ok(self.signing_key()?.map(|k| k.verifying_key()))
+    }
 }
 
 /// Signed callbacks to callers.
@@ -334,6 +409,11 @@ impl GatewayConfig {
                     Err(e) => problems.push(e),
                 }
             }
+        }
+        if self.audit.checkpoint_every_rows < 1 || self.audit.queue_capacity == 0 {
+            problems.push(
+                "audit.checkpoint_every_rows and audit.queue_capacity must be positive".into(),
+            );
         }
         if self.orders.min_officers == 0 || self.orders.max_in_flight == 0 {
             problems.push("orders.min_officers and orders.max_in_flight must be positive".into());

@@ -25,9 +25,11 @@ pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -59,6 +61,7 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
     dispatcher: JoinHandle<()>,
     order_worker: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -82,7 +85,18 @@ impl Gateway {
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
-        let audit = AuditLog::start(store.clone(), 4096).await?;
+        let checkpoints = config
+            .audit
+            .signing_key()
+            .map_err(anyhow::Error::msg)?
+            .map(|key| audit::CheckpointPolicy {
+                key: Arc::new(key),
+                every_rows: config.audit.checkpoint_every_rows,
+                every_ms: config.audit.checkpoint_every_secs as i64 * 1000,
+            });
+        let audit =
+            AuditLog::start_signing(store.clone(), config.audit.queue_capacity, checkpoints)
+                .await?;
         let agencies = Arc::new(AgencySets::new(registry));
         let addr = listener.local_addr()?;
         let public_url = config
@@ -123,6 +137,15 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
         let order_worker = tokio::spawn(orders.run(stopped.clone()));
+        let retention = state.config.audit.body_retention_days.map(|days| {
+            tokio::spawn(retention(
+                state.store.clone(),
+                state.audit.clone(),
+                days,
+                Duration::from_secs(state.config.audit.retention_sweep_secs.max(1)),
+                stopped.clone(),
+            ))
+        });
         let app = api::router(state.clone());
         let mut shutdown = stopped;
         let server = tokio::spawn(async move {
@@ -146,6 +169,7 @@ impl Gateway {
             server,
             dispatcher,
             order_worker,
+            retention,
         })
     }
 
@@ -159,6 +183,9 @@ impl Gateway {
         let _ = self.server.await;
         let _ = self.dispatcher.await;
         let _ = self.order_worker.await;
+        if let Some(r) = self.retention {
+            let _ = r.await;
+        }
     }
 
     /// Today's civil date as the gateway judges terms and expiries.
@@ -178,6 +205,46 @@ impl Gateway {
         reload::on_hangup(self.state.clone(), wait_for_signal()).await;
         tracing::info!("stopping");
         self.shutdown().await;
+    }
+}
+
+/// Purges message bodies older than `days` from the audit log, every
+/// `every`: rows, digests and the chain stay, so the log still verifies.
+async fn retention(
+    store: Arc<dyn store::Store>,
+    audit: AuditLog,
+    days: u32,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let cutoff = chrono::Utc::now().timestamp_millis() - i64::from(days) * 86_400_000;
+        let mut purged = 0u64;
+        loop {
+            match store.purge_bodies(cutoff, 5_000).await {
+                Ok(0) => break,
+                Ok(n) => purged += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit retention failed; retrying later");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, days, "audit bodies past retention purged");
+            let _ = audit
+                .record(audit::AuditRecord {
+                    direction: Some(audit::Direction::Internal),
+                    action: "audit.retention".into(),
+                    status: Some(format!("purged_{purged}")),
+                    ..audit::AuditRecord::default()
+                })
+                .await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

@@ -53,6 +53,24 @@ enum Command {
         #[command(subcommand)]
         command: AgenciesCommand,
     },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain and signed checkpoints; name the
+    /// first bad row. Exit status 0 only when the whole log verifies.
+    Verify {
+        #[arg(long, default_value = "config/gateway.toml")]
+        config: PathBuf,
+        /// The database to check, instead of the configuration's.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +124,13 @@ async fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { config },
         } => check(&config),
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    config,
+                    database_url,
+                },
+        } => audit_verify(&config, database_url).await,
         Command::Agencies {
             command:
                 AgenciesCommand::Test {
@@ -151,6 +176,30 @@ async fn serve(config: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> 
     Ok(())
 }
 
+async fn audit_verify(config: &Path, database_url: Option<String>) -> anyhow::Result<()> {
+    let gateway = GatewayConfig::load(config)?;
+    let url = database_url.unwrap_or(gateway.database_url.clone());
+    let key = gateway.audit.verifying_key().map_err(anyhow::Error::msg)?;
+    let store = gateway::store::open(&url)
+        .await
+        .with_context(|| format!("opening the store at {url}"))?;
+    let report = gateway::verify::verify(&*store, key.as_ref()).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.ok {
+        println!(
+            "ok: {} rows, {} signed checkpoint(s) verified",
+            report.checked, report.checkpoints
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the audit log does not verify at row {}: {}",
+            report.first_bad_seq.unwrap_or_default(),
+            report.problem.as_deref().unwrap_or("unknown")
+        )
+    }
+}
+
 async fn agencies_test(
     config: &Path,
     target: &str,
@@ -169,6 +218,8 @@ async fn agencies_test(
 /// its file and line; the exit status is non-zero when there is any.
 fn check(config: &Path) -> anyhow::Result<()> {
     let gateway = GatewayConfig::load(config)?;
+    gateway.audit.signing_key().map_err(anyhow::Error::msg)?;
+    gateway.audit.verifying_key().map_err(anyhow::Error::msg)?;
     let transport = gateway::transport::Transport::new(gateway.limits.max_reply_bytes)?;
     let registry = gateway::reload::load_registry(&gateway, &transport, None)?;
     println!(

@@ -31,6 +31,10 @@ fn config_folder(dir: &Path) -> anyhow::Result<PathBuf> {
         "dialects_dir".into(),
         repo_config().join("dialects").display().to_string().into(),
     );
+    if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
+        let key = repo_config().join("demo-audit-signing-key.hex");
+        audit.insert("signing_key_file".into(), key.display().to_string().into());
+    }
     let path = dir.join("gateway.toml");
     std::fs::write(&path, toml::to_string(&table)?)?;
     Ok(path)

@@ -62,6 +62,10 @@ fn write_config(dir: &Path, fleet: &MockFleet, listen: &str) -> anyhow::Result<P
         "dialects_dir".into(),
         repo_config().join("dialects").display().to_string().into(),
     );
+    if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
+        let key = repo_config().join("demo-audit-signing-key.hex");
+        audit.insert("signing_key_file".into(), key.display().to_string().into());
+    }
     let mut dispatcher = toml::Table::new();
     dispatcher.insert("lease_grace_secs".into(), 1.into());
     table.insert("dispatcher".into(), dispatcher.into());

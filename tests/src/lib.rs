@@ -46,6 +46,72 @@ pub fn inquiry_body(subject: Value) -> Value {
     json!({"case_number": CASE, "subject": subject, "officers": [officer()]})
 }
 
+/// The database a test's gateway runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// A fresh SQLite file in the test's folder.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server `TEST_DATABASE_URL` names.
+    Postgres { server_url: String },
+}
+
+impl Backend {
+    /// PostgreSQL when `TEST_DATABASE_URL` is set.
+    pub fn postgres() -> Option<Self> {
+        std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .map(|server_url| Backend::Postgres { server_url })
+    }
+
+    /// A database URL for one test: a new SQLite file in `dir`, or a new
+    /// database created on the PostgreSQL server.
+    async fn database_url(&self, dir: &std::path::Path) -> anyhow::Result<String> {
+        match self {
+            Backend::Sqlite => Ok(format!("sqlite://{}", dir.join("gateway.db").display())),
+            Backend::Postgres { server_url } => {
+                use sqlx::Connection;
+                let name = format!("gw_e2e_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = sqlx::PgConnection::connect(server_url).await.map_err(|e| {
+                    anyhow::anyhow!("TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {e}")
+                })?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await?;
+                let mut url = url::Url::parse(server_url)?;
+                url.set_path(&format!("/{name}"));
+                Ok(url.to_string())
+            }
+        }
+    }
+}
+
+/// Runs an async test function `fn(Backend) -> anyhow::Result<()>` once on
+/// SQLite and once on PostgreSQL (skipped, with a notice, when
+/// `TEST_DATABASE_URL` is not set; CI sets it, which makes it mandatory).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() -> anyhow::Result<()> {
+                super::$name($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() -> anyhow::Result<()> {
+                match $crate::Backend::postgres() {
+                    Some(backend) => super::$name(backend).await,
+                    None => {
+                        eprintln!("skipping PostgreSQL: TEST_DATABASE_URL is not set");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    };
+}
+
 /// A whole system for one test.
 pub struct System {
     pub fleet: MockFleet,
@@ -74,13 +140,23 @@ impl System {
     pub async fn start_with(
         tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
     ) -> anyhow::Result<Self> {
+        Self::start_on(Backend::Sqlite, tweak).await
+    }
+
+    /// Starts on `backend` with the repository's configuration, changed by
+    /// `tweak`.
+    pub async fn start_on(
+        backend: Backend,
+        tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
+    ) -> anyhow::Result<Self> {
         gateway::install_crypto_provider();
         let dir = tempfile::tempdir()?;
         let mocks = MockConfig::load(&config_dir().join("mock-agencies.toml"))?;
         let fleet = MockFleet::start(&mocks, true).await?;
         let mut config = GatewayConfig::load(&config_dir().join("gateway.toml"))?;
-        config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        config.database_url = backend.database_url(dir.path()).await?;
         config.dialects_dir = config_dir().join("dialects");
+        config.audit.signing_key_file = Some(config_dir().join("demo-audit-signing-key.hex"));
         // Orders move at test speed: results fetched, waiting measures and
         // expiries looked at, and doubts retried within tenths of a second.
         config.orders.poll_interval_ms = 50;
@@ -138,6 +214,22 @@ impl System {
     pub async fn open_database(&self) -> anyhow::Result<sqlx::SqlitePool> {
         let options: sqlx::sqlite::SqliteConnectOptions = self.config.database_url.parse()?;
         Ok(sqlx::SqlitePool::connect_with(options).await?)
+    }
+
+    /// Runs one SQL statement on the gateway's database behind its back
+    /// (to break or tamper with it), whichever the backend.
+    pub async fn sql(&self, statement: &str) -> anyhow::Result<u64> {
+        use sqlx::Connection;
+        let url = &self.config.database_url;
+        let sql = sqlx::AssertSqlSafe(statement.to_owned());
+        if url.starts_with("sqlite:") {
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+            Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+        }
     }
 
     /// The folder of this test's agency files.

@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -14,6 +16,7 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::inquiry::timestamp;
 use crate::state::AppState;
+use crate::store::Window;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,8 +74,9 @@ fn event_json(e: &StoredAuditEvent) -> Value {
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     ApiQuery(p): ApiQuery<EventParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(&[Role::Auditor])?;
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -117,10 +121,196 @@ pub async fn events(
     let next_cursor = (events.len() as i64 == limit)
         .then(|| events.last().map(|e| e.seq.to_string()))
         .flatten();
+    if wants_csv(&headers) {
+        return csv_response(&events, next_cursor.as_deref());
+    }
     Ok(Json(json!({
         "events": events.iter().map(event_json).collect::<Vec<_>>(),
         "next_cursor": next_cursor,
-    })))
+    }))
+    .into_response())
+}
+
+/// Whether the client asked for CSV (`Accept: text/csv`).
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.trim().split(';').next().map(str::trim) == Some("text/csv"))
+}
+
+/// The CSV columns: the JSON event's fields, officers joined by `; `.
+const CSV_COLUMNS: [&str; 17] = [
+    "seq",
+    "at",
+    "direction",
+    "caller",
+    "officers",
+    "case_number",
+    "subject",
+    "agency",
+    "action",
+    "inquiry_id",
+    "request_number",
+    "status",
+    "latency_ms",
+    "body_sha256",
+    "prev_hash",
+    "hash",
+    "next_cursor",
+];
+
+/// The same rows as CSV (RFC 4180, UTF-8). The next page's cursor is in
+/// the `Link`-like header `x-next-cursor` and on the last row's
+/// `next_cursor` column.
+fn csv_response(events: &[StoredAuditEvent], next_cursor: Option<&str>) -> Result<Response, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let failed = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
+    out.write_record(CSV_COLUMNS).map_err(failed)?;
+    for (i, e) in events.iter().enumerate() {
+        let last = i + 1 == events.len();
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        out.write_record([
+            e.seq.to_string(),
+            timestamp(e.at_ms),
+            e.direction.clone(),
+            opt(&e.caller),
+            e.officers.join("; "),
+            opt(&e.case_number),
+            opt(&e.subject),
+            opt(&e.agency),
+            e.action.clone(),
+            opt(&e.inquiry_id),
+            opt(&e.request_number),
+            opt(&e.status),
+            e.latency_ms.map(|l| l.to_string()).unwrap_or_default(),
+            opt(&e.body_sha256),
+            e.prev_hash.clone(),
+            e.hash.clone(),
+            if last { next_cursor.unwrap_or_default().to_owned() } else { String::new() },
+        ])
+        .map_err(failed)?;
+    }
+    let body = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        body,
+    )
+        .into_response();
+    if let Some(c) = next_cursor
+        && let Ok(v) = HeaderValue::from_str(c)
+    {
+        response.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/audit/verify`: the chain and the signed checkpoints, checked.
+pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    inbound(&state, &caller, "audit.verify", "ok", None, AuditRecord::default()).await?;
+    let key = state.config.audit.verifying_key().map_err(|e| {
+        tracing::error!(error = %e, "audit verify key unreadable");
+        ApiError::unavailable("verify_key_unavailable", "the audit verification key cannot be read")
+    })?;
+    let report = crate::verify::verify(&*state.store, key.as_ref()).await?;
+    Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionParams {
+    from: Option<String>,
+    to: Option<String>,
+    threshold: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/audit/questions/{question}`: the questions auditors ask.
+/// - `subjects-in-several-cases`: subjects asked about under more than one
+///   case;
+/// - `officers-outside-their-court`: officers who asked about subjects in
+///   cases of a court other than their caller's (the court code in the case
+///   number);
+/// - `officer-volume?threshold=N`: officers with more than N requests on a
+///   civil day (UTC+8).
+pub async fn question(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(question): Path<String>,
+    ApiQuery(p): ApiQuery<QuestionParams>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    let window = Window {
+        from_ms: parse_time("from", p.from.as_deref())?,
+        to_ms: parse_time("to", p.to.as_deref())?,
+    };
+    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    let known = ["subjects-in-several-cases", "officers-outside-their-court", "officer-volume"];
+    if !known.contains(&question.as_str()) {
+        return Err(ApiError::not_found(format!(
+            "no question {question:?}; ask one of {}",
+            known.join(", ")
+        )));
+    }
+    inbound(
+        &state,
+        &caller,
+        &format!("audit.question.{question}"),
+        "ok",
+        Some(format!("{p:?}").into_bytes()),
+        AuditRecord::default(),
+    )
+    .await?;
+    let answer = match question.as_str() {
+        "subjects-in-several-cases" => {
+            let rows = state.store.subjects_in_several_cases(&window, limit).await?;
+            json!({ "subjects": rows })
+        }
+        "officers-outside-their-court" => {
+            let courts: std::collections::HashMap<&str, &str> = state
+                .config
+                .callers
+                .iter()
+                .filter_map(|c| c.court.as_ref().map(|court| (c.name.as_str(), court.code.as_str())))
+                .collect();
+            let rows = state.store.officer_cases(&window).await?;
+            let outside: Vec<Value> = rows
+                .iter()
+                .filter_map(|r| {
+                    let own = courts.get(r.caller.as_str())?;
+                    let case_court = adapters::ids::CaseNumber::parse(&r.case_number)
+                        .map(|c| c.court_code().to_owned())
+                        .ok()?;
+                    (case_court != *own).then(|| {
+                        json!({
+                            "caller": r.caller,
+                            "caller_court": own,
+                            "officer": r.officer,
+                            "case_number": r.case_number,
+                            "case_court": case_court,
+                            "requests": r.requests,
+                        })
+                    })
+                })
+                .take(limit as usize)
+                .collect();
+            json!({ "requests": outside })
+        }
+        _ => {
+            let threshold = p.threshold.ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "officer-volume needs threshold=N")
+                    .with_field("threshold")
+            })?;
+            let rows = state.store.officer_daily_volume(&window, threshold).await?;
+            json!({ "threshold": threshold, "officer_days": rows })
+        }
+    };
+    Ok(Json(answer))
 }
 
 pub async fn event(

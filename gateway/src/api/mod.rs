@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/freeze-plans/{id}", get(orders::get_plan))
         .route("/v1/audit/events", get(audit::events))
         .route("/v1/audit/events/{seq}", get(audit::event))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/questions/{question}", get(audit::question))
         .route("/v1/agencies", get(agencies))
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/callbacks/{agency}", post(callbacks::receive))

@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
     config.database_url = format!("sqlite://{}", dir.path().join("gateway.db").display());
     config.agencies_dir = agencies;
     config.dialects_dir = config_dir().join("dialects");
+    config.audit.signing_key_file = Some(config_dir().join("demo-audit-signing-key.hex"));
     config.dispatcher.max_in_flight = 512;
 
     let started = Instant::now();

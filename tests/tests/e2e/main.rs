@@ -1,6 +1,7 @@
 //! End-to-end stories: the enforcement system, auditors and the mock agencies
 //! around a real gateway over real HTTP.
 
+mod audit_log;
 mod audit_trail;
 mod bad_input;
 mod business_hours;
