@@ -306,6 +306,8 @@ async fn writer(
     mut last_checkpoint: Option<(i64, i64)>,
 ) {
     let mut pending: Vec<(AuditRecord, Ack)> = Vec::with_capacity(MAX_BATCH);
+    // Without a checkpoint yet, the time since the writer started counts.
+    let started_ms = chrono::Utc::now().timestamp_millis();
     loop {
         if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
             return; // every handle dropped
@@ -324,7 +326,7 @@ async fn writer(
                     let _ = ack.send(Ok(row.seq));
                 }
                 if let (Some(policy), Some(last)) = (&checkpoints, stored.last()) {
-                    let (since_seq, since_ms) = last_checkpoint.unwrap_or((0, 0));
+                    let (since_seq, since_ms) = last_checkpoint.unwrap_or((0, started_ms));
                     if last.seq - since_seq >= policy.every_rows
                         || now - since_ms >= policy.every_ms
                     {

@@ -271,3 +271,73 @@ fn agencies_test_runs_a_dialect_pack_and_fails_on_a_wrong_expectation() -> anyho
     assert!(!unknown.status.success());
     Ok(())
 }
+
+/// Writes `rows` audit records (signing a checkpoint every 5) into the
+/// database a `sqlite://` URL names.
+fn write_audit_rows(url: &str, rows: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let store = std::sync::Arc::new(gateway::store::SqliteStore::open(url).await?);
+        let key_hex = std::fs::read_to_string(repo_config().join("demo-audit-signing-key.hex"))?;
+        let seed: [u8; 32] = hex::decode(key_hex.trim())?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("seed"))?;
+        let policy = gateway::audit::CheckpointPolicy {
+            key: std::sync::Arc::new(ed25519_dalek::SigningKey::from_bytes(&seed)),
+            every_rows: 5,
+            every_ms: 3_600_000,
+        };
+        let log = gateway::audit::AuditLog::start_signing(store, 16, Some(policy)).await?;
+        for i in 0..rows {
+            log.record(gateway::audit::AuditRecord {
+                direction: Some(gateway::audit::Direction::Outbound),
+                action: "inquiry.send".into(),
+                agency: Some("bank-a".into()),
+                body: Some(format!("<CXQQ>{i}</CXQQ>").into_bytes()),
+                ..Default::default()
+            })
+            .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+#[test]
+fn audit_verify_passes_a_sound_log_and_names_the_first_bad_row() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = config_folder(dir.path())?;
+    let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+    write_audit_rows(&url, 12)?;
+
+    let out = gateway()
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ok: 12 rows, 2 signed checkpoint(s) verified"), "{stdout}");
+
+    // Someone edits row 7 behind the gateway's back.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+        let pool = sqlx::SqlitePool::connect_with(options).await?;
+        sqlx::query("UPDATE audit_events SET agency = 'bank-z' WHERE seq = 7")
+            .execute(&pool)
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let out = gateway()
+        .args(["audit", "verify", "--config"])
+        .arg(&config)
+        .arg("--database-url")
+        .arg(&url)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("does not verify at row 7") && stderr.contains("does not match its hash"),
+        "{stderr}"
+    );
+    Ok(())
+}

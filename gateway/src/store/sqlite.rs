@@ -412,10 +412,17 @@ impl JobStore for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        // BEGIN IMMEDIATE takes the write lock: a read-only or broken file fails here.
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        sqlx::query("ROLLBACK").execute(&mut *conn).await?;
+        // BEGIN IMMEDIATE takes the write lock: a read-only or broken file
+        // fails here. The probe row tries the audit table itself (where a
+        // full disk or a broken table shows first) and is rolled back.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at_ms, direction, action, prev_hash, hash) \
+             VALUES (-1, 0, 'internal', 'readiness.probe', '', '')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.rollback().await?;
         Ok(())
     }
 }
