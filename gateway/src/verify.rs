@@ -71,8 +71,16 @@ fn check_signature(c: &Checkpoint, key: Option<&VerifyingKey>) -> Result<(), Str
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| format!("the checkpoint at row {} has a malformed signature", c.seq))?;
-    key.verify_strict(&checkpoint_message(c.seq, &c.hash), &Signature::from_bytes(&bytes))
-        .map_err(|_| format!("the checkpoint at row {} has a signature that does not verify", c.seq))
+    key.verify_strict(
+        &checkpoint_message(c.seq, &c.hash),
+        &Signature::from_bytes(&bytes),
+    )
+    .map_err(|_| {
+        format!(
+            "the checkpoint at row {} has a signature that does not verify",
+            c.seq
+        )
+    })
 }
 
 /// Verifies the whole log. `key` verifies the checkpoints; without one,

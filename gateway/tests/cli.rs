@@ -314,8 +314,15 @@ fn audit_verify_passes_a_sound_log_and_names_the_first_bad_row() -> anyhow::Resu
         .arg(&config)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("ok: 12 rows, 2 signed checkpoint(s) verified"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok: 12 rows, 2 signed checkpoint(s) verified"),
+        "{stdout}"
+    );
 
     // Someone edits row 7 behind the gateway's back.
     let runtime = tokio::runtime::Runtime::new()?;

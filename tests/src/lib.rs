@@ -73,7 +73,9 @@ impl Backend {
                 use sqlx::Connection;
                 let name = format!("gw_e2e_{}", uuid::Uuid::now_v7().simple());
                 let mut admin = sqlx::PgConnection::connect(server_url).await.map_err(|e| {
-                    anyhow::anyhow!("TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {e}")
+                    anyhow::anyhow!(
+                        "TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {e}"
+                    )
                 })?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)

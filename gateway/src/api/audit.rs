@@ -165,7 +165,10 @@ const CSV_COLUMNS: [&str; 17] = [
 /// The same rows as CSV (RFC 4180, UTF-8). The next page's cursor is in
 /// the `Link`-like header `x-next-cursor` and on the last row's
 /// `next_cursor` column.
-fn csv_response(events: &[StoredAuditEvent], next_cursor: Option<&str>) -> Result<Response, ApiError> {
+fn csv_response(
+    events: &[StoredAuditEvent],
+    next_cursor: Option<&str>,
+) -> Result<Response, ApiError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let failed = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
     out.write_record(CSV_COLUMNS).map_err(failed)?;
@@ -189,18 +192,18 @@ fn csv_response(events: &[StoredAuditEvent], next_cursor: Option<&str>) -> Resul
             opt(&e.body_sha256),
             e.prev_hash.clone(),
             e.hash.clone(),
-            if last { next_cursor.unwrap_or_default().to_owned() } else { String::new() },
+            if last {
+                next_cursor.unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            },
         ])
         .map_err(failed)?;
     }
     let body = out
         .into_inner()
         .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
-    let mut response = (
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-        body,
-    )
-        .into_response();
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
     if let Some(c) = next_cursor
         && let Ok(v) = HeaderValue::from_str(c)
     {
@@ -210,12 +213,26 @@ fn csv_response(events: &[StoredAuditEvent], next_cursor: Option<&str>) -> Resul
 }
 
 /// `GET /v1/audit/verify`: the chain and the signed checkpoints, checked.
-pub async fn verify(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor])?;
-    inbound(&state, &caller, "audit.verify", "ok", None, AuditRecord::default()).await?;
+    inbound(
+        &state,
+        &caller,
+        "audit.verify",
+        "ok",
+        None,
+        AuditRecord::default(),
+    )
+    .await?;
     let key = state.config.audit.verifying_key().map_err(|e| {
         tracing::error!(error = %e, "audit verify key unreadable");
-        ApiError::unavailable("verify_key_unavailable", "the audit verification key cannot be read")
+        ApiError::unavailable(
+            "verify_key_unavailable",
+            "the audit verification key cannot be read",
+        )
     })?;
     let report = crate::verify::verify(&*state.store, key.as_ref()).await?;
     Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
@@ -250,7 +267,11 @@ pub async fn question(
         to_ms: parse_time("to", p.to.as_deref())?,
     };
     let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
-    let known = ["subjects-in-several-cases", "officers-outside-their-court", "officer-volume"];
+    let known = [
+        "subjects-in-several-cases",
+        "officers-outside-their-court",
+        "officer-volume",
+    ];
     if !known.contains(&question.as_str()) {
         return Err(ApiError::not_found(format!(
             "no question {question:?}; ask one of {}",
@@ -268,7 +289,10 @@ pub async fn question(
     .await?;
     let answer = match question.as_str() {
         "subjects-in-several-cases" => {
-            let rows = state.store.subjects_in_several_cases(&window, limit).await?;
+            let rows = state
+                .store
+                .subjects_in_several_cases(&window, limit)
+                .await?;
             json!({ "subjects": rows })
         }
         "officers-outside-their-court" => {
@@ -276,7 +300,11 @@ pub async fn question(
                 .config
                 .callers
                 .iter()
-                .filter_map(|c| c.court.as_ref().map(|court| (c.name.as_str(), court.code.as_str())))
+                .filter_map(|c| {
+                    c.court
+                        .as_ref()
+                        .map(|court| (c.name.as_str(), court.code.as_str()))
+                })
                 .collect();
             let rows = state.store.officer_cases(&window).await?;
             let outside: Vec<Value> = rows

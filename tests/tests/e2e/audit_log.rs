@@ -51,11 +51,16 @@ async fn chain_verifies_with_signed_checkpoints(backend: Backend) -> anyhow::Res
 async fn an_edited_row_is_named(backend: Backend) -> anyhow::Result<()> {
     let sys = start(backend).await?;
     traffic(&sys).await?;
-    sys.sql("UPDATE audit_events SET agency = 'bank-x' WHERE seq = 5").await?;
+    sys.sql("UPDATE audit_events SET agency = 'bank-x' WHERE seq = 5")
+        .await?;
     let report = verify(&sys).await?;
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["first_bad_seq"], 5, "{report}");
-    assert!(report["problem"].as_str().is_some_and(|p| p.contains("does not match its hash")));
+    assert!(
+        report["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("does not match its hash"))
+    );
     Ok(())
 }
 
@@ -66,16 +71,29 @@ async fn a_deleted_row_is_named(backend: Backend) -> anyhow::Result<()> {
     let report = verify(&sys).await?;
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["first_bad_seq"], 7, "{report}");
-    assert!(report["problem"].as_str().is_some_and(|p| p.contains("missing")), "{report}");
+    assert!(
+        report["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("missing")),
+        "{report}"
+    );
     Ok(())
 }
 
-async fn rows_deleted_at_the_end_are_caught_by_a_checkpoint(backend: Backend) -> anyhow::Result<()> {
+async fn rows_deleted_at_the_end_are_caught_by_a_checkpoint(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let sys = start(backend).await?;
     traffic(&sys).await?;
-    let signed: i64 = verify(&sys).await?["signed_through_seq"].as_i64().unwrap_or(0);
+    let signed: i64 = verify(&sys).await?["signed_through_seq"]
+        .as_i64()
+        .unwrap_or(0);
     assert!(signed >= 4);
-    sys.sql(&format!("DELETE FROM audit_events WHERE seq >= {}", signed - 1)).await?;
+    sys.sql(&format!(
+        "DELETE FROM audit_events WHERE seq >= {}",
+        signed - 1
+    ))
+    .await?;
     // Asking records one new row after what is left (row signed - 1), so
     // the chain looks whole up to it; the checkpoint signed for row
     // `signed` shows that row is gone.
@@ -83,7 +101,9 @@ async fn rows_deleted_at_the_end_are_caught_by_a_checkpoint(backend: Backend) ->
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["first_bad_seq"], signed, "{report}");
     assert!(
-        report["problem"].as_str().is_some_and(|p| p.contains("missing") && p.contains("checkpoint")),
+        report["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("missing") && p.contains("checkpoint")),
         "{report}"
     );
     Ok(())
@@ -93,9 +113,12 @@ async fn reordered_rows_are_named(backend: Backend) -> anyhow::Result<()> {
     let sys = start(backend).await?;
     traffic(&sys).await?;
     // Rows 3 and 4 trade places.
-    sys.sql("UPDATE audit_events SET seq = -4 WHERE seq = 4").await?;
-    sys.sql("UPDATE audit_events SET seq = 4 WHERE seq = 3").await?;
-    sys.sql("UPDATE audit_events SET seq = 3 WHERE seq = -4").await?;
+    sys.sql("UPDATE audit_events SET seq = -4 WHERE seq = 4")
+        .await?;
+    sys.sql("UPDATE audit_events SET seq = 4 WHERE seq = 3")
+        .await?;
+    sys.sql("UPDATE audit_events SET seq = 3 WHERE seq = -4")
+        .await?;
     let report = verify(&sys).await?;
     assert_eq!(report["ok"], false, "{report}");
     assert_eq!(report["first_bad_seq"], 3, "{report}");
@@ -114,7 +137,8 @@ async fn a_rewritten_chain_fails_its_signed_checkpoint(backend: Backend) -> anyh
         let mut stored = stored_event(e)?;
         if seq == 2 {
             stored.agency = Some("bank-x".into());
-            sys.sql("UPDATE audit_events SET agency = 'bank-x' WHERE seq = 2").await?;
+            sys.sql("UPDATE audit_events SET agency = 'bank-x' WHERE seq = 2")
+                .await?;
         }
         stored.prev_hash = prev.clone();
         let hash = gateway::audit::row_hash(&prev, &stored);
@@ -127,8 +151,16 @@ async fn a_rewritten_chain_fails_its_signed_checkpoint(backend: Backend) -> anyh
     let report = verify(&sys).await?;
     assert_eq!(report["ok"], false, "{report}");
     let bad = report["first_bad_seq"].as_i64().unwrap_or(0);
-    assert!((2..=8).contains(&bad), "the first checkpoint after row 2: {report}");
-    assert!(report["problem"].as_str().is_some_and(|p| p.contains("checkpoint")), "{report}");
+    assert!(
+        (2..=8).contains(&bad),
+        "the first checkpoint after row 2: {report}"
+    );
+    assert!(
+        report["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("checkpoint")),
+        "{report}"
+    );
     Ok(())
 }
 
@@ -216,7 +248,10 @@ async fn csv_has_the_same_rows(backend: Backend) -> anyhow::Result<()> {
     let json_rows = sys.audit(&format!("subject={ZHANG_SAN_ID}")).await?;
     let response = sys
         .client
-        .get(format!("{}/v1/audit/events?limit=1000&subject={ZHANG_SAN_ID}", sys.base))
+        .get(format!(
+            "{}/v1/audit/events?limit=1000&subject={ZHANG_SAN_ID}",
+            sys.base
+        ))
         .bearer_auth(AUDITOR)
         .header("accept", "text/csv")
         .send()
@@ -236,7 +271,10 @@ async fn csv_has_the_same_rows(backend: Backend) -> anyhow::Result<()> {
     let rows: Vec<csv::StringRecord> = reader.records().collect::<Result<_, _>>()?;
     assert_eq!(rows.len(), json_rows.len());
     for (row, event) in rows.iter().zip(&json_rows) {
-        assert_eq!(row.get(0), event["seq"].as_i64().map(|s| s.to_string()).as_deref());
+        assert_eq!(
+            row.get(0),
+            event["seq"].as_i64().map(|s| s.to_string()).as_deref()
+        );
         assert_eq!(row.get(15), event["hash"].as_str());
         assert_eq!(row.get(6), Some(ZHANG_SAN_ID));
     }
@@ -251,7 +289,8 @@ async fn the_questions_auditors_ask_are_answered(backend: Backend) -> anyhow::Re
     sys.inquire(zhang_san(), 10).await?;
     let mut elsewhere = inquiry_body(zhang_san());
     elsewhere["case_number"] = json!("(2024)甘0502执77号");
-    sys.post_json("/v1/inquiries?wait=10", ENFORCEMENT, &elsewhere).await?;
+    sys.post_json("/v1/inquiries?wait=10", ENFORCEMENT, &elsewhere)
+        .await?;
     // One officer asks three times today.
     sys.inquire(nobody(), 10).await?;
 
@@ -272,7 +311,11 @@ async fn the_questions_auditors_ask_are_answered(backend: Backend) -> anyhow::Re
     assert_eq!(requests.len(), 1, "{outside}");
     assert_eq!(requests[0]["case_number"], "(2024)甘0502执77号");
     assert_eq!(requests[0]["caller_court"], "甘0503");
-    assert!(requests[0]["officer"].as_str().is_some_and(|o| o.contains("ZX620503001")));
+    assert!(
+        requests[0]["officer"]
+            .as_str()
+            .is_some_and(|o| o.contains("ZX620503001"))
+    );
 
     let busy = sys
         .get("/v1/audit/questions/officer-volume?threshold=2", AUDITOR)
@@ -288,10 +331,18 @@ async fn the_questions_auditors_ask_are_answered(backend: Backend) -> anyhow::Re
     assert_eq!(quiet["officer_days"], json!([]), "{quiet}");
     // Only auditors ask; each question is recorded.
     let denied = sys
-        .get("/v1/audit/questions/officer-volume?threshold=3", ENFORCEMENT)
+        .get(
+            "/v1/audit/questions/officer-volume?threshold=3",
+            ENFORCEMENT,
+        )
         .await?;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
-    assert_eq!(sys.audit("action=audit.question.officer-volume").await?.len(), 2);
+    assert_eq!(
+        sys.audit("action=audit.question.officer-volume")
+            .await?
+            .len(),
+        2
+    );
     Ok(())
 }
 
@@ -309,7 +360,10 @@ async fn retention_purges_bodies_and_the_chain_still_verifies(
     let seq = events[0]["seq"].as_i64().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let event = sys.get(&format!("/v1/audit/events/{seq}"), AUDITOR).await?.body;
+        let event = sys
+            .get(&format!("/v1/audit/events/{seq}"), AUDITOR)
+            .await?
+            .body;
         if event.get("body_base64").is_none() {
             assert!(event["body_sha256"].as_str().is_some_and(|h| h.len() == 64));
             break;

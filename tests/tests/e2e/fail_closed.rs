@@ -25,7 +25,12 @@ async fn ledger_requests(sys: &System, agency: &str) -> anyhow::Result<Value> {
 }
 
 async fn ready(sys: &System) -> anyhow::Result<StatusCode> {
-    Ok(sys.client.get(format!("{}/readyz", sys.base)).send().await?.status())
+    Ok(sys
+        .client
+        .get(format!("{}/readyz", sys.base))
+        .send()
+        .await?
+        .status())
 }
 
 fn freeze_body() -> Value {
@@ -78,8 +83,16 @@ async fn repair_store(sys: &System) -> anyhow::Result<()> {
     }
     let db = database_name(sys)?;
     let server = server_url(sys)?;
-    admin(&server, &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true")).await?;
-    admin(&server, &format!("ALTER DATABASE {db} SET default_transaction_read_only = off")).await?;
+    admin(
+        &server,
+        &format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"),
+    )
+    .await?;
+    admin(
+        &server,
+        &format!("ALTER DATABASE {db} SET default_transaction_read_only = off"),
+    )
+    .await?;
     admin(
         &server,
         &format!(
@@ -117,15 +130,33 @@ async fn refuses_and_recovers(backend: Backend, how: &str) -> anyhow::Result<()>
     break_store(&sys, how).await?;
 
     let reply = sys.inquire(zhang_san(), 5).await?;
-    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{}", reply.body);
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
     let order = sys.order("while-broken", &freeze_body()).await?;
-    assert_eq!(order.status, StatusCode::SERVICE_UNAVAILABLE, "{}", order.body);
+    assert_eq!(
+        order.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        order.body
+    );
     assert_eq!(ready(&sys).await?, StatusCode::SERVICE_UNAVAILABLE);
     for agency in ["bank-a", "bank-b", "registry-x"] {
-        assert_eq!(ledger_requests(&sys, agency).await?, json!([]), "{agency} was contacted");
+        assert_eq!(
+            ledger_requests(&sys, agency).await?,
+            json!([]),
+            "{agency} was contacted"
+        );
     }
     let ledger = sys.ledger("bank-a").await?;
-    assert_eq!(ledger["controls"], json!([]), "a control order went out: {ledger}");
+    assert_eq!(
+        ledger["controls"],
+        json!([]),
+        "a control order went out: {ledger}"
+    );
 
     repair_store(&sys).await?;
     // Back by itself: ready again, and work flows.
