@@ -67,6 +67,16 @@ pub struct DocumentRef {
     pub sha256: String,
 }
 
+/// A document as the agency acknowledged receiving it: its number and the
+/// SHA-256 the agency computed of what it received (lower-case hex). A
+/// digest that differs from the one the order carried means the agency
+/// holds another file than the court sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentAck {
+    pub number: String,
+    pub sha256: String,
+}
+
 /// One control measure to send to one agency.
 #[derive(Debug, Clone)]
 pub struct ControlRequest {
@@ -141,4 +151,8 @@ pub struct ControlOutcome {
     pub agency_reference: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The documents the agency acknowledged receiving, with the digests it
+    /// computed, in its order; empty when its answer acknowledges none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acknowledged_documents: Vec<DocumentAck>,
 }

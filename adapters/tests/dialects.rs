@@ -207,3 +207,207 @@ fn control_measures_are_carried_only_by_dialects_that_declare_them() {
         CompiledDialect::from_toml(&broken).expect_err("no_record is not a control outcome");
     assert!(errors.iter().any(|e| e.contains("no_record")), "{errors:?}");
 }
+
+/// A freeze of 5,000.00 on 李四's account at a bank, with its two documents.
+fn sample_freeze(request_number: &str) -> adapters::control::ControlRequest {
+    use adapters::control::{ControlAction, ControlRequest, DocumentRef};
+    use adapters::ids::{CaseNumber, IdNumber};
+    use adapters::model::{Fen, Officer, Subject};
+
+    let officer = |n: u32| Officer {
+        name: format!("执行员{n}"),
+        work_card_no: format!("G62050300{n}"),
+        credential_no: format!("ZX62050300{n}"),
+    };
+    ControlRequest {
+        request_number: request_number.into(),
+        case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
+        subject: Subject::Person {
+            name: "李四".into(),
+            id_number: IdNumber::parse("62050319850615003X").expect("id"),
+        },
+        officers: vec![officer(1), officer(2)],
+        action: ControlAction::Freeze,
+        account_number: Some("6222020200155550002".into()),
+        unit_number: None,
+        amount_fen: Some(Fen(500_000)),
+        start_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 27),
+        end_date: chrono::NaiveDate::from_ymd_opt(2027, 11, 26),
+        prior_request_number: None,
+        documents: vec![
+            DocumentRef {
+                kind: "ruling".into(),
+                number: "(2024)甘0503执1234号之一".into(),
+                sha256: "ab".repeat(32),
+            },
+            DocumentRef {
+                kind: "assist_notice".into(),
+                number: "协冻-1".into(),
+                sha256: "cd".repeat(32),
+            },
+        ],
+    }
+}
+
+fn declared(text: &str) -> adapters::engine::DeclaredDialect {
+    let compiled = std::sync::Arc::new(CompiledDialect::from_toml(text).expect("compiles"));
+    adapters::engine::DeclaredDialect::new(compiled, None, None).expect("instance")
+}
+
+#[test]
+fn control_answers_carry_the_documents_the_agency_acknowledges() {
+    use adapters::control::{ControlStatus, DocumentAck};
+    use adapters::dialect::{Dialect, ReplyError, WireReply};
+
+    let bank = declared(&court_bank_xml());
+    let request = sample_freeze("K1-bank-a");
+    let kzfk = |acks: &str| {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><KZFK><KZQQDH>K1-bank-a</KZQQDH>\
+             <KZZT>1</KZZT><SKJE>5000.00</SKJE><CESKJE>0.00</CESKJE><WNKZYY/>\
+             <KSRQ>20261127</KSRQ><JSRQ>20271126</JSRQ><LHXH>0</LHXH><KZBH>KZ1</KZBH>{acks}</KZFK>"
+        )
+    };
+    fn reply(body: &str) -> WireReply<'_> {
+        WireReply {
+            status: 200,
+            content_type: None,
+            body: body.as_bytes(),
+        }
+    }
+    let acks = format!(
+        "<WSQRLIST><WSQR><WSBH>(2024)甘0503执1234号之一</WSBH><WSHASH>{}</WSHASH></WSQR>\
+         <WSQR><WSBH>协冻-1</WSBH><WSHASH> {} </WSHASH></WSQR></WSQRLIST>",
+        "ab".repeat(32),
+        "EF".repeat(32)
+    );
+    let expected = vec![
+        DocumentAck {
+            number: "(2024)甘0503执1234号之一".into(),
+            sha256: "ab".repeat(32),
+        },
+        // In the bank's order, trimmed, in lower case: compared with the
+        // order's digest, it shows the bank holds another file.
+        DocumentAck {
+            number: "协冻-1".into(),
+            sha256: "ef".repeat(32),
+        },
+    ];
+    let body = kzfk(&acks);
+    let answer = bank.control_reply(&request, reply(&body)).expect("reads");
+    assert_eq!(answer.status, ControlStatus::Applied);
+    assert_eq!(answer.acknowledged_documents, expected);
+    // The status query reads them alike.
+    let status = bank
+        .control_poll_reply(&request, reply(&body))
+        .expect("reads");
+    assert_eq!(status.acknowledged_documents, expected);
+
+    // No acknowledgement, or an empty list: none, and none in the JSON.
+    for body in [kzfk(""), kzfk("<WSQRLIST/>")] {
+        let answer = bank.control_reply(&request, reply(&body)).expect("reads");
+        assert!(answer.acknowledged_documents.is_empty());
+        let json = serde_json::to_value(&answer).expect("json");
+        assert!(json.get("acknowledged_documents").is_none(), "{json}");
+    }
+
+    // An acknowledgement without its digest is an unreadable answer, as a
+    // required field missing anywhere else.
+    let body = kzfk("<WSQRLIST><WSQR><WSBH>协冻-1</WSBH><WSHASH/></WSQR></WSQRLIST>");
+    match bank.control_reply(&request, reply(&body)) {
+        Err(ReplyError::Malformed(why)) => assert!(why.contains("sha256"), "{why}"),
+        other => panic!("expected a bad reply, got {other:?}"),
+    }
+
+    // A dialect that declares no acknowledgements reads none, whatever the
+    // agency writes.
+    let silent = court_bank_xml().replace(
+        "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\n",
+        "",
+    );
+    assert_ne!(silent, court_bank_xml(), "the section is there to remove");
+    let answer = declared(&silent)
+        .control_reply(&request, reply(&kzfk(&acks)))
+        .expect("reads");
+    assert!(answer.acknowledged_documents.is_empty());
+}
+
+#[test]
+fn document_acknowledgements_are_checked_when_the_dialect_is_loaded() {
+    let section = "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\n";
+    assert!(court_bank_xml().contains(section));
+    let with = |replacement: &str| court_bank_xml().replace(section, replacement);
+
+    // A field the acknowledgement lacks, named with its key path.
+    let errors = CompiledDialect::from_toml(&with(
+        "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\nfields.digest = \"HASH\"\n",
+    ))
+    .expect_err("digest is not a field");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("control.reply.documents.fields.digest") && e.contains("no field")),
+        "{errors:?}"
+    );
+
+    // Both fields are required.
+    let errors = CompiledDialect::from_toml(&with(
+        "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\n",
+    ))
+    .expect_err("sha256 unmapped");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("control.reply.documents.fields")
+                && e.contains("\"sha256\"")
+                && e.contains("required")),
+        "{errors:?}"
+    );
+
+    // Text only; a conversion that does not fit is an error.
+    let errors = CompiledDialect::from_toml(&with(
+        "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = { path = \"WSBH\", convert = \"yuan\" }\nfields.sha256 = \"WSHASH\"\n",
+    ))
+    .expect_err("a number is text");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("control.reply.documents.fields.number")),
+        "{errors:?}"
+    );
+
+    // A bad records path, and an unknown key in the section.
+    let errors = CompiledDialect::from_toml(&with(
+        "[control.reply.documents]\nrecords = \"WSQRLIST//WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\n",
+    ))
+    .expect_err("empty segment");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("control.reply.documents.records")),
+        "{errors:?}"
+    );
+    let errors = CompiledDialect::from_toml(&with(
+        "[control.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\nowners = \"QLR\"\n",
+    ))
+    .expect_err("unknown key");
+    assert!(
+        errors[0].contains("owners") || errors[0].contains("unknown"),
+        "{errors:?}"
+    );
+
+    // The status query's section is checked the same way.
+    let poll_section = "[control.poll.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.number = \"WSBH\"\nfields.sha256 = \"WSHASH\"\n";
+    assert!(court_bank_xml().contains(poll_section));
+    let errors = CompiledDialect::from_toml(&court_bank_xml().replace(
+        poll_section,
+        "[control.poll.reply.documents]\nrecords = \"WSQRLIST/WSQR\"\nfields.sha256 = \"WSHASH\"\n",
+    ))
+    .expect_err("number unmapped");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("control.poll.reply.documents.fields") && e.contains("\"number\"")),
+        "{errors:?}"
+    );
+}

@@ -3,7 +3,9 @@
 //! errors as `{"error": {"code", "message"}}` (docs/wire-formats.md).
 //! Control orders: `POST /api/v1/control-orders` (freeze, renew, release or
 //! deduct one account) and `GET /api/v1/control-orders/{request_number}`,
-//! both answering the order's state as it is now.
+//! both answering the order's state as it is now, with the documents the
+//! bank received (`documents_received`: number and the digest it computed,
+//! in the order's order; see `control` for the `-TAMPERED` fault).
 
 use std::sync::Arc;
 
@@ -342,6 +344,14 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
             start_date,
             end_date,
         }],
+        documents: order
+            .documents
+            .into_iter()
+            .map(|d| control::Document {
+                number: d.number,
+                sha256: d.sha256,
+            })
+            .collect(),
     })
 }
 
@@ -369,8 +379,8 @@ async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = request.request_number.as_str();
-    let results = if mode == FaultMode::Refuse {
-        control::refusal(&request, MAINTENANCE)
+    let (results, acknowledged) = if mode == FaultMode::Refuse {
+        (control::refusal(&request, MAINTENANCE), Vec::new())
     } else {
         agency.record(rn, RequestKind::Control, Some(&request.holder_id));
         tracing::info!(
@@ -380,9 +390,14 @@ async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             subject = %ids::mask(&request.holder_id),
             "control order"
         );
-        agency.control(&request).results
+        let outcome = agency.control(&request);
+        (outcome.results, outcome.acknowledged)
     };
-    json_reply(mode, StatusCode::OK, &control_body(rn, results.first()))
+    json_reply(
+        mode,
+        StatusCode::OK,
+        &control_body(rn, results.first(), &acknowledged),
+    )
 }
 
 async fn control_status(
@@ -402,7 +417,7 @@ async fn control_status(
         );
     }
     if mode == FaultMode::Refuse {
-        let mut body = control_body(rn, None);
+        let mut body = control_body(rn, None, &[]);
         body["state"] = "NOT_CONTROLLED".into();
         body["reason"] = MAINTENANCE.into();
         return json_reply(mode, StatusCode::OK, &body);
@@ -413,12 +428,28 @@ async fn control_status(
         RequestKind::ControlQuery,
         outcome.as_ref().map(|o| o.holder_id.as_str()),
     );
-    let result = outcome.and_then(|o| o.results.into_iter().next());
-    json_reply(mode, StatusCode::OK, &control_body(rn, result.as_ref()))
+    let (result, acknowledged) = match outcome {
+        Some(o) => (o.results.into_iter().next(), o.acknowledged),
+        None => (None, Vec::new()),
+    };
+    json_reply(
+        mode,
+        StatusCode::OK,
+        &control_body(rn, result.as_ref(), &acknowledged),
+    )
 }
 
 /// An order's state; `None` is the answer about an unknown request number.
-fn control_body(request_number: &str, result: Option<&ItemResult>) -> Value {
+/// `documents_received` lists the acknowledged documents (empty: none).
+fn control_body(
+    request_number: &str,
+    result: Option<&ItemResult>,
+    acknowledged: &[control::Document],
+) -> Value {
+    let documents_received: Vec<Value> = acknowledged
+        .iter()
+        .map(|d| json!({"number": d.number, "sha256": d.sha256}))
+        .collect();
     let Some(r) = result else {
         return json!({
             "request_number": request_number,
@@ -430,6 +461,7 @@ fn control_body(request_number: &str, result: Option<&ItemResult>) -> Value {
             "start_date": null,
             "end_date": null,
             "hold_id": null,
+            "documents_received": documents_received,
         });
     };
     let state = match r.state {
@@ -450,5 +482,6 @@ fn control_body(request_number: &str, result: Option<&ItemResult>) -> Value {
         "start_date": iso(r.start_date),
         "end_date": iso(r.end_date),
         "hold_id": (!r.measure_number.is_empty()).then_some(&r.measure_number),
+        "documents_received": documents_received,
     })
 }

@@ -4,8 +4,12 @@
 //! docs/wire-formats.md lays it out. Control orders: `POST /ckxt/kzqq` takes
 //! one `KZQQ` (freeze, renew, release or deduct one account) and answers a
 //! `KZFK`; `GET /ckxt/kzjg/{KZQQDH}` answers the `KZFK` of what that request
-//! number did, as it stands now. Written with quick-xml and encoding_rs
-//! directly, never with the gateway's codec, so the two check each other.
+//! number did, as it stands now. Every `KZFK` about a request number that
+//! carried documents acknowledges them (文书确认, `WSQRLIST`: one `WSQR` per
+//! `WS` received, in the order's order, with the digest the bank computed;
+//! see `control` for the `-TAMPERED` fault). Written with quick-xml and
+//! encoding_rs directly, never with the gateway's codec, so the two check
+//! each other.
 
 use std::sync::Arc;
 
@@ -22,7 +26,7 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use crate::agency::{Agency, wire_reply};
 use crate::bank_book::Account;
 use crate::control::{
-    self, Action, ControlItem, ControlRequest, ControlState, ItemResult, is_sha256_hex,
+    self, Action, ControlItem, ControlRequest, ControlState, Document, ItemResult, is_sha256_hex,
 };
 use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
 use crate::xml_tree::{Element, decode_document, parse};
@@ -339,7 +343,7 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
     if action.needs_prior() {
         required(&root, "YKZQQDH")?;
     }
-    read_documents(&root)?;
+    let documents = read_documents(&root)?;
     read_officers(&root)?;
     let court_name = root
         .text_of("FYMC")
@@ -359,6 +363,7 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
             start_date,
             end_date,
         }],
+        documents,
     })
 }
 
@@ -377,24 +382,29 @@ fn date(element: &Element, tag: &str) -> Result<Option<NaiveDate>, String> {
 }
 
 /// `WSLIST`: each `WS` complete, the ruling (`CDS`) and the assistance
-/// notice (`XZTZS`) among them.
-fn read_documents(root: &Element) -> Result<(), String> {
+/// notice (`XZTZS`) among them. The documents as received, in order.
+fn read_documents(root: &Element) -> Result<Vec<Document>, String> {
     let mut kinds = Vec::new();
+    let mut documents = Vec::new();
     for ws in root.children("WSLIST").flat_map(|l| l.children("WS")) {
         let kind = required(ws, "WSLX")?;
-        required(ws, "WSBH")?;
+        let number = required(ws, "WSBH")?;
         let hash = required(ws, "WSHASH")?;
         if !is_sha256_hex(hash) {
             return Err(format!("<WSHASH> is not a SHA-256 in hex: {hash}"));
         }
         kinds.push(kind);
+        documents.push(Document {
+            number: number.to_owned(),
+            sha256: hash.to_owned(),
+        });
     }
     for needed in ["CDS", "XZTZS"] {
         if !kinds.contains(&needed) {
             return Err(format!("<WSLIST> lacks the {needed} document"));
         }
     }
-    Ok(())
+    Ok(documents)
 }
 
 /// Two officers at least, each with both credentials (双人双证).
@@ -433,8 +443,8 @@ async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = request.request_number.as_str();
-    let results = if mode == FaultMode::Refuse {
-        control::refusal(&request, MAINTENANCE)
+    let (results, acknowledged) = if mode == FaultMode::Refuse {
+        (control::refusal(&request, MAINTENANCE), Vec::new())
     } else {
         agency.record(rn, RequestKind::Control, Some(&request.holder_id));
         tracing::info!(
@@ -444,9 +454,10 @@ async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             subject = %ids::mask(&request.holder_id),
             "control order"
         );
-        agency.control(&request).results
+        let outcome = agency.control(&request);
+        (outcome.results, outcome.acknowledged)
     };
-    control_reply(&agency, mode, rn, results.first())
+    control_reply(&agency, mode, rn, results.first(), &acknowledged)
 }
 
 async fn control_status(
@@ -470,7 +481,7 @@ async fn control_status(
             reason: MAINTENANCE.into(),
             ..unknown()
         };
-        return control_reply(&agency, mode, rn, Some(&refused));
+        return control_reply(&agency, mode, rn, Some(&refused), &[]);
     }
     let outcome = agency.control_status(rn);
     agency.record(
@@ -478,8 +489,11 @@ async fn control_status(
         RequestKind::ControlQuery,
         outcome.as_ref().map(|o| o.holder_id.as_str()),
     );
-    let result = outcome.and_then(|o| o.results.into_iter().next());
-    control_reply(&agency, mode, rn, result.as_ref())
+    let (result, acknowledged) = match outcome {
+        Some(o) => (o.results.into_iter().next(), o.acknowledged),
+        None => (None, Vec::new()),
+    };
+    control_reply(&agency, mode, rn, result.as_ref(), &acknowledged)
 }
 
 /// The answer about a request number nobody sent (`KZZT` 0).
@@ -508,12 +522,14 @@ fn state_code(state: ControlState) -> &'static str {
     }
 }
 
-/// A `KZFK`; `None` is the answer about an unknown request number.
+/// A `KZFK`; `None` is the answer about an unknown request number. The
+/// acknowledged documents make its `WSQRLIST`, left out when there are none.
 fn control_reply(
     agency: &Agency,
     mode: FaultMode,
     request_number: &str,
     result: Option<&ItemResult>,
+    acknowledged: &[Document],
 ) -> Response {
     let (code, result) = match result {
         Some(r) => (state_code(r.state), r.clone()),
@@ -533,7 +549,19 @@ fn control_reply(
             text(w, "KSRQ", &yyyymmdd(result.start_date))?;
             text(w, "JSRQ", &yyyymmdd(result.end_date))?;
             text(w, "LHXH", &result.queue_position.to_string())?;
-            text(w, "KZBH", &result.measure_number)
+            text(w, "KZBH", &result.measure_number)?;
+            if !acknowledged.is_empty() {
+                w.create_element("WSQRLIST").write_inner_content(|w| {
+                    for d in acknowledged {
+                        w.create_element("WSQR").write_inner_content(|w| {
+                            text(w, "WSBH", &d.number)?;
+                            text(w, "WSHASH", &d.sha256)
+                        })?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
         })?;
         finish(w)
     });

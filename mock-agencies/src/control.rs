@@ -30,6 +30,17 @@
 //!
 //! Waiting measures, standing or ours, hold a place in one line per asset
 //! (1, 2, ...); when one leaves the line, those behind move up.
+//!
+//! Documents (文书确认): an order carries its documents by reference, each
+//! with a number and a SHA-256. The agency acknowledges the documents it
+//! received, with the digest it computed of each, in every answer about the
+//! request number (the first, repeats, status queries), as the order first
+//! arrived. The mock holds no document content, so it acknowledges the
+//! digest as sent, except for a deliberate fault: a document whose number
+//! ends in [`TAMPERED_SUFFIX`] is acknowledged with another digest (the
+//! SHA-256 of the sent digest's text, hex), as if the agency had received
+//! another file. The `refuse` fault's refusals take nothing in and
+//! acknowledge nothing.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
@@ -37,6 +48,7 @@ use std::collections::hash_map::Entry as MapEntry;
 use chrono::{DateTime, Months, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::agency::{Holdings, china_now};
 use crate::bank_book::{Account, Measure};
@@ -115,6 +127,40 @@ pub(crate) struct ControlRequest {
     pub prior_request_number: Option<String>,
     /// One per account (banks: exactly one) or unit.
     pub items: Vec<ControlItem>,
+    /// The documents as the order carries them, in its order.
+    pub documents: Vec<Document>,
+}
+
+/// A document as an order carries it (number and SHA-256 hex), or as the
+/// agency acknowledges it (number and the digest it computed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Document {
+    pub number: String,
+    pub sha256: String,
+}
+
+/// A document number ending in this is acknowledged with another digest
+/// than the one sent: the test fault of an agency holding another file.
+pub(crate) const TAMPERED_SUFFIX: &str = "-TAMPERED";
+
+impl Document {
+    /// What the agency acknowledges for a document it received: the digest
+    /// as sent, or, for a number ending in [`TAMPERED_SUFFIX`], the SHA-256
+    /// (hex) of the sent digest's text.
+    pub fn acknowledged(&self) -> Document {
+        let sha256 = if self.number.ends_with(TAMPERED_SUFFIX) {
+            Sha256::digest(self.sha256.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        } else {
+            self.sha256.clone()
+        };
+        Document {
+            number: self.number.clone(),
+            sha256,
+        }
+    }
 }
 
 /// One account or unit of a control order.
@@ -210,6 +256,9 @@ pub(crate) struct ControlOutcome {
     pub results: Vec<ItemResult>,
     /// A registry's receipt: the results show from its `ready_at`.
     pub ticket: Option<Ticket>,
+    /// The documents the agency acknowledges, with the digests it
+    /// computed, in the order's order.
+    pub acknowledged: Vec<Document>,
 }
 
 /// Money a deduction moved to the court's account.
@@ -542,6 +591,8 @@ struct ControlRecord {
     applied_count: u32,
     items: Vec<Decided>,
     ticket: Option<Ticket>,
+    /// The order's documents as acknowledged when it first arrived.
+    acknowledged: Vec<Document>,
 }
 
 /// One agency's control ledger. Kept in the agency's state, behind its lock.
@@ -664,12 +715,18 @@ impl ControlBook {
             applied_count: 1,
             items,
             ticket,
+            acknowledged: request
+                .documents
+                .iter()
+                .map(Document::acknowledged)
+                .collect(),
         });
         self.control_index.insert(request.request_number.clone(), i);
         self.outcome_of(i).unwrap_or_else(|| ControlOutcome {
             holder_id: request.holder_id.clone(),
             results: Vec::new(),
             ticket: None,
+            acknowledged: Vec::new(),
         })
     }
 
@@ -687,6 +744,7 @@ impl ControlBook {
             holder_id: record.holder_id.clone(),
             results,
             ticket: record.ticket.clone(),
+            acknowledged: record.acknowledged.clone(),
         })
     }
 
@@ -1303,6 +1361,30 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap_or_default()
+    }
+
+    #[test]
+    fn documents_are_acknowledged_as_sent_unless_their_number_says_tampered() {
+        let sent = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let plain = Document {
+            number: "协冻-1".into(),
+            sha256: sent.into(),
+        };
+        assert_eq!(plain.acknowledged(), plain);
+        let tampered = Document {
+            number: "协冻-1-TAMPERED".into(),
+            sha256: sent.into(),
+        };
+        let ack = tampered.acknowledged();
+        assert_eq!(ack.number, "协冻-1-TAMPERED");
+        assert_ne!(ack.sha256, sent);
+        assert!(is_sha256_hex(&ack.sha256));
+        // The SHA-256 of the text "9f86...0a08", hex.
+        let expected: String = Sha256::digest(sent.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(ack.sha256, expected);
     }
 
     #[test]

@@ -14,7 +14,10 @@
 //! way: `POST /bdc/api/kzqq` is decided at once and answered with a ticket;
 //! `GET /bdc/api/kzjg/{CXQQDH}` reveals the result `result_delay_ms` later,
 //! as it stands at the time of the poll (a waiting seal later promoted shows
-//! in force). A malformed or unacceptable order is refused at intake
+//! in force). Each `KZXXLIST` item of the result acknowledges the documents
+//! the registry received (文书确认, `WSQRLIST`: `WSBH` and the `WSHASH` it
+//! computed, in the order's order; see `control` for the `-TAMPERED`
+//! fault). A malformed or unacceptable order is refused at intake
 //! (`RESULT` `1001`) and nothing is applied.
 
 use std::sync::Arc;
@@ -34,7 +37,8 @@ use chrono::NaiveDate;
 
 use crate::agency::{Agency, json_body, json_reply};
 use crate::control::{
-    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, ItemResult, is_sha256_hex,
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, Document as Received,
+    ItemResult, is_sha256_hex,
 };
 use crate::ledger::{Answer, CallbackOutcome, FaultMode, Outcome, RequestKind};
 use crate::registry_book::Unit;
@@ -504,6 +508,14 @@ fn read_control(request_number: &str, body: Value) -> Result<ControlRequest, Str
         holder_id: ids::normalise_id(&s.zjh),
         prior_request_number,
         items,
+        documents: s
+            .wslist
+            .into_iter()
+            .map(|d| Received {
+                number: d.wsbh,
+                sha256: d.wshash,
+            })
+            .collect(),
     })
 }
 
@@ -607,6 +619,8 @@ async fn control_poll(
         );
     }
     if mode == FaultMode::Refuse {
+        // A refusal for the maintenance takes nothing in: no acknowledgement.
+        outcome.acknowledged.clear();
         for r in &mut outcome.results {
             *r = ItemResult {
                 target: std::mem::take(&mut r.target),
@@ -635,7 +649,14 @@ fn seal_state(state: ControlState) -> &'static str {
     }
 }
 
+/// The poll's result: one `KZXXLIST` item per unit, each acknowledging the
+/// order's documents (`WSQRLIST`, empty when it carried none).
 fn control_result(rn: &str, slbh: Option<String>, outcome: &ControlOutcome) -> Value {
+    let acknowledged: Vec<Value> = outcome
+        .acknowledged
+        .iter()
+        .map(|d| json!({"WSBH": d.number, "WSHASH": d.sha256}))
+        .collect();
     let slash = |d: Option<NaiveDate>| {
         d.map(|d| d.format("%Y/%m/%d").to_string())
             .unwrap_or_default()
@@ -652,6 +673,7 @@ fn control_result(rn: &str, slbh: Option<String>, outcome: &ControlOutcome) -> V
                 "CSKSRQ": slash(r.start_date),
                 "CSJSRQ": slash(r.end_date),
                 "YWH": r.measure_number,
+                "WSQRLIST": acknowledged,
             })
         })
         .collect();

@@ -81,6 +81,12 @@ const CONTROL_RESULT: &[ModelField] = &[
     field("agency_reference", Text, false, true),
 ];
 
+/// A document an agency acknowledges: the digest is the one it computed.
+const DOCUMENT_ACK: &[ModelField] = &[
+    field("number", Text, true, false),
+    field("sha256", Text, true, false),
+];
+
 const OWNER: &[ModelField] = &[
     field("name", Text, true, false),
     field("share", Text, false, true),
@@ -224,6 +230,8 @@ pub enum RecordKind {
     Measure,
     Owner,
     ControlResult,
+    /// A document acknowledged in a control answer.
+    DocumentAck,
 }
 
 impl RecordKind {
@@ -242,6 +250,7 @@ impl RecordKind {
             RecordKind::Measure => MEASURE,
             RecordKind::Owner => OWNER,
             RecordKind::ControlResult => CONTROL_RESULT,
+            RecordKind::DocumentAck => DOCUMENT_ACK,
         }
     }
 
@@ -252,6 +261,7 @@ impl RecordKind {
             RecordKind::Measure => "measure",
             RecordKind::Owner => "owner",
             RecordKind::ControlResult => "control result",
+            RecordKind::DocumentAck => "document acknowledgement",
         }
     }
 }

@@ -25,7 +25,7 @@ use self::spec::{
     ControlOperation, ControlReplySpec, DialectFile, Format, InteractionSpec, Operation,
     OutcomeRule, ReplySpec, RequestSpec,
 };
-use crate::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
+use crate::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus, DocumentAck};
 use crate::dialect::{
     Dialect, EncodeError, Envelope, HttpMethod, InquiryRequest, Interaction, ItemOutcome,
     ReplyError, WireReply, WireRequest, agency_error, match_items,
@@ -76,6 +76,8 @@ struct CompiledControlReply {
     reason: Vec<Path>,
     ticket: Option<Path>,
     fields: RecordMapping,
+    /// The documents the agency acknowledges, when the dialect says where.
+    documents: Option<RecordMapping>,
 }
 
 #[derive(Debug)]
@@ -502,6 +504,21 @@ fn compile_control_reply(
         owners: None,
     };
     let fields = RecordMapping::compile(RecordKind::ControlResult, source, codes, at, errors);
+    let documents = r.documents.as_ref().and_then(|d| {
+        let source = RecordSource {
+            records: &d.records,
+            fields: &d.fields,
+            measures: None,
+            owners: None,
+        };
+        RecordMapping::compile(
+            RecordKind::DocumentAck,
+            source,
+            codes,
+            &format!("{at}.documents"),
+            errors,
+        )
+    });
     if errors.len() > before {
         return None;
     }
@@ -514,6 +531,7 @@ fn compile_control_reply(
         reason,
         ticket,
         fields: fields?,
+        documents,
     })
 }
 
@@ -775,6 +793,18 @@ impl DeclaredDialect {
         }
         let mut outcome: ControlOutcome =
             serde_json::from_value(fields).map_err(ReplyError::malformed)?;
+        if let Some(documents) = &spec.documents {
+            let records = documents
+                .map_all(item)
+                .map_err(|e| ReplyError::Malformed(format!("a document acknowledgement: {e}")))?;
+            for record in records {
+                let mut ack: DocumentAck =
+                    serde_json::from_value(record).map_err(ReplyError::malformed)?;
+                // Digests compare as lower-case hex, whatever case the agency writes.
+                ack.sha256.make_ascii_lowercase();
+                outcome.acknowledged_documents.push(ack);
+            }
+        }
         // An agency that controls less than asked, or queues the measure,
         // says so in its figures even when its status code says "controlled".
         if matches!(

@@ -257,6 +257,10 @@ pub struct ControlReplySpec {
     /// `queue_position`, `agency_reference`.
     #[serde(default)]
     pub fields: BTreeMap<String, FieldSpec>,
+    /// The documents the agency acknowledges receiving (`number`, `sha256`
+    /// as it computed it), one record each, from the answer item.
+    #[serde(default)]
+    pub documents: Option<RecordSpec>,
 }
 
 /// `[callback]`: a pushed result, read like an inquiry reply (its items name

@@ -1170,3 +1170,110 @@ async fn a_bank_of_the_fleet_takes_control_orders_under_its_prefix() {
     assert_eq!(ledger_control(&ledger, "K-fleet")["applied_count"], 1);
     fleet.shutdown().await;
 }
+
+/// What the mocks acknowledge for a `-TAMPERED` document sent with
+/// `sha256`: the SHA-256 of that digest's text, hex.
+fn tampered_digest(sha256: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(sha256.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `(WSBH, WSHASH)` of every `WSQR` of a `KZFK`.
+fn wsqr(kzfk: &str) -> Vec<(String, String)> {
+    blocks(kzfk, "WSQR")
+        .into_iter()
+        .map(|q| (v(q, "WSBH").to_owned(), v(q, "WSHASH").to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn documents_are_acknowledged_with_the_digests_the_agency_computed_in_every_answer() {
+    let fleet = pinned(0).await;
+    let other = tampered_digest(HASH);
+    assert_ne!(other, HASH);
+
+    // court-bank-xml: the assistance notice's number says it was tampered with.
+    let order = Order::freeze("K-ack", fixtures::LI_SI_BANK_A_SAVINGS_ACCOUNT, "100.00");
+    let notice = format!("{CASE}之1-TAMPERED");
+    let tampered = order
+        .xml()
+        .replace(&format!("{CASE}之1</WSBH>"), &format!("{notice}</WSBH>"));
+    assert_ne!(tampered, order.xml());
+    let (status, first) = kzqq_bytes(&fleet, gb(&tampered)).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(v(&first, "KZZT"), "1");
+    let expected = vec![
+        (format!("{CASE}之0"), HASH.to_owned()),
+        (notice.clone(), other.clone()),
+    ];
+    assert_eq!(wsqr(&first), expected, "{first}");
+    // A repeat is answered with the documents as they first arrived, even
+    // when the repeat carries others.
+    let (_, again) = kzqq(&fleet, &order).await;
+    assert_eq!(compact(&again), compact(&first));
+    assert_eq!(wsqr(&kzjg(&fleet, "K-ack").await), expected);
+    let unknown = kzjg(&fleet, "K-ack-nobody").await;
+    assert_eq!(v(&unknown, "KZZT"), "0");
+    assert!(!unknown.contains("WSQRLIST"), "{unknown}");
+
+    // bank-json.
+    let mut freeze = json_order("K-ack-b", "FREEZE", fixtures::LI_SI_BANK_B_ACCOUNT);
+    freeze["amount"] = json!("100.00");
+    freeze["start_date"] = json!("2026-11-27");
+    freeze["end_date"] = json!("2027-11-26");
+    freeze["documents"][1]["number"] = json!("协冻-1-TAMPERED");
+    let expected = json!([
+        {"number": "(2024)甘0503执1234号之一", "sha256": HASH},
+        {"number": "协冻-1-TAMPERED", "sha256": other},
+    ]);
+    let (status, first) = post_json(&orders_url(&fleet), &freeze).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["state"], "IN_FORCE");
+    assert_eq!(first["documents_received"], expected);
+    let (_, again) = post_json(&orders_url(&fleet), &freeze).await;
+    assert_eq!(again, first);
+    assert_eq!(
+        order_status(&fleet, "K-ack-b").await["documents_received"],
+        expected
+    );
+    assert_eq!(
+        order_status(&fleet, "K-ack-nobody").await["documents_received"],
+        json!([])
+    );
+    // The refuse fault takes nothing in and acknowledges nothing.
+    set_faults(&fleet, fixtures::BANK_B, json!({"mode": "refuse"})).await;
+    freeze["request_number"] = json!("K-ack-refused");
+    let (_, refused) = post_json(&orders_url(&fleet), &freeze).await;
+    assert_eq!(refused["state"], "NOT_CONTROLLED");
+    assert_eq!(refused["documents_received"], json!([]));
+    set_faults(&fleet, fixtures::BANK_B, json!({"mode": "normal"})).await;
+
+    // registry-json: the poll's item acknowledges, the intake receipt not.
+    let mut seal = seal_order(
+        "K-ack-seal",
+        "11",
+        fixtures::LI_SI_UNIT_NUMBER,
+        "",
+        SEAL_TERM,
+    );
+    seal["WSLIST"][0]["WSBH"] = json!("(2024)甘0503执1234号之二-TAMPERED");
+    let accepted = submit_control(&fleet, &seal).await;
+    assert_eq!(accepted["RESULT"], "0000");
+    assert!(accepted.get("WSQRLIST").is_none(), "{accepted}");
+    let expected = json!([
+        {"WSBH": "(2024)甘0503执1234号之二-TAMPERED", "WSHASH": other},
+        {"WSBH": "协封-1", "WSHASH": HASH},
+    ]);
+    let item = control_result(&fleet, "K-ack-seal").await;
+    assert_eq!(item["KZZT"], "1");
+    assert_eq!(item["WSQRLIST"], expected);
+    submit_control(&fleet, &seal).await;
+    assert_eq!(
+        control_result(&fleet, "K-ack-seal").await["WSQRLIST"],
+        expected
+    );
+    fleet.shutdown().await;
+}
