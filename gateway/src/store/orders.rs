@@ -72,6 +72,11 @@ pub struct OrderRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub decided_at_ms: Option<i64>,
+    /// JSON array of the documents the agency acknowledged (number and the
+    /// digest it computed), when it did.
+    pub acknowledged_documents: Option<String>,
+    /// The acknowledgement differs from the documents sent.
+    pub documents_mismatch: bool,
 }
 
 /// What one step of the worker changed on an order.
@@ -91,6 +96,8 @@ pub struct OrderProgress {
     pub detail: Option<String>,
     pub due_at_ms: i64,
     pub decided_at_ms: Option<i64>,
+    pub acknowledged_documents: Option<String>,
+    pub documents_mismatch: bool,
 }
 
 impl OrderProgress {
@@ -111,6 +118,8 @@ impl OrderProgress {
             detail: order.detail.clone(),
             due_at_ms: order.due_at_ms,
             decided_at_ms: order.decided_at_ms,
+            acknowledged_documents: order.acknowledged_documents.clone(),
+            documents_mismatch: order.documents_mismatch,
         }
     }
 }
@@ -327,6 +336,15 @@ pub trait OrderStore: Send + Sync {
         outcome: OutboxOutcome<'_>,
         now_ms: i64,
     ) -> Result<(), StoreError>;
+
+    /// Orders whose agency acknowledged other documents (or digests) than
+    /// were sent, newest first, created within the window.
+    async fn orders_with_document_mismatch(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
 
     /// The earliest time any order, plan or callback has work due.
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError>;

@@ -16,7 +16,7 @@ const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_numb
      prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
      controlled_fen, shortfall_fen, deducted_fen, reason, queue_position, measure_start, \
      measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
-     decided_at_ms";
+     decided_at_ms, acknowledged_documents, documents_mismatch";
 
 /// Statuses of a measure that can still lapse.
 const LIVE: &str = "('applied', 'partial', 'waiting')";
@@ -65,6 +65,8 @@ fn order_from(r: &SqliteRow) -> Result<OrderRecord, sqlx::Error> {
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         decided_at_ms: r.try_get("decided_at_ms")?,
+        acknowledged_documents: r.try_get("acknowledged_documents")?,
+        documents_mismatch: r.try_get::<i64, _>("documents_mismatch")? != 0,
     })
 }
 
@@ -161,7 +163,7 @@ impl OrderStore for SqliteStore {
         }
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
-             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         )))
         .bind(&o.id)
         .bind(&o.caller)
@@ -205,6 +207,8 @@ impl OrderStore for SqliteStore {
         .bind(o.created_at_ms)
         .bind(o.updated_at_ms)
         .bind(o.decided_at_ms)
+        .bind(&o.acknowledged_documents)
+        .bind(i64::from(o.documents_mismatch))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -353,7 +357,8 @@ impl OrderStore for SqliteStore {
             "UPDATE orders SET status = ?, phase = ?, send_attempts = ?, ticket = ?, \
              controlled_fen = ?, shortfall_fen = ?, reason = ?, queue_position = ?, \
              measure_start = ?, measure_end = ?, agency_reference = ?, detail = ?, due_at_ms = ?, \
-             decided_at_ms = ?, updated_at_ms = ?, lease_owner = NULL, lease_until_ms = NULL \
+             decided_at_ms = ?, acknowledged_documents = ?, documents_mismatch = ?, \
+             updated_at_ms = ?, lease_owner = NULL, lease_until_ms = NULL \
              WHERE id = ? AND lease_owner = ? RETURNING measure_order, plan_id",
         )
         .bind(&p.status)
@@ -370,6 +375,8 @@ impl OrderStore for SqliteStore {
         .bind(&p.detail)
         .bind(p.due_at_ms)
         .bind(p.decided_at_ms)
+        .bind(&p.acknowledged_documents)
+        .bind(i64::from(p.documents_mismatch))
         .bind(now_ms)
         .bind(id)
         .bind(owner)
@@ -719,6 +726,24 @@ impl OrderStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn orders_with_document_mismatch(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch = 1 \
+             AND created_at_ms >= ? AND created_at_ms < ? ORDER BY created_at_ms DESC LIMIT ?"
+        )))
+        .bind(from_ms.unwrap_or(i64::MIN))
+        .bind(to_ms.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows(&found, order_from)
     }
 
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError> {
