@@ -6,12 +6,15 @@
 //! crashed claimant's work is taken up again when the lease runs out.
 
 mod orders;
+mod postgres;
+mod postgres_orders;
 mod sqlite;
 mod sqlite_orders;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
@@ -310,10 +313,13 @@ pub struct OfficerDay {
 pub trait Store: JobStore + AuditStore + OrderStore {}
 impl<T: JobStore + AuditStore + OrderStore> Store for T {}
 
-/// Opens the store a database URL names.
+/// Opens the store a database URL names: `sqlite:` for a SQLite file,
+/// `postgres:` or `postgresql:` for a PostgreSQL database.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(PgStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

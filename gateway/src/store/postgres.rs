@@ -1,0 +1,821 @@
+//! The PostgreSQL store: the same semantics as the SQLite store, for several
+//! gateways sharing one database.
+//!
+//! Work is claimed with `FOR UPDATE SKIP LOCKED`, so two instances never
+//! claim the same row; the audit chain is extended under the lock of the
+//! one-row `audit_head` table, so several writers keep one chain. Text
+//! columns are `COLLATE "C"`: comparisons and orderings are byte-wise, as in
+//! SQLite. A negative `limit` means no limit, as in SQLite.
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
+
+use super::sqlite::REQUESTS;
+use super::{
+    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, OfficerCase,
+    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
+    TaskUpdate, Window,
+};
+use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
+
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pub(super) pool: PgPool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections one gateway keeps to the database at most.
+const MAX_CONNECTIONS: u32 = 16;
+
+impl PgStore {
+    /// Connects to the database a `postgres://` (or `postgresql://`) URL
+    /// names and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(PgConnectOptions::from_str(url)?).await
+    }
+
+    /// The same, from connection options.
+    pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await?;
+        // The migrator holds an advisory lock while it runs: gateways
+        // starting together apply each migration once.
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// SQLite reads a negative LIMIT as no limit; PostgreSQL refuses it, and
+/// reads `LIMIT NULL` as no limit.
+pub(super) fn limit(n: i64) -> Option<i64> {
+    (n >= 0).then_some(n)
+}
+
+/// `$1, $2, ..., $n`.
+pub(super) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
+     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
+     catalog_version";
+
+fn inquiry_from(row: &PgRow) -> Result<InquiryRecord, sqlx::Error> {
+    Ok(InquiryRecord {
+        id: row.try_get("id")?,
+        caller: row.try_get("caller")?,
+        case_number: row.try_get("case_number")?,
+        subject_kind: row.try_get("subject_kind")?,
+        subject_name: row.try_get("subject_name")?,
+        subject_id: row.try_get("subject_id")?,
+        officers: row.try_get("officers")?,
+        asset_kinds: row.try_get("asset_kinds")?,
+        court: row.try_get("court")?,
+        warnings: row.try_get("warnings")?,
+        status: row.try_get("status")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        deadline_at_ms: row.try_get("deadline_at_ms")?,
+        completed_at_ms: row.try_get("completed_at_ms")?,
+        catalog_version: row.try_get("catalog_version")?,
+    })
+}
+
+/// A task row as `claim_due_tasks` and `awaiting_task` return it.
+fn claimed_from(r: &PgRow) -> Result<ClaimedTask, sqlx::Error> {
+    Ok(ClaimedTask {
+        inquiry_id: r.try_get("inquiry_id")?,
+        agency: r.try_get("agency")?,
+        request_number: r.try_get("request_number")?,
+        state: r.try_get("state")?,
+        ticket: r.try_get("ticket")?,
+        sent_at_ms: r.try_get("sent_at_ms")?,
+    })
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn create_inquiry(
+        &self,
+        inquiry: &InquiryRecord,
+        tasks: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO inquiries ({INQUIRY_COLUMNS}) VALUES ({})",
+            placeholders(15)
+        )))
+        .bind(&inquiry.id)
+        .bind(&inquiry.caller)
+        .bind(&inquiry.case_number)
+        .bind(&inquiry.subject_kind)
+        .bind(&inquiry.subject_name)
+        .bind(&inquiry.subject_id)
+        .bind(&inquiry.officers)
+        .bind(&inquiry.asset_kinds)
+        .bind(&inquiry.court)
+        .bind(&inquiry.warnings)
+        .bind(&inquiry.status)
+        .bind(inquiry.created_at_ms)
+        .bind(inquiry.deadline_at_ms)
+        .bind(inquiry.completed_at_ms)
+        .bind(&inquiry.catalog_version)
+        .execute(&mut *tx)
+        .await?;
+        if !tasks.is_empty() {
+            // One statement for every task: an inquiry may go to thousands
+            // of agencies.
+            let agencies: Vec<&str> = tasks.iter().map(|(a, _)| a.as_str()).collect();
+            let numbers: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) \
+                 SELECT $1, t.agency, t.request_number, $4, $5 \
+                 FROM UNNEST($2::text[], $3::text[]) AS t (agency, request_number)",
+            )
+            .bind(&inquiry.id)
+            .bind(agencies)
+            .bind(numbers)
+            .bind(STATE_QUEUED)
+            .bind(inquiry.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(inquiry_from).transpose()?)
+    }
+
+    async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result \
+             FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency",
+        )
+        .bind(inquiry_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TaskRecord {
+                    inquiry_id: r.try_get("inquiry_id")?,
+                    agency: r.try_get("agency")?,
+                    request_number: r.try_get("request_number")?,
+                    state: r.try_get("state")?,
+                    detail: r.try_get("detail")?,
+                    ticket: r.try_get("ticket")?,
+                    latency_ms: r.try_get("latency_ms")?,
+                    result: r.try_get("result")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn inquiries_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        n: i64,
+    ) -> Result<Vec<InquiryRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+        )))
+        .bind(case_number)
+        .bind(caller)
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(inquiry_from)
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        n: i64,
+        skip_agencies: &[String],
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        // SKIP LOCKED: rows another instance is claiming right now are left
+        // to it; a row it claimed and committed fails the lease test when
+        // re-read under the lock.
+        let rows = sqlx::query(
+            "WITH due AS MATERIALIZED ( \
+                 SELECT inquiry_id, agency FROM agency_tasks \
+                 WHERE state IN ($3, $4) AND due_at_ms <= $5 \
+                   AND (lease_until_ms IS NULL OR lease_until_ms <= $5) \
+                   AND agency <> ALL ($6::text[]) \
+                 ORDER BY due_at_ms LIMIT $7 \
+                 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+                 UPDATE agency_tasks t \
+                 SET lease_owner = $1, lease_until_ms = $2, attempts = t.attempts + 1 \
+                 FROM due WHERE t.inquiry_id = due.inquiry_id AND t.agency = due.agency \
+                 RETURNING t.inquiry_id, t.agency, t.request_number, t.state, t.ticket, \
+                     t.sent_at_ms, t.due_at_ms) \
+             SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms FROM claimed \
+             ORDER BY due_at_ms, inquiry_id, agency",
+        )
+        .bind(owner)
+        .bind(lease_until_ms)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(now_ms)
+        .bind(skip_agencies)
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(claimed_from)
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn update_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        u: &TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agency_tasks SET state = $1, detail = $2, ticket = COALESCE($3, ticket), \
+             due_at_ms = $4, sent_at_ms = COALESCE(sent_at_ms, $5), latency_ms = $6, result = $7, \
+             lease_owner = NULL, lease_until_ms = NULL \
+             WHERE inquiry_id = $8 AND agency = $9 AND lease_owner = $10",
+        )
+        .bind(&u.state)
+        .bind(&u.detail)
+        .bind(&u.ticket)
+        .bind(u.due_at_ms)
+        .bind(u.sent_at_ms)
+        .bind(u.latency_ms)
+        .bind(&u.result)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1 \
+             WHERE inquiry_id = $2 AND agency = $3 AND lease_owner = $4",
+        )
+        .bind(due_at_ms)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn defer_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
+             detail = $2 WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
+        )
+        .bind(due_at_ms)
+        .bind(detail)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT catalog_version FROM inquiries \
+             WHERE status = 'running' AND catalog_version IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("catalog_version"))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE agency_tasks SET state = 'timeout', \
+                 detail = 'no answer before the inquiry''s deadline', \
+                 lease_owner = NULL, lease_until_ms = NULL \
+             WHERE state IN ($1, $2, $3) AND (lease_until_ms IS NULL OR lease_until_ms <= $4) \
+               AND inquiry_id IN (SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $4) \
+             RETURNING inquiry_id",
+        )
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut ids: Vec<String> = rows
+            .iter()
+            .map(|r| r.try_get("inquiry_id"))
+            .collect::<Result<_, _>>()?;
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
+             WHERE id = $2 AND status = 'running' AND NOT EXISTS \
+               (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND state IN ($3, $4, $5))",
+        )
+        .bind(now_ms)
+        .bind(inquiry_id)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+    ) -> Result<Option<ClaimedTask>, StoreError> {
+        let row = sqlx::query(
+            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms \
+             FROM agency_tasks WHERE agency = $1 AND request_number = $2 AND state = $3",
+        )
+        .bind(agency)
+        .bind(request_number)
+        .bind(STATE_AWAITING)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref()
+            .map(claimed_from)
+            .transpose()
+            .map_err(|e: sqlx::Error| e.into())
+    }
+
+    async fn finish_awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+        u: &TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE agency_tasks SET state = $1, detail = $2, ticket = COALESCE($3, ticket), \
+             due_at_ms = $4, latency_ms = $5, result = $6 \
+             WHERE agency = $7 AND request_number = $8 AND state = $9",
+        )
+        .bind(&u.state)
+        .bind(&u.detail)
+        .bind(&u.ticket)
+        .bind(u.due_at_ms)
+        .bind(u.latency_ms)
+        .bind(&u.result)
+        .bind(agency)
+        .bind(request_number)
+        .bind(STATE_AWAITING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+             FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])",
+        )
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(skip_agencies)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("next")?)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // An UPDATE is refused in a read-only transaction (a standby, or
+        // `default_transaction_read_only`) even when it matches no row; it
+        // takes no row lock.
+        sqlx::query("UPDATE audit_head SET id = id WHERE false")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
+     action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
+/// What reads select: officers as the JSON text.
+const AUDIT_SELECT: &str = "seq, at_ms, direction, caller, officers::text AS officers, case_number, \
+     subject, agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, body, \
+     prev_hash, hash";
+/// The same, with NULL for the body (verification needs only its digest).
+const AUDIT_SELECT_NO_BODY: &str = "seq, at_ms, direction, caller, officers::text AS officers, \
+     case_number, subject, agency, action, inquiry_id, request_number, status, latency_ms, \
+     body_sha256, NULL::bytea AS body, prev_hash, hash";
+
+/// ASCII case folding, as SQLite's LIKE does (and nothing more).
+const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+
+fn audit_from(row: &PgRow) -> Result<StoredAuditEvent, StoreError> {
+    let officers: Option<String> = row.try_get("officers")?;
+    let officers = match officers {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("audit officers: {e}")))?,
+        None => Vec::new(),
+    };
+    Ok(StoredAuditEvent {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        direction: row.try_get("direction")?,
+        caller: row.try_get("caller")?,
+        officers,
+        case_number: row.try_get("case_number")?,
+        subject: row.try_get("subject")?,
+        agency: row.try_get("agency")?,
+        action: row.try_get("action")?,
+        inquiry_id: row.try_get("inquiry_id")?,
+        request_number: row.try_get("request_number")?,
+        status: row.try_get("status")?,
+        latency_ms: row.try_get("latency_ms")?,
+        body_sha256: row.try_get("body_sha256")?,
+        body: row.try_get("body")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?)))
+            .transpose()?)
+    }
+
+    async fn append_audit(&self, new: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The chain's write lock, held until commit: another writer waits
+        // here, and then (READ COMMITTED: a new snapshot per statement)
+        // reads the tail this transaction leaves.
+        sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+        let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (mut seq, mut prev) = match tail {
+            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+            None => (0, GENESIS_HASH.to_owned()),
+        };
+        let mut rows = Vec::with_capacity(new.len());
+        let mut officers = Vec::with_capacity(new.len());
+        for n in new {
+            seq += 1;
+            let row = AuditRow::chain(seq, n.at_ms, n.record.clone(), prev);
+            prev = row.hash.clone();
+            officers.push(
+                serde_json::to_string(&row.record.officers)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            rows.push(row);
+        }
+        if !rows.is_empty() {
+            // The whole batch in one statement, one array per column.
+            let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+            let seqs = col_i64(|r| r.seq);
+            let ats = col_i64(|r| r.at_ms);
+            let directions: Vec<&str> = rows
+                .iter()
+                .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+                .collect();
+            let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
+                rows.iter().map(f).collect::<Vec<Option<&str>>>()
+            };
+            let callers = text(|r| r.record.caller.as_deref());
+            let cases = text(|r| r.record.case_number.as_deref());
+            let subjects = text(|r| r.record.subject.as_deref());
+            let agencies = text(|r| r.record.agency.as_deref());
+            let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
+            let inquiries = text(|r| r.record.inquiry_id.as_deref());
+            let numbers = text(|r| r.record.request_number.as_deref());
+            let statuses = text(|r| r.record.status.as_deref());
+            let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
+            let digests = text(|r| r.body_sha256.as_deref());
+            let bodies: Vec<Option<&[u8]>> =
+                rows.iter().map(|r| r.record.body.as_deref()).collect();
+            let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
+            let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+                 SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
+                     agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
+                     body, prev_hash, hash \
+                 FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                     $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
+                 AS t ({AUDIT_COLUMNS})"
+            )))
+            .bind(seqs)
+            .bind(ats)
+            .bind(directions)
+            .bind(callers)
+            .bind(&officers)
+            .bind(cases)
+            .bind(subjects)
+            .bind(agencies)
+            .bind(actions)
+            .bind(inquiries)
+            .bind(numbers)
+            .bind(statuses)
+            .bind(latencies)
+            .bind(digests)
+            .bind(bodies)
+            .bind(prevs)
+            .bind(hashes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        n: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_SELECT_NO_BODY} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after_seq)
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(c.at_ms)
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    seq: r.try_get("seq")?,
+                    hash: r.try_get("hash")?,
+                    at_ms: r.try_get("at_ms")?,
+                    key_id: r.try_get("key_id")?,
+                    signature: r.try_get("signature")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn purge_bodies(&self, before_ms: i64, n: i64) -> Result<u64, StoreError> {
+        // Two instances purging at once each drop different rows: the rows
+        // one has locked the other skips, and a row already purged fails
+        // `body IS NOT NULL` when re-read.
+        let done = sqlx::query(
+            "UPDATE audit_events SET body = NULL WHERE body IS NOT NULL AND seq IN ( \
+                 SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < $1 \
+                 ORDER BY at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(before_ms)
+        .bind(limit(n))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn subjects_in_several_cases(
+        &self,
+        window: &Window,
+        n: i64,
+    ) -> Result<Vec<SubjectCases>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT subject, \
+                 array_agg(DISTINCT case_number) FILTER (WHERE case_number IS NOT NULL) AS cases, \
+                 COUNT(*) AS requests \
+             FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
+             AND at_ms >= $1 AND at_ms < $2 \
+             GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
+             ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT $3"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cases: Option<Vec<String>> = r.try_get("cases")?;
+                let mut cases = cases.unwrap_or_default();
+                cases.sort();
+                Ok(SubjectCases {
+                    subject: r.try_get("subject")?,
+                    cases,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT caller, o.officer COLLATE \"C\" AS officer, case_number, COUNT(*) AS requests \
+             FROM audit_events \
+             CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
+             WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
+             AND at_ms >= $1 AND at_ms < $2 \
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfficerCase {
+                    caller: r.try_get("caller")?,
+                    officer: r.try_get("officer")?,
+                    case_number: r.try_get("case_number")?,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn officer_daily_volume(
+        &self,
+        window: &Window,
+        threshold: i64,
+    ) -> Result<Vec<OfficerDay>, StoreError> {
+        // The civil day in UTC+8, from whole seconds truncated toward zero
+        // as SQLite's integer division does.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT o.officer COLLATE \"C\" AS officer, \
+                 to_char(to_timestamp((at_ms + 28800000) / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') \
+                     COLLATE \"C\" AS day, \
+                 COUNT(*) AS requests \
+             FROM audit_events \
+             CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
+             WHERE {REQUESTS} AND at_ms >= $1 AND at_ms < $2 \
+             GROUP BY 1, 2 HAVING COUNT(*) > $3 ORDER BY 2, 3 DESC, 1"
+        )))
+        .bind(window.from_ms.unwrap_or(i64::MIN))
+        .bind(window.to_ms.unwrap_or(i64::MAX))
+        .bind(threshold)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfficerDay {
+                    officer: r.try_get("officer")?,
+                    day: r.try_get("day")?,
+                    requests: r.try_get("requests")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        // PostgreSQL text cannot hold U+0000, so no stored row matches a
+        // filter that contains it (and binding it would be an error).
+        let texts = [
+            &f.case_number,
+            &f.subject,
+            &f.agency,
+            &f.caller,
+            &f.officer,
+            &f.action,
+            &f.inquiry_id,
+        ];
+        if texts
+            .iter()
+            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+        {
+            return Ok(Vec::new());
+        }
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {AUDIT_SELECT} FROM audit_events WHERE 1 = 1"
+        ));
+        let text_filters = [
+            ("case_number", &f.case_number),
+            ("subject", &f.subject),
+            ("agency", &f.agency),
+            ("caller", &f.caller),
+            ("action", &f.action),
+            ("inquiry_id", &f.inquiry_id),
+        ];
+        for (column, value) in text_filters {
+            if let Some(v) = value {
+                q.push(format!(" AND {column} = ")).push_bind(v.clone());
+            }
+        }
+        if let Some(officer) = &f.officer {
+            // Officers are stored as a JSON array of "name (credential)"
+            // strings; a substring of one, ASCII letters in either case, as
+            // SQLite's LIKE '%...%' (with '%' and '_' left out) matches.
+            let needle = officer.replace(['%', '_'], "").to_ascii_lowercase();
+            q.push(format!(
+                " AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(audit_events.officers) \
+                 AS o (officer) WHERE strpos(translate(o.officer, '{ASCII_UPPER}', \
+                 '{ASCII_LOWER}'), "
+            ))
+            .push_bind(needle)
+            .push(") > 0)");
+        }
+        if let Some(from) = f.from_ms {
+            q.push(" AND at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = f.to_ms {
+            q.push(" AND at_ms < ").push_bind(to);
+        }
+        if let Some(after) = f.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(audit_from).collect()
+    }
+
+    async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {AUDIT_SELECT} FROM audit_events WHERE seq = $1"
+        )))
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(audit_from).transpose()
+    }
+}

@@ -1,0 +1,1896 @@
+//! The store's scenarios, run on both backends by the same code: against a
+//! SQLite file always (`sqlite::*`), and against PostgreSQL (`postgres::*`)
+//! when `TEST_DATABASE_URL` names a server, e.g.
+//! `postgres://postgres@127.0.0.1:5432/test`. Each PostgreSQL test creates
+//! its own database there (`gw_test_<uuid>`) and drops it at the end, so the
+//! tests run in parallel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use gateway::audit::{
+    AuditFilter, AuditRecord, Direction, GENESIS_HASH, StoredAuditEvent, row_hash,
+};
+use gateway::store::{
+    self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, OrderProgress,
+    OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND, PHASE_WATCH,
+    PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, StoreError,
+    TaskUpdate, Window,
+};
+use sha2::{Digest, Sha256};
+
+/// A fixed "now": the store never reads the clock itself.
+const NOW: i64 = 1_714_000_000_000;
+/// A lease nobody outlives in a test.
+const FAR: i64 = NOW + 3_600_000;
+
+// ---------------------------------------------------------------------------
+// Databases
+
+/// One database for one test: a temporary SQLite file, or a fresh
+/// PostgreSQL database dropped when this is.
+struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    /// The server's URL and the database made on it.
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        Self {
+            url,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// A fresh database on the server `TEST_DATABASE_URL` names, or None
+    /// (with a notice) when it is not set.
+    async fn postgres() -> Option<Self> {
+        let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+            eprintln!("skipping PostgreSQL: TEST_DATABASE_URL is not set");
+            return None;
+        };
+        gateway::install_crypto_provider();
+        let name = format!("gw_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the test database");
+        let _ = sqlx::Connection::close(admin).await;
+        Some(Self {
+            url: with_database(&server, &name),
+            _dir: None,
+            pg: Some((server, name)),
+        })
+    }
+
+    /// A new handle (its own pool) on the database, as another gateway
+    /// would open it.
+    async fn open(&self) -> Arc<dyn Store> {
+        store::open(&self.url).await.expect("open the store")
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the PostgreSQL database, best-effort (also when the test
+    /// panicked), on a thread of its own: `Drop` cannot await.
+    fn drop(&mut self) {
+        let Some((server, name)) = self.pg.take() else {
+            return;
+        };
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+                    .await
+                    .ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
+                sqlx::Connection::close(admin).await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop a test database (best-effort)");
+        }
+    }
+}
+
+/// The server URL with its database replaced by `name` (query kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..path]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Each scenario becomes `sqlite::<name>` and `postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let db = super::TestDb::sqlite();
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(db) = super::TestDb::postgres().await else {
+                        return;
+                    };
+                    super::$scenario(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    inquiry_round_trip,
+    concurrent_claimants_never_share_work,
+    concurrent_appends_keep_one_chain,
+    audit_filters_checkpoints_and_retention,
+    auditor_questions,
+    orders_idempotency_and_effects,
+    order_expiry_and_warnings,
+    plans_and_outbox,
+);
+
+#[tokio::test]
+async fn store_open_refuses_other_urls() {
+    for url in ["mysql://localhost/db", "gateway.db", ""] {
+        match store::open(url).await {
+            Err(StoreError::UnsupportedUrl(u)) => assert_eq!(u, url),
+            Err(other) => panic!("{url:?}: {other}"),
+            Ok(_) => panic!("{url:?} opened"),
+        }
+    }
+}
+
+#[test]
+fn the_database_is_replaced_in_the_server_url() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+        "postgres://postgres@127.0.0.1:5432/x"
+    );
+    assert_eq!(
+        with_database("postgresql://u:p@h/test?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Records
+
+fn inquiry(id: &str, case_number: &str, created_at_ms: i64) -> InquiryRecord {
+    InquiryRecord {
+        id: id.into(),
+        caller: "court-a".into(),
+        case_number: case_number.into(),
+        subject_kind: "person".into(),
+        subject_name: "张三".into(),
+        subject_id: "360426199101010071".into(),
+        officers: r#"[{"name":"李明","credential_no":"ZX1"}]"#.into(),
+        asset_kinds: r#"["deposits"]"#.into(),
+        court: r#"{"code":"620503","name":"某某法院"}"#.into(),
+        warnings: "[]".into(),
+        status: "running".into(),
+        created_at_ms,
+        deadline_at_ms: created_at_ms + 60_000,
+        completed_at_ms: None,
+        catalog_version: Some("cfg_1".into()),
+    }
+}
+
+fn tasks_for(inquiry_id: &str, agencies: &[&str]) -> Vec<(String, String)> {
+    agencies
+        .iter()
+        .map(|a| (a.to_string(), format!("Q{inquiry_id}-{a}")))
+        .collect()
+}
+
+fn update(state: &str) -> TaskUpdate {
+    TaskUpdate {
+        state: state.into(),
+        detail: None,
+        ticket: None,
+        due_at_ms: NOW,
+        sent_at_ms: Some(NOW),
+        latency_ms: Some(12),
+        result: None,
+    }
+}
+
+fn order(id: &str, key: &str) -> OrderRecord {
+    OrderRecord {
+        id: id.into(),
+        caller: "court-a".into(),
+        idempotency_key: key.into(),
+        body_sha256: "ab".repeat(32),
+        case_number: "(2024)甘0503执1234号".into(),
+        subject_kind: "person".into(),
+        subject_name: "张三".into(),
+        subject_id: "360426199101010071".into(),
+        officers: "[]".into(),
+        court: "{}".into(),
+        documents: "[]".into(),
+        action: "freeze".into(),
+        agency: "bank-b".into(),
+        account_number: Some("6217000010001234567".into()),
+        amount_fen: Some(100_000),
+        end_date: Some("2027-05-26".into()),
+        measure_order: id.into(),
+        request_number: format!("K{id}"),
+        status: "accepted".into(),
+        phase: PHASE_SEND.into(),
+        due_at_ms: NOW,
+        created_at_ms: NOW,
+        updated_at_ms: NOW,
+        ..OrderRecord::default()
+    }
+}
+
+/// An order acting on `measure` (a renewal, release or deduction).
+fn order_on(id: &str, measure: &str, action: &str, created_at_ms: i64) -> OrderRecord {
+    OrderRecord {
+        action: action.into(),
+        measure_order: measure.into(),
+        prior_order: Some(measure.into()),
+        prior_request_number: Some(format!("K{measure}")),
+        created_at_ms,
+        ..order(id, &format!("key-{id}"))
+    }
+}
+
+fn plan(id: &str, key: &str, due_at_ms: i64) -> PlanRecord {
+    PlanRecord {
+        id: id.into(),
+        caller: "court-a".into(),
+        idempotency_key: key.into(),
+        body_sha256: "cd".repeat(32),
+        case_number: "(2024)甘0503执1234号".into(),
+        subject_kind: "person".into(),
+        subject_name: "张三".into(),
+        subject_id: "360426199101010071".into(),
+        officers: "[]".into(),
+        court: "{}".into(),
+        documents: "[]".into(),
+        inquiry_id: "inq-1".into(),
+        amount_fen: 13_000_000,
+        end_date: "2027-05-26".into(),
+        accounts: r#"[{"agency":"bank-a","account_number":"1"}]"#.into(),
+        next_index: 0,
+        status: "running".into(),
+        controlled_fen: 0,
+        detail: None,
+        due_at_ms,
+        created_at_ms: NOW,
+        updated_at_ms: NOW,
+        completed_at_ms: None,
+    }
+}
+
+fn callback(id: &str, due_at_ms: i64) -> OutboxRecord {
+    OutboxRecord {
+        id: id.into(),
+        caller: "court-a".into(),
+        event: "order.decided".into(),
+        resource_id: "ord-1".into(),
+        body: format!("{{\"id\":\"{id}\",\"bytes\":\"\\u0000\u{ff}\"}}").into_bytes(),
+        attempts: 0,
+        due_at_ms,
+        created_at_ms: NOW,
+    }
+}
+
+fn audit(at_ms: i64, action: &str) -> NewAuditRow {
+    NewAuditRow {
+        at_ms,
+        record: AuditRecord {
+            direction: Some(Direction::Inbound),
+            action: action.into(),
+            ..AuditRecord::default()
+        },
+    }
+}
+
+/// An accepted request about `subject` under `case_number`.
+fn request(at_ms: i64, subject: &str, case_number: &str, officers: &[&str]) -> NewAuditRow {
+    let mut row = audit(at_ms, "inquiry.create");
+    row.record.caller = Some("court-a".into());
+    row.record.subject = Some(subject.into());
+    row.record.case_number = Some(case_number.into());
+    row.record.status = Some("accepted".into());
+    row.record.officers = officers.iter().map(|o| o.to_string()).collect();
+    row
+}
+
+/// Checks every link and hash of the chain as stored, and returns it.
+async fn verified_chain(store: &Arc<dyn Store>) -> Vec<StoredAuditEvent> {
+    let mut chain = Vec::new();
+    let mut prev = GENESIS_HASH.to_owned();
+    loop {
+        let after = chain.last().map_or(0, |r: &StoredAuditEvent| r.seq);
+        let page = store.audit_chain(after, 97).await.expect("audit_chain");
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            assert_eq!(row.seq, chain.len() as i64 + 1, "gap-free numbering");
+            assert_eq!(
+                row.prev_hash, prev,
+                "row {} links to the one before",
+                row.seq
+            );
+            assert_eq!(
+                row_hash(&row.prev_hash, &row),
+                row.hash,
+                "row {} hash",
+                row.seq
+            );
+            assert!(row.body.is_none(), "audit_chain leaves bodies out");
+            prev = row.hash.clone();
+            chain.push(row);
+        }
+    }
+    chain
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+
+async fn inquiry_round_trip(db: &TestDb) {
+    let store = db.open().await;
+    store.ping().await.expect("ping");
+
+    let first = inquiry("inq-1", "case-1", NOW - 2_000);
+    store
+        .create_inquiry(
+            &first,
+            &tasks_for("inq-1", &["bank-b", "bank-a", "registry-x"]),
+        )
+        .await
+        .expect("create");
+    let mut second = inquiry("inq-2", "case-1", NOW - 1_000);
+    second.catalog_version = None;
+    second.warnings = r#"["späte Antwort"]"#.into();
+    store
+        .create_inquiry(&second, &tasks_for("inq-2", &["bank-a"]))
+        .await
+        .expect("create");
+
+    let read = store.inquiry("inq-1").await.expect("read").expect("found");
+    assert_eq!(read.officers, first.officers, "JSON text kept as written");
+    assert_eq!(read.court, first.court);
+    assert_eq!(read.subject_name, "张三");
+    assert_eq!(read.catalog_version.as_deref(), Some("cfg_1"));
+    assert_eq!(read.completed_at_ms, None);
+    assert!(store.inquiry("nope").await.expect("read").is_none());
+
+    let by_case = store
+        .inquiries_by_case("court-a", "case-1", 10)
+        .await
+        .expect("by case");
+    let ids: Vec<_> = by_case.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["inq-2", "inq-1"], "newest first");
+    let one = store
+        .inquiries_by_case("court-a", "case-1", 1)
+        .await
+        .expect("by case");
+    assert_eq!(one.len(), 1);
+    let unbounded = store
+        .inquiries_by_case("court-a", "case-1", -1)
+        .await
+        .expect("a negative limit is no limit");
+    assert_eq!(unbounded.len(), 2);
+    assert_eq!(
+        store.running_catalog_versions().await.expect("versions"),
+        ["cfg_1"]
+    );
+
+    let tasks = store.tasks("inq-1").await.expect("tasks");
+    let agencies: Vec<_> = tasks.iter().map(|t| t.agency.as_str()).collect();
+    assert_eq!(agencies, ["bank-a", "bank-b", "registry-x"]);
+    assert!(tasks.iter().all(|t| t.state == STATE_QUEUED));
+    assert_eq!(tasks[0].request_number, "Qinq-1-bank-a");
+
+    // Claims: registry-x is at its bound and skipped.
+    let skip = vec!["registry-x".to_string()];
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, NOW + 30_000, 10, &skip)
+        .await
+        .expect("claim");
+    let mut got: Vec<_> = claimed
+        .iter()
+        .map(|t| (t.inquiry_id.as_str(), t.agency.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("inq-1", "bank-a"),
+            ("inq-1", "bank-b"),
+            ("inq-2", "bank-a")
+        ]
+    );
+    assert_eq!(claimed[0].state, STATE_QUEUED);
+    assert_eq!(claimed[0].sent_at_ms, None);
+    assert!(
+        store
+            .claim_due_tasks("gw-2", NOW, NOW + 30_000, 10, &skip)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased tasks are not claimed again"
+    );
+    assert_eq!(
+        store.next_due_ms(&skip).await.expect("next due"),
+        Some(NOW + 30_000),
+        "the leased tasks are due when their lease ends"
+    );
+    assert_eq!(
+        store.next_due_ms(&[]).await.expect("next due"),
+        Some(NOW - 2_000)
+    );
+
+    // Outcomes: only the lease holder records one.
+    assert!(
+        !store
+            .update_task("gw-2", "inq-1", "bank-a", &update("answered"))
+            .await
+            .expect("update")
+    );
+    let mut answered = update("answered");
+    answered.result = Some(r#"[{"kind":"account"}]"#.into());
+    assert!(
+        store
+            .update_task("gw-1", "inq-1", "bank-a", &answered)
+            .await
+            .expect("update")
+    );
+    let mut polling = update(STATE_POLLING);
+    polling.ticket = Some("T-1".into());
+    polling.due_at_ms = NOW + 5_000;
+    polling.sent_at_ms = Some(NOW - 500);
+    assert!(
+        store
+            .update_task("gw-1", "inq-1", "bank-b", &polling)
+            .await
+            .expect("update")
+    );
+    store
+        .release_task("gw-1", "inq-2", "bank-a", NOW + 1_000)
+        .await
+        .expect("release");
+    store
+        .defer_task("gw-2", "inq-2", "bank-a", NOW + 9_000, "not mine")
+        .await
+        .expect("defer by a non-holder does nothing");
+
+    let tasks = store.tasks("inq-1").await.expect("tasks");
+    assert_eq!(tasks[0].state, "answered");
+    assert_eq!(tasks[0].latency_ms, Some(12));
+    assert_eq!(tasks[0].result.as_deref(), Some(r#"[{"kind":"account"}]"#));
+    assert_eq!(tasks[1].state, STATE_POLLING);
+    assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"));
+    assert!(!store.try_complete("inq-1", NOW).await.expect("complete"));
+
+    // The polling task comes due; its ticket and first send time stay.
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW + 5_000, NOW + 60_000, 10, &skip)
+        .await
+        .expect("claim");
+    let mut ids: Vec<_> = claimed
+        .iter()
+        .map(|t| (t.inquiry_id.as_str(), t.agency.as_str()))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [("inq-1", "bank-b"), ("inq-2", "bank-a")]);
+    let poll = claimed
+        .iter()
+        .find(|t| t.agency == "bank-b")
+        .expect("the polling task");
+    assert_eq!(poll.state, STATE_POLLING);
+    assert_eq!(poll.ticket.as_deref(), Some("T-1"));
+    assert_eq!(poll.sent_at_ms, Some(NOW - 500));
+    let mut done = update("no_record");
+    done.sent_at_ms = Some(NOW + 5_000);
+    assert!(
+        store
+            .update_task("gw-1", "inq-1", "bank-b", &done)
+            .await
+            .expect("update")
+    );
+    let tasks = store.tasks("inq-1").await.expect("tasks");
+    assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"), "COALESCE keeps it");
+    store
+        .defer_task("gw-1", "inq-2", "bank-a", NOW + 9_000, "closed until 09:00")
+        .await
+        .expect("defer");
+    let tasks = store.tasks("inq-2").await.expect("tasks");
+    assert_eq!(tasks[0].detail.as_deref(), Some("closed until 09:00"));
+    assert_eq!(tasks[0].state, STATE_QUEUED);
+
+    // A callback agency: sent, then the pushed result.
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, NOW + 30_000, 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].agency, "registry-x");
+    let mut awaiting = update(STATE_AWAITING);
+    awaiting.ticket = Some("ACK-7".into());
+    awaiting.due_at_ms = NOW + 60_000;
+    assert!(
+        store
+            .update_task("gw-1", "inq-1", "registry-x", &awaiting)
+            .await
+            .expect("update")
+    );
+    let waiting = store
+        .awaiting_task("registry-x", "Qinq-1-registry-x")
+        .await
+        .expect("awaiting")
+        .expect("found");
+    assert_eq!(waiting.inquiry_id, "inq-1");
+    assert_eq!(waiting.ticket.as_deref(), Some("ACK-7"));
+    assert_eq!(waiting.sent_at_ms, Some(NOW));
+    assert!(
+        store
+            .awaiting_task("registry-x", "Qinq-1-bank-a")
+            .await
+            .expect("awaiting")
+            .is_none()
+    );
+    let mut pushed = update("answered");
+    pushed.latency_ms = Some(90_000);
+    assert!(
+        store
+            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed)
+            .await
+            .expect("finish")
+    );
+    assert!(
+        !store
+            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed)
+            .await
+            .expect("finish"),
+        "a repeated callback changes nothing"
+    );
+    let tasks = store.tasks("inq-1").await.expect("tasks");
+    assert_eq!(tasks[2].ticket.as_deref(), Some("ACK-7"));
+    assert_eq!(tasks[2].latency_ms, Some(90_000));
+
+    assert!(
+        store
+            .try_complete("inq-1", NOW + 1)
+            .await
+            .expect("complete")
+    );
+    assert!(!store.try_complete("inq-1", NOW + 2).await.expect("once"));
+    let read = store.inquiry("inq-1").await.expect("read").expect("found");
+    assert_eq!(read.status, "completed");
+    assert_eq!(read.completed_at_ms, Some(NOW + 1));
+
+    // The deadline passes for inq-2: its queued task times out.
+    assert!(
+        store.expire_overdue(NOW).await.expect("expire").is_empty(),
+        "not overdue yet"
+    );
+    let expired = store.expire_overdue(NOW + 60_000).await.expect("expire");
+    assert_eq!(expired, ["inq-2"]);
+    let tasks = store.tasks("inq-2").await.expect("tasks");
+    assert_eq!(tasks[0].state, "timeout");
+    assert_eq!(
+        tasks[0].detail.as_deref(),
+        Some("no answer before the inquiry's deadline")
+    );
+    assert!(
+        store
+            .try_complete("inq-2", NOW + 60_000)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(store.next_due_ms(&[]).await.expect("next due"), None);
+    assert!(
+        store
+            .running_catalog_versions()
+            .await
+            .expect("versions")
+            .is_empty()
+    );
+}
+
+async fn concurrent_claimants_never_share_work(db: &TestDb) {
+    let first = db.open().await;
+    let second = db.open().await;
+
+    let agencies: Vec<String> = (0..40).map(|i| format!("bank-{i:02}")).collect();
+    let agency_refs: Vec<&str> = agencies.iter().map(String::as_str).collect();
+    for i in 0..3 {
+        let id = format!("inq-{i}");
+        first
+            .create_inquiry(
+                &inquiry(&id, "case-1", NOW - 10_000 + i),
+                &tasks_for(&id, &agency_refs),
+            )
+            .await
+            .expect("create");
+    }
+    for i in 0..60 {
+        let mut o = order(&format!("ord-{i:03}"), &format!("key-{i}"));
+        o.due_at_ms = NOW - 1_000 + i;
+        first.create_order(&o).await.expect("order");
+    }
+    for i in 0..30 {
+        first
+            .create_plan(&plan(&format!("plan-{i:02}"), &format!("pk-{i}"), NOW - 5))
+            .await
+            .expect("plan");
+        first
+            .enqueue(&callback(&format!("cb-{i:02}"), NOW - i))
+            .await
+            .expect("enqueue");
+    }
+
+    // Four claimants, two on each handle, each claiming a few at a time
+    // until nothing is left for it.
+    let mut claimants = Vec::new();
+    for (n, store) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let store = store.clone();
+        claimants.push(tokio::spawn(async move {
+            let owner = format!("gw-{n}");
+            let mut mine: Vec<String> = Vec::new();
+            loop {
+                let tasks = store
+                    .claim_due_tasks(&owner, NOW, FAR, 3, &[])
+                    .await
+                    .expect("claim tasks");
+                let orders = store
+                    .claim_due_orders(&owner, NOW, FAR, 2)
+                    .await
+                    .expect("claim orders");
+                let plans = store
+                    .claim_due_plans(&owner, NOW, FAR, 1)
+                    .await
+                    .expect("claim plans");
+                let outbox = store
+                    .claim_outbox(&owner, NOW, FAR, 1)
+                    .await
+                    .expect("claim outbox");
+                if tasks.is_empty() && orders.is_empty() && plans.is_empty() && outbox.is_empty() {
+                    break;
+                }
+                for o in &orders {
+                    assert_eq!(o.steps, 1, "{} claimed once", o.id);
+                }
+                mine.extend(
+                    tasks
+                        .iter()
+                        .map(|t| format!("task {}/{}", t.inquiry_id, t.agency)),
+                );
+                mine.extend(orders.iter().map(|o| format!("order {}", o.id)));
+                mine.extend(plans.iter().map(|p| format!("plan {}", p.id)));
+                mine.extend(outbox.iter().map(|c| format!("callback {}", c.id)));
+                tokio::task::yield_now().await;
+            }
+            mine
+        }));
+    }
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_claimant = Vec::new();
+    for claimant in claimants {
+        let mine = claimant.await.expect("claimant");
+        per_claimant.push(mine.len());
+        for item in mine {
+            *seen.entry(item).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "claimed twice: {twice:?}");
+    assert_eq!(
+        seen.len(),
+        3 * 40 + 60 + 30 + 30,
+        "everything claimed once ({per_claimant:?} per claimant)"
+    );
+    // Nothing is left, and the next claim after the leases end takes it
+    // all again (once).
+    assert!(
+        first
+            .claim_due_orders("late", NOW, FAR, 100)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = second
+        .claim_due_orders("late", FAR, FAR + 1, -1)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 60, "a negative limit is no limit");
+    assert!(again.iter().all(|o| o.steps == 2));
+}
+
+async fn concurrent_appends_keep_one_chain(db: &TestDb) {
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        // Each writer its own handle (pool), as separate gateways.
+        let store = db.open().await;
+        writers.push(tokio::spawn(async move {
+            let mut written = 0;
+            let mut batch = 1;
+            let mut seqs = Vec::new();
+            while written < 200 {
+                let n = batch.min(200 - written);
+                let rows: Vec<NewAuditRow> = (0..n)
+                    .map(|i| {
+                        let mut row = audit(NOW + written as i64 + i as i64, "inquiry.send");
+                        row.record.direction = Some(Direction::Outbound);
+                        row.record.agency = Some(format!("bank-{w}"));
+                        row.record.officers = vec![format!("officer {w}")];
+                        row.record.body = Some(format!("<CXQQ>{w}-{written}-{i}</CXQQ>").into());
+                        row
+                    })
+                    .collect();
+                let stored = store.append_audit(&rows).await.expect("append");
+                assert_eq!(stored.len(), n);
+                for pair in stored.windows(2) {
+                    assert_eq!(pair[1].seq, pair[0].seq + 1, "a batch is consecutive");
+                    assert_eq!(pair[1].prev_hash, pair[0].hash);
+                }
+                seqs.extend(stored.iter().map(|r| r.seq));
+                written += n;
+                batch = batch % 7 + 1;
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for writer in writers {
+        all.extend(writer.await.expect("writer"));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=800).collect::<Vec<i64>>());
+
+    let store = db.open().await;
+    let chain = verified_chain(&store).await;
+    assert_eq!(chain.len(), 800);
+    let last = chain.last().expect("rows");
+    assert_eq!(
+        store.audit_tail().await.expect("tail"),
+        Some((800, last.hash.clone()))
+    );
+    // Bodies are stored and match their digests.
+    let rows = store
+        .audit_events(&AuditFilter {
+            limit: 1_000,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("read");
+    assert_eq!(rows.len(), 800);
+    for row in rows {
+        let body = row.body.as_ref().expect("body kept");
+        assert_eq!(
+            row.body_sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(body)).as_str())
+        );
+    }
+}
+
+async fn audit_filters_checkpoints_and_retention(db: &TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.audit_tail().await.expect("tail"), None);
+    assert!(store.append_audit(&[]).await.expect("empty").is_empty());
+
+    let mut inbound = request(NOW, "360426199101010071", "case-1", &["Li Ming (ZX1)"]);
+    inbound.record.inquiry_id = Some("inq-1".into());
+    inbound.record.body = Some(b"{\"case_number\":\"case-1\"}".to_vec());
+    inbound.record.latency_ms = Some(3);
+    let mut outbound = audit(NOW + 10, "inquiry.send");
+    outbound.record.direction = Some(Direction::Outbound);
+    outbound.record.agency = Some("bank-a".into());
+    outbound.record.inquiry_id = Some("inq-1".into());
+    outbound.record.request_number = Some("Qinq-1-bank-a".into());
+    outbound.record.body = Some(vec![0, 159, 146, 150, 255]);
+    let mut reply = audit(NOW + 20, "inquiry.reply");
+    reply.record.direction = Some(Direction::Reply);
+    reply.record.agency = Some("bank-a".into());
+    reply.record.status = Some("answered".into());
+    reply.record.body = Some(Vec::new());
+    let mut other = request(
+        NOW + 30,
+        "620503198812120015",
+        "case-2",
+        &["赵强 (ZX2)", "x_y%z"],
+    );
+    other.record.caller = Some("court-b".into());
+    let bare = audit(NOW + 40, "audit.read");
+    let stored = store
+        .append_audit(&[inbound, outbound, reply, other, bare])
+        .await
+        .expect("append");
+    assert_eq!(stored[0].prev_hash, GENESIS_HASH);
+    assert_eq!(stored[4].seq, 5);
+
+    let all = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .audit_events(&AuditFilter { limit: 100, ..f })
+                .await
+                .expect("audit_events")
+                .iter()
+                .map(|r| r.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(all(AuditFilter::default()).await, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        all(AuditFilter {
+            case_number: Some("case-1".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [1]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            agency: Some("bank-a".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [2, 3]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            inquiry_id: Some("inq-1".into()),
+            action: Some("inquiry.send".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [2]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            caller: Some("court-b".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [4]
+    );
+    assert_eq!(
+        all(AuditFilter {
+            subject: Some("360426199101010071".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [1]
+    );
+    // The officer filter: a substring of an officer's label, ASCII letters
+    // in either case; '%' and '_' are not wildcards.
+    for (officer, expected) in [
+        ("li ming", vec![1]),
+        ("ZX", vec![1, 4]),
+        ("赵强", vec![4]),
+        ("xy", vec![]),
+        ("x_y%z", vec![]),
+        ("y%z", vec![]),
+        ("LI MING (zx1)", vec![1]),
+        ("nobody", vec![]),
+    ] {
+        assert_eq!(
+            all(AuditFilter {
+                officer: Some(officer.into()),
+                ..AuditFilter::default()
+            })
+            .await,
+            expected,
+            "officer {officer:?}"
+        );
+    }
+    // A filter with U+0000 matches nothing (PostgreSQL text cannot hold
+    // it; the store answers without asking the database).
+    assert_eq!(
+        all(AuditFilter {
+            case_number: Some("case-1\0".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        all(AuditFilter {
+            officer: Some("Li\0".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        all(AuditFilter {
+            from_ms: Some(NOW + 10),
+            to_ms: Some(NOW + 30),
+            ..AuditFilter::default()
+        })
+        .await,
+        [2, 3],
+        "from inclusive, to exclusive"
+    );
+    assert_eq!(
+        all(AuditFilter {
+            after_seq: Some(3),
+            ..AuditFilter::default()
+        })
+        .await,
+        [4, 5]
+    );
+    let page = store
+        .audit_events(&AuditFilter {
+            limit: 2,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(page.len(), 2);
+
+    let one = store.audit_event(2).await.expect("event").expect("found");
+    assert_eq!(one.direction, "outbound");
+    assert_eq!(one.body.as_deref(), Some(&[0u8, 159, 146, 150, 255][..]));
+    assert_eq!(one.request_number.as_deref(), Some("Qinq-1-bank-a"));
+    assert!(one.officers.is_empty());
+    let first = store.audit_event(1).await.expect("event").expect("found");
+    assert_eq!(first.officers, ["Li Ming (ZX1)"]);
+    assert_eq!(first.latency_ms, Some(3));
+    assert_eq!(first.status.as_deref(), Some("accepted"));
+    let empty_body = store.audit_event(3).await.expect("event").expect("found");
+    assert_eq!(
+        empty_body.body.as_deref(),
+        Some(&[][..]),
+        "empty, not absent"
+    );
+    assert!(store.audit_event(99).await.expect("event").is_none());
+    let chain = verified_chain(&store).await;
+    assert_eq!(chain.len(), 5);
+
+    // Checkpoints: in sequence order, a repeated one ignored.
+    let checkpoint = |seq: i64| Checkpoint {
+        seq,
+        hash: chain[seq as usize - 1].hash.clone(),
+        at_ms: NOW + seq,
+        key_id: "ab".repeat(32),
+        signature: "cd".repeat(64),
+    };
+    store.add_checkpoint(&checkpoint(4)).await.expect("add");
+    store.add_checkpoint(&checkpoint(2)).await.expect("add");
+    let mut repeated = checkpoint(4);
+    repeated.signature = "ef".repeat(64);
+    store
+        .add_checkpoint(&repeated)
+        .await
+        .expect("repeat ignored");
+    assert_eq!(
+        store.checkpoints().await.expect("checkpoints"),
+        [checkpoint(2), checkpoint(4)]
+    );
+
+    // Retention drops the oldest bodies first; digests and chain stay.
+    assert_eq!(store.purge_bodies(NOW + 25, 1).await.expect("purge"), 1);
+    assert!(
+        store
+            .audit_event(1)
+            .await
+            .expect("event")
+            .expect("found")
+            .body
+            .is_none()
+    );
+    assert!(
+        store
+            .audit_event(2)
+            .await
+            .expect("event")
+            .expect("found")
+            .body
+            .is_some()
+    );
+    assert_eq!(store.purge_bodies(NOW + 25, 10).await.expect("purge"), 2);
+    assert_eq!(store.purge_bodies(NOW + 25, 10).await.expect("purge"), 0);
+    for seq in 1..=3 {
+        let row = store.audit_event(seq).await.expect("event").expect("found");
+        assert!(row.body.is_none(), "row {seq} purged");
+        assert_eq!(row.body_sha256, stored[seq as usize - 1].body_sha256);
+    }
+    assert_eq!(
+        stored[0].body_sha256.as_deref(),
+        Some(hex::encode(Sha256::digest(b"{\"case_number\":\"case-1\"}")).as_str())
+    );
+    verified_chain(&store).await;
+}
+
+async fn auditor_questions(db: &TestDb) {
+    let store = db.open().await;
+    // 2024-05-01T15:59:59.999Z is 23:59:59.999 on 1 May in UTC+8;
+    // one millisecond later it is 2 May there.
+    const MAY_1_LATE: i64 = 1_714_579_199_999;
+    const MAY_2: i64 = MAY_1_LATE + 1;
+    let li = "李明 (ZX1)";
+    let zhao = "Zhao Qiang (ZX2)";
+    let mut rows = vec![
+        request(MAY_1_LATE - 5_000, "S1", "case-A", &[li, zhao]),
+        request(MAY_1_LATE, "S1", "case-B", &[li]),
+        request(MAY_2, "S1", "case-A", &[li]),
+        request(MAY_2 + 1, "S1", "case-C", &[zhao]),
+        request(MAY_2 + 2, "S2", "case-A", &[li]),
+        request(MAY_2 + 3, "S3", "case-A", &[zhao]),
+        request(MAY_2 + 4, "S3", "case-D", &[zhao]),
+    ];
+    // Not requests: refused, not inbound, another action, no subject.
+    let mut refused = request(MAY_2 + 5, "S2", "case-X", &[li]);
+    refused.record.status = Some("refused".into());
+    let mut outbound = request(MAY_2 + 6, "S2", "case-Y", &[li]);
+    outbound.record.direction = Some(Direction::Outbound);
+    let mut read = request(MAY_2 + 7, "S2", "case-Z", &[li]);
+    read.record.action = "audit.read".into();
+    let mut nobody = request(MAY_2 + 8, "S9", "case-Z", &[li]);
+    nobody.record.subject = None;
+    let mut order = request(MAY_2 + 9, "S2", "case-B", &[zhao]);
+    order.record.action = "order.create".into();
+    let mut plan = request(MAY_2 + 10, "S4", "case-E", &[]);
+    plan.record.action = "freeze_plan.create".into();
+    let mut other_court = request(MAY_2 + 11, "S4", "case-F", &[li]);
+    other_court.record.caller = Some("court-b".into());
+    rows.extend([refused, outbound, read, nobody, order, plan, other_court]);
+    store.append_audit(&rows).await.expect("append");
+
+    let everything = Window::default();
+    let several = store
+        .subjects_in_several_cases(&everything, 10)
+        .await
+        .expect("subjects");
+    let summary: Vec<_> = several
+        .iter()
+        .map(|s| (s.subject.as_str(), s.cases.join(","), s.requests))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("S1", "case-A,case-B,case-C".to_string(), 4),
+            ("S2", "case-A,case-B".to_string(), 2),
+            ("S3", "case-A,case-D".to_string(), 2),
+            ("S4", "case-E,case-F".to_string(), 2),
+        ]
+    );
+    let top = store
+        .subjects_in_several_cases(&everything, 1)
+        .await
+        .expect("subjects");
+    assert_eq!(top.len(), 1);
+    let may_2 = Window {
+        from_ms: Some(MAY_2),
+        to_ms: None,
+    };
+    let later = store
+        .subjects_in_several_cases(&may_2, 10)
+        .await
+        .expect("subjects");
+    let subjects: Vec<_> = later.iter().map(|s| s.subject.as_str()).collect();
+    assert_eq!(subjects, ["S1", "S2", "S3", "S4"]);
+    let before_may_2 = Window {
+        from_ms: None,
+        to_ms: Some(MAY_2),
+    };
+    let earlier = store
+        .subjects_in_several_cases(&before_may_2, 10)
+        .await
+        .expect("subjects");
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0].cases, ["case-A", "case-B"]);
+
+    let cases = store.officer_cases(&everything).await.expect("cases");
+    let cases: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            (
+                c.caller.as_str(),
+                c.officer.as_str(),
+                c.case_number.as_str(),
+                c.requests,
+            )
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("court-a", "Zhao Qiang (ZX2)", "case-A", 2),
+            ("court-a", "Zhao Qiang (ZX2)", "case-B", 1),
+            ("court-a", "Zhao Qiang (ZX2)", "case-C", 1),
+            ("court-a", "Zhao Qiang (ZX2)", "case-D", 1),
+            ("court-a", "李明 (ZX1)", "case-A", 3),
+            ("court-a", "李明 (ZX1)", "case-B", 1),
+            ("court-a", "李明 (ZX1)", "case-Z", 1),
+            ("court-b", "李明 (ZX1)", "case-F", 1),
+        ],
+        "byte order: Latin before CJK"
+    );
+
+    let days = store
+        .officer_daily_volume(&everything, 0)
+        .await
+        .expect("days");
+    let days: Vec<_> = days
+        .iter()
+        .map(|d| (d.day.as_str(), d.officer.as_str(), d.requests))
+        .collect();
+    assert_eq!(
+        days,
+        [
+            ("2024-05-01", "李明 (ZX1)", 2),
+            ("2024-05-01", "Zhao Qiang (ZX2)", 1),
+            ("2024-05-02", "Zhao Qiang (ZX2)", 4),
+            ("2024-05-02", "李明 (ZX1)", 4),
+        ],
+        "civil days in UTC+8, busiest first, then by officer"
+    );
+    let busy = store.officer_daily_volume(&may_2, 3).await.expect("days");
+    let busy: Vec<_> = busy
+        .iter()
+        .map(|d| (d.day.as_str(), d.officer.as_str(), d.requests))
+        .collect();
+    assert_eq!(
+        busy,
+        [
+            ("2024-05-02", "Zhao Qiang (ZX2)", 4),
+            ("2024-05-02", "李明 (ZX1)", 4)
+        ]
+    );
+}
+
+async fn orders_idempotency_and_effects(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+
+    let mut freeze = order("ord-1", "key-1");
+    freeze.plan_id = Some("plan-1".into());
+    freeze.start_date = Some("2026-05-26".into());
+    match store.create_order(&freeze).await.expect("create") {
+        Created::New(o) => assert_eq!(o, freeze),
+        Created::Existing(o) => panic!("existing {o:?}"),
+    }
+    let mut again = order("ord-other", "key-1");
+    again.amount_fen = Some(1);
+    match other.create_order(&again).await.expect("create") {
+        Created::Existing(o) => assert_eq!(o, freeze, "the first order under the key"),
+        Created::New(o) => panic!("new {o:?}"),
+    }
+    assert!(store.order("ord-other").await.expect("read").is_none());
+    let mut elsewhere = order("ord-b", "key-1");
+    elsewhere.caller = "court-b".into();
+    assert!(matches!(
+        store.create_order(&elsewhere).await.expect("create"),
+        Created::New(_)
+    ));
+    assert_eq!(
+        store.order("ord-1").await.expect("read"),
+        Some(freeze.clone())
+    );
+    assert_eq!(
+        store.order_by_key("court-a", "key-1").await.expect("read"),
+        Some(freeze.clone())
+    );
+    assert!(
+        store
+            .order_by_key("court-a", "key-2")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // A race on one key: one order is stored, every caller gets it.
+    let racers: Vec<_> = (0..6)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                store
+                    .create_order(&order(&format!("race-{i}"), "key-race"))
+                    .await
+                    .expect("create")
+            })
+        })
+        .collect();
+    let mut new = 0;
+    let mut ids = BTreeSet::new();
+    for racer in racers {
+        match racer.await.expect("racer") {
+            Created::New(o) => {
+                new += 1;
+                ids.insert(o.id);
+            }
+            Created::Existing(o) => {
+                ids.insert(o.id);
+            }
+        }
+    }
+    assert_eq!(new, 1);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // Orders on the measure, and the plan the freeze belongs to.
+    store
+        .create_plan(&plan("plan-1", "pk-1", FAR))
+        .await
+        .expect("plan");
+    let renew = order_on("ord-2", "ord-1", "renew", NOW + 1);
+    let deduct = order_on("ord-3", "ord-1", "deduct", NOW + 2);
+    let release = order_on("ord-4", "ord-1", "release", NOW + 3);
+    for o in [&renew, &deduct, &release] {
+        store.create_order(o).await.expect("create");
+    }
+    let on_measure: Vec<_> = store
+        .orders_of_measure("ord-1")
+        .await
+        .expect("measure")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(
+        on_measure,
+        ["ord-1", "ord-2", "ord-3", "ord-4"],
+        "its own first"
+    );
+    let of_plan: Vec<_> = store
+        .orders_of_plan("plan-1")
+        .await
+        .expect("plan")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(of_plan, ["ord-1"]);
+    let by_case: Vec<_> = store
+        .orders_by_case("court-a", &freeze.case_number, None, 10)
+        .await
+        .expect("by case")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(
+        by_case,
+        [
+            "ord-4", "ord-3", "ord-2", "race-5", "race-4", "race-3", "race-2", "race-1", "race-0",
+            "ord-1"
+        ]
+        .into_iter()
+        .filter(|id| !id.starts_with("race") || ids.contains(*id))
+        .collect::<Vec<_>>(),
+        "newest first, then id descending"
+    );
+
+    // The freeze: claimed, marked sending, applied.
+    let claimed = store
+        .claim_due_orders("gw-1", NOW, NOW + 30_000, 10)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|o| o.id == "ord-1"));
+    assert!(
+        !store
+            .mark_sending("gw-2", "ord-1", 1, NOW, NOW + 10_000)
+            .await
+            .expect("mark"),
+        "not the lease holder"
+    );
+    assert!(
+        store
+            .mark_sending("gw-1", "ord-1", 1, NOW + 1, NOW + 10_000)
+            .await
+            .expect("mark")
+    );
+    let sending = store.order("ord-1").await.expect("read").expect("found");
+    assert_eq!(sending.phase, PHASE_QUERY);
+    assert_eq!(sending.status, "dispatched");
+    assert_eq!(sending.send_attempts, 1);
+    assert_eq!(sending.due_at_ms, NOW + 10_000);
+    assert_eq!(sending.updated_at_ms, NOW + 1);
+    assert_eq!(sending.steps, 1);
+
+    let applied = OrderProgress {
+        status: "partial".into(),
+        phase: PHASE_WATCH.into(),
+        controlled_fen: Some(80_000),
+        shortfall_fen: Some(20_000),
+        measure_start: Some("2026-05-26".into()),
+        measure_end: Some("2027-05-25".into()),
+        agency_reference: Some("DJ-1".into()),
+        due_at_ms: NOW + 3_600_000,
+        decided_at_ms: Some(NOW + 2),
+        ..OrderProgress::of(&sending)
+    };
+    assert!(
+        !store
+            .save_order("gw-2", "ord-1", &applied, None, &[], NOW + 2)
+            .await
+            .expect("save"),
+        "not the lease holder"
+    );
+    assert!(
+        store
+            .save_order(
+                "gw-1",
+                "ord-1",
+                &applied,
+                None,
+                &[callback("cb-applied", NOW + 2)],
+                NOW + 2
+            )
+            .await
+            .expect("save")
+    );
+    let saved = store.order("ord-1").await.expect("read").expect("found");
+    assert_eq!(saved.status, "partial");
+    assert_eq!(saved.controlled_fen, Some(80_000));
+    assert_eq!(saved.shortfall_fen, Some(20_000));
+    assert_eq!(saved.decided_at_ms, Some(NOW + 2));
+    assert_eq!(saved.updated_at_ms, NOW + 2);
+    assert_eq!(
+        store
+            .plan("plan-1")
+            .await
+            .expect("plan")
+            .expect("found")
+            .due_at_ms,
+        NOW + 2,
+        "the plan looks again"
+    );
+    assert!(
+        !store
+            .save_order("gw-1", "ord-1", &applied, None, &[], NOW + 3)
+            .await
+            .expect("save"),
+        "the lease was released"
+    );
+
+    // Each effect on the measure's order.
+    let mut steps = Vec::new();
+    for (o, effect) in [
+        (
+            &renew,
+            MeasureEffect::Renewed {
+                end_date: "2028-05-25".into(),
+            },
+        ),
+        (&deduct, MeasureEffect::Deducted { amount_fen: 30_000 }),
+        (&deduct, MeasureEffect::Deducted { amount_fen: 70_000 }),
+        (&release, MeasureEffect::Released),
+    ] {
+        // gw-1 still holds the leases of its first claim; the deduction
+        // saved once is due again and claimed again.
+        let now = NOW + 100 + steps.len() as i64;
+        store
+            .claim_due_orders("gw-1", now, now + 30_000, -1)
+            .await
+            .expect("claim");
+        let progress = OrderProgress {
+            status: "applied".into(),
+            phase: if matches!(effect, MeasureEffect::Deducted { amount_fen: 30_000 }) {
+                PHASE_SEND.into()
+            } else {
+                PHASE_DONE.into()
+            },
+            due_at_ms: now,
+            decided_at_ms: Some(now),
+            ..OrderProgress::of(o)
+        };
+        assert!(
+            store
+                .save_order("gw-1", &o.id, &progress, Some(&effect), &[], now)
+                .await
+                .expect("save")
+        );
+        steps.push(store.order("ord-1").await.expect("read").expect("found"));
+        let plan = store.plan("plan-1").await.expect("plan").expect("found");
+        assert_eq!(plan.due_at_ms, now, "the measure's plan looks again");
+    }
+    assert_eq!(steps[0].measure_end.as_deref(), Some("2028-05-25"));
+    assert_eq!(steps[0].updated_at_ms, NOW + 100);
+    assert_eq!(
+        (steps[1].deducted_fen, steps[1].controlled_fen),
+        (30_000, Some(50_000))
+    );
+    assert_eq!(
+        (steps[2].deducted_fen, steps[2].controlled_fen),
+        (100_000, Some(0)),
+        "never below zero"
+    );
+    assert_eq!(steps[3].status, "released");
+    assert_eq!(steps[3].phase, PHASE_DONE);
+    assert_eq!(
+        store
+            .order("ord-2")
+            .await
+            .expect("read")
+            .expect("found")
+            .status,
+        "applied"
+    );
+
+    // A renewal of a measure no longer live changes nothing; a deduction
+    // on a measure with no controlled amount leaves 0.
+    let late = order_on("ord-5", "ord-1", "renew", NOW + 4);
+    store.create_order(&late).await.expect("create");
+    let mut bare = order("ord-6", "key-6");
+    bare.due_at_ms = FAR * 2;
+    store.create_order(&bare).await.expect("create");
+    let deduct_bare = order_on("ord-7", "ord-6", "deduct", NOW + 5);
+    store.create_order(&deduct_bare).await.expect("create");
+    let now = NOW + 200;
+    let claimed = store
+        .claim_due_orders("gw-1", now, now + 30_000, -1)
+        .await
+        .expect("claim");
+    let claimed_ids: BTreeSet<_> = claimed.iter().map(|c| c.id.as_str()).collect();
+    assert!(claimed_ids.contains("ord-5") && claimed_ids.contains("ord-7"));
+    assert!(!claimed_ids.contains("ord-6"), "not due");
+    let done = |o: &OrderRecord| OrderProgress {
+        status: "applied".into(),
+        phase: PHASE_DONE.into(),
+        ..OrderProgress::of(o)
+    };
+    store
+        .save_order(
+            "gw-1",
+            "ord-5",
+            &done(&late),
+            Some(&MeasureEffect::Renewed {
+                end_date: "2030-01-01".into(),
+            }),
+            &[],
+            now,
+        )
+        .await
+        .expect("save");
+    store
+        .save_order(
+            "gw-1",
+            "ord-7",
+            &done(&deduct_bare),
+            Some(&MeasureEffect::Deducted { amount_fen: 5 }),
+            &[],
+            now,
+        )
+        .await
+        .expect("save");
+    let measure = store.order("ord-1").await.expect("read").expect("found");
+    assert_eq!(measure.measure_end.as_deref(), Some("2028-05-25"));
+    let bare = store.order("ord-6").await.expect("read").expect("found");
+    assert_eq!((bare.deducted_fen, bare.controlled_fen), (5, Some(0)));
+
+    // release_order keeps the detail unless given one.
+    let mut pending = order("ord-8", "key-8");
+    pending.detail = Some("first".into());
+    store.create_order(&pending).await.expect("create");
+    let claimed = store
+        .claim_due_orders("gw-9", now, now + 30_000, -1)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|c| c.id == "ord-8"));
+    store
+        .release_order("gw-9", "ord-8", now + 5, None)
+        .await
+        .expect("release");
+    let read = store.order("ord-8").await.expect("read").expect("found");
+    assert_eq!(
+        (read.detail.as_deref(), read.due_at_ms),
+        (Some("first"), now + 5)
+    );
+    store
+        .claim_due_orders("gw-9", now + 5, now + 30_000, -1)
+        .await
+        .expect("claim");
+    store
+        .release_order("gw-9", "ord-8", now + 6, Some("second"))
+        .await
+        .expect("release");
+    let read = store.order("ord-8").await.expect("read").expect("found");
+    assert_eq!(read.detail.as_deref(), Some("second"));
+
+    // The callback the freeze's step wrote.
+    let outbox = store
+        .claim_outbox("gw-1", NOW + 2, FAR, 10)
+        .await
+        .expect("outbox");
+    assert_eq!(outbox, [callback("cb-applied", NOW + 2)]);
+}
+
+async fn order_expiry_and_warnings(db: &TestDb) {
+    let store = db.open().await;
+    let live = |id: &str, status: &str, end: &str| {
+        let mut o = order(id, &format!("key-{id}"));
+        o.status = status.into();
+        o.phase = PHASE_WATCH.into();
+        o.measure_end = Some(end.into());
+        o.due_at_ms = FAR;
+        o
+    };
+    let mut with_plan = live("m-1", "applied", "2026-05-10");
+    with_plan.plan_id = Some("plan-1".into());
+    for o in [
+        with_plan,
+        live("m-2", "partial", "2026-05-20"),
+        live("m-3", "waiting", "2026-06-30"),
+        live("m-4", "released", "2026-05-01"),
+        live("m-5", "applied", "2026-05-11"),
+    ] {
+        store.create_order(&o).await.expect("create");
+    }
+    let mut renewal = order_on("r-1", "m-3", "renew", NOW);
+    renewal.status = "applied".into();
+    renewal.measure_end = Some("2026-01-01".into());
+    store.create_order(&renewal).await.expect("create");
+    store
+        .create_plan(&plan("plan-1", "pk-1", FAR))
+        .await
+        .expect("plan");
+
+    let expiring: Vec<_> = store
+        .orders_by_case("court-a", &renewal.case_number, Some("2026-06-01"), 10)
+        .await
+        .expect("by case")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(
+        expiring,
+        ["m-1", "m-5", "m-2"],
+        "by end date, measures only"
+    );
+
+    let warn: Vec<_> = store
+        .orders_to_warn("2026-06-01", 2)
+        .await
+        .expect("warn")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(warn, ["m-1", "m-5"]);
+    let mut warning = callback("cb-warn-m-1", NOW);
+    warning.event = "measure.expiring".into();
+    store
+        .mark_warned("m-1", "2026-05-10", Some(&warning))
+        .await
+        .expect("warned");
+    store
+        .mark_warned("m-5", "2026-05-01", None)
+        .await
+        .expect("warned for another end date");
+    let warn: Vec<_> = store
+        .orders_to_warn("2026-06-01", -1)
+        .await
+        .expect("warn")
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(warn, ["m-5", "m-2"], "warned once per end date");
+    assert_eq!(
+        store
+            .order("m-1")
+            .await
+            .expect("read")
+            .expect("found")
+            .warned_end
+            .as_deref(),
+        Some("2026-05-10")
+    );
+
+    // A leased measure expires too, and its lease goes.
+    let claimed = store
+        .claim_due_orders("gw-1", FAR, FAR + 30_000, -1)
+        .await
+        .expect("claim");
+    assert!(claimed.iter().any(|o| o.id == "m-2"));
+    let notify = |o: &OrderRecord| {
+        (o.id != "m-5").then(|| OutboxRecord {
+            resource_id: o.id.clone(),
+            event: "measure.expired".into(),
+            ..callback(&format!("cb-exp-{}", o.id), NOW + 7)
+        })
+    };
+    let expired = store
+        .expire_orders("2026-05-21", NOW + 7, &notify)
+        .await
+        .expect("expire");
+    let mut ids: Vec<_> = expired.iter().map(|o| o.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m-1", "m-2", "m-5"]);
+    assert!(
+        expired
+            .iter()
+            .all(|o| o.status == "expired" && o.phase == PHASE_DONE)
+    );
+    assert!(expired.iter().all(|o| o.updated_at_ms == NOW + 7));
+    assert!(
+        store
+            .expire_orders("2026-05-21", NOW + 8, &notify)
+            .await
+            .expect("expire")
+            .is_empty(),
+        "once"
+    );
+    assert_eq!(
+        store
+            .plan("plan-1")
+            .await
+            .expect("plan")
+            .expect("found")
+            .due_at_ms,
+        NOW + 7
+    );
+    // Expiry took m-2's lease: a step saved under the old lease is refused.
+    let m2 = store.order("m-2").await.expect("read").expect("found");
+    assert!(
+        !store
+            .save_order("gw-1", "m-2", &OrderProgress::of(&m2), None, &[], NOW + 9)
+            .await
+            .expect("save")
+    );
+    let mut callbacks: Vec<_> = store
+        .claim_outbox("gw-1", NOW + 7, FAR, -1)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    callbacks.sort();
+    assert_eq!(callbacks, ["cb-exp-m-1", "cb-exp-m-2", "cb-warn-m-1"]);
+    assert_eq!(
+        store
+            .order("m-3")
+            .await
+            .expect("read")
+            .expect("found")
+            .status,
+        "waiting"
+    );
+    assert_eq!(
+        store
+            .order("r-1")
+            .await
+            .expect("read")
+            .expect("found")
+            .status,
+        "applied",
+        "only measures expire"
+    );
+}
+
+async fn plans_and_outbox(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    assert_eq!(store.next_order_work_ms().await.expect("next"), None);
+
+    let first = plan("plan-1", "pk-1", NOW);
+    assert!(matches!(
+        store.create_plan(&first).await.expect("create"),
+        Created::New(p) if p == first
+    ));
+    match other
+        .create_plan(&plan("plan-2", "pk-1", NOW))
+        .await
+        .expect("create")
+    {
+        Created::Existing(p) => assert_eq!(p, first),
+        Created::New(p) => panic!("new {p:?}"),
+    }
+    assert_eq!(
+        store.plan_by_key("court-a", "pk-1").await.expect("read"),
+        Some(first.clone())
+    );
+    assert!(store.plan("plan-2").await.expect("read").is_none());
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                store.clone()
+            } else {
+                other.clone()
+            };
+            tokio::spawn(async move {
+                matches!(
+                    store
+                        .create_plan(&plan(&format!("race-{i}"), "pk-race", FAR))
+                        .await
+                        .expect("create"),
+                    Created::New(_)
+                )
+            })
+        })
+        .collect();
+    let mut new = 0;
+    for racer in racers {
+        new += usize::from(racer.await.expect("racer"));
+    }
+    assert_eq!(new, 1, "one plan per key");
+
+    let later = plan("plan-3", "pk-3", NOW + 50);
+    store.create_plan(&later).await.expect("create");
+    assert_eq!(store.next_order_work_ms().await.expect("next"), Some(NOW));
+
+    let claimed = store
+        .claim_due_plans("gw-1", NOW, NOW + 30_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed, std::slice::from_ref(&first));
+    assert!(
+        other
+            .claim_due_plans("gw-2", NOW, NOW + 30_000, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let progress = PlanProgress {
+        next_index: 1,
+        status: "running".into(),
+        controlled_fen: 12_500_000,
+        detail: Some("bank-a: partial".into()),
+        due_at_ms: NOW + 1_000,
+        completed_at_ms: None,
+    };
+    assert!(
+        !other
+            .save_plan("gw-2", "plan-1", &progress, None, NOW + 1)
+            .await
+            .expect("save")
+    );
+    assert!(
+        store
+            .save_plan(
+                "gw-1",
+                "plan-1",
+                &progress,
+                Some(&callback("cb-plan", NOW + 1)),
+                NOW + 1
+            )
+            .await
+            .expect("save")
+    );
+    let saved = store.plan("plan-1").await.expect("read").expect("found");
+    assert_eq!(saved.next_index, 1);
+    assert_eq!(saved.controlled_fen, 12_500_000);
+    assert_eq!(saved.detail.as_deref(), Some("bank-a: partial"));
+    assert_eq!(saved.updated_at_ms, NOW + 1);
+    let finished = PlanProgress {
+        status: "completed".into(),
+        completed_at_ms: Some(NOW + 1_000),
+        ..progress.clone()
+    };
+    store
+        .claim_due_plans("gw-1", NOW + 1_000, NOW + 30_000, 10)
+        .await
+        .expect("claim");
+    assert!(
+        store
+            .save_plan("gw-1", "plan-1", &finished, None, NOW + 1_000)
+            .await
+            .expect("save")
+    );
+    let claimed: Vec<_> = store
+        .claim_due_plans("gw-1", FAR, FAR, 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert!(!claimed.contains(&"plan-1".to_string()), "completed");
+
+    // The outbox: claimed when due, retried, given up, delivered.
+    store
+        .enqueue(&callback("cb-1", NOW + 5))
+        .await
+        .expect("enqueue");
+    store
+        .enqueue(&callback("cb-2", NOW + 6))
+        .await
+        .expect("enqueue");
+    let outbox = store
+        .claim_outbox("gw-1", NOW + 5, NOW + 100, 10)
+        .await
+        .expect("claim");
+    let mut ids: Vec<_> = outbox.iter().map(|c| c.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["cb-1", "cb-plan"], "only the due ones");
+    let cb1 = outbox.iter().find(|c| c.id == "cb-1").expect("cb-1");
+    assert_eq!(*cb1, callback("cb-1", NOW + 5), "bytes kept");
+    store
+        .outbox_attempted(
+            "gw-1",
+            "cb-1",
+            1,
+            OutboxOutcome::Retry {
+                due_at_ms: NOW + 500,
+                error: "HTTP 503",
+            },
+            NOW + 6,
+        )
+        .await
+        .expect("attempted");
+    store
+        .outbox_attempted("gw-1", "cb-plan", 1, OutboxOutcome::Delivered, NOW + 6)
+        .await
+        .expect("attempted");
+    store
+        .outbox_attempted("gw-x", "cb-2", 9, OutboxOutcome::Delivered, NOW + 6)
+        .await
+        .expect("not the lease holder: nothing");
+    let outbox = store
+        .claim_outbox("gw-1", NOW + 6, NOW + 100, 10)
+        .await
+        .expect("claim");
+    let ids: Vec<_> = outbox.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["cb-2"]);
+    store
+        .outbox_attempted(
+            "gw-1",
+            "cb-2",
+            5,
+            OutboxOutcome::GaveUp {
+                error: "refused 5 times",
+            },
+            NOW + 7,
+        )
+        .await
+        .expect("attempted");
+    let outbox = store
+        .claim_outbox("gw-2", NOW + 500, NOW + 1_000, 10)
+        .await
+        .expect("claim");
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].id, "cb-1");
+    assert_eq!(outbox[0].attempts, 1);
+    assert_eq!(outbox[0].due_at_ms, NOW + 500);
+    assert!(
+        store
+            .claim_outbox("gw-1", FAR, FAR, 10)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|c| c.id == "cb-1"),
+        "delivered and given-up callbacks are never claimed again"
+    );
+    assert_eq!(
+        store.next_order_work_ms().await.expect("next"),
+        Some(NOW + 50),
+        "plan-3 is due first"
+    );
+}
