@@ -807,6 +807,17 @@ pub fn view(order: &OrderRecord) -> Value {
         if order.amount_fen.is_none() {
             map.remove("requested_fen");
         }
+        map.insert(
+            "documents".into(),
+            serde_json::from_str::<Value>(&order.documents).unwrap_or(Value::Null),
+        );
+        if let Some(acked) = &order.acknowledged_documents {
+            map.insert(
+                "acknowledged_documents".into(),
+                serde_json::from_str::<Value>(acked).unwrap_or(Value::Null),
+            );
+            map.insert("documents_match".into(), json!(!order.documents_mismatch));
+        }
     }
     v
 }

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use adapters::agency::china_time_label;
-use adapters::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
+use adapters::control::{
+    ControlAction, ControlOutcome, ControlRequest, ControlStatus, DocumentAck, DocumentRef,
+};
 use adapters::dialect::{Envelope, WireReply, WireRequest};
 use chrono::Days;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -571,6 +573,19 @@ impl OrderWorker {
                     if p.decided_at_ms.is_none() {
                         p.decided_at_ms = Some(now);
                     }
+                    if !o.acknowledged_documents.is_empty() {
+                        p.documents_mismatch =
+                            documents_differ(&order.documents, &o.acknowledged_documents);
+                        p.acknowledged_documents =
+                            serde_json::to_string(&o.acknowledged_documents).ok();
+                        if p.documents_mismatch {
+                            tracing::warn!(
+                                order = %order.id,
+                                agency = %order.agency,
+                                "the agency acknowledged other documents than were sent"
+                            );
+                        }
+                    }
                 }
             },
         }
@@ -665,6 +680,25 @@ impl OrderWorker {
     }
 }
 
+/// Whether what the agency acknowledged differs from the documents sent
+/// (stored as JSON): a document missing, added, or with another digest.
+pub fn documents_differ(sent_json: &str, acknowledged: &[DocumentAck]) -> bool {
+    let Ok(sent) = serde_json::from_str::<Vec<DocumentRef>>(sent_json) else {
+        return true;
+    };
+    let mut sent: Vec<(String, String)> = sent
+        .into_iter()
+        .map(|d| (d.number, d.sha256.to_ascii_lowercase()))
+        .collect();
+    let mut acked: Vec<(String, String)> = acknowledged
+        .iter()
+        .map(|d| (d.number.clone(), d.sha256.to_ascii_lowercase()))
+        .collect();
+    sent.sort();
+    acked.sort();
+    sent != acked
+}
+
 /// What an applied renewal, release or deduction does to its measure.
 fn effect_of(
     order: &OrderRecord,
@@ -697,6 +731,8 @@ fn apply_progress(o: &mut OrderRecord, p: &OrderProgress, now: i64) {
     o.agency_reference = p.agency_reference.clone();
     o.detail = p.detail.clone();
     o.decided_at_ms = p.decided_at_ms;
+    o.acknowledged_documents = p.acknowledged_documents.clone();
+    o.documents_mismatch = p.documents_mismatch;
     o.updated_at_ms = now;
 }
 

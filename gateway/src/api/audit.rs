@@ -254,7 +254,9 @@ pub struct QuestionParams {
 ///   cases of a court other than their caller's (the court code in the case
 ///   number);
 /// - `officer-volume?threshold=N`: officers with more than N requests on a
-///   civil day (UTC+8).
+///   civil day (UTC+8);
+/// - `document-mismatches`: orders whose agency acknowledged other
+///   documents, or other digests, than were sent.
 pub async fn question(
     State(state): State<AppState>,
     caller: Caller,
@@ -271,6 +273,7 @@ pub async fn question(
         "subjects-in-several-cases",
         "officers-outside-their-court",
         "officer-volume",
+        "document-mismatches",
     ];
     if !known.contains(&question.as_str()) {
         return Err(ApiError::not_found(format!(
@@ -328,6 +331,32 @@ pub async fn question(
                 .take(limit as usize)
                 .collect();
             json!({ "requests": outside })
+        }
+        "document-mismatches" => {
+            let orders = state
+                .store
+                .orders_with_document_mismatch(window.from_ms, window.to_ms, limit)
+                .await?;
+            let orders: Vec<Value> = orders
+                .iter()
+                .map(|o| {
+                    json!({
+                        "order": o.id,
+                        "caller": o.caller,
+                        "case_number": o.case_number,
+                        "agency": o.agency,
+                        "action": o.action,
+                        "request_number": o.request_number,
+                        "sent": serde_json::from_str::<Value>(&o.documents).unwrap_or(Value::Null),
+                        "acknowledged": o
+                            .acknowledged_documents
+                            .as_deref()
+                            .and_then(|a| serde_json::from_str::<Value>(a).ok()),
+                        "created_at": timestamp(o.created_at_ms),
+                    })
+                })
+                .collect();
+            json!({ "orders": orders })
         }
         _ => {
             let threshold = p.threshold.ok_or_else(|| {

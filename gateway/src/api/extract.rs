@@ -37,7 +37,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Whether JSON text carries the NUL character (`\u0000`): no text the
+/// gateway keeps may hold it (PostgreSQL text cannot).
+pub fn has_nul_escape(raw: &[u8]) -> bool {
+    raw.windows(6).any(|w| w == b"\\u0000")
+}
+
 pub fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T, ApiError> {
+    if has_nul_escape(raw) {
+        return Err(ApiError::bad_request(
+            "invalid_characters",
+            "text in the body may not contain the NUL character (\\u0000)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(raw);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(reject_nul))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -140,6 +141,25 @@ async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<
         "dialects": registry.dialect_count(),
         "agencies": list,
     })))
+}
+
+/// Refuses a path or query that carries an encoded NUL character (`%00`):
+/// no identifier or filter holds one, and PostgreSQL text cannot.
+async fn reject_nul(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let has_nul = |s: &str| {
+        s.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::bad_request(
+            "invalid_characters",
+            "the path and query may not contain the NUL character (%00)",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found() -> Response {

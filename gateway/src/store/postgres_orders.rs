@@ -20,8 +20,8 @@ const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_numb
      prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
      controlled_fen, shortfall_fen, deducted_fen, reason, queue_position, measure_start, \
      measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
-     decided_at_ms";
-const ORDER_COLUMN_COUNT: usize = 42;
+     decided_at_ms, acknowledged_documents, documents_mismatch";
+const ORDER_COLUMN_COUNT: usize = 44;
 
 /// Statuses of a measure that can still lapse.
 const LIVE: &str = "('applied', 'partial', 'waiting')";
@@ -70,6 +70,8 @@ fn order_from(r: &PgRow) -> Result<OrderRecord, sqlx::Error> {
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
         decided_at_ms: r.try_get("decided_at_ms")?,
+        acknowledged_documents: r.try_get("acknowledged_documents")?,
+        documents_mismatch: r.try_get("documents_mismatch")?,
     })
 }
 
@@ -217,6 +219,8 @@ impl OrderStore for PgStore {
         .bind(o.created_at_ms)
         .bind(o.updated_at_ms)
         .bind(o.decided_at_ms)
+        .bind(&o.acknowledged_documents)
+        .bind(o.documents_mismatch)
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {
@@ -376,7 +380,7 @@ impl OrderStore for PgStore {
              controlled_fen = $5, shortfall_fen = $6, reason = $7, queue_position = $8, \
              measure_start = $9, measure_end = $10, agency_reference = $11, detail = $12, \
              due_at_ms = $13, decided_at_ms = $14, updated_at_ms = $15, lease_owner = NULL, \
-             lease_until_ms = NULL \
+             lease_until_ms = NULL, acknowledged_documents = $18, documents_mismatch = $19 \
              WHERE id = $16 AND lease_owner = $17 RETURNING measure_order, plan_id",
         )
         .bind(&p.status)
@@ -396,6 +400,8 @@ impl OrderStore for PgStore {
         .bind(now_ms)
         .bind(id)
         .bind(owner)
+        .bind(&p.acknowledged_documents)
+        .bind(p.documents_mismatch)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = done else {
@@ -534,12 +540,18 @@ impl OrderStore for PgStore {
         notify: Option<&OutboxRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE orders SET warned_end = $1 WHERE id = $2")
-            .bind(end_date)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(item) = notify {
+        // Only the first gateway to mark this end date sends the warning.
+        let marked = sqlx::query(
+            "UPDATE orders SET warned_end = $1 WHERE id = $2 \
+             AND (warned_end IS NULL OR warned_end <> $1)",
+        )
+        .bind(end_date)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 1
+            && let Some(item) = notify
+        {
             insert_outbox(&mut tx, item).await?;
         }
         tx.commit().await?;
@@ -732,6 +744,29 @@ impl OrderStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn orders_with_document_mismatch(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        limit_rows: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let found = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch \
+             AND created_at_ms >= $1 AND created_at_ms < $2 \
+             ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+        )))
+        .bind(from_ms.unwrap_or(i64::MIN))
+        .bind(to_ms.unwrap_or(i64::MAX))
+        .bind(limit(limit_rows))
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .iter()
+            .map(order_from)
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
     }
 
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError> {

@@ -596,6 +596,7 @@ impl AuditStore for SqliteStore {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT subject, json_group_array(DISTINCT case_number) AS cases, COUNT(*) AS requests \
              FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
+             AND case_number IS NOT NULL \
              AND at_ms >= ? AND at_ms < ? \
              GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
              ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT ?"

@@ -531,12 +531,19 @@ impl OrderStore for SqliteStore {
         notify: Option<&OutboxRecord>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("UPDATE orders SET warned_end = ? WHERE id = ?")
-            .bind(end_date)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(item) = notify {
+        // Only the first gateway to mark this end date sends the warning.
+        let marked = sqlx::query(
+            "UPDATE orders SET warned_end = ? WHERE id = ? \
+             AND (warned_end IS NULL OR warned_end <> ?)",
+        )
+        .bind(end_date)
+        .bind(id)
+        .bind(end_date)
+        .execute(&mut *tx)
+        .await?;
+        if marked.rows_affected() == 1
+            && let Some(item) = notify
+        {
             insert_outbox(&mut tx, item).await?;
         }
         tx.commit().await?;

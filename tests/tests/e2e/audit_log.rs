@@ -329,6 +329,27 @@ async fn the_questions_auditors_ask_are_answered(backend: Backend) -> anyhow::Re
         .await?
         .body;
     assert_eq!(quiet["officer_days"], json!([]), "{quiet}");
+    // An order whose assistance notice reached the bank as another file.
+    let honest = crate::orders::freeze(&sys, zhang_san(), "bank-a", "6222020200112233445", 100);
+    let honest = crate::orders::place(&sys, "honest", &honest, &["applied"]).await?;
+    assert_eq!(honest["documents_match"], true, "{honest}");
+    let mut tampered =
+        crate::orders::freeze(&sys, zhang_san(), "bank-b", "6217000010001234567", 100);
+    tampered["documents"][1]["number"] = json!("协冻-2-TAMPERED");
+    let tampered = crate::orders::place(&sys, "tampered", &tampered, &["applied"]).await?;
+    assert_eq!(tampered["documents_match"], false, "{tampered}");
+    let mismatches = sys
+        .get("/v1/audit/questions/document-mismatches", AUDITOR)
+        .await?
+        .body;
+    let orders = mismatches["orders"].as_array().cloned().unwrap_or_default();
+    assert_eq!(orders.len(), 1, "{mismatches}");
+    assert_eq!(orders[0]["order"], tampered["id"]);
+    assert_ne!(
+        orders[0]["sent"][1]["sha256"],
+        orders[0]["acknowledged"][1]["sha256"]
+    );
+
     // Only auditors ask; each question is recorded.
     let denied = sys
         .get(

@@ -12,8 +12,8 @@ const TOKEN_SHA256: &str = "4907ecbd212438d41b3f2857079dd0186ef963d760100daef74c
 
 /// The gateway with registry-y: the registry-x mock, spoken to in the
 /// `registry-callback` dialect.
-async fn system() -> anyhow::Result<System> {
-    System::start_with(|_, agencies| {
+async fn system(backend: Backend) -> anyhow::Result<System> {
+    System::start_on(backend, |_, agencies| {
         let mut y = agencies
             .iter()
             .find(|a| a.id == "registry-x")
@@ -34,9 +34,10 @@ fn for_registry_y(subject: Value) -> Value {
     body
 }
 
-#[tokio::test]
-async fn a_registry_pushes_its_result_and_the_inquiry_completes() -> anyhow::Result<()> {
-    let sys = system().await?;
+async fn a_registry_pushes_its_result_and_the_inquiry_completes(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = system(backend).await?;
     let reply = sys
         .post_json(
             "/v1/inquiries?wait=10",
@@ -88,10 +89,10 @@ async fn a_registry_pushes_its_result_and_the_inquiry_completes() -> anyhow::Res
     Ok(())
 }
 
-#[tokio::test]
-async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats()
--> anyhow::Result<()> {
-    let sys = system().await?;
+async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = system(backend).await?;
     let url = |agency: &str| format!("{}/v1/callbacks/{agency}", sys.base);
     let push = |agency: &str, token: Option<&str>, body: &str| {
         let mut r = sys
@@ -169,3 +170,6 @@ async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats
     );
     Ok(())
 }
+
+on_both_backends!(a_registry_pushes_its_result_and_the_inquiry_completes);
+on_both_backends!(the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats);

@@ -6,10 +6,10 @@ use e2e_tests::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn an_officer_finds_zhang_sans_accounts_at_both_banks_and_his_sealed_flat()
--> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn an_officer_finds_zhang_sans_accounts_at_both_banks_and_his_sealed_flat(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let reply = sys.inquire(zhang_san(), 10).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let inq = &reply.body;
@@ -59,9 +59,10 @@ async fn an_officer_finds_zhang_sans_accounts_at_both_banks_and_his_sealed_flat(
     Ok(())
 }
 
-#[tokio::test]
-async fn a_person_no_agency_knows_gets_no_record_everywhere() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_person_no_agency_knows_gets_no_record_everywhere(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let reply = sys.inquire(nobody(), 10).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["assets"], json!([]));
@@ -74,9 +75,8 @@ async fn a_person_no_agency_knows_gets_no_record_everywhere() -> anyhow::Result<
     Ok(())
 }
 
-#[tokio::test]
-async fn an_organisation_is_found_by_its_credit_code() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn an_organisation_is_found_by_its_credit_code(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let reply = sys.inquire(organisation(), 10).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let accounts = assets(&reply.body, "bank_account");
@@ -89,9 +89,8 @@ async fn an_organisation_is_found_by_its_credit_code() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_bank_that_is_down_does_not_fail_the_inquiry() -> anyhow::Result<()> {
-    let mut sys = System::start().await?;
+async fn a_bank_that_is_down_does_not_fail_the_inquiry(backend: Backend) -> anyhow::Result<()> {
+    let mut sys = System::start_on(backend, |_, _| {}).await?;
     assert!(sys.fleet.stop_agency("bank-b").await);
     let reply = sys.inquire(zhang_san(), 10).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
@@ -106,9 +105,10 @@ async fn a_bank_that_is_down_does_not_fail_the_inquiry() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_slow_bank_past_its_timeout_is_a_timeout_for_that_bank_only() -> anyhow::Result<()> {
-    let sys = System::start_with(|_, agencies| {
+async fn a_slow_bank_past_its_timeout_is_a_timeout_for_that_bank_only(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, agencies| {
         for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
             a.limits.timeout_ms = 300;
         }
@@ -123,9 +123,10 @@ async fn a_slow_bank_past_its_timeout_is_a_timeout_for_that_bank_only() -> anyho
     Ok(())
 }
 
-#[tokio::test]
-async fn garbage_from_an_agency_is_a_bad_reply_never_a_crash() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn garbage_from_an_agency_is_a_bad_reply_never_a_crash(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     sys.fault("bank-a", json!({"latency_ms": 0, "mode": "malformed"}))
         .await?;
     sys.fault("bank-b", json!({"latency_ms": 0, "mode": "error"}))
@@ -153,9 +154,8 @@ async fn garbage_from_an_agency_is_a_bad_reply_never_a_crash() -> anyhow::Result
     Ok(())
 }
 
-#[tokio::test]
-async fn a_refusal_is_a_normal_answer_with_its_reason() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_refusal_is_a_normal_answer_with_its_reason(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     sys.fault("bank-a", json!({"latency_ms": 0, "mode": "refuse"}))
         .await?;
     let reply = sys.inquire(zhang_san(), 10).await?;
@@ -168,10 +168,10 @@ async fn a_refusal_is_a_normal_answer_with_its_reason() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn without_wait_the_inquiry_is_accepted_and_completes_in_the_background() -> anyhow::Result<()>
-{
-    let sys = System::start().await?;
+async fn without_wait_the_inquiry_is_accepted_and_completes_in_the_background(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let reply = sys.inquire(zhang_san(), 0).await?;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     let id = reply.body["id"].as_str().expect("id").to_owned();
@@ -198,9 +198,10 @@ async fn without_wait_the_inquiry_is_accepted_and_completes_in_the_background() 
     Ok(())
 }
 
-#[tokio::test]
-async fn only_the_asked_agencies_and_asset_kinds_are_queried() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn only_the_asked_agencies_and_asset_kinds_are_queried(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let mut body = inquiry_body(zhang_san());
     body["asset_kinds"] = json!(["bank_account"]);
     let reply = sys
@@ -223,10 +224,9 @@ async fn only_the_asked_agencies_and_asset_kinds_are_queried() -> anyhow::Result
     Ok(())
 }
 
-#[tokio::test]
-async fn an_accepted_inquiry_survives_a_gateway_restart() -> anyhow::Result<()> {
+async fn an_accepted_inquiry_survives_a_gateway_restart(backend: Backend) -> anyhow::Result<()> {
     // The registry takes its time; the gateway stops while it is polling.
-    let mut sys = System::start_with(|_, agencies| {
+    let mut sys = System::start_on(backend, |_, agencies| {
         for a in agencies.iter_mut().filter(|a| a.id == "registry-x") {
             a.poll_interval_ms = 100;
         }
@@ -255,12 +255,12 @@ async fn an_accepted_inquiry_survives_a_gateway_restart() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_message_the_agency_encoding_cannot_carry_fails_that_agency_and_the_inquiry_completes()
--> anyhow::Result<()> {
+async fn a_message_the_agency_encoding_cannot_carry_fails_that_agency_and_the_inquiry_completes(
+    backend: Backend,
+) -> anyhow::Result<()> {
     // GBK has no emoji: the message for this name cannot be written, so
     // nothing is sent, and the inquiry must not hang on that agency.
-    let sys = System::start_with(|_, agencies| {
+    let sys = System::start_on(backend, |_, agencies| {
         for a in agencies.iter_mut().filter(|a| a.id == "bank-a") {
             a.encoding = Some("GBK".into());
         }
@@ -282,3 +282,17 @@ async fn a_message_the_agency_encoding_cannot_carry_fails_that_agency_and_the_in
     );
     Ok(())
 }
+
+on_both_backends!(a_person_no_agency_knows_gets_no_record_everywhere);
+on_both_backends!(an_organisation_is_found_by_its_credit_code);
+on_both_backends!(a_bank_that_is_down_does_not_fail_the_inquiry);
+on_both_backends!(a_slow_bank_past_its_timeout_is_a_timeout_for_that_bank_only);
+on_both_backends!(garbage_from_an_agency_is_a_bad_reply_never_a_crash);
+on_both_backends!(a_refusal_is_a_normal_answer_with_its_reason);
+on_both_backends!(without_wait_the_inquiry_is_accepted_and_completes_in_the_background);
+on_both_backends!(only_the_asked_agencies_and_asset_kinds_are_queried);
+on_both_backends!(an_accepted_inquiry_survives_a_gateway_restart);
+on_both_backends!(an_officer_finds_zhang_sans_accounts_at_both_banks_and_his_sealed_flat);
+on_both_backends!(
+    a_message_the_agency_encoding_cannot_carry_fails_that_agency_and_the_inquiry_completes
+);

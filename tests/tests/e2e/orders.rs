@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate};
-use e2e_tests::{CASE, System, ZHANG_SAN_ID, officer, zhang_san};
+use e2e_tests::{Backend, CASE, System, ZHANG_SAN_ID, officer, on_both_backends, zhang_san};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -138,9 +138,8 @@ async fn expect_422(
     Ok(())
 }
 
-#[tokio::test]
-async fn every_rule_of_the_law_is_a_422_with_its_reason() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn every_rule_of_the_law_is_a_422_with_its_reason(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let base = freeze(&sys, zhang_san(), "bank-a", ZHANG_SAN_DEBIT, 100_000);
     let with = |change: &dyn Fn(&mut Value)| {
         let mut b = base.clone();
@@ -275,9 +274,10 @@ async fn every_rule_of_the_law_is_a_422_with_its_reason() -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::test]
-async fn a_freeze_larger_than_the_balance_controls_what_is_there() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_freeze_larger_than_the_balance_controls_what_is_there(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let body = freeze(&sys, zhang_san(), "bank-a", ZHANG_SAN_SAVINGS, 1_000_000);
     let order = place(
         &sys,
@@ -306,9 +306,10 @@ async fn a_freeze_larger_than_the_balance_controls_what_is_there() -> anyhow::Re
     Ok(())
 }
 
-#[tokio::test]
-async fn a_waiting_freeze_is_promoted_when_the_measure_ahead_is_released() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_waiting_freeze_is_promoted_when_the_measure_ahead_is_released(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     // Case 1234 freezes everything on the account...
     let first = freeze(&sys, zhang_san(), "bank-a", ZHANG_SAN_SAVINGS, 865_050);
     let first = place(&sys, "first", &first, &["applied"]).await?;
@@ -347,10 +348,10 @@ async fn a_waiting_freeze_is_promoted_when_the_measure_ahead_is_released() -> an
     Ok(())
 }
 
-#[tokio::test]
-async fn a_freeze_behind_another_court_waits_and_takes_effect_when_that_court_lifts_its_own()
--> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_freeze_behind_another_court_waits_and_takes_effect_when_that_court_lifts_its_own(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let body = freeze(&sys, li_si(), "bank-a", LI_SI_A_FROZEN, 500_000);
     let order = place(&sys, "behind", &body, &["waiting", "applied", "refused"]).await?;
     assert_eq!(order["status"], "waiting", "{order}");
@@ -372,9 +373,10 @@ async fn a_freeze_behind_another_court_waits_and_takes_effect_when_that_court_li
     Ok(())
 }
 
-#[tokio::test]
-async fn a_freeze_is_renewed_before_it_ends_and_then_released() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_freeze_is_renewed_before_it_ends_and_then_released(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     // At the JSON bank: every control action goes through both dialects.
     let body = freeze(&sys, li_si(), "bank-b", LI_SI_B, 1_000_000);
     let frozen = place(&sys, "freeze-b", &body, &["applied"]).await?;
@@ -439,9 +441,8 @@ async fn a_freeze_is_renewed_before_it_ends_and_then_released() -> anyhow::Resul
     Ok(())
 }
 
-#[tokio::test]
-async fn a_deduction_moves_frozen_funds_to_the_court() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_deduction_moves_frozen_funds_to_the_court(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let body = freeze(&sys, zhang_san(), "bank-a", ZHANG_SAN_DEBIT, 2_000_000);
     let frozen = place(&sys, "freeze-d", &body, &["applied"]).await?;
     let id = frozen["id"].as_str().unwrap_or_default().to_owned();
@@ -482,9 +483,8 @@ async fn a_deduction_moves_frozen_funds_to_the_court() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn seals_at_the_registry_apply_or_wait_in_line() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn seals_at_the_registry_apply_or_wait_in_line(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let end = date_after(&sys, 3 * 365);
     let seal = |subject: Value, unit: &str| {
         json!({"case_number": CASE, "subject": subject, "officers": officers(), "action": "seal",
@@ -545,14 +545,15 @@ async fn seals_at_the_registry_apply_or_wait_in_line() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_measure_lapses_at_its_end_date_and_is_reported_ahead_of_time() -> anyhow::Result<()> {
+async fn a_measure_lapses_at_its_end_date_and_is_reported_ahead_of_time(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let receiver = Receiver::start().await?;
     let secret_dir = tempfile::tempdir()?;
     let secret_file = secret_dir.path().join("callback.secret");
     std::fs::write(&secret_file, "expiry-secret")?;
     let url = receiver.url();
-    let sys = System::start_with(|config, _| {
+    let sys = System::start_on(backend, |config, _| {
         for c in &mut config.callers {
             if c.name == "demo-court" {
                 c.callback_url = Some(url.clone());
@@ -626,8 +627,9 @@ async fn a_measure_lapses_at_its_end_date_and_is_reported_ahead_of_time() -> any
     Ok(())
 }
 
-#[tokio::test]
-async fn the_caller_receives_signed_callbacks_retried_until_accepted() -> anyhow::Result<()> {
+async fn the_caller_receives_signed_callbacks_retried_until_accepted(
+    backend: Backend,
+) -> anyhow::Result<()> {
     let receiver = Receiver::start().await?;
     // The receiver refuses the first two attempts.
     receiver.refuse_first(2);
@@ -635,7 +637,7 @@ async fn the_caller_receives_signed_callbacks_retried_until_accepted() -> anyhow
     let secret_file = secret_dir.path().join("callback.secret");
     std::fs::write(&secret_file, "s3cret-for-demo-court\n")?;
     let url = receiver.url();
-    let sys = System::start_with(|config, _| {
+    let sys = System::start_on(backend, |config, _| {
         for c in &mut config.callers {
             if c.name == "demo-court" {
                 c.callback_url = Some(url.clone());
@@ -690,10 +692,10 @@ async fn the_caller_receives_signed_callbacks_retried_until_accepted() -> anyhow
     Ok(())
 }
 
-#[tokio::test]
-async fn an_idempotent_replay_returns_the_same_order_and_another_body_is_a_409()
--> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn an_idempotent_replay_returns_the_same_order_and_another_body_is_a_409(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let body = freeze(&sys, zhang_san(), "bank-a", ZHANG_SAN_DEBIT, 100_000);
     let first = sys.order("same-key", &body).await?;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
@@ -856,3 +858,16 @@ impl Receiver {
         }
     }
 }
+
+on_both_backends!(every_rule_of_the_law_is_a_422_with_its_reason);
+on_both_backends!(a_freeze_larger_than_the_balance_controls_what_is_there);
+on_both_backends!(a_waiting_freeze_is_promoted_when_the_measure_ahead_is_released);
+on_both_backends!(a_freeze_is_renewed_before_it_ends_and_then_released);
+on_both_backends!(a_deduction_moves_frozen_funds_to_the_court);
+on_both_backends!(seals_at_the_registry_apply_or_wait_in_line);
+on_both_backends!(a_measure_lapses_at_its_end_date_and_is_reported_ahead_of_time);
+on_both_backends!(the_caller_receives_signed_callbacks_retried_until_accepted);
+on_both_backends!(
+    a_freeze_behind_another_court_waits_and_takes_effect_when_that_court_lifts_its_own
+);
+on_both_backends!(an_idempotent_replay_returns_the_same_order_and_another_body_is_a_409);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::Days;
-use e2e_tests::{CASE, System};
+use e2e_tests::{Backend, CASE, System, on_both_backends};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -77,9 +77,10 @@ async fn held_at_banks(sys: &System, plan: &Value) -> anyhow::Result<i64> {
     Ok(total)
 }
 
-#[tokio::test]
-async fn a_plan_over_three_accounts_freezes_exactly_the_amount() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_plan_over_three_accounts_freezes_exactly_the_amount(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let inquiry = li_si_inquiry(&sys).await?;
     // 李四: 40,000.00 at bank-b, 30,000.00 at bank-a of which another court
     // froze 10,000.00, and 8,000.00 at bank-a frozen whole: 78,000.00 in all.
@@ -126,10 +127,10 @@ async fn a_plan_over_three_accounts_freezes_exactly_the_amount() -> anyhow::Resu
     Ok(())
 }
 
-#[tokio::test]
-async fn a_plan_releases_a_freeze_that_would_wait_and_never_exceeds_the_amount()
--> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_plan_releases_a_freeze_that_would_wait_and_never_exceeds_the_amount(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let inquiry = li_si_inquiry(&sys).await?;
     // After the inquiry, another case freezes everything at bank-b: the
     // plan's first freeze there can only wait in line.
@@ -196,9 +197,10 @@ async fn a_plan_releases_a_freeze_that_would_wait_and_never_exceeds_the_amount()
     Ok(())
 }
 
-#[tokio::test]
-async fn a_plan_needs_a_finished_inquiry_of_the_same_case_and_subject() -> anyhow::Result<()> {
-    let sys = System::start().await?;
+async fn a_plan_needs_a_finished_inquiry_of_the_same_case_and_subject(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
     let inquiry = li_si_inquiry(&sys).await?;
     let mut other_case = plan_body(&sys, &inquiry, 100);
     other_case["case_number"] = json!("(2024)甘0503执1235号");
@@ -237,3 +239,7 @@ async fn a_plan_needs_a_finished_inquiry_of_the_same_case_and_subject() -> anyho
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
     Ok(())
 }
+
+on_both_backends!(a_plan_over_three_accounts_freezes_exactly_the_amount);
+on_both_backends!(a_plan_needs_a_finished_inquiry_of_the_same_case_and_subject);
+on_both_backends!(a_plan_releases_a_freeze_that_would_wait_and_never_exceeds_the_amount);
