@@ -205,6 +205,16 @@ impl System {
         Ok(())
     }
 
+    /// Another gateway instance on the same database and agencies (as a
+    /// second server in production), and its base URL.
+    pub async fn start_another_gateway(&self) -> anyhow::Result<(Gateway, String)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let gateway =
+            Gateway::start_with_clock(self.config.clone(), listener, self.clock.clone()).await?;
+        let base = gateway.base_url();
+        Ok((gateway, base))
+    }
+
     pub async fn stop_gateway(&mut self) {
         if let Some(g) = self.gateway.take() {
             g.shutdown().await;

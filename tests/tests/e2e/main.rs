@@ -14,3 +14,4 @@ mod onboarding;
 mod orders;
 mod plans;
 mod reload;
+mod two_gateways;
