@@ -1,7 +1,7 @@
 //! Durable state: inquiries, their per-agency tasks, and the audit log.
 //!
-//! One trait per concern, one implementation per backend (SQLite now;
-//! PostgreSQL follows with its own migrations). Nothing the gateway needs
+//! One trait per concern, one implementation per backend (SQLite and
+//! PostgreSQL, each with its own migrations), chosen by the database URL. Nothing the gateway needs
 //! after a restart lives only in memory: a task is claimed with a lease, so a
 //! crashed claimant's work is taken up again when the lease runs out.
 
@@ -32,7 +32,7 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error("unsupported database URL {0:?} (use sqlite://path)")]
+    #[error("unsupported database URL {0:?} (use sqlite://path or postgres://user@host/db)")]
     UnsupportedUrl(String),
 }
 
