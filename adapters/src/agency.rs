@@ -126,15 +126,32 @@ pub struct Limits {
     /// absent, the dialect's own maximum.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch: Option<usize>,
-    /// Messages per second the agency accepts. Parsed and checked now;
-    /// enforcing it belongs to the per-agency protection layer (rate
-    /// limiting), a later issue.
+    /// Messages per second the agency accepts: the gateway sends no faster
+    /// (a message that would have to wait beyond its deadline is
+    /// `rate_limited`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_per_second: Option<u32>,
     /// Exchanges in flight with this agency at once; absent, only the
     /// dispatcher's global bound applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// Consecutive failures (no answer, or the agency's 5xx) that open the
+    /// agency's circuit breaker: while open, inquiries are not sent to it
+    /// (`circuit_open`). Default 5.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe may try again, in
+    /// ms. Default 30000.
+    #[serde(default = "default_breaker_cooldown_ms")]
+    pub breaker_cooldown_ms: u64,
+}
+
+fn default_breaker_failures() -> u32 {
+    5
+}
+
+fn default_breaker_cooldown_ms() -> u64 {
+    30_000
 }
 
 impl Default for Limits {
@@ -144,6 +161,8 @@ impl Default for Limits {
             max_batch: None,
             rate_per_second: None,
             max_concurrency: None,
+            breaker_failures: default_breaker_failures(),
+            breaker_cooldown_ms: default_breaker_cooldown_ms(),
         }
     }
 }

@@ -93,6 +93,13 @@ pub struct DispatcherSettings {
     pub lease_grace_secs: u64,
     /// How often the dispatcher looks for due work when nothing wakes it.
     pub idle_tick_ms: u64,
+    /// Sends of one inquiry message that got no answer, a server error or
+    /// a 429, before the agency's status is final (inquiries only: control
+    /// orders are never retried blindly).
+    pub max_attempts: i64,
+    /// The wait before the second attempt; it doubles for each next one,
+    /// with jitter, and never passes the inquiry's deadline.
+    pub retry_base_ms: u64,
 }
 
 impl Default for DispatcherSettings {
@@ -101,6 +108,8 @@ impl Default for DispatcherSettings {
             max_in_flight: 256,
             lease_grace_secs: 30,
             idle_tick_ms: 1_000,
+            max_attempts: 3,
+            retry_base_ms: 200,
         }
     }
 }

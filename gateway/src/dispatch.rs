@@ -31,6 +31,7 @@ use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
+use crate::resilience::Guards;
 use crate::store::{
     ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate,
 };
@@ -84,6 +85,8 @@ pub struct Dispatcher {
     public_url: String,
     /// Tells callers of completed inquiries.
     notifier: Notifier,
+    /// Each agency's circuit breaker and rate limiter.
+    guards: Guards,
 }
 
 impl Dispatcher {
@@ -95,6 +98,7 @@ impl Dispatcher {
         settings: DispatcherSettings,
         public_url: String,
         notifier: Notifier,
+        guards: Guards,
     ) -> Arc<Self> {
         let (completions, _) = broadcast::channel(1024);
         Arc::new(Self {
@@ -112,6 +116,7 @@ impl Dispatcher {
             last_prune_ms: AtomicI64::new(0),
             public_url,
             notifier,
+            guards,
         })
     }
 
@@ -349,6 +354,46 @@ impl Dispatcher {
                 return;
             }
         };
+        // The agency's quota first, then its breaker.
+        let guard = self.guards.get(&agency.config.id, &agency.config.limits);
+        let wait = guard.rate_wait();
+        if !wait.is_zero() {
+            let due = now_ms() + wait.as_millis() as i64;
+            for (task, inquiry, _) in &items {
+                if due >= inquiry.deadline_at_ms {
+                    self.finish(
+                        task,
+                        failed(
+                            "rate_limited",
+                            "the agency's quota (rate_per_second) left no room before the deadline",
+                        ),
+                    )
+                    .await;
+                } else {
+                    self.defer(
+                        task,
+                        due,
+                        "waiting for the agency's quota (rate_per_second)",
+                    )
+                    .await;
+                }
+            }
+            return;
+        }
+        if let Err(open) = guard.breaker.try_acquire() {
+            let detail = match open.retry_in {
+                Some(d) => format!(
+                    "circuit open: the agency failed {} times in a row; asked again in {} s",
+                    agency.config.limits.breaker_failures,
+                    d.as_secs() + 1
+                ),
+                None => "circuit open: a probe to the agency is under way".to_owned(),
+            };
+            for (task, _, _) in &items {
+                self.finish(task, failed("circuit_open", &detail)).await;
+            }
+            return;
+        }
         // Audit before dispatch: every item's outbound record must commit first.
         let outbound = items.iter().map(|(task, inquiry, request)| {
             self.audit.record(AuditRecord {
@@ -367,7 +412,14 @@ impl Dispatcher {
             return;
         }
         let sent_at = now_ms();
-        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
+        // No longer than the agency's timeout, nor past the inquiries' deadline.
+        let deadline = items
+            .iter()
+            .map(|(_, i, _)| i.deadline_at_ms)
+            .min()
+            .unwrap_or(i64::MAX);
+        let timeout = Duration::from_millis(agency.config.limits.timeout_ms)
+            .min(Duration::from_millis((deadline - sent_at).max(1) as u64));
         let result = self
             .transport
             .send(
@@ -378,6 +430,7 @@ impl Dispatcher {
                 &envelope.batch_number,
             )
             .await;
+        guard.breaker.record(!is_agency_failure(&result));
         if !self
             .record_replies(agency, &items, &result, "inquiry.reply")
             .await
@@ -398,10 +451,34 @@ impl Dispatcher {
             },
         };
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
-        for ((task, _, _), outcome) in items.iter().zip(outcomes) {
+        let retriable = is_retriable(&result);
+        for ((task, inquiry, _), outcome) in items.iter().zip(outcomes) {
+            if let Err(f) = &outcome
+                && retriable
+                && task.attempts < self.settings.max_attempts
+            {
+                // Inquiries only (they change nothing at the agency): again,
+                // after a jittered, growing wait, if the deadline allows.
+                let due = now_ms() + self.retry_backoff_ms(task.attempts);
+                if due < inquiry.deadline_at_ms {
+                    let detail = format!("retrying (attempt {}): {}", task.attempts + 1, f.detail);
+                    self.defer(task, due, &detail).await;
+                    continue;
+                }
+            }
             let update = update_for(agency, outcome, Some(sent_at), latency, sent_at);
             self.finish(task, update).await;
         }
+    }
+
+    /// Exponential backoff from `dispatcher.retry_base_ms`, with full jitter.
+    fn retry_backoff_ms(&self, attempts: i64) -> i64 {
+        use rand::Rng;
+        let base = self
+            .settings
+            .retry_base_ms
+            .saturating_mul(1 << attempts.clamp(0, 10));
+        rand::rng().random_range(base / 2..=base.max(1)) as i64
     }
 
     async fn poll(&self, link: &AgencyLink, task: ClaimedTask, inquiry: Arc<InquiryRecord>) {
@@ -423,6 +500,28 @@ impl Dispatcher {
                 return;
             }
         };
+        let guard = self.guards.get(&agency.config.id, &agency.config.limits);
+        let wait = guard.rate_wait();
+        if !wait.is_zero() {
+            self.defer(
+                &task,
+                now_ms() + wait.as_millis() as i64,
+                "waiting for the agency's quota (rate_per_second)",
+            )
+            .await;
+            return;
+        }
+        if let Err(open) = guard.breaker.try_acquire() {
+            // The agency holds the request: ask again once it may be asked.
+            let retry = open.retry_in.unwrap_or(Duration::from_secs(1));
+            self.defer(
+                &task,
+                now_ms() + retry.as_millis() as i64 + 1,
+                "circuit open: the result is fetched once the agency may be asked again",
+            )
+            .await;
+            return;
+        }
         let recorded = self
             .audit
             .record(AuditRecord {
@@ -448,6 +547,7 @@ impl Dispatcher {
                 &task.request_number,
             )
             .await;
+        guard.breaker.record(!is_agency_failure(&result));
         let items = [(task.clone(), inquiry.clone(), request)];
         if !self
             .record_replies(agency, &items, &result, "inquiry.poll_reply")
@@ -682,8 +782,28 @@ fn transport_failure(e: &TransportError) -> Failure {
     }
 }
 
+/// An exchange that counts against the agency's breaker: no answer, or
+/// the agency's own server error.
+pub fn is_agency_failure(result: &Result<HttpReply, TransportError>) -> bool {
+    match result {
+        Err(_) => true,
+        Ok(reply) => reply.status >= 500,
+    }
+}
+
+/// A failed inquiry exchange worth trying again: no answer, a server
+/// error, or throttling.
+fn is_retriable(result: &Result<HttpReply, TransportError>) -> bool {
+    match result {
+        Err(TransportError::TooLarge(_)) => false,
+        Err(_) => true,
+        Ok(reply) => reply.status >= 500 || reply.status == 429,
+    }
+}
+
 pub fn reply_failure(e: &ReplyError) -> Failure {
     let state = match e {
+        ReplyError::Agency { status: 429, .. } => "rate_limited",
         ReplyError::Agency { .. } => "error",
         ReplyError::Malformed(_) => "bad_reply",
     };

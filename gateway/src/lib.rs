@@ -21,6 +21,7 @@ pub mod order;
 pub mod order_worker;
 pub mod plan;
 pub mod reload;
+pub mod resilience;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -80,6 +81,7 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         install_crypto_provider();
         let notifier = Notifier::new(&config.callers, config.callbacks.clone())?;
+        let guards = resilience::Guards::default();
         let transport = Transport::new(config.limits.max_reply_bytes)?;
         let registry = reload::load_registry(&config, &transport, None)?;
         let store = store::open(&config.database_url)
@@ -111,6 +113,7 @@ impl Gateway {
             config.dispatcher.clone(),
             public_url,
             notifier.clone(),
+            guards.clone(),
         );
         let orders = OrderWorker::new(
             store.clone(),
@@ -121,6 +124,7 @@ impl Gateway {
             clock.clone(),
             notifier,
             config.dispatcher.lease_grace_secs,
+            guards.clone(),
         );
         let state = AppState {
             callers: Callers::from_config(&config.callers),
@@ -133,6 +137,7 @@ impl Gateway {
             reloading: Arc::new(tokio::sync::Mutex::new(())),
             clock,
             orders: orders.handle(),
+            guards,
         };
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));

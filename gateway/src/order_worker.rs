@@ -73,6 +73,7 @@ pub struct OrderWorker {
     handle: OrderWorkerHandle,
     last_sweep_ms: AtomicI64,
     lease_grace_ms: i64,
+    guards: crate::resilience::Guards,
 }
 
 impl OrderWorker {
@@ -86,6 +87,7 @@ impl OrderWorker {
         clock: Clock,
         notifier: Notifier,
         lease_grace_secs: u64,
+        guards: crate::resilience::Guards,
     ) -> Arc<Self> {
         Arc::new(Self {
             owner: format!("gw-{}", uuid::Uuid::now_v7().simple()),
@@ -100,6 +102,7 @@ impl OrderWorker {
             handle: OrderWorkerHandle::default(),
             last_sweep_ms: AtomicI64::new(0),
             lease_grace_ms: lease_grace_secs as i64 * 1000,
+            guards,
         })
     }
 
@@ -290,6 +293,27 @@ impl OrderWorker {
                 return;
             }
         }
+        // The agency's quota and breaker: an order waits for them, it never
+        // fails on them.
+        let guard = self.guards.get(&order.agency, &link.config().limits);
+        let wait = guard.rate_wait();
+        if !wait.is_zero() {
+            self.release(&order, now_ms() + wait.as_millis() as i64, None)
+                .await;
+            return;
+        }
+        if let Err(open) = guard.breaker.try_acquire() {
+            let retry = open.retry_in.unwrap_or(Duration::from_secs(1));
+            self.release(
+                &order,
+                now_ms() + retry.as_millis() as i64 + 1,
+                Some(
+                    "circuit open: the agency is asked again once its breaker lets a probe through",
+                ),
+            )
+            .await;
+            return;
+        }
         let _agency_permit = match &link.concurrency {
             Some(s) => s.clone().acquire_owned().await.ok(),
             None => None,
@@ -456,6 +480,16 @@ impl OrderWorker {
                 &order.request_number,
             )
             .await;
+        if let Some(guard) = self
+            .agencies
+            .current()
+            .get(&order.agency)
+            .map(|l| self.guards.get(&order.agency, &l.config().limits))
+        {
+            guard
+                .breaker
+                .record(!crate::dispatch::is_agency_failure(&result));
+        }
         let (status, latency, body) = match &result {
             Ok(reply) => (
                 format!("http_{}", reply.status),

@@ -28,4 +28,6 @@ pub struct AppState {
     /// Today's civil date, as the law's rules judge it.
     pub clock: Clock,
     pub orders: OrderWorkerHandle,
+    /// Each agency's circuit breaker and rate limiter.
+    pub guards: crate::resilience::Guards,
 }

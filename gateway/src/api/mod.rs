@@ -115,7 +115,7 @@ async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<
                 "dialect": a.dialect,
                 "enabled": a.enabled,
                 "asset_kind": a.asset_kind().as_str(),
-                "breaker": "closed",
+                "breaker": state.guards.state_of(&a.id),
                 "limits": {
                     "timeout_ms": a.limits.timeout_ms,
                     "max_batch": link.agency.dialect.max_batch(),

@@ -92,6 +92,8 @@ pub struct ClaimedTask {
     pub state: String,
     pub ticket: Option<String>,
     pub sent_at_ms: Option<i64>,
+    /// How many times the task has been claimed, this claim included.
+    pub attempts: i64,
 }
 
 /// What one step did to a task.

@@ -102,6 +102,7 @@ fn claimed_from(r: &PgRow) -> Result<ClaimedTask, sqlx::Error> {
         state: r.try_get("state")?,
         ticket: r.try_get("ticket")?,
         sent_at_ms: r.try_get("sent_at_ms")?,
+        attempts: r.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
     })
 }
 
@@ -236,8 +237,9 @@ impl JobStore for PgStore {
                  SET lease_owner = $1, lease_until_ms = $2, attempts = t.attempts + 1 \
                  FROM due WHERE t.inquiry_id = due.inquiry_id AND t.agency = due.agency \
                  RETURNING t.inquiry_id, t.agency, t.request_number, t.state, t.ticket, \
-                     t.sent_at_ms, t.due_at_ms) \
-             SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms FROM claimed \
+                     t.sent_at_ms, t.due_at_ms, t.attempts) \
+             SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
+             FROM claimed \
              ORDER BY due_at_ms, inquiry_id, agency",
         )
         .bind(owner)
@@ -384,7 +386,7 @@ impl JobStore for PgStore {
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError> {
         let row = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms \
+            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
              FROM agency_tasks WHERE agency = $1 AND request_number = $2 AND state = $3",
         )
         .bind(agency)

@@ -84,6 +84,7 @@ fn claimed_from(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedTask, sqlx::Error>
         state: r.try_get("state")?,
         ticket: r.try_get("ticket")?,
         sent_at_ms: r.try_get("sent_at_ms")?,
+        attempts: r.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
     })
 }
 
@@ -207,7 +208,7 @@ impl JobStore for SqliteStore {
                    AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
                    AND agency NOT IN (SELECT value FROM json_each(?)) \
                  ORDER BY due_at_ms LIMIT ?) \
-             RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms",
+             RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts",
         )
         .bind(owner)
         .bind(lease_until_ms)
@@ -356,7 +357,7 @@ impl JobStore for SqliteStore {
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError> {
         let row = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms \
+            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
              FROM agency_tasks WHERE agency = ? AND request_number = ? AND state = ?",
         )
         .bind(agency)

@@ -14,4 +14,5 @@ mod onboarding;
 mod orders;
 mod plans;
 mod reload;
+mod resilience;
 mod two_gateways;

@@ -1,0 +1,141 @@
+//! Per-agency protection: a failing agency's breaker opens, inquiries to it
+//! are answered `circuit_open` at once instead of waiting, and a probe
+//! closes it again once the agency recovers; an agency's quota is kept; a
+//! failed exchange is retried within the deadline.
+
+use std::time::Duration;
+
+use e2e_tests::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |config, agencies| {
+        config.dispatcher.max_attempts = 1;
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
+            a.limits.breaker_failures = 2;
+            a.limits.breaker_cooldown_ms = 1_500;
+        }
+    })
+    .await?;
+    sys.fault("bank-b", json!({"mode": "error"})).await?;
+    let mut banks = inquiry_body(zhang_san());
+    banks["agencies"] = json!(["bank-a", "bank-b"]);
+    let inquire = || sys.post_json("/v1/inquiries?wait=10", ENFORCEMENT, &banks);
+    // Two failures open the breaker.
+    for _ in 0..2 {
+        let reply = inquire().await?;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert_eq!(
+            agency_status(&reply.body, "bank-b"),
+            "error",
+            "{}",
+            reply.body
+        );
+        assert_eq!(agency_status(&reply.body, "bank-a"), "answered");
+    }
+    let agencies = sys.get("/v1/agencies", ENFORCEMENT).await?.body;
+    let b = agencies["agencies"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["id"] == "bank-b"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(b["breaker"], "open", "{agencies}");
+    // While open, bank-b is not asked: the answer says so at once.
+    let before = sys.ledger("bank-b").await?["requests"]
+        .as_array()
+        .map_or(0, Vec::len);
+    let reply = inquire().await?;
+    assert_eq!(
+        agency_status(&reply.body, "bank-b"),
+        "circuit_open",
+        "{}",
+        reply.body
+    );
+    assert_eq!(agency_status(&reply.body, "bank-a"), "answered");
+    let after = sys.ledger("bank-b").await?["requests"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(before, after, "an open breaker sends nothing");
+
+    // The bank recovers; after the cooldown one probe goes, and closes it.
+    sys.fault("bank-b", json!({"mode": "normal"})).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = inquire().await?;
+        if agency_status(&reply.body, "bank-b") == "answered" {
+            break;
+        }
+        assert_eq!(
+            agency_status(&reply.body, "bank-b"),
+            "circuit_open",
+            "{}",
+            reply.body
+        );
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the breaker never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let agencies = sys.get("/v1/agencies", ENFORCEMENT).await?.body;
+    assert!(
+        agencies.to_string().contains("\"breaker\":\"closed\""),
+        "{agencies}"
+    );
+    Ok(())
+}
+
+async fn a_failed_exchange_is_retried_within_the_deadline(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |config, _| {
+        config.dispatcher.max_attempts = 3;
+        config.dispatcher.retry_base_ms = 50;
+    })
+    .await?;
+    sys.fault("bank-b", json!({"mode": "error"})).await?;
+    let reply = sys.inquire(zhang_san(), 10).await?;
+    assert_eq!(
+        agency_status(&reply.body, "bank-b"),
+        "error",
+        "{}",
+        reply.body
+    );
+    // Three attempts reached the bank, each audited.
+    let sends = sys.audit("agency=bank-b&action=inquiry.send").await?;
+    assert_eq!(sends.len(), 3, "{sends:?}");
+    Ok(())
+}
+
+async fn the_agency_quota_is_kept(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, agencies| {
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
+            a.limits.rate_per_second = Some(2);
+        }
+    })
+    .await?;
+    let started = tokio::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let reply = sys.inquire(nobody(), 0).await?;
+        ids.push(reply.body["id"].as_str().unwrap_or_default().to_owned());
+    }
+    for id in &ids {
+        let done = sys
+            .wait_for_inquiry(id, Duration::from_secs(15), |i| i["status"] == "completed")
+            .await?;
+        assert_eq!(agency_status(&done, "bank-b"), "no_record", "{done}");
+    }
+    // Six messages at two a second: the last could not go before ~2 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+on_both_backends!(the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it);
+on_both_backends!(a_failed_exchange_is_retried_within_the_deadline);
+on_both_backends!(the_agency_quota_is_kept);
