@@ -320,7 +320,14 @@ async fn writer(
                 record: record.clone(),
             })
             .collect();
-        match store.append_audit(&rows).await {
+        let started = std::time::Instant::now();
+        let appended = store.append_audit(&rows).await;
+        let metrics = crate::metrics::global();
+        metrics.audit_batch_rows.observe(rows.len() as f64);
+        metrics
+            .audit_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match appended {
             Ok(stored) => {
                 for ((_, ack), row) in pending.drain(..).zip(&stored) {
                     let _ = ack.send(Ok(row.seq));
@@ -341,6 +348,7 @@ async fn writer(
                 }
             }
             Err(e) => {
+                metrics.audit_failures.inc();
                 tracing::error!(error = %e, rows = rows.len(), "audit batch failed to commit");
                 for (_, ack) in pending.drain(..) {
                     let _ = ack.send(Err(AuditError::Store(e.to_string())));

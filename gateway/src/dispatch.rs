@@ -608,6 +608,12 @@ impl Dispatcher {
     /// Stores a step's result and completes the inquiry when this was its
     /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
+        if !matches!(
+            update.state.as_str(),
+            STATE_QUEUED | STATE_POLLING | STATE_AWAITING
+        ) {
+            crate::metrics::agency_outcome(&task.agency, &update.state, update.latency_ms);
+        }
         match self
             .store
             .update_task(&self.owner, &task.inquiry_id, &task.agency, &update)
@@ -655,6 +661,7 @@ impl Dispatcher {
     async fn complete_if_done(&self, inquiry_id: &str) {
         match self.store.try_complete(inquiry_id, now_ms()).await {
             Ok(true) => {
+                crate::metrics::count(&crate::metrics::global().inquiries, "completed");
                 let _ = self.handle.completions.send(inquiry_id.to_owned());
                 self.notify_completed(inquiry_id).await;
             }

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod inquiry;
+pub mod metrics;
 pub mod notify;
 pub mod order;
 pub mod order_worker;

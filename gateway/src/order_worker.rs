@@ -647,6 +647,7 @@ impl OrderWorker {
         {
             Ok(true) => {
                 if changed {
+                    crate::metrics::count(&crate::metrics::global().orders, &p.status);
                     tracing::info!(
                         order = %order.id,
                         agency = %order.agency,

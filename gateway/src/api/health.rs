@@ -24,3 +24,28 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         }
     }
 }
+
+/// Prometheus metrics (OpenMetrics text), no auth: no label carries
+/// personal data.
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let m = crate::metrics::global();
+    for (agency, breaker) in state.guards.states() {
+        let value = match breaker {
+            "open" => 2,
+            "half_open" => 1,
+            _ => 0,
+        };
+        m.breaker_open
+            .get_or_create(&crate::metrics::AgencyLabel { agency })
+            .set(value);
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}

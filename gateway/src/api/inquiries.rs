@@ -95,6 +95,7 @@ pub async fn create(
         .collect();
     let mut completions = state.dispatcher.completions();
     state.store.create_inquiry(&record, &tasks).await?;
+    crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
     drop(agencies);
     tracing::info!(
         inquiry = %id,

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/callbacks/{agency}", post(callbacks::receive))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -139,3 +139,32 @@ async fn the_agency_quota_is_kept(backend: Backend) -> anyhow::Result<()> {
 on_both_backends!(the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it);
 on_both_backends!(a_failed_exchange_is_retried_within_the_deadline);
 on_both_backends!(the_agency_quota_is_kept);
+
+async fn metrics_show_agency_outcomes_breakers_and_the_audit_writer(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
+    sys.inquire(zhang_san(), 10).await?;
+    let response = sys
+        .client
+        .get(format!("{}/metrics", sys.base))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await?;
+    for needle in [
+        "gateway_agency_outcomes_total{agency=\"bank-a\",status=\"answered\"}",
+        "gateway_agency_latency_seconds_bucket{",
+        "gateway_agency_breaker_state{agency=\"bank-a\"} 0",
+        "gateway_inquiries_total{status=\"completed\"}",
+        "gateway_audit_batch_rows_count",
+        "gateway_audit_commit_seconds_bucket",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    // No identity number in any label.
+    assert!(!text.contains(ZHANG_SAN_ID));
+    Ok(())
+}
+
+on_both_backends!(metrics_show_agency_outcomes_breakers_and_the_audit_writer);
