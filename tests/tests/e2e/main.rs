@@ -15,4 +15,5 @@ mod orders;
 mod plans;
 mod reload;
 mod resilience;
+mod roles;
 mod two_gateways;
