@@ -28,9 +28,13 @@ fn config(cases: u32) -> ProptestConfig {
 
 const CREDIT_ALPHABET: &str = "0123456789ABCDEFGHJKLMNPQRTUWXY";
 
-fn date() -> impl Strategy<Value = NaiveDate> {
-    (1900i32..=2099, 1u32..=12, 1u32..=31)
+fn date_in(years: std::ops::RangeInclusive<i32>) -> impl Strategy<Value = NaiveDate> {
+    (years, 1u32..=12, 1u32..=31)
         .prop_filter_map("a real date", |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d))
+}
+
+fn date() -> impl Strategy<Value = NaiveDate> {
+    date_in(1900..=2099)
 }
 
 /// The first 17 characters of a valid identity number: region, birth date,
@@ -99,9 +103,8 @@ proptest! {
 
     #[test]
     fn a_legacy_identity_number_parses_and_is_flagged(
-        region in "[1-8][0-9]{5}", born in date(), seq in "[0-9]{3}"
+        region in "[1-8][0-9]{5}", born in date_in(1900..=1999), seq in "[0-9]{3}"
     ) {
-        prop_assume!((1900..=1999).contains(&chrono::Datelike::year(&born)));
         let full = format!("{region}{}{seq}", born.format("%y%m%d"));
         let id = IdNumber::parse(&full).expect("valid by construction");
         prop_assert!(id.is_legacy());
