@@ -336,9 +336,9 @@ fn check_error(at: &str, e: &ReplyError) {
 }
 
 /// How long a parser's error text may be: a fixed sentence and a quotation
-/// of at most `MAX_QUOTE_CHARS` characters (with `…` and the quotes of
-/// `{:?}`, whose escapes may double a character).
-const MAX_PARSE_ERROR_CHARS: usize = 200 + 2 * MAX_QUOTE_CHARS;
+/// of at most `MAX_QUOTE_CHARS` characters, each of which `{:?}` may write
+/// as an escape of up to ten (`\u{10ffff}`).
+const MAX_PARSE_ERROR_CHARS: usize = 200 + 10 * MAX_QUOTE_CHARS;
 
 fn check_parse_error(what: &str, e: &dyn std::fmt::Display) {
     let text = e.to_string();

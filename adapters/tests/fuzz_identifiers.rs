@@ -49,6 +49,16 @@ fn credit_body() -> impl Strategy<Value = String> {
         .prop_map(|chars| chars.into_iter().collect())
 }
 
+/// Found by cargo-fuzz: an unknown encoding name of control characters,
+/// quoted with `{:?}`, makes an error six times as long as its quotation.
+#[test]
+fn an_encoding_name_of_control_characters_makes_a_bounded_error() {
+    let mut doc = b"<?xml version=\"1.0\" encoding=\"U".to_vec();
+    doc.extend([0x15; 1000]);
+    doc.extend(b"\"?><a/>");
+    parse_everything_bytes(&doc);
+}
+
 proptest! {
     #![proptest_config(config(512))]
 
