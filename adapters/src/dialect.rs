@@ -96,9 +96,29 @@ pub enum ReplyError {
     Malformed(String),
 }
 
+/// Longest text of a `ReplyError` made from a reply, in characters. The
+/// gateway stores and shows it; a hostile agency must not make it as long as
+/// its reply by putting megabytes where a code or a name belongs.
+pub const MAX_ERROR_CHARS: usize = 400;
+
 impl ReplyError {
     pub fn malformed(what: impl fmt::Display) -> Self {
         ReplyError::Malformed(what.to_string())
+    }
+
+    /// The same error with its text cut to `MAX_ERROR_CHARS` characters.
+    pub fn clamped(self) -> Self {
+        let cut = |text: String| match text.char_indices().nth(MAX_ERROR_CHARS) {
+            None => text,
+            Some((end, _)) => format!("{}…", &text[..end]),
+        };
+        match self {
+            ReplyError::Malformed(m) => ReplyError::Malformed(cut(m)),
+            ReplyError::Agency { status, detail } => ReplyError::Agency {
+                status,
+                detail: cut(detail),
+            },
+        }
     }
 }
 
@@ -270,10 +290,9 @@ pub(crate) fn match_items(
 /// Turns a non-success HTTP answer into the agency's error, with a short
 /// excerpt of its body for the status detail.
 pub(crate) fn agency_error(reply: WireReply<'_>) -> ReplyError {
-    let excerpt: String = String::from_utf8_lossy(reply.body)
-        .chars()
-        .take(200)
-        .collect();
+    // 200 characters take at most 800 bytes: no need to decode the rest.
+    let head = &reply.body[..reply.body.len().min(800)];
+    let excerpt: String = String::from_utf8_lossy(head).chars().take(200).collect();
     ReplyError::Agency {
         status: reply.status,
         detail: excerpt,

@@ -37,17 +37,20 @@ impl Fen {
         {
             return Err(err());
         }
-        let whole: i64 = whole.parse().map_err(|_| err())?;
-        let frac: i64 = match frac.len() {
+        // In i128, so that the most negative amount (whose magnitude is one
+        // more than the largest positive one) reads back too.
+        let whole: i128 = whole.parse().map_err(|_| err())?;
+        let frac: i128 = match frac.len() {
             0 => 0,
-            1 => frac.parse::<i64>().map_err(|_| err())? * 10,
+            1 => frac.parse::<i128>().map_err(|_| err())? * 10,
             _ => frac.parse().map_err(|_| err())?,
         };
         let fen = whole
             .checked_mul(100)
             .and_then(|w| w.checked_add(frac))
             .ok_or_else(err)?;
-        Ok(Fen(if negative { -fen } else { fen }))
+        let fen = if negative { -fen } else { fen };
+        i64::try_from(fen).map(Fen).map_err(|_| err())
     }
 
     /// Yuan with two decimals, as the wire wants it.
@@ -346,6 +349,10 @@ mod tests {
             "12.3.4",
             "--1",
             "99999999999999999999",
+            "92233720368547758.08",
+            "-92233720368547758.09",
+            "-",
+            "-.5",
         ] {
             assert!(Fen::parse_yuan(bad).is_err(), "{bad}");
         }
@@ -356,7 +363,7 @@ mod tests {
         assert_eq!(Fen(12_500_000).to_yuan(), "125000.00");
         assert_eq!(Fen(5).to_yuan(), "0.05");
         assert_eq!(Fen(-150).to_yuan(), "-1.50");
-        for fen in [0, 1, 99, 100, 865_050, i64::MAX] {
+        for fen in [0, 1, 99, 100, 865_050, i64::MAX, -1, -865_050, i64::MIN] {
             assert_eq!(Fen::parse_yuan(&Fen(fen).to_yuan()), Ok(Fen(fen)));
         }
     }

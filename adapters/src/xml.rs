@@ -4,16 +4,28 @@
 //! Replies are untrusted. Decoding never substitutes replacement characters
 //! (a GB18030 reply that is not GB18030 is a bad reply, not mojibake), there is
 //! no DTD and no entity expansion beyond XML's five predefined entities, and
-//! nesting depth and element count are bounded.
+//! nesting depth, element count, attributes per element and the length of an
+//! attribute value are bounded. Every refusal is an `XmlError`, reached in
+//! time linear in the input: `tests/hostile_xml.rs` holds the attacks.
 
 use encoding_rs::Encoding;
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
+use crate::excerpt;
+
 /// Nesting deeper than this is refused: no agency message needs it.
 pub const MAX_DEPTH: usize = 32;
 /// More elements than this in one reply is refused.
 pub const MAX_ELEMENTS: usize = 1_000_000;
+/// More attributes than this on one element is refused. The XML parser
+/// compares each attribute name with every earlier one of its element (to
+/// refuse duplicates), so without a bound one element with a hundred thousand
+/// attributes costs billions of comparisons.
+pub const MAX_ATTRIBUTES: usize = 256;
+/// An attribute value longer than this (in bytes, as written) is refused: the
+/// agencies' attributes are codes, currencies and namespaces.
+pub const MAX_ATTRIBUTE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
@@ -31,6 +43,10 @@ pub enum XmlError {
     TooDeep,
     #[error("XML with more than {MAX_ELEMENTS} elements")]
     TooLarge,
+    #[error("an XML element with more than {MAX_ATTRIBUTES} attributes")]
+    TooManyAttributes,
+    #[error("an XML attribute value longer than {MAX_ATTRIBUTE_BYTES} bytes")]
+    AttributeTooLong,
     #[error("the document has no root element")]
     Empty,
 }
@@ -66,15 +82,15 @@ fn declared_encoding(bytes: &[u8]) -> Result<Option<&'static Encoding>, XmlError
         Ok(Event::Decl(decl)) => match decl.encoding() {
             None => Ok(None),
             Some(Ok(label)) => {
-                let label = String::from_utf8_lossy(&label).into_owned();
+                let label = String::from_utf8_lossy(&label);
                 encoding_for_label(&label)
                     .map(Some)
-                    .ok_or(XmlError::UnknownEncoding(label))
+                    .ok_or_else(|| XmlError::UnknownEncoding(excerpt(&label)))
             }
-            Some(Err(e)) => Err(XmlError::Malformed(e.to_string())),
+            Some(Err(e)) => Err(malformed(&e)),
         },
         Ok(_) => Ok(None),
-        Err(e) => Err(XmlError::Malformed(e.to_string())),
+        Err(e) => Err(malformed(&e)),
     }
 }
 
@@ -120,7 +136,6 @@ impl Element {
 /// Parses a decoded document into its root element.
 pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(text);
-    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     let mut count = 0usize;
@@ -182,7 +197,7 @@ pub fn parse_tree(text: &str) -> Result<Element, XmlError> {
                         "amp" => '&',
                         "apos" => '\'',
                         "quot" => '"',
-                        other => return Err(XmlError::Entity(other.to_owned())),
+                        other => return Err(XmlError::Entity(excerpt(other))),
                     }
                 };
                 push_text(&mut stack, c.encode_utf8(&mut [0; 4]))?;
@@ -211,14 +226,25 @@ fn push_text(stack: &mut [Element], s: &str) -> Result<(), XmlError> {
     }
 }
 
+/// A parser's complaint, which may quote the document, cut to a readable
+/// length.
+fn malformed(e: &dyn std::fmt::Display) -> XmlError {
+    XmlError::Malformed(excerpt(&e.to_string()))
+}
+
 fn element_from(start: &quick_xml::events::BytesStart<'_>) -> Result<Element, XmlError> {
-    let malformed = |e: &dyn std::fmt::Display| XmlError::Malformed(e.to_string());
     let name = std::str::from_utf8(start.name().as_ref())
         .map_err(|e| malformed(&e))?
         .to_owned();
     let mut attributes = Vec::new();
     for attr in start.attributes() {
+        if attributes.len() >= MAX_ATTRIBUTES {
+            return Err(XmlError::TooManyAttributes);
+        }
         let attr = attr.map_err(|e| malformed(&e))?;
+        if attr.value.len() > MAX_ATTRIBUTE_BYTES {
+            return Err(XmlError::AttributeTooLong);
+        }
         let key = std::str::from_utf8(attr.key.as_ref())
             .map_err(|e| malformed(&e))?
             .to_owned();

@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use super::select::{Node, Path};
 use super::spec::{FieldSpec, RecordSpec};
-use crate::model::Fen;
+use crate::excerpt;
+use crate::model::{Fen, MoneyError};
 
 /// The kind of value a model field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,32 +160,36 @@ impl Convert {
     }
 
     fn apply(&self, raw: &str) -> Result<Value, String> {
+        let quoted = || excerpt(raw);
         Ok(match self {
             Convert::Text => Value::String(raw.to_owned()),
-            Convert::Yuan => Fen::parse_yuan(raw).map_err(|e| e.to_string())?.0.into(),
+            Convert::Yuan => Fen::parse_yuan(raw)
+                .map_err(|_| MoneyError(quoted()).to_string())?
+                .0
+                .into(),
             Convert::Fen => raw
                 .parse::<i64>()
-                .map_err(|_| format!("{raw:?} is not an amount in fen"))?
+                .map_err(|_| format!("{:?} is not an amount in fen", quoted()))?
                 .into(),
             Convert::Decimal => {
                 let n: f64 = raw
                     .parse()
-                    .map_err(|_| format!("{raw:?} is not a number"))?;
+                    .map_err(|_| format!("{:?} is not a number", quoted()))?;
                 serde_json::Number::from_f64(n)
                     .map(Value::Number)
-                    .ok_or_else(|| format!("{raw:?} is not a finite number"))?
+                    .ok_or_else(|| format!("{:?} is not a finite number", quoted()))?
             }
             Convert::Integer => raw
                 .parse::<u32>()
-                .map_err(|_| format!("{raw:?} is not a whole number"))?
+                .map_err(|_| format!("{:?} is not a whole number", quoted()))?
                 .into(),
             Convert::Bool => match raw.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "y" => true.into(),
                 "false" | "0" | "no" | "n" => false.into(),
-                _ => return Err(format!("{raw:?} is not a yes/no value")),
+                _ => return Err(format!("{:?} is not a yes/no value", quoted())),
             },
             Convert::Date(format) => NaiveDate::parse_from_str(raw, format)
-                .map_err(|_| format!("{raw:?} is not a date in the format {format:?}"))?
+                .map_err(|_| format!("{:?} is not a date in the format {format:?}", quoted()))?
                 .format("%Y-%m-%d")
                 .to_string()
                 .into(),
@@ -387,7 +392,11 @@ impl RecordMapping {
             let mut raw = f.path.text(record).filter(|t| !f.absent_if.contains(t));
             if let (Some(table), Some(code)) = (&f.codes, raw.as_ref()) {
                 let mapped = table.get(code).or_else(|| table.get("*")).ok_or_else(|| {
-                    format!("{}: code {code:?} is not in its table", f.model.name)
+                    format!(
+                        "{}: code {:?} is not in its table",
+                        f.model.name,
+                        excerpt(code)
+                    )
                 })?;
                 raw = Some(mapped.clone());
             }

@@ -30,6 +30,7 @@ use crate::dialect::{
     Dialect, EncodeError, Envelope, HttpMethod, InquiryRequest, Interaction, ItemOutcome,
     ReplyError, WireReply, WireRequest, agency_error, match_items,
 };
+use crate::excerpt;
 use crate::model::{Asset, InquiryOutcome, Subject};
 use crate::xml::{decode_document, encoding_for_label, parse_tree};
 
@@ -895,14 +896,14 @@ impl DeclaredDialect {
                     if local != expected {
                         return Err(ReplyError::Malformed(format!(
                             "expected <{expected}>, got <{}>",
-                            root.name
+                            excerpt(&root.name)
                         )));
                     }
                 }
                 Ok(Parsed::Xml(root))
             }
             Format::Json => Ok(Parsed::Json(
-                serde_json::from_slice(body).map_err(ReplyError::malformed)?,
+                crate::json::parse_reply(body).map_err(ReplyError::malformed)?,
             )),
         }
     }
@@ -967,7 +968,8 @@ fn verdict<'t>(
             .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
         let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
             ReplyError::Malformed(format!(
-                "outcome code {code:?} is not in the dialect's table"
+                "outcome code {:?} is not in the dialect's table",
+                excerpt(&code)
             ))
         })?;
         if verdict != "next" {
@@ -1065,15 +1067,21 @@ impl Dialect for DeclaredDialect {
     ) -> Result<Vec<ItemOutcome>, ReplyError> {
         let spec = &self.dialect.inquiry.reply;
         let lone = (items.len() == 1).then(|| items[0].request_number.clone());
-        let decoded = self.read(spec, reply, |rn, item| {
-            let rn = match (&spec.request_number, rn) {
-                (Some(_), Some(rn)) => Some(rn),
-                (Some(_), None) => None,
-                (None, _) => lone.clone(),
-            };
-            rn.map(|rn| (rn, self.outcome(spec, item, reply.status)))
-        })?;
-        let decoded: Vec<_> = decoded.into_iter().flatten().collect();
+        let decoded = self
+            .read(spec, reply, |rn, item| {
+                let rn = match (&spec.request_number, rn) {
+                    (Some(_), Some(rn)) => Some(rn),
+                    (Some(_), None) => None,
+                    (None, _) => lone.clone(),
+                };
+                rn.map(|rn| (rn, self.outcome(spec, item, reply.status)))
+            })
+            .map_err(ReplyError::clamped)?;
+        let decoded: Vec<_> = decoded
+            .into_iter()
+            .flatten()
+            .map(|(rn, outcome)| (rn, outcome.map_err(ReplyError::clamped)))
+            .collect();
         Ok(match_items(items, decoded))
     }
 
@@ -1088,12 +1096,16 @@ impl Dialect for DeclaredDialect {
                 "the dialect does not say where a callback names its request".into(),
             ));
         }
-        let decoded = self.read(spec, reply, |rn, item| {
-            rn.map(|rn| ItemOutcome {
-                request_number: rn,
-                outcome: self.outcome(spec, item, reply.status),
+        let decoded = self
+            .read(spec, reply, |rn, item| {
+                rn.map(|rn| ItemOutcome {
+                    request_number: rn,
+                    outcome: self
+                        .outcome(spec, item, reply.status)
+                        .map_err(ReplyError::clamped),
+                })
             })
-        })?;
+            .map_err(ReplyError::clamped)?;
         Ok(decoded.into_iter().flatten().collect())
     }
 
@@ -1140,6 +1152,7 @@ impl Dialect for DeclaredDialect {
             ));
         };
         self.read_control(&control.operation.reply, request, reply)
+            .map_err(ReplyError::clamped)
     }
 
     fn control_poll_request(
@@ -1173,6 +1186,7 @@ impl Dialect for DeclaredDialect {
             ));
         };
         self.read_control(&poll.reply, request, reply)
+            .map_err(ReplyError::clamped)
     }
 
     fn poll_request(
@@ -1199,9 +1213,11 @@ impl Dialect for DeclaredDialect {
             return Err(ReplyError::Malformed("this dialect has no poll".into()));
         };
         let spec = &poll.reply;
-        let mut found = self.read(spec, reply, |rn, item| {
-            (rn, self.outcome(spec, item, reply.status))
-        })?;
+        let mut found = self
+            .read(spec, reply, |rn, item| {
+                (rn, self.outcome(spec, item, reply.status))
+            })
+            .map_err(ReplyError::clamped)?;
         let position = found
             .iter()
             .position(|(rn, _)| match (&spec.request_number, rn) {
@@ -1210,7 +1226,7 @@ impl Dialect for DeclaredDialect {
                 (Some(_), None) => false,
             });
         match position {
-            Some(i) => found.swap_remove(i).1,
+            Some(i) => found.swap_remove(i).1.map_err(ReplyError::clamped),
             None => Err(ReplyError::Malformed(format!(
                 "the answer is not for {request_number}"
             ))),
