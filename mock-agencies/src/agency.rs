@@ -1,8 +1,8 @@
 //! One running mock agency: its configuration, its (shared, immutable) book
 //! of holdings, its mutable state behind a mutex (the request log, the
 //! answers given, and the control ledger of measures placed over the book),
-//! and the pieces every dialect uses: latency and fault handling,
-//! deduplication by request number, and cutting a reply short. The lock is
+//! and the pieces every dialect uses: the fault mode, deduplication by
+//! request number, and cutting a reply short. The lock is
 //! never held across an await.
 //! A registry's result pushes run as tasks of their own, tracked here so that
 //! stopping the agency stops them too.
@@ -21,7 +21,9 @@ use tokio::task::JoinSet;
 use crate::bank_book::BankBook;
 use crate::config::{AgencySpec, MockDialect};
 use crate::control::{ControlOutcome, ControlRequest};
-use crate::ledger::{AgencyState, Answer, FaultMode, Faults, Outcome, RequestKind, Ticket};
+use crate::fault_layer::{self, Faults, Visit};
+use crate::faults::{self, FaultMode};
+use crate::ledger::{AgencyState, Answer, Outcome, RequestKind, Ticket};
 use crate::registry_book::RegistryBook;
 use crate::{bank_json, bank_xml, inspect, iso_bank_xml, registry_json};
 
@@ -80,7 +82,16 @@ impl Agency {
             .as_deref()
             .and_then(|l| Encoding::for_label(l.as_bytes()))
             .unwrap_or(encoding_rs::UTF_8);
-        let state = Mutex::new(AgencyState::new(spec.latency_ms, spec.result_delay_ms));
+        let faults = Faults {
+            latency_ms: spec.latency_ms,
+            result_delay_ms: spec.result_delay_ms,
+            config: spec.faults,
+        };
+        let seed = spec
+            .faults
+            .seed
+            .unwrap_or_else(|| faults::default_seed(&spec.id));
+        let state = Mutex::new(AgencyState::new(faults, seed));
         Self {
             spec,
             holdings,
@@ -110,13 +121,20 @@ impl Agency {
         self.state().faults
     }
 
-    /// Waits the configured latency, then says how to behave for this request.
-    pub async fn arrive(&self) -> FaultMode {
-        let faults = self.faults();
-        if faults.latency_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
-        }
-        faults.mode
+    /// How to behave for every request (`mode`). The other faults, latency
+    /// included, are injected around the dialect's handlers
+    /// ([`fault_layer`]).
+    pub fn mode(&self) -> FaultMode {
+        self.faults().mode()
+    }
+
+    /// Decides which faults hit a dialect request arriving now.
+    pub fn visit(&self, method: &str, path: &str) -> Visit {
+        let mut state = self.state();
+        let faults = state.faults;
+        state
+            .engine
+            .visit(&faults, method, path, std::time::Instant::now())
     }
 
     pub fn record(&self, request_number: &str, kind: RequestKind, holder_id: Option<&str>) {
@@ -267,20 +285,22 @@ impl Agency {
     }
 }
 
-/// The HTTP face of one agency: its dialect's endpoints and the inspection API.
+/// The HTTP face of one agency: its dialect's endpoints, with faults
+/// injected around them, and the inspection API, never faulted.
 pub(crate) fn router(agency: Arc<Agency>) -> Router {
-    routes(agency.spec.dialect).with_state(agency)
-}
-
-/// The endpoints of a dialect and the inspection API, for any agency.
-pub(crate) fn routes(dialect: MockDialect) -> Router<Arc<Agency>> {
-    let dialect = match dialect {
+    let dialect = match agency.spec.dialect {
         MockDialect::CourtBankXml => bank_xml::routes(),
         MockDialect::BankJson => bank_json::routes(),
         MockDialect::RegistryJson => registry_json::routes(),
         MockDialect::IsoBankXml => iso_bank_xml::routes(),
     };
-    dialect.merge(inspect::routes())
+    dialect
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&agency),
+            fault_layer::inject,
+        ))
+        .merge(inspect::routes())
+        .with_state(agency)
 }
 
 /// A dialect reply, cut in half when the `malformed` fault is on.

@@ -7,7 +7,8 @@
 //! of the bank id, its path prefix removed, to that bank's router, which is
 //! built on the bank's first request. Starting a fleet therefore costs the
 //! population and one [`Agency`] per bank, not N routers; `GET /banks` lists
-//! the banks. Which bank speaks what and holds which accounts is
+//! the banks, and `POST /banks/_mock/faults` changes the faults of all of
+//! them at once. Which bank speaks what and holds which accounts is
 //! [`crate::fleet_plan`]'s business.
 
 use std::collections::HashMap;
@@ -20,7 +21,8 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
+use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -31,6 +33,7 @@ use crate::agency::{self, Agency, Holdings};
 use crate::config::{MAX_POPULATION, MockDialect};
 use crate::fleet::drain;
 use crate::fleet_plan::{self, MAX_FLEET_BANKS};
+use crate::inspect::{FaultsChange, bad_request};
 use crate::population::Population;
 
 /// One bank of the fleet; its router is made when first asked.
@@ -113,6 +116,7 @@ impl MockBankFleet {
         let banks = Arc::new(Banks { ids, by_id });
         let app = Router::new()
             .route("/banks", get(list))
+            .route("/banks/_mock/faults", post(fleet_faults))
             .fallback(dispatch)
             .with_state(Arc::clone(&banks));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -215,6 +219,28 @@ async fn list(State(banks): State<Arc<Banks>>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "banks": list }))
+}
+
+/// `POST /banks/_mock/faults`: the same change of faults at every bank, as
+/// `POST /banks/{id}/_mock/faults` takes it, except that a seed is mixed
+/// with each bank's id (so the banks do not fail in step). Answers
+/// `{"banks": N}`; a bad change is refused before any bank is changed.
+async fn fleet_faults(State(banks): State<Arc<Banks>>, body: Bytes) -> Response {
+    let change = match FaultsChange::parse(&body) {
+        Ok(change) => change,
+        Err(e) => return bad_request(&e),
+    };
+    let mut changed = 0usize;
+    for bank in banks.ids.iter().filter_map(|id| banks.by_id.get(id)) {
+        // Whether a change is acceptable does not depend on the faults it
+        // changes: the first bank refuses it if any would.
+        if let Err(e) = change.apply(&bank.agency, true) {
+            return bad_request(&e);
+        }
+        changed += 1;
+    }
+    tracing::info!(banks = changed, "faults changed at every bank");
+    Json(json!({ "banks": changed })).into_response()
 }
 
 /// `/banks/{id}/rest?query` → that bank's router, asked for `/rest?query`.

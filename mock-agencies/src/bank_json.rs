@@ -24,7 +24,8 @@ use crate::bank_book::Account;
 use crate::control::{
     self, Action, ControlItem, ControlRequest, ControlState, ItemResult, is_sha256_hex,
 };
-use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
+use crate::faults::FaultMode;
+use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::{ids, money};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
@@ -118,18 +119,32 @@ fn error_body(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+/// An injected error (`mode: error`, `error_rate`) or throttling (429),
+/// nothing processed: `{"error": {"code", "message"}}` with a code for the
+/// status.
+pub(crate) fn fault_reply(status: StatusCode) -> Response {
+    let (code, message) = match status.as_u16() {
+        429 => ("RATE_LIMITED", "too many requests, retry later"),
+        500 => ("INTERNAL_ERROR", "the bank's system failed, retry later"),
+        502 => (
+            "BAD_GATEWAY",
+            "the bank's backend did not answer, retry later",
+        ),
+        503 => (
+            "SERVICE_UNAVAILABLE",
+            "the bank's system is busy, retry later",
+        ),
+        504 => (
+            "GATEWAY_TIMEOUT",
+            "the bank's backend timed out, retry later",
+        ),
+        _ => ("SYSTEM_BUSY", "the bank's system is busy, retry later"),
+    };
+    json_reply(FaultMode::Normal, status, &error_body(code, message))
+}
+
 async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &error_body(
-                "SERVICE_UNAVAILABLE",
-                "the bank's system is busy, retry later",
-            ),
-        );
-    }
+    let mode = agency.mode();
     let request = match read_request(&body) {
         Ok(request) => request,
         Err(reason) => {
@@ -356,17 +371,7 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
 }
 
 async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &error_body(
-                "SERVICE_UNAVAILABLE",
-                "the bank's system is busy, retry later",
-            ),
-        );
-    }
+    let mode = agency.mode();
     let request = match read_control(&body) {
         Ok(request) => request,
         Err(reason) => {
@@ -404,18 +409,8 @@ async fn control_status(
     State(agency): State<Arc<Agency>>,
     Path(request_number): Path<String>,
 ) -> Response {
-    let mode = agency.arrive().await;
+    let mode = agency.mode();
     let rn = request_number.as_str();
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &error_body(
-                "SERVICE_UNAVAILABLE",
-                "the bank's system is busy, retry later",
-            ),
-        );
-    }
     if mode == FaultMode::Refuse {
         let mut body = control_body(rn, None, &[]);
         body["state"] = "NOT_CONTROLLED".into();

@@ -28,7 +28,8 @@ use crate::bank_book::Account;
 use crate::control::{
     self, Action, ControlItem, ControlRequest, ControlState, Document, ItemResult, is_sha256_hex,
 };
-use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
+use crate::faults::FaultMode;
+use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::xml_tree::{Element, decode_document, parse};
 use crate::{ids, money};
 
@@ -117,16 +118,7 @@ fn refusal_for(item: &Item) -> Option<String> {
 }
 
 async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return error_reply(
-            &agency,
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "E999",
-            "系统繁忙，请稍后重试",
-        );
-    }
+    let mode = agency.mode();
     let batch = match read_batch(&body) {
         Ok(batch) => batch,
         Err(reason) => {
@@ -278,6 +270,17 @@ fn xml_reply(agency: &Agency, mode: FaultMode, status: StatusCode, document: &st
     )
 }
 
+/// An injected error (`mode: error`, `error_rate`; `E999` 系统繁忙) or
+/// throttling (429; `E429` 请求过于频繁), nothing processed.
+pub(crate) fn fault_reply(agency: &Agency, status: StatusCode) -> Response {
+    let (code, message) = if status == StatusCode::TOO_MANY_REQUESTS {
+        ("E429", "请求过于频繁，请稍后重试")
+    } else {
+        ("E999", "系统繁忙，请稍后重试")
+    };
+    error_reply(agency, FaultMode::Normal, status, code, message)
+}
+
 /// `<CWXX>`: the bank could not (or would not) read the request at all.
 fn error_reply(
     agency: &Agency,
@@ -425,16 +428,7 @@ fn read_officers(root: &Element) -> Result<(), String> {
 }
 
 async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return error_reply(
-            &agency,
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "E999",
-            "系统繁忙，请稍后重试",
-        );
-    }
+    let mode = agency.mode();
     let request = match read_control(&body) {
         Ok(request) => request,
         Err(reason) => {
@@ -464,17 +458,8 @@ async fn control_status(
     State(agency): State<Arc<Agency>>,
     Path(request_number): Path<String>,
 ) -> Response {
-    let mode = agency.arrive().await;
+    let mode = agency.mode();
     let rn = request_number.as_str();
-    if mode == FaultMode::Error {
-        return error_reply(
-            &agency,
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "E999",
-            "系统繁忙，请稍后重试",
-        );
-    }
     if mode == FaultMode::Refuse {
         // Not controlled, for the maintenance: nothing looked up or recorded.
         let refused = ItemResult {

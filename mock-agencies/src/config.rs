@@ -1,5 +1,5 @@
 //! The mock fleet's configuration: which agencies to run, in which dialect,
-//! where, and how slow, plus the seed and size of the shared population.
+//! where, how slow and how faulty, plus the seed and size of the shared population.
 //! Loaded from TOML (`config/mock-agencies.toml`) or built in code by
 //! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`]).
 //! Validation collects every problem before
@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::faults::FaultConfig;
 use crate::fixtures;
 
 /// The largest population we agree to generate: beyond it start-up time and
@@ -96,6 +97,11 @@ pub struct AgencySpec {
     /// (`HDDZ`); no `Authorization` header when absent.
     #[serde(default)]
     pub callback_token: Option<String>,
+    /// Faults injected from the start (error and reset rates, latency
+    /// tails, throttling, ...), as `POST /_mock/faults` takes them; none
+    /// when absent.
+    #[serde(default, skip_serializing_if = "FaultConfig::is_off")]
+    pub faults: FaultConfig,
 }
 
 fn default_seed() -> u64 {
@@ -151,6 +157,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国工商银行（模拟）".into(),
                     callback_token: None,
+                    faults: FaultConfig::default(),
                 },
                 AgencySpec {
                     id: fixtures::BANK_B.into(),
@@ -161,6 +168,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国建设银行（模拟）".into(),
                     callback_token: None,
+                    faults: FaultConfig::default(),
                 },
                 AgencySpec {
                     id: fixtures::REGISTRY_X.into(),
@@ -171,6 +179,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "天水市不动产登记中心（模拟）".into(),
                     callback_token: Some(DEMO_CALLBACK_TOKEN.into()),
+                    faults: FaultConfig::default(),
                 },
             ],
         }
@@ -192,6 +201,7 @@ impl MockConfig {
             result_delay_ms: default_result_delay_ms(),
             name: "中国农业银行（模拟）".into(),
             callback_token: None,
+            faults: FaultConfig::default(),
         });
         self
     }
@@ -248,6 +258,9 @@ impl MockConfig {
                         "agency {id}: callback_token must be non-empty printable ASCII without blanks"
                     ));
                 }
+            }
+            for problem in spec.faults.problems() {
+                problems.push(format!("agency {id}: faults: {problem}"));
             }
         }
         if problems.is_empty() {

@@ -22,6 +22,7 @@ use rand::seq::index;
 
 use crate::bank_book::{self, Account, BankBook};
 use crate::config::{self, AgencySpec, MockDialect};
+use crate::faults::FaultConfig;
 use crate::fixtures;
 use crate::names::BankBrand;
 use crate::population::Population;
@@ -66,6 +67,7 @@ pub fn fleet_bank_spec(number: usize, banks: usize) -> AgencySpec {
         latency_ms: 0,
         result_delay_ms: config::default_result_delay_ms(),
         callback_token: None,
+        faults: FaultConfig::default(),
     }
 }
 

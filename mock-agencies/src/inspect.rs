@@ -3,7 +3,7 @@
 //! holds (as control orders left it), every request number it received, the
 //! control orders it decided and the money deductions moved;
 //! `GET/POST /_mock/faults` reads or changes injected latency and
-//! misbehaviour; `GET/POST /_mock/clock` reads or sets the mock's today
+//! misbehaviour (see `fault_layer`); `GET/POST /_mock/clock` reads or sets the mock's today
 //! (what measures lapse by); `POST /_mock/lift` has another authority lift
 //! its standing measure or seal. Not part of any agency's real interface:
 //! faults and latency never apply here.
@@ -22,8 +22,9 @@ use serde_json::{Value, json};
 use crate::agency::{Agency, Holdings};
 use crate::bank_book::Account;
 use crate::config::MockDialect;
+use crate::fault_layer::Faults;
+use crate::faults::{self, FaultMode, LatencyDistribution, Rate};
 use crate::ids;
-use crate::ledger::FaultMode;
 use crate::registry_book::Unit;
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
@@ -34,7 +35,7 @@ pub(crate) fn routes() -> Router<Arc<Agency>> {
         .route("/_mock/lift", post(lift))
 }
 
-fn bad_request(message: &str) -> Response {
+pub(crate) fn bad_request(message: &str) -> Response {
     let error = json!({"error": {"code": "INVALID_REQUEST", "message": message}});
     (StatusCode::BAD_REQUEST, Json(error)).into_response()
 }
@@ -103,6 +104,7 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
         .collect();
     body["transfers"] = transfers.into();
     body["today"] = today.to_string().into();
+    body["injected"] = state.engine.tally();
     Json(body)
 }
 
@@ -228,37 +230,127 @@ async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     }
 }
 
-async fn faults(State(agency): State<Arc<Agency>>) -> Json<Value> {
-    Json(json!(agency.faults()))
+#[derive(Deserialize)]
+struct FaultsQuery {
+    #[serde(default)]
+    all: bool,
 }
 
-/// Fields left out keep their current value.
+/// The faults in force; with `?all=true` every field, off ones included.
+async fn faults(State(agency): State<Arc<Agency>>, Query(q): Query<FaultsQuery>) -> Json<Value> {
+    Json(agency.faults().view(q.all))
+}
+
+/// A change of faults: fields left out keep their current value; `latency`
+/// and `seed` take `null` (no distribution; the seed derived from the id).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FaultsChange {
+pub(crate) struct FaultsChange {
     latency_ms: Option<u64>,
     mode: Option<FaultMode>,
     result_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    seed: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    latency: Option<Option<LatencyDistribution>>,
+    error_rate: Option<Rate>,
+    error_status: Option<u16>,
+    reset_rate: Option<Rate>,
+    malformed_rate: Option<Rate>,
+    garbage_rate: Option<Rate>,
+    wrong_encoding: Option<bool>,
+    oversize_bytes: Option<u64>,
+    trickle_ms_per_byte: Option<u64>,
+    rate_limit_per_second: Option<u32>,
+    throttle_rate: Option<Rate>,
+}
+
+/// A field given, possibly as `null`: `Some(None)`; left out: `None` (by
+/// `#[serde(default)]`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+impl FaultsChange {
+    /// Reads a change from a request body; `Err` is why it is refused.
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    }
+
+    /// `faults` with the change made, or every reason it cannot be.
+    fn applied_to(&self, faults: &Faults) -> Result<Faults, String> {
+        let mut new = *faults;
+        let c = &mut new.config;
+        macro_rules! set {
+            ($($field:ident => $target:expr),* $(,)?) => {
+                $(if let Some(value) = self.$field {
+                    $target = value;
+                })*
+            };
+        }
+        set! {
+            latency_ms => new.latency_ms,
+            result_delay_ms => new.result_delay_ms,
+            mode => c.mode,
+            seed => c.seed,
+            latency => c.latency,
+            error_rate => c.error_rate,
+            error_status => c.error_status,
+            reset_rate => c.reset_rate,
+            malformed_rate => c.malformed_rate,
+            garbage_rate => c.garbage_rate,
+            wrong_encoding => c.wrong_encoding,
+            oversize_bytes => c.oversize_bytes,
+            trickle_ms_per_byte => c.trickle_ms_per_byte,
+            rate_limit_per_second => c.rate_limit_per_second,
+            throttle_rate => c.throttle_rate,
+        }
+        let problems = new.config.problems();
+        if problems.is_empty() {
+            Ok(new)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Makes the change at `agency`; a seed given (even the same) starts
+    /// its generator again, from `seed` mixed with the agency's id when
+    /// `mix_seed` (a change made to a whole fleet of banks at once).
+    pub(crate) fn apply(&self, agency: &Agency, mix_seed: bool) -> Result<Faults, String> {
+        let mut state = agency.state();
+        let mut new = self.applied_to(&state.faults)?;
+        if let Some(seed) = self.seed {
+            let own = faults::default_seed(agency.id());
+            let seed = match seed {
+                Some(seed) if mix_seed => {
+                    let mixed = seed ^ own;
+                    new.config.seed = Some(mixed);
+                    mixed
+                }
+                Some(seed) => seed,
+                None => own,
+            };
+            state.engine.reseed(seed);
+        }
+        state.faults = new;
+        Ok(new)
+    }
 }
 
 async fn set_faults(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let change: FaultsChange = match serde_json::from_slice(&body) {
+    let change = match FaultsChange::parse(&body) {
         Ok(change) => change,
-        Err(e) => return bad_request(&e.to_string()),
+        Err(e) => return bad_request(&e),
     };
-    let now = {
-        let mut state = agency.state();
-        if let Some(latency_ms) = change.latency_ms {
-            state.faults.latency_ms = latency_ms;
+    match change.apply(&agency, false) {
+        Ok(now) => {
+            tracing::info!(agency = agency.id(), faults = ?now, "faults changed");
+            Json(now.view(false)).into_response()
         }
-        if let Some(mode) = change.mode {
-            state.faults.mode = mode;
-        }
-        if let Some(delay) = change.result_delay_ms {
-            state.faults.result_delay_ms = delay;
-        }
-        state.faults
-    };
-    tracing::info!(agency = agency.id(), latency_ms = now.latency_ms, mode = ?now.mode, "faults changed");
-    Json(json!(now)).into_response()
+        Err(e) => bad_request(&e),
+    }
 }

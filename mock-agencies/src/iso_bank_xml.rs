@@ -20,8 +20,9 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::agency::{Agency, wire_reply};
 use crate::bank_book::Account;
+use crate::faults::FaultMode;
 use crate::ids;
-use crate::ledger::{Answer, FaultMode, Outcome, RequestKind};
+use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::xml_tree::{Element, declared_encoding, decode_document, parse};
 
 /// The namespace of requests, replies and error documents.
@@ -130,15 +131,7 @@ fn refusal_for(item: &Item) -> Option<String> {
 }
 
 async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return error_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "BUSY",
-            "service temporarily unavailable, retry later",
-        );
-    }
+    let mode = agency.mode();
     let items = match read_request(&body) {
         Ok(items) => items,
         Err(reason) => {
@@ -271,6 +264,26 @@ fn account(w: &mut XmlWriter, a: &Account) -> std::io::Result<()> {
 }
 
 /// `<Document xmlns=...><Err Cd="...">message</Err></Document>`.
+/// An injected error (`mode: error`, `error_rate`; `BUSY`) or throttling
+/// (429; `THROTTLED`), nothing processed.
+pub(crate) fn fault_reply(status: StatusCode) -> Response {
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        error_reply(
+            FaultMode::Normal,
+            status,
+            "THROTTLED",
+            "too many requests, retry later",
+        )
+    } else {
+        error_reply(
+            FaultMode::Normal,
+            status,
+            "BUSY",
+            "service temporarily unavailable, retry later",
+        )
+    }
+}
+
 fn error_reply(mode: FaultMode, status: StatusCode, code: &str, message: &str) -> Response {
     let document = document(|w| {
         w.create_element("Err")

@@ -1,10 +1,11 @@
 //! What one agency remembers while it runs: every request number it has
 //! received (the request log), the answer it gave to each (so a repeated
 //! request number gets the same answer, and a registry the same ticket), and
-//! the faults currently injected. Answers are kept dialect-neutral (the
-//! accounts or units as they stood when the answer was given, control
-//! measures included) and rendered by the dialect on every reply, which is
-//! deterministic, so a repeat is byte-for-byte the first answer. A registry
+//! the faults currently injected, with their generator and tally. Answers
+//! are kept dialect-neutral (the accounts or units as they stood when the
+//! answer was given, control measures included) and rendered by the dialect
+//! on every reply, which is deterministic, so a repeat is byte-for-byte the
+//! first answer. A registry
 //! also remembers which request numbers it has scheduled a result push for,
 //! and logs every push attempt. The control ledger (measures placed, money
 //! moved, the mock's clock) is kept here too, under the same lock.
@@ -12,10 +13,11 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::bank_book::Account;
 use crate::control::ControlBook;
+use crate::fault_layer::{FaultEngine, Faults};
 use crate::registry_book::Unit;
 
 /// What an agency found for a subject.
@@ -113,31 +115,12 @@ pub(crate) struct RequestRecord {
     pub callback_error: Option<String>,
 }
 
-/// How the agency misbehaves on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum FaultMode {
-    Normal,
-    /// HTTP 503 with the dialect's error body; nothing is processed.
-    Error,
-    /// Processed as usual, but the reply is cut off in the middle.
-    Malformed,
-    /// A well-formed refusal for every request; nothing is remembered.
-    Refuse,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(crate) struct Faults {
-    pub latency_ms: u64,
-    pub mode: FaultMode,
-    /// How long a registry takes to produce a result after accepting a
-    /// request (registries only).
-    pub result_delay_ms: u64,
-}
-
 #[derive(Debug)]
 pub(crate) struct AgencyState {
     pub faults: Faults,
+    /// The fault generator, the rate limit's window and the tally of
+    /// injected faults.
+    pub engine: FaultEngine,
     requests: Vec<RequestRecord>,
     request_index: HashMap<(String, RequestKind), usize>,
     answers: HashMap<String, Answer>,
@@ -149,13 +132,10 @@ pub(crate) struct AgencyState {
 }
 
 impl AgencyState {
-    pub fn new(latency_ms: u64, result_delay_ms: u64) -> Self {
+    pub fn new(faults: Faults, seed: u64) -> Self {
         Self {
-            faults: Faults {
-                latency_ms,
-                mode: FaultMode::Normal,
-                result_delay_ms,
-            },
+            faults,
+            engine: FaultEngine::new(seed),
             requests: Vec::new(),
             request_index: HashMap::new(),
             answers: HashMap::new(),

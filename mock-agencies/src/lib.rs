@@ -12,6 +12,7 @@
 
 pub mod bank_book;
 pub mod config;
+pub mod faults;
 pub mod fixtures;
 pub mod fleet_plan;
 pub mod ids;
@@ -26,6 +27,7 @@ mod bank_fleet;
 mod bank_json;
 mod bank_xml;
 mod control;
+mod fault_layer;
 mod fleet;
 mod inspect;
 mod iso_bank_xml;
@@ -36,4 +38,5 @@ mod xml_tree;
 pub use agency_files::{fleet_agency_files, write_fleet_agency_files};
 pub use bank_fleet::MockBankFleet;
 pub use config::{AgencySpec, MockConfig, MockDialect};
+pub use faults::{FaultConfig, FaultMode, LatencyDistribution, Rate};
 pub use fleet::MockFleet;

@@ -40,7 +40,8 @@ use crate::control::{
     Action, ControlItem, ControlOutcome, ControlRequest, ControlState, Document as Received,
     ItemResult, is_sha256_hex,
 };
-use crate::ledger::{Answer, CallbackOutcome, FaultMode, Outcome, RequestKind};
+use crate::faults::FaultMode;
+use crate::ledger::{Answer, CallbackOutcome, Outcome, RequestKind};
 use crate::registry_book::Unit;
 use crate::{ids, money};
 
@@ -74,6 +75,54 @@ struct Submission {
 }
 
 const BUSY: &str = "系统繁忙，请稍后重试";
+
+/// An injected error (`mode: error`, `error_rate`) or throttling (429),
+/// nothing processed: `RESULT` is `0` and the status (`0503`, `0429`), and
+/// a poll's answer names its request number.
+pub(crate) fn fault_reply(status: StatusCode, path: &str) -> Response {
+    let rn = ["/bdc/api/cxjg/", "/bdc/api/kzjg/"]
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix))
+        .map(percent_decode);
+    let text = if status == StatusCode::TOO_MANY_REQUESTS {
+        "请求过于频繁，请稍后重试"
+    } else {
+        BUSY
+    };
+    json_reply(
+        FaultMode::Normal,
+        status,
+        &message(
+            &format!("{:04}", status.as_u16()),
+            rn.as_deref(),
+            json!({"MSG": text}),
+        ),
+    )
+}
+
+/// A path segment as the router's `Path` extractor would give it.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// Waits before the second and third attempt of a push.
 const CALLBACK_BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
@@ -140,14 +189,7 @@ fn message(result: &str, request_number: Option<&str>, rest: Value) -> Value {
 }
 
 async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &message("0503", None, json!({"MSG": BUSY})),
-        );
-    }
+    let mode = agency.mode();
     let (submission, callback) = match read_submission(&body) {
         Ok(read) => read,
         Err(reason) => {
@@ -196,15 +238,8 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
 }
 
 async fn poll(State(agency): State<Arc<Agency>>, Path(request_number): Path<String>) -> Response {
-    let mode = agency.arrive().await;
+    let mode = agency.mode();
     let rn = request_number.as_str();
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &message("0503", Some(rn), json!({"MSG": BUSY})),
-        );
-    }
     let stored = agency.stored_answer(rn);
     agency.record(
         rn,
@@ -254,7 +289,7 @@ async fn push(agency: Arc<Agency>, rn: String, callback: Url, ready_at: tokio::t
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let bytes = json_body(agency.faults().mode, &body);
+        let bytes = json_body(agency.faults().mode(), &body);
         let at = chrono::Utc::now();
         let outcome = send(&agency, &callback, bytes).await;
         let delivered =
@@ -520,14 +555,7 @@ fn read_control(request_number: &str, body: Value) -> Result<ControlRequest, Str
 }
 
 async fn control_submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
-    let mode = agency.arrive().await;
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &message("0503", None, json!({"MSG": BUSY})),
-        );
-    }
+    let mode = agency.mode();
     // Without a request number there is nobody to answer to.
     let parsed = serde_json::from_slice::<Value>(&body).ok();
     let rn = parsed
@@ -584,15 +612,8 @@ async fn control_poll(
     State(agency): State<Arc<Agency>>,
     Path(request_number): Path<String>,
 ) -> Response {
-    let mode = agency.arrive().await;
+    let mode = agency.mode();
     let rn = request_number.as_str();
-    if mode == FaultMode::Error {
-        return json_reply(
-            mode,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &message("0503", Some(rn), json!({"MSG": BUSY})),
-        );
-    }
     let outcome = agency.control_status(rn);
     if mode != FaultMode::Refuse {
         agency.record(

@@ -8,6 +8,7 @@ mod common;
 mod config;
 mod control;
 mod faults;
+mod faults_more;
 mod iso_bank_xml;
 mod population;
 mod registry;
