@@ -168,3 +168,84 @@ async fn metrics_show_agency_outcomes_breakers_and_the_audit_writer(
 }
 
 on_both_backends!(metrics_show_agency_outcomes_breakers_and_the_audit_writer);
+
+async fn inquiries_complete_in_time_with_one_agency_failing_half_its_calls_and_another_throttling(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |config, agencies| {
+        config.inquiries.deadline_secs = 5;
+        config.dispatcher.max_attempts = 3;
+        config.dispatcher.retry_base_ms = 20;
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-a") {
+            a.limits.breaker_failures = 2;
+            a.limits.breaker_cooldown_ms = 300;
+        }
+    })
+    .await?;
+    sys.fault("bank-a", json!({"error_rate": 0.5, "seed": 7}))
+        .await?;
+    sys.fault("bank-b", json!({"throttle_rate": 0.5, "seed": 11}))
+        .await?;
+    let mut seen_a = std::collections::BTreeSet::new();
+    let mut seen_b = std::collections::BTreeSet::new();
+    let mut opened = false;
+    for _ in 0..12 {
+        let started = tokio::time::Instant::now();
+        let reply = sys.inquire(zhang_san(), 10).await?;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "past the deadline"
+        );
+        let a = agency_status(&reply.body, "bank-a")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let b = agency_status(&reply.body, "bank-b")
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ["answered", "error", "circuit_open"].contains(&a.as_str()),
+            "bank-a {a}"
+        );
+        assert!(
+            ["answered", "rate_limited"].contains(&b.as_str()),
+            "bank-b {b}"
+        );
+        assert_eq!(agency_status(&reply.body, "registry-x"), "answered");
+        opened |= sys
+            .get("/v1/agencies", ENFORCEMENT)
+            .await?
+            .body
+            .to_string()
+            .contains("\"breaker\":\"open\"");
+        seen_a.insert(a);
+        seen_b.insert(b);
+    }
+    assert!(opened, "bank-a's breaker opened at least once");
+    assert!(seen_a.contains("answered"), "{seen_a:?}");
+    assert!(seen_b.contains("answered"), "{seen_b:?}");
+    // bank-a recovers: the breaker closes again.
+    sys.fault("bank-a", json!({"error_rate": 0.0})).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = sys.inquire(zhang_san(), 10).await?;
+        let agencies = sys.get("/v1/agencies", ENFORCEMENT).await?.body.to_string();
+        if agency_status(&reply.body, "bank-a") == "answered"
+            && !agencies.contains("\"breaker\":\"open\"")
+        {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "bank-a's breaker never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+on_both_backends!(
+    inquiries_complete_in_time_with_one_agency_failing_half_its_calls_and_another_throttling
+);
