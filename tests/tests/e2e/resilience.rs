@@ -249,3 +249,79 @@ async fn inquiries_complete_in_time_with_one_agency_failing_half_its_calls_and_a
 on_both_backends!(
     inquiries_complete_in_time_with_one_agency_failing_half_its_calls_and_another_throttling
 );
+
+/// Each fault an agency can commit, survived: the inquiry completes, the
+/// faulty agency gets the status its fault deserves, the others answer,
+/// and nothing is ever a 500.
+async fn every_kind_of_agency_fault_is_survived(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |config, agencies| {
+        config.dispatcher.max_attempts = 1;
+        config.limits.max_reply_bytes = 64 * 1024;
+        for a in agencies.iter_mut() {
+            a.limits.timeout_ms = 1_000;
+            a.limits.breaker_failures = 1_000;
+        }
+    })
+    .await?;
+    let cases: [(&str, serde_json::Value, &[&str]); 9] = [
+        ("bank-b", json!({"reset_rate": 1.0}), &["error"]),
+        ("bank-b", json!({"mode": "garbage"}), &["bad_reply"]),
+        ("bank-b", json!({"malformed_rate": 1.0}), &["bad_reply"]),
+        ("bank-a", json!({"wrong_encoding": true}), &["bad_reply"]),
+        ("bank-b", json!({"oversize_bytes": 200_000}), &["bad_reply"]),
+        ("bank-b", json!({"trickle_ms_per_byte": 20}), &["timeout"]),
+        ("bank-b", json!({"throttle_rate": 1.0}), &["rate_limited"]),
+        (
+            "bank-b",
+            json!({"error_rate": 1.0, "error_status": 500}),
+            &["error"],
+        ),
+        (
+            "bank-b",
+            json!({"latency": {"p50_ms": 5, "p99_ms": 50}}),
+            &["answered"],
+        ),
+    ];
+    let clear = json!({
+        "mode": "normal", "reset_rate": 0.0, "malformed_rate": 0.0, "wrong_encoding": false,
+        "oversize_bytes": 0, "trickle_ms_per_byte": 0, "throttle_rate": 0.0, "error_rate": 0.0,
+        "latency": null,
+    });
+    for (agency, fault, expected) in cases {
+        sys.fault(agency, fault.clone()).await?;
+        let mut body = inquiry_body(zhang_san());
+        body["agencies"] = json!(["bank-a", "bank-b"]);
+        let reply = sys
+            .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &body)
+            .await?;
+        assert_eq!(reply.status, StatusCode::OK, "{fault}: {}", reply.body);
+        let status = agency_status(&reply.body, agency)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            expected.contains(&status.as_str()),
+            "{fault}: {agency} is {status}: {}",
+            reply.body
+        );
+        let other = if agency == "bank-a" {
+            "bank-b"
+        } else {
+            "bank-a"
+        };
+        assert_eq!(agency_status(&reply.body, other), "answered", "{fault}");
+        sys.fault(agency, clear.clone()).await?;
+    }
+    // The gateway is still well.
+    let reply = sys.inquire(zhang_san(), 10).await?;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        agency_status(&reply.body, "bank-b"),
+        "answered",
+        "{}",
+        reply.body
+    );
+    Ok(())
+}
+
+on_both_backends!(every_kind_of_agency_fault_is_survived);
