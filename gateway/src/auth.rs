@@ -59,10 +59,18 @@ impl Caller {
     }
 }
 
-/// The callers known from configuration, by token digest.
+type Bucket = governor::RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    governor::clock::DefaultClock,
+>;
+
+/// The callers known from configuration, by token digest, with each one's
+/// request quota.
 #[derive(Debug, Clone, Default)]
 pub struct Callers {
     entries: Arc<Vec<([u8; 32], Caller)>>,
+    quotas: Arc<std::collections::HashMap<String, Bucket>>,
 }
 
 impl Callers {
@@ -81,8 +89,30 @@ impl Callers {
                 ))
             })
             .collect();
+        let quotas = callers
+            .iter()
+            .filter_map(|c| {
+                let rate = std::num::NonZeroU32::new(c.rate_per_second?)?;
+                let burst = std::num::NonZeroU32::new(c.burst.unwrap_or(0)).unwrap_or(rate);
+                let quota = governor::Quota::per_second(rate).allow_burst(burst);
+                Some((c.name.clone(), governor::RateLimiter::direct(quota)))
+            })
+            .collect();
         Self {
             entries: Arc::new(entries),
+            quotas: Arc::new(quotas),
+        }
+    }
+
+    /// Takes one request from the caller's quota; the error says when the
+    /// next may come.
+    pub fn admit(&self, caller: &str) -> Result<(), std::time::Duration> {
+        use governor::clock::Clock;
+        match self.quotas.get(caller) {
+            None => Ok(()),
+            Some(bucket) => bucket.check().map_err(|not_until| {
+                not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+            }),
         }
     }
 
@@ -117,10 +147,22 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer <token>")
             })?;
-        state
+        let caller = state
             .callers
             .authenticate(token)
-            .ok_or_else(|| ApiError::unauthorized("the token is not known"))
+            .ok_or_else(|| ApiError::unauthorized("the token is not known"))?;
+        if let Err(wait) = state.callers.admit(&caller.name) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this caller is over its rate; try again in {} ms",
+                    wait.as_millis().max(1)
+                ),
+            )
+            .with_retry_after(wait));
+        }
+        Ok(caller)
     }
 }
 
@@ -135,6 +177,8 @@ mod tests {
             role,
             token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
             court: None,
+            rate_per_second: None,
+            burst: None,
             callback_url: None,
             callback_secret_env: None,
             callback_secret_file: None,

@@ -299,6 +299,14 @@ pub struct CallerConfig {
     /// message.
     #[serde(default)]
     pub court: Option<Court>,
+    /// Requests per second this caller may make (429 beyond); absent, no
+    /// limit.
+    #[serde(default)]
+    pub rate_per_second: Option<u32>,
+    /// Requests it may make at once above that rate (default: one second's
+    /// worth).
+    #[serde(default)]
+    pub burst: Option<u32>,
     /// Where the gateway POSTs the caller's resources when they reach a
     /// final state (and expiry warnings), signed with HMAC-SHA256.
     #[serde(default)]

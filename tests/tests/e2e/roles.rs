@@ -116,3 +116,33 @@ async fn every_route_answers_each_role_as_the_contract_says() -> anyhow::Result<
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_caller_over_its_rate_gets_429_with_retry_after() -> anyhow::Result<()> {
+    let sys = System::start_with(|config, _| {
+        for c in config
+            .callers
+            .iter_mut()
+            .filter(|c| c.name == "demo-auditor")
+        {
+            c.rate_per_second = Some(1);
+            c.burst = Some(3);
+        }
+    })
+    .await?;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let reply = sys.get("/v1/audit/events?limit=1", AUDITOR).await?;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(reply.body["error"]["code"], "rate_limited");
+            assert!(reply.headers.get("retry-after").is_some());
+        }
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    // Other callers are not held back by the auditor's quota.
+    let reply = sys.get("/v1/agencies", ENFORCEMENT).await?;
+    assert_eq!(reply.status, StatusCode::OK);
+    Ok(())
+}
