@@ -34,6 +34,7 @@ use crate::inquiry::officer_labels;
 use crate::notify::Notifier;
 use crate::order::{self, STATUS_ACCEPTED, STATUS_DISPATCHED, status_of, stored_request};
 use crate::plan;
+use crate::resilience::Guard;
 use crate::store::{
     MeasureEffect, OrderProgress, OrderRecord, OutboxRecord, PHASE_DONE, PHASE_POLL, PHASE_QUERY,
     PHASE_SEND, PHASE_WATCH, Store,
@@ -326,15 +327,16 @@ impl OrderWorker {
             }
         };
         if order.phase == PHASE_SEND {
-            self.send(&link, order, request, court).await;
+            self.send(&link, &guard, order, request, court).await;
         } else {
-            self.query(&link, order, request).await;
+            self.query(&link, &guard, order, request).await;
         }
     }
 
     async fn send(
         &self,
         link: &AgencyLink,
+        guard: &Guard,
         order: OrderRecord,
         request: ControlRequest,
         court: adapters::model::Court,
@@ -395,16 +397,28 @@ impl OrderWorker {
             ..order
         };
         let outcome = self
-            .exchange(link, &order, &request, &wire, "order.reply", |reply| {
-                agency.dialect.control_reply(&request, reply)
-            })
+            .exchange(
+                link,
+                guard,
+                &order,
+                &request,
+                &wire,
+                "order.reply",
+                |reply| agency.dialect.control_reply(&request, reply),
+            )
             .await;
         if let Some(outcome) = outcome {
             self.apply(&order, outcome).await;
         }
     }
 
-    async fn query(&self, link: &AgencyLink, order: OrderRecord, request: ControlRequest) {
+    async fn query(
+        &self,
+        link: &AgencyLink,
+        guard: &Guard,
+        order: OrderRecord,
+        request: ControlRequest,
+    ) {
         let agency = &*link.agency;
         let wire = match agency
             .dialect
@@ -444,6 +458,7 @@ impl OrderWorker {
         let outcome = self
             .exchange(
                 link,
+                guard,
                 &order,
                 &request,
                 &wire,
@@ -459,9 +474,11 @@ impl OrderWorker {
     /// Sends a message, records the reply, and decodes it. None when the
     /// reply could not be recorded (it must not be used; the order is given
     /// back to be asked about again).
+    #[allow(clippy::too_many_arguments)]
     async fn exchange(
         &self,
         link: &AgencyLink,
+        guard: &Guard,
         order: &OrderRecord,
         request: &ControlRequest,
         wire: &WireRequest,
@@ -480,16 +497,9 @@ impl OrderWorker {
                 &order.request_number,
             )
             .await;
-        if let Some(guard) = self
-            .agencies
-            .current()
-            .get(&order.agency)
-            .map(|l| self.guards.get(&order.agency, &l.config().limits))
-        {
-            guard
-                .breaker
-                .record(!crate::dispatch::is_agency_failure(&result));
-        }
+        guard
+            .breaker
+            .record(!crate::dispatch::is_agency_failure(&result));
         let (status, latency, body) = match &result {
             Ok(reply) => (
                 format!("http_{}", reply.status),

@@ -403,7 +403,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
         match create_order(
             worker,
             &plan,
-            freeze_of(&plan, account, missing),
+            freeze_of(&plan, account, missing, worker.clock.today()),
             &step.to_string(),
         )
         .await
@@ -514,10 +514,12 @@ fn base_order(plan: &PlanRecord, action: ControlAction) -> Result<NewOrder, Stri
     })
 }
 
-fn freeze_of(plan: &PlanRecord, account: &PlanAccount, amount: i64) -> Result<NewOrder, String> {
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).ok_or("offset")?)
-        .date_naive();
+fn freeze_of(
+    plan: &PlanRecord,
+    account: &PlanAccount,
+    amount: i64,
+    today: NaiveDate,
+) -> Result<NewOrder, String> {
     Ok(NewOrder {
         agency: account.agency.clone(),
         asset: AssetBody {
