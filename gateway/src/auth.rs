@@ -1,8 +1,15 @@
-//! Bearer-token callers and their roles.
+//! Callers and their roles: known by a bearer token, by a client
+//! certificate, or by both.
 //!
 //! The configuration holds SHA-256 digests of tokens; a presented token is
 //! hashed and compared in constant time against every caller, so timing says
 //! nothing about which caller or how many bytes matched.
+//!
+//! Over TLS with client certificates (`tls.rs`), a caller whose
+//! `client_cert_sha256` names a certificate is known by that certificate:
+//! the connection that presented it needs no token, a token of another
+//! caller on it is refused, and the caller's own token is refused on any
+//! connection without the certificate (a stolen token alone is not enough).
 
 use std::sync::Arc;
 
@@ -18,6 +25,7 @@ use adapters::model::Court;
 use crate::config::CallerConfig;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tls::PeerCertificate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +54,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    fn of(config: &CallerConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            role: config.role,
+            court: config.court.clone(),
+        }
+    }
+
     /// Refuses the call unless the caller has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
         if roles.contains(&self.role) {
@@ -70,6 +86,8 @@ type Bucket = governor::RateLimiter<
 #[derive(Debug, Clone, Default)]
 pub struct Callers {
     entries: Arc<Vec<([u8; 32], Caller)>>,
+    /// Callers by the fingerprint of their client certificate.
+    by_certificate: Arc<std::collections::HashMap<String, Caller>>,
     quotas: Arc<std::collections::HashMap<String, Bucket>>,
 }
 
@@ -78,16 +96,16 @@ impl Callers {
         let entries = callers
             .iter()
             .filter_map(|c| {
-                let digest: [u8; 32] = hex::decode(&c.token_sha256).ok()?.try_into().ok()?;
-                Some((
-                    digest,
-                    Caller {
-                        name: c.name.clone(),
-                        role: c.role,
-                        court: c.court.clone(),
-                    },
-                ))
+                let digest: [u8; 32] = hex::decode(c.token_sha256.as_ref()?)
+                    .ok()?
+                    .try_into()
+                    .ok()?;
+                Some((digest, Caller::of(c)))
             })
+            .collect();
+        let by_certificate = callers
+            .iter()
+            .filter_map(|c| Some((c.client_cert_fingerprint()?.ok()?, Caller::of(c))))
             .collect();
         let quotas = callers
             .iter()
@@ -100,6 +118,7 @@ impl Callers {
             .collect();
         Self {
             entries: Arc::new(entries),
+            by_certificate: Arc::new(by_certificate),
             quotas: Arc::new(quotas),
         }
     }
@@ -113,6 +132,57 @@ impl Callers {
             Some(bucket) => bucket.check().map_err(|not_until| {
                 not_until.wait_time_from(governor::clock::DefaultClock::default().now())
             }),
+        }
+    }
+
+    /// The caller a client certificate (its fingerprint) names.
+    pub fn by_certificate(&self, fingerprint: &str) -> Option<Caller> {
+        self.by_certificate.get(fingerprint).cloned()
+    }
+
+    /// Whether this caller must present its client certificate.
+    fn needs_certificate(&self, name: &str) -> bool {
+        self.by_certificate.values().any(|c| c.name == name)
+    }
+
+    /// Who is calling: the connection's client certificate and the
+    /// Authorization header, under the rules of the module's text.
+    pub fn identify(
+        &self,
+        certificate: Option<&str>,
+        authorization: Option<&axum::http::HeaderValue>,
+    ) -> Result<Caller, ApiError> {
+        let by_certificate = certificate.and_then(|f| self.by_certificate(f));
+        let by_token = match authorization {
+            None => None,
+            Some(value) => {
+                let token = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::unauthorized("the Authorization header must be Bearer <token>")
+                    })?;
+                Some(
+                    self.authenticate(token)
+                        .ok_or_else(|| ApiError::unauthorized("the token is not known"))?,
+                )
+            }
+        };
+        match (by_certificate, by_token) {
+            (Some(cert), Some(token)) if cert.name != token.name => Err(ApiError::unauthorized(
+                "the token and the client certificate name different callers",
+            )),
+            (Some(cert), _) => Ok(cert),
+            (None, Some(token)) if self.needs_certificate(&token.name) => Err(
+                ApiError::unauthorized("this caller must connect with its client certificate"),
+            ),
+            (None, Some(token)) => Ok(token),
+            (None, None) => Err(ApiError::unauthorized(
+                "an Authorization: Bearer token (or a known client certificate) is required",
+            )),
         }
     }
 
@@ -134,23 +204,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let value = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be Bearer <token>")
-            })?;
+        let certificate = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<PeerCertificate>>()
+            .and_then(|info| info.0.fingerprint.as_deref());
         let caller = state
             .callers
-            .authenticate(token)
-            .ok_or_else(|| ApiError::unauthorized("the token is not known"))?;
+            .identify(certificate, parts.headers.get(AUTHORIZATION))?;
         if let Err(wait) = state.callers.admit(&caller.name) {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,
@@ -175,7 +235,8 @@ mod tests {
         let config = |name: &str, token: &str, role| CallerConfig {
             name: name.into(),
             role,
-            token_sha256: hex::encode(Sha256::digest(token.as_bytes())),
+            token_sha256: Some(hex::encode(Sha256::digest(token.as_bytes()))),
+            client_cert_sha256: None,
             court: None,
             rate_per_second: None,
             burst: None,

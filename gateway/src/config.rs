@@ -62,6 +62,11 @@ pub struct GatewayConfig {
     /// Who may call the API.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
+    /// Serve the API over TLS (and optionally require client certificates).
+    /// Absent: plain HTTP, for a gateway behind a TLS-terminating proxy or
+    /// on one machine.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,8 +298,16 @@ impl Default for Limits {
 pub struct CallerConfig {
     pub name: String,
     pub role: Role,
-    /// Hex SHA-256 of the bearer token.
-    pub token_sha256: String,
+    /// Hex SHA-256 of the bearer token. A caller needs a token, a client
+    /// certificate, or both.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// Hex SHA-256 of the caller's client certificate (DER), as
+    /// `openssl x509 -noout -fingerprint -sha256` prints it (colons allowed).
+    /// The caller is then known by that certificate, over TLS with a
+    /// `tls.client_ca_file`; its token alone no longer admits it.
+    #[serde(default)]
+    pub client_cert_sha256: Option<String>,
     /// The court an enforcement caller acts for; agencies see it on every
     /// message.
     #[serde(default)]
@@ -320,6 +333,27 @@ pub struct CallerConfig {
 }
 
 impl CallerConfig {
+    /// The client certificate's fingerprint, normalised (lower-case hex, no
+    /// colons), when one is configured.
+    pub fn client_cert_fingerprint(&self) -> Option<Result<String, String>> {
+        let raw = self.client_cert_sha256.as_ref()?;
+        let hex: String = raw
+            .chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        Some(
+            if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                Ok(hex)
+            } else {
+                Err(format!(
+                    "caller {:?}: client_cert_sha256 must be 64 hex digits (colons allowed)",
+                    self.name
+                ))
+            },
+        )
+    }
+
     /// The callback signing secret, read from where the configuration says.
     pub fn callback_secret(&self) -> Result<Option<Vec<u8>>, String> {
         match (&self.callback_secret_env, &self.callback_secret_file) {
@@ -393,12 +427,30 @@ impl GatewayConfig {
 
     fn check(&self) -> Result<(), String> {
         let mut problems = Vec::new();
+        let client_certs = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
         for c in &self.callers {
-            if c.token_sha256.len() != 64 || hex::decode(&c.token_sha256).is_err() {
+            if let Some(token) = &c.token_sha256
+                && (token.len() != 64 || hex::decode(token).is_err())
+            {
                 problems.push(format!(
                     "caller {:?}: token_sha256 must be 64 hex digits",
                     c.name
                 ));
+            }
+            match c.client_cert_fingerprint() {
+                Some(Err(e)) => problems.push(e),
+                Some(Ok(_)) if !client_certs => problems.push(format!(
+                    "caller {:?}: client_cert_sha256 needs [tls] with a client_ca_file",
+                    c.name
+                )),
+                None if c.token_sha256.is_none() => problems.push(format!(
+                    "caller {:?}: needs token_sha256, client_cert_sha256 or both",
+                    c.name
+                )),
+                _ => {}
             }
             if c.role == Role::Enforcement && c.court.is_none() {
                 problems.push(format!(
@@ -442,6 +494,11 @@ impl GatewayConfig {
         }
         if self.inquiries.max_wait_secs > 300 {
             problems.push("inquiries.max_wait_secs is at most 300".into());
+        }
+        if let Some(tls) = &self.tls
+            && let Err(e) = tls.server_config()
+        {
+            problems.push(e);
         }
         if self.dispatcher.max_in_flight == 0 {
             problems.push("dispatcher.max_in_flight must be positive".into());

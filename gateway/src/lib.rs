@@ -26,6 +26,7 @@ pub mod resilience;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod verify;
 
@@ -102,10 +103,19 @@ impl Gateway {
                 .await?;
         let agencies = Arc::new(AgencySets::new(registry));
         let addr = listener.local_addr()?;
+        let tls_config = match &config.tls {
+            None => None,
+            Some(tls) => Some(tls.server_config().map_err(anyhow::Error::msg)?),
+        };
+        let scheme = if tls_config.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let public_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
         let dispatcher = Dispatcher::new(
             store.clone(),
             audit.clone(),
@@ -152,18 +162,31 @@ impl Gateway {
                 stopped.clone(),
             ))
         });
-        let app = api::router(state.clone());
+        let app = api::router(state.clone())
+            .into_make_service_with_connect_info::<tls::PeerCertificate>();
         let mut shutdown = stopped;
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
+        let stopping = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        let server = match tls_config {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopping)
+                    .await
+            }),
+            Some(tls_config) => {
+                let listener = tls::TlsListener::new(listener, tls_config)?;
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stopping)
+                        .await
                 })
-                .await
-        });
+            }
+        };
         let current = state.agencies.current();
         tracing::info!(
             %addr,
+            tls = state.config.tls.is_some(),
             agencies = current.len(),
             version = current.version(),
             "gateway listening"
@@ -179,8 +202,14 @@ impl Gateway {
         })
     }
 
+    /// `http://` or, with `[tls]`, `https://` and the listening address.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops taking requests, lets in-flight ones finish, stops the dispatcher.

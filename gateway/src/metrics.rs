@@ -40,6 +40,7 @@ pub struct Metrics {
     pub audit_batch_rows: Histogram,
     pub audit_commit_seconds: Histogram,
     pub audit_failures: Counter,
+    pub tls_handshake_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -96,6 +97,12 @@ impl Metrics {
             "Audit batches that failed to commit",
             audit_failures.clone(),
         );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Inbound TLS handshakes refused (no or wrong client certificate) or not finished in time",
+            tls_handshake_failures.clone(),
+        );
         Self {
             registry,
             agency_latency,
@@ -106,6 +113,7 @@ impl Metrics {
             audit_batch_rows,
             audit_commit_seconds,
             audit_failures,
+            tls_handshake_failures,
         }
     }
 

@@ -247,6 +247,34 @@ async fn a_server_certificate_from_another_ca_is_not_trusted() -> anyhow::Result
 }
 
 #[tokio::test]
+async fn a_client_certificate_from_another_ca_is_refused_by_the_agency() -> anyhow::Result<()> {
+    let agency_pki = pki("agency")?;
+    let addr = agency_over_mutual_tls(&agency_pki).await?;
+    let other = pki("other")?;
+    let dir = tempfile::tempdir()?;
+    // We trust the agency's CA, but present a certificate it did not sign.
+    let mut files = agency_pki;
+    files.client_pem = other.client_pem;
+    files.client_key_pem = other.client_key_pem;
+    let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(&connection)
+        .map_err(anyhow::Error::msg)?;
+    let result = transport
+        .send(
+            &channel,
+            &format!("https://127.0.0.1:{}", addr.port()),
+            &echo(),
+            Duration::from_secs(5),
+            "test-4",
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_agency_without_tls_settings_shares_the_common_client() -> anyhow::Result<()> {
     let transport = Transport::new(1 << 20)?;
     let channel = transport

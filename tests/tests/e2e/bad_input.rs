@@ -263,7 +263,7 @@ async fn another_callers_inquiry_is_not_visible() -> anyhow::Result<()> {
         other.name = "another-court".into();
         // sha256("another-court-token")
         other.token_sha256 =
-            "384d87849ffcee8b3a4dce654ded381365c0c22bd3aad85be294c0ea84f9969d".into();
+            Some("384d87849ffcee8b3a4dce654ded381365c0c22bd3aad85be294c0ea84f9969d".into());
         config.callers.push(other);
     })
     .await?;

@@ -8,6 +8,7 @@ mod business_hours;
 mod callbacks;
 mod fail_closed;
 mod fleet;
+mod inbound_tls;
 mod inquiries;
 mod limits;
 mod onboarding;
