@@ -428,6 +428,10 @@ impl JobStore for SqliteStore {
     }
 }
 
+/// Rows per INSERT statement when appending audit rows (17 parameters
+/// each, well under SQLite's limit of 32,766).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+
 const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
      action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
 /// The same, with NULL for the body (verification needs only its digest).
@@ -490,37 +494,46 @@ impl AuditStore for SqliteStore {
             None => (0, GENESIS_HASH.to_owned()),
         };
         let mut rows = Vec::with_capacity(new.len());
+        let mut officers = Vec::with_capacity(new.len());
         for n in new {
             seq += 1;
             let row = AuditRow::chain(seq, n.at_ms, n.record.clone(), prev);
             prev = row.hash.clone();
-            let r = &row.record;
-            let officers = serde_json::to_string(&r.officers)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            )))
-            .bind(row.seq)
-            .bind(row.at_ms)
-            .bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-            .bind(&r.caller)
-            .bind(officers)
-            .bind(&r.case_number)
-            .bind(&r.subject)
-            .bind(&r.agency)
-            .bind(&r.action)
-            .bind(&r.inquiry_id)
-            .bind(&r.request_number)
-            .bind(&r.status)
-            .bind(r.latency_ms)
-            .bind(&row.body_sha256)
-            .bind(&r.body)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&mut *tx)
-            .await?;
+            officers.push(
+                serde_json::to_string(&row.record.officers)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
             rows.push(row);
+        }
+        // Many rows per statement: one statement per row costs a round
+        // trip to SQLite's worker thread each, which dominates a batch.
+        for (chunk, officers) in rows
+            .chunks(AUDIT_ROWS_PER_INSERT)
+            .zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
+        {
+            let mut insert: QueryBuilder<Sqlite> =
+                QueryBuilder::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
+            insert.push_values(chunk.iter().zip(officers), |mut b, (row, officers)| {
+                let r = &row.record;
+                b.push_bind(row.seq)
+                    .push_bind(row.at_ms)
+                    .push_bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+                    .push_bind(r.caller.as_deref())
+                    .push_bind(officers.as_str())
+                    .push_bind(r.case_number.as_deref())
+                    .push_bind(r.subject.as_deref())
+                    .push_bind(r.agency.as_deref())
+                    .push_bind(r.action.as_str())
+                    .push_bind(r.inquiry_id.as_deref())
+                    .push_bind(r.request_number.as_deref())
+                    .push_bind(r.status.as_deref())
+                    .push_bind(r.latency_ms)
+                    .push_bind(row.body_sha256.as_deref())
+                    .push_bind(r.body.as_deref())
+                    .push_bind(row.prev_hash.as_str())
+                    .push_bind(row.hash.as_str());
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(rows)
