@@ -15,7 +15,7 @@ use gateway::store::{
     self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, OrderProgress,
     OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND, PHASE_WATCH,
     PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, StoreError,
-    TaskUpdate, Window,
+    TaskResult, TaskUpdate, Window,
 };
 use sha2::{Digest, Sha256};
 
@@ -163,6 +163,7 @@ on_both_backends!(
     orders_idempotency_and_effects,
     order_expiry_and_warnings,
     plans_and_outbox,
+    batched_task_results,
 );
 
 #[tokio::test]
@@ -1893,4 +1894,106 @@ async fn plans_and_outbox(db: &TestDb) {
         Some(NOW + 50),
         "plan-3 is due first"
     );
+}
+
+/// Many results stored in one transaction: only where the lease is still
+/// held, and the inquiries they finish completed, once, also when two
+/// gateways finish the last two tasks of one inquiry at the same moment.
+async fn batched_task_results(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    for id in ["b-1", "b-2", "b-3"] {
+        store
+            .create_inquiry(
+                &inquiry(id, "case-b", NOW - 1_000),
+                &tasks_for(id, &["bank-a", "bank-b"]),
+            )
+            .await
+            .expect("create");
+    }
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 6);
+    let result = |inquiry: &str, agency: &str, state: &str| TaskResult {
+        inquiry_id: inquiry.into(),
+        agency: agency.into(),
+        update: TaskUpdate {
+            ticket: Some(format!("T-{inquiry}-{agency}")),
+            result: (state == "answered").then(|| r#"[{"kind":"deposit"}]"#.to_owned()),
+            ..update(state)
+        },
+    };
+    // b-1 finished whole, b-2 half, and a result for a lease gw-1 does not
+    // hold (another owner's) is refused.
+    let done = store
+        .finish_tasks(
+            "gw-1",
+            &[
+                result("b-1", "bank-a", "answered"),
+                result("b-1", "bank-b", "no_record"),
+                result("b-2", "bank-a", "timeout"),
+            ],
+            NOW,
+        )
+        .await
+        .expect("finish");
+    assert_eq!(done.stored, [true, true, true]);
+    assert_eq!(done.completed, ["b-1"]);
+    let refused = store
+        .finish_tasks("gw-2", &[result("b-2", "bank-b", "answered")], NOW)
+        .await
+        .expect("finish");
+    assert_eq!(refused.stored, [false]);
+    assert!(refused.completed.is_empty());
+    let b1 = store.inquiry("b-1").await.expect("read").expect("found");
+    assert_eq!(b1.status, "completed");
+    assert_eq!(b1.completed_at_ms, Some(NOW));
+    let tasks = store.tasks("b-1").await.expect("tasks");
+    let states: Vec<(&str, &str, Option<&str>)> = tasks
+        .iter()
+        .map(|t| (t.agency.as_str(), t.state.as_str(), t.ticket.as_deref()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("bank-a", "answered", Some("T-b-1-bank-a")),
+            ("bank-b", "no_record", Some("T-b-1-bank-b")),
+        ]
+    );
+    assert_eq!(tasks[0].result.as_deref(), Some(r#"[{"kind":"deposit"}]"#));
+    assert_eq!(tasks[0].latency_ms, Some(12));
+    // Stored results release the lease: nothing of b-1 is claimable, and a
+    // repeated result is refused.
+    let again = store
+        .finish_tasks("gw-1", &[result("b-1", "bank-a", "answered")], NOW)
+        .await
+        .expect("finish");
+    assert_eq!(again.stored, [false]);
+
+    // The last tasks of b-2 and b-3 finished by two store handles at once:
+    // each inquiry is completed exactly once.
+    let first = [
+        result("b-2", "bank-b", "answered"),
+        result("b-3", "bank-a", "answered"),
+    ];
+    let second = [result("b-3", "bank-b", "no_record")];
+    let (x, y) = tokio::join!(
+        store.finish_tasks("gw-1", &first, NOW + 1),
+        other.finish_tasks("gw-1", &second, NOW + 2),
+    );
+    let (x, y) = (x.expect("finish"), y.expect("finish"));
+    assert_eq!(x.stored, [true, true]);
+    assert_eq!(y.stored, [true]);
+    let mut completed: Vec<String> = x.completed.into_iter().chain(y.completed).collect();
+    completed.sort();
+    assert_eq!(completed, ["b-2", "b-3"]);
+    for id in ["b-2", "b-3"] {
+        let i = store.inquiry(id).await.expect("read").expect("found");
+        assert_eq!(i.status, "completed", "{id}");
+    }
+    // An empty batch is nothing.
+    let empty = store.finish_tasks("gw-1", &[], NOW).await.expect("finish");
+    assert!(empty.stored.is_empty() && empty.completed.is_empty());
 }

@@ -109,6 +109,23 @@ pub struct TaskUpdate {
     pub result: Option<String>,
 }
 
+/// One step's result, for `JobStore::finish_tasks`.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    pub inquiry_id: String,
+    pub agency: String,
+    pub update: TaskUpdate,
+}
+
+/// What `JobStore::finish_tasks` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishedTasks {
+    /// Per result, in order: stored (the lease was still held).
+    pub stored: Vec<bool>,
+    /// The inquiries completed by this call.
+    pub completed: Vec<String>,
+}
+
 /// Inquiries and their agency tasks.
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -183,6 +200,17 @@ pub trait JobStore: Send + Sync {
     /// Completes the inquiry if none of its tasks is unfinished. True when
     /// this call completed it.
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Records many steps' results in one transaction (each only where
+    /// `owner` still holds the task's lease), then completes the inquiries
+    /// they leave with no unfinished task. Returns, per result, whether it
+    /// was stored, and the inquiries this call completed.
+    async fn finish_tasks(
+        &self,
+        owner: &str,
+        results: &[TaskResult],
+        now_ms: i64,
+    ) -> Result<FinishedTasks, StoreError>;
 
     /// The task of `agency` with `request_number` if it awaits a pushed result.
     async fn awaiting_task(

@@ -19,6 +19,7 @@ use super::{
     OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
     TaskUpdate, Window,
 };
+use super::{FinishedTasks, TaskResult};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
@@ -378,6 +379,90 @@ impl JobStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_tasks(
+        &self,
+        owner: &str,
+        results: &[TaskResult],
+        now_ms: i64,
+    ) -> Result<FinishedTasks, StoreError> {
+        use std::collections::HashSet;
+        if results.is_empty() {
+            return Ok(FinishedTasks::default());
+        }
+        let text = |f: for<'a> fn(&'a TaskResult) -> Option<&'a str>| {
+            results.iter().map(f).collect::<Vec<Option<&str>>>()
+        };
+        let int = |f: fn(&TaskResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
+        let mut inquiries: Vec<&str> = results.iter().map(|r| r.inquiry_id.as_str()).collect();
+        inquiries.sort_unstable();
+        inquiries.dedup();
+        let mut tx = self.pool.begin().await?;
+        // Lock the inquiries first (in a fixed order): a concurrent batch
+        // finishing another task of one of them waits here, and its
+        // completion check then sees this batch's results. Without the
+        // lock each would see the other's task unfinished, and neither
+        // would complete the inquiry.
+        sqlx::query("SELECT id FROM inquiries WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE")
+            .bind(&inquiries)
+            .fetch_all(&mut *tx)
+            .await?;
+        // One statement for the batch, one array per column.
+        let rows = sqlx::query(
+            "UPDATE agency_tasks t SET state = v.state, detail = v.detail, \
+                 ticket = COALESCE(v.ticket, t.ticket), due_at_ms = v.due_at_ms, \
+                 sent_at_ms = COALESCE(t.sent_at_ms, v.sent_at_ms), latency_ms = v.latency_ms, \
+                 result = v.result, lease_owner = NULL, lease_until_ms = NULL \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::int8[], $7::int8[], $8::int8[], $9::text[]) \
+                 AS v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
+                     latency_ms, result) \
+             WHERE t.inquiry_id = v.inquiry_id AND t.agency = v.agency AND t.lease_owner = $10 \
+             RETURNING t.inquiry_id, t.agency",
+        )
+        .bind(text(|r| Some(r.inquiry_id.as_str())))
+        .bind(text(|r| Some(r.agency.as_str())))
+        .bind(text(|r| Some(r.update.state.as_str())))
+        .bind(text(|r| r.update.detail.as_deref()))
+        .bind(text(|r| r.update.ticket.as_deref()))
+        .bind(int(|r| Some(r.update.due_at_ms)))
+        .bind(int(|r| r.update.sent_at_ms))
+        .bind(int(|r| r.update.latency_ms))
+        .bind(text(|r| r.update.result.as_deref()))
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut stored_keys: HashSet<(String, String)> = HashSet::new();
+        for row in rows {
+            stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
+        }
+        let stored: Vec<bool> = results
+            .iter()
+            .map(|r| stored_keys.contains(&(r.inquiry_id.clone(), r.agency.clone())))
+            .collect();
+        let mut touched: Vec<&str> = stored_keys.iter().map(|(i, _)| i.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let completed = sqlx::query(
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
+             WHERE id = ANY($2::text[]) AND status = 'running' \
+               AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+                   WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
+             RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(touched)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<String>, _>>()?;
+        tx.commit().await?;
+        Ok(FinishedTasks { stored, completed })
     }
 
     async fn awaiting_task(

@@ -12,6 +12,7 @@ use super::{
     OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
     TaskUpdate, Window,
 };
+use super::{FinishedTasks, TaskResult};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
@@ -351,6 +352,80 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn finish_tasks(
+        &self,
+        owner: &str,
+        results: &[TaskResult],
+        now_ms: i64,
+    ) -> Result<FinishedTasks, StoreError> {
+        use std::collections::HashSet;
+        if results.is_empty() {
+            return Ok(FinishedTasks::default());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut stored_keys: HashSet<(String, String)> = HashSet::new();
+        for chunk in results.chunks(TASK_RESULTS_PER_UPDATE) {
+            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
+                 latency_ms, result) AS (",
+            );
+            update.push_values(chunk, |mut b, r| {
+                let u = &r.update;
+                b.push_bind(r.inquiry_id.as_str())
+                    .push_bind(r.agency.as_str())
+                    .push_bind(u.state.as_str())
+                    .push_bind(u.detail.as_deref())
+                    .push_bind(u.ticket.as_deref())
+                    .push_bind(u.due_at_ms)
+                    .push_bind(u.sent_at_ms)
+                    .push_bind(u.latency_ms)
+                    .push_bind(u.result.as_deref());
+            });
+            update.push(
+                ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \
+                 ticket = COALESCE(v.ticket, agency_tasks.ticket), due_at_ms = v.due_at_ms, \
+                 sent_at_ms = COALESCE(agency_tasks.sent_at_ms, v.sent_at_ms), \
+                 latency_ms = v.latency_ms, result = v.result, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 FROM v WHERE agency_tasks.inquiry_id = v.inquiry_id \
+                   AND agency_tasks.agency = v.agency AND agency_tasks.lease_owner = ",
+            );
+            update.push_bind(owner);
+            update.push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
+            for row in update.build().persistent(false).fetch_all(&mut *tx).await? {
+                stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
+            }
+        }
+        let stored: Vec<bool> = results
+            .iter()
+            .map(|r| stored_keys.contains(&(r.inquiry_id.clone(), r.agency.clone())))
+            .collect();
+        let mut touched: Vec<&str> = stored_keys.iter().map(|(i, _)| i.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let touched =
+            serde_json::to_string(&touched).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let completed = sqlx::query(
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = ? \
+             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' \
+               AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+                   WHERE inquiry_id = inquiries.id AND state IN (?, ?, ?)) \
+             RETURNING id",
+        )
+        .bind(now_ms)
+        .bind(touched)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get("id"))
+        .collect::<Result<Vec<String>, _>>()?;
+        tx.commit().await?;
+        Ok(FinishedTasks { stored, completed })
+    }
+
     async fn awaiting_task(
         &self,
         agency: &str,
@@ -427,6 +502,9 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 }
+
+/// Task results per UPDATE statement (9 parameters each).
+const TASK_RESULTS_PER_UPDATE: usize = 256;
 
 /// Rows per INSERT statement when appending audit rows (17 parameters
 /// each, well under SQLite's limit of 32,766).
