@@ -25,6 +25,7 @@ pub mod reload;
 pub mod resilience;
 pub mod state;
 pub mod store;
+pub mod task_writer;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;
