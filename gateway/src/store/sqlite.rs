@@ -119,18 +119,20 @@ impl JobStore for SqliteStore {
         .bind(&inquiry.catalog_version)
         .execute(&mut *tx)
         .await?;
-        for (agency, request_number) in tasks {
-            sqlx::query(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&inquiry.id)
-            .bind(agency)
-            .bind(request_number)
-            .bind(STATE_QUEUED)
-            .bind(inquiry.created_at_ms)
-            .execute(&mut *tx)
-            .await?;
+        // Many tasks per statement: an inquiry may go to thousands of
+        // agencies.
+        for chunk in tasks.chunks(TASKS_PER_INSERT) {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) ",
+            );
+            insert.push_values(chunk, |mut b, (agency, request_number)| {
+                b.push_bind(inquiry.id.as_str())
+                    .push_bind(agency.as_str())
+                    .push_bind(request_number.as_str())
+                    .push_bind(STATE_QUEUED)
+                    .push_bind(inquiry.created_at_ms);
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -502,6 +504,9 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 }
+
+/// Tasks per INSERT statement when an inquiry is stored (5 parameters each).
+const TASKS_PER_INSERT: usize = 1000;
 
 /// Task results per UPDATE statement (9 parameters each).
 const TASK_RESULTS_PER_UPDATE: usize = 256;
