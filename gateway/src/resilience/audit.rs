@@ -1,0 +1,270 @@
+//! Audit before dispatch, as a layer: the call's outbound record commits
+//! before the message goes further in (the timeout, then the wire), and
+//! what came back (the reply, or the transport failure) is recorded before
+//! anyone outside acts on it, the retry layer included. It stands inside
+//! every layer that refuses, so a refused call leaves no outbound row, and
+//! inside the retry layer, so each attempt has its own pair of rows.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use futures::future::{BoxFuture, join_all};
+use tower::{Layer, Service};
+
+use super::breaker::is_agency_failure;
+use super::call::{AgencyCall, CallError, CallFuture, ExchangeAudit};
+use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::transport::{HttpReply, TransportError};
+
+/// A step that must commit after the outbound rows and before the message
+/// leaves (an order marks itself `query`); it gets the attempt number.
+pub type BeforeSend = Box<dyn Fn(u32) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The audit rows of one message, for the audit layer: before each attempt
+/// one outbound row per record (a batch carries several inquiries), after
+/// it one reply row each, with the HTTP status (or the transport failure),
+/// the latency and the body.
+pub struct MessageAudit {
+    log: AuditLog,
+    /// One base record per task or order the message is about (caller,
+    /// case, subject, agency, request number, ...).
+    records: Vec<AuditRecord>,
+    outbound_action: String,
+    reply_action: String,
+    body: Vec<u8>,
+    before_send: Option<BeforeSend>,
+    sends: AtomicU32,
+}
+
+impl MessageAudit {
+    pub fn new(
+        log: AuditLog,
+        records: Vec<AuditRecord>,
+        outbound_action: &str,
+        reply_action: &str,
+        body: Vec<u8>,
+    ) -> Self {
+        Self {
+            log,
+            records,
+            outbound_action: outbound_action.to_owned(),
+            reply_action: reply_action.to_owned(),
+            body,
+            before_send: None,
+            sends: AtomicU32::new(0),
+        }
+    }
+
+    pub fn before_send(mut self, step: BeforeSend) -> Self {
+        self.before_send = Some(step);
+        self
+    }
+
+    /// How many attempts were let go (their outbound rows committed).
+    pub fn sends(&self) -> u32 {
+        self.sends.load(Ordering::Relaxed)
+    }
+
+    async fn record_all(&self, each: impl Fn(&AuditRecord) -> AuditRecord) -> Result<(), String> {
+        let records = self.records.iter().map(|r| self.log.record(each(r)));
+        if join_all(records).await.iter().all(Result::is_ok) {
+            Ok(())
+        } else {
+            Err("the audit log cannot record it".to_owned())
+        }
+    }
+}
+
+/// How an exchange's outcome is recorded: a status (`http_200`, or
+/// `transport: ...`), the latency and the body.
+pub fn reply_fields(
+    result: &Result<HttpReply, TransportError>,
+) -> (String, Option<i64>, Option<Vec<u8>>) {
+    match result {
+        Ok(reply) => (
+            format!("http_{}", reply.status),
+            Some(reply.latency.as_millis() as i64),
+            Some(reply.body.to_vec()),
+        ),
+        Err(e) => (format!("transport: {e}"), None, None),
+    }
+}
+
+#[async_trait]
+impl ExchangeAudit for MessageAudit {
+    async fn outbound(&self, attempt: u32) -> Result<(), String> {
+        self.record_all(|r| AuditRecord {
+            direction: Some(Direction::Outbound),
+            action: self.outbound_action.clone(),
+            body: Some(self.body.clone()),
+            ..r.clone()
+        })
+        .await?;
+        if let Some(step) = &self.before_send {
+            step(attempt).await?;
+        }
+        self.sends.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn reply(
+        &self,
+        _attempt: u32,
+        result: &Result<HttpReply, TransportError>,
+    ) -> Result<(), String> {
+        let (status, latency_ms, body) = reply_fields(result);
+        self.record_all(|r| AuditRecord {
+            direction: Some(Direction::Reply),
+            action: self.reply_action.clone(),
+            status: Some(status.clone()),
+            latency_ms,
+            body: body.clone(),
+            ..r.clone()
+        })
+        .await
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditLayer;
+
+impl<S> Layer<S> for AuditLayer {
+    type Service = Audited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Audited { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Audited<S> {
+    inner: S,
+}
+
+impl<S> Service<AgencyCall> for Audited<S>
+where
+    S: Service<AgencyCall, Response = HttpReply, Error = CallError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpReply;
+    type Error = CallError;
+    type Future = CallFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: AgencyCall) -> CallFuture {
+        // The service that was made ready goes into the future.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let audit = call.audit.clone();
+            let attempt = call.attempt;
+            if let Err(e) = audit.outbound(attempt).await {
+                tracing::warn!(agency = %call.agency, action = %call.action, "audit unavailable: not sent");
+                return Err(CallError::NotSent(e));
+            }
+            tracing::debug!(attempt, "sending");
+            let result = match inner.call(call).await {
+                Ok(reply) => Ok(reply),
+                Err(CallError::Transport(e)) => Err(e),
+                Err(other) => return Err(other),
+            };
+            if audit.reply(attempt, &result).await.is_err() {
+                tracing::warn!("audit unavailable: the agency's answer is not used");
+                return Err(CallError::Unrecorded {
+                    agency_failed: is_agency_failure(&result),
+                });
+            }
+            result.map_err(CallError::Transport)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::resilience::testing::{FakeAudit, Journal, Script, call_with, reply};
+    use tower::ServiceExt;
+
+    fn audited(
+        script: Script,
+        audit: FakeAudit,
+    ) -> (Audited<Script>, crate::resilience::AgencyCall, Journal) {
+        let journal = audit.journal.clone();
+        (
+            AuditLayer.layer(script.with_journal(journal.clone())),
+            call_with(Arc::new(audit)),
+            journal,
+        )
+    }
+
+    #[tokio::test]
+    async fn the_outbound_row_comes_before_the_send_and_the_reply_row_after() {
+        let (svc, call, journal) = audited(Script::new([Ok(reply(500))]), FakeAudit::default());
+        let result = svc.oneshot(call).await;
+        assert_eq!(result.map(|r| r.status).ok(), Some(500));
+        assert_eq!(
+            journal.entries(),
+            ["outbound 1", "sent 1", "reply 1 http_500"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transport_failure_is_recorded_and_passed_on() {
+        let timeout = CallError::Transport(TransportError::Timeout(10));
+        let (svc, call, journal) = audited(Script::new([Err(timeout)]), FakeAudit::default());
+        let result = svc.oneshot(call).await;
+        assert!(
+            matches!(
+                result,
+                Err(CallError::Transport(TransportError::Timeout(10)))
+            ),
+            "{result:?}"
+        );
+        assert_eq!(
+            journal.entries(),
+            [
+                "outbound 1",
+                "sent 1",
+                "reply 1 transport: no complete answer within 10 ms"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_sent_when_the_outbound_row_cannot_be_written() {
+        let audit = FakeAudit {
+            fail_outbound: true,
+            ..FakeAudit::default()
+        };
+        let (svc, call, journal) = audited(Script::new([]), audit);
+        let result = svc.oneshot(call).await;
+        assert!(matches!(result, Err(CallError::NotSent(_))), "{result:?}");
+        assert!(journal.entries().is_empty(), "{:?}", journal.entries());
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_cannot_be_recorded_is_not_passed_on() {
+        let audit = FakeAudit {
+            fail_reply: true,
+            ..FakeAudit::default()
+        };
+        let (svc, call, journal) = audited(Script::new([Ok(reply(503))]), audit);
+        let result = svc.oneshot(call).await;
+        assert!(
+            matches!(
+                result,
+                Err(CallError::Unrecorded {
+                    agency_failed: true
+                })
+            ),
+            "{result:?}"
+        );
+        assert_eq!(journal.entries(), ["outbound 1", "sent 1"]);
+    }
+}
