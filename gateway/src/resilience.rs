@@ -1,6 +1,9 @@
 //! Per-agency protection: every message to an agency goes through that
 //! agency's tower stack, each concern a small layer of its own, tested on
-//! its own (`resilience/*.rs`), composed in `stack.rs`:
+//! its own over a fake inner service (`resilience/*.rs`; each concern is an
+//! `layer::Around`, made a tower `Layer` by `AroundLayer`; the concurrency
+//! bound, the load shedding and the retries are tower's own), composed in
+//! `stack.rs`:
 //!
 //! ```text
 //! observe ─▶ retry ─▶ load shed ─▶ concurrency ─▶ rate ─▶ breaker ─▶ audit ─▶ timeout ─▶ exchange
@@ -27,6 +30,7 @@ pub mod audit;
 pub mod breaker;
 pub mod call;
 pub mod exchange;
+pub mod layer;
 pub mod observe;
 pub mod rate;
 pub mod retry;

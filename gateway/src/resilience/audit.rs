@@ -6,14 +6,13 @@
 //! inside the retry layer, so each attempt has its own pair of rows.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 
 use async_trait::async_trait;
 use futures::future::{BoxFuture, join_all};
-use tower::{Layer, Service};
 
 use super::breaker::is_agency_failure;
 use super::call::{AgencyCall, CallError, CallFuture, ExchangeAudit};
+use super::layer::{Around, AroundLayer, Inner};
 use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::transport::{HttpReply, TransportError};
 
@@ -126,39 +125,22 @@ impl ExchangeAudit for MessageAudit {
     }
 }
 
+/// Records each attempt's message before it goes further in, and what
+/// came back before it goes out.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct AuditLayer;
+pub struct Audit;
 
-impl<S> Layer<S> for AuditLayer {
-    type Service = Audited<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Audited { inner }
+impl Audit {
+    pub fn layer() -> AroundLayer<Self> {
+        AroundLayer(Self)
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Audited<S> {
-    inner: S,
-}
-
-impl<S> Service<AgencyCall> for Audited<S>
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = HttpReply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, call: AgencyCall) -> CallFuture {
+impl Around for Audit {
+    fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
         // The service that was made ready goes into the future.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let clone = inner.clone();
+        let mut inner = std::mem::replace(inner, clone);
         Box::pin(async move {
             let audit = call.audit.clone();
             let attempt = call.attempt;
@@ -188,16 +170,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::resilience::layer::AroundService;
     use crate::resilience::testing::{FakeAudit, Journal, Script, call_with, reply};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     fn audited(
         script: Script,
         audit: FakeAudit,
-    ) -> (Audited<Script>, crate::resilience::AgencyCall, Journal) {
+    ) -> (AroundService<Script, Audit>, AgencyCall, Journal) {
         let journal = audit.journal.clone();
         (
-            AuditLayer.layer(script.with_journal(journal.clone())),
+            Audit::layer().layer(script.with_journal(journal.clone())),
             call_with(Arc::new(audit)),
             journal,
         )
@@ -266,5 +249,75 @@ mod tests {
             "{result:?}"
         );
         assert_eq!(journal.entries(), ["outbound 1", "sent 1"]);
+    }
+
+    #[tokio::test]
+    async fn a_message_about_two_tasks_has_two_rows_each_way_and_its_step_between()
+    -> anyhow::Result<()> {
+        use crate::audit::AuditFilter;
+        use crate::store::{AuditStore, SqliteStore};
+
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+        let store = Arc::new(SqliteStore::open(&url).await?);
+        let log = AuditLog::start(store.clone(), 16).await?;
+        let records = ["Q1-bank", "Q2-bank"]
+            .map(|n| AuditRecord {
+                agency: Some("bank".into()),
+                request_number: Some(n.into()),
+                ..AuditRecord::default()
+            })
+            .to_vec();
+        let step_log = log.clone();
+        let audit = MessageAudit::new(
+            log,
+            records,
+            "inquiry.send",
+            "inquiry.reply",
+            b"<q/>".to_vec(),
+        )
+        .before_send(Box::new(move |attempt| {
+            let log = step_log.clone();
+            Box::pin(async move {
+                log.record(AuditRecord {
+                    action: format!("step {attempt}"),
+                    ..AuditRecord::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            })
+        }));
+        audit.outbound(1).await.map_err(anyhow::Error::msg)?;
+        audit
+            .reply(1, &Ok(reply(200)))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        assert_eq!(audit.sends(), 1);
+        let rows = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await?;
+        let seen: Vec<(String, Option<String>, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.action.clone(), r.request_number.clone(), r.status.clone()))
+            .collect();
+        let row = |a: &str, n: Option<&str>, s: Option<&str>| {
+            (a.to_owned(), n.map(str::to_owned), s.map(str::to_owned))
+        };
+        assert_eq!(
+            seen,
+            [
+                row("inquiry.send", Some("Q1-bank"), None),
+                row("inquiry.send", Some("Q2-bank"), None),
+                row("step 1", None, None),
+                row("inquiry.reply", Some("Q1-bank"), Some("http_200")),
+                row("inquiry.reply", Some("Q2-bank"), Some("http_200")),
+            ]
+        );
+        assert!(rows[0].body_sha256.is_some() && rows[3].latency_ms == Some(1));
+        Ok(())
     }
 }

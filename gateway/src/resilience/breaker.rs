@@ -9,13 +9,12 @@
 //! turn back. linkerd2-proxy's consecutive-failures breaker is the model.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::{Layer, Service};
 
 use super::call::{AgencyCall, CallError, CallFuture, Refusal};
+use super::layer::{Around, AroundLayer, Inner};
 use crate::transport::{HttpReply, TransportError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,33 +141,17 @@ fn verdict(result: &Result<HttpReply, CallError>) -> Option<bool> {
     }
 }
 
-/// Refuses calls while the agency's breaker is open.
+/// Refuses calls while the agency's breaker is open, and tells it how
+/// each call it let through ended.
 #[derive(Debug, Clone)]
-pub struct BreakerLayer {
+pub struct CircuitBreaker {
     breaker: Arc<Breaker>,
 }
 
-impl BreakerLayer {
-    pub fn new(breaker: Arc<Breaker>) -> Self {
-        Self { breaker }
+impl CircuitBreaker {
+    pub fn layer(breaker: Arc<Breaker>) -> AroundLayer<Self> {
+        AroundLayer(Self { breaker })
     }
-}
-
-impl<S> Layer<S> for BreakerLayer {
-    type Service = BreakerService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BreakerService {
-            inner,
-            breaker: self.breaker.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct BreakerService<S> {
-    inner: S,
-    breaker: Arc<Breaker>,
 }
 
 /// Gives a probe's turn back if its call ends without a verdict (or is
@@ -195,20 +178,8 @@ impl Drop for Pass {
     }
 }
 
-impl<S> Service<AgencyCall> for BreakerService<S>
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError>,
-    S::Future: Send + 'static,
-{
-    type Response = HttpReply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, call: AgencyCall) -> CallFuture {
+impl Around for CircuitBreaker {
+    fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
         let admitted = match self.breaker.try_acquire_at(Instant::now()) {
             Ok(a) => a,
             Err(Open { retry_in }) => {
@@ -220,7 +191,7 @@ where
             breaker: self.breaker.clone(),
             probe: admitted.probe,
         };
-        let future = self.inner.call(call);
+        let future = inner.call(call);
         Box::pin(async move {
             let result = future.await;
             pass.settle(verdict(&result));
@@ -233,7 +204,7 @@ where
 mod tests {
     use super::*;
     use crate::resilience::testing::{Script, call, reply};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[test]
     fn consecutive_failures_open_the_breaker_and_a_probe_closes_it() {
@@ -289,7 +260,7 @@ mod tests {
             Ok(reply(503)),
             Ok(reply(200)),
         ]);
-        let svc = BreakerLayer::new(breaker.clone()).layer(script.service());
+        let svc = CircuitBreaker::layer(breaker.clone()).layer(script.service());
         for _ in 0..2 {
             let _ = svc.clone().oneshot(call()).await;
         }
@@ -320,7 +291,7 @@ mod tests {
             Err(CallError::NotSent("audit unavailable".into())),
             Ok(reply(200)),
         ]);
-        let svc = BreakerLayer::new(breaker.clone()).layer(script.service());
+        let svc = CircuitBreaker::layer(breaker.clone()).layer(script.service());
         let first = svc.clone().oneshot(call()).await;
         assert!(matches!(first, Err(CallError::NotSent(_))), "{first:?}");
         assert_eq!(breaker.state_name(), "open", "no verdict: still open");

@@ -3,44 +3,22 @@
 //! the order; never an identity number or a name, never a body), and the
 //! count of calls the stack refused, by the layer that refused them.
 
-use std::task::{Context, Poll};
-
-use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::call::{AgencyCall, CallError, CallFuture};
-use crate::transport::HttpReply;
+use super::layer::{Around, AroundLayer, Inner};
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ObserveLayer;
+pub struct Observe;
 
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner }
+impl Observe {
+    pub fn layer() -> AroundLayer<Self> {
+        AroundLayer(Self)
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Observe<S> {
-    inner: S,
-}
-
-impl<S> Service<AgencyCall> for Observe<S>
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError>,
-    S::Future: Send + 'static,
-{
-    type Response = HttpReply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, call: AgencyCall) -> CallFuture {
+impl Around for Observe {
+    fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
         let span = tracing::info_span!(
             "agency_call",
             agency = %call.agency,
@@ -51,7 +29,7 @@ where
             items = call.items,
         );
         let agency = call.agency.clone();
-        let future = span.in_scope(|| self.inner.call(call));
+        let future = span.in_scope(|| inner.call(call));
         Box::pin(
             async move {
                 let result = future.await;
@@ -79,7 +57,7 @@ mod tests {
     use super::*;
     use crate::resilience::Refusal;
     use crate::resilience::testing::{Script, call};
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[tokio::test]
     async fn refusals_are_counted_by_the_layer_that_refused() {
@@ -89,7 +67,7 @@ mod tests {
             Err(CallError::Refused(Refusal::Busy)),
             Ok(crate::resilience::testing::reply(200)),
         ]);
-        let svc = ObserveLayer.layer(script.service());
+        let svc = Observe::layer().layer(script.service());
         for _ in 0..4 {
             let mut c = call();
             c.agency = "bank-observed".into();

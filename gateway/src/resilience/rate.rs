@@ -6,62 +6,31 @@
 //! (tower's own rate limit waits, and counts per service instance.)
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use governor::RateLimiter;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::{InMemoryState, NotKeyed};
-use tower::{Layer, Service};
 
 use super::call::{AgencyCall, CallError, CallFuture, Refusal};
-use crate::transport::HttpReply;
+use super::layer::{Around, AroundLayer, Inner};
 
 /// One agency's token bucket.
 pub type Bucket = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
 /// Keeps to the agency's quota; no bucket, no limit.
 #[derive(Debug, Clone, Default)]
-pub struct RateLimitLayer {
+pub struct RateLimit {
     bucket: Option<Arc<Bucket>>,
 }
 
-impl RateLimitLayer {
-    pub fn new(bucket: Option<Arc<Bucket>>) -> Self {
-        Self { bucket }
+impl RateLimit {
+    pub fn layer(bucket: Option<Arc<Bucket>>) -> AroundLayer<Self> {
+        AroundLayer(Self { bucket })
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            bucket: self.bucket.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RateLimit<S> {
-    inner: S,
-    bucket: Option<Arc<Bucket>>,
-}
-
-impl<S> Service<AgencyCall> for RateLimit<S>
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError>,
-    S::Future: Send + 'static,
-{
-    type Response = HttpReply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, call: AgencyCall) -> CallFuture {
+impl Around for RateLimit {
+    fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
         if let Some(bucket) = &self.bucket
             && let Err(not_until) = bucket.check()
         {
@@ -70,7 +39,7 @@ where
                 Refusal::RateLimited { retry_in },
             ))));
         }
-        Box::pin(self.inner.call(call))
+        Box::pin(inner.call(call))
     }
 }
 
@@ -80,7 +49,7 @@ mod tests {
     use crate::resilience::testing::{Script, call};
     use governor::Quota;
     use std::num::NonZeroU32;
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     #[tokio::test]
     async fn a_call_past_the_quota_is_refused_with_the_wait_and_not_sent() {
@@ -88,7 +57,7 @@ mod tests {
         let quota = Quota::per_hour(NonZeroU32::MIN);
         let bucket = Arc::new(RateLimiter::direct(quota));
         let script = Script::new([]);
-        let svc = RateLimitLayer::new(Some(bucket)).layer(script.service());
+        let svc = RateLimit::layer(Some(bucket)).layer(script.service());
         let first = svc.clone().oneshot(call()).await;
         assert_eq!(first.map(|r| r.status).ok(), Some(200));
         let second = svc.clone().oneshot(call()).await;
@@ -104,7 +73,7 @@ mod tests {
     #[tokio::test]
     async fn no_quota_no_limit() {
         let script = Script::new([]);
-        let svc = RateLimitLayer::new(None).layer(script.service());
+        let svc = RateLimit::layer(None).layer(script.service());
         for _ in 0..100 {
             assert!(svc.clone().oneshot(call()).await.is_ok());
         }

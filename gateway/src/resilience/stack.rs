@@ -27,16 +27,17 @@ use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::retry::RetryLayer;
 use tower::util::BoxCloneService;
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, ServiceBuilder};
 
-use super::audit::AuditLayer;
-use super::breaker::BreakerLayer;
+use super::audit::Audit;
+use super::breaker::CircuitBreaker;
 use super::call::{AgencyCall, CallError, Refusal};
 use super::exchange::Exchange;
-use super::observe::ObserveLayer;
-use super::rate::RateLimitLayer;
+use super::layer::Inner;
+use super::observe::Observe;
+use super::rate::RateLimit;
 use super::retry::InquiryRetry;
-use super::timeout::DeadlineTimeoutLayer;
+use super::timeout::DeadlineTimeout;
 use super::{Guard, Guards};
 use crate::agencies::AgencyLink;
 use crate::transport::{HttpReply, Transport};
@@ -67,17 +68,7 @@ impl StackParts {
 
 /// The part both stacks share: concurrency, quota, breaker, audit,
 /// timeout, around `inner`.
-fn guarded<S>(
-    inner: S,
-    parts: &StackParts,
-) -> impl Service<AgencyCall, Response = HttpReply, Error = CallError, Future: Send + 'static>
-+ Clone
-+ Send
-+ 'static
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+fn guarded<S: Inner>(inner: S, parts: &StackParts) -> impl Inner {
     ServiceBuilder::new()
         .option_layer(
             parts
@@ -85,10 +76,10 @@ where
                 .clone()
                 .map(GlobalConcurrencyLimitLayer::with_semaphore),
         )
-        .layer(RateLimitLayer::new(parts.guard.bucket.clone()))
-        .layer(BreakerLayer::new(parts.guard.breaker.clone()))
-        .layer(AuditLayer)
-        .layer(DeadlineTimeoutLayer::new(parts.timeout))
+        .layer(RateLimit::layer(parts.guard.bucket.clone()))
+        .layer(CircuitBreaker::layer(parts.guard.breaker.clone()))
+        .layer(Audit::layer())
+        .layer(DeadlineTimeout::layer(parts.timeout))
         .service(inner)
 }
 
@@ -103,14 +94,10 @@ fn shed(e: BoxError) -> CallError {
 
 /// The stack for inquiry messages (sends and polls): retried, and refused
 /// when the agency is busy.
-pub fn inquiry_stack<S>(inner: S, parts: &StackParts, retry: InquiryRetry) -> AgencyService
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+pub fn inquiry_stack<S: Inner>(inner: S, parts: &StackParts, retry: InquiryRetry) -> AgencyService {
     BoxCloneService::new(
         ServiceBuilder::new()
-            .layer(ObserveLayer)
+            .layer(Observe::layer())
             .layer(RetryLayer::new(retry))
             .map_err(shed)
             .load_shed()
@@ -120,14 +107,10 @@ where
 
 /// The stack for control orders: never retried, and waiting for room at a
 /// busy agency.
-pub fn control_stack<S>(inner: S, parts: &StackParts) -> AgencyService
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+pub fn control_stack<S: Inner>(inner: S, parts: &StackParts) -> AgencyService {
     BoxCloneService::new(
         ServiceBuilder::new()
-            .layer(ObserveLayer)
+            .layer(Observe::layer())
             .service(guarded(inner, parts)),
     )
 }

@@ -4,58 +4,28 @@
 //! row (`transport: no complete answer within N ms`). tower's own timeout
 //! has one fixed duration; this one takes the call's deadline into account.
 
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::{Layer, Service};
 
 use super::call::{AgencyCall, CallError, CallFuture};
-use crate::transport::{HttpReply, TransportError};
+use super::layer::{Around, AroundLayer, Inner};
+use crate::transport::TransportError;
 
 #[derive(Debug, Clone, Copy)]
-pub struct DeadlineTimeoutLayer {
+pub struct DeadlineTimeout {
     max: Duration,
 }
 
-impl DeadlineTimeoutLayer {
+impl DeadlineTimeout {
     /// `max`: the agency's `timeout_ms`.
-    pub fn new(max: Duration) -> Self {
-        Self { max }
+    pub fn layer(max: Duration) -> AroundLayer<Self> {
+        AroundLayer(Self { max })
     }
 }
 
-impl<S> Layer<S> for DeadlineTimeoutLayer {
-    type Service = DeadlineTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineTimeout {
-            inner,
-            max: self.max,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DeadlineTimeout<S> {
-    inner: S,
-    max: Duration,
-}
-
-impl<S> Service<AgencyCall> for DeadlineTimeout<S>
-where
-    S: Service<AgencyCall, Response = HttpReply, Error = CallError>,
-    S::Future: Send + 'static,
-{
-    type Response = HttpReply;
-    type Error = CallError;
-    type Future = CallFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), CallError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, call: AgencyCall) -> CallFuture {
+impl Around for DeadlineTimeout {
+    fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
         let limit = match call.deadline {
             Some(deadline) => self
                 .max
@@ -63,7 +33,7 @@ where
             None => self.max,
         }
         .max(Duration::from_millis(1));
-        let future = self.inner.call(call);
+        let future = inner.call(call);
         Box::pin(async move {
             tokio::time::timeout(limit, future)
                 .await
@@ -80,7 +50,8 @@ where
 mod tests {
     use super::*;
     use crate::resilience::testing::call;
-    use tower::ServiceExt;
+    use crate::transport::HttpReply;
+    use tower::{Layer, Service, ServiceExt};
 
     fn never()
     -> impl Service<AgencyCall, Response = HttpReply, Error = CallError, Future = CallFuture> + Clone
@@ -90,7 +61,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_agency_timeout_bounds_a_call_without_deadline() {
-        let svc = DeadlineTimeoutLayer::new(Duration::from_secs(5)).layer(never());
+        let svc = DeadlineTimeout::layer(Duration::from_secs(5)).layer(never());
         let started = Instant::now();
         let result = svc.oneshot(call()).await;
         assert!(
@@ -105,7 +76,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_nearer_deadline_cuts_the_call_short() {
-        let svc = DeadlineTimeoutLayer::new(Duration::from_secs(5)).layer(never());
+        let svc = DeadlineTimeout::layer(Duration::from_secs(5)).layer(never());
         let started = Instant::now();
         let mut c = call();
         c.deadline = Some(started + Duration::from_secs(2));
@@ -134,7 +105,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_answer_in_time_passes() {
-        let svc = DeadlineTimeoutLayer::new(Duration::from_secs(5)).layer(tower::service_fn(
+        let svc = DeadlineTimeout::layer(Duration::from_secs(5)).layer(tower::service_fn(
             |_: AgencyCall| -> CallFuture {
                 Box::pin(async {
                     tokio::time::sleep(Duration::from_secs(1)).await;
