@@ -77,6 +77,7 @@ pub struct Metrics {
     pub agency_in_flight: Family<AgencyLabel, Gauge>,
     pub agency_rejections: Family<RejectionLabel, Counter>,
     pub agency_retries: Family<AgencyLabel, Counter>,
+    pub agency_hedges: Family<AgencyLabel, Counter>,
     pub task_queue: Family<TaskQueueLabel, Gauge>,
     pub order_queue: Family<OrderQueueLabel, Gauge>,
     pub callback_outbox: Family<StageLabel, Gauge>,
@@ -141,6 +142,12 @@ impl Metrics {
             "Inquiry messages sent again after a failed exchange",
             agency_retries.clone(),
         );
+        let agency_hedges = Family::<AgencyLabel, Counter>::default();
+        registry.register(
+            "agency_hedges",
+            "Inquiry messages sent a second time because the first was not answered within the agency's p95",
+            agency_hedges.clone(),
+        );
         let task_queue = Family::<TaskQueueLabel, Gauge>::default();
         registry.register(
             "task_queue",
@@ -199,6 +206,7 @@ impl Metrics {
             agency_in_flight,
             agency_rejections,
             agency_retries,
+            agency_hedges,
             task_queue,
             order_queue,
             callback_outbox,
@@ -309,6 +317,14 @@ pub fn rejections(agency: &str, layer: &str) -> u64 {
 pub fn retried(agency: &str) {
     global()
         .agency_retries
+        .get_or_create(&agency_label(agency))
+        .inc();
+}
+
+/// An inquiry message to `agency` hedged.
+pub fn hedged(agency: &str) {
+    global()
+        .agency_hedges
         .get_or_create(&agency_label(agency))
         .inc();
 }

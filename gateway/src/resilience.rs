@@ -6,10 +6,10 @@
 //! `stack.rs`:
 //!
 //! ```text
-//! observe ─▶ retry ─▶ load shed ─▶ concurrency ─▶ rate ─▶ breaker ─▶ audit ─▶ timeout ─▶ exchange
-//! (span,     (inquiries  (inquiries:  (max_         (quota,  (consecutive (outbound  (agency's   (HTTP)
-//!  refusals)  only)       busy, not    concurrency)  refuses) failures)    row first, timeout_ms,
-//!                         waiting)                                        reply row) deadline)
+//! observe ─▶ retry ─▶ hedge ─▶ load shed ─▶ concurrency ─▶ rate ─▶ breaker ─▶ audit ─▶ timeout ─▶ exchange
+//! (span,     (inquiries only)  (inquiries:  (max_         (quota,  (consecutive (outbound  (agency's   (HTTP)
+//!  refusals)                    busy, not    concurrency)  refuses) failures)    row first, timeout_ms,
+//!                               waiting)                                        reply row) deadline)
 //! ```
 //!
 //! The layers that refuse (load shed, rate, breaker) stand outside the
@@ -30,6 +30,7 @@ pub mod audit;
 pub mod breaker;
 pub mod call;
 pub mod exchange;
+pub mod hedge;
 pub mod layer;
 pub mod observe;
 pub mod rate;
@@ -43,6 +44,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
+use tower::retry::budget::TpsBudget;
 
 pub use breaker::{Breaker, Open};
 pub use call::{AgencyCall, CallError, ExchangeAudit, Refusal};
@@ -54,7 +56,12 @@ pub struct Guard {
     pub breaker: Arc<Breaker>,
     /// The agency's quota (`rate_per_second`), when it has one.
     pub bucket: Option<Arc<Bucket>>,
+    /// Its recent answers' latencies, for hedging.
+    pub latencies: Arc<hedge::Latencies>,
+    /// The share of messages that may be hedged (`hedge_percent`).
+    pub hedges: Option<Arc<TpsBudget>>,
     rate: u32,
+    hedge_percent: u32,
 }
 
 /// Every agency's guard, by id, kept across reloads while the agency's
@@ -80,6 +87,7 @@ impl Guards {
         if let Some(g) = map.get(id)
             && g.breaker.has_settings(limits.breaker_failures, cooldown)
             && g.rate == rate
+            && g.hedge_percent == limits.hedge_percent
         {
             return g.clone();
         }
@@ -87,7 +95,10 @@ impl Guards {
             breaker: Arc::new(Breaker::new(limits.breaker_failures, cooldown)),
             bucket: NonZeroU32::new(rate)
                 .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r)))),
+            latencies: Arc::default(),
+            hedges: hedge::Hedge::budget(limits.hedge_percent),
             rate,
+            hedge_percent: limits.hedge_percent,
         });
         map.insert(id.to_owned(), guard.clone());
         guard

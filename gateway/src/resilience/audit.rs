@@ -92,10 +92,11 @@ pub fn reply_fields(
 
 #[async_trait]
 impl ExchangeAudit for MessageAudit {
-    async fn outbound(&self, attempt: u32) -> Result<(), String> {
+    async fn outbound(&self, attempt: u32, hedge: bool) -> Result<(), String> {
         self.record_all(|r| AuditRecord {
             direction: Some(Direction::Outbound),
             action: self.outbound_action.clone(),
+            status: hedge.then(|| "hedge".to_owned()),
             body: Some(self.body.clone()),
             ..r.clone()
         })
@@ -144,11 +145,11 @@ impl Around for Audit {
         Box::pin(async move {
             let audit = call.audit.clone();
             let attempt = call.attempt;
-            if let Err(e) = audit.outbound(attempt).await {
+            if let Err(e) = audit.outbound(attempt, call.hedge).await {
                 tracing::warn!(agency = %call.agency, action = %call.action, "audit unavailable: not sent");
                 return Err(CallError::NotSent(e));
             }
-            tracing::debug!(attempt, "sending");
+            tracing::debug!(attempt, hedge = call.hedge, "sending");
             let result = match inner.call(call).await {
                 Ok(reply) => Ok(reply),
                 Err(CallError::Transport(e)) => Err(e),
@@ -288,7 +289,7 @@ mod tests {
                 .map_err(|e| e.to_string())
             })
         }));
-        audit.outbound(1).await.map_err(anyhow::Error::msg)?;
+        audit.outbound(1, false).await.map_err(anyhow::Error::msg)?;
         audit
             .reply(1, &Ok(reply(200)))
             .await

@@ -18,9 +18,10 @@ pub type CallFuture = futures::future::BoxFuture<'static, Result<HttpReply, Call
 /// layer calls it once per attempt.
 #[async_trait]
 pub trait ExchangeAudit: Send + Sync {
-    /// Records attempt `attempt`'s outbound message, and whatever else must
+    /// Records attempt `attempt`'s outbound message (`hedge`: a second
+    /// copy sent while the first is unanswered), and whatever else must
     /// commit before it leaves. An error: nothing is sent.
-    async fn outbound(&self, attempt: u32) -> Result<(), String>;
+    async fn outbound(&self, attempt: u32, hedge: bool) -> Result<(), String>;
 
     /// Records what attempt `attempt` got back. An error: the answer must
     /// not be used.
@@ -54,6 +55,8 @@ pub struct AgencyCall {
     pub deadline: Option<Instant>,
     /// 1 for the first send; the retry layer counts on.
     pub attempt: u32,
+    /// A hedge: a second copy of an attempt not answered in time.
+    pub hedge: bool,
     /// How many more attempts the retry layer may make.
     pub retries: u32,
     /// No retry starts at or after this instant (the deadline, the lease).
@@ -80,6 +83,7 @@ impl AgencyCall {
             wire: Arc::new(wire),
             deadline: None,
             attempt: 1,
+            hedge: false,
             retries: 0,
             retry_until: None,
             audit,
@@ -95,6 +99,7 @@ impl std::fmt::Debug for AgencyCall {
             .field("action", &self.action)
             .field("request_id", &self.request_id)
             .field("attempt", &self.attempt)
+            .field("hedge", &self.hedge)
             .field("retries", &self.retries)
             .finish_non_exhaustive()
     }

@@ -3,6 +3,8 @@
 //!
 //! - `observe`: the `agency_call` span, refusals counted by layer;
 //! - `retry` (inquiries only): tower's `Retry` with `InquiryRetry`;
+//! - `hedge` (inquiries only, when the agency file asks): a message not
+//!   answered within the agency's p95 is sent once more;
 //! - `load_shed` (inquiries only): tower's; a busy agency is a refusal
 //!   (`Refusal::Busy`), and the dispatcher leaves the tasks for later.
 //!   Control orders wait for room instead, as they always did;
@@ -33,6 +35,7 @@ use super::audit::Audit;
 use super::breaker::CircuitBreaker;
 use super::call::{AgencyCall, CallError, Refusal};
 use super::exchange::Exchange;
+use super::hedge::Hedge;
 use super::layer::Inner;
 use super::observe::Observe;
 use super::rate::RateLimit;
@@ -99,6 +102,10 @@ pub fn inquiry_stack<S: Inner>(inner: S, parts: &StackParts, retry: InquiryRetry
         ServiceBuilder::new()
             .layer(Observe::layer())
             .layer(RetryLayer::new(retry))
+            .layer(Hedge::layer(
+                parts.guard.latencies.clone(),
+                parts.guard.hedges.clone(),
+            ))
             .map_err(shed)
             .load_shed()
             .service(guarded(inner, parts)),
@@ -160,7 +167,10 @@ mod tests {
                 bucket: per_hour
                     .and_then(NonZeroU32::new)
                     .map(|n| Arc::new(RateLimiter::direct(Quota::per_hour(n)))),
+                latencies: Arc::default(),
+                hedges: None,
                 rate: 0,
+                hedge_percent: 0,
             }),
             concurrency: permits.map(|n| Arc::new(Semaphore::new(n))),
         }
@@ -247,5 +257,39 @@ mod tests {
             ["outbound 1", "sent 1", "reply 1 http_200"]
         );
         Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hedge_goes_through_the_stack_and_each_copy_is_audited() {
+        let (journal, call) = journaled();
+        let mut parts = parts(5, None, Some(4));
+        parts.guard = Arc::new(Guard {
+            breaker: parts.guard.breaker.clone(),
+            bucket: None,
+            latencies: crate::resilience::hedge::tests::known(100),
+            hedges: Hedge::budget(100),
+            rate: 0,
+            hedge_percent: 100,
+        });
+        let inner = crate::resilience::testing::delayed(vec![5_000, 50], journal.clone());
+        let result = inquiry_stack(inner, &parts, retry()).oneshot(call).await;
+        assert_eq!(result.map(|r| r.status).ok(), Some(200));
+        assert_eq!(
+            journal.entries(),
+            [
+                "outbound 1",
+                "sent primary",
+                "outbound 1 hedge",
+                "sent hedge",
+                "answered hedge",
+                "reply 1 http_200",
+            ]
+        );
+        // The first copy runs to its end: its answer is recorded too.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            journal.entries()[6..],
+            ["answered primary", "reply 1 http_200"]
+        );
     }
 }

@@ -52,11 +52,12 @@ pub struct FakeAudit {
 
 #[async_trait]
 impl ExchangeAudit for FakeAudit {
-    async fn outbound(&self, attempt: u32) -> Result<(), String> {
+    async fn outbound(&self, attempt: u32, hedge: bool) -> Result<(), String> {
         if self.fail_outbound {
             return Err("audit unavailable".into());
         }
-        self.journal.push(format!("outbound {attempt}"));
+        let hedge = if hedge { " hedge" } else { "" };
+        self.journal.push(format!("outbound {attempt}{hedge}"));
         Ok(())
     }
 
@@ -148,4 +149,27 @@ impl Service<AgencyCall> for Script {
             .unwrap_or_else(|| Ok(reply(200)));
         Box::pin(std::future::ready(next))
     }
+}
+
+/// An inner service that answers each call (200) after the next of its
+/// delays in ms, journaling when a copy is sent and when it answers.
+pub fn delayed(delays: Vec<u64>, journal: Journal) -> impl super::layer::Inner {
+    let delays = Arc::new(Mutex::new(VecDeque::from(delays)));
+    tower::service_fn(move |call: AgencyCall| -> CallFuture {
+        let wait = delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+            .unwrap_or(0);
+        let which = if call.hedge { "hedge" } else { "primary" };
+        journal.push(format!("sent {which}"));
+        let journal = journal.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            journal.push(format!("answered {which}"));
+            let mut r = reply(200);
+            r.latency = Duration::from_millis(wait);
+            Ok(r)
+        })
+    })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e_tests::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it(
     backend: Backend,
@@ -413,3 +413,70 @@ async fn every_kind_of_agency_fault_is_survived(backend: Backend) -> anyhow::Res
 }
 
 on_both_backends!(every_kind_of_agency_fault_is_survived);
+
+/// A bank whose file asks for hedging: once its p95 is known, an answer
+/// slower than it gets a second copy of the message; both copies are
+/// audited (the second marked `hedge`), both replies recorded, and the
+/// inquiry takes the first answer.
+#[tokio::test]
+async fn a_message_slower_than_the_agency_p95_is_hedged_and_both_copies_are_audited()
+-> anyhow::Result<()> {
+    let sys = System::start_with(|_, agencies| {
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
+            a.limits.hedge_percent = 100;
+        }
+    })
+    .await?;
+    let mut body = inquiry_body(nobody());
+    body["agencies"] = json!(["bank-b"]);
+    let inquire = || async {
+        let reply = sys
+            .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &body)
+            .await?;
+        anyhow::ensure!(
+            agency_status(&reply.body, "bank-b") == "no_record",
+            "{}",
+            reply.body
+        );
+        anyhow::Ok(reply)
+    };
+    // Twenty quick answers make the p95 known.
+    for _ in 0..20 {
+        inquire().await?;
+    }
+    assert!(
+        sys.audit("agency=bank-b&action=inquiry.send")
+            .await?
+            .iter()
+            .all(|e| e["status"].is_null()),
+        "no hedge before the p95 is known"
+    );
+    sys.fault("bank-b", json!({"latency_ms": 400})).await?;
+    let reply = inquire().await?;
+    let id = reply.body["id"].as_str().unwrap_or_default().to_owned();
+    let sends = sys
+        .audit(&format!("inquiry={id}&action=inquiry.send"))
+        .await?;
+    let statuses: Vec<&Value> = sends.iter().map(|e| &e["status"]).collect();
+    assert_eq!(statuses, [&Value::Null, &json!("hedge")], "{sends:?}");
+    // The copy that lost runs to its end: its reply is recorded too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sys
+        .audit(&format!("inquiry={id}&action=inquiry.reply"))
+        .await?
+        .len()
+        < 2
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the second reply was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = sys.metrics().await?;
+    assert!(
+        metric(&text, r#"gateway_agency_hedges_total{agency="bank-b"}"#).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    Ok(())
+}
