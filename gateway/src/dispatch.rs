@@ -420,7 +420,7 @@ impl Dispatcher {
             "inquiry.send",
             &envelope.batch_number,
             wire,
-            audit.clone(),
+            audit,
         );
         call.items = items.len();
         if let [(_, inquiry, _)] = items.as_slice() {
