@@ -144,6 +144,16 @@ pub struct Limits {
     /// ms. Default 30000.
     #[serde(default = "default_breaker_cooldown_ms")]
     pub breaker_cooldown_ms: u64,
+    /// Hedged inquiries: once the agency's p95 latency is known, an inquiry
+    /// message not answered within it is sent once more (same request
+    /// number, audited like any message) and the first answer is used; at
+    /// most this percent of messages. 0 (the default): never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hedge_percent: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn default_breaker_failures() -> u32 {
@@ -163,6 +173,7 @@ impl Default for Limits {
             max_concurrency: None,
             breaker_failures: default_breaker_failures(),
             breaker_cooldown_ms: default_breaker_cooldown_ms(),
+            hedge_percent: 0,
         }
     }
 }
@@ -403,6 +414,12 @@ impl AgencyConfig {
             problem(
                 limit("max_concurrency"),
                 "limits.max_concurrency must be positive".into(),
+            );
+        }
+        if self.limits.hedge_percent > 100 {
+            problem(
+                limit("hedge_percent"),
+                "limits.hedge_percent is a percentage of messages: at most 100".into(),
             );
         }
         if let Some(hours) = &self.business_hours {

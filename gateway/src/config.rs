@@ -93,8 +93,9 @@ impl Default for InquirySettings {
 pub struct DispatcherSettings {
     /// Agency exchanges in flight at once, across all agencies.
     pub max_in_flight: usize,
-    /// How long a claimed task stays ours beyond its agency timeout; after a
-    /// crash, another instance (or the restarted one) may claim it then.
+    /// How long a claimed task stays ours beyond its agency timeout (times
+    /// `max_attempts`, with the retry waits); after a crash, another
+    /// instance (or the restarted one) may claim it then.
     pub lease_grace_secs: u64,
     /// How often the dispatcher looks for due work when nothing wakes it.
     pub idle_tick_ms: u64,

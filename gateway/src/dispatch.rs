@@ -9,9 +9,13 @@
 //! committed, and never uses a reply that has not been recorded.
 //!
 //! Each task is sent with the agency set its inquiry started with (see
-//! `agencies`), within the agency's concurrency bound, and only during the
-//! agency's business hours: outside them the task waits, due again at the
-//! next opening, while the inquiry's deadline still runs.
+//! `agencies`), only during the agency's business hours (outside them the
+//! task waits, due again at the next opening, while the inquiry's deadline
+//! still runs), through the agency's inquiry stack (`resilience`): its
+//! concurrency bound, quota and breaker, the audit records, the timeout,
+//! and retries within the deadline and the lease. What the stack refuses
+//! keeps its durable meaning here: a quota refusal defers the task, a busy
+//! agency gives it back for later, an open breaker is `circuit_open`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,15 +27,19 @@ use adapters::dialect::{
     Envelope, InquiryRequest, Interaction, ItemOutcome, ReplyError, WireReply,
 };
 use adapters::model::{Court, InquiryOutcome};
-use futures::future::join_all;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::agencies::{Agency, AgencyLink, AgencySets};
-use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::audit::{AuditLog, AuditRecord};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
-use crate::resilience::Guards;
+use crate::resilience::audit::MessageAudit;
+use crate::resilience::retry::InquiryRetry;
+use crate::resilience::stack::{self, AgencyService};
+use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
 use crate::store::{
     ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate,
 };
@@ -40,6 +48,8 @@ use crate::transport::{HttpReply, Transport, TransportError};
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
 const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+/// Why a task waits, when the agency's quota has no room now.
+const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 /// How often retired agency sets are checked for inquiries still using them.
 const PRUNE_EVERY_MS: i64 = 1_000;
 
@@ -169,18 +179,24 @@ impl Dispatcher {
         if available == 0 {
             return Ok(());
         }
-        let lease_ms = self
+        // Long enough for every attempt the retry layer may make, and the
+        // waits between them; the grace on top.
+        let timeout_ms = self
             .agencies
             .all_links()
             .iter()
             .map(|a| a.config().limits.timeout_ms)
             .max()
-            .unwrap_or(10_000) as i64
-            + self.settings.lease_grace_secs as i64 * 1000;
+            .unwrap_or(10_000) as i64;
+        let attempts = self.settings.max_attempts.clamp(1, 10);
+        let backoff_ms = (self.settings.retry_base_ms as i64).saturating_mul(1 << attempts);
+        let lease_ms =
+            timeout_ms * attempts + backoff_ms + self.settings.lease_grace_secs as i64 * 1000;
+        let lease_until_ms = now + lease_ms;
         let busy = self.busy_agencies();
         let claimed = self
             .store
-            .claim_due_tasks(&self.owner, now, now + lease_ms, available as i64, &busy)
+            .claim_due_tasks(&self.owner, now, lease_until_ms, available as i64, &busy)
             .await?;
         if claimed.is_empty() {
             return Ok(());
@@ -224,7 +240,7 @@ impl Dispatcher {
                 }
             }
             if task.state == STATE_POLLING {
-                self.start(link, vec![(task, inquiry)]);
+                self.start(link, vec![(task, inquiry)], lease_until_ms);
             } else {
                 sends
                     .entry((registry.version().to_owned(), task.agency.clone()))
@@ -237,7 +253,11 @@ impl Dispatcher {
             let size = link.agency.dialect.max_batch().max(1);
             while !tasks.is_empty() {
                 let rest = tasks.split_off(size.min(tasks.len()));
-                self.start(link.clone(), std::mem::replace(&mut tasks, rest));
+                self.start(
+                    link.clone(),
+                    std::mem::replace(&mut tasks, rest),
+                    lease_until_ms,
+                );
             }
         }
         Ok(())
@@ -288,19 +308,14 @@ impl Dispatcher {
         self: &Arc<Self>,
         link: Arc<AgencyLink>,
         batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>,
+        lease_until_ms: i64,
     ) {
         let this = self.clone();
-        let agency_permit: Option<Option<OwnedSemaphorePermit>> = match &link.concurrency {
-            None => Some(None),
-            Some(s) => s.clone().try_acquire_owned().ok().map(Some),
-        };
-        let global_permit = agency_permit
-            .is_some()
-            .then(|| self.permits.clone().try_acquire_owned().ok())
-            .flatten();
-        let (Some(agency_permit), Some(permit)) = (agency_permit, global_permit) else {
-            // No room (globally, or at this agency): give the tasks back;
-            // they are due again at once, and claimed when there is room.
+        // The agency's own bound is its stack's (busy: the tasks are given
+        // back); this is the dispatcher's bound across agencies.
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            // No room: give the tasks back; they are due again at once, and
+            // claimed when there is room.
             tokio::spawn(async move {
                 for (task, _) in batch {
                     this.release(&task, now_ms()).await;
@@ -309,20 +324,53 @@ impl Dispatcher {
             return;
         };
         tokio::spawn(async move {
-            let _permits = (permit, agency_permit);
+            let _permit = permit;
             let agency = &link;
             if batch.first().is_some_and(|(t, _)| t.state == STATE_QUEUED) {
-                this.send_batch(agency, batch).await;
+                this.send_batch(agency, batch, lease_until_ms).await;
             } else {
                 for (task, inquiry) in batch {
-                    this.poll(agency, task, inquiry).await;
+                    let span = task_span(&task);
+                    this.poll(agency, task, inquiry, lease_until_ms)
+                        .instrument(span)
+                        .await;
                 }
             }
             this.handle.wake();
         });
     }
 
-    async fn send_batch(&self, link: &AgencyLink, batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>) {
+    /// The agency's inquiry stack: retried within `dispatcher.max_attempts`
+    /// with a backoff from `dispatcher.retry_base_ms`.
+    fn stack(&self, link: &AgencyLink) -> AgencyService {
+        let base = Duration::from_millis(self.settings.retry_base_ms);
+        let retry = InquiryRetry::new(base, base.saturating_mul(1 << 10));
+        stack::for_inquiries(link, &self.guards, &self.transport, retry)
+    }
+
+    /// The message's deadline, retries and retry window: retries stay
+    /// within the deadline and within the lease (an attempt must be able to
+    /// end before the lease does).
+    fn bound(
+        &self,
+        call: &mut AgencyCall,
+        agency: &Agency,
+        deadline_ms: i64,
+        retries: i64,
+        lease_until_ms: i64,
+    ) {
+        let timeout_ms = agency.config.limits.timeout_ms as i64;
+        call.deadline = instant_at(deadline_ms);
+        call.retries = retries.clamp(0, i64::from(u32::MAX)) as u32;
+        call.retry_until = instant_at(deadline_ms.min(lease_until_ms - timeout_ms));
+    }
+
+    async fn send_batch(
+        &self,
+        link: &AgencyLink,
+        batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>,
+        lease_until_ms: i64,
+    ) {
         let agency = &*link.agency;
         let mut items: Vec<(ClaimedTask, Arc<InquiryRecord>, InquiryRequest)> = Vec::new();
         let mut court: Option<Court> = None;
@@ -355,92 +403,62 @@ impl Dispatcher {
                 return;
             }
         };
-        // The agency's quota first, then its breaker.
-        let guard = self.guards.get(&agency.config.id, &agency.config.limits);
-        let wait = guard.rate_wait();
-        if !wait.is_zero() {
-            let due = now_ms() + wait.as_millis() as i64;
-            for (task, inquiry, _) in &items {
-                if due >= inquiry.deadline_at_ms {
-                    self.finish(
-                        task,
-                        failed(
-                            "rate_limited",
-                            "the agency's quota (rate_per_second) left no room before the deadline",
-                        ),
-                    )
-                    .await;
-                } else {
-                    self.defer(
-                        task,
-                        due,
-                        "waiting for the agency's quota (rate_per_second)",
-                    )
-                    .await;
-                }
-            }
-            return;
+        // Audit before dispatch: the audit layer commits every item's
+        // outbound record before each attempt leaves.
+        let audit = Arc::new(MessageAudit::new(
+            self.audit.clone(),
+            items
+                .iter()
+                .map(|(task, inquiry, request)| agency_record(agency, inquiry, task, request))
+                .collect(),
+            "inquiry.send",
+            "inquiry.reply",
+            wire.body.clone(),
+        ));
+        let mut call = AgencyCall::new(
+            &agency.config.id,
+            "inquiry.send",
+            &envelope.batch_number,
+            wire,
+            audit,
+        );
+        call.items = items.len();
+        if let [(_, inquiry, _)] = items.as_slice() {
+            call.inquiry = Some(inquiry.id.clone());
         }
-        if let Err(open) = guard.breaker.try_acquire() {
-            let detail = match open.retry_in {
-                Some(d) => format!(
-                    "circuit open: the agency failed {} times in a row; asked again in {} s",
-                    agency.config.limits.breaker_failures,
-                    d.as_secs() + 1
-                ),
-                None => "circuit open: a probe to the agency is under way".to_owned(),
-            };
-            for (task, _, _) in &items {
-                self.finish(task, failed("circuit_open", &detail)).await;
-            }
-            return;
-        }
-        // Audit before dispatch: every item's outbound record must commit first.
-        let outbound = items.iter().map(|(task, inquiry, request)| {
-            self.audit.record(AuditRecord {
-                direction: Some(Direction::Outbound),
-                agency: Some(agency.config.id.clone()),
-                action: "inquiry.send".into(),
-                body: Some(wire.body.clone()),
-                ..agency_record(inquiry, task, request)
-            })
-        });
-        if join_all(outbound).await.iter().any(Result::is_err) {
-            tracing::warn!(agency = %agency.config.id, "audit unavailable: batch not sent");
-            for (task, _, _) in &items {
-                self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
-            }
-            return;
-        }
-        let sent_at = now_ms();
-        // No longer than the agency's timeout, nor past the inquiries' deadline.
         let deadline = items
             .iter()
             .map(|(_, i, _)| i.deadline_at_ms)
             .min()
             .unwrap_or(i64::MAX);
-        let timeout = Duration::from_millis(agency.config.limits.timeout_ms)
-            .min(Duration::from_millis((deadline - sent_at).max(1) as u64));
-        let result = self
-            .transport
-            .send(
-                &link.channel,
-                &agency.config.base_url,
-                &wire,
-                timeout,
-                &envelope.batch_number,
-            )
-            .await;
-        guard.breaker.record(!is_agency_failure(&result));
-        if !self
-            .record_replies(agency, &items, &result, "inquiry.reply")
-            .await
-        {
-            for (task, _, _) in &items {
-                self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+        // The store's claim count bounds retries across restarts: a task
+        // claimed again after a crash has fewer left.
+        let retries = items
+            .iter()
+            .map(|(t, _, _)| self.settings.max_attempts - t.attempts)
+            .min()
+            .unwrap_or(0);
+        self.bound(&mut call, agency, deadline, retries, lease_until_ms);
+        let sent_at = now_ms();
+        let result = match self.stack(link).oneshot(call).await {
+            Ok(reply) => Ok(reply),
+            Err(CallError::Transport(e)) => Err(e),
+            Err(CallError::Refused(refusal)) => {
+                for (task, inquiry, _) in &items {
+                    let span = task_span(task);
+                    self.send_refused(task, inquiry, refusal, agency)
+                        .instrument(span)
+                        .await;
+                }
+                return;
             }
-            return;
-        }
+            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
+                for (task, _, _) in &items {
+                    self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+                }
+                return;
+            }
+        };
         let outcomes: Vec<Result<InquiryOutcome, Failure>> = match &result {
             Err(e) => items.iter().map(|_| Err(transport_failure(e))).collect(),
             Ok(reply) => match agency.dialect.inquiry_reply(&requests, wire_reply(reply)) {
@@ -452,37 +470,56 @@ impl Dispatcher {
             },
         };
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
-        let retriable = is_retriable(&result);
-        for ((task, inquiry, _), outcome) in items.iter().zip(outcomes) {
-            if let Err(f) = &outcome
-                && retriable
-                && task.attempts < self.settings.max_attempts
-            {
-                // Inquiries only (they change nothing at the agency): again,
-                // after a jittered, growing wait, if the deadline allows.
-                let due = now_ms() + self.retry_backoff_ms(task.attempts);
-                if due < inquiry.deadline_at_ms {
-                    let detail = format!("retrying (attempt {}): {}", task.attempts + 1, f.detail);
-                    self.defer(task, due, &detail).await;
-                    continue;
-                }
-            }
-            let update = update_for(agency, outcome, Some(sent_at), latency, sent_at);
-            self.finish(task, update).await;
+        for ((task, _, _), outcome) in items.iter().zip(outcomes) {
+            let update = update_for(agency, outcome, Some(sent_at), latency, now_ms());
+            self.finish(task, update).instrument(task_span(task)).await;
         }
     }
 
-    /// Exponential backoff from `dispatcher.retry_base_ms`, with full jitter.
-    fn retry_backoff_ms(&self, attempts: i64) -> i64 {
-        use rand::Rng;
-        let base = self
-            .settings
-            .retry_base_ms
-            .saturating_mul(1 << attempts.clamp(0, 10));
-        rand::rng().random_range(base / 2..=base.max(1)) as i64
+    /// What a refusal by the agency's stack makes of a task to send: a
+    /// quota refusal waits for the quota (`rate_limited` past the
+    /// deadline), an open breaker is `circuit_open`, a busy agency gives
+    /// the task back for later.
+    async fn send_refused(
+        &self,
+        task: &ClaimedTask,
+        inquiry: &InquiryRecord,
+        refusal: Refusal,
+        agency: &Agency,
+    ) {
+        match refusal {
+            Refusal::RateLimited { retry_in } => {
+                let due = now_ms() + retry_in.as_millis() as i64;
+                if due >= inquiry.deadline_at_ms {
+                    let detail =
+                        "the agency's quota (rate_per_second) left no room before the deadline";
+                    self.finish(task, failed("rate_limited", detail)).await;
+                } else {
+                    self.defer(task, due, QUOTA_WAIT).await;
+                }
+            }
+            Refusal::CircuitOpen { retry_in } => {
+                let detail = match retry_in {
+                    Some(d) => format!(
+                        "circuit open: the agency failed {} times in a row; asked again in {} s",
+                        agency.config.limits.breaker_failures,
+                        d.as_secs() + 1
+                    ),
+                    None => "circuit open: a probe to the agency is under way".to_owned(),
+                };
+                self.finish(task, failed("circuit_open", &detail)).await;
+            }
+            Refusal::Busy => self.release(task, now_ms()).await,
+        }
     }
 
-    async fn poll(&self, link: &AgencyLink, task: ClaimedTask, inquiry: Arc<InquiryRecord>) {
+    async fn poll(
+        &self,
+        link: &AgencyLink,
+        task: ClaimedTask,
+        inquiry: Arc<InquiryRecord>,
+        lease_until_ms: i64,
+    ) {
         let agency = &*link.agency;
         let wire = match agency
             .dialect
@@ -501,62 +538,58 @@ impl Dispatcher {
                 return;
             }
         };
-        let guard = self.guards.get(&agency.config.id, &agency.config.limits);
-        let wait = guard.rate_wait();
-        if !wait.is_zero() {
-            self.defer(
-                &task,
-                now_ms() + wait.as_millis() as i64,
-                "waiting for the agency's quota (rate_per_second)",
-            )
-            .await;
-            return;
-        }
-        if let Err(open) = guard.breaker.try_acquire() {
+        let audit = Arc::new(MessageAudit::new(
+            self.audit.clone(),
+            vec![agency_record(agency, &inquiry, &task, &request)],
+            "inquiry.poll",
+            "inquiry.poll_reply",
+            format!("{} {}", wire.method.as_str(), wire.path).into_bytes(),
+        ));
+        let mut call = AgencyCall::new(
+            &agency.config.id,
+            "inquiry.poll",
+            &task.request_number,
+            wire,
+            audit,
+        );
+        call.inquiry = Some(inquiry.id.clone());
+        // A poll is a fresh read each time: its own retries.
+        let retries = self.settings.max_attempts - 1;
+        self.bound(
+            &mut call,
+            agency,
+            inquiry.deadline_at_ms,
+            retries,
+            lease_until_ms,
+        );
+        let result = match self.stack(link).oneshot(call).await {
+            Ok(reply) => Ok(reply),
+            Err(CallError::Transport(e)) => Err(e),
             // The agency holds the request: ask again once it may be asked.
-            let retry = open.retry_in.unwrap_or(Duration::from_secs(1));
-            self.defer(
-                &task,
-                now_ms() + retry.as_millis() as i64 + 1,
-                "circuit open: the result is fetched once the agency may be asked again",
-            )
-            .await;
-            return;
-        }
-        let recorded = self
-            .audit
-            .record(AuditRecord {
-                direction: Some(Direction::Outbound),
-                agency: Some(agency.config.id.clone()),
-                action: "inquiry.poll".into(),
-                body: Some(format!("{} {}", wire.method.as_str(), wire.path).into_bytes()),
-                ..agency_record(&inquiry, &task, &request)
-            })
-            .await;
-        if recorded.is_err() {
-            self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
-            return;
-        }
-        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
-        let result = self
-            .transport
-            .send(
-                &link.channel,
-                &agency.config.base_url,
-                &wire,
-                timeout,
-                &task.request_number,
-            )
-            .await;
-        guard.breaker.record(!is_agency_failure(&result));
-        let items = [(task.clone(), inquiry.clone(), request)];
-        if !self
-            .record_replies(agency, &items, &result, "inquiry.poll_reply")
-            .await
-        {
-            self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
-            return;
-        }
+            Err(CallError::Refused(Refusal::RateLimited { retry_in })) => {
+                let due = now_ms() + retry_in.as_millis() as i64;
+                self.defer(&task, due, QUOTA_WAIT).await;
+                return;
+            }
+            Err(CallError::Refused(Refusal::CircuitOpen { retry_in })) => {
+                let retry = retry_in.unwrap_or(Duration::from_secs(1));
+                self.defer(
+                    &task,
+                    now_ms() + retry.as_millis() as i64 + 1,
+                    "circuit open: the result is fetched once the agency may be asked again",
+                )
+                .await;
+                return;
+            }
+            Err(CallError::Refused(Refusal::Busy)) => {
+                self.release(&task, now_ms()).await;
+                return;
+            }
+            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
+                self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+                return;
+            }
+        };
         let outcome = match &result {
             Err(e) => Err(transport_failure(e)),
             Ok(reply) => agency
@@ -568,41 +601,6 @@ impl Dispatcher {
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
         self.finish(&task, update).await;
-    }
-
-    /// Records each item's reply (or the transport failure). False when the
-    /// audit log could not take them: the reply must then not be used.
-    async fn record_replies(
-        &self,
-        agency: &Agency,
-        items: &[(ClaimedTask, Arc<InquiryRecord>, InquiryRequest)],
-        result: &Result<HttpReply, TransportError>,
-        action: &str,
-    ) -> bool {
-        let (status, latency, body) = match result {
-            Ok(reply) => (
-                format!("http_{}", reply.status),
-                Some(reply.latency.as_millis() as i64),
-                Some(reply.body.to_vec()),
-            ),
-            Err(e) => (format!("transport: {e}"), None, None),
-        };
-        let records = items.iter().map(|(task, inquiry, request)| {
-            self.audit.record(AuditRecord {
-                direction: Some(Direction::Reply),
-                agency: Some(agency.config.id.clone()),
-                action: action.to_owned(),
-                status: Some(status.clone()),
-                latency_ms: latency,
-                body: body.clone(),
-                ..agency_record(inquiry, task, request)
-            })
-        });
-        let ok = join_all(records).await.iter().all(Result::is_ok);
-        if !ok {
-            tracing::warn!(agency = %agency.config.id, "audit unavailable: reply not used");
-        }
-        ok
     }
 
     /// Stores a step's result and completes the inquiry when this was its
@@ -790,25 +788,6 @@ fn transport_failure(e: &TransportError) -> Failure {
     }
 }
 
-/// An exchange that counts against the agency's breaker: no answer, or
-/// the agency's own server error.
-pub fn is_agency_failure(result: &Result<HttpReply, TransportError>) -> bool {
-    match result {
-        Err(_) => true,
-        Ok(reply) => reply.status >= 500,
-    }
-}
-
-/// A failed inquiry exchange worth trying again: no answer, a server
-/// error, or throttling.
-fn is_retriable(result: &Result<HttpReply, TransportError>) -> bool {
-    match result {
-        Err(TransportError::TooLarge(_)) => false,
-        Err(_) => true,
-        Ok(reply) => reply.status >= 500 || reply.status == 429,
-    }
-}
-
 pub fn reply_failure(e: &ReplyError) -> Failure {
     let state = match e {
         ReplyError::Agency { status: 429, .. } => "rate_limited",
@@ -831,11 +810,13 @@ fn wire_reply(reply: &HttpReply) -> WireReply<'_> {
 
 /// The audit fields every record about one agency task shares.
 fn agency_record(
+    agency: &Agency,
     inquiry: &InquiryRecord,
     task: &ClaimedTask,
     request: &InquiryRequest,
 ) -> AuditRecord {
     AuditRecord {
+        agency: Some(agency.config.id.clone()),
         caller: Some(inquiry.caller.clone()),
         officers: officer_labels(&request.officers),
         case_number: Some(inquiry.case_number.clone()),
@@ -844,4 +825,21 @@ fn agency_record(
         request_number: Some(task.request_number.clone()),
         ..AuditRecord::default()
     }
+}
+
+/// The span of one task's step: the inquiry, the agency, the request
+/// number (never the subject).
+fn task_span(task: &ClaimedTask) -> tracing::Span {
+    tracing::info_span!(
+        "inquiry",
+        inquiry = %task.inquiry_id,
+        agency = %task.agency,
+        request_number = %task.request_number,
+    )
+}
+
+/// The instant of a unix-ms time (None: too far off to say).
+fn instant_at(at_ms: i64) -> Option<tokio::time::Instant> {
+    let wait = Duration::from_millis((at_ms - now_ms()).max(0) as u64);
+    tokio::time::Instant::now().checked_add(wait)
 }

@@ -1,8 +1,14 @@
 //! Prometheus metrics, served at `GET /metrics` (OpenMetrics text, which
 //! Prometheus reads): per-agency latency histograms and outcomes by status,
-//! breaker states, inquiries and orders by state, and the audit writer's
+//! breaker states, calls in flight, calls refused by the agency stack's
+//! layers and retries; inquiries and orders by state reached (counters) and
+//! by current state (gauges); the work queues' depths; the audit writer's
 //! batch sizes and commit time. Labels never carry personal data: agency
-//! ids and statuses only.
+//! ids, states and layer names only.
+//!
+//! The gauges of current state and queue depth are sampled from the store
+//! at each scrape (`render_sampled`), so they count the work of every
+//! gateway sharing the database, and are right after a restart.
 
 use std::sync::OnceLock;
 
@@ -13,6 +19,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::store::{
+    PHASE_POLL, PHASE_QUERY, PHASE_SEND, PHASE_WATCH, QueueCount, STATE_AWAITING, STATE_POLLING,
+    STATE_QUEUED, Store,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgencyLabel {
@@ -30,6 +41,32 @@ pub struct StatusLabel {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabel {
+    pub agency: String,
+    /// `rate_limit`, `concurrency` or `breaker`.
+    pub layer: String,
+}
+
+/// `waiting` (due or not yet due, no one on it) or `in_flight` (claimed
+/// under a live lease).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskQueueLabel {
+    pub state: String,
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrderQueueLabel {
+    pub phase: String,
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub agency_latency: Family<AgencyLabel, Histogram>,
@@ -37,6 +74,15 @@ pub struct Metrics {
     pub breaker_open: Family<AgencyLabel, Gauge>,
     pub inquiries: Family<StatusLabel, Counter>,
     pub orders: Family<StatusLabel, Counter>,
+    pub agency_in_flight: Family<AgencyLabel, Gauge>,
+    pub agency_rejections: Family<RejectionLabel, Counter>,
+    pub agency_retries: Family<AgencyLabel, Counter>,
+    pub agency_hedges: Family<AgencyLabel, Counter>,
+    pub task_queue: Family<TaskQueueLabel, Gauge>,
+    pub order_queue: Family<OrderQueueLabel, Gauge>,
+    pub callback_outbox: Family<StageLabel, Gauge>,
+    pub inquiries_current: Family<StatusLabel, Gauge>,
+    pub orders_current: Family<StatusLabel, Gauge>,
     pub audit_batch_rows: Histogram,
     pub audit_commit_seconds: Histogram,
     pub audit_failures: Counter,
@@ -79,6 +125,60 @@ impl Metrics {
         );
         let orders = Family::<StatusLabel, Counter>::default();
         registry.register("orders", "Control orders by status reached", orders.clone());
+        let agency_in_flight = Family::<AgencyLabel, Gauge>::default();
+        registry.register(
+            "agency_in_flight",
+            "Exchanges with the agency on the wire now (this gateway)",
+            agency_in_flight.clone(),
+        );
+        let agency_rejections = Family::<RejectionLabel, Counter>::default();
+        registry.register(
+            "agency_rejections",
+            "Calls the agency's stack refused before sending, by the layer that refused (rate_limit, concurrency, breaker)",
+            agency_rejections.clone(),
+        );
+        let agency_retries = Family::<AgencyLabel, Counter>::default();
+        registry.register(
+            "agency_retries",
+            "Inquiry messages sent again after a failed exchange",
+            agency_retries.clone(),
+        );
+        let agency_hedges = Family::<AgencyLabel, Counter>::default();
+        registry.register(
+            "agency_hedges",
+            "Inquiry messages sent a second time because the first was not answered within the agency's p95",
+            agency_hedges.clone(),
+        );
+        let task_queue = Family::<TaskQueueLabel, Gauge>::default();
+        registry.register(
+            "task_queue",
+            "Unfinished agency tasks by state (queued, polling, awaiting) and stage (waiting, in_flight)",
+            task_queue.clone(),
+        );
+        let order_queue = Family::<OrderQueueLabel, Gauge>::default();
+        registry.register(
+            "order_queue",
+            "Control orders not done, by phase (send, query, poll, watch) and stage (waiting, in_flight)",
+            order_queue.clone(),
+        );
+        let callback_outbox = Family::<StageLabel, Gauge>::default();
+        registry.register(
+            "callback_outbox",
+            "Callbacks to callers not yet delivered, by stage (waiting, in_flight)",
+            callback_outbox.clone(),
+        );
+        let inquiries_current = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "inquiries_current",
+            "Inquiries by current status",
+            inquiries_current.clone(),
+        );
+        let orders_current = Family::<StatusLabel, Gauge>::default();
+        registry.register(
+            "orders_current",
+            "Control orders by current status",
+            orders_current.clone(),
+        );
         let audit_batch_rows = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         registry.register(
             "audit_batch_rows",
@@ -110,6 +210,15 @@ impl Metrics {
             breaker_open,
             inquiries,
             orders,
+            agency_in_flight,
+            agency_rejections,
+            agency_retries,
+            agency_hedges,
+            task_queue,
+            order_queue,
+            callback_outbox,
+            inquiries_current,
+            orders_current,
             audit_batch_rows,
             audit_commit_seconds,
             audit_failures,
@@ -156,4 +265,160 @@ pub fn count(family: &Family<StatusLabel, Counter>, status: &str) {
             status: status.to_owned(),
         })
         .inc();
+}
+
+fn agency_label(agency: &str) -> AgencyLabel {
+    AgencyLabel {
+        agency: agency.to_owned(),
+    }
+}
+
+/// Counts one exchange with `agency` in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight(AgencyLabel);
+
+impl InFlight {
+    pub fn start(agency: &str) -> Self {
+        let label = agency_label(agency);
+        global().agency_in_flight.get_or_create(&label).inc();
+        Self(label)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        global().agency_in_flight.get_or_create(&self.0).dec();
+    }
+}
+
+/// Exchanges with `agency` in flight now.
+pub fn in_flight(agency: &str) -> i64 {
+    global()
+        .agency_in_flight
+        .get_or_create(&agency_label(agency))
+        .get()
+}
+
+/// A call to `agency` refused by its stack's `layer`.
+pub fn rejected(agency: &str, layer: &str) {
+    global()
+        .agency_rejections
+        .get_or_create(&RejectionLabel {
+            agency: agency.to_owned(),
+            layer: layer.to_owned(),
+        })
+        .inc();
+}
+
+/// Calls to `agency` refused by `layer` so far.
+pub fn rejections(agency: &str, layer: &str) -> u64 {
+    global()
+        .agency_rejections
+        .get_or_create(&RejectionLabel {
+            agency: agency.to_owned(),
+            layer: layer.to_owned(),
+        })
+        .get()
+}
+
+/// An inquiry message to `agency` sent again.
+pub fn retried(agency: &str) {
+    global()
+        .agency_retries
+        .get_or_create(&agency_label(agency))
+        .inc();
+}
+
+/// An inquiry message to `agency` hedged.
+pub fn hedged(agency: &str) {
+    global()
+        .agency_hedges
+        .get_or_create(&agency_label(agency))
+        .inc();
+}
+
+fn stage(claimed: bool) -> String {
+    if claimed { "in_flight" } else { "waiting" }.to_owned()
+}
+
+impl Metrics {
+    /// Sets the sampled gauges from the store's counts. Every state a
+    /// gauge may show is set, to zero when nothing is in it.
+    fn set_queues(&self, counts: &[QueueCount]) {
+        self.inquiries_current.clear();
+        self.orders_current.clear();
+        self.task_queue.clear();
+        self.order_queue.clear();
+        self.callback_outbox.clear();
+        for claimed in [false, true] {
+            for state in [STATE_QUEUED, STATE_POLLING, STATE_AWAITING] {
+                self.task_queue
+                    .get_or_create(&TaskQueueLabel {
+                        state: state.to_owned(),
+                        stage: stage(claimed),
+                    })
+                    .set(0);
+            }
+            for phase in [PHASE_SEND, PHASE_QUERY, PHASE_POLL, PHASE_WATCH] {
+                self.order_queue
+                    .get_or_create(&OrderQueueLabel {
+                        phase: phase.to_owned(),
+                        stage: stage(claimed),
+                    })
+                    .set(0);
+            }
+            self.callback_outbox
+                .get_or_create(&StageLabel {
+                    stage: stage(claimed),
+                })
+                .set(0);
+        }
+        for status in ["running", "completed"] {
+            self.inquiries_current
+                .get_or_create(&StatusLabel {
+                    status: status.to_owned(),
+                })
+                .set(0);
+        }
+        for c in counts {
+            let gauge = match c.queue.as_str() {
+                "task" => self.task_queue.get_or_create_owned(&TaskQueueLabel {
+                    state: c.key.clone(),
+                    stage: stage(c.claimed),
+                }),
+                "order_phase" => self.order_queue.get_or_create_owned(&OrderQueueLabel {
+                    phase: c.key.clone(),
+                    stage: stage(c.claimed),
+                }),
+                "outbox" => self.callback_outbox.get_or_create_owned(&StageLabel {
+                    stage: stage(c.claimed),
+                }),
+                "inquiry" => self.inquiries_current.get_or_create_owned(&StatusLabel {
+                    status: c.key.clone(),
+                }),
+                "order" => self.orders_current.get_or_create_owned(&StatusLabel {
+                    status: c.key.clone(),
+                }),
+                _ => continue,
+            };
+            gauge.set(c.count);
+        }
+    }
+}
+
+/// Samples the work queues from the store, then renders every metric.
+/// One scrape at a time: no scrape sees a gauge family half set. When the
+/// store cannot be read the sampled gauges keep their last values.
+pub async fn render_sampled(store: &dyn Store) -> String {
+    static SCRAPE: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    let _one_at_a_time = SCRAPE.get_or_init(Default::default).lock().await;
+    let m = global();
+    match store
+        .queue_counts(chrono::Utc::now().timestamp_millis())
+        .await
+    {
+        Ok(counts) => m.set_queues(&counts),
+        Err(e) => tracing::warn!(error = %e, "cannot sample the work queues for the metrics"),
+    }
+    m.render()
 }

@@ -24,7 +24,9 @@ use adapters::control::{
 };
 use adapters::dialect::{Envelope, WireReply, WireRequest};
 use chrono::Days;
+use futures::future::BoxFuture;
 use tokio::sync::{Notify, Semaphore, watch};
+use tower::ServiceExt;
 
 use crate::agencies::{AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Direction};
@@ -34,7 +36,9 @@ use crate::inquiry::officer_labels;
 use crate::notify::Notifier;
 use crate::order::{self, STATUS_ACCEPTED, STATUS_DISPATCHED, status_of, stored_request};
 use crate::plan;
-use crate::resilience::Guard;
+use crate::resilience::audit::MessageAudit;
+use crate::resilience::stack::{self, AgencyService};
+use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
     MeasureEffect, OrderProgress, OrderRecord, OutboxRecord, PHASE_DONE, PHASE_POLL, PHASE_QUERY,
     PHASE_SEND, PHASE_WATCH, Store,
@@ -294,31 +298,6 @@ impl OrderWorker {
                 return;
             }
         }
-        // The agency's quota and breaker: an order waits for them, it never
-        // fails on them.
-        let guard = self.guards.get(&order.agency, &link.config().limits);
-        let wait = guard.rate_wait();
-        if !wait.is_zero() {
-            self.release(&order, now_ms() + wait.as_millis() as i64, None)
-                .await;
-            return;
-        }
-        if let Err(open) = guard.breaker.try_acquire() {
-            let retry = open.retry_in.unwrap_or(Duration::from_secs(1));
-            self.release(
-                &order,
-                now_ms() + retry.as_millis() as i64 + 1,
-                Some(
-                    "circuit open: the agency is asked again once its breaker lets a probe through",
-                ),
-            )
-            .await;
-            return;
-        }
-        let _agency_permit = match &link.concurrency {
-            Some(s) => s.clone().acquire_owned().await.ok(),
-            None => None,
-        };
         let (request, court) = match stored_request(&order) {
             Ok(v) => v,
             Err(e) => {
@@ -326,17 +305,21 @@ impl OrderWorker {
                 return;
             }
         };
+        // The agency's control stack: its concurrency bound (waited for),
+        // quota and breaker (an order waits for them, it never fails on
+        // them), the audit records, the timeout; never a retry.
+        let stack = stack::for_orders(&link, &self.guards, &self.transport);
         if order.phase == PHASE_SEND {
-            self.send(&link, &guard, order, request, court).await;
+            self.send(&link, stack, order, request, court).await;
         } else {
-            self.query(&link, &guard, order, request).await;
+            self.query(&link, stack, order, request).await;
         }
     }
 
     async fn send(
         &self,
         link: &AgencyLink,
-        guard: &Guard,
+        stack: AgencyService,
         order: OrderRecord,
         request: ControlRequest,
         court: adapters::model::Court,
@@ -354,68 +337,62 @@ impl OrderWorker {
                 return;
             }
         };
-        let recorded = self
-            .audit
-            .record(AuditRecord {
-                direction: Some(Direction::Outbound),
-                action: format!("order.{}", order.action),
-                body: Some(wire.body.clone()),
-                ..audit_fields(&order, &request)
-            })
-            .await;
-        if recorded.is_err() {
-            tracing::warn!(order = %order.id, "audit unavailable: order not sent");
-            self.release(&order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
-                .await;
-            return;
-        }
         let attempts = order.send_attempts + 1;
-        let timeout_ms = agency.config.limits.timeout_ms as i64;
-        let now = now_ms();
-        match self
-            .store
-            .mark_sending(
-                &self.owner,
-                &order.id,
-                attempts,
-                now,
-                now + timeout_ms + self.settings.retry_ms as i64,
-            )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => {
-                tracing::error!(error = %e, order = %order.id, "cannot mark an order as sending; not sent");
-                return;
+        // After the outbound record, before the message leaves: the order
+        // is marked `query`, so whatever happens next, the agency is asked
+        // about the request number before anything is sent again.
+        let mark = {
+            let store = self.store.clone();
+            let owner = self.owner.clone();
+            let id = order.id.clone();
+            let lease_ms = agency.config.limits.timeout_ms as i64 + self.settings.retry_ms as i64;
+            move |_attempt: u32| -> BoxFuture<'static, Result<(), String>> {
+                let (store, owner, id) = (store.clone(), owner.clone(), id.clone());
+                Box::pin(async move {
+                    let now = now_ms();
+                    match store
+                        .mark_sending(&owner, &id, attempts, now, now + lease_ms)
+                        .await
+                    {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("the order's lease was lost".to_owned()),
+                        Err(e) => {
+                            tracing::error!(error = %e, order = %id, "cannot mark an order as sending; not sent");
+                            Err(e.to_string())
+                        }
+                    }
+                })
             }
-        }
-        let order = OrderRecord {
+        };
+        let audit = MessageAudit::new(
+            self.audit.clone(),
+            vec![audit_fields(&order, &request)],
+            &format!("order.{}", order.action),
+            "order.reply",
+            wire.body.clone(),
+        )
+        .before_send(Box::new(mark));
+        let sent = OrderRecord {
             phase: PHASE_QUERY.into(),
             status: STATUS_DISPATCHED.into(),
             send_attempts: attempts,
-            ..order
+            ..order.clone()
         };
+        let action = format!("order.{}", order.action);
         let outcome = self
-            .exchange(
-                link,
-                guard,
-                &order,
-                &request,
-                &wire,
-                "order.reply",
-                |reply| agency.dialect.control_reply(&request, reply),
-            )
+            .exchange(stack, &sent, &action, wire, audit, |reply| {
+                agency.dialect.control_reply(&request, reply)
+            })
             .await;
         if let Some(outcome) = outcome {
-            self.apply(&order, outcome).await;
+            self.apply(&sent, outcome).await;
         }
     }
 
     async fn query(
         &self,
         link: &AgencyLink,
-        guard: &Guard,
+        stack: AgencyService,
         order: OrderRecord,
         request: ControlRequest,
     ) {
@@ -441,94 +418,70 @@ impl OrderWorker {
             PHASE_WATCH => "order.watch",
             _ => "order.query",
         };
-        let recorded = self
-            .audit
-            .record(AuditRecord {
-                direction: Some(Direction::Outbound),
-                action: action.into(),
-                body: Some(format!("{} {}", wire.method.as_str(), wire.path).into_bytes()),
-                ..audit_fields(&order, &request)
-            })
-            .await;
-        if recorded.is_err() {
-            self.release(&order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
-                .await;
-            return;
-        }
+        let audit = MessageAudit::new(
+            self.audit.clone(),
+            vec![audit_fields(&order, &request)],
+            action,
+            &format!("{action}_reply"),
+            format!("{} {}", wire.method.as_str(), wire.path).into_bytes(),
+        );
         let outcome = self
-            .exchange(
-                link,
-                guard,
-                &order,
-                &request,
-                &wire,
-                &format!("{action}_reply"),
-                |reply| agency.dialect.control_poll_reply(&request, reply),
-            )
+            .exchange(stack, &order, action, wire, audit, |reply| {
+                agency.dialect.control_poll_reply(&request, reply)
+            })
             .await;
         if let Some(outcome) = outcome {
             self.apply(&order, outcome).await;
         }
     }
 
-    /// Sends a message, records the reply, and decodes it. None when the
-    /// reply could not be recorded (it must not be used; the order is given
-    /// back to be asked about again).
-    #[allow(clippy::too_many_arguments)]
+    /// Sends a message through the agency's control stack (the audit layer
+    /// records it first and records the reply), and decodes the answer.
+    /// None when the stack refused the message, could not record it, or
+    /// could not record its answer: the order is given back to be tried
+    /// again (a send whose `query` mark committed is asked about next, never
+    /// sent blindly), and no answer is used.
     async fn exchange(
         &self,
-        link: &AgencyLink,
-        guard: &Guard,
+        stack: AgencyService,
         order: &OrderRecord,
-        request: &ControlRequest,
-        wire: &WireRequest,
         action: &str,
+        wire: WireRequest,
+        audit: MessageAudit,
         decode: impl FnOnce(WireReply<'_>) -> Result<ControlOutcome, adapters::dialect::ReplyError>,
     ) -> Option<Result<ControlOutcome, String>> {
-        let agency = &*link.agency;
-        let timeout = Duration::from_millis(agency.config.limits.timeout_ms);
-        let result = self
-            .transport
-            .send(
-                &link.channel,
-                &agency.config.base_url,
-                wire,
-                timeout,
-                &order.request_number,
-            )
-            .await;
-        guard
-            .breaker
-            .record(!crate::dispatch::is_agency_failure(&result));
-        let (status, latency, body) = match &result {
-            Ok(reply) => (
-                format!("http_{}", reply.status),
-                Some(reply.latency.as_millis() as i64),
-                Some(reply.body.to_vec()),
-            ),
-            Err(e) => (format!("transport: {e}"), None, None),
+        let mut call = AgencyCall::new(
+            &order.agency,
+            action,
+            &order.request_number,
+            wire,
+            Arc::new(audit),
+        );
+        call.order = Some(order.id.clone());
+        let (due, detail) = match stack.oneshot(call).await {
+            Ok(reply) => return Some(decode(wire_reply(&reply)).map_err(|e| e.to_string())),
+            Err(CallError::Transport(e)) => {
+                return Some(Err(format!("no answer from the agency: {e}")));
+            }
+            Err(CallError::Refused(Refusal::RateLimited { retry_in })) => {
+                (now_ms() + retry_in.as_millis() as i64, None)
+            }
+            Err(CallError::Refused(Refusal::CircuitOpen { retry_in })) => {
+                let retry = retry_in.unwrap_or(Duration::from_secs(1));
+                (
+                    now_ms() + retry.as_millis() as i64 + 1,
+                    Some(
+                        "circuit open: the agency is asked again once its breaker lets a probe through",
+                    ),
+                )
+            }
+            Err(CallError::Refused(Refusal::Busy)) => (now_ms(), None),
+            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
+                (now_ms() + RETRY_AFTER_FAILURE_MS, None)
+            }
         };
-        let recorded = self
-            .audit
-            .record(AuditRecord {
-                direction: Some(Direction::Reply),
-                action: action.to_owned(),
-                status: Some(status),
-                latency_ms: latency,
-                body,
-                ..audit_fields(order, request)
-            })
-            .await;
-        if recorded.is_err() {
-            tracing::warn!(order = %order.id, "audit unavailable: reply not used");
-            self.release(order, now_ms() + RETRY_AFTER_FAILURE_MS, None)
-                .await;
-            return None;
-        }
-        Some(match &result {
-            Err(e) => Err(format!("no answer from the agency: {e}")),
-            Ok(reply) => decode(wire_reply(reply)).map_err(|e| e.to_string()),
-        })
+        self.release(order, due, detail).await;
+        None
     }
 
     /// Stores what an answer (or its absence) makes of the order.

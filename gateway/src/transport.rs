@@ -134,6 +134,7 @@ impl Transport {
         })
     }
 
+    /// Sends `request` and reads the whole reply, bounded by `timeout`.
     pub async fn send(
         &self,
         channel: &AgencyChannel,
@@ -142,49 +143,60 @@ impl Transport {
         timeout: Duration,
         request_id: &str,
     ) -> Result<HttpReply, TransportError> {
+        tokio::time::timeout(
+            timeout,
+            self.exchange(channel, base_url, request, request_id),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout(timeout.as_millis() as u64))?
+    }
+
+    /// Sends `request` and reads the whole reply, with no bound in time:
+    /// the caller bounds it (the agency stack's timeout layer, `send`).
+    pub async fn exchange(
+        &self,
+        channel: &AgencyChannel,
+        base_url: &str,
+        request: &WireRequest,
+        request_id: &str,
+    ) -> Result<HttpReply, TransportError> {
         let started = Instant::now();
         let url = format!("{}{}", base_url.trim_end_matches('/'), request.path);
         let client = &channel.client;
-        let exchange = async {
-            let mut builder = match request.method {
-                HttpMethod::Get => client.get(&url),
-                HttpMethod::Post => client.post(&url).body(request.body.clone()),
-            };
-            if let Some(ct) = &request.content_type {
-                builder = builder.header(CONTENT_TYPE, ct);
-            }
-            builder = builder
-                .headers(channel.headers.clone())
-                .header("x-request-id", request_id);
-            let mut response = builder.send().await.map_err(classify)?;
-            let status = response.status().as_u16();
-            let content_type = response
-                .headers()
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            if response
-                .content_length()
-                .is_some_and(|n| n > self.max_reply_bytes as u64)
-            {
+        let mut builder = match request.method {
+            HttpMethod::Get => client.get(&url),
+            HttpMethod::Post => client.post(&url).body(request.body.clone()),
+        };
+        if let Some(ct) = &request.content_type {
+            builder = builder.header(CONTENT_TYPE, ct);
+        }
+        builder = builder
+            .headers(channel.headers.clone())
+            .header("x-request-id", request_id);
+        let mut response = builder.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_reply_bytes as u64)
+        {
+            return Err(TransportError::TooLarge(self.max_reply_bytes));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > self.max_reply_bytes {
                 return Err(TransportError::TooLarge(self.max_reply_bytes));
             }
-            let mut body = BytesMut::new();
-            while let Some(chunk) = response.chunk().await.map_err(classify)? {
-                if body.len() + chunk.len() > self.max_reply_bytes {
-                    return Err(TransportError::TooLarge(self.max_reply_bytes));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok((status, content_type, body.freeze()))
-        };
-        let (status, content_type, body) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| TransportError::Timeout(timeout.as_millis() as u64))??;
+            body.extend_from_slice(&chunk);
+        }
         Ok(HttpReply {
             status,
             content_type,
-            body,
+            body: body.freeze(),
             latency: started.elapsed(),
         })
     }

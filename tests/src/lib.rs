@@ -463,6 +463,37 @@ impl System {
         Ok(())
     }
 
+    /// `GET /metrics` (no auth), as text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "{}", response.status());
+        Ok(response.text().await?)
+    }
+
+    /// Scrapes `/metrics` until `done` holds of the text, or fails after
+    /// `limit` with the last text.
+    pub async fn wait_for_metrics(
+        &self,
+        limit: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let text = self.metrics().await?;
+            if done(&text) {
+                return Ok(text);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!("the metrics did not get there in {limit:?}:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every audit event matching the query, following cursors.
     pub async fn audit(&self, query: &str) -> anyhow::Result<Vec<Value>> {
         let mut events = Vec::new();
@@ -508,6 +539,14 @@ pub fn agency_line<'a>(inquiry: &'a Value, agency: &str) -> &'a Value {
         .as_array()
         .and_then(|a| a.iter().find(|x| x["agency"] == agency))
         .unwrap_or(&Value::Null)
+}
+
+/// The value of one series in metrics text, e.g.
+/// `metric(&text, r#"gateway_inquiries_current{status="running"}"#)`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// One agency's status line in an inquiry.

@@ -170,14 +170,22 @@ fn a_syntax_error_has_its_line() {
 
 #[test]
 fn limits_must_be_positive() {
-    let text = format!("{GOOD}rate_per_second = 0\nmax_concurrency = 0\n");
+    let text = format!("{GOOD}rate_per_second = 0\nmax_concurrency = 0\nhedge_percent = 101\n");
     let errors = parse(&text).expect_err("zero limits");
-    assert_eq!(lines(&errors), vec![Some(12), Some(13)], "{errors:?}");
-    let ok = format!("{GOOD}rate_per_second = 50\nmax_concurrency = 4\n");
+    assert_eq!(
+        lines(&errors),
+        vec![Some(12), Some(13), Some(14)],
+        "{errors:?}"
+    );
+    let ok = format!("{GOOD}rate_per_second = 50\nmax_concurrency = 4\nhedge_percent = 5\n");
     let a = parse(&ok).expect("valid");
     assert_eq!(
-        (a.limits.rate_per_second, a.limits.max_concurrency),
-        (Some(50), Some(4))
+        (
+            a.limits.rate_per_second,
+            a.limits.max_concurrency,
+            a.limits.hedge_percent
+        ),
+        (Some(50), Some(4), 5)
     );
 }
 

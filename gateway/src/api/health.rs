@@ -26,7 +26,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 }
 
 /// Prometheus metrics (OpenMetrics text), no auth: no label carries
-/// personal data.
+/// personal data. The breaker states are read from the guards, the queue
+/// gauges sampled from the store, at each scrape.
 pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let m = crate::metrics::global();
@@ -45,7 +46,7 @@ pub async fn metrics(State(state): State<AppState>) -> axum::response::Response 
             axum::http::header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        m.render(),
+        crate::metrics::render_sampled(&*state.store).await,
     )
         .into_response()
 }

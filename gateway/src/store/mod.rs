@@ -234,6 +234,71 @@ pub trait JobStore: Send + Sync {
 
     /// A cheap write-path check for /readyz.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// How much work waits and runs, for the metrics' gauges: unfinished
+    /// tasks, orders not done and callbacks not delivered (each claimed or
+    /// not at `now_ms`), inquiries and orders by status.
+    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<QueueCount>, StoreError>;
+}
+
+/// One line of `JobStore::queue_counts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueCount {
+    /// `task` (by state), `inquiry` (by status), `order_phase` (orders not
+    /// done, by phase), `order` (by status), `outbox` (callbacks to deliver).
+    pub queue: String,
+    pub key: String,
+    /// Under a live lease (being worked on) rather than waiting.
+    pub claimed: bool,
+    pub count: i64,
+}
+
+/// The query behind `queue_counts`, the same on both backends (`now_ms` is
+/// a number, written into the text).
+fn queue_counts_sql(now_ms: i64) -> String {
+    let claimed = format!(
+        "CAST(CASE WHEN COALESCE(lease_until_ms, 0) > {now_ms} THEN 1 ELSE 0 END AS BIGINT)"
+    );
+    format!(
+        "SELECT 'task' AS queue, state AS k, {claimed} AS claimed, COUNT(*) AS n \
+           FROM agency_tasks WHERE state IN ('{STATE_QUEUED}', '{STATE_POLLING}', '{STATE_AWAITING}') \
+           GROUP BY state, {claimed} \
+         UNION ALL SELECT 'inquiry', status, 0, COUNT(*) FROM inquiries GROUP BY status \
+         UNION ALL SELECT 'order_phase', phase, {claimed}, COUNT(*) FROM orders \
+           WHERE phase <> '{PHASE_DONE}' GROUP BY phase, {claimed} \
+         UNION ALL SELECT 'order', status, 0, COUNT(*) FROM orders GROUP BY status \
+         UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
+           WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL GROUP BY {claimed}"
+    )
+}
+
+/// Runs `queue_counts_sql` on either backend.
+async fn fetch_queue_counts<'c, DB, E>(
+    executor: E,
+    now_ms: i64,
+) -> Result<Vec<QueueCount>, StoreError>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    for<'a> &'a str: sqlx::ColumnIndex<DB::Row>,
+{
+    use sqlx::Row;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(queue_counts_sql(now_ms)))
+        .fetch_all(executor)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(QueueCount {
+                queue: r.try_get("queue")?,
+                key: r.try_get("k")?,
+                claimed: r.try_get::<i64, _>("claimed")? != 0,
+                count: r.try_get("n")?,
+            })
+        })
+        .collect()
 }
 
 /// The append-only audit log.

@@ -532,6 +532,10 @@ impl JobStore for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
+        super::fetch_queue_counts(&self.pool, now_ms).await
+    }
 }
 
 const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \

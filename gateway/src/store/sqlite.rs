@@ -503,6 +503,10 @@ impl JobStore for SqliteStore {
         tx.rollback().await?;
         Ok(())
     }
+
+    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
+        super::fetch_queue_counts(&self.pool, now_ms).await
+    }
 }
 
 /// Tasks per INSERT statement when an inquiry is stored (5 parameters each).

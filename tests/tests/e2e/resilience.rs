@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e_tests::*;
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 async fn the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it(
     backend: Backend,
@@ -59,6 +59,15 @@ async fn the_breaker_opens_on_a_failing_agency_and_a_probe_closes_it(
         .as_array()
         .map_or(0, Vec::len);
     assert_eq!(before, after, "an open breaker sends nothing");
+    let text = sys.metrics().await?;
+    assert!(
+        metric(
+            &text,
+            r#"gateway_agency_rejections_total{agency="bank-b",layer="breaker"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the breaker's refusal is counted:\n{text}"
+    );
 
     // The bank recovers; after the cooldown one probe goes, and closes it.
     sys.fault("bank-b", json!({"mode": "normal"})).await?;
@@ -168,6 +177,85 @@ async fn metrics_show_agency_outcomes_breakers_and_the_audit_writer(
 }
 
 on_both_backends!(metrics_show_agency_outcomes_breakers_and_the_audit_writer);
+
+/// The gauges of what waits and runs: while a slow bank holds an inquiry,
+/// its task is in flight and the inquiry running; once it answers, nothing
+/// waits and the inquiry is completed. (The store-sampled gauges count this
+/// system's database alone; the in-flight gauge counts the test process.)
+async fn the_queue_gauges_show_what_waits_and_what_runs(backend: Backend) -> anyhow::Result<()> {
+    let sys = System::start_on(backend, |_, _| {}).await?;
+    sys.fault("bank-b", json!({"latency_ms": 1500})).await?;
+    let mut body = inquiry_body(zhang_san());
+    body["agencies"] = json!(["bank-a", "bank-b"]);
+    let reply = sys
+        .post_json("/v1/inquiries?wait=0", ENFORCEMENT, &body)
+        .await?;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().unwrap_or_default().to_owned();
+    let running = |text: &str| {
+        metric(text, r#"gateway_inquiries_current{status="running"}"#) == Some(1.0)
+            && metric(
+                text,
+                r#"gateway_task_queue{state="queued",stage="in_flight"}"#,
+            ) == Some(1.0)
+            && metric(text, r#"gateway_agency_in_flight{agency="bank-b"}"#)
+                .is_some_and(|n| n >= 1.0)
+    };
+    let during = sys
+        .wait_for_metrics(Duration::from_secs(10), running)
+        .await?;
+    assert_eq!(
+        metric(
+            &during,
+            r#"gateway_task_queue{state="queued",stage="waiting"}"#
+        ),
+        Some(0.0),
+        "{during}"
+    );
+    sys.wait_for_inquiry(&id, Duration::from_secs(15), |i| i["status"] == "completed")
+        .await?;
+    let after = sys
+        .wait_for_metrics(Duration::from_secs(10), |text| {
+            metric(text, r#"gateway_inquiries_current{status="completed"}"#) == Some(1.0)
+        })
+        .await?;
+    for (series, expected) in [
+        (r#"gateway_inquiries_current{status="running"}"#, 0.0),
+        (r#"gateway_task_queue{state="queued",stage="waiting"}"#, 0.0),
+        (
+            r#"gateway_task_queue{state="queued",stage="in_flight"}"#,
+            0.0,
+        ),
+        (
+            r#"gateway_task_queue{state="polling",stage="waiting"}"#,
+            0.0,
+        ),
+        (
+            r#"gateway_task_queue{state="awaiting",stage="waiting"}"#,
+            0.0,
+        ),
+        (r#"gateway_order_queue{phase="send",stage="waiting"}"#, 0.0),
+        (
+            r#"gateway_order_queue{phase="watch",stage="in_flight"}"#,
+            0.0,
+        ),
+        (r#"gateway_callback_outbox{stage="waiting"}"#, 0.0),
+    ] {
+        assert_eq!(
+            metric(&after, series),
+            Some(expected),
+            "{series} in\n{after}"
+        );
+    }
+    assert!(
+        metric(&after, r#"gateway_agency_in_flight{agency="bank-b"}"#).is_some_and(|n| n >= 0.0),
+        "{after}"
+    );
+    assert!(!after.contains(ZHANG_SAN_ID));
+    Ok(())
+}
+
+on_both_backends!(the_queue_gauges_show_what_waits_and_what_runs);
 
 async fn inquiries_complete_in_time_with_one_agency_failing_half_its_calls_and_another_throttling(
     backend: Backend,
@@ -325,3 +413,70 @@ async fn every_kind_of_agency_fault_is_survived(backend: Backend) -> anyhow::Res
 }
 
 on_both_backends!(every_kind_of_agency_fault_is_survived);
+
+/// A bank whose file asks for hedging: once its p95 is known, an answer
+/// slower than it gets a second copy of the message; both copies are
+/// audited (the second marked `hedge`), both replies recorded, and the
+/// inquiry takes the first answer.
+#[tokio::test]
+async fn a_message_slower_than_the_agency_p95_is_hedged_and_both_copies_are_audited()
+-> anyhow::Result<()> {
+    let sys = System::start_with(|_, agencies| {
+        for a in agencies.iter_mut().filter(|a| a.id == "bank-b") {
+            a.limits.hedge_percent = 100;
+        }
+    })
+    .await?;
+    let mut body = inquiry_body(nobody());
+    body["agencies"] = json!(["bank-b"]);
+    let inquire = || async {
+        let reply = sys
+            .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &body)
+            .await?;
+        anyhow::ensure!(
+            agency_status(&reply.body, "bank-b") == "no_record",
+            "{}",
+            reply.body
+        );
+        anyhow::Ok(reply)
+    };
+    // Twenty quick answers make the p95 known.
+    for _ in 0..20 {
+        inquire().await?;
+    }
+    assert!(
+        sys.audit("agency=bank-b&action=inquiry.send")
+            .await?
+            .iter()
+            .all(|e| e["status"].is_null()),
+        "no hedge before the p95 is known"
+    );
+    sys.fault("bank-b", json!({"latency_ms": 400})).await?;
+    let reply = inquire().await?;
+    let id = reply.body["id"].as_str().unwrap_or_default().to_owned();
+    let sends = sys
+        .audit(&format!("inquiry={id}&action=inquiry.send"))
+        .await?;
+    let statuses: Vec<&Value> = sends.iter().map(|e| &e["status"]).collect();
+    assert_eq!(statuses, [&Value::Null, &json!("hedge")], "{sends:?}");
+    // The copy that lost runs to its end: its reply is recorded too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sys
+        .audit(&format!("inquiry={id}&action=inquiry.reply"))
+        .await?
+        .len()
+        < 2
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the second reply was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = sys.metrics().await?;
+    assert!(
+        metric(&text, r#"gateway_agency_hedges_total{agency="bank-b"}"#).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    Ok(())
+}

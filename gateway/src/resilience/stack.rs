@@ -1,0 +1,295 @@
+//! An agency's tower stack, composed from the layers of this module with
+//! `tower::ServiceBuilder`, outer end first:
+//!
+//! - `observe`: the `agency_call` span, refusals counted by layer;
+//! - `retry` (inquiries only): tower's `Retry` with `InquiryRetry`;
+//! - `hedge` (inquiries only, when the agency file asks): a message not
+//!   answered within the agency's p95 is sent once more;
+//! - `load_shed` (inquiries only): tower's; a busy agency is a refusal
+//!   (`Refusal::Busy`), and the dispatcher leaves the tasks for later.
+//!   Control orders wait for room instead, as they always did;
+//! - `concurrency`: tower's `GlobalConcurrencyLimit` on the agency link's
+//!   semaphore (`limits.max_concurrency`), shared by every stack of the
+//!   agency and kept across reloads;
+//! - `rate`: the agency's quota, refusing instead of waiting;
+//! - `breaker`: the consecutive-failures breaker;
+//! - `audit`: the outbound row before the message leaves, the reply row
+//!   before it is used;
+//! - `timeout`: the agency's `timeout_ms` and the call's deadline;
+//! - `exchange`: the HTTP exchange.
+//!
+//! The state lives in the guard (breaker, bucket) and the semaphore, so a
+//! stack is cheap to build: callers build one per call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::retry::RetryLayer;
+use tower::util::BoxCloneService;
+use tower::{BoxError, ServiceBuilder};
+
+use super::audit::Audit;
+use super::breaker::CircuitBreaker;
+use super::call::{AgencyCall, CallError, Refusal};
+use super::exchange::Exchange;
+use super::hedge::Hedge;
+use super::layer::Inner;
+use super::observe::Observe;
+use super::rate::RateLimit;
+use super::retry::InquiryRetry;
+use super::timeout::DeadlineTimeout;
+use super::{Guard, Guards};
+use crate::agencies::AgencyLink;
+use crate::transport::{HttpReply, Transport};
+
+/// An agency's stack, ready to take one call.
+pub type AgencyService = BoxCloneService<AgencyCall, HttpReply, CallError>;
+
+/// What an agency's stack is made of.
+#[derive(Debug, Clone)]
+pub struct StackParts {
+    /// The agency's `timeout_ms`.
+    pub timeout: Duration,
+    pub guard: Arc<Guard>,
+    /// `limits.max_concurrency`; None: no bound of the agency's own.
+    pub concurrency: Option<Arc<Semaphore>>,
+}
+
+impl StackParts {
+    pub fn of(link: &AgencyLink, guards: &Guards) -> Self {
+        let config = link.config();
+        Self {
+            timeout: Duration::from_millis(config.limits.timeout_ms),
+            guard: guards.get(&config.id, &config.limits),
+            concurrency: link.concurrency.clone(),
+        }
+    }
+}
+
+/// The part both stacks share: concurrency, quota, breaker, audit,
+/// timeout, around `inner`.
+fn guarded<S: Inner>(inner: S, parts: &StackParts) -> impl Inner {
+    ServiceBuilder::new()
+        .option_layer(
+            parts
+                .concurrency
+                .clone()
+                .map(GlobalConcurrencyLimitLayer::with_semaphore),
+        )
+        .layer(RateLimit::layer(parts.guard.bucket.clone()))
+        .layer(CircuitBreaker::layer(parts.guard.breaker.clone()))
+        .layer(Audit::layer())
+        .layer(DeadlineTimeout::layer(parts.timeout))
+        .service(inner)
+}
+
+/// The load shedder's error back into ours.
+fn shed(e: BoxError) -> CallError {
+    match e.downcast::<CallError>() {
+        Ok(e) => *e,
+        Err(e) if e.is::<Overloaded>() => CallError::Refused(Refusal::Busy),
+        Err(e) => CallError::NotSent(e.to_string()),
+    }
+}
+
+/// The stack for inquiry messages (sends and polls): retried, and refused
+/// when the agency is busy.
+pub fn inquiry_stack<S: Inner>(inner: S, parts: &StackParts, retry: InquiryRetry) -> AgencyService {
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(Observe::layer())
+            .layer(RetryLayer::new(retry))
+            .layer(Hedge::layer(
+                parts.guard.latencies.clone(),
+                parts.guard.hedges.clone(),
+            ))
+            .map_err(shed)
+            .load_shed()
+            .service(guarded(inner, parts)),
+    )
+}
+
+/// The stack for control orders: never retried, and waiting for room at a
+/// busy agency.
+pub fn control_stack<S: Inner>(inner: S, parts: &StackParts) -> AgencyService {
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(Observe::layer())
+            .service(guarded(inner, parts)),
+    )
+}
+
+/// The inquiry stack of an agency link, over HTTP.
+pub fn for_inquiries(
+    link: &AgencyLink,
+    guards: &Guards,
+    transport: &Transport,
+    retry: InquiryRetry,
+) -> AgencyService {
+    inquiry_stack(
+        exchange(link, transport),
+        &StackParts::of(link, guards),
+        retry,
+    )
+}
+
+/// The control stack of an agency link, over HTTP.
+pub fn for_orders(link: &AgencyLink, guards: &Guards, transport: &Transport) -> AgencyService {
+    control_stack(exchange(link, transport), &StackParts::of(link, guards))
+}
+
+fn exchange(link: &AgencyLink, transport: &Transport) -> Exchange {
+    Exchange::new(
+        transport.clone(),
+        link.channel.clone(),
+        &link.config().base_url,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+    use crate::resilience::Breaker;
+    use crate::resilience::testing::{FakeAudit, Journal, Script, call_with, reply};
+    use governor::{Quota, RateLimiter};
+    use tower::ServiceExt;
+
+    fn parts(threshold: u32, per_hour: Option<u32>, permits: Option<usize>) -> StackParts {
+        StackParts {
+            timeout: Duration::from_secs(5),
+            guard: Arc::new(Guard {
+                breaker: Arc::new(Breaker::new(threshold, Duration::from_secs(60))),
+                bucket: per_hour
+                    .and_then(NonZeroU32::new)
+                    .map(|n| Arc::new(RateLimiter::direct(Quota::per_hour(n)))),
+                latencies: Arc::default(),
+                hedges: None,
+                rate: 0,
+                hedge_percent: 0,
+            }),
+            concurrency: permits.map(|n| Arc::new(Semaphore::new(n))),
+        }
+    }
+
+    fn retry() -> InquiryRetry {
+        InquiryRetry::new(Duration::from_millis(10), Duration::from_secs(1))
+    }
+
+    fn journaled() -> (Journal, AgencyCall) {
+        let audit = FakeAudit::default();
+        let journal = audit.journal.clone();
+        (journal, call_with(Arc::new(audit)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_is_audited_and_counts_against_the_breaker() {
+        let (journal, mut call) = journaled();
+        call.retries = 5;
+        let script = Script::new((0..5).map(|_| Ok(reply(502)))).with_journal(journal.clone());
+        let svc = inquiry_stack(script.service(), &parts(2, None, Some(4)), retry());
+        let result = svc.oneshot(call).await;
+        // Two failures open the breaker: the third attempt is refused
+        // before anything is recorded or sent.
+        assert!(
+            matches!(result, Err(CallError::Refused(Refusal::CircuitOpen { .. }))),
+            "{result:?}"
+        );
+        assert_eq!(
+            journal.entries(),
+            [
+                "outbound 1",
+                "sent 1",
+                "reply 1 http_502",
+                "outbound 2",
+                "sent 2",
+                "reply 2 http_502"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_quota_leaves_no_audit_row() {
+        let (journal, call) = journaled();
+        let script = Script::new([]).with_journal(journal.clone());
+        let svc = inquiry_stack(script.service(), &parts(5, Some(1), None), retry());
+        assert!(svc.clone().oneshot(call.clone()).await.is_ok());
+        let second = svc.oneshot(call).await;
+        assert!(
+            matches!(second, Err(CallError::Refused(Refusal::RateLimited { .. }))),
+            "{second:?}"
+        );
+        assert_eq!(
+            journal.entries(),
+            ["outbound 1", "sent 1", "reply 1 http_200"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_busy_agency_refuses_inquiries_and_makes_orders_wait() -> anyhow::Result<()> {
+        let parts = parts(5, None, Some(1));
+        let semaphore = parts
+            .concurrency
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no semaphore"))?;
+        let held = semaphore.clone().try_acquire_owned()?;
+        let (journal, call) = journaled();
+        let script = Script::new([]).with_journal(journal.clone());
+        let refused = inquiry_stack(script.service(), &parts, retry())
+            .oneshot(call.clone())
+            .await;
+        assert!(
+            matches!(refused, Err(CallError::Refused(Refusal::Busy))),
+            "{refused:?}"
+        );
+        assert!(journal.entries().is_empty());
+        let mut order = Box::pin(control_stack(script.service(), &parts).oneshot(call));
+        assert!(futures::poll!(&mut order).is_pending(), "waits for room");
+        assert!(journal.entries().is_empty());
+        drop(held);
+        assert_eq!(order.await.map(|r| r.status).ok(), Some(200));
+        assert_eq!(
+            journal.entries(),
+            ["outbound 1", "sent 1", "reply 1 http_200"]
+        );
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hedge_goes_through_the_stack_and_each_copy_is_audited() {
+        let (journal, call) = journaled();
+        let mut parts = parts(5, None, Some(4));
+        parts.guard = Arc::new(Guard {
+            breaker: parts.guard.breaker.clone(),
+            bucket: None,
+            latencies: crate::resilience::hedge::tests::known(100),
+            hedges: Hedge::budget(100),
+            rate: 0,
+            hedge_percent: 100,
+        });
+        let inner = crate::resilience::testing::delayed(vec![5_000, 50], journal.clone());
+        let result = inquiry_stack(inner, &parts, retry()).oneshot(call).await;
+        assert_eq!(result.map(|r| r.status).ok(), Some(200));
+        assert_eq!(
+            journal.entries(),
+            [
+                "outbound 1",
+                "sent primary",
+                "outbound 1 hedge",
+                "sent hedge",
+                "answered hedge",
+                "reply 1 http_200",
+            ]
+        );
+        // The first copy runs to its end: its answer is recorded too.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            journal.entries()[6..],
+            ["answered primary", "reply 1 http_200"]
+        );
+    }
+}
