@@ -41,13 +41,17 @@ use crate::resilience::retry::InquiryRetry;
 use crate::resilience::stack::{self, AgencyService};
 use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
 use crate::store::{
-    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskUpdate,
+    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskResult,
+    TaskUpdate,
 };
+use crate::task_writer::{TaskWriter, Written};
 use crate::transport::{HttpReply, Transport, TransportError};
 
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
 const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+/// Task results waiting for the task writer; beyond, exchanges wait.
+const TASK_WRITER_QUEUE: usize = 4096;
 /// Why a task waits, when the agency's quota has no room now.
 const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 /// How often retired agency sets are checked for inquiries still using them.
@@ -97,6 +101,8 @@ pub struct Dispatcher {
     notifier: Notifier,
     /// Each agency's circuit breaker and rate limiter.
     guards: Guards,
+    /// Stores task results in groups (one transaction for many).
+    results: TaskWriter,
 }
 
 impl Dispatcher {
@@ -112,8 +118,11 @@ impl Dispatcher {
         guards: Guards,
     ) -> Arc<Self> {
         let (completions, _) = broadcast::channel(1024);
+        let owner = format!("gw-{}", uuid::Uuid::now_v7().simple());
+        let results = TaskWriter::start(store.clone(), owner.clone(), TASK_WRITER_QUEUE);
         Arc::new(Self {
-            owner: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            owner,
+            results,
             store,
             audit,
             agencies,
@@ -612,13 +621,21 @@ impl Dispatcher {
         ) {
             crate::metrics::agency_outcome(&task.agency, &update.state, update.latency_ms);
         }
-        match self
-            .store
-            .update_task(&self.owner, &task.inquiry_id, &task.agency, &update)
-            .await
-        {
-            Ok(true) => self.complete_if_done(&task.inquiry_id).await,
-            Ok(false) => tracing::warn!(
+        let result = TaskResult {
+            inquiry_id: task.inquiry_id.clone(),
+            agency: task.agency.clone(),
+            update,
+        };
+        match self.results.write(result).await {
+            Ok(Written {
+                stored: true,
+                completed,
+            }) => {
+                if completed {
+                    self.completed(&task.inquiry_id).await;
+                }
+            }
+            Ok(Written { stored: false, .. }) => tracing::warn!(
                 agency = %task.agency,
                 inquiry = %task.inquiry_id,
                 "lease lost before the result was stored; another claimant will redo the step"
@@ -658,14 +675,17 @@ impl Dispatcher {
 
     async fn complete_if_done(&self, inquiry_id: &str) {
         match self.store.try_complete(inquiry_id, now_ms()).await {
-            Ok(true) => {
-                crate::metrics::count(&crate::metrics::global().inquiries, "completed");
-                let _ = self.handle.completions.send(inquiry_id.to_owned());
-                self.notify_completed(inquiry_id).await;
-            }
+            Ok(true) => self.completed(inquiry_id).await,
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, inquiry = inquiry_id, "cannot complete inquiry"),
         }
+    }
+
+    /// Tells whoever waits that the inquiry is complete, and its caller.
+    async fn completed(&self, inquiry_id: &str) {
+        crate::metrics::count(&crate::metrics::global().inquiries, "completed");
+        let _ = self.handle.completions.send(inquiry_id.to_owned());
+        self.notify_completed(inquiry_id).await;
     }
 }
 
@@ -673,10 +693,16 @@ impl Dispatcher {
     /// Queues the `inquiry.completed` callback of an inquiry, when its
     /// caller takes callbacks.
     async fn notify_completed(&self, inquiry_id: &str) {
+        if !self.notifier.has_targets() {
+            return;
+        }
         let record = match self.store.inquiry(inquiry_id).await {
             Ok(Some(r)) => r,
             _ => return,
         };
+        if !self.notifier.takes_callbacks(&record.caller) {
+            return;
+        }
         let Ok(tasks) = self.store.tasks(inquiry_id).await else {
             return;
         };

@@ -113,6 +113,16 @@ impl Notifier {
         })
     }
 
+    /// Whether any caller takes callbacks.
+    pub fn has_targets(&self) -> bool {
+        !self.targets.is_empty()
+    }
+
+    /// Whether `caller` takes callbacks.
+    pub fn takes_callbacks(&self, caller: &str) -> bool {
+        self.targets.contains_key(caller)
+    }
+
     /// The outbox row reporting `resource` to `caller`, or None when the
     /// caller takes no callbacks.
     pub fn event(
