@@ -32,44 +32,52 @@ fn lines(r: &Results) -> Vec<Line> {
         (RGBColor(230, 130, 20), RGBColor(20, 150, 90)),
     ];
     for (s, (gw, direct)) in [&r.a, &r.b].into_iter().flatten().zip(palette) {
-        let gateway: Vec<&Phase> = s
-            .steps
-            .iter()
-            .chain(s.hold.iter())
-            .chain(s.half.iter())
-            .collect();
-        let baseline: Vec<&Phase> = s
-            .direct_steps
-            .iter()
-            .chain(s.hold_direct.iter())
-            .chain(s.half_direct.iter())
-            .collect();
+        // One point a rate: the search steps and the half-load run (the
+        // hold, at a rate already stepped, is marked on its own).
+        let gateway: Vec<&Phase> = s.steps.iter().chain(s.half.iter()).collect();
+        let baseline: Vec<&Phase> = s.direct_steps.iter().chain(s.half_direct.iter()).collect();
         let name = format!("{} ({})", s.name, s.backend);
-        out.push(Line {
-            label: format!("gateway p99, {name}"),
-            color: gw,
-            dashed: false,
-            points: points(&gateway, |p| p.latency.p99_ms),
-        });
-        out.push(Line {
-            label: format!("gateway p50, {name}"),
-            color: gw,
-            dashed: true,
-            points: points(&gateway, |p| p.latency.p50_ms),
-        });
-        if s.name == "A" {
+        let mut add = |label: String, color, dashed, points| {
             out.push(Line {
-                label: "direct p99".into(),
-                color: direct,
-                dashed: false,
-                points: points(&baseline, |p| p.latency.p99_ms),
-            });
-            out.push(Line {
-                label: "direct p50".into(),
-                color: direct,
-                dashed: true,
-                points: points(&baseline, |p| p.latency.p50_ms),
-            });
+                label,
+                color,
+                dashed,
+                points,
+            })
+        };
+        add(
+            format!("gateway p99, {name}"),
+            gw,
+            false,
+            points(&gateway, |p| p.latency.p99_ms),
+        );
+        add(
+            format!("gateway p50 (dashed), {name}"),
+            gw,
+            true,
+            points(&gateway, |p| p.latency.p50_ms),
+        );
+        if let Some(h) = &s.hold {
+            add(
+                format!("gateway p99 over the {:.0} s hold, {name}", h.secs),
+                RGBColor(120, 0, 120),
+                false,
+                points(&[h], |p| p.latency.p99_ms),
+            );
+        }
+        if !baseline.is_empty() {
+            add(
+                "direct p99".into(),
+                direct,
+                false,
+                points(&baseline, |p| p.latency.p99_ms),
+            );
+            add(
+                "direct p50 (dashed)".into(),
+                direct,
+                true,
+                points(&baseline, |p| p.latency.p50_ms),
+            );
         }
     }
     out.retain(|l| !l.points.is_empty());
@@ -104,6 +112,7 @@ pub fn draw(r: &Results, path: &Path) -> anyhow::Result<()> {
         .configure_mesh()
         .x_desc("offered load, inquiries per second (open loop)")
         .y_desc("latency, ms (log scale)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| {
             if *v >= 1.0 {
                 format!("{v:.0}")

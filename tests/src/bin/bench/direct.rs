@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use adapters::catalog::Catalog;
-use adapters::dialect::{Dialect, Envelope, HttpMethod, InquiryRequest, WireReply};
+use adapters::dialect::{Dialect, Envelope, InquiryRequest, WireReply};
 use adapters::ids::{CaseNumber, CreditCode, IdNumber};
 use adapters::model::{Court, InquiryOutcome, Officer, Subject};
 use anyhow::Context;
 use futures::future::join_all;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use gateway::transport::{AgencyChannel, Transport};
 use serde_json::{Value, json};
 
 pub const CASE: &str = "(2024)甘0503执1234号";
@@ -85,12 +85,14 @@ pub fn inquiry_body(subject: &Value, agencies: &[String]) -> Vec<u8> {
 struct Target {
     base_url: String,
     dialect: Arc<dyn Dialect>,
-    headers: HeaderMap,
+    channel: AgencyChannel,
 }
 
-/// The agencies of a folder of agency files, reached directly.
+/// The agencies of a folder of agency files, reached directly through the
+/// gateway's own HTTP transport (the same client settings, timeouts and
+/// reply size bound), so the gateway's overhead is all that differs.
 pub struct Direct {
-    client: reqwest::Client,
+    transport: Transport,
     targets: Vec<Target>,
     case: CaseNumber,
     court: Court,
@@ -106,19 +108,12 @@ impl Direct {
         agencies_dir: &Path,
         dialects_dir: &Path,
         base_url_override: Option<&dyn Fn(&str) -> String>,
-        client: reqwest::Client,
     ) -> anyhow::Result<Self> {
         let catalog = Catalog::load(agencies_dir, dialects_dir, &BTreeMap::new())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let transport = Transport::new(8 * 1024 * 1024)?;
         let mut targets = Vec::new();
         for agency in catalog.agencies {
-            let mut headers = HeaderMap::new();
-            for h in &agency.connection.headers {
-                headers.insert(
-                    HeaderName::from_bytes(h.name.as_bytes())?,
-                    HeaderValue::from_bytes(h.value.expose())?,
-                );
-            }
             let base_url = match base_url_override {
                 Some(f) => f(&agency.config.base_url),
                 None => agency.config.base_url.clone(),
@@ -126,7 +121,9 @@ impl Direct {
             targets.push(Target {
                 base_url,
                 dialect: agency.dialect.clone(),
-                headers,
+                channel: transport
+                    .channel_for(&agency.connection)
+                    .map_err(anyhow::Error::msg)?,
             });
         }
         anyhow::ensure!(
@@ -135,7 +132,7 @@ impl Direct {
             agencies_dir.display()
         );
         Ok(Self {
-            client,
+            transport,
             targets,
             case: CaseNumber::parse(CASE)?,
             court: Court {
@@ -179,33 +176,23 @@ impl Direct {
         let Ok(wire) = target.dialect.inquiry_request(&envelope, &items) else {
             return false;
         };
-        let url = format!("{}{}", target.base_url.trim_end_matches('/'), wire.path);
-        let mut builder = match wire.method {
-            HttpMethod::Get => self.client.get(&url),
-            HttpMethod::Post => self.client.post(&url).body(wire.body),
-        };
-        if let Some(ct) = &wire.content_type {
-            builder = builder.header(CONTENT_TYPE, ct);
-        }
-        let sent = builder
-            .headers(target.headers.clone())
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        let Ok(response) = sent else { return false };
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let Ok(body) = response.bytes().await else {
+        let Ok(reply) = self
+            .transport
+            .send(
+                &target.channel,
+                &target.base_url,
+                &wire,
+                Duration::from_secs(10),
+                &envelope.batch_number,
+            )
+            .await
+        else {
             return false;
         };
         let reply = WireReply {
-            status,
-            content_type: content_type.as_deref(),
-            body: &body,
+            status: reply.status,
+            content_type: reply.content_type.as_deref(),
+            body: &reply.body,
         };
         match target.dialect.inquiry_reply(&items, reply) {
             Ok(outcomes) => outcomes.iter().all(|o| {

@@ -205,12 +205,7 @@ async fn run_scenarios(
     let four = ctx.dir.join("agencies-direct");
     ctx.mocks
         .write_agency_files(&four, &scenarios::FOUR_BANKS)?;
-    let direct = Arc::new(direct::Direct::load(
-        &four,
-        &dialects,
-        None,
-        ctx.client.clone(),
-    )?);
+    let direct = Arc::new(direct::Direct::load(&four, &dialects, None)?);
 
     if wants("a") || wants("nginx") {
         let (a, gateway) = scenarios::inquiry_scenario(

@@ -57,6 +57,7 @@ pub struct MemoryProbe {
     pub idle_rss_mib: f64,
     pub peak_rss_mib: f64,
     pub in_flight_at_peak: usize,
+    pub most_in_flight: usize,
     pub kib_per_in_flight_inquiry: Option<f64>,
 }
 
@@ -124,6 +125,9 @@ pub struct ManyFleetScenario {
     pub timed_out: bool,
     pub secs: f64,
     pub agency_calls_per_s: f64,
+    /// When the time bound stopped it: how long all the calls would take
+    /// at the rate reached.
+    pub projected_secs: Option<f64>,
     pub completion: Summary,
     pub gateway_cpu_s: f64,
     pub cpu_us_per_agency_call: Option<f64>,
@@ -284,12 +288,13 @@ pub fn inquiry_table(s: &InquiryScenario) -> String {
     if let Some(m) = &s.memory {
         let _ = writeln!(
             out,
-            "Memory probe: {} inquiries against agencies answering in {} ms: RSS {:.1} MiB idle, {:.1} MiB at the peak with {} in flight: {} per in-flight inquiry.",
+            "Memory probe: {} inquiries against agencies answering in {} ms: RSS {:.1} MiB idle, {:.1} MiB at the peak ({} in flight then, {} at the most): {} per in-flight inquiry (growth ÷ most in flight).",
             m.inquiries,
             m.agency_latency_ms,
             m.idle_rss_mib,
             m.peak_rss_mib,
             m.in_flight_at_peak,
+            m.most_in_flight,
             opt(m.kib_per_in_flight_inquiry, |k| format!("{k:.1} KiB"))
         );
     }
@@ -423,7 +428,7 @@ pub fn fleet_table(c: Option<&FleetScenario>, d: Option<&ManyFleetScenario>) -> 
             out,
             "### Scenario D: {} fleet inquiries at once ({} agency calls)\n\n\
              | completed | time | agency calls done | agency calls/s | time to complete p50 / p99 | gateway CPU µs/agency call | audit rows/s | RSS idle → peak MiB | per in-flight inquiry |\n|---|---|---|---|---|---|---|---|---|\n\
-             | {} of {}{} | {:.1} s | {} | {} | {:.1} s / {:.1} s | {} | {} | {:.0} → {:.0} | {} |\n\nTask states at the end: {}.\n",
+             | {} of {}{} | {:.1} s | {} | {} | {:.1} s / {:.1} s | {} | {} | {:.0} → {:.0} | {} |\n\nTask states at the end: {}.{}\n",
             d.inquiries,
             thousands(d.agency_calls as f64),
             d.completed,
@@ -443,7 +448,13 @@ pub fn fleet_table(c: Option<&FleetScenario>, d: Option<&ManyFleetScenario>) -> 
             d.idle_rss_mib,
             d.peak_rss_mib,
             opt(d.kib_per_in_flight_inquiry, |k| format!("{k:.0} KiB")),
-            states.join(", ")
+            states.join(", "),
+            d.projected_secs
+                .map(|p| format!(
+                    " At that rate all {} calls would take {p:.0} s.",
+                    thousands(d.agency_calls as f64)
+                ))
+                .unwrap_or_default()
         );
     }
     out

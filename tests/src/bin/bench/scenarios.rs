@@ -63,7 +63,7 @@ impl Timing {
             max_steps: 9,
             probe_inquiries: 1000,
             fleet_inquiries: 100,
-            fleet_bound: Duration::from_secs(240),
+            fleet_bound: Duration::from_secs(180),
             orders: 2000,
             order_bound: Duration::from_secs(120),
         }
@@ -255,6 +255,62 @@ pub async fn measure(
     Ok(phase)
 }
 
+/// The gateway and, when wanted, the direct baseline under the same load.
+struct Pair<'a> {
+    ctx: &'a Ctx,
+    gateway: &'a Gateway,
+    gw: Op,
+    direct: Option<Op>,
+}
+
+impl Pair<'_> {
+    /// The gateway under `load` (recorded by perf into `perf` when given),
+    /// left to finish its work, then the direct baseline under the same
+    /// load for `direct_secs`.
+    async fn run(
+        &self,
+        load: Load,
+        direct_secs: Duration,
+        mode: &str,
+        perf: Option<&Path>,
+    ) -> anyhow::Result<(Phase, Option<Phase>)> {
+        let watch = Watch {
+            gateway: Some(self.gateway),
+            nginx: None,
+        };
+        let recorder = perf.and_then(|path| start_perf(path, self.gateway.proc.pid));
+        let gateway = measure(self.ctx, &watch, self.gw.clone(), load, "gateway", mode, 4).await?;
+        if let Some(recorder) = recorder {
+            recorder.stop(Duration::from_secs(60)).await;
+        }
+        self.gateway.settle(Duration::from_secs(60)).await?;
+        let Some(direct) = &self.direct else {
+            return Ok((gateway, None));
+        };
+        let load = match load {
+            Load::Open { rate, .. } => Load::Open {
+                rate,
+                secs: direct_secs,
+            },
+            Load::Closed { workers, .. } => Load::Closed {
+                workers,
+                secs: direct_secs,
+            },
+        };
+        let direct = measure(
+            self.ctx,
+            &watch_none(),
+            direct.clone(),
+            load,
+            "direct",
+            mode,
+            4,
+        )
+        .await?;
+        Ok((gateway, Some(direct)))
+    }
+}
+
 /// Scenarios A (`full`: with the direct baseline, the memory probe and the
 /// realistic mode) and B (the same load on another database).
 pub async fn inquiry_scenario(
@@ -284,14 +340,14 @@ pub async fn inquiry_scenario(
     )
     .await?;
     ctx.mocks.zero_latency().await?;
-    let watch = Watch {
-        gateway: Some(&gateway),
-        nginx: None,
+    let pair = Pair {
+        ctx,
+        gateway: &gateway,
+        gw: gateway_op(ctx, &gateway, &[]),
+        direct: full.then(|| direct_op(ctx, direct.clone())),
     };
-    let gw = gateway_op(ctx, &gateway, &[]);
-    let dr = direct_op(ctx, direct.clone());
     // Warm up connections, caches and the database.
-    let _ = closed_loop(gw.clone(), 8, Duration::from_secs(2)).await;
+    let _ = closed_loop(pair.gw.clone(), 8, Duration::from_secs(2)).await;
     gateway.settle(Duration::from_secs(30)).await?;
 
     let memory = if full {
@@ -308,16 +364,9 @@ pub async fn inquiry_scenario(
         t.step
     );
     while let Some(rate) = search.next_rate() {
-        let mut p = measure(
-            ctx,
-            &watch,
-            gw.clone(),
-            Load::Open { rate, secs: t.step },
-            "gateway",
-            "zero",
-            4,
-        )
-        .await?;
+        let (mut p, d) = pair
+            .run(Load::Open { rate, secs: t.step }, t.step, "zero", None)
+            .await?;
         let passed = step_passes(
             rate,
             p.per_s,
@@ -329,21 +378,7 @@ pub async fn inquiry_scenario(
         p.passed = Some(passed);
         search.record(rate, passed);
         steps.push(p);
-        gateway.settle(Duration::from_secs(60)).await?;
-        if full {
-            direct_steps.push(
-                measure(
-                    ctx,
-                    &watch_none(),
-                    dr.clone(),
-                    Load::Open { rate, secs: t.step },
-                    "direct",
-                    "zero",
-                    4,
-                )
-                .await?,
-            );
-        }
+        direct_steps.extend(d);
     }
     let best = search.best();
     let mut notes = Vec::new();
@@ -351,160 +386,51 @@ pub async fn inquiry_scenario(
     let (mut realistic, mut realistic_direct) = (None, None);
     if let Some(rate) = best {
         println!("hold at {rate:.0} inquiries/s for {:?}:", t.hold);
-        let perf = match (&ctx.perf, full) {
-            (Some(path), true) => start_perf(path, gateway.proc.pid),
-            _ => None,
-        };
-        let h = measure(
-            ctx,
-            &watch,
-            gw.clone(),
-            Load::Open { rate, secs: t.hold },
-            "gateway",
-            "zero",
-            4,
-        )
-        .await?;
-        if let Some(perf) = perf {
-            perf.stop(Duration::from_secs(60)).await;
-        }
+        let perf = ctx.perf.as_deref().filter(|_| full);
+        let (h, d) = pair
+            .run(
+                Load::Open { rate, secs: t.hold },
+                t.hold_direct,
+                "zero",
+                perf,
+            )
+            .await?;
         if h.latency.p99_ms >= P99_LIMIT_MS {
             notes.push(format!(
                 "The {:.0} s hold at {rate:.0}/s ended with p99 {:.1} ms: above 50 ms over the longer run.",
                 h.secs, h.latency.p99_ms
             ));
         }
-        hold = Some(h);
-        gateway.settle(Duration::from_secs(60)).await?;
+        (hold, hold_direct) = (Some(h), d);
+        let rate = (rate / 2.0).round().max(1.0);
+        let at_half = Load::Open {
+            rate,
+            secs: t.phase,
+        };
+        println!("half the best rate ({rate:.0}/s):");
+        let (h, d) = pair.run(at_half, t.phase, "zero", None).await?;
+        (half, half_direct) = (Some(h), d);
         if full {
-            hold_direct = Some(
-                measure(
-                    ctx,
-                    &watch_none(),
-                    dr.clone(),
-                    Load::Open {
-                        rate,
-                        secs: t.hold_direct,
-                    },
-                    "direct",
-                    "zero",
-                    4,
-                )
-                .await?,
-            );
-        }
-        let half_rate = (rate / 2.0).round().max(1.0);
-        println!("half the best rate ({half_rate:.0}/s):");
-        half = Some(
-            measure(
-                ctx,
-                &watch,
-                gw.clone(),
-                Load::Open {
-                    rate: half_rate,
-                    secs: t.phase,
-                },
-                "gateway",
-                "zero",
-                4,
-            )
-            .await?,
-        );
-        gateway.settle(Duration::from_secs(60)).await?;
-        if full {
-            half_direct = Some(
-                measure(
-                    ctx,
-                    &watch_none(),
-                    dr.clone(),
-                    Load::Open {
-                        rate: half_rate,
-                        secs: t.phase,
-                    },
-                    "direct",
-                    "zero",
-                    4,
-                )
-                .await?,
-            );
             println!(
                 "half the best rate with realistic agency latency (log-normal, p50 {REAL_P50_MS} ms, p99 {REAL_P99_MS} ms):"
             );
             ctx.mocks
                 .realistic_latency(REAL_P50_MS, REAL_P99_MS)
                 .await?;
-            realistic = Some(
-                measure(
-                    ctx,
-                    &watch,
-                    gw.clone(),
-                    Load::Open {
-                        rate: half_rate,
-                        secs: t.phase,
-                    },
-                    "gateway",
-                    "realistic",
-                    4,
-                )
-                .await?,
-            );
-            gateway.settle(Duration::from_secs(60)).await?;
-            realistic_direct = Some(
-                measure(
-                    ctx,
-                    &watch_none(),
-                    dr.clone(),
-                    Load::Open {
-                        rate: half_rate,
-                        secs: t.phase,
-                    },
-                    "direct",
-                    "realistic",
-                    4,
-                )
-                .await?,
-            );
+            let (h, d) = pair.run(at_half, t.phase, "realistic", None).await?;
+            (realistic, realistic_direct) = (Some(h), d);
             ctx.mocks.zero_latency().await?;
         }
     } else {
         notes.push("No rate passed: the hold and half-load runs were skipped.".into());
     }
     println!("closed loop (64 workers):");
-    let closed = Some(
-        measure(
-            ctx,
-            &watch,
-            gw.clone(),
-            Load::Closed {
-                workers: 64,
-                secs: t.phase,
-            },
-            "gateway",
-            "zero",
-            4,
-        )
-        .await?,
-    );
-    gateway.settle(Duration::from_secs(60)).await?;
-    let closed_direct = if full {
-        Some(
-            measure(
-                ctx,
-                &watch_none(),
-                dr.clone(),
-                Load::Closed {
-                    workers: 64,
-                    secs: t.phase,
-                },
-                "direct",
-                "zero",
-                4,
-            )
-            .await?,
-        )
-    } else {
-        None
+    let closed_load = Load::Closed {
+        workers: 64,
+        secs: t.phase,
     };
+    let (closed, closed_direct) = pair.run(closed_load, t.phase, "zero", None).await?;
+    let closed = Some(closed);
     let scenario = InquiryScenario {
         name: name.to_owned(),
         backend: backend.label().to_owned(),
@@ -538,8 +464,8 @@ fn watch_none() -> Watch<'static> {
     }
 }
 
-/// `perf record` of the gateway's process (call graphs), stopped with
-/// SIGINT by [`Proc::stop`]'s SIGTERM (perf writes its file on either).
+/// `perf record` of the gateway's process (DWARF call graphs, 199 Hz),
+/// stopped by [`Proc::stop`]'s SIGTERM, on which perf writes its file.
 fn start_perf(path: &Path, pid: u32) -> Option<Proc> {
     let pid_arg = pid.to_string();
     let out = path.display().to_string();
@@ -547,7 +473,17 @@ fn start_perf(path: &Path, pid: u32) -> Option<Proc> {
     match Proc::spawn(
         "perf",
         Path::new("perf"),
-        &["record", "-F", "499", "-g", "-p", &pid_arg, "-o", &out],
+        &[
+            "record",
+            "-F",
+            "199",
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+            &pid_arg,
+            "-o",
+            &out,
+        ],
         &[],
         log,
     ) {
@@ -564,7 +500,9 @@ fn start_perf(path: &Path, pid: u32) -> Option<Proc> {
 
 /// Memory per in-flight inquiry: agencies answering after a fixed delay,
 /// `probe_inquiries` inquiries started at once (open loop at 500/s), and
-/// the gateway's RSS sampled every 50 ms beside the number in flight.
+/// the gateway's RSS sampled every 50 ms beside the number in flight. The
+/// figure is the peak RSS above idle divided by the most inquiries that
+/// were in flight at once: what carrying that many costs.
 async fn memory_probe(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<MemoryProbe> {
     const DELAY_MS: u64 = 3000;
     let n = ctx.timing.probe_inquiries;
@@ -590,10 +528,13 @@ async fn memory_probe(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<MemoryProb
         ))
     };
     let mut peak = (idle, 0usize);
+    let mut most_in_flight = 0usize;
     while !run.is_finished() {
+        let in_flight = gauge.get();
         let rss = gateway.proc.rss_kib();
+        most_in_flight = most_in_flight.max(in_flight);
         if rss > peak.0 {
-            peak = (rss, gauge.get());
+            peak = (rss, in_flight);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -607,11 +548,17 @@ async fn memory_probe(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<MemoryProb
         idle_rss_mib: mib(idle),
         peak_rss_mib: mib(peak.0),
         in_flight_at_peak: peak.1,
-        kib_per_in_flight_inquiry: (peak.1 > 0).then(|| grown / peak.1 as f64),
+        most_in_flight,
+        kib_per_in_flight_inquiry: (most_in_flight > 0).then(|| grown / most_in_flight as f64),
     };
     println!(
-        "  RSS {:.1} MiB idle, {:.1} MiB at the peak with {} in flight ({} ok, {} failed)",
-        probe.idle_rss_mib, probe.peak_rss_mib, probe.in_flight_at_peak, run.ok, run.failed
+        "  RSS {:.1} MiB idle, {:.1} MiB at the peak ({} in flight then, {} at the most; {} ok, {} failed)",
+        probe.idle_rss_mib,
+        probe.peak_rss_mib,
+        probe.in_flight_at_peak,
+        probe.most_in_flight,
+        run.ok,
+        run.failed
     );
     Ok(probe)
 }
@@ -657,13 +604,8 @@ pub async fn nginx_scenario(
     let mock_base = ctx.mocks.base.clone();
     let nginx_base = nginx.base.clone();
     let via_nginx = move |url: &str| url.replacen(&mock_base, &nginx_base, 1);
-    let mock = Arc::new(Direct::load(&one, &dialects, None, ctx.client.clone())?);
-    let proxied = Arc::new(Direct::load(
-        &one,
-        &dialects,
-        Some(&via_nginx),
-        ctx.client.clone(),
-    )?);
+    let mock = Arc::new(Direct::load(&one, &dialects, None)?);
+    let proxied = Arc::new(Direct::load(&one, &dialects, Some(&via_nginx))?);
     let gw = gateway_op(ctx, gateway, std::slice::from_ref(&agency));
     let workers = 32;
     let secs = ctx.timing.phase;
@@ -953,6 +895,8 @@ async fn scenario_d(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<ManyFleetSce
         timed_out,
         secs,
         agency_calls_per_s: done as f64 / secs.max(0.001),
+        projected_secs: (timed_out && done > 0)
+            .then(|| (n * banks) as f64 / (done as f64 / secs.max(0.001))),
         completion: summarize(&h),
         gateway_cpu_s: cpu.gateway,
         cpu_us_per_agency_call: (done > 0).then(|| cpu.gateway * 1e6 / done as f64),

@@ -135,29 +135,48 @@ pub async fn postgres_reachable(server_url: &str) -> Result<(), String> {
     }
 }
 
+/// `?` placeholders as PostgreSQL numbers them (`$1`, `$2`, ...).
+fn pg_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One query, written once with `?` placeholders, run on either backend.
+macro_rules! on_db {
+    ($db:expr, $query:ident, $fetch:ident, $sql:expr $(, $bind:expr)*) => {
+        match $db {
+            Db::Sqlite(pool) => sqlx::$query(sqlx::AssertSqlSafe($sql.to_owned()))
+                $(.bind($bind))*
+                .$fetch(pool)
+                .await?,
+            Db::Postgres { pool, .. } => sqlx::$query(sqlx::AssertSqlSafe(pg_placeholders($sql)))
+                $(.bind($bind))*
+                .$fetch(pool)
+                .await?,
+        }
+    };
+}
+
 impl Db {
     /// Rows of the audit log committed with `at_ms` in `[from, to)`.
     pub async fn audit_rows(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<i64> {
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM audit_events WHERE at_ms >= ? AND at_ms < ?",
-                )
-                .bind(from_ms)
-                .bind(to_ms)
-                .fetch_one(pool)
-                .await?
-            }
-            Db::Postgres { pool, .. } => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM audit_events WHERE at_ms >= $1 AND at_ms < $2",
-                )
-                .bind(from_ms)
-                .bind(to_ms)
-                .fetch_one(pool)
-                .await?
-            }
-        })
+        Ok(on_db!(
+            self,
+            query_scalar,
+            fetch_one,
+            "SELECT COUNT(*) FROM audit_events WHERE at_ms >= ? AND at_ms < ?",
+            from_ms,
+            to_ms
+        ))
     }
 
     /// `(status, created_at_ms, decided_at_ms)` of every order created at
@@ -166,87 +185,49 @@ impl Db {
         &self,
         since_ms: i64,
     ) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
-        Ok(match self {
-            Db::Sqlite(pool) => sqlx::query_as(
-                "SELECT status, created_at_ms, decided_at_ms FROM orders WHERE created_at_ms >= ?",
-            )
-            .bind(since_ms)
-            .fetch_all(pool)
-            .await?,
-            Db::Postgres { pool, .. } => sqlx::query_as(
-                "SELECT status, created_at_ms, decided_at_ms FROM orders WHERE created_at_ms >= $1",
-            )
-            .bind(since_ms)
-            .fetch_all(pool)
-            .await?,
-        })
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT status, created_at_ms, decided_at_ms FROM orders WHERE created_at_ms >= ?",
+            since_ms
+        ))
     }
 
     /// Orders created at or after `since_ms` that have an outcome.
     pub async fn orders_decided_since(&self, since_ms: i64) -> anyhow::Result<i64> {
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM orders WHERE created_at_ms >= ? AND decided_at_ms IS NOT NULL",
-                )
-                .bind(since_ms)
-                .fetch_one(pool)
-                .await?
-            }
-            Db::Postgres { pool, .. } => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM orders WHERE created_at_ms >= $1 AND decided_at_ms IS NOT NULL",
-                )
-                .bind(since_ms)
-                .fetch_one(pool)
-                .await?
-            }
-        })
+        Ok(on_db!(
+            self,
+            query_scalar,
+            fetch_one,
+            "SELECT COUNT(*) FROM orders WHERE created_at_ms >= ? AND decided_at_ms IS NOT NULL",
+            since_ms
+        ))
     }
 
     /// `(created_at_ms, completed_at_ms)` of the inquiries created at or
     /// after `since_ms`.
     pub async fn inquiries_since(&self, since_ms: i64) -> anyhow::Result<Vec<(i64, Option<i64>)>> {
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                sqlx::query_as(
-                    "SELECT created_at_ms, completed_at_ms FROM inquiries WHERE created_at_ms >= ?",
-                )
-                .bind(since_ms)
-                .fetch_all(pool)
-                .await?
-            }
-            Db::Postgres { pool, .. } => sqlx::query_as(
-                "SELECT created_at_ms, completed_at_ms FROM inquiries WHERE created_at_ms >= $1",
-            )
-            .bind(since_ms)
-            .fetch_all(pool)
-            .await?,
-        })
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT created_at_ms, completed_at_ms FROM inquiries WHERE created_at_ms >= ?",
+            since_ms
+        ))
     }
 
     /// Agency tasks of inquiries created at or after `since_ms`, by state.
     pub async fn task_states_since(&self, since_ms: i64) -> anyhow::Result<Vec<(String, i64)>> {
-        let sql_sqlite = "SELECT t.state, COUNT(*) FROM agency_tasks t \
-                          JOIN inquiries i ON i.id = t.inquiry_id \
-                          WHERE i.created_at_ms >= ? GROUP BY t.state";
-        let sql_pg = "SELECT t.state, COUNT(*) FROM agency_tasks t \
-                      JOIN inquiries i ON i.id = t.inquiry_id \
-                      WHERE i.created_at_ms >= $1 GROUP BY t.state";
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                sqlx::query_as(sql_sqlite)
-                    .bind(since_ms)
-                    .fetch_all(pool)
-                    .await?
-            }
-            Db::Postgres { pool, .. } => {
-                sqlx::query_as(sql_pg)
-                    .bind(since_ms)
-                    .fetch_all(pool)
-                    .await?
-            }
-        })
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT t.state, COUNT(*) FROM agency_tasks t \
+             JOIN inquiries i ON i.id = t.inquiry_id \
+             WHERE i.created_at_ms >= ? GROUP BY t.state",
+            since_ms
+        ))
     }
 
     /// Closes the pool; a PostgreSQL database made for the run is dropped.
@@ -436,5 +417,16 @@ impl Gateway {
     pub async fn stop(self) {
         self.proc.stop(Duration::from_secs(10)).await;
         self.db.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            super::pg_placeholders("a >= ? AND b < ? OR c = ?"),
+            "a >= $1 AND b < $2 OR c = $3"
+        );
     }
 }
