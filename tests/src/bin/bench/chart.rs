@@ -16,13 +16,22 @@ struct Line {
     points: Vec<(f64, f64)>,
 }
 
+/// One point a rate (the last run at it: a step run again replaces the
+/// first), in order of rate.
 fn points(phases: &[&Phase], f: impl Fn(&Phase) -> f64) -> Vec<(f64, f64)> {
-    let mut pts: Vec<(f64, f64)> = phases
-        .iter()
-        .filter_map(|p| p.offered_per_s.map(|r| (r, f(p).max(0.01))))
-        .collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    pts
+    let mut by_rate: Vec<(f64, f64)> = Vec::new();
+    for p in phases {
+        let Some(rate) = p.offered_per_s else {
+            continue;
+        };
+        let y = f(p).max(0.01);
+        match by_rate.iter_mut().find(|(r, _)| *r == rate) {
+            Some(point) => point.1 = y,
+            None => by_rate.push((rate, y)),
+        }
+    }
+    by_rate.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_rate
 }
 
 fn lines(r: &Results) -> Vec<Line> {

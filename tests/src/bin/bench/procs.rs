@@ -113,6 +113,27 @@ pub fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
 }
 
+/// CPU time the whole machine spent busy (every core: user, nice,
+/// system, irq, softirq, steal), in seconds, from `/proc/stat`.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine_busy_ticks(&stat).map(|ticks| ticks as f64 / clock_ticks())
+}
+
+/// The busy ticks of the `cpu` line of `/proc/stat` (guest time is
+/// already inside user time; idle and iowait are not busy).
+pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
+}
+
 /// Whether this process runs as root (`Uid:` of `/proc/self/status`).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -243,12 +264,14 @@ pub async fn wait_http_ok(
     }
 }
 
-/// CPU seconds of the gateway, the mocks and the bench itself at one moment.
+/// CPU seconds of the gateway, the mocks, the bench itself and the whole
+/// machine at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuMark {
     pub gateway: f64,
     pub mocks: f64,
     pub bench: f64,
+    pub machine: f64,
 }
 
 impl CpuMark {
@@ -257,6 +280,7 @@ impl CpuMark {
             gateway: gateway.map_or(0.0, Proc::cpu_seconds),
             mocks: mocks.map_or(0.0, Proc::cpu_seconds),
             bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
+            machine: machine_busy_seconds().unwrap_or(0.0),
         }
     }
 
@@ -266,6 +290,7 @@ impl CpuMark {
             gateway: self.gateway - earlier.gateway,
             mocks: self.mocks - earlier.mocks,
             bench: self.bench - earlier.bench,
+            machine: self.machine - earlier.machine,
         }
     }
 }
@@ -280,6 +305,13 @@ mod tests {
                     250 75 0 0 20 0 3 0 123 456789 1234 18446744073709551615";
         assert_eq!(parse_cpu_ticks(stat), Some(325));
         assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  100 5 50 9000 40 3 2 1 7 0\ncpu0 50 2 25 4500 20 1 1 0 3 0\n";
+        assert_eq!(parse_machine_busy_ticks(stat), Some(161));
+        assert_eq!(parse_machine_busy_ticks("intr 1 2 3"), None);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::stats::{Summary, ratio};
@@ -32,14 +34,35 @@ pub struct Phase {
     pub mocks_cpu_s: f64,
     pub bench_cpu_s: f64,
     pub proxy_cpu_s: Option<f64>,
+    /// CPU time the rest of the machine took meanwhile (other builds on a
+    /// shared machine): busy time of all cores less the gateway's, the
+    /// mocks', the bench's and nginx's.
+    pub other_cpu_s: f64,
+    /// That, as a share of the machine's capacity over the run.
+    pub other_cpu_pct: f64,
     pub audit_rows: Option<i64>,
     pub audit_rows_per_s: Option<f64>,
     pub gateway_rss_mib: Option<f64>,
     /// For the steps of a rate search: whether p99 < 50 ms held.
     pub passed: Option<bool>,
+    /// A step run again at the same rate because the first run failed.
+    pub repeat: bool,
 }
 
 impl Phase {
+    /// Whether this open-loop run passes the search's bar (p99 < 50 ms,
+    /// few failures, keeping up with the offered rate).
+    pub fn passes(&self) -> bool {
+        crate::stats::step_passes(
+            self.offered_per_s.unwrap_or(0.0),
+            self.per_s,
+            self.sent,
+            self.failed,
+            self.latency.p99_ms,
+            crate::scenarios::P99_LIMIT_MS,
+        )
+    }
+
     pub fn load_label(&self) -> String {
         match (self.offered_per_s, self.workers) {
             (Some(r), _) => format!("open {r:.0}/s"),
@@ -119,6 +142,9 @@ pub struct FleetScenario {
 #[derive(Debug, Clone, Serialize)]
 pub struct ManyFleetScenario {
     pub inquiries: usize,
+    /// Answered 202 (the rest were refused: `refusals`).
+    pub accepted: usize,
+    pub refusals: BTreeMap<String, usize>,
     pub agency_calls: u64,
     pub agency_calls_done: u64,
     pub completed: usize,
@@ -227,12 +253,12 @@ fn thousands(v: f64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-const PHASE_HEADER: &str = "| run | target | agencies | load | inquiries/s | agency calls/s | p50 ms | p99 ms | p99.9 ms | failed | gateway CPU µs/agency call | audit rows/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+const PHASE_HEADER: &str = "| run | target | agency latency | load | inquiries/s | agency calls/s | p50 ms | p99 ms | p99.9 ms | failed | gateway CPU µs/agency call | audit rows/s | other processes' CPU |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 
 fn phase_row(out: &mut String, label: &str, p: &Phase) {
     let _ = writeln!(
         out,
-        "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} % |",
         p.target,
         p.latency_mode,
         p.load_label(),
@@ -244,6 +270,7 @@ fn phase_row(out: &mut String, label: &str, p: &Phase) {
         p.failed,
         opt(p.cpu_us_per_agency_call, |v| format!("{v:.0}")),
         opt(p.audit_rows_per_s, thousands),
+        p.other_cpu_pct,
     );
 }
 
@@ -258,10 +285,15 @@ pub fn inquiry_table(s: &InquiryScenario) -> String {
             Some(false) => " (fails)",
             None => "",
         };
-        phase_row(&mut out, &format!("search step {}{verdict}", i + 1), p);
+        let again = if p.repeat { ", run again" } else { "" };
+        phase_row(
+            &mut out,
+            &format!("search run {}{again}{verdict}", i + 1),
+            p,
+        );
     }
     for (i, p) in s.direct_steps.iter().enumerate() {
-        phase_row(&mut out, &format!("search step {}", i + 1), p);
+        phase_row(&mut out, &format!("search rate {}", i + 1), p);
     }
     let named = [
         ("hold at the best rate", &s.hold),
@@ -428,7 +460,7 @@ pub fn fleet_table(c: Option<&FleetScenario>, d: Option<&ManyFleetScenario>) -> 
             out,
             "### Scenario D: {} fleet inquiries at once ({} agency calls)\n\n\
              | completed | time | agency calls done | agency calls/s | time to complete p50 / p99 | gateway CPU µs/agency call | audit rows/s | RSS idle → peak MiB | per in-flight inquiry |\n|---|---|---|---|---|---|---|---|---|\n\
-             | {} of {}{} | {:.1} s | {} | {} | {:.1} s / {:.1} s | {} | {} | {:.0} → {:.0} | {} |\n\nTask states at the end: {}.{}\n",
+             | {} of {}{} | {:.1} s | {} | {} | {:.1} s / {:.1} s | {} | {} | {:.0} → {:.0} | {} |\n\nAccepted: {} of {}{}. Task states at the end: {}.{}\n",
             d.inquiries,
             thousands(d.agency_calls as f64),
             d.completed,
@@ -448,6 +480,12 @@ pub fn fleet_table(c: Option<&FleetScenario>, d: Option<&ManyFleetScenario>) -> 
             d.idle_rss_mib,
             d.peak_rss_mib,
             opt(d.kib_per_in_flight_inquiry, |k| format!("{k:.0} KiB")),
+            d.accepted,
+            d.inquiries,
+            d.refusals
+                .iter()
+                .map(|(e, n)| format!("; refused {n}×: {e}"))
+                .collect::<String>(),
             states.join(", "),
             d.projected_secs
                 .map(|p| format!(

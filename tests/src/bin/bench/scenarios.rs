@@ -17,7 +17,7 @@ use crate::report::{
     FleetRun, FleetScenario, InquiryScenario, ManyFleetScenario, MemoryProbe, NginxScenario,
     OrderScenario, Phase,
 };
-use crate::stats::{RateSearch, new_histogram, step_passes, summarize};
+use crate::stats::{RateSearch, new_histogram, summarize};
 use crate::system::{Backend, Gateway, GatewaySpec, Mocks};
 
 pub const ENFORCEMENT: &str = "demo-enforcement-token";
@@ -195,6 +195,12 @@ pub async fn measure(
     let t1 = now_ms();
     let cpu = CpuMark::take(gw_proc, Some(&ctx.mocks.proc)).since(&cpu0);
     let secs = run.elapsed.as_secs_f64();
+    let proxy = watch
+        .nginx
+        .zip(proxy0)
+        .map(|(n, before)| n.cpu_seconds() - before);
+    let other = (cpu.machine - cpu.gateway - cpu.mocks - cpu.bench - proxy.unwrap_or(0.0)).max(0.0);
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let per_s = run.ok_per_s();
     let calls = run.ok as f64 * agencies as f64;
     let (gateway_cpu_s, cpu_us_per_agency_call, audit_rows, rss) = match watch.gateway {
@@ -227,17 +233,17 @@ pub async fn measure(
         cpu_us_per_agency_call,
         mocks_cpu_s: cpu.mocks,
         bench_cpu_s: cpu.bench,
-        proxy_cpu_s: watch
-            .nginx
-            .zip(proxy0)
-            .map(|(n, before)| n.cpu_seconds() - before),
+        proxy_cpu_s: proxy,
+        other_cpu_s: other,
+        other_cpu_pct: 100.0 * other / (secs.max(0.001) * cores),
         audit_rows,
         audit_rows_per_s: audit_rows.map(|r| r as f64 / ((t1 - t0).max(1) as f64 / 1000.0)),
         gateway_rss_mib: rss,
         passed: None,
+        repeat: false,
     };
     println!(
-        "  {:<8} {:<9} {:<12} ok {:>7} failed {:>5}  {:>8.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms{}",
+        "  {:<8} {:<9} {:<12} ok {:>7} failed {:>5}  {:>8.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  others {:>3.0} %{}",
         phase.target,
         phase.latency_mode,
         phase.load_label(),
@@ -247,6 +253,7 @@ pub async fn measure(
         phase.latency.p50_ms,
         phase.latency.p99_ms,
         phase.latency.p999_ms,
+        phase.other_cpu_pct,
         phase
             .cpu_us_per_agency_call
             .map(|c| format!("  {c:.0} µs CPU/agency call"))
@@ -264,6 +271,17 @@ struct Pair<'a> {
 }
 
 impl Pair<'_> {
+    /// The gateway alone under `load`, left to finish its work.
+    async fn gateway_only(&self, load: Load, mode: &str) -> anyhow::Result<Phase> {
+        let watch = Watch {
+            gateway: Some(self.gateway),
+            nginx: None,
+        };
+        let phase = measure(self.ctx, &watch, self.gw.clone(), load, "gateway", mode, 4).await?;
+        self.gateway.settle(Duration::from_secs(60)).await?;
+        Ok(phase)
+    }
+
     /// The gateway under `load` (recorded by perf into `perf` when given),
     /// left to finish its work, then the direct baseline under the same
     /// load for `direct_secs`.
@@ -364,21 +382,23 @@ pub async fn inquiry_scenario(
         t.step
     );
     while let Some(rate) = search.next_rate() {
-        let (mut p, d) = pair
-            .run(Load::Open { rate, secs: t.step }, t.step, "zero", None)
-            .await?;
-        let passed = step_passes(
-            rate,
-            p.per_s,
-            p.sent,
-            p.failed,
-            p.latency.p99_ms,
-            P99_LIMIT_MS,
-        );
+        let load = Load::Open { rate, secs: t.step };
+        let (mut p, d) = pair.run(load, t.step, "zero", None).await?;
+        let mut passed = p.passes();
         p.passed = Some(passed);
-        search.record(rate, passed);
         steps.push(p);
         direct_steps.extend(d);
+        if !passed {
+            // On a shared machine one stall (another build taking the
+            // cores) can decide a short step: a failure counts only when
+            // a second run at the same rate fails too.
+            let mut again = pair.gateway_only(load, "zero").await?;
+            passed = again.passes();
+            again.passed = Some(passed);
+            again.repeat = true;
+            steps.push(again);
+        }
+        search.record(rate, passed);
     }
     let best = search.best();
     let mut notes = Vec::new();
@@ -825,16 +845,28 @@ async fn scenario_d(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<ManyFleetSce
             .timeout(Duration::from_secs(60));
         async move {
             match request.send().await {
-                Ok(r) => r.status().as_u16() == 202,
-                Err(_) => false,
+                Ok(r) if r.status().as_u16() == 202 => Ok(()),
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    let body = r.text().await.unwrap_or_default();
+                    Err(format!(
+                        "HTTP {status}: {}",
+                        body.chars().take(300).collect::<String>()
+                    ))
+                }
+                Err(e) => Err(e.to_string()),
             }
         }
     });
-    let accepted = futures::future::join_all(posts)
-        .await
-        .iter()
-        .filter(|ok| **ok)
-        .count();
+    let answers = futures::future::join_all(posts).await;
+    let accepted = answers.iter().filter(|a| a.is_ok()).count();
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
+    for e in answers.into_iter().filter_map(Result::err) {
+        *refusals.entry(e).or_default() += 1;
+    }
+    for (e, count) in &refusals {
+        println!("  refused {count} time(s): {e}");
+    }
     println!(
         "  {accepted} of {n} accepted in {:.2} s",
         started.elapsed().as_secs_f64()
@@ -905,6 +937,8 @@ async fn scenario_d(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<ManyFleetSce
         audit_rows_per_s: audit_rows as f64 / secs.max(0.001),
         idle_rss_mib: mib(idle),
         peak_rss_mib: mib(peak),
+        accepted,
+        refusals,
         kib_per_in_flight_inquiry: (accepted > 0)
             .then(|| peak.saturating_sub(idle) as f64 / accepted as f64),
         task_states: states,
