@@ -1,0 +1,369 @@
+//! `cargo run --release -p e2e-tests --bin bench`: issue 7's end-to-end
+//! benchmark. Starts the mock bank fleet (`mock-agencies --banks 4000`) and
+//! the gateway (`gateway serve`, release build, generated configuration,
+//! fresh database) as processes of their own, drives them from this
+//! process's tokio runtime, and measures scenarios A to E beside the direct
+//! and nginx baselines. Prints the tables, writes `results.json`,
+//! `results.md`, `latency.csv` and `latency-vs-load.svg` into `--out`
+//! (docs/benchmarks/ by default). Only 127.0.0.1 is used; everything it
+//! starts is stopped at the end. `docs/benchmarks/README.md` explains the
+//! figures.
+
+mod chart;
+mod direct;
+mod load;
+mod nginx;
+mod procs;
+mod report;
+mod scenarios;
+mod stats;
+mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::report::{Machine, Results};
+use crate::scenarios::{Ctx, Timing};
+use crate::system::{Backend, Mocks};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Issue 7's benchmark: the gateway against the direct and nginx baselines"
+)]
+struct Args {
+    /// Short steps and holds, small fleet batches: a smoke run (the
+    /// committed results come from a full run).
+    #[arg(long)]
+    quick: bool,
+    /// Scenarios to run, comma-separated: a, nginx, b, c, d, e.
+    #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e")]
+    only: Vec<String>,
+    /// Where the results go (relative to the repository root unless
+    /// absolute).
+    #[arg(long, default_value = "docs/benchmarks")]
+    out: PathBuf,
+    /// The PostgreSQL server of scenarios B and E (a database is created
+    /// for each run and dropped after it) [default: TEST_DATABASE_URL, else
+    /// postgres://postgres@127.0.0.1:5432/test].
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Never install nginx (skip its baseline when it is missing).
+    #[arg(long)]
+    no_install: bool,
+    /// Mock banks in the fleet (scenarios C and D ask them all).
+    #[arg(long, default_value_t = 4000)]
+    banks: usize,
+    /// Record the gateway with `perf record -g` during scenario A's hold
+    /// into this file.
+    #[arg(long)]
+    perf: Option<PathBuf>,
+    /// Use these binaries instead of building them.
+    #[arg(long, requires = "mocks_bin")]
+    gateway_bin: Option<PathBuf>,
+    #[arg(long, requires = "gateway_bin")]
+    mocks_bin: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // The load generator's own runtime: two workers, as many as the cores.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    gateway::install_crypto_provider();
+    if cfg!(debug_assertions) {
+        println!("warning: the bench itself is a debug build; run it with --release");
+    }
+    let wants = |s: &str| args.only.iter().any(|o| o.eq_ignore_ascii_case(s));
+    let timing = if args.quick {
+        Timing::quick()
+    } else {
+        Timing::full()
+    };
+    let out = if args.out.is_absolute() {
+        args.out.clone()
+    } else {
+        procs::repo_root().join(&args.out)
+    };
+    std::fs::create_dir_all(&out)?;
+    let (gateway_bin, mocks_bin) = match (args.gateway_bin.clone(), args.mocks_bin.clone()) {
+        (Some(g), Some(m)) => (g, m),
+        _ => procs::build_binaries()?,
+    };
+    let postgres_url = args
+        .postgres
+        .clone()
+        .or_else(|| {
+            std::env::var("TEST_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+        })
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let postgres = if wants("b") || wants("e") {
+        match system::postgres_reachable(&postgres_url).await {
+            Ok(()) => Some(postgres_url.clone()),
+            Err(e) => {
+                println!(
+                    "PostgreSQL at {postgres_url} cannot be reached ({e}): scenario B and E on PostgreSQL are skipped"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let nginx_bin = if wants("nginx") {
+        Some(nginx::find_or_install(!args.no_install))
+    } else {
+        None
+    };
+
+    let dir = tempfile::Builder::new()
+        .prefix("gateway-bench-")
+        .tempdir()?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(2048)
+        .build()?;
+    println!("starting the mock fleet of {} banks ...", args.banks);
+    let mocks = Mocks::start(&mocks_bin, args.banks, dir.path(), &client).await?;
+    let subjects = Arc::new(direct::Subjects::standard()?);
+    let ctx = Ctx {
+        client: client.clone(),
+        mocks,
+        gateway_bin,
+        dir: dir.path().to_path_buf(),
+        subjects,
+        timing,
+        perf: args.perf.clone(),
+    };
+
+    let mut results = Results {
+        when: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        machine: machine(postgres.as_deref(), nginx_bin.as_ref()).await,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        quick: args.quick,
+        a: None,
+        nginx: None,
+        b: None,
+        b_skipped: None,
+        c: None,
+        d: None,
+        e: Vec::new(),
+        e_skipped: Vec::new(),
+        targets: Vec::new(),
+        total_secs: 0.0,
+    };
+    let outcome = run_scenarios(&ctx, &args, &mut results, postgres, nginx_bin).await;
+    let Ctx { mocks, .. } = ctx;
+    mocks.proc.stop(Duration::from_secs(10)).await;
+    if let Err(e) = &outcome {
+        println!("\nthe bench stopped early: {e:#}");
+    }
+    results.total_secs = started.elapsed().as_secs_f64();
+    results.targets = report::check_targets(&results);
+    let text = tables(&results);
+    println!("\n{text}");
+    std::fs::write(out.join("results.md"), &text)?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    std::fs::write(out.join("latency.csv"), report::latency_csv(&results))?;
+    match chart::draw(&results, &out.join("latency-vs-load.svg")) {
+        Ok(()) => println!("chart: {}", out.join("latency-vs-load.svg").display()),
+        Err(e) => println!("no chart: {e}"),
+    }
+    println!(
+        "results: {} (results.json, results.md, latency.csv); the whole run took {:.0} s",
+        out.display(),
+        results.total_secs
+    );
+    outcome
+}
+
+async fn run_scenarios(
+    ctx: &Ctx,
+    args: &Args,
+    results: &mut Results,
+    postgres: Option<String>,
+    nginx_bin: Option<Result<PathBuf, String>>,
+) -> anyhow::Result<()> {
+    let wants = |s: &str| args.only.iter().any(|o| o.eq_ignore_ascii_case(s));
+    let dialects = procs::config_dir().join("dialects");
+    let four = ctx.dir.join("agencies-direct");
+    ctx.mocks
+        .write_agency_files(&four, &scenarios::FOUR_BANKS)?;
+    let direct = Arc::new(direct::Direct::load(&four, &dialects, None)?);
+
+    if wants("a") || wants("nginx") {
+        let (a, gateway) = scenarios::inquiry_scenario(
+            ctx,
+            "A",
+            Backend::Sqlite,
+            wants("a"),
+            direct.clone(),
+            wants("nginx"),
+        )
+        .await?;
+        if wants("a") {
+            results.a = Some(a);
+        }
+        if let (Some(gateway), Some(bin)) = (gateway, nginx_bin) {
+            let n = scenarios::nginx_scenario(ctx, &gateway, bin).await;
+            gateway.stop().await;
+            results.nginx = Some(n?);
+        }
+    }
+    if wants("b") {
+        match &postgres {
+            Some(url) => {
+                let (b, _) = scenarios::inquiry_scenario(
+                    ctx,
+                    "B",
+                    Backend::Postgres {
+                        server_url: url.clone(),
+                    },
+                    false,
+                    direct.clone(),
+                    false,
+                )
+                .await?;
+                results.b = Some(b);
+            }
+            None => results.b_skipped = Some("PostgreSQL could not be reached".into()),
+        }
+    }
+    if wants("c") || wants("d") {
+        let (c, d) = scenarios::fleet_scenarios(ctx, wants("c"), wants("d")).await?;
+        results.c = c;
+        results.d = d;
+    }
+    if wants("e") {
+        results
+            .e
+            .push(scenarios::scenario_e(ctx, Backend::Sqlite).await?);
+        match &postgres {
+            Some(url) => results.e.push(
+                scenarios::scenario_e(
+                    ctx,
+                    Backend::Postgres {
+                        server_url: url.clone(),
+                    },
+                )
+                .await?,
+            ),
+            None => results
+                .e_skipped
+                .push("PostgreSQL: the server could not be reached".into()),
+        }
+    }
+    Ok(())
+}
+
+fn tables(r: &Results) -> String {
+    let mut text = format!(
+        "## Results of {} ({})\n\nMachine: {}, {} cores, {:.0} GiB, Linux {}; commit {}; PostgreSQL: {}; nginx: {}.\n\n",
+        r.when,
+        if r.quick {
+            "quick smoke run"
+        } else {
+            "full run"
+        },
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.memory_gib,
+        r.machine.kernel,
+        r.machine.commit,
+        r.machine.postgres.as_deref().unwrap_or("not used"),
+        r.machine.nginx.as_deref().unwrap_or("not used"),
+    );
+    text.push_str(&report::targets_table(&r.targets));
+    text.push('\n');
+    if let Some(a) = &r.a {
+        text.push_str(&report::inquiry_table(a));
+        text.push('\n');
+    }
+    if let Some(n) = &r.nginx {
+        text.push_str(&report::nginx_table(n));
+        text.push('\n');
+    }
+    if let Some(b) = &r.b {
+        text.push_str(&report::inquiry_table(b));
+        text.push('\n');
+    } else if let Some(why) = &r.b_skipped {
+        text.push_str(&format!("### Scenario B\n\nSkipped: {why}.\n\n"));
+    }
+    if r.c.is_some() || r.d.is_some() {
+        text.push_str(&report::fleet_table(r.c.as_ref(), r.d.as_ref()));
+        text.push('\n');
+    }
+    if !r.e.is_empty() || !r.e_skipped.is_empty() {
+        text.push_str(&report::order_table(&r.e, &r.e_skipped));
+    }
+    text
+}
+
+async fn machine(postgres: Option<&str>, nginx: Option<&Result<PathBuf, String>>) -> Machine {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let memory_gib = procs::parse_status_kib(&read("/proc/meminfo"), "MemTotal")
+        .map_or(0.0, |k| k as f64 / 1024.0 / 1024.0);
+    let commit = std::process::Command::new("git")
+        .current_dir(procs::repo_root())
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let postgres_version = match postgres {
+        Some(url) => pg_version(url).await.ok(),
+        None => None,
+    };
+    let nginx_version = match nginx {
+        Some(Ok(bin)) => std::process::Command::new(bin)
+            .arg("-v")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stderr).ok())
+            .map(|s| s.trim().trim_start_matches("nginx version: ").to_owned()),
+        Some(Err(why)) => Some(format!("skipped ({why})")),
+        None => None,
+    };
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_gib,
+        kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        commit,
+        postgres: postgres_version,
+        nginx: nginx_version,
+    }
+}
+
+async fn pg_version(url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(url).await?;
+    let v: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&mut c)
+        .await
+        .context("server_version")?;
+    let _ = c.close().await;
+    Ok(v)
+}

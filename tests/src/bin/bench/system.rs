@@ -1,0 +1,432 @@
+//! The system under test: one `mock-agencies --banks N` process (the bank
+//! fleet) and `gateway serve` processes with generated configurations, each
+//! on a fresh database (an SQLite file, or a new PostgreSQL database dropped
+//! afterwards), plus read access to that database for the figures only it
+//! holds (audit rows committed, order and inquiry times).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::procs::{Proc, config_dir, free_port, wait_http_ok};
+use crate::stats::metric_sum;
+
+/// The mock bank fleet in its own process.
+pub struct Mocks {
+    pub proc: Proc,
+    pub base: String,
+    pub banks: usize,
+    client: reqwest::Client,
+}
+
+impl Mocks {
+    pub async fn start(
+        bin: &Path,
+        banks: usize,
+        dir: &Path,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let listen = format!("127.0.0.1:{port}");
+        let banks_arg = banks.to_string();
+        let mut proc = Proc::spawn(
+            "mock-agencies",
+            bin,
+            &["--banks", &banks_arg, "--listen", &listen],
+            &[("RUST_LOG", "warn")],
+            dir.join("mock-agencies.log"),
+        )?;
+        let base = format!("http://{listen}");
+        wait_http_ok(
+            client,
+            &format!("{base}/banks"),
+            &mut proc,
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(Self {
+            proc,
+            base,
+            banks,
+            client: client.clone(),
+        })
+    }
+
+    /// Sets the same faults at every bank (`POST /banks/_mock/faults`).
+    pub async fn set_faults(&self, change: serde_json::Value) -> anyhow::Result<()> {
+        self.client
+            .post(format!("{}/banks/_mock/faults", self.base))
+            .json(&change)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// No injected latency anywhere.
+    pub async fn zero_latency(&self) -> anyhow::Result<()> {
+        self.set_faults(json!({"latency_ms": 0, "latency": null}))
+            .await
+    }
+
+    /// The realistic mode: a log-normal delay per request.
+    pub async fn realistic_latency(&self, p50_ms: u64, p99_ms: u64) -> anyhow::Result<()> {
+        self.set_faults(json!({"latency_ms": 0, "latency": {"p50_ms": p50_ms, "p99_ms": p99_ms}}))
+            .await
+    }
+
+    /// The gateway's agency files for banks `numbers` (1-based) of the fleet.
+    pub fn write_agency_files(&self, dir: &Path, numbers: &[usize]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let files = mock_agencies::fleet_agency_files(&self.base, self.banks);
+        for n in numbers {
+            let (name, text) = files
+                .get(n.saturating_sub(1))
+                .with_context(|| format!("the fleet has no bank {n}"))?;
+            std::fs::write(dir.join(name), text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which database a gateway runs on.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres { server_url: String },
+}
+
+impl Backend {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres { .. } => "PostgreSQL",
+        }
+    }
+}
+
+/// Read access to a gateway's database.
+pub enum Db {
+    Sqlite(sqlx::SqlitePool),
+    Postgres {
+        pool: sqlx::PgPool,
+        server_url: String,
+        name: String,
+    },
+}
+
+/// Reaches the PostgreSQL server, or says why not.
+pub async fn postgres_reachable(server_url: &str) -> Result<(), String> {
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::PgConnection::connect(server_url),
+    )
+    .await
+    {
+        Ok(Ok(c)) => {
+            let _ = c.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 5 s".into()),
+    }
+}
+
+/// `?` placeholders as PostgreSQL numbers them (`$1`, `$2`, ...).
+fn pg_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One query, written once with `?` placeholders, run on either backend.
+macro_rules! on_db {
+    ($db:expr, $query:ident, $fetch:ident, $sql:expr $(, $bind:expr)*) => {
+        match $db {
+            Db::Sqlite(pool) => sqlx::$query(sqlx::AssertSqlSafe($sql.to_owned()))
+                $(.bind($bind))*
+                .$fetch(pool)
+                .await?,
+            Db::Postgres { pool, .. } => sqlx::$query(sqlx::AssertSqlSafe(pg_placeholders($sql)))
+                $(.bind($bind))*
+                .$fetch(pool)
+                .await?,
+        }
+    };
+}
+
+impl Db {
+    /// Rows of the audit log committed with `at_ms` in `[from, to)`.
+    pub async fn audit_rows(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<i64> {
+        Ok(on_db!(
+            self,
+            query_scalar,
+            fetch_one,
+            "SELECT COUNT(*) FROM audit_events WHERE at_ms >= ? AND at_ms < ?",
+            from_ms,
+            to_ms
+        ))
+    }
+
+    /// `(status, created_at_ms, decided_at_ms)` of every order created at
+    /// or after `since_ms`.
+    pub async fn orders_since(
+        &self,
+        since_ms: i64,
+    ) -> anyhow::Result<Vec<(String, i64, Option<i64>)>> {
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT status, created_at_ms, decided_at_ms FROM orders WHERE created_at_ms >= ?",
+            since_ms
+        ))
+    }
+
+    /// Orders created at or after `since_ms` that have an outcome.
+    pub async fn orders_decided_since(&self, since_ms: i64) -> anyhow::Result<i64> {
+        Ok(on_db!(
+            self,
+            query_scalar,
+            fetch_one,
+            "SELECT COUNT(*) FROM orders WHERE created_at_ms >= ? AND decided_at_ms IS NOT NULL",
+            since_ms
+        ))
+    }
+
+    /// `(created_at_ms, completed_at_ms)` of the inquiries created at or
+    /// after `since_ms`.
+    pub async fn inquiries_since(&self, since_ms: i64) -> anyhow::Result<Vec<(i64, Option<i64>)>> {
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT created_at_ms, completed_at_ms FROM inquiries WHERE created_at_ms >= ?",
+            since_ms
+        ))
+    }
+
+    /// Agency tasks of inquiries created at or after `since_ms`, by state.
+    pub async fn task_states_since(&self, since_ms: i64) -> anyhow::Result<Vec<(String, i64)>> {
+        Ok(on_db!(
+            self,
+            query_as,
+            fetch_all,
+            "SELECT t.state, COUNT(*) FROM agency_tasks t \
+             JOIN inquiries i ON i.id = t.inquiry_id \
+             WHERE i.created_at_ms >= ? GROUP BY t.state",
+            since_ms
+        ))
+    }
+
+    /// Closes the pool; a PostgreSQL database made for the run is dropped.
+    pub async fn close(self) {
+        match self {
+            Db::Sqlite(pool) => pool.close().await,
+            Db::Postgres {
+                pool,
+                server_url,
+                name,
+            } => {
+                pool.close().await;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server_url).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
+                        .execute(&mut admin)
+                        .await
+                    {
+                        eprintln!("could not drop the bench database {name}: {e}");
+                    }
+                    let _ = admin.close().await;
+                }
+            }
+        }
+    }
+}
+
+/// A gateway process with its configuration and database.
+pub struct Gateway {
+    pub proc: Proc,
+    pub base: String,
+    pub db: Db,
+    client: reqwest::Client,
+}
+
+/// The settings a scenario gives its gateway.
+pub struct GatewaySpec<'a> {
+    pub name: &'a str,
+    pub banks: &'a [usize],
+    pub backend: Backend,
+    /// `dispatcher.max_in_flight`; the shipped configuration's when `None`.
+    pub max_in_flight: Option<usize>,
+}
+
+impl Gateway {
+    /// Writes the configuration (the repository's `config/gateway.toml`
+    /// with its listen address, database, agency files and audit key
+    /// replaced) and starts `gateway serve` on it.
+    pub async fn start(
+        bin: &Path,
+        mocks: &Mocks,
+        spec: GatewaySpec<'_>,
+        dir: &Path,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let agencies_dir = dir.join(format!("agencies-{}", spec.name));
+        mocks.write_agency_files(&agencies_dir, spec.banks)?;
+        let (database_url, db) = match &spec.backend {
+            Backend::Sqlite => {
+                let file = dir.join(format!("{}.db", spec.name));
+                (format!("sqlite://{}", file.display()), None)
+            }
+            Backend::Postgres { server_url } => {
+                let name = format!(
+                    "bench_{}_{}",
+                    spec.name.replace('-', "_"),
+                    uuid::Uuid::now_v7().simple()
+                );
+                let mut admin = sqlx::PgConnection::connect(server_url)
+                    .await
+                    .with_context(|| format!("cannot reach PostgreSQL at {server_url}"))?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await?;
+                let _ = admin.close().await;
+                let mut url = url::Url::parse(server_url)?;
+                url.set_path(&format!("/{name}"));
+                (url.to_string(), Some(name))
+            }
+        };
+        let port = free_port()?;
+        let text = std::fs::read_to_string(config_dir().join("gateway.toml"))?;
+        let mut table: toml::Table = toml::from_str(&text)?;
+        table.insert("listen".into(), format!("127.0.0.1:{port}").into());
+        table.insert("database_url".into(), database_url.clone().into());
+        table.insert(
+            "agencies_dir".into(),
+            agencies_dir.display().to_string().into(),
+        );
+        table.insert(
+            "dialects_dir".into(),
+            config_dir().join("dialects").display().to_string().into(),
+        );
+        if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
+            let key = config_dir().join("demo-audit-signing-key.hex");
+            audit.insert("signing_key_file".into(), key.display().to_string().into());
+        }
+        if let (Some(n), Some(toml::Value::Table(d))) =
+            (spec.max_in_flight, table.get_mut("dispatcher"))
+        {
+            d.insert("max_in_flight".into(), (n as i64).into());
+        }
+        let config = dir.join(format!("gateway-{}.toml", spec.name));
+        std::fs::write(&config, toml::to_string(&table)?)?;
+        let config_arg = config.display().to_string();
+        let mut proc = Proc::spawn(
+            &format!("gateway ({})", spec.name),
+            bin,
+            &["serve", "--config", &config_arg],
+            &[],
+            dir.join(format!("gateway-{}.log", spec.name)),
+        )?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_http_ok(
+            client,
+            &format!("{base}/readyz"),
+            &mut proc,
+            Duration::from_secs(120),
+        )
+        .await?;
+        let db = match (&spec.backend, db) {
+            (Backend::Postgres { server_url }, Some(name)) => Db::Postgres {
+                pool: sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&database_url)
+                    .await?,
+                server_url: server_url.clone(),
+                name,
+            },
+            _ => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(dir.join(format!("{}.db", spec.name)))
+                    .read_only(true);
+                Db::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(2)
+                        .connect_with(options)
+                        .await?,
+                )
+            }
+        };
+        Ok(Self {
+            proc,
+            base,
+            db,
+            client: client.clone(),
+        })
+    }
+
+    /// The gateway's `/metrics` text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// Inquiries accepted and completed so far.
+    pub async fn inquiry_counts(&self) -> anyhow::Result<(f64, f64)> {
+        let text = self.metrics().await?;
+        Ok((
+            metric_sum(&text, "gateway_inquiries_total", &[("status", "accepted")]),
+            metric_sum(&text, "gateway_inquiries_total", &[("status", "completed")]),
+        ))
+    }
+
+    /// Waits (up to `within`) until every accepted inquiry has completed,
+    /// so that one step's work does not spill into the next.
+    pub async fn settle(&self, within: Duration) -> anyhow::Result<bool> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let (accepted, completed) = self.inquiry_counts().await?;
+            if completed >= accepted {
+                return Ok(true);
+            }
+            if std::time::Instant::now() > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the gateway and closes (or drops) its database.
+    pub async fn stop(self) {
+        self.proc.stop(Duration::from_secs(10)).await;
+        self.db.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            super::pg_placeholders("a >= ? AND b < ? OR c = ?"),
+            "a >= $1 AND b < $2 OR c = $3"
+        );
+    }
+}
