@@ -39,8 +39,13 @@ impl SqliteStore {
                 StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
+        // One connection: SQLite takes one writer at a time, and writers
+        // that contend from several connections wait in SQLite's busy
+        // handler, which sleeps (1, 2, 5, 10 ... ms) instead of queueing.
+        // One connection queues them in the pool, in order, without
+        // sleeping; reads are short (every listing is paged).
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(1)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
