@@ -134,6 +134,32 @@ pub fn parse_machine_busy_ticks(stat: &str) -> Option<u64> {
     Some(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
+/// This process and every process it started, children's children
+/// included (nginx's workers), by `/proc/<pid>/task/<tid>/children`.
+pub fn own_pids() -> Vec<u32> {
+    let mut pids = vec![std::process::id()];
+    let mut i = 0;
+    while let Some(&pid) = pids.get(i) {
+        i += 1;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let path = task.path().join("children");
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            for child in text
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok())
+            {
+                if !pids.contains(&child) {
+                    pids.push(child);
+                }
+            }
+        }
+    }
+    pids
+}
+
 /// Whether this process runs as root (`Uid:` of `/proc/self/status`).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -264,13 +290,14 @@ pub async fn wait_http_ok(
     }
 }
 
-/// CPU seconds of the gateway, the mocks, the bench itself and the whole
-/// machine at one moment.
+/// CPU seconds of the gateway, the mocks, the bench itself, everything the
+/// bench started, and the whole machine at one moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuMark {
     pub gateway: f64,
     pub mocks: f64,
     pub bench: f64,
+    pub ours: f64,
     pub machine: f64,
 }
 
@@ -280,6 +307,7 @@ impl CpuMark {
             gateway: gateway.map_or(0.0, Proc::cpu_seconds),
             mocks: mocks.map_or(0.0, Proc::cpu_seconds),
             bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
+            ours: own_pids().into_iter().filter_map(cpu_seconds).sum(),
             machine: machine_busy_seconds().unwrap_or(0.0),
         }
     }
@@ -290,6 +318,7 @@ impl CpuMark {
             gateway: self.gateway - earlier.gateway,
             mocks: self.mocks - earlier.mocks,
             bench: self.bench - earlier.bench,
+            ours: self.ours - earlier.ours,
             machine: self.machine - earlier.machine,
         }
     }

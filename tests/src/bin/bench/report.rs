@@ -102,6 +102,9 @@ pub struct InquiryScenario {
     pub closed_direct: Option<Phase>,
     pub memory: Option<MemoryProbe>,
     pub gateway_peak_rss_mib: f64,
+    /// CPU the gateway used doing nothing (after the warm-up, 3 s), in %
+    /// of one core.
+    pub gateway_idle_cpu_pct: f64,
     pub notes: Vec<String>,
 }
 
@@ -313,9 +316,10 @@ pub fn inquiry_table(s: &InquiryScenario) -> String {
     out.push('\n');
     let _ = writeln!(
         out,
-        "Best rate with p99 < 50 ms: {}; gateway peak RSS {:.0} MiB.",
+        "Best rate with p99 < 50 ms: {}; gateway peak RSS {:.0} MiB; the idle gateway takes {:.1} % of a core.",
         opt(s.best_rate, |r| format!("{} inquiries/s", thousands(r))),
-        s.gateway_peak_rss_mib
+        s.gateway_peak_rss_mib,
+        s.gateway_idle_cpu_pct
     );
     if let Some(m) = &s.memory {
         let _ = writeln!(

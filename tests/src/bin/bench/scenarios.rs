@@ -199,7 +199,7 @@ pub async fn measure(
         .nginx
         .zip(proxy0)
         .map(|(n, before)| n.cpu_seconds() - before);
-    let other = (cpu.machine - cpu.gateway - cpu.mocks - cpu.bench - proxy.unwrap_or(0.0)).max(0.0);
+    let other = (cpu.machine - cpu.ours).max(0.0);
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let per_s = run.ok_per_s();
     let calls = run.ok as f64 * agencies as f64;
@@ -367,6 +367,11 @@ pub async fn inquiry_scenario(
     // Warm up connections, caches and the database.
     let _ = closed_loop(pair.gw.clone(), 8, Duration::from_secs(2)).await;
     gateway.settle(Duration::from_secs(30)).await?;
+    // What the gateway burns with nothing to do.
+    let idle0 = gateway.proc.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_cpu_pct = (gateway.proc.cpu_seconds() - idle0) * 100.0 / 3.0;
+    println!("gateway idle: {idle_cpu_pct:.1} % of a core");
 
     let memory = if full {
         Some(memory_probe(ctx, &gateway).await?)
@@ -467,6 +472,7 @@ pub async fn inquiry_scenario(
         closed_direct,
         memory,
         gateway_peak_rss_mib: mib(gateway.proc.hwm_kib()),
+        gateway_idle_cpu_pct: idle_cpu_pct,
         notes,
     };
     if keep_gateway {
