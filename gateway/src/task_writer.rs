@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,15 +36,28 @@ type Ack = oneshot::Sender<Result<Written, String>>;
 /// The handle exchanges send their results through.
 #[derive(Debug, Clone)]
 pub struct TaskWriter {
-    tx: mpsc::Sender<(TaskResult, Ack)>,
+    writers: Arc<Vec<mpsc::Sender<(TaskResult, Ack)>>>,
+    next: Arc<AtomicUsize>,
 }
 
 impl TaskWriter {
-    /// Starts the writer for `owner`'s leases.
+    /// Starts the writers for `owner`'s leases: as many as the store takes
+    /// concurrent writers (one on SQLite, several on PostgreSQL, where a
+    /// batch's round trips would otherwise leave the server idle), results
+    /// handed to them in turn.
     pub fn start(store: Arc<dyn JobStore>, owner: String, capacity: usize) -> Self {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(store, owner, rx));
-        Self { tx }
+        let count = store.concurrent_writers().max(1);
+        let writers = (0..count)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel((capacity / count).max(1));
+                tokio::spawn(writer(store.clone(), owner.clone(), rx));
+                tx
+            })
+            .collect();
+        Self {
+            writers: Arc::new(writers),
+            next: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Stores one result and waits for its commit. The error says why it
@@ -51,7 +65,8 @@ impl TaskWriter {
     /// redone).
     pub async fn write(&self, result: TaskResult) -> Result<Written, String> {
         let (ack, done) = oneshot::channel();
-        self.tx
+        let writer = self.next.fetch_add(1, Ordering::Relaxed) % self.writers.len();
+        self.writers[writer]
             .send((result, ack))
             .await
             .map_err(|_| "the task writer has stopped".to_owned())?;

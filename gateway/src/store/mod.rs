@@ -212,6 +212,12 @@ pub trait JobStore: Send + Sync {
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError>;
 
+    /// How many writers may run `finish_tasks` at once to advantage: one
+    /// where the database takes one writer at a time (SQLite).
+    fn concurrent_writers(&self) -> usize {
+        1
+    }
+
     /// The task of `agency` with `request_number` if it awaits a pushed result.
     async fn awaiting_task(
         &self,

@@ -381,6 +381,10 @@ impl JobStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    fn concurrent_writers(&self) -> usize {
+        4
+    }
+
     async fn finish_tasks(
         &self,
         owner: &str,
@@ -395,20 +399,8 @@ impl JobStore for PgStore {
             results.iter().map(f).collect::<Vec<Option<&str>>>()
         };
         let int = |f: fn(&TaskResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
-        let mut inquiries: Vec<&str> = results.iter().map(|r| r.inquiry_id.as_str()).collect();
-        inquiries.sort_unstable();
-        inquiries.dedup();
-        let mut tx = self.pool.begin().await?;
-        // Lock the inquiries first (in a fixed order): a concurrent batch
-        // finishing another task of one of them waits here, and its
-        // completion check then sees this batch's results. Without the
-        // lock each would see the other's task unfinished, and neither
-        // would complete the inquiry.
-        sqlx::query("SELECT id FROM inquiries WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE")
-            .bind(&inquiries)
-            .fetch_all(&mut *tx)
-            .await?;
-        // One statement for the batch, one array per column.
+        // One statement for the batch, one array per column, committed on
+        // its own.
         let rows = sqlx::query(
             "UPDATE agency_tasks t SET state = v.state, detail = v.detail, \
                  ticket = COALESCE(v.ticket, t.ticket), due_at_ms = v.due_at_ms, \
@@ -431,7 +423,7 @@ impl JobStore for PgStore {
         .bind(int(|r| r.update.latency_ms))
         .bind(text(|r| r.update.result.as_deref()))
         .bind(owner)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
         for row in rows {
@@ -444,6 +436,12 @@ impl JobStore for PgStore {
         let mut touched: Vec<&str> = stored_keys.iter().map(|(i, _)| i.as_str()).collect();
         touched.sort_unstable();
         touched.dedup();
+        // The completion check runs after the results' commit, in a
+        // statement of its own (READ COMMITTED: a fresh snapshot). Of two
+        // batches finishing the last tasks of one inquiry at once, the
+        // later to commit sees both results; had the check run inside the
+        // batch's transaction, each could see the other's task unfinished
+        // and neither would complete the inquiry.
         let completed = sqlx::query(
             "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
              WHERE id = ANY($2::text[]) AND status = 'running' \
@@ -456,12 +454,11 @@ impl JobStore for PgStore {
         .bind(STATE_QUEUED)
         .bind(STATE_POLLING)
         .bind(STATE_AWAITING)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?
         .iter()
         .map(|r| r.try_get("id"))
         .collect::<Result<Vec<String>, _>>()?;
-        tx.commit().await?;
         Ok(FinishedTasks { stored, completed })
     }
 
