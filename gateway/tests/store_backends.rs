@@ -1993,6 +1993,43 @@ async fn batched_task_results(db: &TestDb) {
         let i = store.inquiry(id).await.expect("read").expect("found");
         assert_eq!(i.status, "completed", "{id}");
     }
+    // Results stored but the completion never run (the database went away
+    // between the two): the inquiry is offered for completion once past
+    // its deadline, and completes then.
+    let mut stuck = inquiry("b-4", "case-b", NOW - 1_000);
+    stuck.deadline_at_ms = NOW + 10;
+    store
+        .create_inquiry(&stuck, &tasks_for("b-4", &["bank-a"]))
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        store
+            .update_task("gw-1", "b-4", "bank-a", &update("no_record"))
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .expire_overdue(NOW)
+            .await
+            .expect("expire")
+            .contains(&"b-4".to_owned())
+    );
+    let overdue = store.expire_overdue(NOW + 10).await.expect("expire");
+    assert_eq!(overdue, ["b-4"]);
+    assert!(store.try_complete("b-4", NOW + 10).await.expect("complete"));
+    assert!(
+        store
+            .expire_overdue(NOW + 20)
+            .await
+            .expect("expire")
+            .is_empty()
+    );
     // An empty batch is nothing.
     let empty = store.finish_tasks("gw-1", &[], NOW).await.expect("finish");
     assert!(empty.stored.is_empty() && empty.completed.is_empty());

@@ -194,7 +194,8 @@ pub trait JobStore: Send + Sync {
     async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError>;
 
     /// Marks unfinished, unleased tasks of overdue inquiries `timeout`;
-    /// returns the inquiries touched.
+    /// returns the inquiries touched, and every inquiry still running past
+    /// its deadline (the caller tries to complete each).
     async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
 
     /// Completes the inquiry if none of its tasks is unfinished. True when

@@ -337,6 +337,20 @@ impl JobStore for SqliteStore {
             .iter()
             .map(|r| r.try_get("inquiry_id"))
             .collect::<Result<_, _>>()?;
+        // Every running inquiry past its deadline too: one whose last
+        // results were stored but whose completion check failed (the
+        // database went away between the two) is completed here, at the
+        // latest by its deadline.
+        let overdue = sqlx::query(
+            "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= ? \
+             ORDER BY deadline_at_ms LIMIT 1000",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &overdue {
+            ids.push(row.try_get("id")?);
+        }
         ids.sort();
         ids.dedup();
         Ok(ids)
