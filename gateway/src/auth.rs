@@ -88,6 +88,8 @@ pub struct Callers {
     entries: Arc<Vec<([u8; 32], Caller)>>,
     /// Callers by the fingerprint of their client certificate.
     by_certificate: Arc<std::collections::HashMap<String, Caller>>,
+    /// The names of those callers: their tokens alone do not admit them.
+    certificate_bound: Arc<std::collections::HashSet<String>>,
     quotas: Arc<std::collections::HashMap<String, Bucket>>,
 }
 
@@ -103,10 +105,11 @@ impl Callers {
                 Some((digest, Caller::of(c)))
             })
             .collect();
-        let by_certificate = callers
+        let by_certificate: std::collections::HashMap<String, Caller> = callers
             .iter()
             .filter_map(|c| Some((c.client_cert_fingerprint()?.ok()?, Caller::of(c))))
             .collect();
+        let certificate_bound = by_certificate.values().map(|c| c.name.clone()).collect();
         let quotas = callers
             .iter()
             .filter_map(|c| {
@@ -119,6 +122,7 @@ impl Callers {
         Self {
             entries: Arc::new(entries),
             by_certificate: Arc::new(by_certificate),
+            certificate_bound: Arc::new(certificate_bound),
             quotas: Arc::new(quotas),
         }
     }
@@ -138,11 +142,6 @@ impl Callers {
     /// The caller a client certificate (its fingerprint) names.
     pub fn by_certificate(&self, fingerprint: &str) -> Option<Caller> {
         self.by_certificate.get(fingerprint).cloned()
-    }
-
-    /// Whether this caller must present its client certificate.
-    fn needs_certificate(&self, name: &str) -> bool {
-        self.by_certificate.values().any(|c| c.name == name)
     }
 
     /// Who is calling: the connection's client certificate and the
@@ -176,7 +175,7 @@ impl Callers {
                 "the token and the client certificate name different callers",
             )),
             (Some(cert), _) => Ok(cert),
-            (None, Some(token)) if self.needs_certificate(&token.name) => Err(
+            (None, Some(token)) if self.certificate_bound.contains(&token.name) => Err(
                 ApiError::unauthorized("this caller must connect with its client certificate"),
             ),
             (None, Some(token)) => Ok(token),

@@ -211,11 +211,9 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// What a request knows of its connection: the peer's address and, over
-/// TLS, the fingerprint of the client certificate it presented.
+/// The client certificate a request's connection presented, over TLS.
 #[derive(Debug, Clone, Default)]
 pub struct PeerCertificate {
-    pub remote: Option<SocketAddr>,
     /// Hex SHA-256 of the client's leaf certificate (DER).
     pub fingerprint: Option<String>,
 }
@@ -224,7 +222,6 @@ impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificate {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
         let (_, session) = stream.io().get_ref();
         Self {
-            remote: Some(*stream.remote_addr()),
             fingerprint: session
                 .peer_certificates()
                 .and_then(|chain| chain.first())
@@ -234,10 +231,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificate {
 }
 
 impl Connected<IncomingStream<'_, TcpListener>> for PeerCertificate {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Self {
-            remote: Some(*stream.remote_addr()),
-            fingerprint: None,
-        }
+    fn connect_info(_: IncomingStream<'_, TcpListener>) -> Self {
+        Self::default()
     }
 }

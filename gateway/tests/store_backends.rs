@@ -223,6 +223,27 @@ fn tasks_for(inquiry_id: &str, agencies: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Stores one step's result through `finish_tasks`; true when the lease
+/// was still `owner`'s.
+async fn finish_one(
+    store: &Arc<dyn Store>,
+    owner: &str,
+    inquiry_id: &str,
+    agency: &str,
+    update: &TaskUpdate,
+) -> bool {
+    let result = TaskResult {
+        inquiry_id: inquiry_id.into(),
+        agency: agency.into(),
+        update: update.clone(),
+    };
+    let done = store
+        .finish_tasks(owner, &[result], NOW)
+        .await
+        .expect("finish");
+    done.stored == [true]
+}
+
 fn update(state: &str) -> TaskUpdate {
     TaskUpdate {
         state: state.into(),
@@ -468,30 +489,15 @@ async fn inquiry_round_trip(db: &TestDb) {
     );
 
     // Outcomes: only the lease holder records one.
-    assert!(
-        !store
-            .update_task("gw-2", "inq-1", "bank-a", &update("answered"))
-            .await
-            .expect("update")
-    );
+    assert!(!finish_one(&store, "gw-2", "inq-1", "bank-a", &update("answered")).await);
     let mut answered = update("answered");
     answered.result = Some(r#"[{"kind":"account"}]"#.into());
-    assert!(
-        store
-            .update_task("gw-1", "inq-1", "bank-a", &answered)
-            .await
-            .expect("update")
-    );
+    assert!(finish_one(&store, "gw-1", "inq-1", "bank-a", &answered).await);
     let mut polling = update(STATE_POLLING);
     polling.ticket = Some("T-1".into());
     polling.due_at_ms = NOW + 5_000;
     polling.sent_at_ms = Some(NOW - 500);
-    assert!(
-        store
-            .update_task("gw-1", "inq-1", "bank-b", &polling)
-            .await
-            .expect("update")
-    );
+    assert!(finish_one(&store, "gw-1", "inq-1", "bank-b", &polling).await);
     store
         .release_task("gw-1", "inq-2", "bank-a", NOW + 1_000)
         .await
@@ -529,12 +535,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     assert_eq!(poll.sent_at_ms, Some(NOW - 500));
     let mut done = update("no_record");
     done.sent_at_ms = Some(NOW + 5_000);
-    assert!(
-        store
-            .update_task("gw-1", "inq-1", "bank-b", &done)
-            .await
-            .expect("update")
-    );
+    assert!(finish_one(&store, "gw-1", "inq-1", "bank-b", &done).await);
     let tasks = store.tasks("inq-1").await.expect("tasks");
     assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"), "COALESCE keeps it");
     store
@@ -555,12 +556,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     let mut awaiting = update(STATE_AWAITING);
     awaiting.ticket = Some("ACK-7".into());
     awaiting.due_at_ms = NOW + 60_000;
-    assert!(
-        store
-            .update_task("gw-1", "inq-1", "registry-x", &awaiting)
-            .await
-            .expect("update")
-    );
+    assert!(finish_one(&store, "gw-1", "inq-1", "registry-x", &awaiting).await);
     let waiting = store
         .awaiting_task("registry-x", "Qinq-1-registry-x")
         .await
@@ -2007,11 +2003,14 @@ async fn batched_task_results(db: &TestDb) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
+    let mut acknowledged = update(STATE_AWAITING);
+    acknowledged.due_at_ms = FAR;
+    assert!(finish_one(&store, "gw-1", "b-4", "bank-a", &acknowledged).await);
     assert!(
         store
-            .update_task("gw-1", "b-4", "bank-a", &update("no_record"))
+            .finish_awaiting_task("bank-a", "Qb-4-bank-a", &update("no_record"))
             .await
-            .expect("update")
+            .expect("pushed result")
     );
     assert!(
         !store

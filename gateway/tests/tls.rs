@@ -165,6 +165,28 @@ fn echo() -> WireRequest {
     }
 }
 
+/// Sends `/echo` to the agency at `addr` with the connection's settings: the
+/// transport's answer, or why there was none.
+async fn echo_through(
+    connection: &Connection,
+    addr: SocketAddr,
+    request_id: &str,
+) -> anyhow::Result<Result<gateway::transport::HttpReply, gateway::transport::TransportError>> {
+    let transport = Transport::new(1 << 20)?;
+    let channel = transport
+        .channel_for(connection)
+        .map_err(anyhow::Error::msg)?;
+    Ok(transport
+        .send(
+            &channel,
+            &format!("https://127.0.0.1:{}", addr.port()),
+            &echo(),
+            Duration::from_secs(5),
+            request_id,
+        )
+        .await)
+}
+
 const FULL_TLS: &str = r#"tls = { ca = "tls/ca.pem", client_cert = "tls/gateway.pem", client_key = "tls/gateway.key" }"#;
 
 #[tokio::test]
@@ -202,19 +224,7 @@ async fn without_its_client_certificate_the_agency_refuses_the_gateway() -> anyh
     let addr = agency_over_mutual_tls(&pki).await?;
     let dir = tempfile::tempdir()?;
     let connection = agency_file(dir.path(), addr, &pki, r#"tls = { ca = "tls/ca.pem" }"#)?;
-    let transport = Transport::new(1 << 20)?;
-    let channel = transport
-        .channel_for(&connection)
-        .map_err(anyhow::Error::msg)?;
-    let result = transport
-        .send(
-            &channel,
-            &format!("https://127.0.0.1:{}", addr.port()),
-            &echo(),
-            Duration::from_secs(5),
-            "test-2",
-        )
-        .await;
+    let result = echo_through(&connection, addr, "test-2").await?;
     assert!(result.is_err(), "{result:?}");
     Ok(())
 }
@@ -229,19 +239,7 @@ async fn a_server_certificate_from_another_ca_is_not_trusted() -> anyhow::Result
     let mut files = agency_pki;
     files.ca_pem = other.ca_pem;
     let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
-    let transport = Transport::new(1 << 20)?;
-    let channel = transport
-        .channel_for(&connection)
-        .map_err(anyhow::Error::msg)?;
-    let result = transport
-        .send(
-            &channel,
-            &format!("https://127.0.0.1:{}", addr.port()),
-            &echo(),
-            Duration::from_secs(5),
-            "test-3",
-        )
-        .await;
+    let result = echo_through(&connection, addr, "test-3").await?;
     assert!(result.is_err(), "{result:?}");
     Ok(())
 }
@@ -257,19 +255,7 @@ async fn a_client_certificate_from_another_ca_is_refused_by_the_agency() -> anyh
     files.client_pem = other.client_pem;
     files.client_key_pem = other.client_key_pem;
     let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
-    let transport = Transport::new(1 << 20)?;
-    let channel = transport
-        .channel_for(&connection)
-        .map_err(anyhow::Error::msg)?;
-    let result = transport
-        .send(
-            &channel,
-            &format!("https://127.0.0.1:{}", addr.port()),
-            &echo(),
-            Duration::from_secs(5),
-            "test-4",
-        )
-        .await;
+    let result = echo_through(&connection, addr, "test-4").await?;
     assert!(result.is_err(), "{result:?}");
     Ok(())
 }

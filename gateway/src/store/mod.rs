@@ -126,6 +126,22 @@ pub struct FinishedTasks {
     pub completed: Vec<String>,
 }
 
+/// For `JobStore::finish_tasks`: per result, whether its (inquiry, agency)
+/// is among the `stored` keys the update returned, and the inquiries those
+/// keys touch, each once, in order (the completion check's input).
+pub(crate) fn stored_results<'a>(
+    results: &[TaskResult],
+    stored: &'a std::collections::HashSet<(String, String)>,
+) -> (Vec<bool>, Vec<&'a str>) {
+    let flags = results
+        .iter()
+        .map(|r| stored.contains(&(r.inquiry_id.clone(), r.agency.clone())))
+        .collect();
+    let touched: std::collections::BTreeSet<&str> =
+        stored.iter().map(|(inquiry, _)| inquiry.as_str()).collect();
+    (flags, touched.into_iter().collect())
+}
+
 /// Inquiries and their agency tasks.
 #[async_trait]
 pub trait JobStore: Send + Sync {
@@ -159,16 +175,6 @@ pub trait JobStore: Send + Sync {
         limit: i64,
         skip_agencies: &[String],
     ) -> Result<Vec<ClaimedTask>, StoreError>;
-
-    /// Records a step's result and releases the lease (only if `owner` still
-    /// holds it).
-    async fn update_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        update: &TaskUpdate,
-    ) -> Result<bool, StoreError>;
 
     /// Gives a claimed task back untouched, due again at `due_at_ms`.
     async fn release_task(

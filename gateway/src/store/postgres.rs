@@ -19,7 +19,7 @@ use super::{
     OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
     TaskUpdate, Window,
 };
-use super::{FinishedTasks, TaskResult};
+use super::{FinishedTasks, TaskResult, stored_results};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
@@ -258,34 +258,6 @@ impl JobStore for PgStore {
             .map_err(Into::into)
     }
 
-    async fn update_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        u: &TaskUpdate,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE agency_tasks SET state = $1, detail = $2, ticket = COALESCE($3, ticket), \
-             due_at_ms = $4, sent_at_ms = COALESCE(sent_at_ms, $5), latency_ms = $6, result = $7, \
-             lease_owner = NULL, lease_until_ms = NULL \
-             WHERE inquiry_id = $8 AND agency = $9 AND lease_owner = $10",
-        )
-        .bind(&u.state)
-        .bind(&u.detail)
-        .bind(&u.ticket)
-        .bind(u.due_at_ms)
-        .bind(u.sent_at_ms)
-        .bind(u.latency_ms)
-        .bind(&u.result)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn release_task(
         &self,
         owner: &str,
@@ -443,13 +415,7 @@ impl JobStore for PgStore {
         for row in rows {
             stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
         }
-        let stored: Vec<bool> = results
-            .iter()
-            .map(|r| stored_keys.contains(&(r.inquiry_id.clone(), r.agency.clone())))
-            .collect();
-        let mut touched: Vec<&str> = stored_keys.iter().map(|(i, _)| i.as_str()).collect();
-        touched.sort_unstable();
-        touched.dedup();
+        let (stored, touched) = stored_results(results, &stored_keys);
         // The completion check runs after the results' commit, in a
         // statement of its own (READ COMMITTED: a fresh snapshot). Of two
         // batches finishing the last tasks of one inquiry at once, the

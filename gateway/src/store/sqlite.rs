@@ -12,7 +12,7 @@ use super::{
     OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
     TaskUpdate, Window,
 };
-use super::{FinishedTasks, TaskResult};
+use super::{FinishedTasks, TaskResult, stored_results};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
@@ -234,34 +234,6 @@ impl JobStore for SqliteStore {
             .map_err(Into::into)
     }
 
-    async fn update_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        u: &TaskUpdate,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE agency_tasks SET state = ?, detail = ?, ticket = COALESCE(?, ticket), \
-             due_at_ms = ?, sent_at_ms = COALESCE(sent_at_ms, ?), latency_ms = ?, result = ?, \
-             lease_owner = NULL, lease_until_ms = NULL \
-             WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
-        )
-        .bind(&u.state)
-        .bind(&u.detail)
-        .bind(&u.ticket)
-        .bind(u.due_at_ms)
-        .bind(u.sent_at_ms)
-        .bind(u.latency_ms)
-        .bind(&u.result)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn release_task(
         &self,
         owner: &str,
@@ -417,13 +389,7 @@ impl JobStore for SqliteStore {
                 stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
             }
         }
-        let stored: Vec<bool> = results
-            .iter()
-            .map(|r| stored_keys.contains(&(r.inquiry_id.clone(), r.agency.clone())))
-            .collect();
-        let mut touched: Vec<&str> = stored_keys.iter().map(|(i, _)| i.as_str()).collect();
-        touched.sort_unstable();
-        touched.dedup();
+        let (stored, touched) = stored_results(results, &stored_keys);
         let touched =
             serde_json::to_string(&touched).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let completed = sqlx::query(
