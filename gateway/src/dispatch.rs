@@ -18,8 +18,8 @@
 //! agency gives it back for later, an open breaker is `circuit_open`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use adapters::agency::china_time_label;
@@ -27,7 +27,7 @@ use adapters::dialect::{
     Envelope, InquiryRequest, Interaction, ItemOutcome, ReplyError, WireReply,
 };
 use adapters::model::{Court, InquiryOutcome};
-use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tower::ServiceExt;
 use tracing::Instrument;
 
@@ -41,8 +41,8 @@ use crate::resilience::retry::InquiryRetry;
 use crate::resilience::stack::{self, AgencyService};
 use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
 use crate::store::{
-    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskResult,
-    TaskUpdate,
+    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskLease,
+    TaskResult, TaskUpdate,
 };
 use crate::task_writer::{TaskWriter, Written};
 use crate::transport::{HttpReply, Transport, TransportError};
@@ -56,17 +56,46 @@ const TASK_WRITER_QUEUE: usize = 4096;
 const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 /// How often retired agency sets are checked for inquiries still using them.
 const PRUNE_EVERY_MS: i64 = 1_000;
+/// How often, at most, inquiries past their deadline are looked for.
+const EXPIRE_EVERY_MS: i64 = 100;
+/// Handed-over inquiries the dispatcher starts together (their tasks for
+/// one agency go in one batch where the dialect allows).
+const HANDOFF_BATCH: usize = 256;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// What the API needs of the dispatcher: a way to wake it and to hear of
-/// completed inquiries.
+/// What the API needs of the dispatcher: a way to wake it, to hand it a
+/// new inquiry's tasks, and to hear of completed inquiries.
 #[derive(Debug, Clone)]
 pub struct DispatcherHandle {
     wake: Arc<Notify>,
-    completions: broadcast::Sender<String>,
+    waiters: Arc<Waiters>,
+    handoffs: mpsc::UnboundedSender<Handoff>,
+    owner: Arc<str>,
+    permits: Arc<Semaphore>,
+    agencies: Arc<AgencySets>,
+    settings: DispatcherSettings,
+}
+
+/// A new inquiry's tasks, stored already claimed by this instance
+/// (`TaskLease`), for the dispatcher to send at once.
+#[derive(Debug)]
+struct Handoff {
+    inquiry: Arc<InquiryRecord>,
+    tasks: Vec<ClaimedTask>,
+    lease_until_ms: i64,
+    /// Room for one exchange per task, taken when the claim was offered.
+    permits: OwnedSemaphorePermit,
+}
+
+/// A claim the dispatcher offers on a new inquiry's tasks, with room
+/// reserved for sending them.
+#[derive(Debug)]
+pub struct Offer {
+    pub lease: TaskLease,
+    permits: OwnedSemaphorePermit,
 }
 
 impl DispatcherHandle {
@@ -74,14 +103,139 @@ impl DispatcherHandle {
         self.wake.notify_one();
     }
 
-    /// Tells waiters that an inquiry completed.
+    /// Tells whoever waits for the inquiry that it completed.
     pub fn completed(&self, inquiry_id: &str) {
-        let _ = self.completions.send(inquiry_id.to_owned());
+        self.waiters.completed(inquiry_id);
     }
 
-    /// Subscribe before creating an inquiry so its completion cannot be missed.
-    pub fn completions(&self) -> broadcast::Receiver<String> {
-        self.completions.subscribe()
+    /// Wait for an inquiry's completion: take this before creating the
+    /// inquiry so its completion cannot be missed.
+    pub fn completion(&self, inquiry_id: &str) -> Completion {
+        self.waiters.wait_for(inquiry_id)
+    }
+
+    /// The claim to take on a new inquiry's tasks as they are stored, so
+    /// that this instance sends them at once (`hand_over`): as many as the
+    /// dispatcher has room for now. `None` when it has none: the tasks are
+    /// stored unclaimed and the next round claims them.
+    pub fn offer(&self, tasks: usize, now: i64) -> Option<Offer> {
+        let room = self.permits.available_permits().min(tasks);
+        let permits = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(u32::try_from(room).ok().filter(|&n| n > 0)?)
+            .ok()?;
+        Some(Offer {
+            lease: TaskLease {
+                owner: self.owner.to_string(),
+                until_ms: now + lease_ms(&self.agencies, &self.settings),
+                count: room,
+            },
+            permits,
+        })
+    }
+
+    /// Gives the dispatcher the tasks stored claimed under `offer`; the
+    /// rest, if any, are claimed by its next round.
+    pub fn hand_over(
+        &self,
+        inquiry: InquiryRecord,
+        tasks: &[(String, String)],
+        offer: Option<Offer>,
+    ) {
+        let all = offer.as_ref().is_some_and(|o| o.lease.count >= tasks.len());
+        if let Some(Offer { lease, permits }) = offer {
+            let handoff = Handoff {
+                tasks: lease.claimed(&inquiry.id, tasks),
+                inquiry: Arc::new(inquiry),
+                lease_until_ms: lease.until_ms,
+                permits,
+            };
+            // Refused only when the dispatcher has stopped: the lease runs
+            // out and the tasks are claimed again.
+            let _ = self.handoffs.send(handoff);
+        }
+        if !all {
+            self.wake();
+        }
+    }
+}
+
+/// How long a claim on a task lasts: long enough for every attempt the
+/// retry layer may make, and the waits between them; the grace on top.
+fn lease_ms(agencies: &AgencySets, settings: &DispatcherSettings) -> i64 {
+    let timeout_ms = agencies
+        .all_links()
+        .iter()
+        .map(|a| a.config().limits.timeout_ms)
+        .max()
+        .unwrap_or(10_000) as i64;
+    let attempts = settings.max_attempts.clamp(1, 10);
+    let backoff_ms = (settings.retry_base_ms as i64).saturating_mul(1 << attempts);
+    timeout_ms * attempts + backoff_ms + settings.lease_grace_secs as i64 * 1000
+}
+
+/// Who waits for which inquiry to complete: each completion wakes its own
+/// waiters only.
+#[derive(Debug, Default)]
+struct Waiters(Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>);
+
+impl Waiters {
+    fn wait_for(self: &Arc<Self>, inquiry_id: &str) -> Completion {
+        let (tx, rx) = oneshot::channel();
+        self.lock()
+            .entry(inquiry_id.to_owned())
+            .or_default()
+            .push(tx);
+        Completion {
+            rx: Some(rx),
+            inquiry_id: inquiry_id.to_owned(),
+            waiters: self.clone(),
+        }
+    }
+
+    fn completed(&self, inquiry_id: &str) {
+        let waiting = self.lock().remove(inquiry_id);
+        for tx in waiting.into_iter().flatten() {
+            let _ = tx.send(());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<oneshot::Sender<()>>>> {
+        // A panic while holding it cannot leave the map inconsistent.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A wait for one inquiry's completion; dropping it stops waiting.
+#[derive(Debug)]
+pub struct Completion {
+    rx: Option<oneshot::Receiver<()>>,
+    inquiry_id: String,
+    waiters: Arc<Waiters>,
+}
+
+impl Completion {
+    /// Waits until the inquiry completes or `deadline` passes; true when it
+    /// completed.
+    pub async fn until(&mut self, deadline: tokio::time::Instant) -> bool {
+        match self.rx.as_mut() {
+            Some(rx) => matches!(tokio::time::timeout_at(deadline, rx).await, Ok(Ok(()))),
+            None => false,
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut waiters = self.waiters.lock();
+        if let Some(list) = waiters.get_mut(&self.inquiry_id) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                waiters.remove(&self.inquiry_id);
+            }
+        }
     }
 }
 
@@ -94,7 +248,14 @@ pub struct Dispatcher {
     settings: DispatcherSettings,
     permits: Arc<Semaphore>,
     handle: DispatcherHandle,
+    /// New inquiries' tasks the API stored claimed, to send at once.
+    handoffs: Mutex<Option<mpsc::UnboundedReceiver<Handoff>>>,
+    /// Set when a round may find work that the last one left: it had no
+    /// room for everything due, or a task was given back, deferred or is
+    /// to be polled. The end of an exchange wakes the dispatcher then.
+    round_wanted: AtomicBool,
     last_prune_ms: AtomicI64,
+    last_expire_ms: AtomicI64,
     /// The gateway's own address as agencies reach it, for callbacks.
     public_url: String,
     /// Tells callers of completed inquiries.
@@ -117,9 +278,19 @@ impl Dispatcher {
         notifier: Notifier,
         guards: Guards,
     ) -> Arc<Self> {
-        let (completions, _) = broadcast::channel(1024);
         let owner = format!("gw-{}", uuid::Uuid::now_v7().simple());
         let results = TaskWriter::start(store.clone(), owner.clone(), TASK_WRITER_QUEUE);
+        let permits = Arc::new(Semaphore::new(settings.max_in_flight));
+        let (handoffs, handoffs_rx) = mpsc::unbounded_channel();
+        let handle = DispatcherHandle {
+            wake: Arc::new(Notify::new()),
+            waiters: Arc::default(),
+            handoffs,
+            owner: owner.as_str().into(),
+            permits: permits.clone(),
+            agencies: agencies.clone(),
+            settings: settings.clone(),
+        };
         Arc::new(Self {
             owner,
             results,
@@ -127,13 +298,13 @@ impl Dispatcher {
             audit,
             agencies,
             transport,
-            permits: Arc::new(Semaphore::new(settings.max_in_flight)),
+            permits,
             settings,
-            handle: DispatcherHandle {
-                wake: Arc::new(Notify::new()),
-                completions,
-            },
+            handle,
+            handoffs: Mutex::new(Some(handoffs_rx)),
+            round_wanted: AtomicBool::new(false),
             last_prune_ms: AtomicI64::new(0),
+            last_expire_ms: AtomicI64::new(0),
             public_url,
             notifier,
             guards,
@@ -146,6 +317,14 @@ impl Dispatcher {
 
     /// Runs until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let handoffs = self
+            .handoffs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(rx) = handoffs {
+            tokio::spawn(self.clone().take_handoffs(rx, stop.clone()));
+        }
         loop {
             if *stop.borrow() {
                 return;
@@ -177,40 +356,88 @@ impl Dispatcher {
         }
     }
 
+    /// Starts the tasks the API handed over, as they come; those that
+    /// arrive together are batched per agency like a round's.
+    async fn take_handoffs(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<Handoff>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut arrived = Vec::with_capacity(HANDOFF_BATCH);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut arrived, HANDOFF_BATCH) => if n == 0 { return },
+                _ = stop.changed() => return,
+            }
+            let mut inquiries = HashMap::with_capacity(arrived.len());
+            let mut tasks = Vec::new();
+            let mut lease_until_ms = i64::MAX;
+            let mut permits: Option<OwnedSemaphorePermit> = None;
+            for handoff in arrived.drain(..) {
+                lease_until_ms = lease_until_ms.min(handoff.lease_until_ms);
+                tasks.extend(handoff.tasks);
+                inquiries.insert(handoff.inquiry.id.clone(), handoff.inquiry);
+                match permits.as_mut() {
+                    Some(p) => p.merge(handoff.permits),
+                    None => permits = Some(handoff.permits),
+                }
+            }
+            if let Err(e) = self
+                .dispatch(tasks, inquiries, lease_until_ms, permits)
+                .await
+            {
+                // Its tasks stay claimed until the lease runs out, then a
+                // round claims them again.
+                tracing::warn!(error = %e, "cannot start handed-over tasks; they are claimed again when their lease ends");
+            }
+        }
+    }
+
     /// One pass: time out overdue inquiries, claim what is due, start it.
     async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let now = now_ms();
-        for inquiry_id in self.store.expire_overdue(now).await? {
-            self.complete_if_done(&inquiry_id).await;
+        if now - self.last_expire_ms.load(Ordering::Relaxed) >= EXPIRE_EVERY_MS {
+            self.last_expire_ms.store(now, Ordering::Relaxed);
+            for inquiry_id in self.store.expire_overdue(now).await? {
+                self.complete_if_done(&inquiry_id).await;
+            }
         }
         self.prune_retired_sets(now).await;
         let available = self.permits.available_permits();
         if available == 0 {
+            self.round_wanted.store(true, Ordering::Release);
             return Ok(());
         }
-        // Long enough for every attempt the retry layer may make, and the
-        // waits between them; the grace on top.
-        let timeout_ms = self
-            .agencies
-            .all_links()
-            .iter()
-            .map(|a| a.config().limits.timeout_ms)
-            .max()
-            .unwrap_or(10_000) as i64;
-        let attempts = self.settings.max_attempts.clamp(1, 10);
-        let backoff_ms = (self.settings.retry_base_ms as i64).saturating_mul(1 << attempts);
-        let lease_ms =
-            timeout_ms * attempts + backoff_ms + self.settings.lease_grace_secs as i64 * 1000;
-        let lease_until_ms = now + lease_ms;
+        let lease_until_ms = now + lease_ms(&self.agencies, &self.settings);
         let busy = self.busy_agencies();
         let claimed = self
             .store
             .claim_due_tasks(&self.owner, now, lease_until_ms, available as i64, &busy)
             .await?;
+        if claimed.len() >= available || !busy.is_empty() {
+            // More may be due than there was room for.
+            self.round_wanted.store(true, Ordering::Release);
+        }
+        self.dispatch(claimed, HashMap::new(), lease_until_ms, None)
+            .await
+    }
+
+    /// Starts claimed tasks: those of one agency together, in batches as
+    /// large as its dialect takes. `inquiries` holds the inquiries already
+    /// at hand; the others are read from the store. `reserved` is room
+    /// already taken for them (one permit a task), else each exchange
+    /// takes its own.
+    async fn dispatch(
+        self: &Arc<Self>,
+        claimed: Vec<ClaimedTask>,
+        mut inquiries: HashMap<String, Arc<InquiryRecord>>,
+        lease_until_ms: i64,
+        mut reserved: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), crate::store::StoreError> {
         if claimed.is_empty() {
             return Ok(());
         }
-        let mut inquiries: HashMap<String, Arc<InquiryRecord>> = HashMap::new();
+        let now = now_ms();
         // Per (agency-set version, agency): the link and its queued tasks.
         type Sends = Vec<(ClaimedTask, Arc<InquiryRecord>)>;
         let mut sends: HashMap<(String, String), (Arc<AgencyLink>, Sends)> = HashMap::new();
@@ -249,7 +476,8 @@ impl Dispatcher {
                 }
             }
             if task.state == STATE_POLLING {
-                self.start(link, vec![(task, inquiry)], lease_until_ms);
+                let permit = reserved.as_mut().and_then(|p| p.split(1));
+                self.start(link, vec![(task, inquiry)], lease_until_ms, permit);
             } else {
                 sends
                     .entry((registry.version().to_owned(), task.agency.clone()))
@@ -262,10 +490,12 @@ impl Dispatcher {
             let size = link.agency.dialect.max_batch().max(1);
             while !tasks.is_empty() {
                 let rest = tasks.split_off(size.min(tasks.len()));
+                let permit = reserved.as_mut().and_then(|p| p.split(1));
                 self.start(
                     link.clone(),
                     std::mem::replace(&mut tasks, rest),
                     lease_until_ms,
+                    permit,
                 );
             }
         }
@@ -318,17 +548,23 @@ impl Dispatcher {
         link: Arc<AgencyLink>,
         batch: Vec<(ClaimedTask, Arc<InquiryRecord>)>,
         lease_until_ms: i64,
+        reserved: Option<OwnedSemaphorePermit>,
     ) {
         let this = self.clone();
         // The agency's own bound is its stack's (busy: the tasks are given
         // back); this is the dispatcher's bound across agencies.
-        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+        let permit = match reserved {
+            Some(p) => Ok(p),
+            None => self.permits.clone().try_acquire_owned(),
+        };
+        let Ok(permit) = permit else {
             // No room: give the tasks back; they are due again at once, and
             // claimed when there is room.
             tokio::spawn(async move {
                 for (task, _) in batch {
                     this.release(&task, now_ms()).await;
                 }
+                this.handle.wake();
             });
             return;
         };
@@ -345,7 +581,11 @@ impl Dispatcher {
                         .await;
                 }
             }
-            this.handle.wake();
+            // A round only when one may find something: most exchanges
+            // end with every task answered.
+            if this.round_wanted.swap(false, Ordering::AcqRel) {
+                this.handle.wake();
+            }
         });
     }
 
@@ -621,6 +861,10 @@ impl Dispatcher {
         ) {
             crate::metrics::agency_outcome(&task.agency, &update.state, update.latency_ms);
         }
+        if update.state == STATE_POLLING || update.state == STATE_QUEUED {
+            // Due again later: the next round must know.
+            self.round_wanted.store(true, Ordering::Release);
+        }
         let result = TaskResult {
             inquiry_id: task.inquiry_id.clone(),
             agency: task.agency.clone(),
@@ -648,6 +892,7 @@ impl Dispatcher {
 
     /// Puts a task back to wait until `due_at_ms`, saying why.
     async fn defer(&self, task: &ClaimedTask, due_at_ms: i64, detail: &str) {
+        self.round_wanted.store(true, Ordering::Release);
         if let Err(e) = self
             .store
             .defer_task(
@@ -664,6 +909,7 @@ impl Dispatcher {
     }
 
     async fn release(&self, task: &ClaimedTask, due_at_ms: i64) {
+        self.round_wanted.store(true, Ordering::Release);
         if let Err(e) = self
             .store
             .release_task(&self.owner, &task.inquiry_id, &task.agency, due_at_ms)
@@ -684,7 +930,7 @@ impl Dispatcher {
     /// Tells whoever waits that the inquiry is complete, and its caller.
     async fn completed(&self, inquiry_id: &str) {
         crate::metrics::count(&crate::metrics::global().inquiries, "completed");
-        let _ = self.handle.completions.send(inquiry_id.to_owned());
+        self.handle.completed(inquiry_id);
         self.notify_completed(inquiry_id).await;
     }
 }

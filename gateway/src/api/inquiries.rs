@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::api::extract::{ApiJson, ApiQuery};
 use crate::api::inbound;
@@ -93,8 +92,15 @@ pub async fn create(
         .iter()
         .map(|a| (a.clone(), inquiry::request_number(&id, a)))
         .collect();
-    let mut completions = state.dispatcher.completions();
-    state.store.create_inquiry(&record, &tasks).await?;
+    let mut completion = (wait > Duration::ZERO).then(|| state.dispatcher.completion(&id));
+    // This instance claims the tasks as it stores them and sends them at
+    // once, when it has room; otherwise the dispatcher's next round
+    // claims them.
+    let offer = state.dispatcher.offer(tasks.len(), now);
+    state
+        .store
+        .create_inquiry_claimed(&record, &tasks, offer.as_ref().map(|o| &o.lease))
+        .await?;
     crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
     drop(agencies);
     tracing::info!(
@@ -104,28 +110,11 @@ pub async fn create(
         agencies = tasks.len(),
         "inquiry accepted"
     );
-    state.dispatcher.wake();
+    state.dispatcher.hand_over(record, &tasks, offer);
 
-    if wait > Duration::ZERO {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match tokio::time::timeout_at(deadline, completions.recv()).await {
-                Ok(Ok(done)) if done == id => break,
-                Ok(Ok(_)) => continue,
-                // Missed notifications: the store knows.
-                Ok(Err(RecvError::Lagged(_))) => {
-                    if state
-                        .store
-                        .inquiry(&id)
-                        .await?
-                        .is_some_and(|r| r.status == "completed")
-                    {
-                        break;
-                    }
-                }
-                Ok(Err(RecvError::Closed)) | Err(_) => break,
-            }
-        }
+    if let Some(completion) = completion.as_mut() {
+        // Completed or not, the view below says where it stands.
+        completion.until(tokio::time::Instant::now() + wait).await;
     }
     let view = load_view(&state, &id).await?;
     let status = if view.status == "completed" {

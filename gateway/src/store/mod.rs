@@ -96,6 +96,34 @@ pub struct ClaimedTask {
     pub attempts: i64,
 }
 
+/// A claim taken on a new inquiry's tasks as they are stored.
+#[derive(Debug, Clone)]
+pub struct TaskLease {
+    pub owner: String,
+    pub until_ms: i64,
+    /// How many of the tasks (the first ones) are claimed.
+    pub count: usize,
+}
+
+impl TaskLease {
+    /// The tasks as `claim_due_tasks` would have returned them.
+    pub fn claimed(&self, inquiry_id: &str, tasks: &[(String, String)]) -> Vec<ClaimedTask> {
+        tasks
+            .iter()
+            .take(self.count)
+            .map(|(agency, request_number)| ClaimedTask {
+                inquiry_id: inquiry_id.to_owned(),
+                agency: agency.clone(),
+                request_number: request_number.clone(),
+                state: STATE_QUEUED.to_owned(),
+                ticket: None,
+                sent_at_ms: None,
+                attempts: 1,
+            })
+            .collect()
+    }
+}
+
 /// What one step did to a task.
 #[derive(Debug, Clone)]
 pub struct TaskUpdate {
@@ -150,6 +178,21 @@ pub trait JobStore: Send + Sync {
         &self,
         inquiry: &InquiryRecord,
         tasks: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.create_inquiry_claimed(inquiry, tasks, None).await
+    }
+
+    /// Stores the inquiry and its tasks, atomically, the first
+    /// `lease.count` of them already claimed by `lease.owner` (as
+    /// `claim_due_tasks` would claim them: leased until `lease.until_ms`,
+    /// one attempt counted). The instance storing an inquiry sends its
+    /// tasks at once, without claiming them from the store again; if it
+    /// dies first, the lease runs out and any instance claims them.
+    async fn create_inquiry_claimed(
+        &self,
+        inquiry: &InquiryRecord,
+        tasks: &[(String, String)],
+        lease: Option<&TaskLease>,
     ) -> Result<(), StoreError>;
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError>;

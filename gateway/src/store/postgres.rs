@@ -16,8 +16,8 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
 use super::sqlite::REQUESTS;
 use super::{
     AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, OfficerCase,
-    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
-    TaskUpdate, Window,
+    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskLease,
+    TaskRecord, TaskUpdate, Window,
 };
 use super::{FinishedTasks, TaskResult, stored_results};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
@@ -109,10 +109,11 @@ fn claimed_from(r: &PgRow) -> Result<ClaimedTask, sqlx::Error> {
 
 #[async_trait]
 impl JobStore for PgStore {
-    async fn create_inquiry(
+    async fn create_inquiry_claimed(
         &self,
         inquiry: &InquiryRecord,
         tasks: &[(String, String)],
+        lease: Option<&TaskLease>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
@@ -141,16 +142,23 @@ impl JobStore for PgStore {
             // of agencies.
             let agencies: Vec<&str> = tasks.iter().map(|(a, _)| a.as_str()).collect();
             let numbers: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
+            // The first $6 tasks are stored claimed (see `TaskLease`).
             sqlx::query(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) \
-                 SELECT $1, t.agency, t.request_number, $4, $5 \
-                 FROM UNNEST($2::text[], $3::text[]) AS t (agency, request_number)",
+                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
+                 lease_owner, lease_until_ms, attempts) \
+                 SELECT $1, t.agency, t.request_number, $4, $5, \
+                   CASE WHEN t.n <= $6 THEN $7 END, CASE WHEN t.n <= $6 THEN $8::bigint END, \
+                   CASE WHEN t.n <= $6 THEN 1 ELSE 0 END \
+                 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t (agency, request_number, n)",
             )
             .bind(&inquiry.id)
             .bind(agencies)
             .bind(numbers)
             .bind(STATE_QUEUED)
             .bind(inquiry.created_at_ms)
+            .bind(lease.map_or(0, |l| l.count as i64))
+            .bind(lease.map(|l| l.owner.as_str()))
+            .bind(lease.map(|l| l.until_ms))
             .execute(&mut *tx)
             .await?;
         }

@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
     AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, OfficerCase,
-    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskRecord,
-    TaskUpdate, Window,
+    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskLease,
+    TaskRecord, TaskUpdate, Window,
 };
 use super::{FinishedTasks, TaskResult, stored_results};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
@@ -31,6 +31,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
+            // Room for every statement the store runs, the multi-row ones
+            // in each of their sizes (see `sized_chunks`).
+            .statement_cache_capacity(512)
             .foreign_keys(true);
         if let Some(parent) = options.get_filename().parent()
             && !parent.as_os_str().is_empty()
@@ -96,10 +99,11 @@ fn claimed_from(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedTask, sqlx::Error>
 
 #[async_trait]
 impl JobStore for SqliteStore {
-    async fn create_inquiry(
+    async fn create_inquiry_claimed(
         &self,
         inquiry: &InquiryRecord,
         tasks: &[(String, String)],
+        lease: Option<&TaskLease>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -126,18 +130,25 @@ impl JobStore for SqliteStore {
         .await?;
         // Many tasks per statement: an inquiry may go to thousands of
         // agencies.
-        for chunk in tasks.chunks(TASKS_PER_INSERT) {
+        let leased = lease.map_or(0, |l| l.count);
+        let numbered: Vec<(usize, &(String, String))> = tasks.iter().enumerate().collect();
+        for chunk in sized_chunks(&numbered, TASKS_PER_INSERT) {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms) ",
+                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
+                 lease_owner, lease_until_ms, attempts) ",
             );
-            insert.push_values(chunk, |mut b, (agency, request_number)| {
+            insert.push_values(chunk, |mut b, (n, (agency, request_number))| {
+                let lease = lease.filter(|_| *n < leased);
                 b.push_bind(inquiry.id.as_str())
                     .push_bind(agency.as_str())
                     .push_bind(request_number.as_str())
                     .push_bind(STATE_QUEUED)
-                    .push_bind(inquiry.created_at_ms);
+                    .push_bind(inquiry.created_at_ms)
+                    .push_bind(lease.map(|l| l.owner.as_str()))
+                    .push_bind(lease.map(|l| l.until_ms))
+                    .push_bind(i64::from(lease.is_some()));
             });
-            insert.build().persistent(false).execute(&mut *tx).await?;
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -357,7 +368,7 @@ impl JobStore for SqliteStore {
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
-        for chunk in results.chunks(TASK_RESULTS_PER_UPDATE) {
+        for chunk in sized_chunks(results, TASK_RESULTS_PER_UPDATE) {
             let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
                  latency_ms, result) AS (",
@@ -385,7 +396,7 @@ impl JobStore for SqliteStore {
             );
             update.push_bind(owner);
             update.push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
-            for row in update.build().persistent(false).fetch_all(&mut *tx).await? {
+            for row in update.build().fetch_all(&mut *tx).await? {
                 stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
             }
         }
@@ -494,8 +505,8 @@ impl JobStore for SqliteStore {
     }
 }
 
-/// Tasks per INSERT statement when an inquiry is stored (5 parameters each).
-const TASKS_PER_INSERT: usize = 1000;
+/// Tasks per INSERT statement when an inquiry is stored (8 parameters each).
+const TASKS_PER_INSERT: usize = 512;
 
 /// Task results per UPDATE statement (9 parameters each).
 const TASK_RESULTS_PER_UPDATE: usize = 256;
@@ -503,6 +514,28 @@ const TASK_RESULTS_PER_UPDATE: usize = 256;
 /// Rows per INSERT statement when appending audit rows (17 parameters
 /// each, well under SQLite's limit of 32,766).
 const AUDIT_ROWS_PER_INSERT: usize = 256;
+
+/// Splits `items` for multi-row statements: chunks of `max` (a power of
+/// two), then the rest in falling powers of two. Each size is one SQL text,
+/// so a handful of statements stay prepared in the connection's cache
+/// instead of a new one parsed for every batch size (parsing a long
+/// statement cost more than running it).
+fn sized_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    debug_assert!(max.is_power_of_two());
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let size = if items.len() >= max {
+            max
+        } else {
+            1 << items.len().ilog2()
+        };
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
 
 const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
      action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
@@ -579,9 +612,8 @@ impl AuditStore for SqliteStore {
         }
         // Many rows per statement: one statement per row costs a round
         // trip to SQLite's worker thread each, which dominates a batch.
-        for (chunk, officers) in rows
-            .chunks(AUDIT_ROWS_PER_INSERT)
-            .zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
+        for (chunk, officers) in sized_chunks(&rows, AUDIT_ROWS_PER_INSERT)
+            .zip(sized_chunks(&officers, AUDIT_ROWS_PER_INSERT))
         {
             let mut insert: QueryBuilder<Sqlite> =
                 QueryBuilder::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
@@ -605,7 +637,7 @@ impl AuditStore for SqliteStore {
                     .push_bind(row.prev_hash.as_str())
                     .push_bind(row.hash.as_str());
             });
-            insert.build().persistent(false).execute(&mut *tx).await?;
+            insert.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(rows)
@@ -808,5 +840,36 @@ impl AuditStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(audit_from).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sized_chunks;
+
+    #[test]
+    fn chunks_come_in_a_few_sizes_and_cover_everything() {
+        for n in 0..1100usize {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = sized_chunks(&items, 256).collect();
+            let joined: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(joined, items, "n = {n}");
+            for c in &chunks {
+                assert!(
+                    c.len().is_power_of_two() && c.len() <= 256,
+                    "n = {n}: {}",
+                    c.len()
+                );
+            }
+            // At most one chunk of each size below the largest.
+            let small: Vec<usize> = chunks
+                .iter()
+                .map(|c| c.len())
+                .filter(|&l| l < 256)
+                .collect();
+            let mut dedup = small.clone();
+            dedup.dedup();
+            assert_eq!(small, dedup, "n = {n}");
+        }
     }
 }
