@@ -72,7 +72,7 @@ async fn row_by_row(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<f64> {
                         at_ms: chrono::Utc::now().timestamp_millis(),
                         record: record(p * per + i),
                     };
-                    store.append_audit(std::slice::from_ref(&row)).await?;
+                    store.append_audit(vec![row]).await?;
                 }
                 Ok::<_, anyhow::Error>(())
             })

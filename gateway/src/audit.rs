@@ -163,27 +163,63 @@ pub fn row_hash(prev_hash: &str, event: &StoredAuditEvent) -> String {
         latency_ms: event.latency_ms,
         body_sha256: event.body_sha256.as_deref(),
     };
+    canonical_hash(prev_hash, &canonical)
+}
+
+fn canonical_hash(prev_hash: &str, canonical: &Canonical<'_>) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     // Serialising plain strings and integers cannot fail.
-    hasher.update(serde_json::to_vec(&canonical).unwrap_or_default());
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), canonical);
     hex::encode(hasher.finalize())
+}
+
+/// Feeds what serde_json writes straight into the hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl AuditRow {
     /// Numbers and chains a record after `prev_hash`.
     pub fn chain(seq: i64, at_ms: i64, record: AuditRecord, prev_hash: String) -> Self {
         let body_sha256 = record.body.as_ref().map(|b| hex::encode(Sha256::digest(b)));
-        let mut row = AuditRow {
+        let r = &record;
+        let hash = canonical_hash(
+            &prev_hash,
+            &Canonical {
+                seq,
+                at_ms,
+                direction: r.direction.unwrap_or(Direction::Inbound).as_str(),
+                caller: r.caller.as_deref(),
+                officers: &r.officers,
+                case_number: r.case_number.as_deref(),
+                subject: r.subject.as_deref(),
+                agency: r.agency.as_deref(),
+                action: &r.action,
+                inquiry_id: r.inquiry_id.as_deref(),
+                request_number: r.request_number.as_deref(),
+                status: r.status.as_deref(),
+                latency_ms: r.latency_ms,
+                body_sha256: body_sha256.as_deref(),
+            },
+        );
+        AuditRow {
             seq,
             at_ms,
             record,
             body_sha256,
             prev_hash,
-            hash: String::new(),
-        };
-        row.hash = row_hash(&row.prev_hash, &row.as_event());
-        row
+            hash,
+        }
     }
 
     /// The row as it will read back (body left out of the hash).
@@ -313,23 +349,25 @@ async fn writer(
             return; // every handle dropped
         }
         let now = chrono::Utc::now().timestamp_millis();
+        let mut acks = Vec::with_capacity(pending.len());
         let rows: Vec<NewAuditRow> = pending
-            .iter()
-            .map(|(record, _)| NewAuditRow {
-                at_ms: now,
-                record: record.clone(),
+            .drain(..)
+            .map(|(record, ack)| {
+                acks.push(ack);
+                NewAuditRow { at_ms: now, record }
             })
             .collect();
+        let count = rows.len();
         let started = std::time::Instant::now();
-        let appended = store.append_audit(&rows).await;
+        let appended = store.append_audit(rows).await;
         let metrics = crate::metrics::global();
-        metrics.audit_batch_rows.observe(rows.len() as f64);
+        metrics.audit_batch_rows.observe(count as f64);
         metrics
             .audit_commit_seconds
             .observe(started.elapsed().as_secs_f64());
         match appended {
             Ok(stored) => {
-                for ((_, ack), row) in pending.drain(..).zip(&stored) {
+                for (ack, row) in acks.drain(..).zip(&stored) {
                     let _ = ack.send(Ok(row.seq));
                 }
                 if let (Some(policy), Some(last)) = (&checkpoints, stored.last()) {
@@ -349,8 +387,8 @@ async fn writer(
             }
             Err(e) => {
                 metrics.audit_failures.inc();
-                tracing::error!(error = %e, rows = rows.len(), "audit batch failed to commit");
-                for (_, ack) in pending.drain(..) {
+                tracing::error!(error = %e, rows = count, "audit batch failed to commit");
+                for ack in acks.drain(..) {
                     let _ = ack.send(Err(AuditError::Store(e.to_string())));
                 }
             }

@@ -1115,3 +1115,38 @@ fn instant_at(at_ms: i64) -> Option<tokio::time::Instant> {
     let wait = Duration::from_millis((at_ms - now_ms()).max(0) as u64);
     tokio::time::Instant::now().checked_add(wait)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn a_completion_wakes_the_waiters_of_that_inquiry_only() {
+        let waiters = Arc::new(Waiters::default());
+        let mut first = waiters.wait_for("inq-1");
+        let mut also_first = waiters.wait_for("inq-1");
+        let mut second = waiters.wait_for("inq-2");
+        waiters.completed("inq-1");
+        assert!(first.until(soon()).await);
+        assert!(also_first.until(soon()).await);
+        let now = tokio::time::Instant::now();
+        assert!(!second.until(now + Duration::from_millis(20)).await);
+        assert_eq!(waiters.lock().len(), 1, "only inq-2 still waited for");
+    }
+
+    #[tokio::test]
+    async fn a_wait_given_up_leaves_nothing_behind() {
+        let waiters = Arc::new(Waiters::default());
+        let kept = waiters.wait_for("inq-1");
+        drop(waiters.wait_for("inq-1"));
+        assert_eq!(waiters.lock().get("inq-1").map(Vec::len), Some(1));
+        drop(kept);
+        assert!(waiters.lock().is_empty());
+        // A completion nobody waits for is no error.
+        waiters.completed("inq-1");
+    }
+}

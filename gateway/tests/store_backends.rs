@@ -15,7 +15,7 @@ use gateway::store::{
     self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, OrderProgress,
     OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND, PHASE_WATCH,
     PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, StoreError,
-    TaskResult, TaskUpdate, Window,
+    TaskLease, TaskResult, TaskUpdate, Window,
 };
 use sha2::{Digest, Sha256};
 
@@ -164,6 +164,7 @@ on_both_backends!(
     order_expiry_and_warnings,
     plans_and_outbox,
     batched_task_results,
+    inquiries_stored_with_their_tasks_claimed,
 );
 
 #[tokio::test]
@@ -761,7 +762,7 @@ async fn concurrent_appends_keep_one_chain(db: &TestDb) {
                         row
                     })
                     .collect();
-                let stored = store.append_audit(&rows).await.expect("append");
+                let stored = store.append_audit(rows.clone()).await.expect("append");
                 assert_eq!(stored.len(), n);
                 for pair in stored.windows(2) {
                     assert_eq!(pair[1].seq, pair[0].seq + 1, "a batch is consecutive");
@@ -810,7 +811,13 @@ async fn concurrent_appends_keep_one_chain(db: &TestDb) {
 async fn audit_filters_checkpoints_and_retention(db: &TestDb) {
     let store = db.open().await;
     assert_eq!(store.audit_tail().await.expect("tail"), None);
-    assert!(store.append_audit(&[]).await.expect("empty").is_empty());
+    assert!(
+        store
+            .append_audit(Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
 
     let mut inbound = request(NOW, "360426199101010071", "case-1", &["Li Ming (ZX1)"]);
     inbound.record.inquiry_id = Some("inq-1".into());
@@ -836,7 +843,7 @@ async fn audit_filters_checkpoints_and_retention(db: &TestDb) {
     other.record.caller = Some("court-b".into());
     let bare = audit(NOW + 40, "audit.read");
     let stored = store
-        .append_audit(&[inbound, outbound, reply, other, bare])
+        .append_audit(vec![inbound, outbound, reply, other, bare])
         .await
         .expect("append");
     assert_eq!(stored[0].prev_hash, GENESIS_HASH);
@@ -1070,7 +1077,7 @@ async fn auditor_questions(db: &TestDb) {
     let mut other_court = request(MAY_2 + 11, "S4", "case-F", &[li]);
     other_court.record.caller = Some("court-b".into());
     rows.extend([refused, outbound, read, nobody, order, plan, other_court]);
-    store.append_audit(&rows).await.expect("append");
+    store.append_audit(rows.clone()).await.expect("append");
 
     let everything = Window::default();
     let several = store
@@ -2032,4 +2039,90 @@ async fn batched_task_results(db: &TestDb) {
     // An empty batch is nothing.
     let empty = store.finish_tasks("gw-1", &[], NOW).await.expect("finish");
     assert!(empty.stored.is_empty() && empty.completed.is_empty());
+}
+
+/// An instance that accepts an inquiry stores its first tasks claimed by
+/// itself (the dispatcher's hand-off): nobody else claims them while the
+/// lease runs, the rest are due to anyone, the claimant's results are
+/// stored as a claim's would be, and a lapsed lease frees them again with
+/// the attempt counted.
+async fn inquiries_stored_with_their_tasks_claimed(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    let id = "h-1";
+    let tasks = tasks_for(id, &["bank-a", "bank-b", "bank-c"]);
+    let lease = TaskLease {
+        owner: "gw-1".into(),
+        until_ms: NOW + 10_000,
+        count: 2,
+    };
+    store
+        .create_inquiry_claimed(&inquiry(id, "case-h", NOW - 1_000), &tasks, Some(&lease))
+        .await
+        .expect("create");
+    let handed = lease.claimed(id, &tasks);
+    let agencies: Vec<&str> = handed.iter().map(|t| t.agency.as_str()).collect();
+    assert_eq!(agencies, ["bank-a", "bank-b"]);
+    assert!(
+        handed
+            .iter()
+            .all(|t| t.state == STATE_QUEUED && t.attempts == 1)
+    );
+    assert_eq!(handed[0].request_number, "Qh-1-bank-a");
+
+    // Another instance finds only the unclaimed task.
+    let claimed = other
+        .claim_due_tasks("gw-2", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    let agencies: Vec<&str> = claimed.iter().map(|t| t.agency.as_str()).collect();
+    assert_eq!(agencies, ["bank-c"]);
+    assert_eq!(claimed[0].attempts, 1);
+
+    // The claimant's results are stored; another owner's are not.
+    assert!(finish_one(&store, "gw-1", id, "bank-a", &update("answered")).await);
+    assert!(!finish_one(&other, "gw-2", id, "bank-b", &update("answered")).await);
+
+    // Once the lease lapses, anyone may claim what is left, and the
+    // attempt made under it counts.
+    let later = NOW + 10_000;
+    let reclaimed = other
+        .claim_due_tasks("gw-2", later, later + 10_000, 10, &[])
+        .await
+        .expect("claim after the lease");
+    let agencies: Vec<&str> = reclaimed.iter().map(|t| t.agency.as_str()).collect();
+    assert_eq!(agencies, ["bank-b"]);
+    assert_eq!(reclaimed[0].attempts, 2);
+
+    // Without a lease nothing is claimed; a lease over every task claims all.
+    store
+        .create_inquiry_claimed(
+            &inquiry("h-2", "case-h", NOW),
+            &tasks_for("h-2", &["bank-a"]),
+            None,
+        )
+        .await
+        .expect("create unclaimed");
+    let all = TaskLease {
+        owner: "gw-1".into(),
+        until_ms: FAR,
+        count: 1,
+    };
+    store
+        .create_inquiry_claimed(
+            &inquiry("h-3", "case-h", NOW),
+            &tasks_for("h-3", &["bank-a"]),
+            Some(&all),
+        )
+        .await
+        .expect("create claimed");
+    let claimed = other
+        .claim_due_tasks("gw-2", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    let ids: Vec<&str> = claimed.iter().map(|t| t.inquiry_id.as_str()).collect();
+    assert_eq!(ids, ["h-2"]);
+    let stored = store.tasks("h-3").await.expect("tasks");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].state, STATE_QUEUED);
 }

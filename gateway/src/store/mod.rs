@@ -367,7 +367,7 @@ pub trait AuditStore: Send + Sync {
     /// the chain's write lock: numbers them, chains each to the one before
     /// (`AuditRow::chain`), stores them, and returns them as stored. Several
     /// gateways writing one database thus keep one chain.
-    async fn append_audit(&self, rows: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError>;
+    async fn append_audit(&self, rows: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError>;
 
     async fn audit_events(&self, filter: &AuditFilter)
     -> Result<Vec<StoredAuditEvent>, StoreError>;

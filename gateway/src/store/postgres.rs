@@ -577,7 +577,7 @@ impl AuditStore for PgStore {
             .transpose()?)
     }
 
-    async fn append_audit(&self, new: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError> {
+    async fn append_audit(&self, new: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The chain's write lock, held until commit: another writer waits
         // here, and then (READ COMMITTED: a new snapshot per statement)
@@ -596,7 +596,7 @@ impl AuditStore for PgStore {
         let mut officers = Vec::with_capacity(new.len());
         for n in new {
             seq += 1;
-            let row = AuditRow::chain(seq, n.at_ms, n.record.clone(), prev);
+            let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
             prev = row.hash.clone();
             officers.push(
                 serde_json::to_string(&row.record.officers)

@@ -587,7 +587,7 @@ impl AuditStore for SqliteStore {
             .transpose()?)
     }
 
-    async fn append_audit(&self, new: &[NewAuditRow]) -> Result<Vec<AuditRow>, StoreError> {
+    async fn append_audit(&self, new: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
         // BEGIN IMMEDIATE takes the write lock first: the tail read here
         // stays the tail until commit, whoever else writes this file.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -602,7 +602,7 @@ impl AuditStore for SqliteStore {
         let mut officers = Vec::with_capacity(new.len());
         for n in new {
             seq += 1;
-            let row = AuditRow::chain(seq, n.at_ms, n.record.clone(), prev);
+            let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
             prev = row.hash.clone();
             officers.push(
                 serde_json::to_string(&row.record.officers)

@@ -37,3 +37,45 @@ async fn a_bank_limited_to_one_exchange_at_a_time_gets_them_one_after_another() 
     assert_eq!(exchanges, expected);
     Ok(())
 }
+
+/// With room for one exchange at a time across all agencies, inquiries
+/// that arrive together cannot all be handed to the dispatcher as they are
+/// stored: the first is sent at once, the others wait unclaimed for its
+/// rounds. Every one completes with every agency's answer, each message
+/// sent once.
+#[tokio::test]
+async fn inquiries_beyond_the_dispatchers_room_wait_for_its_rounds() -> anyhow::Result<()> {
+    let sys = System::start_with(|config, _| config.dispatcher.max_in_flight = 1).await?;
+    sys.fault("bank-a", json!({"latency_ms": 50})).await?;
+    let subjects = [zhang_san(), nobody(), organisation(), zhang_san()];
+    let replies = futures::future::join_all(subjects.into_iter().map(|s| sys.inquire(s, 30))).await;
+    let mut request_numbers = Vec::new();
+    for reply in replies {
+        let reply = reply?;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let agencies = reply.body["agencies"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!agencies.is_empty(), "{}", reply.body);
+        for line in &agencies {
+            assert!(
+                ["answered", "no_record"].contains(&line["status"].as_str().unwrap_or("")),
+                "{line}"
+            );
+        }
+        let id = reply.body["id"].as_str().unwrap_or_default().to_owned();
+        let sends = sys
+            .audit(&format!("inquiry={id}&action=inquiry.send"))
+            .await?;
+        assert_eq!(
+            sends.len(),
+            agencies.len(),
+            "one message per agency: {sends:?}"
+        );
+        request_numbers.extend(sends.iter().map(|e| e["request_number"].to_string()));
+    }
+    let unique: std::collections::BTreeSet<_> = request_numbers.iter().collect();
+    assert_eq!(unique.len(), request_numbers.len());
+    Ok(())
+}

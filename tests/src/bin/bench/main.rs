@@ -40,9 +40,17 @@ struct Args {
     /// committed results come from a full run).
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run, comma-separated: a, nginx, b, c, d, e.
+    /// Scenarios to run, comma-separated: a, nginx, b, c, d, e; or
+    /// `probe` alone, a quick profiling run (`--perf` records its closed
+    /// loop) that writes no results.
     #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e")]
     only: Vec<String>,
+    /// The probe's length of each run, in seconds.
+    #[arg(long, default_value_t = 20)]
+    probe_secs: u64,
+    /// The probe's open-loop rate, inquiries a second.
+    #[arg(long, default_value_t = 300.0)]
+    probe_rate: f64,
     /// Where the results go (relative to the repository root unless
     /// absolute).
     #[arg(long, default_value = "docs/benchmarks")]
@@ -165,6 +173,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         targets: Vec::new(),
         total_secs: 0.0,
     };
+    if wants("probe") {
+        let outcome = scenarios::probe(&ctx, args.probe_secs, args.probe_rate).await;
+        let Ctx { mocks, .. } = ctx;
+        mocks.proc.stop(Duration::from_secs(10)).await;
+        return outcome.map(|_| ());
+    }
     let outcome = run_scenarios(&ctx, &args, &mut results, postgres, nginx_bin).await;
     let Ctx { mocks, .. } = ctx;
     mocks.proc.stop(Duration::from_secs(10)).await;

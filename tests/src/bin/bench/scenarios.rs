@@ -329,6 +329,51 @@ impl Pair<'_> {
     }
 }
 
+/// A profiling run, not for the record: scenario A's gateway under a
+/// closed loop of 64 workers for `secs` (recorded by perf when asked),
+/// then an open loop at `rate` for as long. For trying a change quickly.
+pub async fn probe(ctx: &Ctx, secs: u64, rate: f64) -> anyhow::Result<Vec<Phase>> {
+    println!("\n== Probe: scenario A's gateway, closed loop then open loop ==");
+    let gateway = Gateway::start(
+        &ctx.gateway_bin,
+        &ctx.mocks,
+        GatewaySpec {
+            name: "probe",
+            banks: &FOUR_BANKS,
+            backend: Backend::Sqlite,
+            max_in_flight: None,
+        },
+        &ctx.dir,
+        &ctx.client,
+    )
+    .await?;
+    ctx.mocks.zero_latency().await?;
+    let pair = Pair {
+        ctx,
+        gateway: &gateway,
+        gw: gateway_op(ctx, &gateway, &[]),
+        direct: None,
+    };
+    let _ = closed_loop(pair.gw.clone(), 8, Duration::from_secs(2)).await;
+    gateway.settle(Duration::from_secs(30)).await?;
+    let secs = Duration::from_secs(secs);
+    println!("closed loop (64 workers):");
+    let (closed, _) = pair
+        .run(
+            Load::Closed { workers: 64, secs },
+            secs,
+            "zero",
+            ctx.perf.as_deref(),
+        )
+        .await?;
+    println!("open loop ({rate:.0}/s):");
+    let (open, _) = pair
+        .run(Load::Open { rate, secs }, secs, "zero", None)
+        .await?;
+    gateway.stop().await;
+    Ok(vec![closed, open])
+}
+
 /// Scenarios A (`full`: with the direct baseline, the memory probe and the
 /// realistic mode) and B (the same load on another database).
 pub async fn inquiry_scenario(
