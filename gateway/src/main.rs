@@ -8,13 +8,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::GatewayConfig;
 
-/// mimalloc instead of the system allocator: the gateway allocates and
-/// frees many short-lived buffers (messages, rows, JSON) across threads,
-/// where glibc's malloc spent about a sixth of the gateway's CPU under load
-/// (docs/benchmarks/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "gateway",

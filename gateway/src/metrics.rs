@@ -406,19 +406,30 @@ impl Metrics {
     }
 }
 
-/// Samples the work queues from the store, then renders every metric.
-/// One scrape at a time: no scrape sees a gauge family half set. When the
-/// store cannot be read the sampled gauges keep their last values.
+/// The sampled gauges are at most this old: the sample counts rows in the
+/// store, and scrapes (or readiness probes polling /metrics) may come far
+/// more often than a queue's size is worth recounting.
+const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Samples the work queues from the store (at most once a
+/// `QUEUE_SAMPLE_EVERY`), then renders every metric. One scrape at a time:
+/// no scrape sees a gauge family half set. When the store cannot be read
+/// the sampled gauges keep their last values.
 pub async fn render_sampled(store: &dyn Store) -> String {
-    static SCRAPE: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
-    let _one_at_a_time = SCRAPE.get_or_init(Default::default).lock().await;
+    static SCRAPE: OnceLock<tokio::sync::Mutex<Option<std::time::Instant>>> = OnceLock::new();
+    let mut sampled_at = SCRAPE.get_or_init(Default::default).lock().await;
     let m = global();
-    match store
-        .queue_counts(chrono::Utc::now().timestamp_millis())
-        .await
-    {
-        Ok(counts) => m.set_queues(&counts),
-        Err(e) => tracing::warn!(error = %e, "cannot sample the work queues for the metrics"),
+    if sampled_at.is_none_or(|at| at.elapsed() >= QUEUE_SAMPLE_EVERY) {
+        match store
+            .queue_counts(chrono::Utc::now().timestamp_millis())
+            .await
+        {
+            Ok(counts) => {
+                m.set_queues(&counts);
+                *sampled_at = Some(std::time::Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot sample the work queues for the metrics"),
+        }
     }
     m.render()
 }

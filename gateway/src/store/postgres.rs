@@ -519,7 +519,7 @@ impl JobStore for PgStore {
     }
 
     async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
-        super::fetch_queue_counts(&self.pool, now_ms).await
+        super::fetch_queue_counts(&self.pool, ["$1", "$2", "$3"], now_ms).await
     }
 }
 

@@ -501,7 +501,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
-        super::fetch_queue_counts(&self.pool, now_ms).await
+        super::fetch_queue_counts(&self.pool, ["?", "?", "?"], now_ms).await
     }
 }
 
