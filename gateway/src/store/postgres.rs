@@ -362,7 +362,7 @@ impl JobStore for PgStore {
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
-             WHERE id = $2 AND status = 'running' AND NOT EXISTS \
+             WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
                (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND state IN ($3, $4, $5))",
         )
         .bind(now_ms)
@@ -430,9 +430,14 @@ impl JobStore for PgStore {
         // later to commit sees both results; had the check run inside the
         // batch's transaction, each could see the other's task unfinished
         // and neither would complete the inquiry.
+        // `COALESCE(status, '')`: not a condition the `inquiries_running`
+        // index can serve, so the plan goes by the primary key. With
+        // `status = 'running'` the generic plan of this prepared statement
+        // could scan every running inquiry for the few ids given, and the
+        // more inquiries fell behind, the slower each check became.
         let completed = sqlx::query(
             "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
-             WHERE id = ANY($2::text[]) AND status = 'running' \
+             WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
                AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                    WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
              RETURNING id",
