@@ -50,6 +50,8 @@ pub struct AgencyRegistry {
     loaded_at_ms: i64,
     dialects: usize,
     by_id: BTreeMap<String, Arc<AgencyLink>>,
+    /// The longest exchange timeout of any agency in the set.
+    max_timeout_ms: Option<u64>,
 }
 
 impl AgencyRegistry {
@@ -104,11 +106,13 @@ impl AgencyRegistry {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
+        let max_timeout_ms = by_id.values().map(|a| a.config().limits.timeout_ms).max();
         Ok(Self {
             version: format!("cfg_{}", uuid::Uuid::now_v7().simple()),
             loaded_at_ms: chrono::Utc::now().timestamp_millis(),
             dialects,
             by_id,
+            max_timeout_ms,
         })
     }
 
@@ -195,6 +199,16 @@ impl AgencySets {
     }
 
     /// Every agency link of every set kept, the current one first.
+    /// The longest exchange timeout of any agency in any set kept (`None`
+    /// with no agency at all).
+    pub fn max_timeout_ms(&self) -> Option<u64> {
+        let sets = self.sets.load();
+        std::iter::once(&sets.current)
+            .chain(sets.retired.values())
+            .filter_map(|r| r.max_timeout_ms)
+            .max()
+    }
+
     pub fn all_links(&self) -> Vec<Arc<AgencyLink>> {
         let sets = self.sets.load();
         std::iter::once(&sets.current)

@@ -164,12 +164,7 @@ impl DispatcherHandle {
 /// How long a claim on a task lasts: long enough for every attempt the
 /// retry layer may make, and the waits between them; the grace on top.
 fn lease_ms(agencies: &AgencySets, settings: &DispatcherSettings) -> i64 {
-    let timeout_ms = agencies
-        .all_links()
-        .iter()
-        .map(|a| a.config().limits.timeout_ms)
-        .max()
-        .unwrap_or(10_000) as i64;
+    let timeout_ms = agencies.max_timeout_ms().unwrap_or(10_000) as i64;
     let attempts = settings.max_attempts.clamp(1, 10);
     let backoff_ms = (settings.retry_base_ms as i64).saturating_mul(1 << attempts);
     timeout_ms * attempts + backoff_ms + settings.lease_grace_secs as i64 * 1000

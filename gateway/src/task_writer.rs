@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -37,14 +36,15 @@ type Ack = oneshot::Sender<Result<Written, String>>;
 #[derive(Debug, Clone)]
 pub struct TaskWriter {
     writers: Arc<Vec<mpsc::Sender<(TaskResult, Ack)>>>,
-    next: Arc<AtomicUsize>,
 }
 
 impl TaskWriter {
     /// Starts the writers for `owner`'s leases: as many as the store takes
     /// concurrent writers (one on SQLite, several on PostgreSQL, where a
-    /// batch's round trips would otherwise leave the server idle), results
-    /// handed to them in turn.
+    /// batch's round trips would otherwise leave the server idle). All the
+    /// results of one inquiry go to the same writer: its completion is
+    /// checked by that writer only, so two writers never lock the same
+    /// inquiries (in different orders, they deadlocked).
     pub fn start(store: Arc<dyn JobStore>, owner: String, capacity: usize) -> Self {
         let count = store.concurrent_writers().max(1);
         let writers = (0..count)
@@ -56,7 +56,6 @@ impl TaskWriter {
             .collect();
         Self {
             writers: Arc::new(writers),
-            next: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -65,7 +64,7 @@ impl TaskWriter {
     /// redone).
     pub async fn write(&self, result: TaskResult) -> Result<Written, String> {
         let (ack, done) = oneshot::channel();
-        let writer = self.next.fetch_add(1, Ordering::Relaxed) % self.writers.len();
+        let writer = writer_for(&result.inquiry_id, self.writers.len());
         self.writers[writer]
             .send((result, ack))
             .await
@@ -73,6 +72,13 @@ impl TaskWriter {
         done.await
             .map_err(|_| "the task writer has stopped".to_owned())?
     }
+}
+
+/// The writer of an inquiry's results: the same for every result of it.
+fn writer_for(inquiry_id: &str, writers: usize) -> usize {
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(inquiry_id, &mut hasher);
+    (std::hash::Hasher::finish(&hasher) % writers.max(1) as u64) as usize
 }
 
 async fn writer(

@@ -167,6 +167,72 @@ on_both_backends!(
     inquiries_stored_with_their_tasks_claimed,
 );
 
+/// PostgreSQL keeps the chain's tail on its head row, and a writer chains
+/// after the tail it last wrote. Rows appended without moving the head (as
+/// a gateway of an earlier version does) make the next batch collide; it
+/// is then chained after the stored tail, and the chain stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_follows_rows_appended_behind_the_head() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let store = db.open().await;
+    let batch = |at: i64, n: i64| (0..n).map(|i| audit(at + i, "inquiry.send")).collect();
+    store.append_audit(batch(NOW, 3)).await.expect("first");
+    store
+        .append_audit(batch(NOW + 10, 2))
+        .await
+        .expect("after its own tail");
+
+    // Two rows as an earlier gateway writes them: the head is not moved.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .expect("connect");
+    let (mut seq, mut prev) = store.audit_tail().await.expect("tail").expect("rows");
+    for i in 0..2 {
+        seq += 1;
+        let row = gateway::audit::AuditRow::chain(
+            seq,
+            NOW + 20 + i,
+            audit(NOW + 20 + i, "inquiry.send").record,
+            prev,
+        );
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at_ms, direction, officers, action, prev_hash, hash) \
+             VALUES ($1, $2, 'inbound', '[]'::jsonb, 'inquiry.send', $3, $4)",
+        )
+        .bind(row.seq)
+        .bind(row.at_ms)
+        .bind(&row.prev_hash)
+        .bind(&row.hash)
+        .execute(&mut conn)
+        .await
+        .expect("insert behind the head");
+        prev = row.hash;
+    }
+
+    let stored = store
+        .append_audit(batch(NOW + 30, 2))
+        .await
+        .expect("after the stored tail");
+    assert_eq!(stored.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![8, 9]);
+    assert_eq!(stored[0].prev_hash, prev);
+    // Another handle (another gateway) knows no tail yet.
+    let other = db.open().await;
+    other.append_audit(batch(NOW + 40, 1)).await.expect("other");
+    store.append_audit(batch(NOW + 50, 1)).await.expect("again");
+
+    let chain = verified_chain(&store).await;
+    assert_eq!(chain.len(), 11);
+    let last = chain.last().expect("rows");
+    let head: (i64, String) = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut conn)
+        .await
+        .expect("head");
+    assert_eq!(head, (last.seq, last.hash.clone()), "the head is the tail");
+    let _ = sqlx::Connection::close(conn).await;
+}
+
 #[tokio::test]
 async fn store_open_refuses_other_urls() {
     for url in ["mysql://localhost/db", "gateway.db", ""] {

@@ -65,10 +65,17 @@ impl Backend {
     }
 
     /// A database URL for one test: a new SQLite file in `dir`, or a new
-    /// database created on the PostgreSQL server.
-    async fn database_url(&self, dir: &std::path::Path) -> anyhow::Result<String> {
+    /// database created on the PostgreSQL server, with the guard that drops
+    /// it.
+    async fn database_url(
+        &self,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<(String, Option<DropDatabase>)> {
         match self {
-            Backend::Sqlite => Ok(format!("sqlite://{}", dir.join("gateway.db").display())),
+            Backend::Sqlite => Ok((
+                format!("sqlite://{}", dir.join("gateway.db").display()),
+                None,
+            )),
             Backend::Postgres { server_url } => {
                 use sqlx::Connection;
                 let name = format!("gw_e2e_{}", uuid::Uuid::now_v7().simple());
@@ -80,10 +87,54 @@ impl Backend {
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)
                     .await?;
+                let _ = admin.close().await;
                 let mut url = url::Url::parse(server_url)?;
                 url.set_path(&format!("/{name}"));
-                Ok(url.to_string())
+                Ok((
+                    url.to_string(),
+                    Some(DropDatabase {
+                        server_url: server_url.clone(),
+                        name,
+                    }),
+                ))
             }
+        }
+    }
+}
+
+/// Drops a test's PostgreSQL database when the test ends (also when it
+/// panicked), best-effort, on a thread of its own: `Drop` cannot await.
+/// `WITH (FORCE)` ends the connections of a gateway still running.
+#[derive(Debug)]
+pub struct DropDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let server_url = std::mem::take(&mut self.server_url);
+        let name = std::mem::take(&mut self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&server_url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()?;
+                admin.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop a test database (best-effort)");
         }
     }
 }
@@ -124,6 +175,8 @@ pub struct System {
     pub dir: tempfile::TempDir,
     /// The gateway's civil date: tests move it to see measures lapse.
     pub clock: Clock,
+    /// Drops the PostgreSQL database after everything else.
+    _database: Option<DropDatabase>,
 }
 
 /// A response: status, JSON body (or `Value::String` of the text), headers.
@@ -156,7 +209,8 @@ impl System {
         let mocks = MockConfig::load(&config_dir().join("mock-agencies.toml"))?;
         let fleet = MockFleet::start(&mocks, true).await?;
         let mut config = GatewayConfig::load(&config_dir().join("gateway.toml"))?;
-        config.database_url = backend.database_url(dir.path()).await?;
+        let (database_url, database) = backend.database_url(dir.path()).await?;
+        config.database_url = database_url;
         config.dialects_dir = config_dir().join("dialects");
         config.audit.signing_key_file = Some(config_dir().join("demo-audit-signing-key.hex"));
         // Orders move at test speed: results fetched, waiting measures and
@@ -190,6 +244,7 @@ impl System {
             config,
             dir,
             clock: Clock::default(),
+            _database: database,
         };
         system.start_gateway().await?;
         Ok(system)

@@ -6,8 +6,26 @@
 //! one-row `audit_head` table, so several writers keep one chain. Text
 //! columns are `COLLATE "C"`: comparisons and orderings are byte-wise, as in
 //! SQLite. A negative `limit` means no limit, as in SQLite.
+//!
+//! Plans: every statement is prepared, and by default PostgreSQL soon
+//! switches a prepared statement to a generic plan, made once from the
+//! statistics of that moment. On a new database those are of nearly empty
+//! tables, and the generic plans scan them whole: each completion check
+//! read every inquiry until the next `ANALYZE`. So the gateway's
+//! connections set `plan_cache_mode = force_custom_plan`: each execution
+//! is planned for its own parameters (the arrays' lengths included) and
+//! the tables' current sizes, at a few tens of microseconds a statement.
+//! The conditions are also written so that the only index that serves
+//! them is the one meant: `COALESCE(status, '')` and `COALESCE(state, '')`
+//! keep a lookup by key off `inquiries_running` and `agency_tasks_due`,
+//! whose ranges hold every running inquiry or unfinished task. With a
+//! plain `state IN (...)` the planner, misled by statistics taken when few
+//! tasks were unfinished, intersected the primary key with
+//! `agency_tasks_due`, reading every unfinished task for each inquiry it
+//! checked: the further the gateway fell behind, the slower each check.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -25,12 +43,18 @@ use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
+    /// The audit chain's tail as this handle last wrote it: the next batch
+    /// is chained after it without reading the tail first.
+    audit_tail: Arc<Mutex<Option<(i64, String)>>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections one gateway keeps to the database at most.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// A pooled connection idle this long is pinged before it is used.
+const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl PgStore {
     /// Connects to the database a `postgres://` (or `postgresql://`) URL
@@ -41,14 +65,57 @@ impl PgStore {
 
     /// The same, from connection options.
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
+        // Every statement is planned for its own parameters (the module's
+        // note on plans).
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
+        // A connection is pinged when it goes back to the pool (sqlx does
+        // that always); before use only when it has been idle a while: a
+        // ping before every statement would be one more round trip each.
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         // The migrator holds an advisory lock while it runs: gateways
         // starting together apply each migration once.
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            audit_tail: Arc::default(),
+        })
+    }
+
+    fn cached_tail(&self) -> Option<(i64, String)> {
+        self.audit_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn keep_tail(&self, rows: &[AuditRow]) {
+        if let Some(last) = rows.last() {
+            *self
+                .audit_tail
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((last.seq, last.hash.clone()));
+        }
+    }
+
+    /// After a failure the statement may or may not have been applied:
+    /// the next batch reads the tail as stored.
+    fn forget_tail(&self) {
+        *self
+            .audit_tail
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -322,40 +389,37 @@ impl JobStore for PgStore {
     }
 
     async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE agency_tasks SET state = 'timeout', \
-                 detail = 'no answer before the inquiry''s deadline', \
-                 lease_owner = NULL, lease_until_ms = NULL \
-             WHERE state IN ($1, $2, $3) AND (lease_until_ms IS NULL OR lease_until_ms <= $4) \
-               AND inquiry_id IN (SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $4) \
-             RETURNING inquiry_id",
-        )
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut ids: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get("inquiry_id"))
-            .collect::<Result<_, _>>()?;
-        // Every running inquiry past its deadline too: one whose last
-        // results were stored but whose completion check failed (the
-        // database went away between the two) is completed here, at the
-        // latest by its deadline.
-        let overdue = sqlx::query(
+        // The running inquiries past their deadline first, along
+        // `inquiries_running`; then their unfinished tasks, by primary key.
+        // Every such inquiry is returned, also one with no task left to
+        // time out: one whose last results were stored but whose
+        // completion check failed (the database went away between the
+        // two) is completed by its deadline at the latest.
+        let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $1 \
              ORDER BY deadline_at_ms LIMIT 1000",
         )
         .bind(now_ms)
         .fetch_all(&self.pool)
         .await?;
-        for row in &overdue {
-            ids.push(row.try_get("id")?);
+        if ids.is_empty() {
+            return Ok(ids);
         }
-        ids.sort();
-        ids.dedup();
+        // `COALESCE(state, '')`: see the module's note on plans.
+        sqlx::query(
+            "UPDATE agency_tasks SET state = 'timeout', \
+                 detail = 'no answer before the inquiry''s deadline', \
+                 lease_owner = NULL, lease_until_ms = NULL \
+             WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
+               AND (lease_until_ms IS NULL OR lease_until_ms <= $5)",
+        )
+        .bind(&ids)
+        .bind(STATE_QUEUED)
+        .bind(STATE_POLLING)
+        .bind(STATE_AWAITING)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
         Ok(ids)
     }
 
@@ -363,7 +427,7 @@ impl JobStore for PgStore {
         let done = sqlx::query(
             "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
              WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
-               (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND state IN ($3, $4, $5))",
+               (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))",
         )
         .bind(now_ms)
         .bind(inquiry_id)
@@ -430,28 +494,39 @@ impl JobStore for PgStore {
         // later to commit sees both results; had the check run inside the
         // batch's transaction, each could see the other's task unfinished
         // and neither would complete the inquiry.
-        // `COALESCE(status, '')`: not a condition the `inquiries_running`
-        // index can serve, so the plan goes by the primary key. With
-        // `status = 'running'` the generic plan of this prepared statement
-        // could scan every running inquiry for the few ids given, and the
-        // more inquiries fell behind, the slower each check became.
-        let completed = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
-             WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
-               AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-                   WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
-             RETURNING id",
-        )
-        .bind(now_ms)
-        .bind(touched)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<Vec<String>, _>>()?;
+        // The COALESCEs keep the plan on the primary keys (the module's
+        // note on plans).
+        // Another instance's writer may check some of the same inquiries
+        // at once (after a lease ran out), locking them in another order:
+        // a deadlock then fails one of the two statements, which is simply
+        // run again. The results are committed already; failing here would
+        // leave their inquiry running until its deadline.
+        let mut attempt = 0;
+        let rows = loop {
+            attempt += 1;
+            let checked = sqlx::query(
+                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
+                 WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
+                   AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+                       WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
+                 RETURNING id",
+            )
+            .bind(now_ms)
+            .bind(&touched)
+            .bind(STATE_QUEUED)
+            .bind(STATE_POLLING)
+            .bind(STATE_AWAITING)
+            .fetch_all(&self.pool)
+            .await;
+            match checked {
+                Err(e) if attempt < 3 && is_deadlock(&e) => continue,
+                other => break other?,
+            }
+        };
+        let completed = rows
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<Vec<String>, _>>()?;
         Ok(FinishedTasks { stored, completed })
     }
 
@@ -543,6 +618,122 @@ const AUDIT_SELECT_NO_BODY: &str = "seq, at_ms, direction, caller, officers::tex
 const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 
+/// Numbers and chains `new` after (`seq`, `prev`).
+fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
+    let mut rows = Vec::with_capacity(new.len());
+    for n in new {
+        seq += 1;
+        let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
+        prev = row.hash.clone();
+        rows.push(row);
+    }
+    rows
+}
+
+/// The records of rows that were not stored, to be chained again.
+fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
+    rows.into_iter()
+        .map(|r| NewAuditRow {
+            at_ms: r.at_ms,
+            record: r.record,
+        })
+        .collect()
+}
+
+/// The statement lost a deadlock (or a serialization conflict) and can be
+/// run again.
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+fn is_unique_violation(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(e) => e
+            .as_database_error()
+            .is_some_and(|d| d.is_unique_violation()),
+        _ => false,
+    }
+}
+
+/// Inserts `rows` (one statement, one array per column) and moves the
+/// chain's head (`audit_head`: the last row's number and hash) to the last
+/// of them. With `after`, only if the head is still that tail: otherwise
+/// nothing is stored and the answer is `false`. A writer that finds the
+/// head row locked re-reads it once the holder commits (READ COMMITTED),
+/// so two writers never both chain after one tail. Without `after` the
+/// head moves unconditionally: the caller holds its lock.
+async fn insert_audit<'e, E>(
+    executor: E,
+    rows: &[AuditRow],
+    after: Option<(i64, &str)>,
+) -> Result<bool, StoreError>
+where
+    E: sqlx::Executor<'e, Database = Postgres>,
+{
+    let Some(last) = rows.last() else {
+        return Ok(true);
+    };
+    let officers = rows
+        .iter()
+        .map(|r| serde_json::to_string(&r.record.officers))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
+        rows.iter().map(f).collect::<Vec<Option<&str>>>()
+    };
+    let directions: Vec<&str> = rows
+        .iter()
+        .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+        .collect();
+    let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
+    let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
+    let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.record.body.as_deref()).collect();
+    let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
+    let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "WITH head AS ( \
+             UPDATE audit_head SET seq = $18, hash = $19 \
+             WHERE id = 1 AND ($20::int8 IS NULL OR (seq = $20 AND hash = $21)) \
+             RETURNING id) \
+         INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+         SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
+             agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
+             body, prev_hash, hash \
+         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
+             AS t ({AUDIT_COLUMNS}) \
+         WHERE EXISTS (SELECT 1 FROM head)"
+    )))
+    .bind(col_i64(|r| r.seq))
+    .bind(col_i64(|r| r.at_ms))
+    .bind(directions)
+    .bind(text(|r| r.record.caller.as_deref()))
+    .bind(&officers)
+    .bind(text(|r| r.record.case_number.as_deref()))
+    .bind(text(|r| r.record.subject.as_deref()))
+    .bind(text(|r| r.record.agency.as_deref()))
+    .bind(actions)
+    .bind(text(|r| r.record.inquiry_id.as_deref()))
+    .bind(text(|r| r.record.request_number.as_deref()))
+    .bind(text(|r| r.record.status.as_deref()))
+    .bind(latencies)
+    .bind(text(|r| r.body_sha256.as_deref()))
+    .bind(bodies)
+    .bind(prevs)
+    .bind(hashes)
+    .bind(last.seq)
+    .bind(last.hash.as_str())
+    .bind(after.map(|(seq, _)| seq))
+    .bind(after.map(|(_, hash)| hash))
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == rows.len() as u64)
+}
+
 fn audit_from(row: &PgRow) -> Result<StoredAuditEvent, StoreError> {
     let officers: Option<String> = row.try_get("officers")?;
     let officers = match officers {
@@ -583,90 +774,67 @@ impl AuditStore for PgStore {
     }
 
     async fn append_audit(&self, new: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The chain's write lock, held until commit: another writer waits
-        // here, and then (READ COMMITTED: a new snapshot per statement)
-        // reads the tail this transaction leaves.
-        sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-        let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (mut seq, mut prev) = match tail {
-            Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-            None => (0, GENESIS_HASH.to_owned()),
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The fast path: the batch chained after the tail this handle last
+        // wrote, in one statement that moves the chain's head only if it is
+        // still that tail (see `insert_audit`).
+        let cached = self.cached_tail();
+        let new = match cached {
+            Some((seq, hash)) => {
+                let rows = chain_rows(new, seq, hash.clone());
+                match insert_audit(&self.pool, &rows, Some((seq, &hash))).await {
+                    Ok(true) => {
+                        self.keep_tail(&rows);
+                        return Ok(rows);
+                    }
+                    // Another writer moved the chain on (or, as a gateway
+                    // of an earlier version would, appended without moving
+                    // the head: the sequence numbers collide).
+                    Ok(false) => unchain(rows),
+                    Err(e) if is_unique_violation(&e) => unchain(rows),
+                    Err(e) => {
+                        self.forget_tail();
+                        return Err(e);
+                    }
+                }
+            }
+            None => new,
         };
-        let mut rows = Vec::with_capacity(new.len());
-        let mut officers = Vec::with_capacity(new.len());
-        for n in new {
-            seq += 1;
-            let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
-            prev = row.hash.clone();
-            officers.push(
-                serde_json::to_string(&row.record.officers)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
-            rows.push(row);
-        }
-        if !rows.is_empty() {
-            // The whole batch in one statement, one array per column.
-            let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-            let seqs = col_i64(|r| r.seq);
-            let ats = col_i64(|r| r.at_ms);
-            let directions: Vec<&str> = rows
-                .iter()
-                .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-                .collect();
-            let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
-                rows.iter().map(f).collect::<Vec<Option<&str>>>()
+        // The slow path: under the head row's lock, after the tail as
+        // stored.
+        let appended = async {
+            let mut tx = self.pool.begin().await?;
+            // The chain's write lock, held until commit: another writer
+            // waits here, and then (READ COMMITTED: a new snapshot per
+            // statement) reads the tail this transaction leaves.
+            sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+            let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+            let (seq, prev) = match tail {
+                Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
+                None => (0, GENESIS_HASH.to_owned()),
             };
-            let callers = text(|r| r.record.caller.as_deref());
-            let cases = text(|r| r.record.case_number.as_deref());
-            let subjects = text(|r| r.record.subject.as_deref());
-            let agencies = text(|r| r.record.agency.as_deref());
-            let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
-            let inquiries = text(|r| r.record.inquiry_id.as_deref());
-            let numbers = text(|r| r.record.request_number.as_deref());
-            let statuses = text(|r| r.record.status.as_deref());
-            let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
-            let digests = text(|r| r.body_sha256.as_deref());
-            let bodies: Vec<Option<&[u8]>> =
-                rows.iter().map(|r| r.record.body.as_deref()).collect();
-            let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
-            let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS}) \
-                 SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
-                     agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
-                     body, prev_hash, hash \
-                 FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-                     $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
-                 AS t ({AUDIT_COLUMNS})"
-            )))
-            .bind(seqs)
-            .bind(ats)
-            .bind(directions)
-            .bind(callers)
-            .bind(&officers)
-            .bind(cases)
-            .bind(subjects)
-            .bind(agencies)
-            .bind(actions)
-            .bind(inquiries)
-            .bind(numbers)
-            .bind(statuses)
-            .bind(latencies)
-            .bind(digests)
-            .bind(bodies)
-            .bind(prevs)
-            .bind(hashes)
-            .execute(&mut *tx)
-            .await?;
+            let rows = chain_rows(new, seq, prev);
+            insert_audit(&mut *tx, &rows, None).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rows)
         }
-        tx.commit().await?;
-        Ok(rows)
+        .await;
+        match appended {
+            Ok(rows) => {
+                self.keep_tail(&rows);
+                Ok(rows)
+            }
+            Err(e) => {
+                self.forget_tail();
+                Err(e)
+            }
+        }
     }
 
     async fn audit_chain(

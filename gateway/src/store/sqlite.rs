@@ -47,8 +47,12 @@ impl SqliteStore {
         // handler, which sleeps (1, 2, 5, 10 ... ms) instead of queueing.
         // One connection queues them in the pool, in order, without
         // sleeping; reads are short (every listing is paged).
+        // One connection, in-process: there is no network to break it, so
+        // it is not pinged before each use (a round trip to its worker
+        // thread per statement).
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;

@@ -51,6 +51,10 @@ struct Args {
     /// The probe's open-loop rate, inquiries a second.
     #[arg(long, default_value_t = 300.0)]
     probe_rate: f64,
+    /// The probe's database: `sqlite`, or `postgres` (on the server of
+    /// `--postgres`).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    probe_backend: String,
     /// Where the results go (relative to the repository root unless
     /// absolute).
     #[arg(long, default_value = "docs/benchmarks")]
@@ -118,7 +122,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .filter(|u| !u.trim().is_empty())
         })
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-    let postgres = if wants("b") || wants("e") {
+    let probe_on_postgres = wants("probe") && args.probe_backend == "postgres";
+    let postgres = if wants("b") || wants("e") || probe_on_postgres {
         match system::postgres_reachable(&postgres_url).await {
             Ok(()) => Some(postgres_url.clone()),
             Err(e) => {
@@ -174,7 +179,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         total_secs: 0.0,
     };
     if wants("probe") {
-        let outcome = scenarios::probe(&ctx, args.probe_secs, args.probe_rate).await;
+        let backend = match (&postgres, probe_on_postgres) {
+            (Some(server_url), true) => Backend::Postgres {
+                server_url: server_url.clone(),
+            },
+            (None, true) => anyhow::bail!("the probe on PostgreSQL needs a reachable server"),
+            (_, false) => Backend::Sqlite,
+        };
+        let outcome = scenarios::probe(&ctx, backend, args.probe_secs, args.probe_rate).await;
         let Ctx { mocks, .. } = ctx;
         mocks.proc.stop(Duration::from_secs(10)).await;
         return outcome.map(|_| ());

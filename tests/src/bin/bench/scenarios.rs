@@ -329,33 +329,27 @@ impl Pair<'_> {
     }
 }
 
-/// A profiling run, not for the record: scenario A's gateway under a
-/// closed loop of 64 workers for `secs` (recorded by perf when asked),
-/// then an open loop at `rate` for as long. For trying a change quickly.
-pub async fn probe(ctx: &Ctx, secs: u64, rate: f64) -> anyhow::Result<Vec<Phase>> {
-    println!("\n== Probe: scenario A's gateway, closed loop then open loop ==");
-    let gateway = Gateway::start(
-        &ctx.gateway_bin,
-        &ctx.mocks,
-        GatewaySpec {
-            name: "probe",
-            banks: &FOUR_BANKS,
-            backend: Backend::Sqlite,
-            max_in_flight: None,
-        },
-        &ctx.dir,
-        &ctx.client,
-    )
-    .await?;
-    ctx.mocks.zero_latency().await?;
+/// A profiling run, not for the record: scenario A's gateway (on
+/// `backend`) under a closed loop of 64 workers for `secs` (recorded by
+/// perf when asked), then an open loop at `rate` for as long, each followed
+/// by the gateway's group-commit figures. For trying a change quickly.
+pub async fn probe(
+    ctx: &Ctx,
+    backend: Backend,
+    secs: u64,
+    rate: f64,
+) -> anyhow::Result<Vec<Phase>> {
+    println!(
+        "\n== Probe: scenario A's gateway on {}, closed loop then open loop ==",
+        backend.label()
+    );
+    let gateway = warm_gateway(ctx, "probe", backend).await?;
     let pair = Pair {
         ctx,
         gateway: &gateway,
         gw: gateway_op(ctx, &gateway, &[]),
         direct: None,
     };
-    let _ = closed_loop(pair.gw.clone(), 8, Duration::from_secs(2)).await;
-    gateway.settle(Duration::from_secs(30)).await?;
     let secs = Duration::from_secs(secs);
     println!("closed loop (64 workers):");
     let (closed, _) = pair
@@ -366,12 +360,61 @@ pub async fn probe(ctx: &Ctx, secs: u64, rate: f64) -> anyhow::Result<Vec<Phase>
             ctx.perf.as_deref(),
         )
         .await?;
+    print_group_commits(&gateway).await;
     println!("open loop ({rate:.0}/s):");
     let (open, _) = pair
         .run(Load::Open { rate, secs }, secs, "zero", None)
         .await?;
+    print_group_commits(&gateway).await;
     gateway.stop().await;
     Ok(vec![closed, open])
+}
+
+/// The audit writer's batches so far, from the gateway's `/metrics`: how
+/// many, their mean size and mean commit time.
+async fn print_group_commits(gateway: &Gateway) {
+    let text = match gateway.metrics().await {
+        Ok(text) => text,
+        Err(e) => {
+            println!("  (no metrics: {e})");
+            return;
+        }
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = value("gateway_audit_batch_rows_count ");
+    if batches > 0.0 {
+        println!(
+            "  audit so far: {batches:.0} batches, {:.1} rows each, {:.2} ms to commit on average",
+            value("gateway_audit_batch_rows_sum ") / batches,
+            value("gateway_audit_commit_seconds_sum ") * 1000.0 / batches,
+        );
+    }
+}
+
+/// Scenario A's gateway on `backend`, started with its agencies answering
+/// at once, warmed up (connections, caches, the database) and settled.
+async fn warm_gateway(ctx: &Ctx, name: &str, backend: Backend) -> anyhow::Result<Gateway> {
+    let gateway = Gateway::start(
+        &ctx.gateway_bin,
+        &ctx.mocks,
+        GatewaySpec {
+            name,
+            banks: &FOUR_BANKS,
+            backend,
+            max_in_flight: None,
+        },
+        &ctx.dir,
+        &ctx.client,
+    )
+    .await?;
+    ctx.mocks.zero_latency().await?;
+    let _ = closed_loop(gateway_op(ctx, &gateway, &[]), 8, Duration::from_secs(2)).await;
+    gateway.settle(Duration::from_secs(30)).await?;
+    Ok(gateway)
 }
 
 /// Scenarios A (`full`: with the direct baseline, the memory probe and the
@@ -389,29 +432,18 @@ pub async fn inquiry_scenario(
         "\n== Scenario {name}: 4 agencies an inquiry, {} audit ==",
         backend.label()
     );
-    let gateway = Gateway::start(
-        &ctx.gateway_bin,
-        &ctx.mocks,
-        GatewaySpec {
-            name: &format!("scenario-{}", name.to_lowercase()),
-            banks: &FOUR_BANKS,
-            backend: backend.clone(),
-            max_in_flight: None,
-        },
-        &ctx.dir,
-        &ctx.client,
+    let gateway = warm_gateway(
+        ctx,
+        &format!("scenario-{}", name.to_lowercase()),
+        backend.clone(),
     )
     .await?;
-    ctx.mocks.zero_latency().await?;
     let pair = Pair {
         ctx,
         gateway: &gateway,
         gw: gateway_op(ctx, &gateway, &[]),
         direct: full.then(|| direct_op(ctx, direct.clone())),
     };
-    // Warm up connections, caches and the database.
-    let _ = closed_loop(pair.gw.clone(), 8, Duration::from_secs(2)).await;
-    gateway.settle(Duration::from_secs(30)).await?;
     // What the gateway burns with nothing to do.
     let idle0 = gateway.proc.cpu_seconds();
     tokio::time::sleep(Duration::from_secs(3)).await;
