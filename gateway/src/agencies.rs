@@ -198,7 +198,6 @@ impl AgencySets {
         }
     }
 
-    /// Every agency link of every set kept, the current one first.
     /// The longest exchange timeout of any agency in any set kept (`None`
     /// with no agency at all).
     pub fn max_timeout_ms(&self) -> Option<u64> {
@@ -209,6 +208,7 @@ impl AgencySets {
             .max()
     }
 
+    /// Every agency link of every set kept, the current one first.
     pub fn all_links(&self) -> Vec<Arc<AgencyLink>> {
         let sets = self.sets.load();
         std::iter::once(&sets.current)

@@ -386,6 +386,27 @@ where
     Ok(counts)
 }
 
+/// Numbers and chains `new` after the row (`seq`, `prev`): what every
+/// backend's `append_audit` stores.
+fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
+    let mut rows = Vec::with_capacity(new.len());
+    for n in new {
+        seq += 1;
+        let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
+        prev = row.hash.clone();
+        rows.push(row);
+    }
+    rows
+}
+
+/// Each row's officers as the JSON array both backends store.
+fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
+    rows.iter()
+        .map(|r| serde_json::to_string(&r.record.officers))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {

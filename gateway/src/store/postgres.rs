@@ -37,7 +37,7 @@ use super::{
     OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskLease,
     TaskRecord, TaskUpdate, Window,
 };
-use super::{FinishedTasks, TaskResult, stored_results};
+use super::{FinishedTasks, TaskResult, chain_rows, officers_json, stored_results};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
@@ -100,22 +100,16 @@ impl PgStore {
             .clone()
     }
 
-    fn keep_tail(&self, rows: &[AuditRow]) {
-        if let Some(last) = rows.last() {
-            *self
-                .audit_tail
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some((last.seq, last.hash.clone()));
-        }
-    }
-
-    /// After a failure the statement may or may not have been applied:
-    /// the next batch reads the tail as stored.
-    fn forget_tail(&self) {
+    /// Keeps the last of `rows` as the tail; with none (after a failure,
+    /// when the statement may or may not have been applied) the next batch
+    /// reads the tail as stored.
+    fn keep_tail(&self, rows: Option<&[AuditRow]>) {
         *self
             .audit_tail
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+            .unwrap_or_else(PoisonError::into_inner) = rows
+            .and_then(|r| r.last())
+            .map(|last| (last.seq, last.hash.clone()));
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -495,12 +489,12 @@ impl JobStore for PgStore {
         // batch's transaction, each could see the other's task unfinished
         // and neither would complete the inquiry.
         // The COALESCEs keep the plan on the primary keys (the module's
-        // note on plans).
-        // Another instance's writer may check some of the same inquiries
-        // at once (after a lease ran out), locking them in another order:
-        // a deadlock then fails one of the two statements, which is simply
-        // run again. The results are committed already; failing here would
-        // leave their inquiry running until its deadline.
+        // note on plans). Another instance's writer may check some of the
+        // same inquiries at once (after a lease ran out), locking them in
+        // another order: a deadlock then fails one of the two statements,
+        // which is simply run again. The results are committed already;
+        // failing here would leave their inquiry running until its
+        // deadline.
         let mut attempt = 0;
         let rows = loop {
             attempt += 1;
@@ -618,18 +612,6 @@ const AUDIT_SELECT_NO_BODY: &str = "seq, at_ms, direction, caller, officers::tex
 const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 
-/// Numbers and chains `new` after (`seq`, `prev`).
-fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
-    let mut rows = Vec::with_capacity(new.len());
-    for n in new {
-        seq += 1;
-        let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
-        prev = row.hash.clone();
-        rows.push(row);
-    }
-    rows
-}
-
 /// The records of rows that were not stored, to be chained again.
 fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
     rows.into_iter()
@@ -675,11 +657,7 @@ where
     let Some(last) = rows.last() else {
         return Ok(true);
     };
-    let officers = rows
-        .iter()
-        .map(|r| serde_json::to_string(&r.record.officers))
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let officers = officers_json(rows)?;
     let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
     let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
         rows.iter().map(f).collect::<Vec<Option<&str>>>()
@@ -786,7 +764,7 @@ impl AuditStore for PgStore {
                 let rows = chain_rows(new, seq, hash.clone());
                 match insert_audit(&self.pool, &rows, Some((seq, &hash))).await {
                     Ok(true) => {
-                        self.keep_tail(&rows);
+                        self.keep_tail(Some(&rows));
                         return Ok(rows);
                     }
                     // Another writer moved the chain on (or, as a gateway
@@ -795,7 +773,7 @@ impl AuditStore for PgStore {
                     Ok(false) => unchain(rows),
                     Err(e) if is_unique_violation(&e) => unchain(rows),
                     Err(e) => {
-                        self.forget_tail();
+                        self.keep_tail(None);
                         return Err(e);
                     }
                 }
@@ -827,11 +805,11 @@ impl AuditStore for PgStore {
         .await;
         match appended {
             Ok(rows) => {
-                self.keep_tail(&rows);
+                self.keep_tail(Some(&rows));
                 Ok(rows)
             }
             Err(e) => {
-                self.forget_tail();
+                self.keep_tail(None);
                 Err(e)
             }
         }

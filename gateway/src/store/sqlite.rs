@@ -598,22 +598,12 @@ impl AuditStore for SqliteStore {
         let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
-        let (mut seq, mut prev) = match tail {
+        let (seq, prev) = match tail {
             Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
             None => (0, GENESIS_HASH.to_owned()),
         };
-        let mut rows = Vec::with_capacity(new.len());
-        let mut officers = Vec::with_capacity(new.len());
-        for n in new {
-            seq += 1;
-            let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
-            prev = row.hash.clone();
-            officers.push(
-                serde_json::to_string(&row.record.officers)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            );
-            rows.push(row);
-        }
+        let rows = super::chain_rows(new, seq, prev);
+        let officers = super::officers_json(&rows)?;
         // Many rows per statement: one statement per row costs a round
         // trip to SQLite's worker thread each, which dominates a batch.
         for (chunk, officers) in sized_chunks(&rows, AUDIT_ROWS_PER_INSERT)
