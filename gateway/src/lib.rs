@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dispatch;
 pub mod error;
 pub mod inquiry;
+pub mod inquiry_writer;
 pub mod metrics;
 pub mod notify;
 pub mod order;
@@ -46,10 +47,15 @@ use crate::auth::Callers;
 use crate::clock::Clock;
 use crate::config::GatewayConfig;
 use crate::dispatch::Dispatcher;
+use crate::inquiry_writer::InquiryWriter;
 use crate::notify::Notifier;
 use crate::order_worker::OrderWorker;
 use crate::state::AppState;
 use crate::transport::Transport;
+
+/// New inquiries waiting for the inquiry writer, at most (more make the API
+/// wait).
+const INQUIRY_WRITER_QUEUE: usize = 1024;
 
 /// Installs the one rustls crypto provider of the process (aws-lc-rs). Safe
 /// to call more than once.
@@ -138,8 +144,10 @@ impl Gateway {
             config.dispatcher.lease_grace_secs,
             guards.clone(),
         );
+        let inquiries = InquiryWriter::start(store.clone(), INQUIRY_WRITER_QUEUE);
         let state = AppState {
             callers: Callers::from_config(&config.callers),
+            inquiries,
             config: Arc::new(config),
             store,
             audit,

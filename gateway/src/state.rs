@@ -21,6 +21,8 @@ pub struct AppState {
     pub agencies: Arc<AgencySets>,
     pub callers: Callers,
     pub dispatcher: DispatcherHandle,
+    /// Stores new inquiries in groups (one transaction for many).
+    pub inquiries: crate::inquiry_writer::InquiryWriter,
     /// Builds agencies' channels on reload.
     pub transport: Transport,
     /// One reload at a time.

@@ -12,10 +12,10 @@ use gateway::audit::{
     AuditFilter, AuditRecord, Direction, GENESIS_HASH, StoredAuditEvent, row_hash,
 };
 use gateway::store::{
-    self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, OrderProgress,
-    OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND, PHASE_WATCH,
-    PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, StoreError,
-    TaskLease, TaskResult, TaskUpdate, Window,
+    self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, NewInquiry,
+    OrderProgress, OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND,
+    PHASE_WATCH, PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store,
+    StoreError, TaskLease, TaskResult, TaskUpdate, Window,
 };
 use sha2::{Digest, Sha256};
 
@@ -165,6 +165,8 @@ on_both_backends!(
     plans_and_outbox,
     batched_task_results,
     inquiries_stored_with_their_tasks_claimed,
+    inquiries_stored_together,
+    audit_follows_rows_another_handle_appended,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -2191,4 +2193,143 @@ async fn inquiries_stored_with_their_tasks_claimed(db: &TestDb) {
     let stored = store.tasks("h-3").await.expect("tasks");
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].state, STATE_QUEUED);
+}
+
+/// Several new inquiries in one call (the inquiry writer's group commit):
+/// each with its own tasks and claim, all stored or none; read back with
+/// their tasks in one call.
+async fn inquiries_stored_together(db: &TestDb) {
+    let store = db.open().await;
+    let other = db.open().await;
+    let lease = |count| {
+        Some(TaskLease {
+            owner: "gw-1".into(),
+            until_ms: FAR,
+            count,
+        })
+    };
+    // A fleet inquiry spans several multi-row statements on SQLite.
+    let fleet: Vec<String> = (0..1_100).map(|i| format!("bank-{i:04}")).collect();
+    let fleet: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    let new = vec![
+        NewInquiry {
+            record: inquiry("t-1", "case-t", NOW),
+            tasks: tasks_for("t-1", &["bank-b", "bank-a"]),
+            lease: lease(2),
+        },
+        NewInquiry {
+            record: inquiry("t-2", "case-t", NOW),
+            tasks: tasks_for("t-2", &fleet),
+            lease: lease(1_000),
+        },
+        NewInquiry {
+            record: inquiry("t-3", "case-t", NOW),
+            tasks: tasks_for("t-3", &["bank-a", "bank-c"]),
+            lease: None,
+        },
+        NewInquiry {
+            record: inquiry("t-4", "case-t", NOW),
+            tasks: Vec::new(),
+            lease: None,
+        },
+    ];
+    store.create_inquiries(&new).await.expect("create");
+
+    let (record, tasks) = store
+        .inquiry_with_tasks("t-1")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(record.officers, new[0].record.officers);
+    assert_eq!(record.catalog_version.as_deref(), Some("cfg_1"));
+    let agencies: Vec<&str> = tasks.iter().map(|t| t.agency.as_str()).collect();
+    assert_eq!(agencies, ["bank-a", "bank-b"], "by agency");
+    assert!(tasks.iter().all(|t| t.inquiry_id == "t-1"));
+    assert_eq!(tasks, store.tasks("t-1").await.expect("tasks"));
+    let (_, tasks) = store
+        .inquiry_with_tasks("t-2")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(tasks.len(), 1_100);
+    let (record, tasks) = store
+        .inquiry_with_tasks("t-4")
+        .await
+        .expect("read")
+        .expect("an inquiry without tasks");
+    assert_eq!(record.id, "t-4");
+    assert!(tasks.is_empty());
+    assert!(
+        store
+            .inquiry_with_tasks("nope")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // What was claimed as stored is not claimed again: t-2's last 100 and
+    // t-3's two are.
+    let claimed = other
+        .claim_due_tasks("gw-2", NOW, FAR, 10_000, &[])
+        .await
+        .expect("claim");
+    let mut got: Vec<(&str, &str)> = claimed
+        .iter()
+        .map(|t| (t.inquiry_id.as_str(), t.agency.as_str()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(&str, &str)> = fleet[1_000..].iter().map(|a| ("t-2", *a)).collect();
+    want.extend([("t-3", "bank-a"), ("t-3", "bank-c")]);
+    assert_eq!(got, want);
+
+    // One inquiry that cannot be stored (its id is taken) fails the call,
+    // and nothing of it is stored.
+    let failed = store
+        .create_inquiries(&[
+            NewInquiry {
+                record: inquiry("t-5", "case-t", NOW),
+                tasks: tasks_for("t-5", &["bank-a"]),
+                lease: None,
+            },
+            NewInquiry {
+                record: inquiry("t-1", "case-t", NOW),
+                tasks: Vec::new(),
+                lease: None,
+            },
+        ])
+        .await;
+    assert!(failed.is_err());
+    assert!(store.inquiry("t-5").await.expect("read").is_none());
+    assert!(store.tasks("t-5").await.expect("read").is_empty());
+}
+
+/// A handle chains a batch after the tail it last wrote, in a statement
+/// that checks it is still the tail. When another handle (another gateway)
+/// appended meanwhile, the batch is chained again after the tail as stored.
+async fn audit_follows_rows_another_handle_appended(db: &TestDb) {
+    let first = db.open().await;
+    let second = db.open().await;
+    let batch = |at: i64, n: i64| (0..n).map(|i| audit(at + i, "inquiry.send")).collect();
+    let seqs = |rows: &[gateway::audit::AuditRow]| rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+
+    let a = first.append_audit(batch(NOW, 3)).await.expect("first");
+    assert_eq!(seqs(&a), [1, 2, 3]);
+    let b = first
+        .append_audit(batch(NOW + 10, 2))
+        .await
+        .expect("its own tail");
+    assert_eq!(seqs(&b), [4, 5]);
+    let c = second
+        .append_audit(batch(NOW + 20, 2))
+        .await
+        .expect("second");
+    assert_eq!(seqs(&c), [6, 7]);
+    assert_eq!(c[0].prev_hash, b[1].hash);
+    let d = first
+        .append_audit(batch(NOW + 30, 2))
+        .await
+        .expect("after the other's");
+    assert_eq!(seqs(&d), [8, 9]);
+    assert_eq!(d[0].prev_hash, c[1].hash);
+    assert_eq!(verified_chain(&first).await.len(), 9);
 }

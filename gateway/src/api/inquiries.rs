@@ -16,6 +16,7 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::inquiry::{self, InquiryBody, officer_labels};
 use crate::state::AppState;
+use crate::store::{InquiryRecord, NewInquiry, TaskRecord};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,9 +98,13 @@ pub async fn create(
     // once, when it has room; otherwise the dispatcher's next round
     // claims them.
     let offer = state.dispatcher.offer(tasks.len(), now);
-    state
-        .store
-        .create_inquiry_claimed(&record, &tasks, offer.as_ref().map(|o| &o.lease))
+    let NewInquiry { record, tasks, .. } = state
+        .inquiries
+        .create(NewInquiry {
+            record,
+            tasks,
+            lease: offer.as_ref().map(|o| o.lease.clone()),
+        })
         .await?;
     crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
     drop(agencies);
@@ -147,14 +152,17 @@ fn parse_wait(raw: Option<&str>, max: u64) -> Result<Duration, ApiError> {
 }
 
 async fn load_view(state: &AppState, id: &str) -> Result<inquiry::InquiryView, ApiError> {
-    let record = state
+    let (record, tasks) = state
         .store
-        .inquiry(id)
+        .inquiry_with_tasks(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no inquiry {id}")))?;
-    let tasks = state.store.tasks(id).await?;
-    inquiry::view(&record, &tasks).map_err(|e| {
-        tracing::error!(error = %e, inquiry = id, "stored inquiry unreadable");
+    view(&record, &tasks)
+}
+
+fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<inquiry::InquiryView, ApiError> {
+    inquiry::view(record, tasks).map_err(|e| {
+        tracing::error!(error = %e, inquiry = %record.id, "stored inquiry unreadable");
         ApiError::internal("the stored inquiry cannot be read")
     })
 }
@@ -165,9 +173,9 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<inquiry::InquiryView>, ApiError> {
     caller.require(&[Role::Enforcement])?;
-    let record = state.store.inquiry(&id).await?;
+    let found = state.store.inquiry_with_tasks(&id).await?;
     // Another caller's inquiry does not exist for this caller.
-    let Some(record) = record.filter(|r| r.caller == caller.name) else {
+    let Some((record, tasks)) = found.filter(|(r, _)| r.caller == caller.name) else {
         inbound(
             &state,
             &caller,
@@ -196,7 +204,7 @@ pub async fn get(
         },
     )
     .await?;
-    Ok(Json(load_view(&state, &id).await?))
+    Ok(Json(view(&record, &tasks)?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,6 +34,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?} (use sqlite://path or postgres://user@host/db)")]
     UnsupportedUrl(String),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A task's place in its life: waiting to be sent, waiting to be polled, or
@@ -70,7 +72,7 @@ pub struct InquiryRecord {
 }
 
 /// One agency's part of an inquiry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRecord {
     pub inquiry_id: String,
     pub agency: String,
@@ -94,6 +96,16 @@ pub struct ClaimedTask {
     pub sent_at_ms: Option<i64>,
     /// How many times the task has been claimed, this claim included.
     pub attempts: i64,
+}
+
+/// A new inquiry to store: its record, one task per agency (agency,
+/// request number), and the claim taken on the first tasks (see
+/// `JobStore::create_inquiry_claimed`).
+#[derive(Debug, Clone)]
+pub struct NewInquiry {
+    pub record: InquiryRecord,
+    pub tasks: Vec<(String, String)>,
+    pub lease: Option<TaskLease>,
 }
 
 /// A claim taken on a new inquiry's tasks as they are stored.
@@ -193,11 +205,29 @@ pub trait JobStore: Send + Sync {
         inquiry: &InquiryRecord,
         tasks: &[(String, String)],
         lease: Option<&TaskLease>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.create_inquiries(&[NewInquiry {
+            record: inquiry.clone(),
+            tasks: tasks.to_vec(),
+            lease: lease.cloned(),
+        }])
+        .await
+    }
+
+    /// Stores several new inquiries, each as `create_inquiry_claimed`
+    /// does, in one transaction: all of them or none (the group commit of
+    /// `InquiryWriter`).
+    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError>;
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError>;
 
     async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// The inquiry with its tasks (by agency), read together.
+    async fn inquiry_with_tasks(
+        &self,
+        id: &str,
+    ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError>;
 
     /// The caller's inquiries under a case, newest first.
     async fn inquiries_by_case(
@@ -397,6 +427,44 @@ fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<Audi
         rows.push(row);
     }
     rows
+}
+
+/// The rows of a batch that was not appended, to be chained again.
+fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
+    rows.into_iter()
+        .map(|r| NewAuditRow {
+            at_ms: r.at_ms,
+            record: r.record,
+        })
+        .collect()
+}
+
+/// The audit chain's tail as a store handle last wrote it. The next batch
+/// is chained after it without reading the tail first; the statement that
+/// appends it checks that it is still the tail, and otherwise the batch is
+/// chained again after the tail as stored, under the chain's lock.
+#[derive(Debug, Clone, Default)]
+struct AuditTail(std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>);
+
+impl AuditTail {
+    fn get(&self) -> Option<(i64, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps the last of `rows` as the tail; with none (after a failure,
+    /// when the statement may or may not have been applied) the next batch
+    /// reads the tail as stored.
+    fn keep(&self, rows: Option<&[AuditRow]>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = rows
+            .and_then(|r| r.last())
+            .map(|last| (last.seq, last.hash.clone()));
+    }
 }
 
 /// Each row's officers as the JSON array both backends store.

@@ -25,7 +25,6 @@
 //! checked: the further the gateway fell behind, the slower each check.
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -33,19 +32,19 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
 
 use super::sqlite::REQUESTS;
 use super::{
-    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, OfficerCase,
-    OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases, TaskLease,
+    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, NewInquiry,
+    OfficerCase, OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases,
     TaskRecord, TaskUpdate, Window,
 };
-use super::{FinishedTasks, TaskResult, chain_rows, officers_json, stored_results};
+use super::{
+    AuditTail, FinishedTasks, TaskResult, chain_rows, officers_json, stored_results, unchain,
+};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pub(super) pool: PgPool,
-    /// The audit chain's tail as this handle last wrote it: the next batch
-    /// is chained after it without reading the tail first.
-    audit_tail: Arc<Mutex<Option<(i64, String)>>>,
+    audit_tail: AuditTail,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -89,32 +88,25 @@ impl PgStore {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
-            audit_tail: Arc::default(),
+            audit_tail: AuditTail::default(),
         })
-    }
-
-    fn cached_tail(&self) -> Option<(i64, String)> {
-        self.audit_tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Keeps the last of `rows` as the tail; with none (after a failure,
-    /// when the statement may or may not have been applied) the next batch
-    /// reads the tail as stored.
-    fn keep_tail(&self, rows: Option<&[AuditRow]>) {
-        *self
-            .audit_tail
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = rows
-            .and_then(|r| r.last())
-            .map(|last| (last.seq, last.hash.clone()));
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// New tasks column by column, for one `UNNEST` insert.
+#[derive(Default)]
+struct TaskColumns<'a> {
+    inquiry_id: Vec<&'a str>,
+    agency: Vec<&'a str>,
+    request_number: Vec<&'a str>,
+    due_at_ms: Vec<i64>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_until_ms: Vec<Option<i64>>,
+    attempts: Vec<i64>,
 }
 
 /// SQLite reads a negative LIMIT as no limit; PostgreSQL refuses it, and
@@ -130,6 +122,11 @@ pub(super) fn placeholders(n: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `INQUIRY_COLUMNS` of the table aliased `i`.
+const INQUIRY_COLUMNS_OF_I: &str = "i.id, i.caller, i.case_number, i.subject_kind, \
+     i.subject_name, i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
+     i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version";
 
 const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
      officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
@@ -170,56 +167,84 @@ fn claimed_from(r: &PgRow) -> Result<ClaimedTask, sqlx::Error> {
 
 #[async_trait]
 impl JobStore for PgStore {
-    async fn create_inquiry_claimed(
-        &self,
-        inquiry: &InquiryRecord,
-        tasks: &[(String, String)],
-        lease: Option<&TaskLease>,
-    ) -> Result<(), StoreError> {
+    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        // Column by column, each an array: one statement for every
+        // inquiry, one for every task.
+        let text = |f: fn(&InquiryRecord) -> &str| -> Vec<&str> {
+            new.iter().map(|n| f(&n.record)).collect()
+        };
+        let number = |f: fn(&InquiryRecord) -> i64| -> Vec<i64> {
+            new.iter().map(|n| f(&n.record)).collect()
+        };
         let mut tx = self.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO inquiries ({INQUIRY_COLUMNS}) VALUES ({})",
-            placeholders(15)
+            "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM UNNEST(\
+             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], \
+             $14::bigint[], $15::text[])"
         )))
-        .bind(&inquiry.id)
-        .bind(&inquiry.caller)
-        .bind(&inquiry.case_number)
-        .bind(&inquiry.subject_kind)
-        .bind(&inquiry.subject_name)
-        .bind(&inquiry.subject_id)
-        .bind(&inquiry.officers)
-        .bind(&inquiry.asset_kinds)
-        .bind(&inquiry.court)
-        .bind(&inquiry.warnings)
-        .bind(&inquiry.status)
-        .bind(inquiry.created_at_ms)
-        .bind(inquiry.deadline_at_ms)
-        .bind(inquiry.completed_at_ms)
-        .bind(&inquiry.catalog_version)
+        .bind(text(|r| &r.id))
+        .bind(text(|r| &r.caller))
+        .bind(text(|r| &r.case_number))
+        .bind(text(|r| &r.subject_kind))
+        .bind(text(|r| &r.subject_name))
+        .bind(text(|r| &r.subject_id))
+        .bind(text(|r| &r.officers))
+        .bind(text(|r| &r.asset_kinds))
+        .bind(text(|r| &r.court))
+        .bind(text(|r| &r.warnings))
+        .bind(text(|r| &r.status))
+        .bind(number(|r| r.created_at_ms))
+        .bind(number(|r| r.deadline_at_ms))
+        .bind(
+            new.iter()
+                .map(|n| n.record.completed_at_ms)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            new.iter()
+                .map(|n| n.record.catalog_version.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
-        if !tasks.is_empty() {
-            // One statement for every task: an inquiry may go to thousands
-            // of agencies.
-            let agencies: Vec<&str> = tasks.iter().map(|(a, _)| a.as_str()).collect();
-            let numbers: Vec<&str> = tasks.iter().map(|(_, n)| n.as_str()).collect();
-            // The first $6 tasks are stored claimed (see `TaskLease`).
+        let mut tasks = TaskColumns::default();
+        for n in new {
+            for (i, (agency, request_number)) in n.tasks.iter().enumerate() {
+                // The first `lease.count` of each inquiry's tasks are
+                // claimed.
+                let lease = n.lease.as_ref().filter(|l| i < l.count);
+                tasks.inquiry_id.push(n.record.id.as_str());
+                tasks.agency.push(agency);
+                tasks.request_number.push(request_number);
+                tasks.due_at_ms.push(n.record.created_at_ms);
+                tasks.lease_owner.push(lease.map(|l| l.owner.as_str()));
+                tasks.lease_until_ms.push(lease.map(|l| l.until_ms));
+                tasks.attempts.push(i64::from(lease.is_some()));
+            }
+        }
+        if !tasks.inquiry_id.is_empty() {
             sqlx::query(
                 "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
                  lease_owner, lease_until_ms, attempts) \
-                 SELECT $1, t.agency, t.request_number, $4, $5, \
-                   CASE WHEN t.n <= $6 THEN $7 END, CASE WHEN t.n <= $6 THEN $8::bigint END, \
-                   CASE WHEN t.n <= $6 THEN 1 ELSE 0 END \
-                 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t (agency, request_number, n)",
+                 SELECT t.inquiry_id, t.agency, t.request_number, $1, t.due_at_ms, \
+                   t.lease_owner, t.lease_until_ms, t.attempts \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                   $7::bigint[], $8::bigint[]) \
+                   AS t (inquiry_id, agency, request_number, due_at_ms, lease_owner, \
+                   lease_until_ms, attempts)",
             )
-            .bind(&inquiry.id)
-            .bind(agencies)
-            .bind(numbers)
             .bind(STATE_QUEUED)
-            .bind(inquiry.created_at_ms)
-            .bind(lease.map_or(0, |l| l.count as i64))
-            .bind(lease.map(|l| l.owner.as_str()))
-            .bind(lease.map(|l| l.until_ms))
+            .bind(tasks.inquiry_id)
+            .bind(tasks.agency)
+            .bind(tasks.request_number)
+            .bind(tasks.due_at_ms)
+            .bind(tasks.lease_owner)
+            .bind(tasks.lease_until_ms)
+            .bind(tasks.attempts)
             .execute(&mut *tx)
             .await?;
         }
@@ -260,6 +285,46 @@ impl JobStore for PgStore {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(Into::into)
+    }
+
+    async fn inquiry_with_tasks(
+        &self,
+        id: &str,
+    ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
+        // One statement: the inquiry's columns come with each task.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {INQUIRY_COLUMNS_OF_I}, t.agency AS t_agency, \
+             t.request_number AS t_request_number, t.state AS t_state, t.detail AS t_detail, \
+             t.ticket AS t_ticket, t.latency_ms AS t_latency_ms, t.result AS t_result \
+             FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
+             WHERE i.id = $1 ORDER BY t.agency"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = rows.iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let record = inquiry_from(first)?;
+        let mut tasks = Vec::new();
+        for r in std::iter::once(first).chain(rows) {
+            // An inquiry without tasks comes back as one row with NULLs.
+            let Some(agency) = r.try_get::<Option<String>, _>("t_agency")? else {
+                continue;
+            };
+            tasks.push(TaskRecord {
+                inquiry_id: record.id.clone(),
+                agency,
+                request_number: r.try_get("t_request_number")?,
+                state: r.try_get("t_state")?,
+                detail: r.try_get("t_detail")?,
+                ticket: r.try_get("t_ticket")?,
+                latency_ms: r.try_get("t_latency_ms")?,
+                result: r.try_get("t_result")?,
+            });
+        }
+        Ok(Some((record, tasks)))
     }
 
     async fn inquiries_by_case(
@@ -613,15 +678,6 @@ const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
 
 /// The records of rows that were not stored, to be chained again.
-fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
-    rows.into_iter()
-        .map(|r| NewAuditRow {
-            at_ms: r.at_ms,
-            record: r.record,
-        })
-        .collect()
-}
-
 /// The statement lost a deadlock (or a serialization conflict) and can be
 /// run again.
 fn is_deadlock(e: &sqlx::Error) -> bool {
@@ -758,13 +814,13 @@ impl AuditStore for PgStore {
         // The fast path: the batch chained after the tail this handle last
         // wrote, in one statement that moves the chain's head only if it is
         // still that tail (see `insert_audit`).
-        let cached = self.cached_tail();
+        let cached = self.audit_tail.get();
         let new = match cached {
             Some((seq, hash)) => {
                 let rows = chain_rows(new, seq, hash.clone());
                 match insert_audit(&self.pool, &rows, Some((seq, &hash))).await {
                     Ok(true) => {
-                        self.keep_tail(Some(&rows));
+                        self.audit_tail.keep(Some(&rows));
                         return Ok(rows);
                     }
                     // Another writer moved the chain on (or, as a gateway
@@ -773,7 +829,7 @@ impl AuditStore for PgStore {
                     Ok(false) => unchain(rows),
                     Err(e) if is_unique_violation(&e) => unchain(rows),
                     Err(e) => {
-                        self.keep_tail(None);
+                        self.audit_tail.keep(None);
                         return Err(e);
                     }
                 }
@@ -805,11 +861,11 @@ impl AuditStore for PgStore {
         .await;
         match appended {
             Ok(rows) => {
-                self.keep_tail(Some(&rows));
+                self.audit_tail.keep(Some(&rows));
                 Ok(rows)
             }
             Err(e) => {
-                self.keep_tail(None);
+                self.audit_tail.keep(None);
                 Err(e)
             }
         }

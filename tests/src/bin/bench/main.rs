@@ -9,6 +9,7 @@
 //! starts is stopped at the end. `docs/benchmarks/README.md` explains the
 //! figures.
 
+mod audit;
 mod chart;
 mod direct;
 mod load;
@@ -40,10 +41,10 @@ struct Args {
     /// committed results come from a full run).
     #[arg(long)]
     quick: bool,
-    /// Scenarios to run, comma-separated: a, nginx, b, c, d, e; or
-    /// `probe` alone, a quick profiling run (`--perf` records its closed
-    /// loop) that writes no results.
-    #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e")]
+    /// Scenarios to run, comma-separated: a, nginx, b, c, d, e, audit (the
+    /// audit writer's capacity); or `probe` alone, a quick profiling run
+    /// (`--perf` records its closed loop) that writes no results.
+    #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e,audit")]
     only: Vec<String>,
     /// The probe's length of each run, in seconds.
     #[arg(long, default_value_t = 20)]
@@ -123,12 +124,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let probe_on_postgres = wants("probe") && args.probe_backend == "postgres";
-    let postgres = if wants("b") || wants("e") || probe_on_postgres {
+    let postgres = if wants("b") || wants("e") || wants("audit") || probe_on_postgres {
         match system::postgres_reachable(&postgres_url).await {
             Ok(()) => Some(postgres_url.clone()),
             Err(e) => {
                 println!(
-                    "PostgreSQL at {postgres_url} cannot be reached ({e}): scenario B and E on PostgreSQL are skipped"
+                    "PostgreSQL at {postgres_url} cannot be reached ({e}): scenario B, and E and the audit writer on PostgreSQL, are skipped"
                 );
                 None
             }
@@ -175,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         d: None,
         e: Vec::new(),
         e_skipped: Vec::new(),
+        audit: Vec::new(),
         targets: Vec::new(),
         total_secs: 0.0,
     };
@@ -295,6 +297,21 @@ async fn run_scenarios(
                 .push("PostgreSQL: the server could not be reached".into()),
         }
     }
+    if wants("audit") {
+        println!("\n== The audit writer's capacity ==");
+        let (rows, rounds) = if args.quick { (16_000, 1) } else { (64_000, 3) };
+        results
+            .audit
+            .extend(audit::scenario(&Backend::Sqlite, &ctx.dir, rows, rounds).await?);
+        if let Some(url) = &postgres {
+            let backend = Backend::Postgres {
+                server_url: url.clone(),
+            };
+            results
+                .audit
+                .extend(audit::scenario(&backend, &ctx.dir, rows, rounds).await?);
+        }
+    }
     Ok(())
 }
 
@@ -337,6 +354,10 @@ fn tables(r: &Results) -> String {
     }
     if !r.e.is_empty() || !r.e_skipped.is_empty() {
         text.push_str(&report::order_table(&r.e, &r.e_skipped));
+    }
+    if !r.audit.is_empty() {
+        text.push('\n');
+        text.push_str(&report::audit_table(&r.audit));
     }
     text
 }

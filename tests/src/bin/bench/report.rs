@@ -214,6 +214,8 @@ pub struct Results {
     pub d: Option<ManyFleetScenario>,
     pub e: Vec<OrderScenario>,
     pub e_skipped: Vec<String>,
+    /// The audit writer's capacity (`audit.rs`).
+    pub audit: Vec<crate::audit::AuditRun>,
     pub targets: Vec<TargetCheck>,
     pub total_secs: f64,
 }
@@ -533,6 +535,55 @@ pub fn order_table(e: &[OrderScenario], skipped: &[String]) -> String {
     out
 }
 
+pub fn audit_table(runs: &[crate::audit::AuditRun]) -> String {
+    let mut out = "### The audit writer's capacity\n\n\
+        256 producers, each recording its next row once the last is committed; \
+        a fresh database for each run.\n\n\
+        | backend | mode | rows | seconds | rows/s |\n|---|---|---|---|---|\n"
+        .to_owned();
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {} |",
+            r.backend,
+            r.mode,
+            thousands(r.rows as f64),
+            r.secs,
+            thousands(r.rows_per_s)
+        );
+    }
+    out
+}
+
+/// The best group-commit rate of the audit writer on `backend`.
+fn audit_capacity(r: &Results, backend: &str) -> Option<(f64, usize)> {
+    let runs: Vec<f64> = r
+        .audit
+        .iter()
+        .filter(|a| a.backend == backend && a.mode == "group commit")
+        .map(|a| a.rows_per_s)
+        .collect();
+    (!runs.is_empty()).then(|| (runs.iter().copied().fold(0.0, f64::max), runs.len()))
+}
+
+/// The audit target's figure: the writer's capacity, and what the load
+/// scenarios made it commit.
+fn audit_figure(capacity: Option<(f64, usize)>, load: Option<f64>, scenario: &str) -> String {
+    let load = opt(load, |v| {
+        format!(
+            "{} rows/s the most scenario {scenario}'s load made",
+            thousands(v)
+        )
+    });
+    match capacity {
+        Some((best, runs)) => format!(
+            "{} rows/s, the writer's capacity (best of {runs}); {load}",
+            thousands(best)
+        ),
+        None => format!("writer's capacity not measured; {load}"),
+    }
+}
+
 pub fn targets_table(targets: &[TargetCheck]) -> String {
     let mut out =
         "### Issue 7's targets\n\n| target | measured | verdict |\n|---|---|---|\n".to_owned();
@@ -611,24 +662,28 @@ pub fn check_targets(r: &Results) -> Vec<TargetCheck> {
                 .fold(0.0_f64, f64::max)
         })
     };
+    // The target is what the log can commit: the writer's capacity (the
+    // load scenarios make far fewer rows than that).
+    let capacity = |backend: &str, load: Option<f64>, bar: f64| {
+        audit_capacity(r, backend)
+            .map(|(best, _)| best)
+            .or(load)
+            .map(|v| v >= bar)
+    };
     let sqlite_rows = max_rows(a);
     t.push(TargetCheck {
         target: "audit ≥ 50,000 rows/s committed on SQLite".into(),
-        figure: opt(sqlite_rows, |v| {
-            format!("{} rows/s (most in any scenario A run)", thousands(v))
-        }),
-        met: sqlite_rows.map(|v| v >= 50_000.0),
+        figure: audit_figure(audit_capacity(r, "SQLite"), sqlite_rows, "A"),
+        met: capacity("SQLite", sqlite_rows, 50_000.0),
     });
     let pg_rows = max_rows(r.b.as_ref());
     t.push(TargetCheck {
         target: "audit ≥ 20,000 rows/s committed on PostgreSQL".into(),
-        figure: match (&r.b_skipped, pg_rows) {
-            (Some(why), _) => format!("skipped: {why}"),
-            (None, v) => opt(v, |v| {
-                format!("{} rows/s (most in any scenario B run)", thousands(v))
-            }),
+        figure: match (&r.b_skipped, audit_capacity(r, "PostgreSQL")) {
+            (Some(why), None) => format!("skipped: {why}"),
+            (_, cap) => audit_figure(cap, pg_rows, "B"),
         },
-        met: pg_rows.map(|v| v >= 20_000.0),
+        met: capacity("PostgreSQL", pg_rows, 20_000.0),
     });
     let pass = r
         .nginx

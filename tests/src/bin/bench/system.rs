@@ -106,6 +106,67 @@ impl Backend {
             Backend::Postgres { .. } => "PostgreSQL",
         }
     }
+
+    /// A fresh database for the run `name`: a file in `dir`, or a new
+    /// database on the server. Its URL, and on PostgreSQL the database to
+    /// drop after the run.
+    pub async fn database(
+        &self,
+        dir: &Path,
+        name: &str,
+    ) -> anyhow::Result<(String, Option<BenchDatabase>)> {
+        match self {
+            Backend::Sqlite => {
+                let file = dir.join(format!("{name}.db"));
+                Ok((format!("sqlite://{}", file.display()), None))
+            }
+            Backend::Postgres { server_url } => {
+                let name = format!(
+                    "bench_{}_{}",
+                    name.replace('-', "_"),
+                    uuid::Uuid::now_v7().simple()
+                );
+                let mut admin = sqlx::PgConnection::connect(server_url)
+                    .await
+                    .with_context(|| format!("cannot reach PostgreSQL at {server_url}"))?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await?;
+                let _ = admin.close().await;
+                let mut url = url::Url::parse(server_url)?;
+                url.set_path(&format!("/{name}"));
+                Ok((
+                    url.to_string(),
+                    Some(BenchDatabase {
+                        server_url: server_url.clone(),
+                        name,
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+/// A PostgreSQL database made for one run.
+pub struct BenchDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl BenchDatabase {
+    pub async fn drop_now(&self) {
+        let name = &self.name;
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.server_url).await {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&mut admin)
+                .await
+            {
+                eprintln!("could not drop the bench database {name}: {e}");
+            }
+            let _ = admin.close().await;
+        }
+    }
 }
 
 /// Read access to a gateway's database.
@@ -113,8 +174,7 @@ pub enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres {
         pool: sqlx::PgPool,
-        server_url: String,
-        name: String,
+        database: BenchDatabase,
     },
 }
 
@@ -234,22 +294,9 @@ impl Db {
     pub async fn close(self) {
         match self {
             Db::Sqlite(pool) => pool.close().await,
-            Db::Postgres {
-                pool,
-                server_url,
-                name,
-            } => {
+            Db::Postgres { pool, database } => {
                 pool.close().await;
-                if let Ok(mut admin) = sqlx::PgConnection::connect(&server_url).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
-                        .execute(&mut admin)
-                        .await
-                    {
-                        eprintln!("could not drop the bench database {name}: {e}");
-                    }
-                    let _ = admin.close().await;
-                }
+                database.drop_now().await;
             }
         }
     }
@@ -285,29 +332,7 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         let agencies_dir = dir.join(format!("agencies-{}", spec.name));
         mocks.write_agency_files(&agencies_dir, spec.banks)?;
-        let (database_url, db) = match &spec.backend {
-            Backend::Sqlite => {
-                let file = dir.join(format!("{}.db", spec.name));
-                (format!("sqlite://{}", file.display()), None)
-            }
-            Backend::Postgres { server_url } => {
-                let name = format!(
-                    "bench_{}_{}",
-                    spec.name.replace('-', "_"),
-                    uuid::Uuid::now_v7().simple()
-                );
-                let mut admin = sqlx::PgConnection::connect(server_url)
-                    .await
-                    .with_context(|| format!("cannot reach PostgreSQL at {server_url}"))?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await?;
-                let _ = admin.close().await;
-                let mut url = url::Url::parse(server_url)?;
-                url.set_path(&format!("/{name}"));
-                (url.to_string(), Some(name))
-            }
-        };
+        let (database_url, db) = spec.backend.database(dir, spec.name).await?;
         let port = free_port()?;
         let text = std::fs::read_to_string(config_dir().join("gateway.toml"))?;
         let mut table: toml::Table = toml::from_str(&text)?;
@@ -348,14 +373,13 @@ impl Gateway {
             Duration::from_secs(120),
         )
         .await?;
-        let db = match (&spec.backend, db) {
-            (Backend::Postgres { server_url }, Some(name)) => Db::Postgres {
+        let db = match db {
+            Some(database) => Db::Postgres {
                 pool: sqlx::postgres::PgPoolOptions::new()
                     .max_connections(2)
                     .connect(&database_url)
                     .await?,
-                server_url: server_url.clone(),
-                name,
+                database,
             },
             _ => {
                 let options = sqlx::sqlite::SqliteConnectOptions::new()
