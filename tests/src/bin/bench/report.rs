@@ -569,18 +569,19 @@ fn audit_capacity(r: &Results, backend: &str) -> Option<(f64, usize)> {
 /// The audit target's figure: the writer's capacity, and what the load
 /// scenarios made it commit.
 fn audit_figure(capacity: Option<(f64, usize)>, load: Option<f64>, scenario: &str) -> String {
-    let load = opt(load, |v| {
-        format!(
-            "{} rows/s the most scenario {scenario}'s load made",
-            thousands(v)
-        )
-    });
-    match capacity {
+    let capacity = match capacity {
         Some((best, runs)) => format!(
-            "{} rows/s, the writer's capacity (best of {runs}); {load}",
+            "{} rows/s, the writer's capacity (best of {runs})",
             thousands(best)
         ),
-        None => format!("writer's capacity not measured; {load}"),
+        None => "the writer's capacity not measured".into(),
+    };
+    match load {
+        Some(v) => format!(
+            "{capacity}; {} rows/s the most scenario {scenario}'s load made",
+            thousands(v)
+        ),
+        None => capacity,
     }
 }
 
