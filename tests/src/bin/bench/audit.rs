@@ -30,41 +30,100 @@ pub struct AuditRun {
     pub backend: String,
     /// `group commit` (the gateway's writer) or `one transaction per row`.
     pub mode: String,
+    /// Which rows: `as inquiries make them` or `every row another case`.
+    pub rows_like: String,
     pub rows: usize,
     pub secs: f64,
     pub rows_per_s: f64,
 }
 
-/// A row as the dispatcher records an outbound message: a case number, an
-/// identity number, officers and a small body.
-fn record(i: usize) -> AuditRecord {
+/// The rows' case numbers and identity numbers, which decide how many
+/// index pages each commit touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// As a four-agency inquiry makes them: its inbound row, then four
+    /// outbound rows at once, then four replies at once, all nine about
+    /// one case and one subject.
+    Inquiries,
+    /// The same rows, each about another case and subject: the worst case
+    /// for the indexes on them.
+    Distinct,
+}
+
+impl Mix {
+    pub const INQUIRIES: &str = "as inquiries make them";
+
+    fn label(self) -> &'static str {
+        match self {
+            Mix::Inquiries => Self::INQUIRIES,
+            Mix::Distinct => "every row another case",
+        }
+    }
+}
+
+/// Rows an inquiry makes: its inbound row, four outbound, four replies.
+const ROWS_PER_INQUIRY: usize = 9;
+
+/// Row `row` of inquiry `inquiry` (0 inbound, 1-4 outbound, 5-8 replies),
+/// about the case and subject `key`.
+fn record(inquiry: usize, row: usize, key: usize) -> AuditRecord {
+    let (direction, action, status) = match row {
+        0 => (Direction::Inbound, "inquiry.create", Some("accepted")),
+        1..=4 => (Direction::Outbound, "inquiry.send", None),
+        _ => (Direction::Reply, "inquiry.reply", Some("http_200")),
+    };
+    let agency = format!("bank-{}", (inquiry + row) % 4);
     AuditRecord {
-        direction: Some(Direction::Outbound),
+        direction: Some(direction),
         caller: Some("demo-court".into()),
         officers: vec!["李明 (ZX620503001)".into()],
-        case_number: Some(format!("(2024)甘0503执{}号", i % 997)),
-        subject: Some(format!("3604261991010{:05}", i % 99_991)),
-        agency: Some(format!("bank-{}", i % 50)),
-        action: "inquiry.send".into(),
-        inquiry_id: Some(format!("inq_{i:032}")),
-        request_number: Some(format!("Q{i:032}-bank")),
-        body: Some(format!("<CXQQ><CXQQDH>Q{i:032}</CXQQDH><XM>张三</XM></CXQQ>").into_bytes()),
+        case_number: Some(format!("(2024)甘0503执{key}号")),
+        subject: Some(format!("36042619910{key:07}")),
+        agency: (row > 0).then(|| agency.clone()),
+        action: action.into(),
+        inquiry_id: Some(format!("inq_{inquiry:032}")),
+        request_number: (row > 0).then(|| format!("Q{inquiry:032}-{agency}")),
+        status: status.map(str::to_owned),
+        body: Some(
+            format!("<CXQQ><CXQQDH>Q{inquiry:032}</CXQQDH><XM>张三</XM></CXQQ>").into_bytes(),
+        ),
         ..AuditRecord::default()
     }
 }
 
-/// `rows` through the gateway's writer from `PRODUCERS` producers, each
-/// waiting for its acknowledgement before recording the next.
-async fn group_commit(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usize, f64)> {
+/// The case and subject of row `row` of inquiry `inquiry` under `mix`.
+fn key(mix: Mix, inquiry: usize, row: usize) -> usize {
+    match mix {
+        Mix::Inquiries => inquiry,
+        Mix::Distinct => inquiry * ROWS_PER_INQUIRY + row,
+    }
+}
+
+/// About `rows` rows through the gateway's writer from `PRODUCERS`
+/// producers, each making the rows of one inquiry after another (waiting
+/// for each step's acknowledgements before the next step, as the gateway
+/// does).
+async fn group_commit(
+    store: Arc<dyn Store>,
+    rows: usize,
+    mix: Mix,
+) -> anyhow::Result<(usize, f64)> {
     let log = AuditLog::start(store, 4096).await?;
-    let per = rows / PRODUCERS;
+    let per = (rows / PRODUCERS / ROWS_PER_INQUIRY).max(1);
     let started = Instant::now();
     let tasks: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let log = log.clone();
             tokio::spawn(async move {
-                for i in 0..per {
-                    log.record(record(p * per + i)).await?;
+                for q in 0..per {
+                    let inquiry = p * per + q;
+                    for step in [0..1, 1..5, 5..9] {
+                        let records = step
+                            .map(|row| log.record(record(inquiry, row, key(mix, inquiry, row))));
+                        for done in futures::future::join_all(records).await {
+                            done?;
+                        }
+                    }
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -73,23 +132,30 @@ async fn group_commit(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usi
     for t in tasks {
         t.await??;
     }
-    Ok((per * PRODUCERS, started.elapsed().as_secs_f64()))
+    Ok((
+        per * PRODUCERS * ROWS_PER_INQUIRY,
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
-/// `rows` appended one transaction each through the same store method.
+/// About `rows` rows, as inquiries make them, appended one transaction
+/// each through the same store method.
 async fn row_by_row(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usize, f64)> {
-    let per = rows / PRODUCERS;
+    let per = (rows / PRODUCERS / ROWS_PER_INQUIRY).max(1);
     let started = Instant::now();
     let tasks: Vec<_> = (0..PRODUCERS)
         .map(|p| {
             let store = store.clone();
             tokio::spawn(async move {
-                for i in 0..per {
-                    let row = NewAuditRow {
-                        at_ms: chrono::Utc::now().timestamp_millis(),
-                        record: record(p * per + i),
-                    };
-                    store.append_audit(vec![row]).await?;
+                for q in 0..per {
+                    let inquiry = p * per + q;
+                    for row in 0..ROWS_PER_INQUIRY {
+                        let new = NewAuditRow {
+                            at_ms: chrono::Utc::now().timestamp_millis(),
+                            record: record(inquiry, row, inquiry),
+                        };
+                        store.append_audit(vec![new]).await?;
+                    }
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -98,11 +164,14 @@ async fn row_by_row(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usize
     for t in tasks {
         t.await??;
     }
-    Ok((per * PRODUCERS, started.elapsed().as_secs_f64()))
+    Ok((
+        per * PRODUCERS * ROWS_PER_INQUIRY,
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
-/// Both modes on `backend`, `rounds` times each; a fresh database for
-/// every run.
+/// Each mode on `backend`, `rounds` times; a fresh database for every
+/// run.
 pub async fn scenario(
     backend: &Backend,
     dir: &std::path::Path,
@@ -110,17 +179,23 @@ pub async fn scenario(
     rounds: usize,
 ) -> anyhow::Result<Vec<AuditRun>> {
     let mut runs = Vec::new();
+    let modes = [
+        ("group commit", Some(Mix::Inquiries)),
+        ("group commit", Some(Mix::Distinct)),
+        ("one transaction per row", None),
+    ];
     for round in 0..rounds {
-        for group in [true, false] {
-            let rows = if group { group_rows } else { group_rows / 10 };
-            let (url, database) = backend
-                .database(dir, &format!("audit-{round}-{group}"))
-                .await?;
-            let store = gateway::store::open(&url).await?;
-            let measured = if group {
-                group_commit(store.clone(), rows).await
+        for (n, (mode, mix)) in modes.into_iter().enumerate() {
+            let rows = if mix.is_some() {
+                group_rows
             } else {
-                row_by_row(store.clone(), rows).await
+                group_rows / 10
+            };
+            let (url, database) = backend.database(dir, &format!("audit-{round}-{n}")).await?;
+            let store = gateway::store::open(&url).await?;
+            let measured = match mix {
+                Some(mix) => group_commit(store.clone(), rows, mix).await,
+                None => row_by_row(store.clone(), rows).await,
             };
             drop(store);
             if let Some(database) = database {
@@ -129,18 +204,15 @@ pub async fn scenario(
             let (rows, secs) = measured?;
             let run = AuditRun {
                 backend: backend.label().into(),
-                mode: if group {
-                    "group commit".into()
-                } else {
-                    "one transaction per row".into()
-                },
+                mode: mode.into(),
+                rows_like: mix.unwrap_or(Mix::Inquiries).label().into(),
                 rows,
                 secs,
                 rows_per_s: rows as f64 / secs,
             };
             println!(
-                "  audit  {:<10} {:<24} {:>7} rows  {:>8.0} rows/s",
-                run.backend, run.mode, run.rows, run.rows_per_s
+                "  audit  {:<10} {:<24} {:<24} {:>7} rows  {:>8.0} rows/s",
+                run.backend, run.mode, run.rows_like, run.rows, run.rows_per_s
             );
             runs.push(run);
         }

@@ -91,7 +91,11 @@ pub struct InquiryScenario {
     pub backend: String,
     pub steps: Vec<Phase>,
     pub direct_steps: Vec<Phase>,
+    /// The rate held for the whole hold (the search's best, or lower
+    /// when holds at it failed).
     pub best_rate: Option<f64>,
+    /// Holds that failed the bar, each followed by one 15 % lower.
+    pub failed_holds: Vec<Phase>,
     pub hold: Option<Phase>,
     pub hold_direct: Option<Phase>,
     pub half: Option<Phase>,
@@ -299,6 +303,9 @@ pub fn inquiry_table(s: &InquiryScenario) -> String {
     }
     for (i, p) in s.direct_steps.iter().enumerate() {
         phase_row(&mut out, &format!("search rate {}", i + 1), p);
+    }
+    for p in &s.failed_holds {
+        phase_row(&mut out, "hold (fails)", p);
     }
     let named = [
         ("hold at the best rate", &s.hold),
@@ -537,16 +544,19 @@ pub fn order_table(e: &[OrderScenario], skipped: &[String]) -> String {
 
 pub fn audit_table(runs: &[crate::audit::AuditRun]) -> String {
     let mut out = "### The audit writer's capacity\n\n\
-        256 producers, each recording its next row once the last is committed; \
-        a fresh database for each run.\n\n\
-        | backend | mode | rows | seconds | rows/s |\n|---|---|---|---|---|\n"
+        256 producers, each making the rows of one four-agency inquiry after \
+        another (its inbound row, then four outbound rows at once, then four replies \
+        at once, each step once the last is committed); a fresh database for each \
+        run.\n\n\
+        | backend | mode | rows | how many | seconds | rows/s |\n|---|---|---|---|---|---|\n"
         .to_owned();
     for r in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {:.2} | {} |",
             r.backend,
             r.mode,
+            r.rows_like,
             thousands(r.rows as f64),
             r.secs,
             thousands(r.rows_per_s)
@@ -560,7 +570,11 @@ fn audit_capacity(r: &Results, backend: &str) -> Option<(f64, usize)> {
     let runs: Vec<f64> = r
         .audit
         .iter()
-        .filter(|a| a.backend == backend && a.mode == "group commit")
+        .filter(|a| {
+            a.backend == backend
+                && a.mode == "group commit"
+                && a.rows_like == crate::audit::Mix::INQUIRIES
+        })
         .map(|a| a.rows_per_s)
         .collect();
     (!runs.is_empty()).then(|| (runs.iter().copied().fold(0.0, f64::max), runs.len()))
@@ -740,20 +754,26 @@ pub fn latency_csv(r: &Results) -> String {
         );
     };
     for s in [&r.a, &r.b].into_iter().flatten() {
-        for p in s.steps.iter().chain(&s.direct_steps).chain(
-            [
-                &s.hold,
-                &s.hold_direct,
-                &s.half,
-                &s.half_direct,
-                &s.realistic,
-                &s.realistic_direct,
-                &s.closed,
-                &s.closed_direct,
-            ]
-            .into_iter()
-            .flatten(),
-        ) {
+        for p in s
+            .steps
+            .iter()
+            .chain(&s.direct_steps)
+            .chain(&s.failed_holds)
+            .chain(
+                [
+                    &s.hold,
+                    &s.hold_direct,
+                    &s.half,
+                    &s.half_direct,
+                    &s.realistic,
+                    &s.realistic_direct,
+                    &s.closed,
+                    &s.closed_direct,
+                ]
+                .into_iter()
+                .flatten(),
+            )
+        {
             rows(&s.name, p);
         }
     }

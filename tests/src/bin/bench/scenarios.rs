@@ -417,6 +417,9 @@ async fn warm_gateway(ctx: &Ctx, name: &str, backend: Backend) -> anyhow::Result
     Ok(gateway)
 }
 
+/// Holds run again, each 15 % lower, when a hold fails the bar.
+const HOLD_RETRIES: usize = 3;
+
 /// Scenarios A (`full`: with the direct baseline, the memory probe and the
 /// realistic mode) and B (the same load on another database).
 pub async fn inquiry_scenario(
@@ -482,28 +485,48 @@ pub async fn inquiry_scenario(
         }
         search.record(rate, passed);
     }
-    let best = search.best();
+    let mut best = search.best();
     let mut notes = Vec::new();
     let (mut hold, mut hold_direct, mut half, mut half_direct) = (None, None, None, None);
     let (mut realistic, mut realistic_direct) = (None, None);
-    if let Some(rate) = best {
-        println!("hold at {rate:.0} inquiries/s for {:?}:", t.hold);
-        let perf = ctx.perf.as_deref().filter(|_| full);
-        let (h, d) = pair
-            .run(
-                Load::Open { rate, secs: t.hold },
-                t.hold_direct,
-                "zero",
-                perf,
-            )
-            .await?;
-        if h.latency.p99_ms >= P99_LIMIT_MS {
+    let mut failed_holds = Vec::new();
+    if let Some(found) = best {
+        // The rate must hold for the whole run: a hold that fails the bar
+        // is run again 15 % lower, a few times at most.
+        let mut rate = found;
+        for attempt in 0..=HOLD_RETRIES {
+            println!("hold at {rate:.0} inquiries/s for {:?}:", t.hold);
+            let perf = ctx.perf.as_deref().filter(|_| full);
+            let (h, d) = pair
+                .run(
+                    Load::Open { rate, secs: t.hold },
+                    t.hold_direct,
+                    "zero",
+                    perf,
+                )
+                .await?;
+            let passed = h.passes();
+            if passed || attempt == HOLD_RETRIES {
+                if !passed {
+                    notes.push(format!(
+                        "The {:.0} s hold at {rate:.0}/s ended with p99 {:.1} ms, the last of {} holds: no rate held.",
+                        h.secs,
+                        h.latency.p99_ms,
+                        HOLD_RETRIES + 1
+                    ));
+                }
+                (hold, hold_direct) = (Some(h), d);
+                break;
+            }
+            let lower = (rate * 0.85).round().max(1.0);
             notes.push(format!(
-                "The {:.0} s hold at {rate:.0}/s ended with p99 {:.1} ms: above 50 ms over the longer run.",
+                "The {:.0} s hold at {rate:.0}/s (found by the search: {found:.0}/s) ended with p99 {:.1} ms; held again at {lower:.0}/s.",
                 h.secs, h.latency.p99_ms
             ));
+            failed_holds.push(h);
+            rate = lower;
         }
-        (hold, hold_direct) = (Some(h), d);
+        best = Some(rate);
         let rate = (rate / 2.0).round().max(1.0);
         let at_half = Load::Open {
             rate,
@@ -539,6 +562,7 @@ pub async fn inquiry_scenario(
         steps,
         direct_steps,
         best_rate: best,
+        failed_holds,
         hold,
         hold_direct,
         half,
