@@ -34,6 +34,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?} (use sqlite://path or postgres://user@host/db)")]
     UnsupportedUrl(String),
+    /// A part of the store's machinery has stopped (the inquiry writer,
+    /// when the gateway shuts down).
     #[error("{0}")]
     Unavailable(String),
 }
