@@ -77,33 +77,44 @@ impl Backend {
                 None,
             )),
             Backend::Postgres { server_url } => {
-                use sqlx::Connection;
-                let name = format!("gw_e2e_{}", uuid::Uuid::now_v7().simple());
-                let mut admin = sqlx::PgConnection::connect(server_url).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {e}"
-                    )
-                })?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await?;
-                let _ = admin.close().await;
-                let mut url = url::Url::parse(server_url)?;
-                url.set_path(&format!("/{name}"));
-                Ok((
-                    url.to_string(),
-                    Some(DropDatabase {
-                        server_url: server_url.clone(),
-                        name,
-                    }),
-                ))
+                let (url, database) =
+                    postgres_database(server_url, "gw_e2e").await.map_err(|e| {
+                        anyhow::anyhow!(
+                            "TEST_DATABASE_URL is set but PostgreSQL cannot be reached: {e:#}"
+                        )
+                    })?;
+                Ok((url, Some(database)))
             }
         }
     }
 }
 
-/// Drops a test's PostgreSQL database when the test ends (also when it
-/// panicked), best-effort, on a thread of its own: `Drop` cannot await.
+/// Creates a database `<prefix>_<uuid>` on the PostgreSQL server at
+/// `server_url`: its URL, and the guard that drops it.
+pub async fn postgres_database(
+    server_url: &str,
+    prefix: &str,
+) -> anyhow::Result<(String, DropDatabase)> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(server_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let _ = admin.close().await;
+    let mut url = url::Url::parse(server_url)?;
+    url.set_path(&format!("/{name}"));
+    Ok((
+        url.to_string(),
+        DropDatabase {
+            server_url: server_url.to_owned(),
+            name,
+        },
+    ))
+}
+
+/// Drops a PostgreSQL database made for a test (or a bench run) when it
+/// ends (also when it panicked), best-effort, on a thread of its own: `Drop` cannot await.
 /// `WITH (FORCE)` ends the connections of a gateway still running.
 #[derive(Debug)]
 pub struct DropDatabase {
@@ -116,6 +127,7 @@ impl Drop for DropDatabase {
         use sqlx::Connection;
         let server_url = std::mem::take(&mut self.server_url);
         let name = std::mem::take(&mut self.name);
+        let label = name.clone();
         let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -134,7 +146,7 @@ impl Drop for DropDatabase {
         })
         .join();
         if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop a test database (best-effort)");
+            eprintln!("could not drop the database {label} (best-effort)");
         }
     }
 }

@@ -431,6 +431,57 @@ fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<Audi
     rows
 }
 
+/// `JobStore::inquiry_with_tasks` in one statement (`placeholder` is the
+/// backend's for the id): the inquiry's columns come with each task, by
+/// agency; an inquiry without tasks comes as one row with NULL task
+/// columns.
+fn inquiry_with_tasks_sql(placeholder: &str) -> String {
+    format!(
+        "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, i.subject_id, \
+         i.officers, i.asset_kinds, i.court, i.warnings, i.status, i.created_at_ms, \
+         i.deadline_at_ms, i.completed_at_ms, i.catalog_version, t.agency AS t_agency, \
+         t.request_number AS t_request_number, t.state AS t_state, t.detail AS t_detail, \
+         t.ticket AS t_ticket, t.latency_ms AS t_latency_ms, t.result AS t_result \
+         FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
+         WHERE i.id = {placeholder} ORDER BY t.agency"
+    )
+}
+
+/// The inquiry and its tasks from the rows of `inquiry_with_tasks_sql`,
+/// the inquiry read by the backend's `inquiry_from`.
+fn inquiry_with_tasks_from<R>(
+    rows: &[R],
+    inquiry_from: fn(&R) -> Result<InquiryRecord, sqlx::Error>,
+) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, sqlx::Error>
+where
+    R: sqlx::Row,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    &'static str: sqlx::ColumnIndex<R>,
+{
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let record = inquiry_from(first)?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(agency) = r.try_get::<Option<String>, _>("t_agency")? else {
+            continue;
+        };
+        tasks.push(TaskRecord {
+            inquiry_id: record.id.clone(),
+            agency,
+            request_number: r.try_get("t_request_number")?,
+            state: r.try_get("t_state")?,
+            detail: r.try_get("t_detail")?,
+            ticket: r.try_get("t_ticket")?,
+            latency_ms: r.try_get("t_latency_ms")?,
+            result: r.try_get("t_result")?,
+        });
+    }
+    Ok(Some((record, tasks)))
+}
+
 /// The rows of a batch that was not appended, to be chained again.
 fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
     rows.into_iter()

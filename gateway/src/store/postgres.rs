@@ -123,11 +123,6 @@ pub(super) fn placeholders(n: usize) -> String {
         .join(", ")
 }
 
-/// `INQUIRY_COLUMNS` of the table aliased `i`.
-const INQUIRY_COLUMNS_OF_I: &str = "i.id, i.caller, i.case_number, i.subject_kind, \
-     i.subject_name, i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
-     i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version";
-
 const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
      officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
      catalog_version";
@@ -291,40 +286,11 @@ impl JobStore for PgStore {
         &self,
         id: &str,
     ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
-        // One statement: the inquiry's columns come with each task.
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {INQUIRY_COLUMNS_OF_I}, t.agency AS t_agency, \
-             t.request_number AS t_request_number, t.state AS t_state, t.detail AS t_detail, \
-             t.ticket AS t_ticket, t.latency_ms AS t_latency_ms, t.result AS t_result \
-             FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
-             WHERE i.id = $1 ORDER BY t.agency"
-        )))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut rows = rows.iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let record = inquiry_from(first)?;
-        let mut tasks = Vec::new();
-        for r in std::iter::once(first).chain(rows) {
-            // An inquiry without tasks comes back as one row with NULLs.
-            let Some(agency) = r.try_get::<Option<String>, _>("t_agency")? else {
-                continue;
-            };
-            tasks.push(TaskRecord {
-                inquiry_id: record.id.clone(),
-                agency,
-                request_number: r.try_get("t_request_number")?,
-                state: r.try_get("t_state")?,
-                detail: r.try_get("t_detail")?,
-                ticket: r.try_get("t_ticket")?,
-                latency_ms: r.try_get("t_latency_ms")?,
-                result: r.try_get("t_result")?,
-            });
-        }
-        Ok(Some((record, tasks)))
+        let rows = sqlx::query(AssertSqlSafe(super::inquiry_with_tasks_sql("$1")))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(super::inquiry_with_tasks_from(&rows, inquiry_from)?)
     }
 
     async fn inquiries_by_case(

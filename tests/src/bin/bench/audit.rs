@@ -99,31 +99,23 @@ fn key(mix: Mix, inquiry: usize, row: usize) -> usize {
     }
 }
 
-/// About `rows` rows through the gateway's writer from `PRODUCERS`
-/// producers, each making the rows of one inquiry after another (waiting
-/// for each step's acknowledgements before the next step, as the gateway
-/// does).
-async fn group_commit(
-    store: Arc<dyn Store>,
-    rows: usize,
-    mix: Mix,
-) -> anyhow::Result<(usize, f64)> {
-    let log = AuditLog::start(store, 4096).await?;
+/// Runs `PRODUCERS` producers making about `rows` rows in all: each
+/// makes the rows of one inquiry after another with `inquiry(number)`.
+/// The rows made and the seconds it took.
+async fn produce<F, Fut>(rows: usize, inquiry: F) -> anyhow::Result<(usize, f64)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
     let per = (rows / PRODUCERS / ROWS_PER_INQUIRY).max(1);
+    let inquiry = Arc::new(inquiry);
     let started = Instant::now();
     let tasks: Vec<_> = (0..PRODUCERS)
         .map(|p| {
-            let log = log.clone();
+            let inquiry = inquiry.clone();
             tokio::spawn(async move {
                 for q in 0..per {
-                    let inquiry = p * per + q;
-                    for step in [0..1, 1..5, 5..9] {
-                        let records = step
-                            .map(|row| log.record(record(inquiry, row, key(mix, inquiry, row))));
-                        for done in futures::future::join_all(records).await {
-                            done?;
-                        }
-                    }
+                    inquiry(p * per + q).await?;
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -138,36 +130,48 @@ async fn group_commit(
     ))
 }
 
-/// About `rows` rows, as inquiries make them, appended one transaction
-/// each through the same store method.
-async fn row_by_row(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usize, f64)> {
-    let per = (rows / PRODUCERS / ROWS_PER_INQUIRY).max(1);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..PRODUCERS)
-        .map(|p| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                for q in 0..per {
-                    let inquiry = p * per + q;
-                    for row in 0..ROWS_PER_INQUIRY {
-                        let new = NewAuditRow {
-                            at_ms: chrono::Utc::now().timestamp_millis(),
-                            record: record(inquiry, row, inquiry),
-                        };
-                        store.append_audit(vec![new]).await?;
-                    }
+/// Through the gateway's writer, each inquiry's rows in its three steps
+/// (waiting for each step's acknowledgements before the next, as the
+/// gateway does).
+async fn group_commit(
+    store: Arc<dyn Store>,
+    rows: usize,
+    mix: Mix,
+) -> anyhow::Result<(usize, f64)> {
+    let log = AuditLog::start(store, 4096).await?;
+    produce(rows, move |inquiry| {
+        let log = log.clone();
+        async move {
+            for step in [0..1, 1..5, 5..9] {
+                let records =
+                    step.map(|row| log.record(record(inquiry, row, key(mix, inquiry, row))));
+                for done in futures::future::join_all(records).await {
+                    done?;
                 }
-                Ok::<_, anyhow::Error>(())
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await??;
-    }
-    Ok((
-        per * PRODUCERS * ROWS_PER_INQUIRY,
-        started.elapsed().as_secs_f64(),
-    ))
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Rows as inquiries make them, appended one transaction each through the
+/// same store method.
+async fn row_by_row(store: Arc<dyn Store>, rows: usize) -> anyhow::Result<(usize, f64)> {
+    produce(rows, move |inquiry| {
+        let store = store.clone();
+        async move {
+            for row in 0..ROWS_PER_INQUIRY {
+                let new = NewAuditRow {
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    record: record(inquiry, row, inquiry),
+                };
+                store.append_audit(vec![new]).await?;
+            }
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Each mode on `backend`, `rounds` times; a fresh database for every
@@ -198,9 +202,7 @@ pub async fn scenario(
                 None => row_by_row(store.clone(), rows).await,
             };
             drop(store);
-            if let Some(database) = database {
-                database.drop_now().await;
-            }
+            drop(database);
             let (rows, secs) = measured?;
             let run = AuditRun {
                 backend: backend.label().into(),

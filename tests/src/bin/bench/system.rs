@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use e2e_tests::{DropDatabase, postgres_database};
 use serde_json::json;
 use sqlx::Connection;
 
@@ -108,63 +109,25 @@ impl Backend {
     }
 
     /// A fresh database for the run `name`: a file in `dir`, or a new
-    /// database on the server. Its URL, and on PostgreSQL the database to
-    /// drop after the run.
+    /// database on the server. Its URL, and on PostgreSQL the guard that
+    /// drops the database.
     pub async fn database(
         &self,
         dir: &Path,
         name: &str,
-    ) -> anyhow::Result<(String, Option<BenchDatabase>)> {
+    ) -> anyhow::Result<(String, Option<DropDatabase>)> {
         match self {
             Backend::Sqlite => {
                 let file = dir.join(format!("{name}.db"));
                 Ok((format!("sqlite://{}", file.display()), None))
             }
             Backend::Postgres { server_url } => {
-                let name = format!(
-                    "bench_{}_{}",
-                    name.replace('-', "_"),
-                    uuid::Uuid::now_v7().simple()
-                );
-                let mut admin = sqlx::PgConnection::connect(server_url)
+                let prefix = format!("bench_{}", name.replace('-', "_"));
+                let (url, database) = postgres_database(server_url, &prefix)
                     .await
-                    .with_context(|| format!("cannot reach PostgreSQL at {server_url}"))?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await?;
-                let _ = admin.close().await;
-                let mut url = url::Url::parse(server_url)?;
-                url.set_path(&format!("/{name}"));
-                Ok((
-                    url.to_string(),
-                    Some(BenchDatabase {
-                        server_url: server_url.clone(),
-                        name,
-                    }),
-                ))
+                    .with_context(|| format!("cannot create a database at {server_url}"))?;
+                Ok((url, Some(database)))
             }
-        }
-    }
-}
-
-/// A PostgreSQL database made for one run.
-pub struct BenchDatabase {
-    server_url: String,
-    name: String,
-}
-
-impl BenchDatabase {
-    pub async fn drop_now(&self) {
-        let name = &self.name;
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&self.server_url).await {
-            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(drop))
-                .execute(&mut admin)
-                .await
-            {
-                eprintln!("could not drop the bench database {name}: {e}");
-            }
-            let _ = admin.close().await;
         }
     }
 }
@@ -174,7 +137,8 @@ pub enum Db {
     Sqlite(sqlx::SqlitePool),
     Postgres {
         pool: sqlx::PgPool,
-        database: BenchDatabase,
+        /// Dropped after the pool is closed.
+        database: DropDatabase,
     },
 }
 
@@ -296,7 +260,7 @@ impl Db {
             Db::Sqlite(pool) => pool.close().await,
             Db::Postgres { pool, database } => {
                 pool.close().await;
-                database.drop_now().await;
+                drop(database);
             }
         }
     }
