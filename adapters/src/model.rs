@@ -11,7 +11,19 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CreditCode, IdNumber};
 
 /// An amount of money in fen (1/100 yuan). Never a float.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct Fen(pub i64);
 
@@ -143,7 +155,7 @@ impl Subject {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectKind {
     Person,
@@ -171,7 +183,7 @@ pub struct Court {
 }
 
 /// The classes of asset the first release handles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetKind {
     BankAccount,
@@ -188,7 +200,7 @@ impl AssetKind {
 }
 
 /// A measure already standing on an asset (a freeze or a seal).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StandingMeasure {
     pub authority: String,
     pub document_number: String,
@@ -205,7 +217,7 @@ pub struct StandingMeasure {
     pub queue_position: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BankAccount {
     pub account_number: String,
     pub account_type: String,
@@ -218,7 +230,7 @@ pub struct BankAccount {
     pub measures: Vec<StandingMeasure>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Owner {
     pub name: String,
     /// Share as the registry writes it, e.g. `1/2`.
@@ -226,7 +238,7 @@ pub struct Owner {
     pub share: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RealEstateUnit {
     /// 不动产单元号
     pub unit_number: String,
@@ -244,7 +256,7 @@ pub struct RealEstateUnit {
 }
 
 /// One asset found at one agency, tagged with its kind as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Asset {
     BankAccount(BankAccount),
@@ -271,7 +283,7 @@ pub enum InquiryOutcome {
 }
 
 /// An agency's status within an inquiry (api.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AgencyStatus {
     Answered,

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -207,9 +206,10 @@ impl FromRequestParts<AppState> for Caller {
             .extensions
             .get::<axum::extract::ConnectInfo<PeerCertificate>>()
             .and_then(|info| info.0.fingerprint.as_deref());
-        let caller = state
-            .callers
-            .identify(certificate, parts.headers.get(AUTHORIZATION))?;
+        // Two Authorization headers are refused, not resolved: servers and
+        // proxies disagree on which one counts.
+        let authorization = crate::api::extract::single_header(&parts.headers, "authorization")?;
+        let caller = state.callers.identify(certificate, authorization)?;
         if let Err(wait) = state.callers.admit(&caller.name) {
             return Err(ApiError::new(
                 axum::http::StatusCode::TOO_MANY_REQUESTS,

@@ -6,42 +6,138 @@ use adapters::ids::{CaseNumber, CreditCode, IdNumber};
 use adapters::model::{AgencyStatus, Asset, AssetKind, Court, Officer, Subject, SubjectKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::agencies::AgencyRegistry;
 use crate::error::ApiError;
+use crate::input;
 use crate::store::{InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, TaskRecord};
 
 /// `POST /v1/inquiries` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "case_number": "(2024)甘0503执1234号",
+    "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
+    "officers": [{"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"}],
+    "asset_kinds": ["bank_account", "real_estate"],
+    "agencies": ["bank-a", "bank-b", "registry-x"]
+}))]
 pub struct InquiryBody {
+    /// The case the inquiry is made under: `(year)court code, case type,
+    /// serial号`.
+    #[schema(max_length = 64, example = "(2024)甘0503执1234号")]
     pub case_number: String,
+    #[serde(deserialize_with = "input::object")]
     pub subject: SubjectBody,
-    #[serde(default)]
+    /// The officers acting: at least one; no officer twice.
+    #[serde(default, deserialize_with = "input::objects")]
+    #[schema(min_items = 1, max_items = 10)]
     pub officers: Vec<OfficerBody>,
+    /// The kinds of asset asked about (default: bank accounts and real
+    /// estate).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 16)]
     pub asset_kinds: Option<Vec<AssetKind>>,
+    /// The agencies to ask (default: every enabled agency serving those
+    /// kinds).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 10000, inline, value_type = Option<Vec<AgencyId>>)]
     pub agencies: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An agency's id, as `GET /v1/agencies` lists it.
+#[derive(ToSchema)]
+#[schema(max_length = 64, min_length = 1, example = "bank-a")]
+#[allow(dead_code)]
+pub struct AgencyId(String);
+
+/// The subject asked about: a person (with `id_number`) or an
+/// organisation (with `credit_code`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectBody {
     pub kind: SubjectKind,
+    #[schema(min_length = 1, max_length = 100, example = "张三")]
     pub name: String,
+    /// A person's resident identity number: 18 characters with a valid
+    /// check character (15-digit legacy numbers are accepted with a
+    /// warning).
     #[serde(default)]
+    #[schema(max_length = 32, example = "360426199101010071")]
     pub id_number: Option<String>,
+    /// An organisation's unified social credit code (18 characters).
     #[serde(default)]
+    #[schema(max_length = 32, example = "91110000600037341L")]
     pub credit_code: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An officer acting in the request, with the work card and enforcement
+/// credential the agencies keep on file. Credentials and work cards are
+/// compared in NFKC, trimmed and in one letter case.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfficerBody {
+    #[schema(min_length = 1, max_length = 100, example = "李明")]
     pub name: String,
+    #[schema(min_length = 1, max_length = 32, example = "G620503001")]
     pub work_card_no: String,
+    #[schema(min_length = 1, max_length = 32, example = "ZX620503001")]
     pub credential_no: String,
+}
+
+impl SubjectBody {
+    /// Cleans the subject's text in place (module `input`).
+    pub fn normalise(&mut self, at: &str) -> Result<(), ApiError> {
+        self.name = input::text(&format!("{at}.name"), &self.name, input::NAME_MAX)?;
+        input::optional_folded(
+            &format!("{at}.id_number"),
+            &mut self.id_number,
+            input::SUBJECT_ID_MAX,
+        )?;
+        input::optional_folded(
+            &format!("{at}.credit_code"),
+            &mut self.credit_code,
+            input::SUBJECT_ID_MAX,
+        )
+    }
+}
+
+/// Cleans officers' text in place: names as text, numbers as identifiers.
+pub fn normalise_officers(officers: &mut [OfficerBody]) -> Result<(), ApiError> {
+    input::bounded("officers", officers, input::OFFICERS_MAX)?;
+    for (i, o) in officers.iter_mut().enumerate() {
+        o.name = input::text(&format!("officers[{i}].name"), &o.name, input::NAME_MAX)?;
+        o.work_card_no = input::folded(
+            &format!("officers[{i}].work_card_no"),
+            &o.work_card_no,
+            input::CREDENTIAL_MAX,
+        )?;
+        o.credential_no = input::folded(
+            &format!("officers[{i}].credential_no"),
+            &o.credential_no,
+            input::CREDENTIAL_MAX,
+        )?;
+    }
+    Ok(())
+}
+
+impl input::Normalise for InquiryBody {
+    fn normalise(&mut self) -> Result<(), ApiError> {
+        self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
+        self.subject.normalise("subject")?;
+        normalise_officers(&mut self.officers)?;
+        if let Some(kinds) = &self.asset_kinds {
+            input::bounded("asset_kinds", kinds, input::ASSET_KINDS_MAX)?;
+        }
+        if let Some(ids) = &mut self.agencies {
+            input::bounded("agencies", ids, input::AGENCIES_MAX)?;
+            for (i, id) in ids.iter_mut().enumerate() {
+                *id = input::text(&format!("agencies[{i}]"), id, input::ID_MAX)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A validated inquiry, ready to store.
@@ -133,7 +229,7 @@ pub fn validate_officers(
             ),
         ));
     }
-    officers
+    let officers = officers
         .iter()
         .enumerate()
         .map(|(i, o)| {
@@ -155,7 +251,38 @@ pub fn validate_officers(
                 credential_no: o.credential_no.trim().to_owned(),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Numbers arrive normalised (NFKC, trimmed, one letter case), so one
+    // officer is caught however the request spells them.
+    for (i, o) in officers.iter().enumerate() {
+        for (field, same) in [
+            (
+                "credential_no",
+                officers[..i]
+                    .iter()
+                    .any(|p| p.credential_no == o.credential_no),
+            ),
+            (
+                "work_card_no",
+                officers[..i]
+                    .iter()
+                    .any(|p| p.work_card_no == o.work_card_no),
+            ),
+        ] {
+            if same {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "duplicate_officer",
+                    format!(
+                        "officers[{i}] is an officer named before (the same {field}); each \
+                         officer acts once, on their own credential"
+                    ),
+                )
+                .with_field(format!("officers[{i}].{field}")));
+            }
+        }
+    }
+    Ok(officers)
 }
 
 impl InquiryBody {
@@ -326,11 +453,15 @@ fn rfc3339(ms: i64) -> String {
 }
 
 /// The inquiry as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InquiryView {
+    #[schema(example = "inq_0193c8f0d6a47c21b5e1f0a2b3c4d5e6")]
     pub id: String,
     pub case_number: String,
+    #[schema(value_type = crate::api::schema::SubjectView)]
     pub subject: serde_json::Value,
+    /// `running` until every agency answered or the deadline passed, then
+    /// `completed`.
     pub status: String,
     pub created_at: String,
     pub deadline_at: String,
@@ -338,11 +469,12 @@ pub struct InquiryView {
     pub completed_at: Option<String>,
     pub progress: Progress,
     pub agencies: Vec<AgencyView>,
+    #[schema(value_type = Vec<crate::api::schema::AssetView>)]
     pub assets: Vec<serde_json::Value>,
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Progress {
     pub total: usize,
     pub answered: usize,
@@ -350,9 +482,11 @@ pub struct Progress {
     pub pending: usize,
 }
 
-#[derive(Debug, Serialize)]
+/// One agency's part of an inquiry.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgencyView {
     pub agency: String,
+    #[schema(value_type = AgencyStatus)]
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

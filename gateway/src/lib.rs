@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod dispatch;
 pub mod error;
+pub mod input;
 pub mod inquiry;
 pub mod inquiry_writer;
 pub mod metrics;

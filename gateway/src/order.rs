@@ -22,12 +22,15 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::agencies::AgencyRegistry;
 use crate::clock::term_end;
 use crate::error::ApiError;
+use crate::input;
 use crate::inquiry::{
-    OfficerBody, SubjectBody, stored_subject, timestamp, validate_officers, validate_subject,
+    OfficerBody, SubjectBody, normalise_officers, stored_subject, timestamp, validate_officers,
+    validate_subject,
 };
 use crate::store::{OrderRecord, PHASE_SEND};
 
@@ -40,44 +43,151 @@ pub const STATUS_ACCEPTED: &str = "accepted";
 pub const STATUS_DISPATCHED: &str = "dispatched";
 
 /// `POST /v1/orders` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "case_number": "(2024)甘0503执1234号",
+    "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
+    "officers": [
+        {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
+        {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
+    ],
+    "action": "freeze",
+    "agency": "bank-b",
+    "asset": {"account_number": "6217000010001234567"},
+    "amount_fen": 100000,
+    "end_date": "2027-05-26",
+    "documents": [
+        {"kind": "ruling", "number": "(2024)甘0503执1234号之一",
+         "sha256": "9f2c5b1e0a4d7c3b8e6f1a2d4c5b7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
+        {"kind": "assist_notice", "number": "协冻-1",
+         "sha256": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"}
+    ]
+}))]
 pub struct OrderBody {
+    #[schema(max_length = 64, example = "(2024)甘0503执1234号")]
     pub case_number: String,
+    #[serde(deserialize_with = "input::object")]
     pub subject: SubjectBody,
-    #[serde(default)]
+    /// At least `orders.min_officers` (two by default), no officer twice.
+    #[serde(default, deserialize_with = "input::objects")]
+    #[schema(min_items = 1, max_items = 10)]
     pub officers: Vec<OfficerBody>,
+    #[schema(value_type = ControlActionSchema)]
     pub action: ControlAction,
     /// Taken from the prior order when left out.
     #[serde(default)]
+    #[schema(max_length = 64, example = "bank-b")]
     pub agency: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "input::optional_object")]
     pub asset: Option<AssetBody>,
+    /// Freeze and deduct: the amount in fen, 1 to 10^14.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000000000000_i64)]
     pub amount_fen: Option<i64>,
+    /// Freeze, seal and renewals: the measure's last day (UTC+8),
+    /// `YYYY-MM-DD`.
     #[serde(default)]
+    #[schema(max_length = 10, format = Date, example = "2027-05-26")]
     pub end_date: Option<String>,
+    /// Renew, release and deduct: the order of the measure acted on.
     #[serde(default)]
+    #[schema(max_length = 64, example = "ord_0193c8f0d6a47c21b5e1f0a2b3c4d5e6")]
     pub prior_order: Option<String>,
-    #[serde(default)]
+    /// The ruling and the assistance notice.
+    #[serde(default, deserialize_with = "input::objects")]
+    #[schema(max_items = 2)]
     pub documents: Vec<DocumentBody>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+/// A control action: `freeze`, `renew`, `release`, `deduct` on bank
+/// accounts; `seal`, `renew_seal`, `release_seal` on real estate.
+#[derive(ToSchema)]
+#[schema(as = ControlAction)]
+#[allow(dead_code)]
+pub enum ControlActionSchema {
+    #[schema(rename = "freeze")]
+    Freeze,
+    #[schema(rename = "renew")]
+    Renew,
+    #[schema(rename = "release")]
+    Release,
+    #[schema(rename = "deduct")]
+    Deduct,
+    #[schema(rename = "seal")]
+    Seal,
+    #[schema(rename = "renew_seal")]
+    RenewSeal,
+    #[schema(rename = "release_seal")]
+    ReleaseSeal,
+}
+
+/// The asset acted on: `{"account_number"}` at a bank, `{"unit_number"}`
+/// at a registry.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64, example = "6217000010001234567")]
     pub account_number: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
     pub unit_number: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A document the order carries: its kind, number and SHA-256.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentBody {
+    /// `ruling` or `assist_notice`.
+    #[schema(max_length = 32, example = "ruling")]
     pub kind: String,
+    #[schema(min_length = 1, max_length = 100, example = "(2024)甘0503执1234号之一")]
     pub number: String,
+    #[schema(min_length = 64, max_length = 64, pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: String,
+}
+
+/// Cleans documents' text in place.
+pub fn normalise_documents(documents: &mut [DocumentBody]) -> Result<(), ApiError> {
+    input::bounded("documents", documents, input::DOCUMENTS_MAX)?;
+    for (i, d) in documents.iter_mut().enumerate() {
+        d.kind = input::text(&format!("documents[{i}].kind"), &d.kind, 32)?;
+        d.number = input::text(
+            &format!("documents[{i}].number"),
+            &d.number,
+            input::DOCUMENT_NUMBER_MAX,
+        )?;
+        d.sha256 = input::text(&format!("documents[{i}].sha256"), &d.sha256, 64)?;
+    }
+    Ok(())
+}
+
+impl input::Normalise for OrderBody {
+    fn normalise(&mut self) -> Result<(), ApiError> {
+        self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
+        self.subject.normalise("subject")?;
+        normalise_officers(&mut self.officers)?;
+        input::optional_text("agency", &mut self.agency, input::ID_MAX)?;
+        if let Some(asset) = &mut self.asset {
+            input::optional_folded(
+                "asset.account_number",
+                &mut asset.account_number,
+                input::ASSET_NUMBER_MAX,
+            )?;
+            input::optional_folded(
+                "asset.unit_number",
+                &mut asset.unit_number,
+                input::ASSET_NUMBER_MAX,
+            )?;
+        }
+        if let Some(fen) = self.amount_fen {
+            input::amount("amount_fen", fen)?;
+        }
+        input::optional_text("end_date", &mut self.end_date, 16)?;
+        input::optional_text("prior_order", &mut self.prior_order, input::ID_MAX)?;
+        normalise_documents(&mut self.documents)
+    }
 }
 
 /// The document kinds every control action carries.
@@ -139,7 +249,7 @@ pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>
 }
 
 /// Checks the officers of a control action: `minimum` of them, each with
-/// both numbers, no credential named twice.
+/// both numbers, no officer named twice.
 pub fn validate_control_officers(
     officers: &[OfficerBody],
     minimum: usize,
@@ -155,19 +265,7 @@ pub fn validate_control_officers(
         )
         .with_field("officers"));
     }
-    let officers = validate_officers(officers, minimum)?;
-    for (i, o) in officers.iter().enumerate() {
-        if officers[..i]
-            .iter()
-            .any(|p| p.credential_no == o.credential_no)
-        {
-            return Err(ApiError::invalid(
-                format!("officers[{i}].credential_no"),
-                "each officer acts on their own credential; this one is named twice",
-            ));
-        }
-    }
-    Ok(officers)
+    validate_officers(officers, minimum)
 }
 
 pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {

@@ -28,34 +28,75 @@ use adapters::model::{Court, Officer};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::agencies::AgencyRegistry;
 use crate::audit::{AuditRecord, Direction};
 use crate::config::PlanAccountOrder;
 use crate::error::ApiError;
+use crate::input;
 use crate::inquiry::{
-    OfficerBody, SubjectBody, stored_subject, timestamp, validate_subject, view as inquiry_view,
+    OfficerBody, SubjectBody, normalise_officers, stored_subject, timestamp, validate_subject,
+    view as inquiry_view,
 };
 use crate::order::{
-    self, AssetBody, DEPOSIT_TERM_MONTHS, DocumentBody, NewOrder, parse_date,
+    self, AssetBody, DEPOSIT_TERM_MONTHS, DocumentBody, NewOrder, normalise_documents, parse_date,
     validate_control_officers, validate_documents,
 };
 use crate::order_worker::OrderWorker;
 use crate::store::{Created, InquiryRecord, OrderRecord, PlanProgress, PlanRecord, TaskRecord};
 
 /// `POST /v1/freeze-plans` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "case_number": "(2024)甘0503执1234号",
+    "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
+    "officers": [
+        {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
+        {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
+    ],
+    "inquiry": "inq_0193c8f0d6a47c21b5e1f0a2b3c4d5e6",
+    "amount_fen": 13000000,
+    "end_date": "2027-05-26",
+    "documents": [
+        {"kind": "ruling", "number": "(2024)甘0503执1234号之二",
+         "sha256": "9f2c5b1e0a4d7c3b8e6f1a2d4c5b7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
+        {"kind": "assist_notice", "number": "协冻-2",
+         "sha256": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"}
+    ]
+}))]
 pub struct PlanBody {
+    #[schema(max_length = 64, example = "(2024)甘0503执1234号")]
     pub case_number: String,
+    #[serde(deserialize_with = "input::object")]
     pub subject: SubjectBody,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "input::objects")]
+    #[schema(min_items = 1, max_items = 10)]
     pub officers: Vec<OfficerBody>,
+    /// The completed inquiry whose accounts the plan freezes.
+    #[schema(max_length = 64, example = "inq_0193c8f0d6a47c21b5e1f0a2b3c4d5e6")]
     pub inquiry: String,
+    /// The most the plan freezes in total, in fen.
+    #[schema(minimum = 1, maximum = 100000000000000_i64)]
     pub amount_fen: i64,
+    #[schema(max_length = 10, format = Date, example = "2027-05-26")]
     pub end_date: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "input::objects")]
+    #[schema(max_items = 2)]
     pub documents: Vec<DocumentBody>,
+}
+
+impl input::Normalise for PlanBody {
+    fn normalise(&mut self) -> Result<(), ApiError> {
+        self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
+        self.subject.normalise("subject")?;
+        normalise_officers(&mut self.officers)?;
+        self.inquiry = input::text("inquiry", &self.inquiry, input::ID_MAX)?;
+        input::amount("amount_fen", self.amount_fen)?;
+        self.end_date = input::text("end_date", &self.end_date, 16)?;
+        normalise_documents(&mut self.documents)
+    }
 }
 
 /// One account a plan may freeze.

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::transport::Transport;
 
 /// What a successful reload put in place.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadSummary {
     pub status: &'static str,
     /// The new set's version; new inquiries record it.

@@ -21,7 +21,7 @@ use crate::store::{AuditStore, Checkpoint, StoreError};
 /// Rows read per page.
 const PAGE: i64 = 5_000;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     /// Rows checked (up to the first bad one).

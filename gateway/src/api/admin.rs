@@ -12,6 +12,16 @@ use crate::state::AppState;
 /// `POST /v1/admin/reload`: reload the agency and dialect files. 200 with
 /// the new set's summary; 422 `invalid_configuration` with every error (file
 /// and line) when the files are wrong, the running set staying.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reload",
+    tag = "admin",
+    responses(
+        (status = 200, description = "The new set is in place.", body = ReloadSummary),
+        (status = 422, description = "`invalid_configuration`: the files hold errors, listed in `details` with file and line; the running set stays.", body = crate::api::schema::ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn reload(
     State(state): State<AppState>,
     caller: Caller,

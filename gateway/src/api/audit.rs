@@ -2,35 +2,62 @@
 //! recorded in the log it reads.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::extract::ApiQuery;
+use crate::api::extract::{ApiPath, ApiQuery, filter, page_limit};
 use crate::api::inbound;
+use crate::api::schema::ErrorBody;
 use crate::audit::{AuditFilter, AuditRecord, StoredAuditEvent};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
+use crate::input::FILTER_MAX;
 use crate::inquiry::timestamp;
 use crate::state::AppState;
 use crate::store::Window;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
+    /// Rows about this case.
+    #[param(min_length = 1, max_length = 64)]
     case_number: Option<String>,
+    /// Rows about this subject: an identity number or credit code.
+    #[param(min_length = 1, max_length = 200)]
     subject: Option<String>,
+    /// Rows of exchanges with this agency.
+    #[param(min_length = 1, max_length = 200)]
     agency: Option<String>,
+    /// Rows of this caller.
+    #[param(min_length = 1, max_length = 200)]
     caller: Option<String>,
+    /// Rows naming an officer that contains this text (name, work card or
+    /// credential number; ASCII letters in either case; taken literally).
+    #[param(min_length = 1, max_length = 200)]
     officer: Option<String>,
+    /// Rows of this action (`inquiry.create`, `order.create`, `auth.refused` ...).
+    #[param(min_length = 1, max_length = 200)]
     action: Option<String>,
+    /// Rows of this inquiry, order or plan id.
+    #[param(min_length = 1, max_length = 200)]
     inquiry: Option<String>,
+    /// From this instant (RFC 3339), inclusive.
+    #[param(format = DateTime, max_length = 64)]
     from: Option<String>,
+    /// Before this instant (RFC 3339).
+    #[param(format = DateTime, max_length = 64)]
     to: Option<String>,
+    /// Rows per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `next_cursor` of the page before.
+    #[param(max_length = 20, pattern = "^[0-9]+$")]
     cursor: Option<String>,
 }
 
@@ -71,6 +98,24 @@ fn event_json(e: &StoredAuditEvent) -> Value {
     })
 }
 
+/// Query the audit log: who asked what about whom, under which case, and
+/// what came back. JSON, or CSV with `Accept: text/csv` (cells a
+/// spreadsheet would run as formulas are neutralised). The query is itself
+/// recorded.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    tag = "audit",
+    params(EventParams),
+    responses(
+        (status = 200, description = "A page of rows, oldest first.", content(
+            (crate::api::schema::AuditEventsPage = "application/json"),
+            (String = "text/csv", example = "seq,at,direction,caller,officers,case_number,subject,agency,action,inquiry_id,request_number,status,latency_ms,body_sha256,prev_hash,hash,next_cursor"),
+        )),
+        (status = 422, description = "A filter holds a character no value can hold, or is too long.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,12 +123,7 @@ pub async fn events(
     ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Auditor])?;
-    let limit = p.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(
-            ApiError::bad_request("invalid_query", "limit is 1 to 1000").with_field("limit")
-        );
-    }
+    let limit = page_limit(p.limit, 100, 1000)?;
     let after_seq = p
         .cursor
         .as_deref()
@@ -95,13 +135,13 @@ pub async fn events(
         })
         .transpose()?;
     let filter = AuditFilter {
-        case_number: p.case_number,
-        subject: p.subject,
-        agency: p.agency,
-        caller: p.caller,
-        officer: p.officer,
-        action: p.action,
-        inquiry_id: p.inquiry,
+        case_number: filter("case_number", p.case_number, FILTER_MAX)?,
+        subject: filter("subject", p.subject, FILTER_MAX)?,
+        agency: filter("agency", p.agency, FILTER_MAX)?,
+        caller: filter("caller", p.caller, FILTER_MAX)?,
+        officer: filter("officer", p.officer, FILTER_MAX)?,
+        action: filter("action", p.action, FILTER_MAX)?,
+        inquiry_id: filter("inquiry", p.inquiry, FILTER_MAX)?,
         from_ms: parse_time("from", p.from.as_deref())?,
         to_ms: parse_time("to", p.to.as_deref())?,
         after_seq,
@@ -212,7 +252,17 @@ fn csv_response(
     Ok(response)
 }
 
-/// `GET /v1/audit/verify`: the chain and the signed checkpoints, checked.
+/// Verify the audit log: the hash chain and the signed checkpoints. Names
+/// the first row anyone altered.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    responses(
+        (status = 200, description = "The verification's result (`ok` false names the first bad row).", body = crate::verify::VerifyReport),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,13 +288,34 @@ pub async fn verify(
     Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct QuestionParams {
+    /// From this instant (RFC 3339), inclusive.
+    #[param(format = DateTime, max_length = 64)]
     from: Option<String>,
+    /// Before this instant (RFC 3339).
+    #[param(format = DateTime, max_length = 64)]
     to: Option<String>,
+    /// `officer-volume` only (required there): requests per officer and
+    /// civil day above which a day is listed.
+    #[param(minimum = 0, maximum = 1000000)]
     threshold: Option<i64>,
+    /// At most this many answers (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<i64>,
+}
+
+/// The questions auditors ask.
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum Question {
+    SubjectsInSeveralCases,
+    OfficersOutsideTheirCourt,
+    OfficerVolume,
+    DocumentMismatches,
 }
 
 /// `GET /v1/audit/questions/{question}`: the questions auditors ask.
@@ -257,10 +328,21 @@ pub struct QuestionParams {
 ///   civil day (UTC+8);
 /// - `document-mismatches`: orders whose agency acknowledged other
 ///   documents, or other digests, than were sent.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/questions/{question}",
+    tag = "audit",
+    params(("question" = inline(Question), Path, description = "Which question."), QuestionParams),
+    responses(
+        (status = 200, description = "The answer: one list named after what it holds.", body = crate::api::schema::QuestionAnswer),
+        (status = 404, description = "`not_found`: no such question.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn question(
     State(state): State<AppState>,
     caller: Caller,
-    Path(question): Path<String>,
+    ApiPath(question): ApiPath<String>,
     ApiQuery(p): ApiQuery<QuestionParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor])?;
@@ -268,7 +350,13 @@ pub async fn question(
         from_ms: parse_time("from", p.from.as_deref())?,
         to_ms: parse_time("to", p.to.as_deref())?,
     };
-    let limit = p.limit.unwrap_or(1000).clamp(1, 10_000);
+    let limit = page_limit(p.limit, 1000, 10_000)?;
+    if p.threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
+        return Err(
+            ApiError::bad_request("invalid_query", "threshold is 0 to 1000000")
+                .with_field("threshold"),
+        );
+    }
     let known = [
         "subjects-in-several-cases",
         "officers-outside-their-court",
@@ -370,10 +458,22 @@ pub async fn question(
     Ok(Json(answer))
 }
 
+/// Read one row of the audit log, with the message body where it is kept.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events/{seq}",
+    tag = "audit",
+    params(("seq" = i64, Path, minimum = 1, description = "The row's sequence number.")),
+    responses(
+        (status = 200, description = "The row.", body = crate::api::schema::AuditEvent),
+        (status = 404, description = "`not_found`: no row with that number.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn event(
     State(state): State<AppState>,
     caller: Caller,
-    Path(seq): Path<String>,
+    ApiPath(seq): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor])?;
     let seq: i64 = seq

@@ -9,7 +9,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -18,14 +18,32 @@ use subtle::ConstantTimeEq;
 
 use adapters::dialect::WireReply;
 
+use crate::api::extract::ApiPath;
 use crate::audit::{AuditRecord, Direction};
 use crate::dispatch::{reply_failure, update_for};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// Results an agency pushes (agencies whose dialect answers by callback).
+/// The body is the agency's own message format (XML or JSON, as its
+/// dialect says); it is recorded before it is read.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{agency}",
+    tag = "callbacks",
+    params(("agency" = String, Path, max_length = 64, description = "The agency's id.")),
+    request_body(description = "The agency's message, in its dialect's format.", content(
+        (String = "application/json"), (String = "application/xml"), (String = "text/xml"))),
+    responses(
+        (status = 200, description = "Which results were taken and which ignored.", body = crate::api::schema::CallbackAck),
+        (status = 400, description = "`bad_callback`: the message cannot be read in the agency's dialect; or a malformed request.", body = crate::api::schema::ErrorBody),
+        (status = 404, description = "`not_found`: no agency with that id takes callbacks here.", body = crate::api::schema::ErrorBody),
+    ),
+    security(("agency_token" = [])),
+)]
 pub async fn receive(
     State(state): State<AppState>,
-    Path(agency_id): Path<String>,
+    ApiPath(agency_id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {

@@ -4,27 +4,54 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, case_filter, page_limit};
 use crate::api::inbound;
+use crate::api::schema::ErrorBody;
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::inquiry::{self, InquiryBody, officer_labels};
+use crate::inquiry::{self, InquiryBody, InquiryView, officer_labels};
 use crate::state::AppState;
 use crate::store::{InquiryRecord, NewInquiry, TaskRecord};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CreateParams {
+    /// Seconds to wait for every agency to answer before answering (0 to
+    /// the configured `inquiries.max_wait_secs`, 30 by default): 200 when
+    /// the inquiry completed within it, 202 otherwise.
     #[serde(default)]
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 30)]
     wait: Option<String>,
 }
 
+/// Start an asset inquiry.
+///
+/// Validates the case number, the subject's identifier, the officers and
+/// the scope, records the request in the audit log, stores the inquiry
+/// with one task per agency, and answers 202 with it (or waits up to
+/// `wait` seconds and answers 200 once every agency answered).
+#[utoipa::path(
+    post,
+    path = "/v1/inquiries",
+    tag = "inquiries",
+    params(CreateParams),
+    request_body(content = InquiryBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Completed within `wait`.", body = InquiryView),
+        (status = 202, description = "Accepted and stored; read it at `GET /v1/inquiries/{id}`.", body = InquiryView),
+        (status = 422, description = "Valid JSON, invalid content: a bad case number or identity \
+            checksum, no officer, an unknown or disabled agency ... (`field` names it).", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,10 +194,22 @@ fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<inquiry::Inquiry
     })
 }
 
+/// Read an inquiry: its status, each agency's answer and the assets found.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiries/{id}",
+    tag = "inquiries",
+    params(("id" = String, Path, max_length = 64, description = "The inquiry's id (`inq_...`).")),
+    responses(
+        (status = 200, description = "The inquiry.", body = InquiryView),
+        (status = 404, description = "`not_found`: no inquiry with that id for this caller.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<inquiry::InquiryView>, ApiError> {
     caller.require(&[Role::Enforcement])?;
     let found = state.store.inquiry_with_tasks(&id).await?;
@@ -207,25 +246,43 @@ pub async fn get(
     Ok(Json(view(&record, &tasks)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// The case whose inquiries to list (required).
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 64,
+        example = "(2024)甘0503执1234号"
+    )]
     case_number: Option<String>,
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// List a case's inquiries made by this caller.
+#[utoipa::path(
+    get,
+    path = "/v1/inquiries",
+    tag = "inquiries",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The case's inquiries.", body = crate::api::schema::InquiryList),
+        (status = 422, description = "`invalid_value`: the case number is not one.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(&[Role::Enforcement])?;
-    let raw = params
-        .case_number
-        .ok_or_else(|| ApiError::invalid("case_number", "case_number is required"))?;
-    let case = adapters::ids::CaseNumber::parse(&raw)
-        .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
-    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let case = case_filter(params.case_number.as_deref())?;
+    let limit = page_limit(params.limit, 100, 1000)?;
     inbound(
         &state,
         &caller,

@@ -7,19 +7,23 @@ mod callbacks;
 pub mod extract;
 mod health;
 mod inquiries;
+pub mod openapi;
 mod orders;
+pub mod schema;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::audit::{AuditRecord, Direction};
 use crate::auth::{Caller, Role};
@@ -28,25 +32,11 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_request_bytes;
-    Router::new()
-        .route("/v1/inquiries", get(inquiries::list).post(inquiries::create))
-        .route("/v1/inquiries/{id}", get(inquiries::get))
-        .route("/v1/orders", get(orders::list).post(orders::create))
-        .route("/v1/orders/{id}", get(orders::get))
-        .route("/v1/freeze-plans", post(orders::create_plan))
-        .route("/v1/freeze-plans/{id}", get(orders::get_plan))
-        .route("/v1/audit/events", get(audit::events))
-        .route("/v1/audit/events/{seq}", get(audit::event))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/audit/questions/{question}", get(audit::question))
-        .route("/v1/agencies", get(agencies))
-        .route("/v1/admin/reload", post(admin::reload))
-        .route("/v1/callbacks/{agency}", post(callbacks::receive))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    let (routes, doc) = documented();
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(OpenApiJson(openapi::document(&doc))))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(reject_nul))
         .layer(
@@ -67,6 +57,48 @@ pub fn router(state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+/// Every route of the API, each registered with its OpenAPI description:
+/// a route cannot be added here without one, and the document
+/// (`GET /openapi.json`) is made from the same registrations.
+pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(inquiries::list, inquiries::create))
+        .routes(routes!(inquiries::get))
+        .routes(routes!(orders::list, orders::create))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::create_plan))
+        .routes(routes!(orders::get_plan))
+        .routes(routes!(audit::events))
+        .routes(routes!(audit::event))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::question))
+        .routes(routes!(agencies))
+        .routes(routes!(admin::reload))
+        .routes(routes!(callbacks::receive))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    utoipa::Modify::modify(&openapi::CommonResponses, &mut doc);
+    (routes, doc)
+}
+
+/// The OpenAPI document of the API (as `GET /openapi.json` serves it).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented().1
+}
+
+#[derive(Clone)]
+struct OpenApiJson(bytes::Bytes);
+
+/// This API's OpenAPI 3.1 document: every route, body, answer and error.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object)))]
+async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
+    openapi::serve(doc.0)
 }
 
 /// Records an authenticated inbound call. If the audit log cannot take it,
@@ -92,6 +124,15 @@ pub(crate) async fn inbound(
         .await?)
 }
 
+/// The connected agencies: id, kind, dialect, whether enabled, the
+/// breaker's state, limits and business hours.
+#[utoipa::path(
+    get,
+    path = "/v1/agencies",
+    tag = "agencies",
+    responses((status = 200, description = "The agency set in use.", body = schema::AgencyList)),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Enforcement, Role::Admin])?;
     inbound(

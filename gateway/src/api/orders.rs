@@ -4,14 +4,16 @@
 //! body it is a 409.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
 
-use crate::api::extract::{ApiJson, ApiQuery};
+use crate::api::extract::{ApiJson, ApiPath, ApiQuery, case_filter, page_limit, single_header};
 use crate::api::inbound;
+use crate::api::schema::{ErrorBody, OrderView, PlanView};
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -33,7 +35,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
         )
         .with_field("Idempotency-Key")
     };
-    let value = headers.get(KEY_HEADER).ok_or_else(missing)?;
+    let value = single_header(headers, KEY_HEADER)?.ok_or_else(missing)?;
     let key = value.to_str().map_err(|_| missing())?.trim();
     if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(missing());
@@ -71,6 +73,26 @@ fn order_fields(o: &OrderRecord) -> AuditRecord {
     }
 }
 
+/// Send a control order: freeze, renew, release, deduct, seal, renew or
+/// release a seal.
+///
+/// Checked against the law's terms, documents and officers, recorded in
+/// the audit log and stored before the 202; delivered to the agency
+/// exactly once. Orders on one asset or one measure are decided one at a
+/// time. `docs/orders.md` explains every field and rule.
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
+    request_body(content = OrderBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted and stored (or, with `idempotent-replayed: true`, the order this key made before).", body = OrderView),
+        (status = 409, description = "`idempotency_conflict`, or the order conflicts with one decided before it on the same measure (a release already on its way ...).", body = ErrorBody),
+        (status = 422, description = "Valid JSON, invalid content: the law's rules (`term_too_long`, `missing_document`, `too_few_officers`, `duplicate_officer`, `deduction_exceeds_freeze`, `measure_not_in_force` ...), `field` naming the field.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,10 +236,22 @@ async fn replay(
     Ok(accepted(order::view(&existing), true))
 }
 
+/// Read a control order: its status and what the agency controlled.
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, max_length = 64, description = "The order's id (`ord_...`).")),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 404, description = "`not_found`: no order with that id for this caller.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Enforcement])?;
     let record = state.store.order(&id).await?;
@@ -249,32 +283,53 @@ pub async fn get(
     Ok(Json(order::view(&record)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// The case whose orders to list (required).
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 64,
+        example = "(2024)甘0503执1234号"
+    )]
     case_number: Option<String>,
+    /// Only measures ending before this civil date (UTC+8): what needs
+    /// renewing.
+    #[param(max_length = 10, format = Date, example = "2027-06-01")]
     expiring_before: Option<String>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// List a case's control orders made by this caller.
+#[utoipa::path(
+    get,
+    path = "/v1/orders",
+    tag = "orders",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The case's orders.", body = crate::api::schema::OrderList),
+        (status = 422, description = "`invalid_value`: the case number or date is not one.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Enforcement])?;
-    let raw = params
-        .case_number
-        .ok_or_else(|| ApiError::invalid("case_number", "case_number is required"))?;
-    let case = adapters::ids::CaseNumber::parse(&raw)
-        .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    let case = case_filter(params.case_number.as_deref())?;
     let before = params
         .expiring_before
         .as_deref()
         .map(|d| parse_date("expiring_before", d))
         .transpose()?
         .map(|d| d.format("%Y-%m-%d").to_string());
-    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(params.limit, 100, 1000)?;
     inbound(
         &state,
         &caller,
@@ -295,6 +350,24 @@ pub async fn list(
     Ok(Json(json!({ "orders": orders })))
 }
 
+/// Start a freeze plan: freeze up to `amount_fen` in total across the
+/// accounts a completed inquiry found, never more.
+///
+/// Shortfalls move on to the next account; waiting freezes are released
+/// at once. `docs/orders.md` ("Freeze plans") explains it.
+#[utoipa::path(
+    post,
+    path = "/v1/freeze-plans",
+    tag = "freeze-plans",
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
+    request_body(content = PlanBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted and stored (or the plan this key made before).", body = PlanView),
+        (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
+        (status = 422, description = "Valid JSON, invalid content (the inquiry is unknown or still running, a bad term, documents or officers ...).", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn create_plan(
     State(state): State<AppState>,
     caller: Caller,
@@ -406,10 +479,22 @@ pub async fn create_plan(
     Ok(accepted(plan::view(&stored, &[]), false))
 }
 
+/// Read a freeze plan: its status, its orders and what they control.
+#[utoipa::path(
+    get,
+    path = "/v1/freeze-plans/{id}",
+    tag = "freeze-plans",
+    params(("id" = String, Path, max_length = 64, description = "The plan's id (`fpl_...`).")),
+    responses(
+        (status = 200, description = "The plan.", body = PlanView),
+        (status = 404, description = "`not_found`: no plan with that id for this caller.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
 pub async fn get_plan(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Enforcement])?;
     let record = state.store.plan(&id).await?;

@@ -1033,9 +1033,9 @@ impl AuditStore for PgStore {
         }
         if let Some(officer) = &f.officer {
             // Officers are stored as a JSON array of "name (credential)"
-            // strings; a substring of one, ASCII letters in either case, as
-            // SQLite's LIKE '%...%' (with '%' and '_' left out) matches.
-            let needle = officer.replace(['%', '_'], "").to_ascii_lowercase();
+            // strings; the filter is a substring of one, ASCII letters in
+            // either case, taken literally (as on SQLite).
+            let needle = officer.to_ascii_lowercase();
             q.push(format!(
                 " AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(audit_events.officers) \
                  AS o (officer) WHERE strpos(translate(o.officer, '{ASCII_UPPER}', \

@@ -896,12 +896,16 @@ impl AuditStore for SqliteStore {
             }
         }
         if let Some(officer) = &f.officer {
-            // Officers are stored as a JSON array of "name (credential)" strings.
+            // Officers are stored as a JSON array of "name (credential)"
+            // strings; the filter is a substring of one, ASCII letters in
+            // either case, taken literally: `%` and `_` are characters
+            // like any other (`lower` folds ASCII only, as on PostgreSQL).
             q.push(
-                " AND EXISTS (SELECT 1 FROM json_each(audit_events.officers) o WHERE o.value LIKE ",
+                " AND EXISTS (SELECT 1 FROM json_each(audit_events.officers) o \
+                 WHERE instr(lower(o.value), ",
             )
-            .push_bind(format!("%{}%", officer.replace(['%', '_'], "")))
-            .push(")");
+            .push_bind(officer.to_ascii_lowercase())
+            .push(") > 0)");
         }
         if let Some(from) = f.from_ms {
             q.push(" AND at_ms >= ").push_bind(from);

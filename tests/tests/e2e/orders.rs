@@ -190,7 +190,7 @@ async fn every_rule_of_the_law_is_a_422_with_its_reason(backend: Backend) -> any
         &sys,
         "r7",
         &twice,
-        "invalid_value",
+        "duplicate_officer",
         "officers[1].credential_no",
     )
     .await?;
