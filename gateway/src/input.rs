@@ -100,11 +100,12 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
             ),
         ));
     }
-    let trimmed = normal.trim();
-    if trimmed.chars().count() > max {
+    // The bound holds for the text as sent (spaces around it included),
+    // as the OpenAPI document publishes it.
+    if normal.chars().count() > max {
         return Err(too_long(field, max));
     }
-    Ok(trimmed.to_owned())
+    Ok(normal.trim().to_owned())
 }
 
 /// Like [`text`], in one letter case (upper): for identifiers, so that

@@ -15,6 +15,7 @@ use crate::state::AppState;
 #[utoipa::path(
     post,
     path = "/v1/admin/reload",
+    operation_id = "reload_agencies",
     tag = "admin",
     responses(
         (status = 200, description = "The new set is in place.", body = ReloadSummary),

@@ -105,6 +105,7 @@ fn event_json(e: &StoredAuditEvent) -> Value {
 #[utoipa::path(
     get,
     path = "/v1/audit/events",
+    operation_id = "list_audit_events",
     tag = "audit",
     params(EventParams),
     responses(
@@ -128,10 +129,15 @@ pub async fn events(
         .cursor
         .as_deref()
         .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::bad_request("invalid_query", "cursor is not one this API gave out")
-                    .with_field("cursor")
-            })
+            // Cursors are the row numbers this API gives out: digits only.
+            let digits = !c.is_empty() && c.len() <= 20 && c.bytes().all(|b| b.is_ascii_digit());
+            digits
+                .then(|| c.parse::<i64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", "cursor is not one this API gave out")
+                        .with_field("cursor")
+                })
         })
         .transpose()?;
     let filter = AuditFilter {
@@ -257,6 +263,7 @@ fn csv_response(
 #[utoipa::path(
     get,
     path = "/v1/audit/verify",
+    operation_id = "verify_audit_log",
     tag = "audit",
     responses(
         (status = 200, description = "The verification's result (`ok` false names the first bad row).", body = crate::verify::VerifyReport),
@@ -331,6 +338,7 @@ pub enum Question {
 #[utoipa::path(
     get,
     path = "/v1/audit/questions/{question}",
+    operation_id = "ask_audit_question",
     tag = "audit",
     params(("question" = inline(Question), Path, description = "Which question."), QuestionParams),
     responses(
@@ -462,6 +470,7 @@ pub async fn question(
 #[utoipa::path(
     get,
     path = "/v1/audit/events/{seq}",
+    operation_id = "get_audit_event",
     tag = "audit",
     params(("seq" = i64, Path, minimum = 1, description = "The row's sequence number.")),
     responses(

@@ -10,7 +10,6 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -18,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use adapters::dialect::WireReply;
 
-use crate::api::extract::ApiPath;
+use crate::api::extract::{ApiPath, single_header};
 use crate::audit::{AuditRecord, Direction};
 use crate::dispatch::{reply_failure, update_for};
 use crate::error::ApiError;
@@ -30,6 +29,7 @@ use crate::state::AppState;
 #[utoipa::path(
     post,
     path = "/v1/callbacks/{agency}",
+    operation_id = "receive_callback",
     tag = "callbacks",
     params(("agency" = String, Path, max_length = 64, description = "The agency's id.")),
     request_body(description = "The agency's message, in its dialect's format.", content(
@@ -47,6 +47,8 @@ pub async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // As on the API: one Authorization header, or none.
+    let authorization = single_header(&headers, "authorization")?;
     let current = state.agencies.current();
     let link = current
         .get(&agency_id)
@@ -59,8 +61,7 @@ pub async fn receive(
         .as_deref()
         .and_then(|h| hex::decode(h).ok())
         .unwrap_or_default();
-    let presented = headers
-        .get(AUTHORIZATION)
+    let presented = authorization
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| Sha256::digest(t.trim().as_bytes()).to_vec())
@@ -81,9 +82,10 @@ pub async fn receive(
             ApiError::bad_request("unreadable_body", e.body_text())
         }
     })?;
+    let content_type = message_type(&headers)?;
     let reply = WireReply {
         status: 200,
-        content_type: headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        content_type: Some(content_type),
         body: &body,
     };
     let record = |action: &str, status: String| AuditRecord {
@@ -164,4 +166,32 @@ pub async fn receive(
     }
     tracing::info!(agency = %agency_id, accepted = accepted.len(), ignored = ignored.len(), "callback");
     Ok(Json(json!({"accepted": accepted, "ignored": ignored})))
+}
+
+/// The callback's declared type: one `Content-Type`, JSON or XML (the
+/// formats dialects speak); anything else is a 415, as on the API.
+fn message_type(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let unsupported = || {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a callback is JSON or XML, sent with its Content-Type",
+        )
+        .with_field("Content-Type")
+    };
+    let value = single_header(headers, "content-type")?
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unsupported)?;
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let known = matches!(
+        essence.as_str(),
+        "application/json" | "application/xml" | "text/xml"
+    ) || essence.ends_with("+json")
+        || essence.ends_with("+xml");
+    if known { Ok(value) } else { Err(unsupported()) }
 }

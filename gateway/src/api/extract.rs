@@ -166,9 +166,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 
 /// The `case_number` a list is asked for: required, a case number.
 pub fn case_filter(raw: Option<&str>) -> Result<adapters::ids::CaseNumber, ApiError> {
-    let raw = raw.ok_or_else(|| {
-        ApiError::bad_request("invalid_query", "case_number is required").with_field("case_number")
-    })?;
+    let raw = raw.ok_or_else(|| ApiError::invalid("case_number", "case_number is required"))?;
     let raw = crate::input::text("case_number", raw, crate::input::CASE_NUMBER_MAX)?;
     adapters::ids::CaseNumber::parse(&raw)
         .map_err(|e| ApiError::invalid("case_number", e.to_string()))

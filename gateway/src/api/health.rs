@@ -8,14 +8,14 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 /// Alive: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, description = "Alive.", body = crate::api::schema::Health)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Ready when the store takes writes: without it the gateway refuses work.
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready.", body = crate::api::schema::Readiness),
         (status = 503, description = "Not ready: the store does not take writes.", body = crate::api::schema::Readiness),
@@ -36,7 +36,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
 /// Prometheus metrics (OpenMetrics text), no auth: no label carries
 /// personal data. The breaker states are read from the guards, the queue
 /// gauges sampled from the store, at each scrape.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses((status = 200, description = "Prometheus metrics (OpenMetrics text).",
         content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {

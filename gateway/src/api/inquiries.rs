@@ -41,12 +41,14 @@ pub struct CreateParams {
 #[utoipa::path(
     post,
     path = "/v1/inquiries",
+    operation_id = "create_inquiry",
     tag = "inquiries",
     params(CreateParams),
     request_body(content = InquiryBody, content_type = "application/json"),
     responses(
         (status = 200, description = "Completed within `wait`.", body = InquiryView),
-        (status = 202, description = "Accepted and stored; read it at `GET /v1/inquiries/{id}`.", body = InquiryView),
+        (status = 202, description = "Accepted and stored; read it at `GET /v1/inquiries/{id}`.", body = InquiryView,
+            links(("read" = (operation_id = "get_inquiry", parameters(("id" = "$response.body#/id")))))),
         (status = 422, description = "Valid JSON, invalid content: a bad case number or identity \
             checksum, no officer, an unknown or disabled agency ... (`field` names it).", body = ErrorBody),
     ),
@@ -198,6 +200,7 @@ fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<inquiry::Inquiry
 #[utoipa::path(
     get,
     path = "/v1/inquiries/{id}",
+    operation_id = "get_inquiry",
     tag = "inquiries",
     params(("id" = String, Path, max_length = 64, description = "The inquiry's id (`inq_...`).")),
     responses(
@@ -267,6 +270,7 @@ pub struct ListParams {
 #[utoipa::path(
     get,
     path = "/v1/inquiries",
+    operation_id = "list_inquiries",
     tag = "inquiries",
     params(ListParams),
     responses(

@@ -95,7 +95,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 struct OpenApiJson(bytes::Bytes);
 
 /// This API's OpenAPI 3.1 document: every route, body, answer and error.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", tag = "operations",
     responses((status = 200, description = "The OpenAPI document.", content_type = "application/json", body = Object)))]
 async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> Response {
     openapi::serve(doc.0)
@@ -129,6 +129,7 @@ pub(crate) async fn inbound(
 #[utoipa::path(
     get,
     path = "/v1/agencies",
+    operation_id = "list_agencies",
     tag = "agencies",
     responses((status = 200, description = "The agency set in use.", body = schema::AgencyList)),
     security(("caller_token" = []), ("caller_certificate" = [])),
@@ -205,7 +206,7 @@ async fn reject_nul(request: axum::extract::Request, next: axum::middleware::Nex
 }
 
 async fn not_found() -> Response {
-    ApiError::not_found("no such endpoint; see api.md").into_response()
+    ApiError::not_found("no such endpoint; GET /openapi.json lists every one").into_response()
 }
 
 async fn method_not_allowed() -> Response {

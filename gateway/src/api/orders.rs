@@ -83,11 +83,13 @@ fn order_fields(o: &OrderRecord) -> AuditRecord {
 #[utoipa::path(
     post,
     path = "/v1/orders",
+    operation_id = "create_order",
     tag = "orders",
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, pattern = "^[!-~]{1,200}$", description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
     request_body(content = OrderBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted and stored (or, with `idempotent-replayed: true`, the order this key made before).", body = OrderView),
+        (status = 202, description = "Accepted and stored (or, with `idempotent-replayed: true`, the order this key made before).", body = OrderView,
+            links(("read" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")))))),
         (status = 409, description = "`idempotency_conflict`, or the order conflicts with one decided before it on the same measure (a release already on its way ...).", body = ErrorBody),
         (status = 422, description = "Valid JSON, invalid content: the law's rules (`term_too_long`, `missing_document`, `too_few_officers`, `duplicate_officer`, `deduction_exceeds_freeze`, `measure_not_in_force` ...), `field` naming the field.", body = ErrorBody),
     ),
@@ -240,6 +242,7 @@ async fn replay(
 #[utoipa::path(
     get,
     path = "/v1/orders/{id}",
+    operation_id = "get_order",
     tag = "orders",
     params(("id" = String, Path, max_length = 64, description = "The order's id (`ord_...`).")),
     responses(
@@ -308,6 +311,7 @@ pub struct ListParams {
 #[utoipa::path(
     get,
     path = "/v1/orders",
+    operation_id = "list_orders",
     tag = "orders",
     params(ListParams),
     responses(
@@ -358,11 +362,13 @@ pub async fn list(
 #[utoipa::path(
     post,
     path = "/v1/freeze-plans",
+    operation_id = "create_freeze_plan",
     tag = "freeze-plans",
-    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
+    params(("Idempotency-Key" = String, Header, min_length = 1, max_length = 200, pattern = "^[!-~]{1,200}$", description = "Required: the same key with the same body returns what the first call stored (202, header `idempotent-replayed: true`); with another body it is a 409. 1 to 200 visible ASCII characters.")),
     request_body(content = PlanBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Accepted and stored (or the plan this key made before).", body = PlanView),
+        (status = 202, description = "Accepted and stored (or the plan this key made before).", body = PlanView,
+            links(("read" = (operation_id = "get_freeze_plan", parameters(("id" = "$response.body#/id")))))),
         (status = 409, description = "`idempotency_conflict`.", body = ErrorBody),
         (status = 422, description = "Valid JSON, invalid content (the inquiry is unknown or still running, a bad term, documents or officers ...).", body = ErrorBody),
     ),
@@ -483,6 +489,7 @@ pub async fn create_plan(
 #[utoipa::path(
     get,
     path = "/v1/freeze-plans/{id}",
+    operation_id = "get_freeze_plan",
     tag = "freeze-plans",
     params(("id" = String, Path, max_length = 64, description = "The plan's id (`fpl_...`).")),
     responses(
