@@ -16,7 +16,7 @@ use crate::api::schema::ErrorBody;
 use crate::audit::{AuditFilter, AuditRecord, StoredAuditEvent};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::input::FILTER_MAX;
+use crate::input::{CASE_NUMBER_MAX, FILTER_MAX};
 use crate::inquiry::timestamp;
 use crate::state::AppState;
 use crate::store::Window;
@@ -141,7 +141,7 @@ pub async fn events(
         })
         .transpose()?;
     let filter = AuditFilter {
-        case_number: filter("case_number", p.case_number, FILTER_MAX)?,
+        case_number: filter("case_number", p.case_number, CASE_NUMBER_MAX)?,
         subject: filter("subject", p.subject, FILTER_MAX)?,
         agency: filter("agency", p.agency, FILTER_MAX)?,
         caller: filter("caller", p.caller, FILTER_MAX)?,

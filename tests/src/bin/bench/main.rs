@@ -1,4 +1,4 @@
-//! `cargo run --release -p e2e-tests --bin bench`: issue 7's end-to-end
+//! `cargo run --release -p e2e-tests --bin bench`: the end-to-end
 //! benchmark. Starts the mock bank fleet (`mock-agencies --banks 4000`) and
 //! the gateway (`gateway serve`, release build, generated configuration,
 //! fresh database) as processes of their own, drives them from this
@@ -34,7 +34,7 @@ use crate::system::{Backend, Mocks};
 #[derive(Parser)]
 #[command(
     name = "bench",
-    about = "Issue 7's benchmark: the gateway against the direct and nginx baselines"
+    about = "The benchmark: the gateway against the direct and nginx baselines"
 )]
 struct Args {
     /// Short steps and holds, small fleet batches: a smoke run (the

@@ -195,7 +195,7 @@ pub struct OrderScenario {
     pub timed_out: bool,
 }
 
-/// A target of issue 7 with the figure measured for it.
+/// A target of the benchmark with the figure measured for it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     pub target: String,
@@ -600,8 +600,7 @@ fn audit_figure(capacity: Option<(f64, usize)>, load: Option<f64>, scenario: &st
 }
 
 pub fn targets_table(targets: &[TargetCheck]) -> String {
-    let mut out =
-        "### Issue 7's targets\n\n| target | measured | verdict |\n|---|---|---|\n".to_owned();
+    let mut out = "### The targets\n\n| target | measured | verdict |\n|---|---|---|\n".to_owned();
     for t in targets {
         let verdict = match t.met {
             Some(true) => "met",
@@ -613,7 +612,7 @@ pub fn targets_table(targets: &[TargetCheck]) -> String {
     out
 }
 
-/// The targets of issue 7, each with what this run measured.
+/// The benchmark's targets, each with what this run measured.
 pub fn check_targets(r: &Results) -> Vec<TargetCheck> {
     let mut t = Vec::new();
     let a = r.a.as_ref();

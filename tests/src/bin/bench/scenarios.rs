@@ -1,4 +1,4 @@
-//! The scenarios of issue 7 and their baselines.
+//! The benchmark's scenarios and their baselines.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
