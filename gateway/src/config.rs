@@ -281,6 +281,18 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Largest agency reply the gateway reads (a bigger one is `bad_reply`).
     pub max_reply_bytes: usize,
+    /// Longest path and query a request may have (414 beyond).
+    pub max_uri_bytes: usize,
+    /// How long a client has to send a request's line and headers: on a
+    /// new connection from its opening, on a kept-alive one from the first
+    /// byte of the next request. Then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may take to arrive once the gateway starts
+    /// reading it (408 beyond).
+    pub body_read_timeout_ms: u64,
+    /// How long a kept-alive connection may wait for its next request with
+    /// nothing in flight before the gateway closes it.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -288,6 +300,10 @@ impl Default for Limits {
         Self {
             max_request_bytes: 256 * 1024,
             max_reply_bytes: 8 * 1024 * 1024,
+            max_uri_bytes: 8 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -500,6 +516,17 @@ impl GatewayConfig {
             && let Err(e) = tls.server_config()
         {
             problems.push(e);
+        }
+        let limits = &self.limits;
+        if [
+            limits.header_read_timeout_ms,
+            limits.body_read_timeout_ms,
+            limits.idle_timeout_ms,
+        ]
+        .contains(&0)
+            || limits.max_uri_bytes == 0
+        {
+            problems.push("limits.max_uri_bytes and limits.*_timeout_ms must be positive".into());
         }
         if self.dispatcher.max_in_flight == 0 {
             problems.push("dispatcher.max_in_flight must be positive".into());

@@ -25,6 +25,7 @@ pub mod order_worker;
 pub mod plan;
 pub mod reload;
 pub mod resilience;
+pub mod serve;
 pub mod state;
 pub mod store;
 pub mod task_writer;
@@ -172,27 +173,8 @@ impl Gateway {
                 stopped.clone(),
             ))
         });
-        let app = api::router(state.clone())
-            .into_make_service_with_connect_info::<tls::PeerCertificate>();
-        let mut shutdown = stopped;
-        let stopping = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        let server = match tls_config {
-            None => tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopping)
-                    .await
-            }),
-            Some(tls_config) => {
-                let listener = tls::TlsListener::new(listener, tls_config)?;
-                tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stopping)
-                        .await
-                })
-            }
-        };
+        let app = api::router(state.clone());
+        let server = serve::spawn(listener, tls_config, app, &state.config.limits, stopped)?;
         let current = state.agencies.current();
         tracing::info!(
             %addr,

@@ -218,15 +218,22 @@ pub struct PeerCertificate {
     pub fingerprint: Option<String>,
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificate {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, session) = stream.io().get_ref();
+impl PeerCertificate {
+    /// The certificate the client of a finished handshake presented.
+    pub fn of(stream: &TlsStream<TcpStream>) -> Self {
+        let (_, session) = stream.get_ref();
         Self {
             fingerprint: session
                 .peer_certificates()
                 .and_then(|chain| chain.first())
                 .map(|leaf| fingerprint(leaf.as_ref())),
         }
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificate {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Self::of(stream.io())
     }
 }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod callbacks;
+pub mod edge;
 pub mod extract;
 mod health;
 mod inquiries;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension(OpenApiJson(openapi::document(&doc))))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(reject_nul))
+        .layer(axum::middleware::from_fn_with_state(edge::Edge::new(&state.config.limits), edge::guard))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

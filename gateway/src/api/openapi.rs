@@ -84,7 +84,7 @@ const SHARED: [(&str, &str, &str); 12] = [
     (
         "408",
         "RequestTimeout",
-        "`request_timeout`: the body did not arrive within the server's body timeout.",
+        "`body_timeout`: the body did not arrive within the server's body timeout.",
     ),
     (
         "409",

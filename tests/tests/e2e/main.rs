@@ -6,6 +6,7 @@ mod audit_trail;
 mod bad_input;
 mod business_hours;
 mod callbacks;
+mod connections;
 mod edge;
 mod fail_closed;
 mod fleet;
