@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 mod inquiries;
 mod orders;
+mod refusals;
 
 use axum::Json;
 use axum::Router;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refusals::record))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(reject_nul))
         .layer(

@@ -14,6 +14,7 @@ mod limits;
 mod onboarding;
 mod orders;
 mod plans;
+mod refusals;
 mod reload;
 mod resilience;
 mod roles;
