@@ -6,6 +6,7 @@ mod audit_trail;
 mod bad_input;
 mod business_hours;
 mod callbacks;
+mod csv_injection;
 mod fail_closed;
 mod fleet;
 mod inbound_tls;
