@@ -198,6 +198,16 @@ pub struct AuditSettings {
     pub retention_sweep_secs: u64,
     /// Bound of the writer's queue: beyond it, recording waits.
     pub queue_capacity: usize,
+    /// Refused calls (401, 403) of one source (a caller, or a token's or
+    /// client certificate's fingerprint) recorded one by one per interval;
+    /// beyond, they are only counted (`refusals.rs`).
+    pub refusals_per_source: u32,
+    /// That interval; when it ends, one summary row per source says how
+    /// many refusals were only counted.
+    pub refusal_interval_secs: u64,
+    /// Sources counted at once; refusals of further sources share one
+    /// overflow count.
+    pub refusal_max_sources: usize,
 }
 
 impl Default for AuditSettings {
@@ -210,6 +220,9 @@ impl Default for AuditSettings {
             body_retention_days: None,
             retention_sweep_secs: 3_600,
             queue_capacity: 4_096,
+            refusals_per_source: 20,
+            refusal_interval_secs: 60,
+            refusal_max_sources: 1_024,
         }
     }
 }
@@ -500,6 +513,11 @@ impl GatewayConfig {
             problems.push(
                 "audit.checkpoint_every_rows and audit.queue_capacity must be positive".into(),
             );
+        }
+        if !(1..=crate::refusals::MAX_INTERVAL.as_secs())
+            .contains(&self.audit.refusal_interval_secs)
+        {
+            problems.push("audit.refusal_interval_secs is 1 to 86400".into());
         }
         if self.orders.min_officers == 0 || self.orders.max_in_flight == 0 {
             problems.push("orders.min_officers and orders.max_in_flight must be positive".into());

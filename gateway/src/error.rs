@@ -22,6 +22,15 @@ pub struct ApiError {
     pub retry_after: Option<std::time::Duration>,
 }
 
+/// Marks a refused call (401, 403) on its response, for the middleware that
+/// records refusals in the audit log (`api/refusals.rs`): the one place
+/// that sees every refusal, whichever handler or extractor made it.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub code: &'static str,
+    pub message: String,
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     error: Inner<'a>,
@@ -118,6 +127,15 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            response.extensions_mut().insert(Refused {
+                code: self.code,
+                message: self.message,
+            });
         }
         response
     }

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod order;
 pub mod order_worker;
 pub mod plan;
+pub mod refusals;
 pub mod reload;
 pub mod resilience;
 pub mod serve;
@@ -74,6 +75,7 @@ pub struct Gateway {
     dispatcher: JoinHandle<()>,
     order_worker: JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
+    refusals: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -149,6 +151,7 @@ impl Gateway {
         let inquiries = InquiryWriter::start(store.clone(), INQUIRY_WRITER_QUEUE);
         let state = AppState {
             callers: Callers::from_config(&config.callers),
+            refusals: refusals::RefusalLimiter::from_config(&config.audit),
             inquiries,
             config: Arc::new(config),
             store,
@@ -164,6 +167,12 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));
         let order_worker = tokio::spawn(orders.run(stopped.clone()));
+        let refusals = tokio::spawn(
+            state
+                .refusals
+                .clone()
+                .run(state.audit.clone(), stopped.clone()),
+        );
         let retention = state.config.audit.body_retention_days.map(|days| {
             tokio::spawn(retention(
                 state.store.clone(),
@@ -191,6 +200,7 @@ impl Gateway {
             dispatcher,
             order_worker,
             retention,
+            refusals,
         })
     }
 
@@ -208,6 +218,9 @@ impl Gateway {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        // After the last request: no refusal is counted after its summary.
+        let _ = self.refusals.await;
+        self.state.refusals.flush(&self.state.audit).await;
         let _ = self.dispatcher.await;
         let _ = self.order_worker.await;
         if let Some(r) = self.retention {

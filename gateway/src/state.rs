@@ -32,4 +32,6 @@ pub struct AppState {
     pub orders: OrderWorkerHandle,
     /// Each agency's circuit breaker and rate limiter.
     pub guards: crate::resilience::Guards,
+    /// How many refused calls each source may leave as rows of their own.
+    pub refusals: crate::refusals::RefusalLimiter,
 }

@@ -208,6 +208,17 @@ const CSV_COLUMNS: [&str; 17] = [
     "next_cursor",
 ];
 
+/// A text cell a spreadsheet shows as text rather than runs as a formula:
+/// one that begins with `=`, `+`, `-`, `@`, a tab or a carriage return
+/// gets a leading `'` (OWASP's rule against CSV injection). Officers'
+/// names, case numbers and other fields clients send reach these cells.
+fn inert_cell(mut text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        text.insert(0, '\'');
+    }
+    text
+}
+
 /// The same rows as CSV (RFC 4180, UTF-8). The next page's cursor is in
 /// the `Link`-like header `x-next-cursor` and on the last row's
 /// `next_cursor` column.
@@ -220,24 +231,26 @@ fn csv_response(
     out.write_record(CSV_COLUMNS).map_err(failed)?;
     for (i, e) in events.iter().enumerate() {
         let last = i + 1 == events.len();
-        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let opt = |v: &Option<String>| inert_cell(v.clone().unwrap_or_default());
+        // seq, latency_ms and the cursor are numbers the gateway writes:
+        // left as they are. Every text cell goes through `inert_cell`.
         out.write_record([
             e.seq.to_string(),
-            timestamp(e.at_ms),
-            e.direction.clone(),
+            inert_cell(timestamp(e.at_ms)),
+            inert_cell(e.direction.clone()),
             opt(&e.caller),
-            e.officers.join("; "),
+            inert_cell(e.officers.join("; ")),
             opt(&e.case_number),
             opt(&e.subject),
             opt(&e.agency),
-            e.action.clone(),
+            inert_cell(e.action.clone()),
             opt(&e.inquiry_id),
             opt(&e.request_number),
             opt(&e.status),
             e.latency_ms.map(|l| l.to_string()).unwrap_or_default(),
             opt(&e.body_sha256),
-            e.prev_hash.clone(),
-            e.hash.clone(),
+            inert_cell(e.prev_hash.clone()),
+            inert_cell(e.hash.clone()),
             if last {
                 next_cursor.unwrap_or_default().to_owned()
             } else {
@@ -516,4 +529,37 @@ pub async fn event(
         }
     }
     Ok(Json(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_neutralised() {
+        for (cell, expected) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("@SUM(1+1)", "'@SUM(1+1)"),
+            ("+86 931", "'+86 931"),
+            ("-2+3", "'-2+3"),
+            ("\t=1", "'\t=1"),
+            ("\r=1", "'\r=1"),
+        ] {
+            assert_eq!(inert_cell(cell.into()), expected);
+        }
+    }
+
+    #[test]
+    fn other_cells_are_left_as_they_are() {
+        for cell in [
+            "",
+            "李明 (G620503001/ZX620503001)",
+            "(2024)甘0503执1234号",
+            "a=b",
+            "2024-05-01T08:00:00.000Z",
+            "'=already quoted",
+        ] {
+            assert_eq!(inert_cell(cell.into()), cell);
+        }
+    }
 }

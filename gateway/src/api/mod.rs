@@ -10,6 +10,7 @@ mod health;
 mod inquiries;
 pub mod openapi;
 mod orders;
+mod refusals;
 pub mod schema;
 
 use axum::Json;
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(OpenApiJson(openapi::document(&doc))))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), refusals::record))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(reject_nul))
         .layer(axum::middleware::from_fn_with_state(edge::Edge::new(&state.config.limits), edge::guard))
