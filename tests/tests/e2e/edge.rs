@@ -95,7 +95,9 @@ async fn the_document_describes_exactly_the_routes_the_gateway_serves() -> anyho
     for entry in std::fs::read_dir(&api)? {
         let file = entry?.path();
         let text = std::fs::read_to_string(&file)?;
-        for (n, line) in text.lines().enumerate() {
+        // Unit tests build routers of their own.
+        let served = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (n, line) in served.lines().enumerate() {
             assert!(
                 !line.contains(".route(") && !line.contains(".nest("),
                 "{}:{}: a route added outside the documented registrations",
