@@ -14,6 +14,9 @@
 //!   (less deductions already on their way);
 //! - renew, release and deduct refer to a prior order of the same case,
 //!   caller, agency and asset, whose measure is still in force.
+//! - nothing more is asked of a measure while a release of it is on its
+//!   way, nor a second renewal while one is (409s); these and the amounts
+//!   are judged in the order's turn (`OrderStore::lock_decision`).
 
 use adapters::control::{ControlAction, ControlRequest, ControlStatus, DocumentRef};
 use adapters::ids::CaseNumber;
@@ -854,6 +857,135 @@ pub fn status_of(status: ControlStatus) -> &'static str {
 /// later, and each change is reported).
 pub fn is_decided(status: &str) -> bool {
     !matches!(status, STATUS_ACCEPTED | STATUS_DISPATCHED)
+}
+
+/// How long a request waits for its turn (`OrderStore::lock_decision`)
+/// before it is answered 503: decisions take milliseconds, so only a
+/// stuck store makes one wait this long.
+pub const DECISION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The turn key of an asset at an agency: every order on it (a freeze and
+/// everything acting on that freeze) is decided in this turn. None when
+/// the body names no asset (it is refused anyway).
+pub fn asset_turn_key(agency: &str, asset: &AssetBody) -> Option<String> {
+    let agency = agency.trim();
+    match (&asset.account_number, &asset.unit_number) {
+        (Some(account), _) => Some(format!("asset:{agency}:account:{}", account.trim())),
+        (None, Some(unit)) => Some(format!("asset:{agency}:unit:{}", unit.trim())),
+        (None, None) => None,
+    }
+}
+
+/// The turn key of a caller's idempotency key, for `what` ("order" or
+/// "freeze_plan"): the first request under it decides, the others replay.
+/// (Keys that read alike across the colons only share a turn.)
+pub fn idempotency_turn_key(what: &str, caller: &str, key: &str) -> String {
+    format!("key:{what}:{caller}:{key}")
+}
+
+/// The turn keys of an order: its idempotency key and its asset, which an
+/// order acting on a measure takes from its prior order (as stored: the
+/// measure's asset, whatever the body says).
+pub fn turn_keys(
+    caller: &str,
+    key: &str,
+    body: &OrderBody,
+    prior: Option<&OrderRecord>,
+) -> Vec<String> {
+    let asset = match (prior, &body.agency, &body.asset) {
+        (Some(p), _, _) => asset_turn_key(
+            &p.agency,
+            &AssetBody {
+                account_number: p.account_number.clone(),
+                unit_number: p.unit_number.clone(),
+            },
+        ),
+        (None, Some(agency), Some(asset)) => asset_turn_key(agency, asset),
+        (None, _, _) => None,
+    };
+    let mut keys = vec![idempotency_turn_key("order", caller, key)];
+    keys.extend(asset);
+    keys
+}
+
+/// Deductions from a measure not yet decided, in fen.
+pub fn pending_deductions_fen(measure_orders: &[OrderRecord]) -> i64 {
+    measure_orders
+        .iter()
+        .filter(|o| o.action == ControlAction::Deduct.as_str() && !is_decided(&o.status))
+        .filter_map(|o| o.amount_fen)
+        .sum()
+}
+
+fn pending_conflict(code: &'static str, message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::CONFLICT, code, message).with_field("prior_order")
+}
+
+/// A release of the measure, on its way or done, ends what may be asked of
+/// it: a second release, a deduction or a renewal is refused. On its way,
+/// a 409 `release_pending` (wait for its answer: if the agency refuses it,
+/// the measure stands and may be acted on again); done, a 422
+/// `measure_not_in_force`. Judged in the order's turn, against the orders
+/// of its measure (`measure_orders`).
+pub fn check_no_release_of_measure(
+    action: ControlAction,
+    measure_orders: &[OrderRecord],
+) -> Result<(), ApiError> {
+    if measure_action(action).is_none() {
+        return Ok(());
+    }
+    let releases = measure_orders.iter().filter(|o| {
+        o.action == ControlAction::Release.as_str()
+            || o.action == ControlAction::ReleaseSeal.as_str()
+    });
+    for r in releases {
+        if !is_decided(&r.status) {
+            return Err(pending_conflict(
+                "release_pending",
+                format!(
+                    "the release {} of this measure is on its way to the agency; nothing more \
+                     can be asked of the measure until it is answered (GET /v1/orders/{}): if \
+                     it is refused or fails, send this order again",
+                    r.id, r.id
+                ),
+            ));
+        }
+        if matches!(r.status.as_str(), "applied" | "partial") {
+            return Err(unprocessable(
+                "measure_not_in_force",
+                "prior_order",
+                format!("the measure was released by order {}", r.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One renewal of a measure at a time: a renewal runs from the measure's
+/// end date as the agency last stated it, which a renewal on its way is
+/// about to move. Refused with a 409 `renewal_pending` until that one is
+/// answered; then renew again from the new end date, if still needed.
+pub fn check_no_renewal_on_its_way(
+    action: ControlAction,
+    measure_orders: &[OrderRecord],
+) -> Result<(), ApiError> {
+    if !matches!(action, ControlAction::Renew | ControlAction::RenewSeal) {
+        return Ok(());
+    }
+    match measure_orders
+        .iter()
+        .find(|o| o.action == action.as_str() && !is_decided(&o.status))
+    {
+        Some(r) => Err(pending_conflict(
+            "renewal_pending",
+            format!(
+                "the renewal {} of this measure is on its way to the agency; wait for its answer \
+                 (GET /v1/orders/{}), then renew from the end date it set, if still needed",
+                r.id, r.id
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The order as the API shows it.

@@ -601,6 +601,26 @@ async fn create_order(
     let order = order?;
     let court: Court = serde_json::from_str(&plan.court).map_err(|e| e.to_string())?;
     let key = format!("plan:{}:{step}", plan.id);
+    // In the turn of the asset and the key, as the API's orders: a step
+    // repeated by another instance (after a lost lease) finds the order
+    // and audits nothing, and the API's checks on the asset see this one.
+    let mut keys = vec![order::idempotency_turn_key("order", &plan.caller, &key)];
+    keys.extend(order::asset_turn_key(&order.agency, &order.asset));
+    let turn = worker
+        .store
+        .lock_decision(&keys, order::DECISION_WAIT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if worker
+        .store
+        .order_by_key(&plan.caller, &key)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        turn.release().await;
+        return Ok(());
+    }
     let id = format!("ord_{}", uuid::Uuid::now_v7().simple());
     let now = chrono::Utc::now().timestamp_millis();
     let record = order::new_record(
@@ -632,7 +652,9 @@ async fn create_order(
         })
         .await
         .map_err(|e| e.to_string())?;
-    match worker.store.create_order(&record).await {
+    let created = worker.store.create_order(&record).await;
+    turn.release().await;
+    match created {
         Ok(Created::New(_)) | Ok(Created::Existing(_)) => Ok(()),
         Err(e) => Err(e.to_string()),
     }

@@ -167,6 +167,7 @@ on_both_backends!(
     inquiries_stored_with_their_tasks_claimed,
     inquiries_stored_together,
     audit_follows_rows_another_handle_appended,
+    decisions_take_turns_by_key,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -2332,4 +2333,109 @@ async fn audit_follows_rows_another_handle_appended(db: &TestDb) {
     assert_eq!(seqs(&d), [8, 9]);
     assert_eq!(d[0].prev_hash, c[1].hash);
     assert_eq!(verified_chain(&first).await.len(), 9);
+}
+
+/// Decisions' turns (`lock_decision`): one holder of a key at a time,
+/// across two handles on PostgreSQL (two gateways on one database; a
+/// SQLite file serves one gateway, so there both are one handle), other
+/// keys free meanwhile, a wait that ends with `Busy`, a turn dropped
+/// mid-way given back, and keys asked for in any order never deadlocked.
+async fn decisions_take_turns_by_key(db: &TestDb) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let first = db.open().await;
+    let second = if db.pg.is_some() {
+        db.open().await
+    } else {
+        first.clone()
+    };
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let long = Duration::from_secs(20);
+
+    // Twenty decisions on one asset, from both handles: never two inside.
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let deciders: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { &first } else { &second }.clone();
+            let (inside, most) = (inside.clone(), most.clone());
+            let keys = keys(&["asset:bank-a:account:1", &format!("key:order:c:{i}")]);
+            tokio::spawn(async move {
+                let turn = store.lock_decision(&keys, long).await.expect("a turn");
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                // What a decision does in its turn: reads, and a write.
+                store.order("ord-none").await.expect("read");
+                store
+                    .append_audit(vec![audit(NOW + i, "order.create")])
+                    .await
+                    .expect("audit");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                turn.release().await;
+            })
+        })
+        .collect();
+    for d in deciders {
+        d.await.expect("decider");
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 1, "one decision at a time");
+
+    // A held key: another key is free; the same key waits, then is Busy.
+    let held = first
+        .lock_decision(&keys(&["k1"]), long)
+        .await
+        .expect("free");
+    second
+        .lock_decision(&keys(&["k2"]), Duration::from_secs(5))
+        .await
+        .expect("another key is free")
+        .release()
+        .await;
+    let asked = tokio::time::Instant::now();
+    match second
+        .lock_decision(&keys(&["k2", "k1"]), Duration::from_millis(300))
+        .await
+    {
+        Err(StoreError::Busy(_)) => {}
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("k1 is held"),
+    }
+    assert!(
+        asked.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Dropped rather than released (a request cancelled mid-way): given
+    // back all the same.
+    drop(held);
+    second
+        .lock_decision(&keys(&["k1"]), Duration::from_secs(10))
+        .await
+        .expect("given back")
+        .release()
+        .await;
+
+    // Keys asked for in either order, over and over, from both handles.
+    let crossing: Vec<_> = (0..40)
+        .map(|i| {
+            let store = if i % 2 == 0 { &first } else { &second }.clone();
+            let keys = if i % 4 < 2 {
+                keys(&["p", "q"])
+            } else {
+                keys(&["q", "p"])
+            };
+            tokio::spawn(async move {
+                store
+                    .lock_decision(&keys, long)
+                    .await
+                    .expect("no deadlock")
+                    .release()
+                    .await;
+            })
+        })
+        .collect();
+    for c in crossing {
+        c.await.expect("crossing");
+    }
 }

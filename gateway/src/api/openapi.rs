@@ -89,8 +89,8 @@ const SHARED: [(&str, &str, &str); 12] = [
     (
         "409",
         "Conflict",
-        "`idempotency_conflict`: the Idempotency-Key was used before with another body; or the \
-         order conflicts with one decided before it on the same measure.",
+        "`idempotency_conflict`: the Idempotency-Key was used before with another body; \
+         `release_pending`, `renewal_pending`: another order on the same measure is on its way.",
     ),
     (
         "413",
@@ -126,7 +126,8 @@ const SHARED: [(&str, &str, &str); 12] = [
         "503",
         "Unavailable",
         "`store_unavailable` or `audit_unavailable`: the gateway cannot record or store the \
-         request, so it did nothing. Retry later (with the same Idempotency-Key for orders and \
+         request, so it did nothing; `decision_busy`: an order or plan could not take its turn \
+         on the asset in time. Retry later (with the same Idempotency-Key for orders and \
          plans).",
     ),
 ];

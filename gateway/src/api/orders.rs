@@ -18,10 +18,10 @@ use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::inquiry::officer_labels;
-use crate::order::{self, OrderBody, RuleContext, body_digest, is_decided, parse_date};
+use crate::order::{self, OrderBody, RuleContext, body_digest, parse_date};
 use crate::plan::{self, PlanBody};
 use crate::state::AppState;
-use crate::store::{Created, OrderRecord};
+use crate::store::{Created, DecisionLock, OrderRecord, PlanRecord, StoreError};
 
 const KEY_HEADER: &str = "idempotency-key";
 
@@ -90,7 +90,7 @@ fn order_fields(o: &OrderRecord) -> AuditRecord {
     responses(
         (status = 202, description = "Accepted and stored (or, with `idempotent-replayed: true`, the order this key made before).", body = OrderView,
             links(("read" = (operation_id = "get_order", parameters(("id" = "$response.body#/id")))))),
-        (status = 409, description = "`idempotency_conflict`, or the order conflicts with one decided before it on the same measure (a release already on its way ...).", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`; `release_pending` (a release of the measure is on its way) or `renewal_pending` (a renewal of it is on its way): wait for that order's answer.", body = ErrorBody),
         (status = 422, description = "Valid JSON, invalid content: the law's rules (`term_too_long`, `missing_document`, `too_few_officers`, `duplicate_officer`, `deduction_exceeds_freeze`, `measure_not_in_force` ...), `field` naming the field.", body = ErrorBody),
     ),
     security(("caller_token" = []), ("caller_certificate" = [])),
@@ -125,41 +125,33 @@ pub async fn create(
         return replay(&state, &caller, existing, &digest, raw.to_vec()).await;
     }
 
-    // What the rules need: the prior order, its measure, and deductions on
-    // their way.
-    let prior = match body.prior_id() {
-        Some(id) => state.store.order(id).await?,
-        None => None,
-    };
-    let measure = match &prior {
-        Some(p) if p.measure_order != p.id => state.store.order(&p.measure_order).await?,
-        Some(p) => Some(p.clone()),
-        None => None,
-    };
-    let pending_deductions_fen = match &measure {
-        Some(m) => state
-            .store
-            .orders_of_measure(&m.id)
-            .await?
-            .iter()
-            .filter(|o| o.action == "deduct" && !is_decided(&o.status))
-            .filter_map(|o| o.amount_fen)
-            .sum(),
-        None => 0,
-    };
+    // From here to the stored order, this request has the turn of its
+    // asset and its key: what the rules read cannot change under them.
+    let (turn, facts) = order_turn(&state, &caller.name, &key, &body).await?;
+    if let Some(existing) = state.store.order_by_key(&caller.name, &key).await? {
+        turn.release().await;
+        return replay(&state, &caller, existing, &digest, raw.to_vec()).await;
+    }
     let agencies = state.agencies.current();
-    let checked = body.validate(&RuleContext {
-        today: state.clock.today(),
-        min_officers: state.config.orders.min_officers,
-        agencies: &agencies,
-        caller: &caller.name,
-        prior: prior.as_ref(),
-        measure: measure.as_ref(),
-        pending_deductions_fen,
-    });
+    let checked = body
+        .validate(&RuleContext {
+            today: state.clock.today(),
+            min_officers: state.config.orders.min_officers,
+            agencies: &agencies,
+            caller: &caller.name,
+            prior: facts.prior.as_ref(),
+            measure: facts.measure.as_ref(),
+            pending_deductions_fen: order::pending_deductions_fen(&facts.measure_orders),
+        })
+        .and_then(|new| {
+            order::check_no_release_of_measure(new.action, &facts.measure_orders)?;
+            order::check_no_renewal_on_its_way(new.action, &facts.measure_orders)?;
+            Ok(new)
+        });
     let new = match checked {
         Ok(n) => n,
         Err(e) => {
+            turn.release().await;
             let fields = AuditRecord {
                 case_number: Some(body.case_number.clone()),
                 agency: body.agency.clone(),
@@ -188,7 +180,9 @@ pub async fn create(
         },
     )
     .await?;
-    match state.store.create_order(&record).await? {
+    let created = state.store.create_order(&record).await?;
+    turn.release().await;
+    match created {
         Created::New(stored) => {
             tracing::info!(
                 order = %id,
@@ -200,11 +194,100 @@ pub async fn create(
             state.orders.wake();
             Ok(accepted(order::view(&stored), false))
         }
-        // The same key raced in from another request.
+        // Only a gateway that takes no turns (an older version beside this
+        // one) can have stored it in the meantime.
         Created::Existing(existing) => {
             replay(&state, &caller, existing, &digest, raw.to_vec()).await
         }
     }
+}
+
+/// What the rules of an order read: the order `prior_order` names, its
+/// measure, and the orders acting on that measure.
+#[derive(Default)]
+struct Facts {
+    prior: Option<OrderRecord>,
+    measure: Option<OrderRecord>,
+    measure_orders: Vec<OrderRecord>,
+}
+
+async fn read_facts(state: &AppState, prior_id: Option<&str>) -> Result<Facts, ApiError> {
+    let Some(prior) = (match prior_id {
+        Some(id) => state.store.order(id).await?,
+        None => None,
+    }) else {
+        return Ok(Facts::default());
+    };
+    // The measure and the orders on it in one statement, so one snapshot:
+    // the order worker stores a deduction's answer and its effect on the
+    // measure together, outside any turn, and two reads could see the
+    // deduction decided but the measure not yet reduced.
+    let measure_orders = state.store.orders_of_measure(&prior.measure_order).await?;
+    let measure = measure_orders
+        .iter()
+        .find(|o| o.id == prior.measure_order)
+        .cloned();
+    let prior = measure_orders
+        .iter()
+        .find(|o| o.id == prior.id)
+        .cloned()
+        .unwrap_or(prior);
+    Ok(Facts {
+        prior: Some(prior),
+        measure,
+        measure_orders,
+    })
+}
+
+/// Waits for a turn on `keys` (see `OrderStore::lock_decision`).
+async fn take_turn(state: &AppState, keys: &[String]) -> Result<DecisionLock, ApiError> {
+    state
+        .store
+        .lock_decision(keys, order::DECISION_WAIT)
+        .await
+        .map_err(|e| match e {
+            StoreError::Busy(why) => busy(why),
+            other => other.into(),
+        })
+}
+
+fn busy(why: String) -> ApiError {
+    tracing::warn!(%why, "a decision waited too long for its turn");
+    ApiError::unavailable(
+        "decision_busy",
+        "another request on the same asset or Idempotency-Key is being decided and took too \
+         long; send this one again (with the same Idempotency-Key)",
+    )
+    .with_retry_after(std::time::Duration::from_secs(1))
+}
+
+/// The turn of an order and the facts its rules read, read in that turn.
+/// An order acting on a measure finds its asset by reading the prior order
+/// once before the turn; the facts are read again in it (and, should the
+/// prior order have appeared meanwhile, the turn is taken again with its
+/// asset).
+async fn order_turn(
+    state: &AppState,
+    caller: &str,
+    key: &str,
+    body: &OrderBody,
+) -> Result<(DecisionLock, Facts), ApiError> {
+    let prior = match body.prior_id() {
+        Some(id) => state.store.order(id).await?,
+        None => None,
+    };
+    let mut keys = order::turn_keys(caller, key, body, prior.as_ref());
+    for _ in 0..3 {
+        let turn = take_turn(state, &keys).await?;
+        let facts = read_facts(state, body.prior_id()).await?;
+        let now = order::turn_keys(caller, key, body, facts.prior.as_ref());
+        if now == keys {
+            return Ok((turn, facts));
+        }
+        turn.release().await;
+        keys = now;
+    }
+    Err(busy("the prior order kept changing".into()))
 }
 
 async fn replay(
@@ -408,24 +491,22 @@ pub async fn create_plan(
     };
     let digest = body_digest(&raw);
     if let Some(existing) = state.store.plan_by_key(&caller.name, &key).await? {
-        if existing.body_sha256 != digest {
-            refused(conflict(), Some(raw.to_vec())).await?;
-        }
-        inbound(
-            &state,
-            &caller,
-            "freeze_plan.create",
-            "replayed",
-            Some(raw.to_vec()),
-            AuditRecord {
-                inquiry_id: Some(existing.id.clone()),
-                case_number: Some(existing.case_number.clone()),
-                ..AuditRecord::default()
-            },
-        )
-        .await?;
-        let orders = state.store.orders_of_plan(&existing.id).await?;
-        return Ok(accepted(plan::view(&existing, &orders), true));
+        return replay_plan(&state, &caller, existing, &digest, raw.to_vec()).await;
+    }
+    // The first request under the key decides; the others, in their turn
+    // after it, replay what it stored.
+    let turn = take_turn(
+        &state,
+        &[order::idempotency_turn_key(
+            "freeze_plan",
+            &caller.name,
+            &key,
+        )],
+    )
+    .await?;
+    if let Some(existing) = state.store.plan_by_key(&caller.name, &key).await? {
+        turn.release().await;
+        return replay_plan(&state, &caller, existing, &digest, raw.to_vec()).await;
     }
     let inquiry = state.store.inquiry(body.inquiry.trim()).await?;
     let tasks = match &inquiry {
@@ -442,7 +523,10 @@ pub async fn create_plan(
         state.config.orders.plan_account_order,
     ) {
         Ok(n) => n,
-        Err(e) => return refused(e, Some(raw.to_vec())).await,
+        Err(e) => {
+            turn.release().await;
+            return refused(e, Some(raw.to_vec())).await;
+        }
     };
     let court = caller
         .court
@@ -475,14 +559,57 @@ pub async fn create_plan(
         },
     )
     .await?;
-    let stored = match state.store.create_plan(&record).await? {
+    let created = state.store.create_plan(&record).await?;
+    turn.release().await;
+    let stored = match created {
         Created::New(p) => p,
-        Created::Existing(p) if p.body_sha256 == digest => p,
-        Created::Existing(_) => return Err(conflict()),
+        // Only a gateway that takes no turns can have stored it meanwhile.
+        Created::Existing(p) => {
+            return replay_plan(&state, &caller, p, &digest, raw.to_vec()).await;
+        }
     };
     tracing::info!(plan = %id, case = %stored.case_number, amount_fen = stored.amount_fen, "freeze plan accepted");
     state.orders.wake();
     Ok(accepted(plan::view(&stored, &[]), false))
+}
+
+/// A plan request under a key used before: the plan it stored, or a 409
+/// when the body differs; audited either way, naming that plan.
+async fn replay_plan(
+    state: &AppState,
+    caller: &Caller,
+    existing: PlanRecord,
+    digest: &str,
+    raw: Vec<u8>,
+) -> Result<Response, ApiError> {
+    let fields = AuditRecord {
+        inquiry_id: Some(existing.id.clone()),
+        case_number: Some(existing.case_number.clone()),
+        ..AuditRecord::default()
+    };
+    if existing.body_sha256 != digest {
+        inbound(
+            state,
+            caller,
+            "freeze_plan.create",
+            "idempotency_conflict",
+            Some(raw),
+            fields,
+        )
+        .await?;
+        return Err(conflict());
+    }
+    inbound(
+        state,
+        caller,
+        "freeze_plan.create",
+        "replayed",
+        Some(raw),
+        fields,
+    )
+    .await?;
+    let orders = state.store.orders_of_plan(&existing.id).await?;
+    Ok(accepted(plan::view(&existing, &orders), true))
 }
 
 /// Read a freeze plan: its status, its orders and what they control.

@@ -5,6 +5,7 @@
 //! after a restart lives only in memory: a task is claimed with a lease, so a
 //! crashed claimant's work is taken up again when the lease runs out.
 
+mod decision;
 mod orders;
 mod postgres;
 mod postgres_orders;
@@ -14,6 +15,7 @@ mod sqlite_orders;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use decision::DecisionLock;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -38,6 +40,10 @@ pub enum StoreError {
     /// when the gateway shuts down).
     #[error("{0}")]
     Unavailable(String),
+    /// A decision did not get its turn in time (`OrderStore::lock_decision`):
+    /// another one on the same keys held it.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A task's place in its life: waiting to be sent, waiting to be polled, or

@@ -11,7 +11,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreError;
+use super::{DecisionLock, StoreError};
 
 pub const PHASE_SEND: &str = "send";
 pub const PHASE_QUERY: &str = "query";
@@ -196,6 +196,18 @@ pub enum Created<T> {
 
 #[async_trait]
 pub trait OrderStore: Send + Sync {
+    /// Waits (at most `wait`, else `StoreError::Busy`) for a turn on `keys`
+    /// and holds it until the lock is released or dropped: of the holders
+    /// of a key, in this process or in any gateway on the same database,
+    /// one at a time. What a decision reads, checks and writes inside its
+    /// turn cannot be outrun by another decision on one of its keys (see
+    /// `decision`).
+    async fn lock_decision(
+        &self,
+        keys: &[String],
+        wait: std::time::Duration,
+    ) -> Result<DecisionLock, StoreError>;
+
     /// Stores a new order, or returns the one stored earlier under the same
     /// caller and idempotency key.
     async fn create_order(&self, order: &OrderRecord) -> Result<Created<OrderRecord>, StoreError>;

@@ -45,12 +45,21 @@ use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 pub struct PgStore {
     pub(super) pool: PgPool,
     audit_tail: AuditTail,
+    /// Decisions' turns: this process's part, and the connections that
+    /// hold the database's part (a pool of their own, so that turns never
+    /// take the connections their work needs).
+    pub(super) local_locks: super::decision::LocalLocks,
+    pub(super) lock_pool: PgPool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Connections one gateway keeps to the database at most.
 const MAX_CONNECTIONS: u32 = 16;
+
+/// Connections one gateway keeps for decisions' turns at most: one for
+/// each decision in its turn; more wait for one.
+const LOCK_CONNECTIONS: u32 = 8;
 
 /// A pooled connection idle this long is pinged before it is used.
 const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -70,18 +79,21 @@ impl PgStore {
         // A connection is pinged when it goes back to the pool (sqlx does
         // that always); before use only when it has been idle a while: a
         // ping before every statement would be one more round trip each.
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
+        let pool_options = |max| {
+            PgPoolOptions::new()
+                .max_connections(max)
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PING_WHEN_IDLE {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
                 })
-            })
-            .connect_with(options)
+        };
+        let pool = pool_options(MAX_CONNECTIONS)
+            .connect_with(options.clone())
             .await?;
         // The migrator holds an advisory lock while it runs: gateways
         // starting together apply each migration once.
@@ -89,6 +101,8 @@ impl PgStore {
         Ok(Self {
             pool,
             audit_tail: AuditTail::default(),
+            local_locks: Default::default(),
+            lock_pool: pool_options(LOCK_CONNECTIONS).connect_lazy_with(options),
         })
     }
 

@@ -169,6 +169,14 @@ async fn wake_plan(
 
 #[async_trait]
 impl OrderStore for PgStore {
+    async fn lock_decision(
+        &self,
+        keys: &[String],
+        wait: std::time::Duration,
+    ) -> Result<super::DecisionLock, StoreError> {
+        super::decision::lock_shared(&self.local_locks, &self.lock_pool, keys, wait).await
+    }
+
     async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
         // A concurrent insert under the same key makes this one wait for
         // its commit, then do nothing: the row that won is read back.

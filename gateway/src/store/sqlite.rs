@@ -21,6 +21,8 @@ use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     audit_tail: AuditTail,
+    /// Decisions' turns, in this process (one gateway to a SQLite file).
+    pub(super) local_locks: super::decision::LocalLocks,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -62,6 +64,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             audit_tail: AuditTail::default(),
+            local_locks: Default::default(),
         })
     }
 

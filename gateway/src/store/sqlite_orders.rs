@@ -149,6 +149,14 @@ async fn insert_outbox(
 
 #[async_trait]
 impl OrderStore for SqliteStore {
+    async fn lock_decision(
+        &self,
+        keys: &[String],
+        wait: std::time::Duration,
+    ) -> Result<super::DecisionLock, StoreError> {
+        super::decision::lock_local(&self.local_locks, keys, wait).await
+    }
+
     async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let existing = sqlx::query(AssertSqlSafe(format!(

@@ -15,6 +15,7 @@ mod inbound_tls;
 mod inquiries;
 mod limits;
 mod onboarding;
+mod order_races;
 mod orders;
 mod plans;
 mod refusals;
