@@ -973,14 +973,20 @@ async fn audit_filters_checkpoints_and_retention(db: &TestDb) {
         [1]
     );
     // The officer filter: a substring of an officer's label, ASCII letters
-    // in either case; '%' and '_' are not wildcards.
+    // in either case, taken literally: '%' and '_' are characters, not
+    // wildcards (row 4 has an officer labelled "x_y%z").
     for (officer, expected) in [
         ("li ming", vec![1]),
         ("ZX", vec![1, 4]),
         ("赵强", vec![4]),
         ("xy", vec![]),
-        ("x_y%z", vec![]),
-        ("y%z", vec![]),
+        ("x_y%z", vec![4]),
+        ("y%z", vec![4]),
+        ("%", vec![4]),
+        ("_", vec![4]),
+        ("li%ming", vec![]),
+        ("li_ming", vec![]),
+        ("x%z", vec![]),
         ("LI MING (zx1)", vec![1]),
         ("nobody", vec![]),
     ] {
