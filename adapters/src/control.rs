@@ -11,7 +11,7 @@ use crate::ids::CaseNumber;
 use crate::model::{Fen, Officer, Subject};
 
 /// A control action, named as in the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlAction {
     Freeze,

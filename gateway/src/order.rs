@@ -9,7 +9,7 @@
 //! - documents: the ruling and the assistance notice, each with its number
 //!   and SHA-256;
 //! - officers: at least `orders.min_officers` (two by default), each with a
-//!   work card and a credential number, no credential twice;
+//!   work card and a credential number, no officer twice;
 //! - amounts: positive; a deduction no larger than what the measure controls
 //!   (less deductions already on their way);
 //! - renew, release and deduct refer to a prior order of the same case,
@@ -76,7 +76,6 @@ pub struct OrderBody {
     #[serde(default, deserialize_with = "input::objects")]
     #[schema(min_items = 1, max_items = 10)]
     pub officers: Vec<OfficerBody>,
-    #[schema(value_type = ControlActionSchema)]
     pub action: ControlAction,
     /// Taken from the prior order when left out.
     #[serde(default)]
@@ -101,28 +100,6 @@ pub struct OrderBody {
     #[serde(default, deserialize_with = "input::objects")]
     #[schema(max_items = 2)]
     pub documents: Vec<DocumentBody>,
-}
-
-/// A control action: `freeze`, `renew`, `release`, `deduct` on bank
-/// accounts; `seal`, `renew_seal`, `release_seal` on real estate.
-#[derive(ToSchema)]
-#[schema(as = ControlAction)]
-#[allow(dead_code)]
-pub enum ControlActionSchema {
-    #[schema(rename = "freeze")]
-    Freeze,
-    #[schema(rename = "renew")]
-    Renew,
-    #[schema(rename = "release")]
-    Release,
-    #[schema(rename = "deduct")]
-    Deduct,
-    #[schema(rename = "seal")]
-    Seal,
-    #[schema(rename = "renew_seal")]
-    RenewSeal,
-    #[schema(rename = "release_seal")]
-    ReleaseSeal,
 }
 
 /// The asset acted on: `{"account_number"}` at a bank, `{"unit_number"}`

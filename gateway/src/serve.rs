@@ -198,6 +198,20 @@ impl Activity {
         });
     }
 
+    /// Bytes of a response went out. hyper ends a request once it has
+    /// taken the last frame of the body, which may still be on its way to
+    /// a slow reader: the idle clock runs from the last byte sent, so
+    /// such a response is not cut off while it still moves.
+    fn bytes_sent(&self) {
+        self.phase.send_if_modified(|phase| match phase {
+            Phase::Idle { since } => {
+                *since = Instant::now();
+                true
+            }
+            Phase::Head { .. } | Phase::Busy { .. } => false,
+        });
+    }
+
     fn request_started(&self) -> InFlight {
         self.phase.send_modify(|phase| {
             let requests = match phase {
@@ -269,7 +283,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A connection's IO that tells its activity when bytes arrive.
+/// A connection's IO that tells its activity when bytes arrive or leave.
 struct Watched<IO> {
     io: IO,
     activity: Activity,
@@ -297,7 +311,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.bytes_sent();
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -305,7 +324,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.activity.bytes_sent();
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -388,5 +412,17 @@ mod tests {
         .await;
         assert_eq!(stall, Stall::IdleTooLong);
         assert_eq!(after, Duration::from_secs(600) + TIMEOUTS.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_runs_from_the_last_byte_of_a_response_sent() {
+        let activity = Activity::new(TIMEOUTS);
+        drop(activity.request_started());
+        tokio::time::advance(Duration::from_secs(50)).await;
+        // hyper took the last frame long ago; its bytes are still leaving.
+        activity.bytes_sent();
+        let sent = Instant::now();
+        assert_eq!(activity.stalled().await, Stall::IdleTooLong);
+        assert_eq!(Instant::now() - sent, TIMEOUTS.idle);
     }
 }

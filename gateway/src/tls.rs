@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -228,17 +226,5 @@ impl PeerCertificate {
                 .and_then(|chain| chain.first())
                 .map(|leaf| fingerprint(leaf.as_ref())),
         }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerCertificate {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Self::of(stream.io())
-    }
-}
-
-impl Connected<IncomingStream<'_, TcpListener>> for PeerCertificate {
-    fn connect_info(_: IncomingStream<'_, TcpListener>) -> Self {
-        Self::default()
     }
 }

@@ -142,7 +142,8 @@ pub async fn events(
         .transpose()?;
     let filter = AuditFilter {
         case_number: filter("case_number", p.case_number, CASE_NUMBER_MAX)?,
-        subject: filter("subject", p.subject, FILTER_MAX)?,
+        // Stored identifiers are in one letter case (upper).
+        subject: filter("subject", p.subject, FILTER_MAX)?.map(|s| s.to_uppercase()),
         agency: filter("agency", p.agency, FILTER_MAX)?,
         caller: filter("caller", p.caller, FILTER_MAX)?,
         officer: filter("officer", p.officer, FILTER_MAX)?,

@@ -3,7 +3,6 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
@@ -95,11 +94,10 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         )
         .with_field("Content-Type")
     };
-    let mut values = headers.get_all(CONTENT_TYPE).iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return Err(unsupported());
-    };
-    let value = value.to_str().map_err(|_| unsupported())?;
+    let value = single_header(headers, "content-type")?
+        .ok_or_else(unsupported)?
+        .to_str()
+        .map_err(|_| unsupported())?;
     let mut parts = value.split(';').map(str::trim);
     if !parts
         .next()

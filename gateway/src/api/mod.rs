@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(OpenApiJson(openapi::document(&doc))))
+        .layer(Extension(OpenApiJson(openapi::document(&doc, state.config.inquiries.max_wait_secs))))
         .layer(axum::middleware::from_fn_with_state(state.clone(), refusals::record))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(reject_nul))

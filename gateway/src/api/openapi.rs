@@ -208,17 +208,15 @@ impl Modify for CommonResponses {
 
 fn add_shared(op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-    let has_body = op.request_body.is_some();
-    let has_input = has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
-    let mut wanted = vec!["414"];
-    if has_input {
-        wanted.push("400");
-    }
+    // Every route refuses a NUL in the path or query and a repeated
+    // Authorization (400), a declared body over the limit (413) and a long
+    // URI (414), before its handler runs.
+    let mut wanted = vec!["400", "413", "414"];
     if secured {
         wanted.extend(["401", "403", "429", "503"]);
     }
-    if has_body {
-        wanted.extend(["408", "413", "415"]);
+    if op.request_body.is_some() {
+        wanted.extend(["408", "415"]);
     }
     for status in wanted {
         let Some((_, name, _)) = SHARED.iter().find(|(s, _, _)| *s == status) else {
@@ -231,12 +229,25 @@ fn add_shared(op: &mut Operation) {
     }
 }
 
-/// The document as served, made once.
-pub fn document(doc: &Document) -> bytes::Bytes {
-    bytes::Bytes::from(doc.to_pretty_json().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "the OpenAPI document cannot be written");
-        String::from("{}")
-    }))
+/// The document as served, made once: with the bound of `wait` this
+/// gateway's configuration sets (`inquiries.max_wait_secs`).
+pub fn document(doc: &Document, max_wait_secs: u64) -> bytes::Bytes {
+    let mut value = match serde_json::to_value(doc) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document cannot be written");
+            return bytes::Bytes::from_static(b"{}");
+        }
+    };
+    if let Some(params) = value
+        .pointer_mut("/paths/~1v1~1inquiries/post/parameters")
+        .and_then(|p| p.as_array_mut())
+    {
+        for param in params.iter_mut().filter(|p| p["name"] == "wait") {
+            param["schema"]["maximum"] = max_wait_secs.into();
+        }
+    }
+    bytes::Bytes::from(serde_json::to_vec_pretty(&value).unwrap_or_default())
 }
 
 /// `GET /openapi.json`: the document, without auth.
@@ -294,6 +305,9 @@ mod tests {
                     responses.keys().any(|s| s.starts_with('2')),
                     "{method} {path}"
                 );
+                for status in ["400", "413", "414"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
                 if op.get("security").is_some() {
                     for status in ["401", "403", "429", "503"] {
                         assert!(responses.contains_key(status), "{method} {path} {status}");

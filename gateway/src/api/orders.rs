@@ -102,6 +102,15 @@ pub async fn create(
     body: Result<ApiJson<OrderBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Enforcement])?;
+    detached(decide_order(state, caller, headers, body)).await
+}
+
+async fn decide_order(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<OrderBody>, ApiError>,
+) -> Result<Response, ApiError> {
     let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
     let refused = |e: ApiError, raw: Option<Vec<u8>>, fields: AuditRecord| {
         let state = state.clone();
@@ -236,6 +245,20 @@ async fn read_facts(state: &AppState, prior_id: Option<&str>) -> Result<Facts, A
         prior: Some(prior),
         measure,
         measure_orders,
+    })
+}
+
+/// Runs a decision to its end even when the client goes away: a request
+/// dropped between its "accepted" audit row and its stored order would
+/// leave the row naming an order that does not exist.
+async fn detached(
+    decision: impl std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::spawn(decision).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a decision failed");
+        Err(ApiError::internal(
+            "the gateway failed on this request; it has been logged",
+        ))
     })
 }
 
@@ -464,6 +487,15 @@ pub async fn create_plan(
     body: Result<ApiJson<PlanBody>, ApiError>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Enforcement])?;
+    detached(decide_plan(state, caller, headers, body)).await
+}
+
+async fn decide_plan(
+    state: AppState,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<PlanBody>, ApiError>,
+) -> Result<Response, ApiError> {
     let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
     let refused = |e: ApiError, raw: Option<Vec<u8>>| {
         let state = state.clone();

@@ -87,7 +87,7 @@ pub struct InquiryList {
 pub struct OrderView {
     #[schema(example = "ord_0193c8f0d6a47c21b5e1f0a2b3c4d5e6")]
     pub id: String,
-    #[schema(value_type = crate::order::ControlActionSchema)]
+    #[schema(value_type = adapters::control::ControlAction)]
     pub action: String,
     /// `accepted`, `dispatched`, `applied`, `partial`, `waiting`,
     /// `refused`, `failed`, `expired` or `released`.

@@ -368,6 +368,20 @@ async fn repeated_credentials_and_keys_are_refused() -> anyhow::Result<()> {
     let body: Value = r.json().await?;
     assert_eq!(error_of(&body).0, "repeated_header");
 
+    // A body's type is declared once.
+    let r = send(
+        "/v1/inquiries",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        &inquiry_body(zhang_san()),
+    )
+    .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await?;
+    assert_eq!(error_of(&body), ("repeated_header", Some("content-type")));
+
     // The agency callback route refuses what the API refuses.
     let r = send(
         "/v1/callbacks/registry-x",
@@ -414,5 +428,34 @@ async fn every_refusal_of_the_router_is_in_the_error_shape() -> anyhow::Result<(
             r.body
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_audit_log_finds_a_subject_however_its_check_letter_is_cased() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let subject = json!({"kind": "person", "name": "赵六", "id_number": "34052419800101001x"});
+    let r = sys.inquire(subject, 0).await?;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    for spelt in ["34052419800101001X", "34052419800101001x"] {
+        let rows = sys.audit(&format!("subject={spelt}")).await?;
+        assert!(!rows.is_empty(), "subject={spelt}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_document_states_this_gateways_bound_on_wait() -> anyhow::Result<()> {
+    let sys = System::start_with(|config, _| config.inquiries.max_wait_secs = 12).await?;
+    let r = sys.call(Method::GET, "/openapi.json", None, None).await?;
+    let params = r.body["paths"]["/v1/inquiries"]["post"]["parameters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let wait = params
+        .iter()
+        .find(|p| p["name"] == "wait")
+        .expect("wait is documented");
+    assert_eq!(wait["schema"]["maximum"], 12, "{wait}");
     Ok(())
 }
