@@ -1,13 +1,22 @@
 //! Exactly-once delivery of control orders through a crash: the real
 //! `gateway` binary takes 200 freeze orders, is killed with SIGKILL while
-//! they are in flight, and is started again on the same database. The mock
-//! banks' ledgers must then show every order applied exactly once: none
-//! lost, none doubled.
+//! they are in flight, and is started again on the same database.
+//!
+//! The proof is the banks' receipts, not what they applied (a mock applies
+//! a request number once however often it arrives, so its `applied_count`
+//! is 1 whatever the gateway does): every order's control message arrived
+//! at its bank exactly once (`received_count`, and the request log's
+//! `control` entry), and every order in doubt at the kill (marked `query`
+//! in the database: its message may have left) was asked about by the
+//! restarted gateway (a `control_query` in the bank's request log), before
+//! the restarted gateway sent it where the bank had not got it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use mock_agencies::{MockConfig, MockFleet};
 use serde_json::{Value, json};
 
@@ -91,18 +100,38 @@ fn spawn(config: &Path, log: &Path) -> anyhow::Result<Child> {
         .spawn()?)
 }
 
-/// Orders whose message may have reached a bank but whose answer was not
-/// stored: the ones the restarted gateway must ask about before anything.
-async fn in_doubt(db: &Path) -> anyhow::Result<i64> {
+/// The gateway's database, read-only.
+async fn open(db: &Path) -> anyhow::Result<sqlx::SqlitePool> {
     let options = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(db)
         .read_only(true);
-    let pool = sqlx::SqlitePool::connect_with(options).await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE phase = 'query'")
-        .fetch_one(&pool)
-        .await?;
+    Ok(sqlx::SqlitePool::connect_with(options).await?)
+}
+
+/// Orders whose message may have reached a bank but whose answer was not
+/// stored: the ones the restarted gateway must ask about before anything.
+/// Their request numbers, sorted, with how often each was sent so far.
+async fn in_doubt(db: &Path) -> anyhow::Result<Vec<(String, i64)>> {
+    let pool = open(db).await?;
+    let found = sqlx::query_as(
+        "SELECT request_number, send_attempts FROM orders WHERE phase = 'query' \
+         ORDER BY request_number",
+    )
+    .fetch_all(&pool)
+    .await?;
     pool.close().await;
-    Ok(n)
+    Ok(found)
+}
+
+/// How often the gateway sent each order, by its own record.
+async fn send_attempts(db: &Path) -> anyhow::Result<HashMap<String, i64>> {
+    let pool = open(db).await?;
+    let found: Vec<(String, i64)> =
+        sqlx::query_as("SELECT request_number, send_attempts FROM orders")
+            .fetch_all(&pool)
+            .await?;
+    pool.close().await;
+    Ok(found.into_iter().collect())
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
@@ -128,19 +157,63 @@ async fn ledger(client: &reqwest::Client, fleet: &MockFleet, id: &str) -> anyhow
         .await?)
 }
 
-/// Control request numbers a bank applied, with how often each.
-fn applied(ledger: &Value) -> Vec<(String, i64)> {
-    ledger["controls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|c| {
-            (
-                c["request_number"].as_str().unwrap_or_default().to_owned(),
-                c["applied_count"].as_i64().unwrap_or(0),
-            )
-        })
-        .collect()
+/// Control request numbers a bank decided (`controls`).
+fn decided(ledger: &Value) -> usize {
+    ledger["controls"].as_array().map_or(0, Vec::len)
+}
+
+/// One request number's entry in a bank's request log.
+#[derive(Debug, Clone)]
+struct Logged {
+    count: i64,
+    received_at: DateTime<Utc>,
+    last_received_at: DateTime<Utc>,
+}
+
+/// What the banks got, by request number.
+#[derive(Debug, Default)]
+struct Receipts {
+    /// `controls`: how often each control message arrived, and when first.
+    controls: HashMap<String, Vec<(i64, DateTime<Utc>)>>,
+    /// The request log's `control` entries.
+    sent: HashMap<String, Vec<Logged>>,
+    /// The request log's `control_query` entries: questions about a
+    /// request number.
+    asked: HashMap<String, Vec<Logged>>,
+}
+
+fn time(v: &Value) -> anyhow::Result<DateTime<Utc>> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not a timestamp: {v}"))
+}
+
+impl Receipts {
+    fn add(&mut self, ledger: &Value) -> anyhow::Result<()> {
+        for c in ledger["controls"].as_array().into_iter().flatten() {
+            let rn = c["request_number"].as_str().unwrap_or_default().to_owned();
+            let count = c["received_count"].as_i64().unwrap_or(0);
+            self.controls
+                .entry(rn)
+                .or_default()
+                .push((count, time(&c["received_at"])?));
+        }
+        for r in ledger["requests"].as_array().into_iter().flatten() {
+            let into = match r["kind"].as_str() {
+                Some("control") => &mut self.sent,
+                Some("control_query") => &mut self.asked,
+                _ => continue,
+            };
+            into.entry(r["request_number"].as_str().unwrap_or_default().to_owned())
+                .or_default()
+                .push(Logged {
+                    count: r["count"].as_i64().unwrap_or(0),
+                    received_at: time(&r["received_at"])?,
+                    last_received_at: time(&r["last_received_at"])?,
+                });
+        }
+        Ok(())
+    }
 }
 
 fn documents() -> Value {
@@ -151,8 +224,8 @@ fn documents() -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn orders_in_flight_when_the_gateway_is_killed_are_applied_exactly_once() -> anyhow::Result<()>
-{
+async fn orders_in_flight_when_the_gateway_is_killed_reach_their_banks_exactly_once()
+-> anyhow::Result<()> {
     let fleet = MockFleet::start(&MockConfig::standard(), true).await?;
     let client = reqwest::Client::builder().no_proxy().build()?;
     // Slow banks, so that orders are in flight when the gateway dies.
@@ -218,12 +291,13 @@ async fn orders_in_flight_when_the_gateway_is_killed_are_applied_exactly_once() 
         ));
     }
 
-    // Kill it once some orders reached the banks and others have not.
+    // Kill it once some orders reached the banks and others have not, and
+    // some are in doubt.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let applied_before = loop {
-        let n = applied(&ledger(&client, &fleet, "bank-a").await?).len()
-            + applied(&ledger(&client, &fleet, "bank-b").await?).len();
-        if n >= 20 && in_doubt(&db).await? > 0 {
+    let decided_before = loop {
+        let n = decided(&ledger(&client, &fleet, "bank-a").await?)
+            + decided(&ledger(&client, &fleet, "bank-b").await?);
+        if n >= 20 && !in_doubt(&db).await?.is_empty() {
             break n;
         }
         anyhow::ensure!(Instant::now() < deadline, "no order reached a bank");
@@ -231,13 +305,21 @@ async fn orders_in_flight_when_the_gateway_is_killed_are_applied_exactly_once() 
     };
     child.kill()?; // SIGKILL
     child.wait()?;
+    let killed_at = Utc::now();
     assert!(
-        applied_before < ORDERS,
-        "every order was applied before the kill; the test proves nothing"
+        decided_before < ORDERS,
+        "every order reached its bank before the kill; the test proves nothing"
     );
+    // Which orders were in doubt at the kill: the database as it was left.
     let doubtful = in_doubt(&db).await?;
+    assert!(
+        !doubtful.is_empty(),
+        "no order was in doubt when the gateway was killed; the test proves nothing"
+    );
 
     // Started again on the same database, it finishes what was accepted.
+    // Whatever reaches a bank from now on may be the new process's.
+    let restarted_at = Utc::now();
     let mut child = spawn(&config, &dir.path().join("second.log"))?;
     let result = async {
         wait_ready(&client, &base).await?;
@@ -276,28 +358,116 @@ async fn orders_in_flight_when_the_gateway_is_killed_are_applied_exactly_once() 
     let _ = child.wait();
     result?;
 
-    // Every order applied exactly once at its bank; nothing else applied.
-    let mut at_banks = Vec::new();
+    // The banks' receipts.
+    let mut receipts = Receipts::default();
     for bank in ["bank-a", "bank-b"] {
-        at_banks.extend(applied(&ledger(&client, &fleet, bank).await?));
+        receipts.add(&ledger(&client, &fleet, bank).await?)?;
     }
-    assert_eq!(at_banks.len(), ORDERS, "one control per order at the banks");
+    // Every order's control message arrived at its bank exactly once: none
+    // lost, none sent again; and nothing else arrived.
+    assert_eq!(
+        receipts.controls.len(),
+        ORDERS,
+        "one control request number per order at the banks: {:?}",
+        receipts.controls.keys().collect::<Vec<_>>()
+    );
     for (id, request_number) in &submitted {
-        let found: Vec<&(String, i64)> = at_banks
-            .iter()
-            .filter(|(rn, _)| rn == request_number)
-            .collect();
-        assert_eq!(
-            found.len(),
-            1,
-            "order {id} ({request_number}) at the banks: {found:?}"
+        let got = receipts
+            .controls
+            .get(request_number)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(
+            matches!(got, [(1, _)]),
+            "order {id} ({request_number}): the banks received its control {got:?} (want once, at one bank)"
         );
-        assert_eq!(found[0].1, 1, "order {id} applied {} times", found[0].1);
+        let logged = receipts
+            .sent
+            .get(request_number)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert!(
+            matches!(logged, [Logged { count: 1, .. }]),
+            "order {id} ({request_number}): the banks' request logs show its control {logged:?} (want once)"
+        );
+    }
+    // Every order in doubt at the kill was asked about by the restarted
+    // gateway. Where the bank had the killed process's message (got before
+    // the kill, or in flight at it and decided just after), the answer said
+    // so and nothing was sent again (received once, above); where it had
+    // not, the restarted gateway asked before it sent. Which of the two the
+    // gateway did is in its own record (an order sent again counts another
+    // attempt); the banks' receipts must agree.
+    let attempts = send_attempts(&db).await?;
+    let (mut had_before_kill, mut had_in_flight, mut sent_after_asking) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for (request_number, attempts_at_kill) in &doubtful {
+        let asked = receipts
+            .asked
+            .get(request_number)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let [asked] = asked else {
+            panic!("{request_number} was in doubt at the kill; questions about it: {asked:?}");
+        };
+        assert!(
+            asked.last_received_at >= restarted_at,
+            "{request_number} was in doubt at the kill but the restarted gateway never asked \
+             about it: {asked:?}, restarted at {restarted_at}"
+        );
+        let Some([(1, received_at)]) = receipts.controls.get(request_number).map(Vec::as_slice)
+        else {
+            unreachable!("checked above: every order's control arrived once");
+        };
+        let sent_again = attempts.get(request_number).copied().unwrap_or(0) > *attempts_at_kill;
+        if !sent_again {
+            // The killed process's message: asked about afterwards, never
+            // sent again.
+            assert!(
+                asked.last_received_at > *received_at,
+                "{request_number}: asked {asked:?}, control received {received_at}"
+            );
+            if *received_at < killed_at {
+                had_before_kill.push(request_number.as_str());
+            } else {
+                had_in_flight.push(request_number.as_str());
+            }
+        } else {
+            // The restarted process's: the bank had not got the killed
+            // one's (it arrived once, and after the restart), and was asked
+            // first.
+            assert!(
+                *received_at >= restarted_at,
+                "{request_number} was sent again after the restart, but the bank's one receipt \
+                 of it is from before ({received_at})"
+            );
+            assert!(
+                asked.received_at <= *received_at,
+                "{request_number} was sent after the restart without asking the bank first: \
+                 first question {}, control received {received_at}",
+                asked.received_at
+            );
+            sent_after_asking.push(request_number.as_str());
+        }
     }
     println!(
-        "crash test: {applied_before} of {ORDERS} orders had reached the banks and {doubtful} were \
-         in doubt when the gateway was killed; after the restart all {ORDERS} were applied \
-         exactly once"
+        "crash test: {decided_before} of {ORDERS} orders had reached the banks when the gateway \
+         was killed, {} were in doubt ({}); the restarted gateway asked about each: {} the bank \
+         had got before the kill ({}), {} it got from the killed process's last messages just \
+         after ({}), {} it had not got and the restarted gateway sent after asking ({}). Every \
+         one of the {ORDERS} control messages arrived at its bank exactly once.",
+        doubtful.len(),
+        doubtful
+            .iter()
+            .map(|(rn, _)| rn.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        had_before_kill.len(),
+        had_before_kill.join(" "),
+        had_in_flight.len(),
+        had_in_flight.join(" "),
+        sent_after_asking.len(),
+        sent_after_asking.join(" "),
     );
     fleet.shutdown().await;
     Ok(())

@@ -644,3 +644,33 @@ pub fn china_days_from_today() -> Vec<adapters::agency::Day> {
 pub fn q(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
+
+/// Checks a mock agency's receipts of one control request number: its
+/// control message arrived exactly once (`controls[].received_count`, and
+/// the request log's `control` entry, `requests[].count`). This, not
+/// `applied_count`, shows that the gateway sent it once: a mock applies a
+/// request number once however often it arrives, so its `applied_count` is
+/// 1 whatever the gateway does.
+pub fn received_once(ledger: &Value, request_number: &str) -> anyhow::Result<()> {
+    let controls: Vec<&Value> = ledger["controls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["request_number"] == request_number)
+        .collect();
+    anyhow::ensure!(
+        matches!(controls.as_slice(), [c] if c["received_count"] == 1),
+        "{request_number}: the agency's controls show {controls:?} (want one, received once)"
+    );
+    let logged: Vec<&Value> = ledger["requests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["request_number"] == request_number && r["kind"] == "control")
+        .collect();
+    anyhow::ensure!(
+        matches!(logged.as_slice(), [r] if r["count"] == 1),
+        "{request_number}: the agency's request log shows {logged:?} (want one control, once)"
+    );
+    Ok(())
+}

@@ -186,8 +186,12 @@ pub struct OrderScenario {
     pub to_applied: Summary,
     pub applied_per_s: f64,
     pub secs: f64,
-    pub ledger_applied_once: usize,
-    pub ledger_applied_more: usize,
+    /// Accepted orders whose control message the bank received exactly
+    /// once (its `received_count` and request log), more than once, or
+    /// never.
+    pub ledger_received_once: usize,
+    pub ledger_received_more: usize,
+    pub ledger_never_received: usize,
     pub gateway_cpu_s: f64,
     pub cpu_us_per_order: Option<f64>,
     pub audit_rows: i64,
@@ -513,12 +517,12 @@ pub fn fleet_table(c: Option<&FleetScenario>, d: Option<&ManyFleetScenario>) -> 
 
 pub fn order_table(e: &[OrderScenario], skipped: &[String]) -> String {
     let mut out = "### Scenario E: freeze orders through the exactly-once path\n\n\
-        | backend | orders | accepted/s | accept p50 / p99 ms | applied | applied/s | submit → applied p50 / p99 / p99.9 ms | applied once at the bank | gateway CPU µs/order | audit rows/s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        | backend | orders | accepted/s | accept p50 / p99 ms | applied | applied/s | submit → applied p50 / p99 / p99.9 ms | received once by the bank | gateway CPU µs/order | audit rows/s |\n|---|---|---|---|---|---|---|---|---|---|\n"
         .to_owned();
     for s in e {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} / {} | {}{} | {} | {} / {} / {} | {} (more than once: {}) | {} | {} |",
+            "| {} | {} | {} | {} / {} | {}{} | {} | {} / {} / {} | {} (more than once: {}, never: {}) | {} | {} |",
             s.backend,
             s.orders,
             thousands(s.accepted_per_s),
@@ -530,8 +534,9 @@ pub fn order_table(e: &[OrderScenario], skipped: &[String]) -> String {
             ms(s.to_applied.p50_ms),
             ms(s.to_applied.p99_ms),
             ms(s.to_applied.p999_ms),
-            s.ledger_applied_once,
-            s.ledger_applied_more,
+            s.ledger_received_once,
+            s.ledger_received_more,
+            s.ledger_never_received,
             opt(s.cpu_us_per_order, |v| format!("{v:.0}")),
             thousands(s.audit_rows_per_s),
         );

@@ -1,6 +1,6 @@
 //! The benchmark's scenarios and their baselines.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1229,19 +1229,35 @@ async fn run_orders(
         .lock()
         .map(|s| s.clone())
         .unwrap_or_default();
-    let (mut once, mut more) = (0, 0);
-    for c in ledger["controls"].as_array().into_iter().flatten() {
-        if c["request_number"]
-            .as_str()
-            .is_some_and(|rn| ours.contains(rn))
+    // Exactly once is in the bank's receipts: how often each control
+    // message arrived (`received_count`, and the request log's `control`
+    // entry). Its `applied_count` would say nothing: the mock applies a
+    // request number once however often it arrives.
+    let mut logged: HashMap<&str, i64> = HashMap::new();
+    for r in ledger["requests"].as_array().into_iter().flatten() {
+        if r["kind"] == "control"
+            && let Some(rn) = r["request_number"].as_str()
         {
-            match c["applied_count"].as_i64().unwrap_or(0) {
-                1 => once += 1,
-                x if x > 1 => more += 1,
-                _ => {}
-            }
+            *logged.entry(rn).or_default() += r["count"].as_i64().unwrap_or(0);
         }
     }
+    let (mut once, mut more, mut received) = (0, 0, 0);
+    for c in ledger["controls"].as_array().into_iter().flatten() {
+        let Some(rn) = c["request_number"].as_str().filter(|rn| ours.contains(*rn)) else {
+            continue;
+        };
+        received += 1;
+        let arrived = c["received_count"]
+            .as_i64()
+            .unwrap_or(0)
+            .max(logged.get(rn).copied().unwrap_or(0));
+        match arrived {
+            1 => once += 1,
+            x if x > 1 => more += 1,
+            _ => {}
+        }
+    }
+    let never = ours.len().saturating_sub(received);
     let audit_rows = gateway.db.audit_rows(t0, t1 + 1).await?;
     let wall = (t1 - t0).max(1) as f64 / 1000.0;
     let accept_summary = accept.lock().map(|h| summarize(&h)).unwrap_or_default();
@@ -1256,8 +1272,9 @@ async fn run_orders(
         to_applied: summarize(&h),
         applied_per_s: applied as f64 / secs.max(0.001),
         secs,
-        ledger_applied_once: once,
-        ledger_applied_more: more,
+        ledger_received_once: once,
+        ledger_received_more: more,
+        ledger_never_received: never,
         gateway_cpu_s: cpu,
         cpu_us_per_order: (applied > 0).then(|| cpu * 1e6 / applied as f64),
         audit_rows,
@@ -1265,8 +1282,13 @@ async fn run_orders(
         timed_out,
     };
     println!(
-        "  {} applied in {:.2} s ({:.0}/s); submit → applied p50 {:.1} ms p99 {:.1} ms; applied once at the bank: {once}, more: {more}",
+        "  {} applied in {:.2} s ({:.0}/s); submit → applied p50 {:.1} ms p99 {:.1} ms; control messages the bank received once: {once}, more than once: {more}, never: {never}",
         s.applied, s.secs, s.applied_per_s, s.to_applied.p50_ms, s.to_applied.p99_ms
     );
+    if more > 0 || never > 0 {
+        println!(
+            "  NOT EXACTLY ONCE: {more} orders reached the bank more than once, {never} never"
+        );
+    }
     Ok(s)
 }
