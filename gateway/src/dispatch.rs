@@ -58,6 +58,13 @@ const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 const PRUNE_EVERY_MS: i64 = 1_000;
 /// How often, at most, inquiries past their deadline are looked for.
 const EXPIRE_EVERY_MS: i64 = 100;
+/// How often owed completion callbacks are looked for: those of inquiries
+/// an agency's push completed, and those a gateway that died, or a store
+/// that failed, left unqueued.
+const OWED_CALLBACKS_EVERY_MS: i64 = 1_000;
+/// An owed callback younger than this is left to the instance that
+/// completed the inquiry, which queues it at once.
+const OWED_CALLBACK_GRACE_MS: i64 = 2_000;
 /// Handed-over inquiries the dispatcher starts together (their tasks for
 /// one agency go in one batch where the dialect allows).
 const HANDOFF_BATCH: usize = 256;
@@ -251,6 +258,7 @@ pub struct Dispatcher {
     round_wanted: AtomicBool,
     last_prune_ms: AtomicI64,
     last_expire_ms: AtomicI64,
+    last_owed_ms: AtomicI64,
     /// The gateway's own address as agencies reach it, for callbacks.
     public_url: String,
     /// Tells callers of completed inquiries.
@@ -300,6 +308,7 @@ impl Dispatcher {
             round_wanted: AtomicBool::new(false),
             last_prune_ms: AtomicI64::new(0),
             last_expire_ms: AtomicI64::new(0),
+            last_owed_ms: AtomicI64::new(0),
             public_url,
             notifier,
             guards,
@@ -396,6 +405,10 @@ impl Dispatcher {
             for inquiry_id in self.store.expire_overdue(now).await? {
                 self.complete_if_done(&inquiry_id).await;
             }
+        }
+        if now - self.last_owed_ms.load(Ordering::Relaxed) >= OWED_CALLBACKS_EVERY_MS {
+            self.last_owed_ms.store(now, Ordering::Relaxed);
+            self.queue_owed_callbacks(now).await;
         }
         self.prune_retired_sets(now).await;
         let available = self.permits.available_permits();
@@ -931,38 +944,78 @@ impl Dispatcher {
 }
 
 impl Dispatcher {
-    /// Queues the `inquiry.completed` callback of an inquiry, when its
-    /// caller takes callbacks.
+    /// Queues the `inquiry.completed` callback of an inquiry that just
+    /// completed, when its caller takes callbacks. The completion left it
+    /// owed in the store; until it is queued, [`Self::queue_owed_callbacks`]
+    /// finds it.
     async fn notify_completed(&self, inquiry_id: &str) {
         if !self.notifier.has_targets() {
             return;
         }
-        let record = match self.store.inquiry(inquiry_id).await {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        if !self.notifier.takes_callbacks(&record.caller) {
+        if let Err(e) = self.queue_callback(inquiry_id, now_ms()).await {
+            tracing::warn!(error = %e, inquiry = inquiry_id, "cannot queue the completion callback now; the sweep will");
+        }
+    }
+
+    /// Queues the completion callbacks still owed (a push completed the
+    /// inquiry, a gateway died before queuing, the store failed), and
+    /// clears those of callers that take none.
+    async fn queue_owed_callbacks(&self, now: i64) {
+        let callers = self.notifier.callers();
+        if let Err(e) = self.store.drop_unwanted_callbacks(&callers).await {
+            tracing::warn!(error = %e, "cannot clear callbacks nobody takes; retrying");
             return;
         }
-        let Ok(tasks) = self.store.tasks(inquiry_id).await else {
+        if callers.is_empty() {
             return;
+        }
+        let owed = match self
+            .store
+            .inquiries_owing_callbacks(&callers, now - OWED_CALLBACK_GRACE_MS, 100)
+            .await
+        {
+            Ok(owed) => owed,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for owed callbacks; retrying");
+                return;
+            }
         };
-        let Ok(view) = crate::inquiry::view(&record, &tasks) else {
-            return;
+        for inquiry_id in owed {
+            if let Err(e) = self.queue_callback(&inquiry_id, now).await {
+                tracing::warn!(error = %e, inquiry = %inquiry_id, "cannot queue an owed completion callback; retrying");
+                return;
+            }
+        }
+    }
+
+    /// Builds the inquiry's `inquiry.completed` callback as it stands and
+    /// queues it, unless another instance did.
+    async fn queue_callback(
+        &self,
+        inquiry_id: &str,
+        now: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(record) = self.store.inquiry(inquiry_id).await? else {
+            return Ok(());
         };
-        let Ok(resource) = serde_json::to_value(&view) else {
-            return;
-        };
+        if !self.notifier.takes_callbacks(&record.caller) {
+            return Ok(());
+        }
+        let tasks = self.store.tasks(inquiry_id).await?;
+        let view = crate::inquiry::view(&record, &tasks)
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
+        let resource = serde_json::to_value(&view)
+            .map_err(|e| crate::store::StoreError::Corrupt(e.to_string()))?;
         if let Some(item) = self.notifier.event(
             &record.caller,
             "inquiry.completed",
             inquiry_id,
             &resource,
-            now_ms(),
-        ) && let Err(e) = self.store.enqueue(&item).await
-        {
-            tracing::error!(error = %e, inquiry = inquiry_id, "cannot queue the completion callback");
+            now,
+        ) {
+            self.store.queue_inquiry_callback(inquiry_id, &item).await?;
         }
+        Ok(())
     }
 }
 

@@ -118,6 +118,13 @@ impl Notifier {
         !self.targets.is_empty()
     }
 
+    /// The callers that take callbacks.
+    pub fn callers(&self) -> Vec<String> {
+        let mut callers: Vec<String> = self.targets.keys().cloned().collect();
+        callers.sort();
+        callers
+    }
+
     /// Whether `caller` takes callbacks.
     pub fn takes_callbacks(&self, caller: &str) -> bool {
         self.targets.contains_key(caller)

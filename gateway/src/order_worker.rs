@@ -587,7 +587,7 @@ impl OrderWorker {
             },
         }
         let changed = p.status != order.status && order::is_decided(&p.status);
-        let notify: Vec<OutboxRecord> = if changed {
+        let mut notify: Vec<OutboxRecord> = if changed {
             let mut shown = order.clone();
             apply_progress(&mut shown, &p, now);
             self.notifier
@@ -603,6 +603,35 @@ impl OrderWorker {
         } else {
             Vec::new()
         };
+        // A release lifts the measure of the freeze or seal it names: that
+        // order changes too, and its caller hears of it in the same write.
+        if matches!(effect, Some(MeasureEffect::Released)) {
+            match self.store.order(&order.measure_order).await {
+                Ok(Some(measure))
+                    if !matches!(
+                        measure.status.as_str(),
+                        "released" | "expired" | "refused" | "failed"
+                    ) =>
+                {
+                    let mut shown = measure.clone();
+                    shown.status = "released".into();
+                    shown.phase = PHASE_DONE.into();
+                    shown.updated_at_ms = now;
+                    notify.extend(self.notifier.event(
+                        &measure.caller,
+                        "order.updated",
+                        &measure.id,
+                        &order::view(&shown),
+                        now,
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, order = %order.id, "cannot read the measure a release lifts; the agency will be asked again");
+                    return;
+                }
+            }
+        }
         match self
             .store
             .save_order(&self.owner, &order.id, &p, effect.as_ref(), &notify, now)

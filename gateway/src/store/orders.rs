@@ -331,6 +331,29 @@ pub trait OrderStore: Send + Sync {
 
     async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError>;
 
+    /// Completed inquiries of `callers` whose completion callback is owed
+    /// and not yet queued, completed at or before `completed_before_ms`,
+    /// oldest first.
+    async fn inquiries_owing_callbacks(
+        &self,
+        callers: &[String],
+        completed_before_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Clears the owed callback of every completed inquiry whose caller is
+    /// not one of `callers` (it takes none); how many.
+    async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError>;
+
+    /// Queues an inquiry's completion callback and clears what it owes, in
+    /// one transaction; false (nothing queued) when it owed none any more
+    /// (another gateway queued it).
+    async fn queue_inquiry_callback(
+        &self,
+        inquiry_id: &str,
+        item: &OutboxRecord,
+    ) -> Result<bool, StoreError>;
+
     async fn claim_outbox(
         &self,
         owner: &str,

@@ -464,7 +464,7 @@ impl JobStore for PgStore {
 
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
              WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
                (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))",
         )
@@ -544,7 +544,7 @@ impl JobStore for PgStore {
         let rows = loop {
             attempt += 1;
             let checked = sqlx::query(
-                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1 \
+                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
                  WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
                    AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                        WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \

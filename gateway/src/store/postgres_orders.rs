@@ -698,6 +698,59 @@ impl OrderStore for PgStore {
         Ok(())
     }
 
+    async fn inquiries_owing_callbacks(
+        &self,
+        callers: &[String],
+        completed_before_ms: i64,
+        n: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let found = sqlx::query(
+            "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
+               AND caller = ANY($2::text[]) ORDER BY completed_at_ms LIMIT $3",
+        )
+        .bind(completed_before_ms)
+        .bind(callers)
+        .bind(limit(n))
+        .fetch_all(&self.pool)
+        .await?;
+        found
+            .iter()
+            .map(|r| r.try_get("id"))
+            .collect::<Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+               AND NOT (caller = ANY($1::text[]))",
+        )
+        .bind(callers)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_inquiry_callback(
+        &self,
+        inquiry_id: &str,
+        item: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let owed =
+            sqlx::query("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
+                .bind(inquiry_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if owed {
+            insert_outbox(&mut tx, item).await?;
+        }
+        tx.commit().await?;
+        Ok(owed)
+    }
+
     async fn claim_outbox(
         &self,
         owner: &str,

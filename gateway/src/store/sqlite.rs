@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
     AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, NewInquiry,
@@ -55,9 +55,29 @@ impl SqliteStore {
         // One connection, in-process: there is no network to break it, so
         // it is not pinged before each use (a round trip to its worker
         // thread per statement).
+        // A transaction SQLite ended by itself (a COMMIT that failed on a
+        // full disk may roll back) leaves sqlx counting it open: its
+        // ROLLBACK on drop then fails, and every later BEGIN on that
+        // connection is refused, for good. Such a connection is closed when
+        // it comes back to the pool, and the next use opens a fresh one, so
+        // the store works again as soon as the disk does.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        // A dropped transaction's ROLLBACK is queued on the
+                        // connection's worker; this runs after it.
+                        let _ = sqlx::query("SELECT 1").execute(&mut *conn).await;
+                    }
+                    let healthy = !conn.is_in_transaction();
+                    if !healthy {
+                        tracing::warn!("an SQLite connection was left inside a transaction it cannot end; replacing it");
+                    }
+                    Ok(healthy)
+                })
+            })
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -374,7 +394,7 @@ impl JobStore for SqliteStore {
 
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = ? \
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = ?, callback_due = 1 \
              WHERE id = ? AND status = 'running' AND NOT EXISTS \
                (SELECT 1 FROM agency_tasks WHERE inquiry_id = ? AND state IN (?, ?, ?))",
         )
@@ -441,7 +461,7 @@ impl JobStore for SqliteStore {
         let touched =
             serde_json::to_string(&touched).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let completed = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = ? \
+            "UPDATE inquiries SET status = 'completed', completed_at_ms = ?, callback_due = 1 \
              WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' \
                AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                    WHERE inquiry_id = inquiries.id AND state IN (?, ?, ?)) \
@@ -938,6 +958,27 @@ impl AuditStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::padded_chunks;
+
+    /// SQLite may end a transaction by itself (a COMMIT that fails on a full
+    /// disk); sqlx's ROLLBACK on drop then fails and it keeps counting the
+    /// transaction open. The store must not stay wedged on that connection.
+    #[tokio::test]
+    async fn a_transaction_sqlite_ended_by_itself_does_not_wedge_the_store() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
+        let store = super::SqliteStore::open(&url).await?;
+        {
+            let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+            // Dropped: sqlx's own ROLLBACK finds no transaction and fails.
+        }
+        for _ in 0..3 {
+            let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("SELECT 1").execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
 
     #[test]
     fn chunks_come_in_a_few_sizes_and_cover_everything() {

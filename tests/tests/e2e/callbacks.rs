@@ -89,6 +89,69 @@ async fn a_registry_pushes_its_result_and_the_inquiry_completes(
     Ok(())
 }
 
+/// An inquiry that an agency's push completes is called back to its caller
+/// too: the completion leaves the callback owed in the same write, and the
+/// dispatcher queues what is owed.
+async fn an_inquiry_a_push_completes_is_called_back_to_its_caller(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let receiver = crate::orders::Receiver::start().await?;
+    let secret_dir = tempfile::tempdir()?;
+    let secret_file = secret_dir.path().join("callback.secret");
+    std::fs::write(&secret_file, "push-secret")?;
+    let url = receiver.url();
+    let sys = System::start_on(backend, |config, agencies| {
+        for c in &mut config.callers {
+            if c.name == "demo-court" {
+                c.callback_url = Some(url.clone());
+                c.callback_secret_file = Some(secret_file.clone());
+            }
+        }
+        let mut y = agencies
+            .iter()
+            .find(|a| a.id == "registry-x")
+            .expect("registry-x")
+            .clone();
+        y.id = "registry-y".into();
+        y.dialect = "registry-callback".into();
+        y.callback_token_sha256 = Some(TOKEN_SHA256.into());
+        agencies.push(y);
+    })
+    .await?;
+    // Not waited for: the push is what completes it.
+    let reply = sys
+        .post_json("/v1/inquiries", ENFORCEMENT, &for_registry_y(zhang_san()))
+        .await?;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().expect("id").to_owned();
+    let event = receiver
+        .wait_for(|e| e["event"] == "inquiry.completed" && e["resource"]["id"] == id.as_str())
+        .await?;
+    assert_eq!(event["resource"]["status"], "completed", "{event}");
+    assert_eq!(
+        agency_status(&event["resource"], "registry-y"),
+        "answered",
+        "{event}"
+    );
+    let pushed = sys.audit(&format!("inquiry={id}")).await?;
+    assert!(
+        pushed
+            .iter()
+            .any(|e| e["direction"] == "callback" && e["action"] == "inquiry.callback_result"),
+        "completed by the push: {pushed:?}"
+    );
+    // Called back once, not once per instance or sweep.
+    let deliveries = receiver
+        .deliveries()
+        .into_iter()
+        .filter(|d| {
+            d.event["event"] == "inquiry.completed" && d.event["resource"]["id"] == id.as_str()
+        })
+        .count();
+    assert_eq!(deliveries, 1);
+    Ok(())
+}
+
 async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -172,4 +235,5 @@ async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats
 }
 
 on_both_backends!(a_registry_pushes_its_result_and_the_inquiry_completes);
+on_both_backends!(an_inquiry_a_push_completes_is_called_back_to_its_caller);
 on_both_backends!(the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats);

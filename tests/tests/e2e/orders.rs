@@ -711,6 +711,25 @@ async fn the_caller_receives_signed_callbacks_retried_until_accepted(
         })
         .await?;
     assert_eq!(done["resource"]["status"], "completed");
+    // A release changes the freeze it lifts: its caller hears of both.
+    let release = follow_up(zhang_san(), "release", &id);
+    let released = place(&sys, "signed-release", &release, &["applied"]).await?;
+    let release_id = released["id"].as_str().unwrap_or_default().to_owned();
+    receiver
+        .wait_for(|e| {
+            e["event"] == "order.updated"
+                && e["resource"]["id"] == release_id.as_str()
+                && e["resource"]["status"] == "applied"
+        })
+        .await?;
+    let lifted = receiver
+        .wait_for(|e| {
+            e["event"] == "order.updated"
+                && e["resource"]["id"] == id.as_str()
+                && e["resource"]["status"] == "released"
+        })
+        .await?;
+    assert_eq!(lifted["resource"]["action"], "freeze", "{lifted}");
     Ok(())
 }
 
