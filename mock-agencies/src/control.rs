@@ -1294,7 +1294,9 @@ impl ControlBook {
     }
 
     /// Every control request number decided, with how often it was
-    /// received and applied (exactly once) and what it did, now.
+    /// received (`received_count`: what shows whether a sender repeated
+    /// itself) and applied (always once: the mock deduplicates by request
+    /// number), and what it did, now.
     pub fn ledger_controls(&self, wanted: impl Fn(&str) -> bool) -> Vec<Value> {
         self.controls
             .iter()

@@ -257,8 +257,10 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     // own ledgers.
     let mut final_check = Check::new("every control order in a final state");
     let mut statuses: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut actions: BTreeMap<&str, u64> = BTreeMap::new();
     for o in &orders {
         *statuses.entry(o.status.as_str()).or_default() += 1;
+        *actions.entry(o.action.as_str()).or_default() += 1;
         if matches!(o.status.as_str(), "accepted" | "dispatched") {
             final_check.fail(format!(
                 "order {} ({}) is still {}",
@@ -266,7 +268,7 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
             ));
         }
     }
-    final_check.counted = format!("{} orders: {statuses:?}", orders.len());
+    final_check.counted = format!("{} orders {actions:?}: {statuses:?}", orders.len());
     checks.push(final_check);
 
     let mut once = Check::new("every control applied once at its agency, none without an order");
@@ -516,6 +518,9 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     // The disk-full fault: 503, nothing sent unrecorded, recovery.
     if let Some(d) = &ev.disk_full {
         let mut c = Check::new("disk full: 503, nothing sent unrecorded, recovery");
+        if let Some(e) = &d.error {
+            c.fail(format!("the disk was not filled: {e}"));
+        }
         if d.answered_503 == 0 {
             c.fail("the gateway never answered 503 while its disk was full".into());
         }

@@ -5,10 +5,10 @@
 //!   resumed; an agency answering garbage for a while; a registry failing
 //!   a third of its requests;
 //! - PostgreSQL: every connection of the gateways killed from the server
-//!   side, twice; SQLite: the disk full, until the gateway has answered 503
-//!   for a while, then space again.
+//!   side, twice; SQLite: the disk full (its tmpfs shrunk to what is in
+//!   use), until the gateway has answered 503 for a while, then space again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::setup::{Database, GatewaySlot, free_bytes};
+use crate::setup::{Database, GatewaySlot, used_bytes};
 
 /// What was done, and when (seconds from the workload's start).
 #[derive(Debug, Default)]
@@ -41,6 +41,8 @@ pub struct DiskFull {
     pub answered_other: Vec<u16>,
     /// Seconds from space back to the first probe accepted again.
     pub recovered_after_secs: Option<f64>,
+    /// Why the disk could not be filled.
+    pub error: Option<String>,
 }
 
 pub struct Injector {
@@ -257,9 +259,9 @@ impl Injector {
         }
     }
 
-    /// Fills the SQLite file's filesystem, waits until the gateway answers
-    /// 503, keeps it full ten seconds more, then frees the space and waits
-    /// until it accepts work again.
+    /// Fills the SQLite file's filesystem (it is shrunk to what is in use),
+    /// waits until the gateway answers 503, keeps it full ten seconds more,
+    /// then gives the space back and waits until it accepts work again.
     async fn disk_full(&self) {
         let Database::Sqlite {
             mount: Some(mount), ..
@@ -272,22 +274,20 @@ impl Injector {
             return;
         };
         let mut report = DiskFull::default();
-        let fillers = match fill(mount).await {
-            Ok(f) => f,
-            Err(e) => {
-                self.note(format!("could not fill the disk: {e:#}"));
-                return;
-            }
-        };
-        self.note(format!("disk full ({} filler files)", fillers.len()));
+        if let Err(e) = fill(mount).await {
+            self.note(format!("could not fill the disk: {e:#}"));
+            report.error = Some(format!("{e:#}"));
+            self.with_log(|l| l.disk_full = Some(report));
+            return;
+        }
+        self.note("disk full".into());
         let base = self.gateways.lock().await[0].base.clone();
         let filled = Instant::now();
         let mut held_since: Option<Instant> = None;
         while held_since.is_none_or(|t| t.elapsed() < Duration::from_secs(10))
             && filled.elapsed() < Duration::from_secs(90)
         {
-            let status = self.probe(&base).await;
-            match status {
+            match self.probe(&base).await {
                 Some(503) => {
                     report.answered_503 += 1;
                     if held_since.is_none() {
@@ -299,14 +299,14 @@ impl Injector {
                 Some(s) => report.answered_other.push(s),
                 None => {}
             }
-            // Fill again what the gateway freed (a checkpoint, a WAL reset).
-            let _ = fill_more(mount, &fillers).await;
+            // Whatever the gateway freed (a checkpoint, a WAL reset) is
+            // taken away again.
+            let _ = fill(mount).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        for f in &fillers {
-            let _ = std::fs::remove_file(f);
+        if let Err(e) = unfill(mount).await {
+            self.note(format!("could not give the space back: {e:#}"));
         }
-        let _ = std::fs::remove_file(mount.join("filler-more"));
         let freed = Instant::now();
         report.freed_at = Some(Utc::now());
         self.note("disk space back".into());
@@ -344,50 +344,34 @@ impl Injector {
     }
 }
 
-/// Fills the filesystem at `mount` with preallocated files until nothing
-/// is left; their paths.
-async fn fill(mount: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for i in 0..16 {
-        let free = free_bytes(mount)?;
-        if free < 4096 {
-            break;
-        }
-        let path = mount.join(format!("filler-{i}"));
-        let status = tokio::process::Command::new("fallocate")
-            .args(["-l", &free.to_string()])
-            .arg(&path)
+/// Shrinks the tmpfs at `mount` to the pages in use: nothing is left.
+async fn fill(mount: &Path) -> anyhow::Result<()> {
+    for _ in 0..10 {
+        let used = used_bytes(mount)?;
+        let status = tokio::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={used}"), "tmpfs"])
+            .arg(mount)
             .status()
             .await?;
-        files.push(path);
-        if !status.success() {
-            // The last few blocks: as much as fits.
-            let _ = tokio::process::Command::new("fallocate")
-                .args(["-l", &free.saturating_sub(65_536).to_string()])
-                .arg(mount.join(format!("filler-{i}")))
-                .status()
-                .await;
+        // Refused when the files grew between the two steps: again.
+        if status.success() {
+            return Ok(());
         }
     }
-    anyhow::ensure!(
-        free_bytes(mount)? < 1 << 20,
-        "the filesystem at {} could not be filled",
-        mount.display()
-    );
-    Ok(files)
+    anyhow::bail!("cannot shrink the tmpfs at {} to its use", mount.display())
 }
 
-/// Takes whatever space came free again since [`fill`].
-async fn fill_more(mount: &Path, _fillers: &[PathBuf]) -> anyhow::Result<()> {
-    let free = free_bytes(mount)?;
-    if free >= 4096 {
-        let path = mount.join("filler-more");
-        let current = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        tokio::process::Command::new("fallocate")
-            .args(["-l", &(current + free).to_string()])
-            .arg(&path)
-            .status()
-            .await?;
-    }
+/// Gives the tmpfs at `mount` its size back.
+async fn unfill(mount: &Path) -> anyhow::Result<()> {
+    let status = tokio::process::Command::new("mount")
+        .args([
+            "-o",
+            &format!("remount,size={}m", crate::setup::DISK_MIB),
+            "tmpfs",
+        ])
+        .arg(mount)
+        .status()
+        .await?;
+    anyhow::ensure!(status.success(), "remount failed: {status}");
     Ok(())
 }

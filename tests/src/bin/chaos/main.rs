@@ -119,7 +119,7 @@ async fn run(args: &Args, out: &std::path::Path) -> anyhow::Result<bool> {
                 std::fs::create_dir_all(out.join("db"))?;
                 None
             } else {
-                let disk = SmallDisk::mount(&out.join("db"), 4096)?;
+                let disk = SmallDisk::mount(&out.join("db"), setup::DISK_MIB)?;
                 let at = disk.at.clone();
                 _disk = Some(disk);
                 Some(at)
@@ -319,7 +319,13 @@ async fn run(args: &Args, out: &std::path::Path) -> anyhow::Result<bool> {
         logs,
         verify: (verify.status.success(), verify_text),
         server_errors,
-        disk_full: fault_log.disk_full.clone(),
+        disk_full: match (&database, &fault_log.disk_full) {
+            (Database::Sqlite { mount: Some(_), .. }, None) => Some(faults::DiskFull {
+                error: Some("the disk-full fault never ran".into()),
+                ..faults::DiskFull::default()
+            }),
+            (_, d) => d.clone(),
+        },
     };
     let results = checks::run(&db, &evidence).await?;
 

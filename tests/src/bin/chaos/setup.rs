@@ -248,8 +248,12 @@ impl Database {
     }
 }
 
+/// The size of the SQLite file's tmpfs; memory is taken only as it is used.
+pub const DISK_MIB: u64 = 8192;
+
 /// A tmpfs of `size_mib` mounted at `at` (root only): the SQLite file's
-/// home, which the harness can fill to the last byte. Unmounted on drop.
+/// home, which the harness can fill to the last byte by shrinking it to
+/// what is in use. Unmounted on drop.
 pub struct SmallDisk {
     pub at: PathBuf,
 }
@@ -288,17 +292,19 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Bytes free on the filesystem holding `path`.
-pub fn free_bytes(path: &Path) -> anyhow::Result<u64> {
+/// Bytes in use on the filesystem holding `path`, in whole pages.
+pub fn used_bytes(path: &Path) -> anyhow::Result<u64> {
     let out = std::process::Command::new("df")
-        .args(["-B1", "--output=avail"])
+        .args(["-B1", "--output=used"])
         .arg(path)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let used: u64 = text
+        .lines()
         .nth(1)
         .and_then(|l| l.trim().parse().ok())
-        .context("cannot read df's answer")
+        .context("cannot read df's answer")?;
+    Ok(used.div_ceil(4096).max(1) * 4096)
 }
 
 /// One gateway instance: its configuration and, while it runs, its process.
