@@ -128,6 +128,8 @@ pub struct Evidence {
     pub verify: (bool, String),
     pub server_errors: (u64, Vec<String>),
     pub disk_full: Option<crate::faults::DiskFull>,
+    /// SIGKILLs planned, and done.
+    pub kills: (u32, u32),
 }
 
 pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
@@ -562,6 +564,48 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     }
     if ev.server_errors.0 > 0 && ev.server_errors.1.is_empty() {
         c.fail(format!("{} such answers", ev.server_errors.0));
+    }
+    checks.push(c);
+
+    // The run did what it is for: a check over nothing proves nothing.
+    let mut c = Check::new("the run exercised every path");
+    let mut missing = Vec::new();
+    for action in ["freeze", "renew", "deduct", "release", "seal", "release_seal"] {
+        if actions.get(action).copied().unwrap_or(0) == 0 {
+            missing.push(format!("no {action} order"));
+        }
+    }
+    if statuses.get("waiting").copied().unwrap_or(0) == 0 {
+        missing.push("no order waited in line".into());
+    }
+    if orders.iter().all(|o| o.plan.is_none()) {
+        missing.push("no plan placed a freeze".into());
+    }
+    if !tasks.iter().any(|(_, agency, state)| agency == "registry-y" && state == "answered") {
+        missing.push("no inquiry answered by a push".into());
+    }
+    if !tasks.iter().any(|(_, agency, state)| agency == "registry-x" && state == "answered") {
+        missing.push("no inquiry answered by polling".into());
+    }
+    if !mock_requests.iter().any(|(_, kind, _)| kind == "control_query") {
+        missing.push("no order was ever in doubt".into());
+    }
+    if r.events.is_empty() {
+        missing.push("no callback".into());
+    }
+    if ev.kills.1 < ev.kills.0 {
+        missing.push(format!("{} of {} kills done", ev.kills.1, ev.kills.0));
+    }
+    c.counted = if missing.is_empty() {
+        format!(
+            "every action, waiting, plans, pushed and polled answers, orders in doubt, callbacks; {} kills",
+            ev.kills.1
+        )
+    } else {
+        missing.join("; ")
+    };
+    for m in missing {
+        c.fail(m);
     }
     checks.push(c);
 

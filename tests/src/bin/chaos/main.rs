@@ -313,6 +313,7 @@ async fn run(args: &Args, out: &std::path::Path) -> anyhow::Result<bool> {
             .map_err(|_| anyhow::anyhow!("receiver poisoned"))?,
     );
     let evidence = checks::Evidence {
+        kills: (kills, fault_log.kills),
         seen,
         received,
         ledgers,
