@@ -1,6 +1,13 @@
 //! An agency behind TLS with a private CA and client certificates (mutual
 //! TLS), and auth headers given by reference: the transport reaches it with
 //! the agency file's settings, and does not without them.
+//!
+//! A refusal is checked for what it is, on both ends: the rustls error the
+//! agency's listener refused the handshake with, and the TLS failure the
+//! transport reports (an alert or an untrusted certificate, never a
+//! connection nobody accepted). Each refusal test then reaches the same
+//! listener with the right settings, so a dead listener cannot pass for a
+//! refusing one.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,11 +24,13 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
-use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::rustls::{self, AlertDescription, CertificateError, RootCertStore, ServerConfig};
 
 const API_KEY: &str = "bank-t-api-key-4711";
 
@@ -68,10 +77,12 @@ fn pki(name: &str) -> anyhow::Result<Pki> {
     })
 }
 
-/// Accepts TLS connections whose client certificate the CA signed.
+/// Accepts TLS connections whose client certificate the CA signed, and
+/// reports why it refused each handshake it refused.
 struct MutualTlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    refused: mpsc::UnboundedSender<rustls::Error>,
 }
 
 impl axum::serve::Listener for MutualTlsListener {
@@ -83,10 +94,20 @@ impl axum::serve::Listener for MutualTlsListener {
             let Ok((stream, addr)) = self.tcp.accept().await else {
                 continue;
             };
-            // A refused handshake (no or wrong client certificate) just
-            // closes that connection.
-            if let Ok(tls) = self.acceptor.accept(stream).await {
-                return (tls, addr);
+            match self.acceptor.accept(stream).into_fallible().await {
+                Ok(tls) => return (tls, addr),
+                Err((e, tcp)) => {
+                    let reason = e
+                        .get_ref()
+                        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                        .cloned()
+                        .unwrap_or_else(|| rustls::Error::General(e.to_string()));
+                    let _ = self.refused.send(reason);
+                    // The alert is on its way; read what the client still
+                    // sends until it closes, so that closing here is a
+                    // FIN and not a reset that could overtake the alert.
+                    tokio::spawn(drain(tcp));
+                }
             }
         }
     }
@@ -96,8 +117,35 @@ impl axum::serve::Listener for MutualTlsListener {
     }
 }
 
+/// Reads a refused client's connection to its end (at most 10 s).
+async fn drain(mut tcp: TcpStream) {
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// An agency over mutual TLS: its address, and why it refused each
+/// handshake it refused.
+struct Agency {
+    addr: SocketAddr,
+    refused: mpsc::UnboundedReceiver<rustls::Error>,
+}
+
+impl Agency {
+    /// The reason of the next handshake the agency refuses (waits 10 s at
+    /// most: a listener that refused nothing fails the test).
+    async fn refusal(&mut self) -> anyhow::Result<rustls::Error> {
+        tokio::time::timeout(Duration::from_secs(10), self.refused.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("the agency refused no handshake within 10 s"))?
+            .ok_or_else(|| anyhow::anyhow!("the agency's listener is gone"))
+    }
+}
+
 /// An agency that answers `/echo` with the API key it received.
-async fn agency_over_mutual_tls(pki: &Pki) -> anyhow::Result<SocketAddr> {
+async fn agency_over_mutual_tls(pki: &Pki) -> anyhow::Result<Agency> {
     gateway::install_crypto_provider();
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone())?;
@@ -107,9 +155,11 @@ async fn agency_over_mutual_tls(pki: &Pki) -> anyhow::Result<SocketAddr> {
         .with_single_cert(vec![pki.server.0.clone()], pki.server.1.clone_key())?;
     let tcp = TcpListener::bind("127.0.0.1:0").await?;
     let addr = tcp.local_addr()?;
+    let (tx, refused) = mpsc::unbounded_channel();
     let listener = MutualTlsListener {
         tcp,
         acceptor: TlsAcceptor::from(Arc::new(config)),
+        refused: tx,
     };
     let app = Router::new().route(
         "/echo",
@@ -124,7 +174,7 @@ async fn agency_over_mutual_tls(pki: &Pki) -> anyhow::Result<SocketAddr> {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(addr)
+    Ok(Agency { addr, refused })
 }
 
 /// Writes the PKI's files and an agency file naming them (relative paths),
@@ -187,13 +237,47 @@ async fn echo_through(
         .await)
 }
 
+/// The TLS failure the transport reports for a refused exchange: the
+/// message of a connection or HTTP failure (a timeout or a reply is not a
+/// refusal).
+fn tls_failure(
+    result: &Result<gateway::transport::HttpReply, gateway::transport::TransportError>,
+) -> anyhow::Result<String> {
+    use gateway::transport::TransportError;
+    match result {
+        Err(TransportError::Connect(m) | TransportError::Http(m)) => {
+            anyhow::ensure!(
+                !m.to_lowercase().contains("connection refused"),
+                "nothing was listening: {m}"
+            );
+            Ok(m.clone())
+        }
+        other => anyhow::bail!("expected a refused TLS handshake, got {other:?}"),
+    }
+}
+
+/// The same listener, reached with the right settings: it is alive and
+/// serving, so the refusal before was the handshake's.
+async fn served_with_the_right_settings(
+    dir: &Path,
+    agency: &Agency,
+    pki: &Pki,
+) -> anyhow::Result<()> {
+    let right = dir.join("right");
+    let connection = agency_file(&right, agency.addr, pki, FULL_TLS)?;
+    let reply = echo_through(&connection, agency.addr, "test-guard").await??;
+    anyhow::ensure!(reply.status == 200, "status {}", reply.status);
+    anyhow::ensure!(&reply.body[..] == API_KEY.as_bytes(), "{:?}", reply.body);
+    Ok(())
+}
+
 const FULL_TLS: &str = r#"tls = { ca = "tls/ca.pem", client_cert = "tls/gateway.pem", client_key = "tls/gateway.key" }"#;
 
 #[tokio::test]
 async fn an_agency_with_a_private_ca_and_client_certificates_is_reached_with_its_api_key()
 -> anyhow::Result<()> {
     let pki = pki("agency")?;
-    let addr = agency_over_mutual_tls(&pki).await?;
+    let addr = agency_over_mutual_tls(&pki).await?.addr;
     let dir = tempfile::tempdir()?;
     let connection = agency_file(dir.path(), addr, &pki, FULL_TLS)?;
     let transport = Transport::new(1 << 20)?;
@@ -221,42 +305,80 @@ async fn an_agency_with_a_private_ca_and_client_certificates_is_reached_with_its
 #[tokio::test]
 async fn without_its_client_certificate_the_agency_refuses_the_gateway() -> anyhow::Result<()> {
     let pki = pki("agency")?;
-    let addr = agency_over_mutual_tls(&pki).await?;
+    let mut agency = agency_over_mutual_tls(&pki).await?;
     let dir = tempfile::tempdir()?;
-    let connection = agency_file(dir.path(), addr, &pki, r#"tls = { ca = "tls/ca.pem" }"#)?;
-    let result = echo_through(&connection, addr, "test-2").await?;
-    assert!(result.is_err(), "{result:?}");
+    let connection = agency_file(
+        dir.path(),
+        agency.addr,
+        &pki,
+        r#"tls = { ca = "tls/ca.pem" }"#,
+    )?;
+    let result = echo_through(&connection, agency.addr, "test-2").await?;
+    // The agency's TLS 1.3 server asked for a certificate, got none, and
+    // said so with an alert.
+    assert_eq!(
+        agency.refusal().await?,
+        rustls::Error::NoCertificatesPresented
+    );
+    let failure = tls_failure(&result)?;
+    let alert = rustls::Error::AlertReceived(AlertDescription::CertificateRequired).to_string();
+    assert!(failure.contains(&alert), "{failure}");
+    served_with_the_right_settings(dir.path(), &agency, &pki).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_server_certificate_from_another_ca_is_not_trusted() -> anyhow::Result<()> {
     let agency_pki = pki("agency")?;
-    let addr = agency_over_mutual_tls(&agency_pki).await?;
+    let mut agency = agency_over_mutual_tls(&agency_pki).await?;
     let other = pki("other")?;
     let dir = tempfile::tempdir()?;
     // Our client certificate is right, but we trust another CA.
-    let mut files = agency_pki;
-    files.ca_pem = other.ca_pem;
-    let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
-    let result = echo_through(&connection, addr, "test-3").await?;
-    assert!(result.is_err(), "{result:?}");
+    let files = Pki {
+        ca_pem: other.ca_pem,
+        ca_der: agency_pki.ca_der.clone(),
+        server: (agency_pki.server.0.clone(), agency_pki.server.1.clone_key()),
+        client_pem: agency_pki.client_pem.clone(),
+        client_key_pem: agency_pki.client_key_pem.clone(),
+    };
+    let connection = agency_file(dir.path(), agency.addr, &files, FULL_TLS)?;
+    let result = echo_through(&connection, agency.addr, "test-3").await?;
+    // We refused the agency's certificate, and told it why.
+    let failure = tls_failure(&result)?;
+    let untrusted = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer).to_string();
+    assert!(failure.contains(&untrusted), "{failure}");
+    assert_eq!(
+        agency.refusal().await?,
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA)
+    );
+    served_with_the_right_settings(dir.path(), &agency, &agency_pki).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_client_certificate_from_another_ca_is_refused_by_the_agency() -> anyhow::Result<()> {
     let agency_pki = pki("agency")?;
-    let addr = agency_over_mutual_tls(&agency_pki).await?;
+    let mut agency = agency_over_mutual_tls(&agency_pki).await?;
     let other = pki("other")?;
     let dir = tempfile::tempdir()?;
     // We trust the agency's CA, but present a certificate it did not sign.
-    let mut files = agency_pki;
-    files.client_pem = other.client_pem;
-    files.client_key_pem = other.client_key_pem;
-    let connection = agency_file(dir.path(), addr, &files, FULL_TLS)?;
-    let result = echo_through(&connection, addr, "test-4").await?;
-    assert!(result.is_err(), "{result:?}");
+    let files = Pki {
+        ca_pem: agency_pki.ca_pem.clone(),
+        ca_der: agency_pki.ca_der.clone(),
+        server: (agency_pki.server.0.clone(), agency_pki.server.1.clone_key()),
+        client_pem: other.client_pem,
+        client_key_pem: other.client_key_pem,
+    };
+    let connection = agency_file(dir.path(), agency.addr, &files, FULL_TLS)?;
+    let result = echo_through(&connection, agency.addr, "test-4").await?;
+    assert_eq!(
+        agency.refusal().await?,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+    let failure = tls_failure(&result)?;
+    let alert = rustls::Error::AlertReceived(AlertDescription::UnknownCA).to_string();
+    assert!(failure.contains(&alert), "{failure}");
+    served_with_the_right_settings(dir.path(), &agency, &agency_pki).await?;
     Ok(())
 }
 

@@ -628,12 +628,19 @@ impl JobStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        // An UPDATE is refused in a read-only transaction (a standby, or
-        // `default_transaction_read_only`) even when it matches no row; it
-        // takes no row lock.
-        sqlx::query("UPDATE audit_head SET id = id WHERE false")
-            .execute(&self.pool)
-            .await?;
+        // The probe row tries the audit table itself, rolled back: a
+        // read-only database (a standby, or `default_transaction_read_only`)
+        // refuses it, and so does an audit table that takes no rows while
+        // the rest of the database does. Its number is no chain row's, and
+        // it takes no lock on the chain's head.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at_ms, direction, action, prev_hash, hash) \
+             VALUES (-1, 0, 'internal', 'readiness.probe', '', '')",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.rollback().await?;
         Ok(())
     }
 

@@ -3,8 +3,17 @@
 //! signed; a client without one, with one from another CA, or that does not
 //! trust the gateway's own certificate gets no HTTP exchange at all; a
 //! certificate bound to a caller cannot be stood in for by a token.
+//!
+//! A refused handshake is checked for what it is with a raw TLS client (no
+//! HTTP library between the test and rustls): the alert the gateway sent,
+//! or the client's own refusal of the gateway's certificate, after a TCP
+//! connection the gateway accepted. The same gateway serves a client with
+//! the right certificate in the same test, so a dead listener cannot pass
+//! for a refusing one.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use e2e_tests::{AUDITOR, ENFORCEMENT, System, inquiry_body, zhang_san};
 use gateway::tls::{ClientAuth, TlsSettings};
@@ -13,16 +22,23 @@ use rcgen::{
     KeyPair,
 };
 use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::{self, AlertDescription, CertificateError};
 
 /// A CA of its own, able to sign server and client certificates.
 struct Ca {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
-/// A certificate and its key, in PEM, and its fingerprint.
+/// A certificate and its key, in PEM and DER, and its fingerprint.
 struct Issued {
     cert_pem: String,
     key_pem: String,
+    cert_der: CertificateDer<'static>,
+    key_der: PrivateKeyDer<'static>,
     fingerprint: String,
 }
 
@@ -40,6 +56,10 @@ impl Ca {
 
     fn pem(&self) -> String {
         self.issuer.pem()
+    }
+
+    fn der(&self) -> CertificateDer<'static> {
+        self.issuer.der().clone()
     }
 
     fn server(&self) -> anyhow::Result<Issued> {
@@ -62,6 +82,8 @@ impl Ca {
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            cert_der: cert.der().clone(),
+            key_der: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
             fingerprint: gateway::tls::fingerprint(cert.der()),
         })
     }
@@ -151,6 +173,88 @@ fn client(trusted: &Ca, identity: Option<&Issued>) -> anyhow::Result<reqwest::Cl
     Ok(builder.build()?)
 }
 
+/// The gateway's `host:port`.
+fn address(sys: &System) -> String {
+    sys.base.trim_start_matches("https://").to_owned()
+}
+
+/// A TCP connection to the gateway; failing here means nothing listens.
+async fn connect(sys: &System) -> anyhow::Result<TcpStream> {
+    let addr = address(sys);
+    TcpStream::connect(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("the gateway did not accept a TCP connection at {addr}: {e}"))
+}
+
+/// The rustls error an I/O error carries, if it is one.
+fn rustls_error(e: &std::io::Error) -> Option<rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .cloned()
+}
+
+/// How the gateway ended the TLS connection of a raw client that trusts
+/// `trusted` and presents `identity`: the rustls error of the refused
+/// handshake, the client's own or the alert the gateway sent. The client
+/// sends no request: under TLS 1.3 its side of the handshake ends before
+/// the gateway has checked its certificate, so the gateway's verdict is the
+/// first thing it reads.
+async fn refused_handshake(
+    sys: &System,
+    trusted: &Ca,
+    identity: Option<&Issued>,
+) -> anyhow::Result<rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.der())?;
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => {
+            config.with_client_auth_cert(vec![id.cert_der.clone()], id.key_der.clone_key())?
+        }
+        None => config.with_no_client_auth(),
+    };
+    let tcp = connect(sys).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost")?;
+    let attempt = async {
+        let mut stream = TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        let mut byte = [0u8; 1];
+        stream.read(&mut byte).await
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Err(_) => anyhow::bail!("the gateway neither refused nor closed the connection in 10 s"),
+        Ok(Ok(read)) => anyhow::bail!("the handshake was accepted (then {read} bytes read)"),
+        Ok(Err(e)) => rustls_error(&e)
+            .ok_or_else(|| anyhow::anyhow!("not a refused TLS handshake: {e} ({:?})", e.kind())),
+    }
+}
+
+/// What a plain-HTTP client gets from the TLS port: the bytes the gateway
+/// sent before it closed the connection.
+async fn plain_http_answer(sys: &System) -> anyhow::Result<Vec<u8>> {
+    let mut tcp = connect(sys).await?;
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    match read {
+        Err(_) => anyhow::bail!("the gateway kept a plain-HTTP connection open for 10 s"),
+        Ok(Err(e)) => anyhow::bail!("reading the plain-HTTP answer failed: {e}"),
+        Ok(Ok(())) => Ok(answer),
+    }
+}
+
 fn handshake_failures(metrics: &str) -> f64 {
     metrics
         .lines()
@@ -227,29 +331,37 @@ async fn a_client_without_a_certificate_of_the_ca_gets_no_exchange() -> anyhow::
         )
     };
 
-    // No client certificate.
-    sys.client = client(&pki.ca, None)?;
-    let err = sys.get("/healthz", AUDITOR).await.err();
-    assert!(err.is_some(), "a client without a certificate was served");
+    // No client certificate: the gateway asked for one and says so.
+    assert_eq!(
+        refused_handshake(&sys, &pki.ca, None).await?,
+        rustls::Error::AlertReceived(AlertDescription::CertificateRequired)
+    );
     // A certificate the operator's CA did not sign, for the very name of a
-    // known caller.
+    // known caller: the gateway knows no such CA.
     let forged = pki.stranger.client("demo-court enforcement system")?;
-    sys.client = client(&pki.ca, Some(&forged))?;
-    let err = sys.get("/healthz", AUDITOR).await.err();
-    assert!(err.is_some(), "a certificate of another CA was accepted");
+    assert_eq!(
+        refused_handshake(&sys, &pki.ca, Some(&forged)).await?,
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA)
+    );
     // The other way round: a client that trusts another CA does not accept
     // the gateway's certificate.
-    sys.client = client(&pki.stranger, Some(&pki.auditor))?;
-    let err = sys.get("/healthz", AUDITOR).await.err();
-    assert!(err.is_some(), "the client trusted a server it should not");
-    // Plain HTTP on the TLS port is no way in either.
-    let plain = reqwest::Client::new()
-        .get(sys.base.replace("https://", "http://") + "/healthz")
-        .send()
-        .await;
+    assert_eq!(
+        refused_handshake(&sys, &pki.stranger, Some(&pki.auditor)).await?,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+    // Plain HTTP on the TLS port is no way in either: no HTTP answer, only
+    // a TLS alert record (content type 21, two bytes: fatal, decode_error),
+    // then the end.
+    let answer = plain_http_answer(&sys).await?;
     assert!(
-        plain.map_or(true, |r| r.status() != StatusCode::OK),
-        "plain HTTP was served"
+        !answer.starts_with(b"HTTP/"),
+        "plain HTTP was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let decode_error = u8::from(AlertDescription::DecodeError);
+    assert!(
+        matches!(answer.as_slice(), [21, 3, _, 0, 2, 2, d] if *d == decode_error),
+        "not a fatal decode_error alert: {answer:?}"
     );
 
     // The gateway counted the refused handshakes, and still serves.
@@ -257,7 +369,7 @@ async fn a_client_without_a_certificate_of_the_ca_gets_no_exchange() -> anyhow::
     let metrics = sys.get("/metrics", AUDITOR).await?;
     assert_eq!(metrics.status, StatusCode::OK);
     let after = handshake_failures(metrics.body.as_str().unwrap_or(""));
-    assert!(after >= before + 2.0, "before {before}, after {after}");
+    assert!(after >= before + 4.0, "before {before}, after {after}");
     Ok(())
 }
 
@@ -286,10 +398,16 @@ async fn a_token_does_not_stand_in_for_a_bound_certificate() -> anyhow::Result<(
         .await?;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     // A certificate of another CA is refused even where certificates are
-    // optional.
+    // optional, in the handshake.
     let forged = pki.stranger.client("demo-auditor")?;
-    sys.client = client(&pki.ca, Some(&forged))?;
-    assert!(sys.get("/healthz", AUDITOR).await.is_err());
+    assert_eq!(
+        refused_handshake(&sys, &pki.ca, Some(&forged)).await?,
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA)
+    );
+    // The same gateway still serves the auditor's own certificate.
+    sys.client = client(&pki.ca, Some(&pki.auditor))?;
+    let r = sys.get("/v1/audit/events", AUDITOR).await?;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     Ok(())
 }
 
