@@ -570,7 +570,14 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     // The run did what it is for: a check over nothing proves nothing.
     let mut c = Check::new("the run exercised every path");
     let mut missing = Vec::new();
-    for action in ["freeze", "renew", "deduct", "release", "seal", "release_seal"] {
+    for action in [
+        "freeze",
+        "renew",
+        "deduct",
+        "release",
+        "seal",
+        "release_seal",
+    ] {
         if actions.get(action).copied().unwrap_or(0) == 0 {
             missing.push(format!("no {action} order"));
         }
@@ -581,13 +588,22 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     if orders.iter().all(|o| o.plan.is_none()) {
         missing.push("no plan placed a freeze".into());
     }
-    if !tasks.iter().any(|(_, agency, state)| agency == "registry-y" && state == "answered") {
+    if !tasks
+        .iter()
+        .any(|(_, agency, state)| agency == "registry-y" && state == "answered")
+    {
         missing.push("no inquiry answered by a push".into());
     }
-    if !tasks.iter().any(|(_, agency, state)| agency == "registry-x" && state == "answered") {
+    if !tasks
+        .iter()
+        .any(|(_, agency, state)| agency == "registry-x" && state == "answered")
+    {
         missing.push("no inquiry answered by polling".into());
     }
-    if !mock_requests.iter().any(|(_, kind, _)| kind == "control_query") {
+    if !mock_requests
+        .iter()
+        .any(|(_, kind, _)| kind == "control_query")
+    {
         missing.push("no order was ever in doubt".into());
     }
     if r.events.is_empty() {

@@ -79,6 +79,10 @@ struct Args {
     /// small filesystem).
     #[arg(long)]
     no_disk_full: bool,
+    /// Use the `gateway` and `mock-agencies` binaries beside this one as
+    /// they are, without building them first.
+    #[arg(long)]
+    prebuilt: bool,
 }
 
 #[tokio::main]
@@ -103,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, out: &std::path::Path) -> anyhow::Result<bool> {
-    let (gateway_bin, mocks_bin) = setup::build_binaries()?;
+    let (gateway_bin, mocks_bin) = setup::build_binaries(args.prebuilt)?;
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -37,10 +37,23 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Builds `gateway` and `mock-agencies` in the profile the harness itself
-/// was built with (release for the long runs, debug in CI, where the test
-/// run has just built them) and returns their paths.
-pub fn build_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+/// `gateway` and `mock-agencies` from the folder the harness itself runs
+/// from: as they are with `prebuilt` (CI, where the test run has just built
+/// all three), else built first in the harness's own profile, with the
+/// harness among the packages so that features unify as they did for it
+/// and nothing is built twice.
+pub fn build_binaries(prebuilt: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let here = std::env::current_exe()?
+        .parent()
+        .map(Path::to_path_buf)
+        .context("the harness's executable has no folder")?;
+    let (gateway, mocks) = (here.join("gateway"), here.join("mock-agencies"));
+    if prebuilt {
+        for bin in [&gateway, &mocks] {
+            anyhow::ensure!(bin.is_file(), "{} is not built", bin.display());
+        }
+        return Ok((gateway, mocks));
+    }
     let release = !cfg!(debug_assertions);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut args = vec!["build", "--quiet", "--locked"];
@@ -49,6 +62,7 @@ pub fn build_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     }
     args.extend(["-p", "gateway", "--bin", "gateway"]);
     args.extend(["-p", "mock-agencies", "--bin", "mock-agencies"]);
+    args.extend(["-p", "e2e-tests", "--bin", "chaos"]);
     println!(
         "building the gateway and mock-agencies binaries (cargo {}) ...",
         args.join(" ")
@@ -59,11 +73,6 @@ pub fn build_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
         .status()
         .with_context(|| format!("cannot run {cargo}"))?;
     anyhow::ensure!(status.success(), "cargo build failed: {status}");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join(if release { "release" } else { "debug" });
-    let (gateway, mocks) = (target.join("gateway"), target.join("mock-agencies"));
     for bin in [&gateway, &mocks] {
         anyhow::ensure!(bin.is_file(), "{} was not built", bin.display());
     }
