@@ -351,6 +351,7 @@ async fn fill(mount: &Path) -> anyhow::Result<()> {
         let status = tokio::process::Command::new("mount")
             .args(["-o", &format!("remount,size={used}"), "tmpfs"])
             .arg(mount)
+            .stderr(std::process::Stdio::null())
             .status()
             .await?;
         // Refused when the files grew between the two steps: again.
