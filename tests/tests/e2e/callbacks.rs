@@ -13,7 +13,16 @@ const TOKEN_SHA256: &str = "4907ecbd212438d41b3f2857079dd0186ef963d760100daef74c
 /// The gateway with registry-y: the registry-x mock, spoken to in the
 /// `registry-callback` dialect.
 async fn system(backend: Backend) -> anyhow::Result<System> {
-    System::start_on(backend, |_, agencies| {
+    system_with(backend, |_| {}).await
+}
+
+/// [`system`], with the gateway's configuration changed by `tweak`.
+async fn system_with(
+    backend: Backend,
+    tweak: impl FnOnce(&mut gateway::config::GatewayConfig),
+) -> anyhow::Result<System> {
+    System::start_on(backend, |config, agencies| {
+        tweak(config);
         let mut y = agencies
             .iter()
             .find(|a| a.id == "registry-x")
@@ -100,22 +109,13 @@ async fn an_inquiry_a_push_completes_is_called_back_to_its_caller(
     let secret_file = secret_dir.path().join("callback.secret");
     std::fs::write(&secret_file, "push-secret")?;
     let url = receiver.url();
-    let sys = System::start_on(backend, |config, agencies| {
+    let sys = system_with(backend, |config| {
         for c in &mut config.callers {
             if c.name == "demo-court" {
                 c.callback_url = Some(url.clone());
                 c.callback_secret_file = Some(secret_file.clone());
             }
         }
-        let mut y = agencies
-            .iter()
-            .find(|a| a.id == "registry-x")
-            .expect("registry-x")
-            .clone();
-        y.id = "registry-y".into();
-        y.dialect = "registry-callback".into();
-        y.callback_token_sha256 = Some(TOKEN_SHA256.into());
-        agencies.push(y);
     })
     .await?;
     // Not waited for: the push is what completes it.
