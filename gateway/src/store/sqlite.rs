@@ -34,7 +34,12 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // Durable across power loss, not just a crash of the process:
+            // with NORMAL, WAL commits are synced only at checkpoints, and
+            // a power cut could drop audit rows of messages already sent.
+            // FULL syncs the WAL at every commit; the writers' group commit
+            // pays for it by committing whatever has gathered at once.
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // Room for every statement the store runs, the multi-row ones
             // in each of their sizes (see `padded_chunks`).

@@ -8,7 +8,7 @@
 //!
 //! It runs the gateway's library code in the bench's own process, on a
 //! fresh database each time: a temporary SQLite file (WAL,
-//! `synchronous = NORMAL`, as the gateway opens it) or a new PostgreSQL
+//! `synchronous = FULL`, as the gateway opens it) or a new PostgreSQL
 //! database created for the run and dropped after it.
 
 use std::sync::Arc;
