@@ -77,12 +77,14 @@ pub struct AuditRow {
 }
 
 /// A row as read back.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StoredAuditEvent {
     pub seq: i64,
     pub at_ms: i64,
     pub direction: String,
     pub caller: Option<String>,
+    /// Stored as a JSON array (none when NULL).
+    #[sqlx(try_from = "crate::store::Text")]
     pub officers: Vec<String>,
     pub case_number: Option<String>,
     pub subject: Option<String>,

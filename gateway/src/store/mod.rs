@@ -1,23 +1,26 @@
 //! Durable state: inquiries, their per-agency tasks, and the audit log.
 //!
-//! One trait per concern, one implementation per backend (SQLite and
-//! PostgreSQL, each with its own migrations), chosen by the database URL. Nothing the gateway needs
-//! after a restart lives only in memory: a task is claimed with a lease, so a
-//! crashed claimant's work is taken up again when the lease runs out.
+//! One trait per concern, implemented once for both backends (SQLite and
+//! PostgreSQL, each with its own migrations: `shared` says what differs),
+//! chosen by the database URL. Nothing the gateway needs after a restart
+//! lives only in memory: a task is claimed with a lease, so a crashed
+//! claimant's work is taken up again when the lease runs out.
 
+mod columns;
 mod decision;
 mod orders;
 mod postgres;
-mod postgres_orders;
+mod shared;
 mod sqlite;
-mod sqlite_orders;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use columns::Text;
 pub use decision::DecisionLock;
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PgBackend, PgStore};
+pub use shared::SqlStore;
+pub use sqlite::{SqliteBackend, SqliteStore};
 
 use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
 
@@ -54,7 +57,7 @@ pub const STATE_POLLING: &str = "polling";
 pub const STATE_AWAITING: &str = "awaiting";
 
 /// An inquiry as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct InquiryRecord {
     pub id: String,
     pub caller: String,
@@ -80,7 +83,7 @@ pub struct InquiryRecord {
 }
 
 /// One agency's part of an inquiry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TaskRecord {
     pub inquiry_id: String,
     pub agency: String,
@@ -94,7 +97,7 @@ pub struct TaskRecord {
 }
 
 /// A task claimed for one step (send or poll).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedTask {
     pub inquiry_id: String,
     pub agency: String,
@@ -172,22 +175,6 @@ pub struct FinishedTasks {
     pub stored: Vec<bool>,
     /// The inquiries completed by this call.
     pub completed: Vec<String>,
-}
-
-/// For `JobStore::finish_tasks`: per result, whether its (inquiry, agency)
-/// is among the `stored` keys the update returned, and the inquiries those
-/// keys touch, each once, in order (the completion check's input).
-pub(crate) fn stored_results<'a>(
-    results: &[TaskResult],
-    stored: &'a std::collections::HashSet<(String, String)>,
-) -> (Vec<bool>, Vec<&'a str>) {
-    let flags = results
-        .iter()
-        .map(|r| stored.contains(&(r.inquiry_id.clone(), r.agency.clone())))
-        .collect();
-    let touched: std::collections::BTreeSet<&str> =
-        stored.iter().map(|(inquiry, _)| inquiry.as_str()).collect();
-    (flags, touched.into_iter().collect())
 }
 
 /// Inquiries and their agency tasks.
@@ -347,193 +334,6 @@ pub struct QueueCount {
     pub count: i64,
 }
 
-/// The query behind `queue_counts`, the same on both backends: per group,
-/// how many rows are claimed and how many there are. Grouping by the
-/// indexed column alone (the claimed ones summed, not grouped by) lets the
-/// database count along the index instead of sorting every unfinished row.
-/// The lease bound is a parameter, so the statement stays prepared.
-fn queue_counts_sql(params: [&str; 3]) -> String {
-    let claimed = |param: &str| {
-        format!(
-            "CAST(COALESCE(SUM(CASE WHEN COALESCE(lease_until_ms, 0) > {param} THEN 1 ELSE 0 END), 0) AS BIGINT)"
-        )
-    };
-    let [tasks, orders, outbox] = params.map(claimed);
-    format!(
-        "SELECT 'task' AS queue, state AS k, {tasks} AS claimed, COUNT(*) AS n \
-           FROM agency_tasks WHERE state IN ('{STATE_QUEUED}', '{STATE_POLLING}', '{STATE_AWAITING}') \
-           GROUP BY state \
-         UNION ALL SELECT 'inquiry', status, CAST(0 AS BIGINT), COUNT(*) FROM inquiries GROUP BY status \
-         UNION ALL SELECT 'order_phase', phase, {orders}, COUNT(*) FROM orders \
-           WHERE phase <> '{PHASE_DONE}' GROUP BY phase \
-         UNION ALL SELECT 'order', status, CAST(0 AS BIGINT), COUNT(*) FROM orders GROUP BY status \
-         UNION ALL SELECT 'outbox', 'pending', {outbox}, COUNT(*) FROM outbox \
-           WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"
-    )
-}
-
-/// Runs `queue_counts_sql` on either backend.
-async fn fetch_queue_counts<'c, DB, E>(
-    executor: E,
-    params: [&str; 3],
-    now_ms: i64,
-) -> Result<Vec<QueueCount>, StoreError>
-where
-    DB: sqlx::Database,
-    E: sqlx::Executor<'c, Database = DB>,
-    <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    for<'r> i64: sqlx::Decode<'r, DB> + sqlx::Type<DB> + sqlx::Encode<'r, DB>,
-    for<'a> &'a str: sqlx::ColumnIndex<DB::Row>,
-{
-    use sqlx::Row;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(queue_counts_sql(params)))
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_all(executor)
-        .await?;
-    let mut counts = Vec::with_capacity(rows.len() * 2);
-    for r in &rows {
-        let queue: String = r.try_get("queue")?;
-        let key: String = r.try_get("k")?;
-        let claimed: i64 = r.try_get("claimed")?;
-        let n: i64 = r.try_get("n")?;
-        if matches!(queue.as_str(), "inquiry" | "order") {
-            counts.push(QueueCount {
-                queue,
-                key,
-                claimed: false,
-                count: n,
-            });
-        } else {
-            counts.push(QueueCount {
-                queue: queue.clone(),
-                key: key.clone(),
-                claimed: true,
-                count: claimed,
-            });
-            counts.push(QueueCount {
-                queue,
-                key,
-                claimed: false,
-                count: n - claimed,
-            });
-        }
-    }
-    Ok(counts)
-}
-
-/// Numbers and chains `new` after the row (`seq`, `prev`): what every
-/// backend's `append_audit` stores.
-fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
-    let mut rows = Vec::with_capacity(new.len());
-    for n in new {
-        seq += 1;
-        let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
-        prev = row.hash.clone();
-        rows.push(row);
-    }
-    rows
-}
-
-/// `JobStore::inquiry_with_tasks` in one statement (`placeholder` is the
-/// backend's for the id): the inquiry's columns come with each task, by
-/// agency; an inquiry without tasks comes as one row with NULL task
-/// columns.
-fn inquiry_with_tasks_sql(placeholder: &str) -> String {
-    format!(
-        "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, i.subject_id, \
-         i.officers, i.asset_kinds, i.court, i.warnings, i.status, i.created_at_ms, \
-         i.deadline_at_ms, i.completed_at_ms, i.catalog_version, t.agency AS t_agency, \
-         t.request_number AS t_request_number, t.state AS t_state, t.detail AS t_detail, \
-         t.ticket AS t_ticket, t.latency_ms AS t_latency_ms, t.result AS t_result \
-         FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
-         WHERE i.id = {placeholder} ORDER BY t.agency"
-    )
-}
-
-/// The inquiry and its tasks from the rows of `inquiry_with_tasks_sql`,
-/// the inquiry read by the backend's `inquiry_from`.
-fn inquiry_with_tasks_from<R>(
-    rows: &[R],
-    inquiry_from: fn(&R) -> Result<InquiryRecord, sqlx::Error>,
-) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, sqlx::Error>
-where
-    R: sqlx::Row,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    &'static str: sqlx::ColumnIndex<R>,
-{
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let record = inquiry_from(first)?;
-    let mut tasks = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Some(agency) = r.try_get::<Option<String>, _>("t_agency")? else {
-            continue;
-        };
-        tasks.push(TaskRecord {
-            inquiry_id: record.id.clone(),
-            agency,
-            request_number: r.try_get("t_request_number")?,
-            state: r.try_get("t_state")?,
-            detail: r.try_get("t_detail")?,
-            ticket: r.try_get("t_ticket")?,
-            latency_ms: r.try_get("t_latency_ms")?,
-            result: r.try_get("t_result")?,
-        });
-    }
-    Ok(Some((record, tasks)))
-}
-
-/// The rows of a batch that was not appended, to be chained again.
-fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
-    rows.into_iter()
-        .map(|r| NewAuditRow {
-            at_ms: r.at_ms,
-            record: r.record,
-        })
-        .collect()
-}
-
-/// The audit chain's tail as a store handle last wrote it. The next batch
-/// is chained after it without reading the tail first; the statement that
-/// appends it checks that it is still the tail, and otherwise the batch is
-/// chained again after the tail as stored, under the chain's lock.
-#[derive(Debug, Clone, Default)]
-struct AuditTail(std::sync::Arc<std::sync::Mutex<Option<(i64, String)>>>);
-
-impl AuditTail {
-    fn get(&self) -> Option<(i64, String)> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Keeps the last of `rows` as the tail; with none (after a failure,
-    /// when the statement may or may not have been applied) the next batch
-    /// reads the tail as stored.
-    fn keep(&self, rows: Option<&[AuditRow]>) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = rows
-            .and_then(|r| r.last())
-            .map(|last| (last.seq, last.hash.clone()));
-    }
-}
-
-/// Each row's officers as the JSON array both backends store.
-fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
-    rows.iter()
-        .map(|r| serde_json::to_string(&r.record.officers))
-        .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 /// The append-only audit log.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -596,7 +396,7 @@ pub struct NewAuditRow {
 }
 
 /// A signed statement that the chain up to `seq` ends in `hash`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Checkpoint {
     pub seq: i64,
     pub hash: String,
@@ -621,7 +421,7 @@ pub struct SubjectCases {
     pub requests: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OfficerCase {
     pub caller: String,
     pub officer: String,
@@ -629,7 +429,7 @@ pub struct OfficerCase {
     pub requests: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct OfficerDay {
     pub officer: String,
     /// `YYYY-MM-DD` in UTC+8.

@@ -20,7 +20,7 @@ pub const PHASE_WATCH: &str = "watch";
 pub const PHASE_DONE: &str = "done";
 
 /// An order as stored.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct OrderRecord {
     pub id: String,
     pub caller: String,
@@ -134,7 +134,7 @@ pub enum MeasureEffect {
 }
 
 /// A freeze plan as stored.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct PlanRecord {
     pub id: String,
     pub caller: String,
@@ -173,7 +173,7 @@ pub struct PlanProgress {
 }
 
 /// A callback to a caller, waiting to be delivered.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
 pub struct OutboxRecord {
     pub id: String,
     pub caller: String,

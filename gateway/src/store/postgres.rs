@@ -1,11 +1,12 @@
-//! The PostgreSQL store: the same semantics as the SQLite store, for several
+//! The PostgreSQL backend: the same semantics as SQLite's, for several
 //! gateways sharing one database.
 //!
 //! Work is claimed with `FOR UPDATE SKIP LOCKED`, so two instances never
 //! claim the same row; the audit chain is extended under the lock of the
-//! one-row `audit_head` table, so several writers keep one chain. Text
-//! columns are `COLLATE "C"`: comparisons and orderings are byte-wise, as in
-//! SQLite. A negative `limit` means no limit, as in SQLite.
+//! one-row `audit_head` table, so several writers keep one chain; many
+//! rows go to a statement as one array per column (`UNNEST`). Text
+//! columns are `COLLATE "C"`: comparisons and orderings are byte-wise, as
+//! in SQLite.
 //!
 //! Plans: every statement is prepared, and by default PostgreSQL soon
 //! switches a prepared statement to a generic plan, made once from the
@@ -18,39 +19,44 @@
 //! The conditions are also written so that the only index that serves
 //! them is the one meant: `COALESCE(status, '')` and `COALESCE(state, '')`
 //! keep a lookup by key off `inquiries_running` and `agency_tasks_due`,
-//! whose ranges hold every running inquiry or unfinished task. With a
-//! plain `state IN (...)` the planner, misled by statistics taken when few
-//! tasks were unfinished, intersected the primary key with
-//! `agency_tasks_due`, reading every unfinished task for each inquiry it
-//! checked: the further the gateway fell behind, the slower each check.
+//! whose ranges hold every running inquiry or unfinished task (the
+//! completion checks: `try_complete` in the shared statements, and
+//! `finish_tasks` and `time_out_tasks` here). With a plain `state IN
+//! (...)` the planner, misled by statistics taken when few tasks were
+//! unfinished, intersected the primary key with `agency_tasks_due`,
+//! reading every unfinished task for each inquiry it checked: the further
+//! the gateway fell behind, the slower each check.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres, Row};
 
-use super::sqlite::REQUESTS;
-use super::{
-    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, NewInquiry,
-    OfficerCase, OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases,
-    TaskRecord, TaskUpdate, Window,
+use super::shared::{
+    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS,
+    REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json, stored_results,
+    unchain,
 };
 use super::{
-    AuditTail, FinishedTasks, TaskResult, chain_rows, officers_json, stored_results, unchain,
+    DecisionLock, FinishedTasks, InquiryRecord, NewAuditRow, NewInquiry, STATE_AWAITING,
+    STATE_POLLING, STATE_QUEUED, StoreError, TaskResult,
 };
-use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
+use crate::audit::{AuditRow, GENESIS_HASH};
 
+/// The PostgreSQL side of [`SqlStore`]: the connections that hold the
+/// database's part of decisions' turns (a pool of their own, so that turns
+/// never take the connections their work needs).
 #[derive(Debug, Clone)]
-pub struct PgStore {
-    pub(super) pool: PgPool,
-    audit_tail: AuditTail,
-    /// Decisions' turns: this process's part, and the connections that
-    /// hold the database's part (a pool of their own, so that turns never
-    /// take the connections their work needs).
-    pub(super) local_locks: super::decision::LocalLocks,
-    pub(super) lock_pool: PgPool,
+pub struct PgBackend {
+    lock_pool: PgPool,
 }
+
+pub type PgStore = SqlStore<PgBackend>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -62,9 +68,9 @@ const MAX_CONNECTIONS: u32 = 16;
 const LOCK_CONNECTIONS: u32 = 8;
 
 /// A pooled connection idle this long is pinged before it is used.
-const PING_WHEN_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+const PING_WHEN_IDLE: Duration = Duration::from_secs(10);
 
-impl PgStore {
+impl SqlStore<PgBackend> {
     /// Connects to the database a `postgres://` (or `postgresql://`) URL
     /// names and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -98,88 +104,69 @@ impl PgStore {
         // The migrator holds an advisory lock while it runs: gateways
         // starting together apply each migration once.
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            pool,
-            audit_tail: AuditTail::default(),
-            local_locks: Default::default(),
-            lock_pool: pool_options(LOCK_CONNECTIONS).connect_lazy_with(options),
-        })
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        let lock_pool = pool_options(LOCK_CONNECTIONS).connect_lazy_with(options);
+        Ok(SqlStore::new(pool, PgBackend { lock_pool }))
     }
 }
 
-/// New tasks column by column, for one `UNNEST` insert.
-#[derive(Default)]
-struct TaskColumns<'a> {
-    inquiry_id: Vec<&'a str>,
-    agency: Vec<&'a str>,
-    request_number: Vec<&'a str>,
-    due_at_ms: Vec<i64>,
-    lease_owner: Vec<Option<&'a str>>,
-    lease_until_ms: Vec<Option<i64>>,
-    attempts: Vec<i64>,
-}
-
-/// SQLite reads a negative LIMIT as no limit; PostgreSQL refuses it, and
-/// reads `LIMIT NULL` as no limit.
-pub(super) fn limit(n: i64) -> Option<i64> {
-    (n >= 0).then_some(n)
-}
-
-/// `$1, $2, ..., $n`.
-pub(super) fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
-     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
-     catalog_version";
-
-fn inquiry_from(row: &PgRow) -> Result<InquiryRecord, sqlx::Error> {
-    Ok(InquiryRecord {
-        id: row.try_get("id")?,
-        caller: row.try_get("caller")?,
-        case_number: row.try_get("case_number")?,
-        subject_kind: row.try_get("subject_kind")?,
-        subject_name: row.try_get("subject_name")?,
-        subject_id: row.try_get("subject_id")?,
-        officers: row.try_get("officers")?,
-        asset_kinds: row.try_get("asset_kinds")?,
-        court: row.try_get("court")?,
-        warnings: row.try_get("warnings")?,
-        status: row.try_get("status")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        deadline_at_ms: row.try_get("deadline_at_ms")?,
-        completed_at_ms: row.try_get("completed_at_ms")?,
-        catalog_version: row.try_get("catalog_version")?,
-    })
-}
-
-/// A task row as `claim_due_tasks` and `awaiting_task` return it.
-fn claimed_from(r: &PgRow) -> Result<ClaimedTask, sqlx::Error> {
-    Ok(ClaimedTask {
-        inquiry_id: r.try_get("inquiry_id")?,
-        agency: r.try_get("agency")?,
-        request_number: r.try_get("request_number")?,
-        state: r.try_get("state")?,
-        ticket: r.try_get("ticket")?,
-        sent_at_ms: r.try_get("sent_at_ms")?,
-        attempts: r.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
-    })
+/// The values of a statement as PostgreSQL takes them.
+fn arguments(args: Vec<Arg<'_>>) -> Result<PgArguments, sqlx::Error> {
+    let mut out = PgArguments::default();
+    for arg in args {
+        let added: Result<(), BoxDynError> = match arg {
+            Arg::Text(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v),
+            Arg::Texts(v) => out.add(v),
+        };
+        added.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
 }
 
 #[async_trait]
-impl JobStore for PgStore {
-    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
-        if new.is_empty() {
-            return Ok(());
-        }
+impl Backend for PgBackend {
+    type Db = Postgres;
+
+    const BEGIN: &'static str = "BEGIN";
+
+    /// Writers of different inquiries do not wait for each other.
+    const CONCURRENT_WRITERS: usize = 4;
+
+    fn statements() -> &'static Statements {
+        &STATEMENTS
+    }
+
+    async fn execute(conn: &mut PgConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        let done = sqlx::query_with(AssertSqlSafe(text), arguments(args)?)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_all<T: Record>(
+        conn: &mut PgConnection,
+        sql: Sql<'_>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
+            .fetch_all(conn)
+            .await
+    }
+
+    async fn fetch_optional<T: Record>(
+        conn: &mut PgConnection,
+        sql: Sql<'_>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
+            .fetch_optional(conn)
+            .await
+    }
+
+    async fn create_inquiries(store: &PgStore, new: &[NewInquiry]) -> Result<(), StoreError> {
         // Column by column, each an array: one statement for every
         // inquiry, one for every task.
         let text = |f: fn(&InquiryRecord) -> &str| -> Vec<&str> {
@@ -188,7 +175,7 @@ impl JobStore for PgStore {
         let number = |f: fn(&InquiryRecord) -> i64| -> Vec<i64> {
             new.iter().map(|n| f(&n.record)).collect()
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = store.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
@@ -261,237 +248,12 @@ impl JobStore for PgStore {
         Ok(())
     }
 
-    async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(inquiry_from).transpose()?)
-    }
-
-    async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result \
-             FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency",
-        )
-        .bind(inquiry_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TaskRecord {
-                    inquiry_id: r.try_get("inquiry_id")?,
-                    agency: r.try_get("agency")?,
-                    request_number: r.try_get("request_number")?,
-                    state: r.try_get("state")?,
-                    detail: r.try_get("detail")?,
-                    ticket: r.try_get("ticket")?,
-                    latency_ms: r.try_get("latency_ms")?,
-                    result: r.try_get("result")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn inquiry_with_tasks(
-        &self,
-        id: &str,
-    ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(super::inquiry_with_tasks_sql("$1")))
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(super::inquiry_with_tasks_from(&rows, inquiry_from)?)
-    }
-
-    async fn inquiries_by_case(
-        &self,
-        caller: &str,
-        case_number: &str,
-        n: i64,
-    ) -> Result<Vec<InquiryRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
-             ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-        )))
-        .bind(case_number)
-        .bind(caller)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(inquiry_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
-    }
-
-    async fn claim_due_tasks(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-        n: i64,
-        skip_agencies: &[String],
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
-        // SKIP LOCKED: rows another instance is claiming right now are left
-        // to it; a row it claimed and committed fails the lease test when
-        // re-read under the lock.
-        let rows = sqlx::query(
-            "WITH due AS MATERIALIZED ( \
-                 SELECT inquiry_id, agency FROM agency_tasks \
-                 WHERE state IN ($3, $4) AND due_at_ms <= $5 \
-                   AND (lease_until_ms IS NULL OR lease_until_ms <= $5) \
-                   AND agency <> ALL ($6::text[]) \
-                 ORDER BY due_at_ms LIMIT $7 \
-                 FOR UPDATE SKIP LOCKED), \
-             claimed AS ( \
-                 UPDATE agency_tasks t \
-                 SET lease_owner = $1, lease_until_ms = $2, attempts = t.attempts + 1 \
-                 FROM due WHERE t.inquiry_id = due.inquiry_id AND t.agency = due.agency \
-                 RETURNING t.inquiry_id, t.agency, t.request_number, t.state, t.ticket, \
-                     t.sent_at_ms, t.due_at_ms, t.attempts) \
-             SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
-             FROM claimed \
-             ORDER BY due_at_ms, inquiry_id, agency",
-        )
-        .bind(owner)
-        .bind(lease_until_ms)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(now_ms)
-        .bind(skip_agencies)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(claimed_from)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn release_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1 \
-             WHERE inquiry_id = $2 AND agency = $3 AND lease_owner = $4",
-        )
-        .bind(due_at_ms)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn defer_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
-             detail = $2 WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
-        )
-        .bind(due_at_ms)
-        .bind(detail)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT catalog_version FROM inquiries \
-             WHERE status = 'running' AND catalog_version IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get("catalog_version"))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        // The running inquiries past their deadline first, along
-        // `inquiries_running`; then their unfinished tasks, by primary key.
-        // Every such inquiry is returned, also one with no task left to
-        // time out: one whose last results were stored but whose
-        // completion check failed (the database went away between the
-        // two) is completed by its deadline at the latest.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $1 \
-             ORDER BY deadline_at_ms LIMIT 1000",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        // `COALESCE(state, '')`: see the module's note on plans.
-        sqlx::query(
-            "UPDATE agency_tasks SET state = 'timeout', \
-                 detail = 'no answer before the inquiry''s deadline', \
-                 lease_owner = NULL, lease_until_ms = NULL \
-             WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
-               AND (lease_until_ms IS NULL OR lease_until_ms <= $5)",
-        )
-        .bind(&ids)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(ids)
-    }
-
-    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
-             WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
-               (SELECT 1 FROM agency_tasks WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))",
-        )
-        .bind(now_ms)
-        .bind(inquiry_id)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    fn concurrent_writers(&self) -> usize {
-        4
-    }
-
     async fn finish_tasks(
-        &self,
+        store: &PgStore,
         owner: &str,
         results: &[TaskResult],
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError> {
-        use std::collections::HashSet;
-        if results.is_empty() {
-            return Ok(FinishedTasks::default());
-        }
         let text = |f: for<'a> fn(&'a TaskResult) -> Option<&'a str>| {
             results.iter().map(f).collect::<Vec<Option<&str>>>()
         };
@@ -520,7 +282,7 @@ impl JobStore for PgStore {
         .bind(int(|r| r.update.latency_ms))
         .bind(text(|r| r.update.result.as_deref()))
         .bind(owner)
-        .fetch_all(&self.pool)
+        .fetch_all(&store.pool)
         .await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
         for row in rows {
@@ -541,130 +303,238 @@ impl JobStore for PgStore {
         // failing here would leave their inquiry running until its
         // deadline.
         let mut attempt = 0;
-        let rows = loop {
+        let completed = loop {
             attempt += 1;
-            let checked = sqlx::query(
-                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
-                 WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
-                   AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-                       WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
-                 RETURNING id",
+            let mut conn = store.pool.acquire().await?;
+            let checked: Result<Vec<(String,)>, sqlx::Error> = Self::fetch_all(
+                &mut conn,
+                Sql::new(
+                    "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, \
+                     callback_due = 1 \
+                     WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
+                       AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+                           WHERE inquiry_id = inquiries.id \
+                             AND COALESCE(state, '') IN ($3, $4, $5)) \
+                     RETURNING id",
+                )
+                .bind(now_ms)
+                .bind(&touched[..])
+                .bind(STATE_QUEUED)
+                .bind(STATE_POLLING)
+                .bind(STATE_AWAITING),
             )
-            .bind(now_ms)
-            .bind(&touched)
-            .bind(STATE_QUEUED)
-            .bind(STATE_POLLING)
-            .bind(STATE_AWAITING)
-            .fetch_all(&self.pool)
             .await;
             match checked {
                 Err(e) if attempt < 3 && is_deadlock(&e) => continue,
                 other => break other?,
             }
         };
-        let completed = rows
-            .iter()
-            .map(|r| r.try_get("id"))
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(FinishedTasks { stored, completed })
+        Ok(FinishedTasks {
+            stored,
+            completed: completed.into_iter().map(|(id,)| id).collect(),
+        })
     }
 
-    async fn awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-    ) -> Result<Option<ClaimedTask>, StoreError> {
-        let row = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
-             FROM agency_tasks WHERE agency = $1 AND request_number = $2 AND state = $3",
-        )
-        .bind(agency)
-        .bind(request_number)
-        .bind(STATE_AWAITING)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(claimed_from)
-            .transpose()
-            .map_err(|e: sqlx::Error| e.into())
+    async fn append_audit(
+        store: &PgStore,
+        new: Vec<NewAuditRow>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // The fast path: the batch chained after the tail this handle last
+        // wrote, in one statement that moves the chain's head only if it is
+        // still that tail (see `insert_audit`).
+        let new = match store.audit_tail.get() {
+            Some((seq, hash)) => {
+                let rows = chain_rows(new, seq, hash.clone());
+                match insert_audit(&store.pool, &rows, Some((seq, &hash))).await {
+                    Ok(true) => {
+                        store.audit_tail.keep(Some(&rows));
+                        return Ok(rows);
+                    }
+                    // Another writer moved the chain on (or, as a gateway
+                    // of an earlier version would, appended without moving
+                    // the head: the sequence numbers collide).
+                    Ok(false) => unchain(rows),
+                    Err(e) if is_unique_violation(&e) => unchain(rows),
+                    Err(e) => {
+                        store.audit_tail.keep(None);
+                        return Err(e);
+                    }
+                }
+            }
+            None => new,
+        };
+        // The slow path: under the head row's lock, after the tail as
+        // stored.
+        let appended = async {
+            let mut tx = store.pool.begin().await?;
+            // The chain's write lock, held until commit: another writer
+            // waits here, and then (READ COMMITTED: a new snapshot per
+            // statement) reads the tail this transaction leaves.
+            sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+            let tail: Option<(i64, String)> = Self::fetch_optional(
+                &mut tx,
+                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+            )
+            .await?;
+            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
+            let rows = chain_rows(new, seq, prev);
+            insert_audit(&mut *tx, &rows, None).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rows)
+        }
+        .await;
+        store
+            .audit_tail
+            .keep(appended.as_ref().ok().map(Vec::as_slice));
+        appended
     }
 
-    async fn finish_awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-        u: &TaskUpdate,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE agency_tasks SET state = $1, detail = $2, ticket = COALESCE($3, ticket), \
-             due_at_ms = $4, latency_ms = $5, result = $6 \
-             WHERE agency = $7 AND request_number = $8 AND state = $9",
-        )
-        .bind(&u.state)
-        .bind(&u.detail)
-        .bind(&u.ticket)
-        .bind(u.due_at_ms)
-        .bind(u.latency_ms)
-        .bind(&u.result)
-        .bind(agency)
-        .bind(request_number)
-        .bind(STATE_AWAITING)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-             FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])",
-        )
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(skip_agencies)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("next")?)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        // The probe row tries the audit table itself, rolled back: a
-        // read-only database (a standby, or `default_transaction_read_only`)
-        // refuses it, and so does an audit table that takes no rows while
-        // the rest of the database does. Its number is no chain row's, and
-        // it takes no lock on the chain's head.
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at_ms, direction, action, prev_hash, hash) \
-             VALUES (-1, 0, 'internal', 'readiness.probe', '', '')",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.rollback().await?;
-        Ok(())
-    }
-
-    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
-        super::fetch_queue_counts(&self.pool, ["$1", "$2", "$3"], now_ms).await
+    /// Several gateways share the database: the process's locks, then
+    /// the database's advisory locks.
+    async fn lock_decision(
+        store: &PgStore,
+        keys: &[String],
+        wait: Duration,
+    ) -> Result<DecisionLock, StoreError> {
+        super::decision::lock_shared(&store.local_locks, &store.backend.lock_pool, keys, wait).await
     }
 }
 
-const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
-     action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
-/// What reads select: officers as the JSON text.
-const AUDIT_SELECT: &str = "seq, at_ms, direction, caller, officers::text AS officers, case_number, \
-     subject, agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, body, \
-     prev_hash, hash";
-/// The same, with NULL for the body (verification needs only its digest).
-const AUDIT_SELECT_NO_BODY: &str = "seq, at_ms, direction, caller, officers::text AS officers, \
-     case_number, subject, agency, action, inquiry_id, request_number, status, latency_ms, \
-     body_sha256, NULL::bytea AS body, prev_hash, hash";
+/// A claim that several gateways can share: the rows another instance is
+/// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and
+/// committed fails the lease test when read again under the lock.
+fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
+    format!(
+        "WITH due AS MATERIALIZED ( \
+             SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
+                 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+             ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED), \
+         claimed AS ( \
+             UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
+             WHERE id IN (SELECT id FROM due) RETURNING {columns}) \
+         SELECT {columns} FROM claimed ORDER BY due_at_ms, id"
+    )
+}
 
-/// ASCII case folding, as SQLite's LIKE does (and nothing more).
-const ASCII_UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-const ASCII_LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
+    claim_tasks: "WITH due AS MATERIALIZED ( \
+             SELECT inquiry_id, agency FROM agency_tasks \
+             WHERE state IN ($3, $4) AND due_at_ms <= $5 \
+               AND (lease_until_ms IS NULL OR lease_until_ms <= $5) \
+               AND agency <> ALL ($6::text[]) \
+             ORDER BY due_at_ms LIMIT $7 \
+             FOR UPDATE SKIP LOCKED), \
+         claimed AS ( \
+             UPDATE agency_tasks t \
+             SET lease_owner = $1, lease_until_ms = $2, attempts = t.attempts + 1 \
+             FROM due WHERE t.inquiry_id = due.inquiry_id AND t.agency = due.agency \
+             RETURNING t.inquiry_id, t.agency, t.request_number, t.state, t.ticket, \
+                 t.sent_at_ms, t.due_at_ms, t.attempts) \
+         SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
+         FROM claimed \
+         ORDER BY due_at_ms, inquiry_id, agency"
+        .to_owned(),
+    // `COALESCE(state, '')`: see the module's note on plans.
+    time_out_tasks: "UPDATE agency_tasks SET state = 'timeout', \
+             detail = 'no answer before the inquiry''s deadline', \
+             lease_owner = NULL, lease_until_ms = NULL \
+         WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
+           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
+        .to_owned(),
+    next_due: "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+         FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])"
+        .to_owned(),
+    claim_orders: claim(
+        "orders",
+        "phase <> 'done'",
+        ", steps = steps + 1",
+        ORDER_COLUMNS,
+    ),
+    claim_plans: claim("freeze_plans", "status = 'running'", "", PLAN_COLUMNS),
+    claim_outbox: claim(
+        "outbox",
+        "delivered_at_ms IS NULL AND failed_at_ms IS NULL",
+        "",
+        OUTBOX_COLUMNS,
+    ),
+    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
+           AND caller = ANY($2::text[]) ORDER BY completed_at_ms LIMIT $3"
+        .to_owned(),
+    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+           AND NOT (caller = ANY($1::text[]))"
+        .to_owned(),
+    documents_mismatch: format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch \
+         AND created_at_ms >= $1 AND created_at_ms < $2 \
+         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+    ),
+    audit_select: "seq, at_ms, direction, caller, officers::text AS officers, case_number, \
+         subject, agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
+         body, prev_hash, hash",
+    audit_select_no_body: "seq, at_ms, direction, caller, officers::text AS officers, \
+         case_number, subject, agency, action, inquiry_id, request_number, status, latency_ms, \
+         body_sha256, NULL::bytea AS body, prev_hash, hash",
+    // ASCII case folding (`translate`), as `to_ascii_lowercase` does, and
+    // nothing more: `lower` would fold by the database's locale.
+    officer_contains: [
+        "EXISTS (SELECT 1 FROM jsonb_array_elements_text(audit_events.officers) AS o (officer) \
+         WHERE strpos(translate(o.officer, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', \
+         'abcdefghijklmnopqrstuvwxyz'), ",
+        ") > 0)",
+    ],
+    // Two instances purging at once each drop different rows: the rows
+    // one has locked the other skips, and a row already purged fails
+    // `body IS NOT NULL` when read again.
+    purge_bodies: "UPDATE audit_events SET body = NULL WHERE body IS NOT NULL AND seq IN ( \
+             SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < $1 \
+             ORDER BY at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        .to_owned(),
+    subjects_in_several_cases: format!(
+        "SELECT subject, \
+             COALESCE(json_agg(DISTINCT case_number) \
+                 FILTER (WHERE case_number IS NOT NULL), '[]')::text AS cases, \
+             COUNT(*) AS requests \
+         FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
+         AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
+         ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT $3"
+    ),
+    officer_cases: format!(
+        "SELECT caller, o.officer COLLATE \"C\" AS officer, case_number, COUNT(*) AS requests \
+         FROM audit_events \
+         CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
+         WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
+         AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    ),
+    // The civil day in UTC+8, from whole seconds truncated toward zero as
+    // SQLite's integer division does.
+    officer_daily_volume: format!(
+        "SELECT o.officer COLLATE \"C\" AS officer, \
+             to_char(to_timestamp((at_ms + 28800000) / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') \
+                 COLLATE \"C\" AS day, \
+             COUNT(*) AS requests \
+         FROM audit_events \
+         CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
+         WHERE {REQUESTS} AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY 1, 2 HAVING COUNT(*) > $3 ORDER BY 2, 3 DESC, 1"
+    ),
+});
 
-/// The records of rows that were not stored, to be chained again.
+/// New tasks column by column, for one `UNNEST` insert.
+#[derive(Default)]
+struct TaskColumns<'a> {
+    inquiry_id: Vec<&'a str>,
+    agency: Vec<&'a str>,
+    request_number: Vec<&'a str>,
+    due_at_ms: Vec<i64>,
+    lease_owner: Vec<Option<&'a str>>,
+    lease_until_ms: Vec<Option<i64>>,
+    attempts: Vec<i64>,
+}
+
 /// The statement lost a deadlock (or a serialization conflict) and can be
 /// run again.
 fn is_deadlock(e: &sqlx::Error) -> bool {
@@ -753,339 +623,4 @@ where
     .execute(executor)
     .await?;
     Ok(done.rows_affected() == rows.len() as u64)
-}
-
-fn audit_from(row: &PgRow) -> Result<StoredAuditEvent, StoreError> {
-    let officers: Option<String> = row.try_get("officers")?;
-    let officers = match officers {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("audit officers: {e}")))?,
-        None => Vec::new(),
-    };
-    Ok(StoredAuditEvent {
-        seq: row.try_get("seq")?,
-        at_ms: row.try_get("at_ms")?,
-        direction: row.try_get("direction")?,
-        caller: row.try_get("caller")?,
-        officers,
-        case_number: row.try_get("case_number")?,
-        subject: row.try_get("subject")?,
-        agency: row.try_get("agency")?,
-        action: row.try_get("action")?,
-        inquiry_id: row.try_get("inquiry_id")?,
-        request_number: row.try_get("request_number")?,
-        status: row.try_get("status")?,
-        latency_ms: row.try_get("latency_ms")?,
-        body_sha256: row.try_get("body_sha256")?,
-        body: row.try_get("body")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-#[async_trait]
-impl AuditStore for PgStore {
-    async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?)))
-            .transpose()?)
-    }
-
-    async fn append_audit(&self, new: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
-        if new.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The fast path: the batch chained after the tail this handle last
-        // wrote, in one statement that moves the chain's head only if it is
-        // still that tail (see `insert_audit`).
-        let cached = self.audit_tail.get();
-        let new = match cached {
-            Some((seq, hash)) => {
-                let rows = chain_rows(new, seq, hash.clone());
-                match insert_audit(&self.pool, &rows, Some((seq, &hash))).await {
-                    Ok(true) => {
-                        self.audit_tail.keep(Some(&rows));
-                        return Ok(rows);
-                    }
-                    // Another writer moved the chain on (or, as a gateway
-                    // of an earlier version would, appended without moving
-                    // the head: the sequence numbers collide).
-                    Ok(false) => unchain(rows),
-                    Err(e) if is_unique_violation(&e) => unchain(rows),
-                    Err(e) => {
-                        self.audit_tail.keep(None);
-                        return Err(e);
-                    }
-                }
-            }
-            None => new,
-        };
-        // The slow path: under the head row's lock, after the tail as
-        // stored.
-        let appended = async {
-            let mut tx = self.pool.begin().await?;
-            // The chain's write lock, held until commit: another writer
-            // waits here, and then (READ COMMITTED: a new snapshot per
-            // statement) reads the tail this transaction leaves.
-            sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-            let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (seq, prev) = match tail {
-                Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-                None => (0, GENESIS_HASH.to_owned()),
-            };
-            let rows = chain_rows(new, seq, prev);
-            insert_audit(&mut *tx, &rows, None).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
-        }
-        .await;
-        match appended {
-            Ok(rows) => {
-                self.audit_tail.keep(Some(&rows));
-                Ok(rows)
-            }
-            Err(e) => {
-                self.audit_tail.keep(None);
-                Err(e)
-            }
-        }
-    }
-
-    async fn audit_chain(
-        &self,
-        after_seq: i64,
-        n: i64,
-    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_SELECT_NO_BODY} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )))
-        .bind(after_seq)
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(audit_from).collect()
-    }
-
-    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(c.at_ms)
-        .bind(&c.key_id)
-        .bind(&c.signature)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: r.try_get("seq")?,
-                    hash: r.try_get("hash")?,
-                    at_ms: r.try_get("at_ms")?,
-                    key_id: r.try_get("key_id")?,
-                    signature: r.try_get("signature")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn purge_bodies(&self, before_ms: i64, n: i64) -> Result<u64, StoreError> {
-        // Two instances purging at once each drop different rows: the rows
-        // one has locked the other skips, and a row already purged fails
-        // `body IS NOT NULL` when re-read.
-        let done = sqlx::query(
-            "UPDATE audit_events SET body = NULL WHERE body IS NOT NULL AND seq IN ( \
-                 SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < $1 \
-                 ORDER BY at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)",
-        )
-        .bind(before_ms)
-        .bind(limit(n))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn subjects_in_several_cases(
-        &self,
-        window: &Window,
-        n: i64,
-    ) -> Result<Vec<SubjectCases>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT subject, \
-                 array_agg(DISTINCT case_number) FILTER (WHERE case_number IS NOT NULL) AS cases, \
-                 COUNT(*) AS requests \
-             FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
-             AND at_ms >= $1 AND at_ms < $2 \
-             GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
-             ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT $3"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .bind(limit(n))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let cases: Option<Vec<String>> = r.try_get("cases")?;
-                let mut cases = cases.unwrap_or_default();
-                cases.sort();
-                Ok(SubjectCases {
-                    subject: r.try_get("subject")?,
-                    cases,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT caller, o.officer COLLATE \"C\" AS officer, case_number, COUNT(*) AS requests \
-             FROM audit_events \
-             CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
-             WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
-             AND at_ms >= $1 AND at_ms < $2 \
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfficerCase {
-                    caller: r.try_get("caller")?,
-                    officer: r.try_get("officer")?,
-                    case_number: r.try_get("case_number")?,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn officer_daily_volume(
-        &self,
-        window: &Window,
-        threshold: i64,
-    ) -> Result<Vec<OfficerDay>, StoreError> {
-        // The civil day in UTC+8, from whole seconds truncated toward zero
-        // as SQLite's integer division does.
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT o.officer COLLATE \"C\" AS officer, \
-                 to_char(to_timestamp((at_ms + 28800000) / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD') \
-                     COLLATE \"C\" AS day, \
-                 COUNT(*) AS requests \
-             FROM audit_events \
-             CROSS JOIN LATERAL jsonb_array_elements_text(audit_events.officers) AS o (officer) \
-             WHERE {REQUESTS} AND at_ms >= $1 AND at_ms < $2 \
-             GROUP BY 1, 2 HAVING COUNT(*) > $3 ORDER BY 2, 3 DESC, 1"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .bind(threshold)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfficerDay {
-                    officer: r.try_get("officer")?,
-                    day: r.try_get("day")?,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        // PostgreSQL text cannot hold U+0000, so no stored row matches a
-        // filter that contains it (and binding it would be an error).
-        let texts = [
-            &f.case_number,
-            &f.subject,
-            &f.agency,
-            &f.caller,
-            &f.officer,
-            &f.action,
-            &f.inquiry_id,
-        ];
-        if texts
-            .iter()
-            .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
-        {
-            return Ok(Vec::new());
-        }
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {AUDIT_SELECT} FROM audit_events WHERE 1 = 1"
-        ));
-        let text_filters = [
-            ("case_number", &f.case_number),
-            ("subject", &f.subject),
-            ("agency", &f.agency),
-            ("caller", &f.caller),
-            ("action", &f.action),
-            ("inquiry_id", &f.inquiry_id),
-        ];
-        for (column, value) in text_filters {
-            if let Some(v) = value {
-                q.push(format!(" AND {column} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some(officer) = &f.officer {
-            // Officers are stored as a JSON array of "name (credential)"
-            // strings; the filter is a substring of one, ASCII letters in
-            // either case, taken literally (as on SQLite).
-            let needle = officer.to_ascii_lowercase();
-            q.push(format!(
-                " AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(audit_events.officers) \
-                 AS o (officer) WHERE strpos(translate(o.officer, '{ASCII_UPPER}', \
-                 '{ASCII_LOWER}'), "
-            ))
-            .push_bind(needle)
-            .push(") > 0)");
-        }
-        if let Some(from) = f.from_ms {
-            q.push(" AND at_ms >= ").push_bind(from);
-        }
-        if let Some(to) = f.to_ms {
-            q.push(" AND at_ms < ").push_bind(to);
-        }
-        if let Some(after) = f.after_seq {
-            q.push(" AND seq > ").push_bind(after);
-        }
-        q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from).collect()
-    }
-
-    async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_SELECT} FROM audit_events WHERE seq = $1"
-        )))
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(audit_from).transpose()
-    }
 }

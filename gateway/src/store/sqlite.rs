@@ -1,33 +1,42 @@
-//! The SQLite store: one file, WAL mode, migrations embedded in the binary.
+//! The SQLite backend: one file, WAL mode, migrations embedded in the
+//! binary. What it does its own way: many rows to a statement in padded
+//! chunks (`VALUES` lists of a few sizes), claims as one `UPDATE` (one
+//! writer at a time), the audit chain under `BEGIN IMMEDIATE`, lists as
+//! JSON read with `json_each`.
 
+use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
-use super::{
-    AuditStore, Checkpoint, ClaimedTask, InquiryRecord, JobStore, NewAuditRow, NewInquiry,
-    OfficerCase, OfficerDay, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, StoreError, SubjectCases,
-    TaskRecord, TaskUpdate, Window,
+use super::shared::{
+    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS,
+    REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json, stored_results,
+    unchain,
 };
 use super::{
-    AuditTail, FinishedTasks, TaskResult, chain_rows, officers_json, stored_results, unchain,
+    DecisionLock, FinishedTasks, NewAuditRow, NewInquiry, STATE_AWAITING, STATE_POLLING,
+    STATE_QUEUED, StoreError, TaskResult,
 };
-use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
+use crate::audit::{AuditRow, GENESIS_HASH};
 
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
-    audit_tail: AuditTail,
-    /// Decisions' turns, in this process (one gateway to a SQLite file).
-    pub(super) local_locks: super::decision::LocalLocks,
-}
+/// The SQLite side of [`SqlStore`].
+#[derive(Debug, Clone, Default)]
+pub struct SqliteBackend;
+
+pub type SqliteStore = SqlStore<SqliteBackend>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-impl SqliteStore {
+impl SqlStore<SqliteBackend> {
     /// Opens (creating when missing) the database file a `sqlite://` URL
     /// names, and brings its schema up to date.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -86,62 +95,73 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            pool,
-            audit_tail: AuditTail::default(),
-            local_locks: Default::default(),
-        })
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Ok(SqlStore::new(pool, SqliteBackend))
     }
 }
 
-const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, subject_id, \
-     officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, completed_at_ms, \
-     catalog_version";
-
-fn inquiry_from(row: &sqlx::sqlite::SqliteRow) -> Result<InquiryRecord, sqlx::Error> {
-    Ok(InquiryRecord {
-        id: row.try_get("id")?,
-        caller: row.try_get("caller")?,
-        case_number: row.try_get("case_number")?,
-        subject_kind: row.try_get("subject_kind")?,
-        subject_name: row.try_get("subject_name")?,
-        subject_id: row.try_get("subject_id")?,
-        officers: row.try_get("officers")?,
-        asset_kinds: row.try_get("asset_kinds")?,
-        court: row.try_get("court")?,
-        warnings: row.try_get("warnings")?,
-        status: row.try_get("status")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        deadline_at_ms: row.try_get("deadline_at_ms")?,
-        completed_at_ms: row.try_get("completed_at_ms")?,
-        catalog_version: row.try_get("catalog_version")?,
-    })
-}
-
-/// A task row as `claim_due_tasks` and `awaiting_task` return it.
-fn claimed_from(r: &sqlx::sqlite::SqliteRow) -> Result<ClaimedTask, sqlx::Error> {
-    Ok(ClaimedTask {
-        inquiry_id: r.try_get("inquiry_id")?,
-        agency: r.try_get("agency")?,
-        request_number: r.try_get("request_number")?,
-        state: r.try_get("state")?,
-        ticket: r.try_get("ticket")?,
-        sent_at_ms: r.try_get("sent_at_ms")?,
-        attempts: r.try_get::<Option<i64>, _>("attempts")?.unwrap_or(0),
-    })
+/// The values of a statement as SQLite takes them.
+fn arguments(args: Vec<Arg<'_>>) -> Result<SqliteArguments, sqlx::Error> {
+    let mut out = SqliteArguments::default();
+    for arg in args {
+        let added: Result<(), BoxDynError> = match arg {
+            Arg::Text(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v),
+            Arg::Texts(v) => serde_json::to_string(v)
+                .map_err(Into::into)
+                .and_then(|json| out.add(json)),
+        };
+        added.map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
 }
 
 #[async_trait]
-impl JobStore for SqliteStore {
-    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
-        if new.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
+impl Backend for SqliteBackend {
+    type Db = Sqlite;
+
+    /// Takes the write lock first: what a transaction reads stays as read
+    /// until it commits, whoever else writes the file.
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
+    /// The database takes one writer at a time.
+    const CONCURRENT_WRITERS: usize = 1;
+
+    fn statements() -> &'static Statements {
+        &STATEMENTS
+    }
+
+    async fn execute(conn: &mut SqliteConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        let done = sqlx::query_with(AssertSqlSafe(text), arguments(args)?)
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_all<T: Record>(
+        conn: &mut SqliteConnection,
+        sql: Sql<'_>,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
+            .fetch_all(conn)
+            .await
+    }
+
+    async fn fetch_optional<T: Record>(
+        conn: &mut SqliteConnection,
+        sql: Sql<'_>,
+    ) -> Result<Option<T>, sqlx::Error> {
+        let (text, args) = sql.into_parts();
+        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
+            .fetch_optional(conn)
+            .await
+    }
+
+    async fn create_inquiries(store: &SqliteStore, new: &[NewInquiry]) -> Result<(), StoreError> {
+        let mut tx = store.pool.begin().await?;
         for (chunk, size) in padded_chunks(new, INQUIRIES_PER_INSERT) {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
                 "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM ("
@@ -201,230 +221,13 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.as_ref().map(inquiry_from).transpose()?)
-    }
-
-    async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result \
-             FROM agency_tasks WHERE inquiry_id = ? ORDER BY agency",
-        )
-        .bind(inquiry_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(TaskRecord {
-                    inquiry_id: r.try_get("inquiry_id")?,
-                    agency: r.try_get("agency")?,
-                    request_number: r.try_get("request_number")?,
-                    state: r.try_get("state")?,
-                    detail: r.try_get("detail")?,
-                    ticket: r.try_get("ticket")?,
-                    latency_ms: r.try_get("latency_ms")?,
-                    result: r.try_get("result")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn inquiry_with_tasks(
-        &self,
-        id: &str,
-    ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(super::inquiry_with_tasks_sql("?")))
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(super::inquiry_with_tasks_from(&rows, inquiry_from)?)
-    }
-
-    async fn inquiries_by_case(
-        &self,
-        caller: &str,
-        case_number: &str,
-        limit: i64,
-    ) -> Result<Vec<InquiryRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = ? AND caller = ? \
-             ORDER BY created_at_ms DESC, id DESC LIMIT ?"
-        )))
-        .bind(case_number)
-        .bind(caller)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(inquiry_from)
-            .collect::<Result<_, _>>()
-            .map_err(Into::into)
-    }
-
-    async fn claim_due_tasks(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_until_ms: i64,
-        limit: i64,
-        skip_agencies: &[String],
-    ) -> Result<Vec<ClaimedTask>, StoreError> {
-        let skip =
-            serde_json::to_string(skip_agencies).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let rows = sqlx::query(
-            "UPDATE agency_tasks SET lease_owner = ?, lease_until_ms = ?, attempts = attempts + 1 \
-             WHERE rowid IN (SELECT rowid FROM agency_tasks \
-                 WHERE state IN (?, ?) AND due_at_ms <= ? \
-                   AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
-                   AND agency NOT IN (SELECT value FROM json_each(?)) \
-                 ORDER BY due_at_ms LIMIT ?) \
-             RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts",
-        )
-        .bind(owner)
-        .bind(lease_until_ms)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(skip)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(claimed_from)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn release_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = ? \
-             WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
-        )
-        .bind(due_at_ms)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn defer_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = ?, \
-             detail = ? WHERE inquiry_id = ? AND agency = ? AND lease_owner = ?",
-        )
-        .bind(due_at_ms)
-        .bind(detail)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT DISTINCT catalog_version FROM inquiries \
-             WHERE status = 'running' AND catalog_version IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get("catalog_version"))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "UPDATE agency_tasks SET state = 'timeout', \
-                 detail = 'no answer before the inquiry''s deadline', \
-                 lease_owner = NULL, lease_until_ms = NULL \
-             WHERE state IN (?, ?, ?) AND (lease_until_ms IS NULL OR lease_until_ms <= ?) \
-               AND inquiry_id IN (SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= ?) \
-             RETURNING inquiry_id",
-        )
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut ids: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get("inquiry_id"))
-            .collect::<Result<_, _>>()?;
-        // Every running inquiry past its deadline too: one whose last
-        // results were stored but whose completion check failed (the
-        // database went away between the two) is completed here, at the
-        // latest by its deadline.
-        let overdue = sqlx::query(
-            "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= ? \
-             ORDER BY deadline_at_ms LIMIT 1000",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in &overdue {
-            ids.push(row.try_get("id")?);
-        }
-        ids.sort();
-        ids.dedup();
-        Ok(ids)
-    }
-
-    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = ?, callback_due = 1 \
-             WHERE id = ? AND status = 'running' AND NOT EXISTS \
-               (SELECT 1 FROM agency_tasks WHERE inquiry_id = ? AND state IN (?, ?, ?))",
-        )
-        .bind(now_ms)
-        .bind(inquiry_id)
-        .bind(inquiry_id)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn finish_tasks(
-        &self,
+        store: &SqliteStore,
         owner: &str,
         results: &[TaskResult],
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError> {
-        use std::collections::HashSet;
-        if results.is_empty() {
-            return Ok(FinishedTasks::default());
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = store.begin().await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
         for (chunk, size) in padded_chunks(results, TASK_RESULTS_PER_UPDATE) {
             // The padding rows' NULL keys match no task.
@@ -463,109 +266,176 @@ impl JobStore for SqliteStore {
             }
         }
         let (stored, touched) = stored_results(results, &stored_keys);
-        let touched =
-            serde_json::to_string(&touched).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let completed = sqlx::query(
-            "UPDATE inquiries SET status = 'completed', completed_at_ms = ?, callback_due = 1 \
-             WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' \
-               AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-                   WHERE inquiry_id = inquiries.id AND state IN (?, ?, ?)) \
-             RETURNING id",
+        // One writer at a time: the completion check sees every result
+        // stored before, in the same transaction as these.
+        let completed: Vec<(String,)> = Self::fetch_all(
+            &mut tx,
+            Sql::new(
+                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
+                 WHERE id IN (SELECT value FROM json_each($2)) AND status = 'running' \
+                   AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+                       WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
+                 RETURNING id",
+            )
+            .bind(now_ms)
+            .bind(&touched[..])
+            .bind(STATE_QUEUED)
+            .bind(STATE_POLLING)
+            .bind(STATE_AWAITING),
         )
-        .bind(now_ms)
-        .bind(touched)
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(STATE_AWAITING)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<Vec<String>, _>>()?;
+        .await?;
         tx.commit().await?;
-        Ok(FinishedTasks { stored, completed })
+        Ok(FinishedTasks {
+            stored,
+            completed: completed.into_iter().map(|(id,)| id).collect(),
+        })
     }
 
-    async fn awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-    ) -> Result<Option<ClaimedTask>, StoreError> {
-        let row = sqlx::query(
-            "SELECT inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts \
-             FROM agency_tasks WHERE agency = ? AND request_number = ? AND state = ?",
-        )
-        .bind(agency)
-        .bind(request_number)
-        .bind(STATE_AWAITING)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref()
-            .map(claimed_from)
-            .transpose()
-            .map_err(|e: sqlx::Error| e.into())
+    async fn append_audit(
+        store: &SqliteStore,
+        new: Vec<NewAuditRow>,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        // The fast path: the batch chained after the tail this handle last
+        // wrote, in one statement that inserts only if that is still the
+        // tail (one statement is atomic; in WAL mode it cannot commit over
+        // a write it did not see).
+        let new = match store.audit_tail.get() {
+            Some((seq, hash)) if new.len() <= AUDIT_ROWS_PER_INSERT => {
+                let rows = chain_rows(new, seq, hash.clone());
+                let mut conn = store.pool.acquire().await?;
+                match insert_audit(&mut conn, &rows, Some(&hash)).await {
+                    Ok(true) => {
+                        store.audit_tail.keep(Some(&rows));
+                        return Ok(rows);
+                    }
+                    // Another writer of this file moved the chain on, or
+                    // the statement failed (and so changed nothing): the
+                    // slow path reads the tail as stored.
+                    Ok(false) | Err(_) => unchain(rows),
+                }
+            }
+            _ => new,
+        };
+        let appended = async {
+            // The write lock first: the tail read here stays the tail until
+            // commit, whoever else writes this file.
+            let mut tx = store.begin().await?;
+            let tail: Option<(i64, String)> = Self::fetch_optional(
+                &mut tx,
+                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+            )
+            .await?;
+            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
+            let rows = chain_rows(new, seq, prev);
+            insert_audit(&mut tx, &rows, None).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rows)
+        }
+        .await;
+        store
+            .audit_tail
+            .keep(appended.as_ref().ok().map(Vec::as_slice));
+        appended
     }
 
-    async fn finish_awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-        u: &TaskUpdate,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE agency_tasks SET state = ?, detail = ?, ticket = COALESCE(?, ticket), \
-             due_at_ms = ?, latency_ms = ?, result = ? \
-             WHERE agency = ? AND request_number = ? AND state = ?",
-        )
-        .bind(&u.state)
-        .bind(&u.detail)
-        .bind(&u.ticket)
-        .bind(u.due_at_ms)
-        .bind(u.latency_ms)
-        .bind(&u.result)
-        .bind(agency)
-        .bind(request_number)
-        .bind(STATE_AWAITING)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
-        let skip =
-            serde_json::to_string(skip_agencies).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let row = sqlx::query(
-            "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-             FROM agency_tasks WHERE state IN (?, ?) \
-               AND agency NOT IN (SELECT value FROM json_each(?))",
-        )
-        .bind(STATE_QUEUED)
-        .bind(STATE_POLLING)
-        .bind(skip)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("next")?)
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        // BEGIN IMMEDIATE takes the write lock: a read-only or broken file
-        // fails here. The probe row tries the audit table itself (where a
-        // full disk or a broken table shows first) and is rolled back.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at_ms, direction, action, prev_hash, hash) \
-             VALUES (-1, 0, 'internal', 'readiness.probe', '', '')",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.rollback().await?;
-        Ok(())
-    }
-
-    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<super::QueueCount>, StoreError> {
-        super::fetch_queue_counts(&self.pool, ["?", "?", "?"], now_ms).await
+    /// One gateway to a SQLite file: the process's locks are the turns.
+    async fn lock_decision(
+        store: &SqliteStore,
+        keys: &[String],
+        wait: Duration,
+    ) -> Result<DecisionLock, StoreError> {
+        super::decision::lock_local(&store.local_locks, keys, wait).await
     }
 }
+
+static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
+    claim_tasks: "UPDATE agency_tasks SET lease_owner = $1, lease_until_ms = $2, \
+             attempts = attempts + 1 \
+         WHERE rowid IN (SELECT rowid FROM agency_tasks \
+             WHERE state IN ($3, $4) AND due_at_ms <= $5 \
+               AND (lease_until_ms IS NULL OR lease_until_ms <= $5) \
+               AND agency NOT IN (SELECT value FROM json_each($6)) \
+             ORDER BY due_at_ms LIMIT $7) \
+         RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts"
+        .to_owned(),
+    time_out_tasks: "UPDATE agency_tasks SET state = 'timeout', \
+             detail = 'no answer before the inquiry''s deadline', \
+             lease_owner = NULL, lease_until_ms = NULL \
+         WHERE inquiry_id IN (SELECT value FROM json_each($1)) AND state IN ($2, $3, $4) \
+           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
+        .to_owned(),
+    next_due: "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+         FROM agency_tasks WHERE state IN ($1, $2) \
+           AND agency NOT IN (SELECT value FROM json_each($3))"
+        .to_owned(),
+    claim_orders: format!(
+        "UPDATE orders SET lease_owner = $1, lease_until_ms = $2, steps = steps + 1 \
+         WHERE id IN (SELECT id FROM orders WHERE phase <> 'done' AND due_at_ms <= $3 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+             ORDER BY due_at_ms LIMIT $4) \
+         RETURNING {ORDER_COLUMNS}"
+    ),
+    claim_plans: format!(
+        "UPDATE freeze_plans SET lease_owner = $1, lease_until_ms = $2 \
+         WHERE id IN (SELECT id FROM freeze_plans WHERE status = 'running' AND due_at_ms <= $3 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY due_at_ms LIMIT $4) \
+         RETURNING {PLAN_COLUMNS}"
+    ),
+    claim_outbox: format!(
+        "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2 \
+         WHERE id IN (SELECT id FROM outbox WHERE delivered_at_ms IS NULL \
+             AND failed_at_ms IS NULL AND due_at_ms <= $3 \
+             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY due_at_ms LIMIT $4) \
+         RETURNING {OUTBOX_COLUMNS}"
+    ),
+    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
+           AND caller IN (SELECT value FROM json_each($2)) \
+         ORDER BY completed_at_ms LIMIT $3"
+        .to_owned(),
+    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+           AND caller NOT IN (SELECT value FROM json_each($1))"
+        .to_owned(),
+    // `= 1`, as the partial index `orders_documents_mismatch` says it.
+    documents_mismatch: format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch = 1 \
+         AND created_at_ms >= $1 AND created_at_ms < $2 \
+         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+    ),
+    audit_select: AUDIT_COLUMNS,
+    audit_select_no_body: "seq, at_ms, direction, caller, officers, case_number, subject, \
+         agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
+         NULL AS body, prev_hash, hash",
+    // `lower` folds ASCII only, as `to_ascii_lowercase` does.
+    officer_contains: [
+        "EXISTS (SELECT 1 FROM json_each(audit_events.officers) o WHERE instr(lower(o.value), ",
+        ") > 0)",
+    ],
+    purge_bodies: "UPDATE audit_events SET body = NULL WHERE seq IN ( \
+             SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < $1 \
+             ORDER BY at_ms LIMIT $2)"
+        .to_owned(),
+    subjects_in_several_cases: format!(
+        "SELECT subject, json_group_array(DISTINCT case_number) AS cases, COUNT(*) AS requests \
+         FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
+         AND case_number IS NOT NULL AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
+         ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT $3"
+    ),
+    officer_cases: format!(
+        "SELECT caller, o.value AS officer, case_number, COUNT(*) AS requests \
+         FROM audit_events, json_each(audit_events.officers) o \
+         WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
+         AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY caller, o.value, case_number ORDER BY caller, officer, case_number"
+    ),
+    officer_daily_volume: format!(
+        "SELECT o.value AS officer, \
+             date((at_ms + 28800000) / 1000, 'unixepoch') AS day, COUNT(*) AS requests \
+         FROM audit_events, json_each(audit_events.officers) o \
+         WHERE {REQUESTS} AND at_ms >= $1 AND at_ms < $2 \
+         GROUP BY officer, day HAVING COUNT(*) > $3 ORDER BY day, requests DESC, officer"
+    ),
+});
 
 /// Tasks per INSERT statement when an inquiry is stored (8 parameters each).
 const TASKS_PER_INSERT: usize = 512;
@@ -607,23 +477,12 @@ fn push_nulls(b: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, 
     }
 }
 
-const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, agency, \
-     action, inquiry_id, request_number, status, latency_ms, body_sha256, body, prev_hash, hash";
-/// The same, with NULL for the body (verification needs only its digest).
-const AUDIT_COLUMNS_NO_BODY: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
-     agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, NULL AS body, \
-     prev_hash, hash";
-/// The rows that are requests about a subject: accepted inquiries, orders
-/// and freeze plans.
-pub(crate) const REQUESTS: &str = "direction = 'inbound' AND status = 'accepted' \
-     AND action IN ('inquiry.create', 'order.create', 'freeze_plan.create')";
-
 /// Inserts chained `rows`, many to a statement. With `after`, only if the
 /// chain's tail is still the row of that hash, checked by the statement
 /// itself (so `rows` must fit one statement): false when it was not;
 /// without, the caller holds the write lock.
 async fn insert_audit(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut SqliteConnection,
     rows: &[AuditRow],
     after: Option<&str>,
 ) -> Result<bool, StoreError> {
@@ -668,296 +527,6 @@ async fn insert_audit(
         }
     }
     Ok(true)
-}
-
-fn audit_from(row: &sqlx::sqlite::SqliteRow) -> Result<StoredAuditEvent, StoreError> {
-    let officers: Option<String> = row.try_get("officers")?;
-    let officers = match officers {
-        Some(text) => serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("audit officers: {e}")))?,
-        None => Vec::new(),
-    };
-    Ok(StoredAuditEvent {
-        seq: row.try_get("seq")?,
-        at_ms: row.try_get("at_ms")?,
-        direction: row.try_get("direction")?,
-        caller: row.try_get("caller")?,
-        officers,
-        case_number: row.try_get("case_number")?,
-        subject: row.try_get("subject")?,
-        agency: row.try_get("agency")?,
-        action: row.try_get("action")?,
-        inquiry_id: row.try_get("inquiry_id")?,
-        request_number: row.try_get("request_number")?,
-        status: row.try_get("status")?,
-        latency_ms: row.try_get("latency_ms")?,
-        body_sha256: row.try_get("body_sha256")?,
-        body: row.try_get("body")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-    })
-}
-
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let row = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get("seq")?, r.try_get("hash")?)))
-            .transpose()?)
-    }
-
-    async fn append_audit(&self, new: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
-        if new.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The fast path: the batch chained after the tail this handle last
-        // wrote, in one statement that inserts only if that is still the
-        // tail (one statement is atomic; in WAL mode it cannot commit over
-        // a write it did not see).
-        let new = match self.audit_tail.get() {
-            Some((seq, hash)) if new.len() <= AUDIT_ROWS_PER_INSERT => {
-                let rows = chain_rows(new, seq, hash.clone());
-                let mut conn = self.pool.acquire().await?;
-                match insert_audit(&mut conn, &rows, Some(&hash)).await {
-                    Ok(true) => {
-                        self.audit_tail.keep(Some(&rows));
-                        return Ok(rows);
-                    }
-                    // Another writer of this file moved the chain on, or
-                    // the statement failed (and so changed nothing): the
-                    // slow path reads the tail as stored.
-                    Ok(false) | Err(_) => unchain(rows),
-                }
-            }
-            _ => new,
-        };
-        let appended = async {
-            // BEGIN IMMEDIATE takes the write lock first: the tail read here
-            // stays the tail until commit, whoever else writes this file.
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let tail = sqlx::query("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-            let (seq, prev) = match tail {
-                Some(r) => (r.try_get::<i64, _>("seq")?, r.try_get::<String, _>("hash")?),
-                None => (0, GENESIS_HASH.to_owned()),
-            };
-            let rows = chain_rows(new, seq, prev);
-            insert_audit(&mut tx, &rows, None).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
-        }
-        .await;
-        self.audit_tail
-            .keep(appended.as_ref().ok().map(Vec::as_slice));
-        appended
-    }
-
-    async fn audit_chain(
-        &self,
-        after_seq: i64,
-        limit: i64,
-    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS_NO_BODY} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"
-        )))
-        .bind(after_seq)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(audit_from).collect()
-    }
-
-    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(c.at_ms)
-        .bind(&c.key_id)
-        .bind(&c.signature)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: r.try_get("seq")?,
-                    hash: r.try_get("hash")?,
-                    at_ms: r.try_get("at_ms")?,
-                    key_id: r.try_get("key_id")?,
-                    signature: r.try_get("signature")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn purge_bodies(&self, before_ms: i64, limit: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE audit_events SET body = NULL WHERE seq IN ( \
-                 SELECT seq FROM audit_events WHERE body IS NOT NULL AND at_ms < ? \
-                 ORDER BY at_ms LIMIT ?)",
-        )
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn subjects_in_several_cases(
-        &self,
-        window: &Window,
-        limit: i64,
-    ) -> Result<Vec<SubjectCases>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT subject, json_group_array(DISTINCT case_number) AS cases, COUNT(*) AS requests \
-             FROM audit_events WHERE {REQUESTS} AND subject IS NOT NULL \
-             AND case_number IS NOT NULL \
-             AND at_ms >= ? AND at_ms < ? \
-             GROUP BY subject HAVING COUNT(DISTINCT case_number) > 1 \
-             ORDER BY COUNT(DISTINCT case_number) DESC, subject LIMIT ?"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let cases: String = r.try_get("cases")?;
-                let mut cases: Vec<String> = serde_json::from_str(&cases)
-                    .map_err(|e| StoreError::Corrupt(format!("cases: {e}")))?;
-                cases.sort();
-                Ok(SubjectCases {
-                    subject: r.try_get("subject")?,
-                    cases,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT caller, o.value AS officer, case_number, COUNT(*) AS requests \
-             FROM audit_events, json_each(audit_events.officers) o \
-             WHERE {REQUESTS} AND case_number IS NOT NULL AND caller IS NOT NULL \
-             AND at_ms >= ? AND at_ms < ? \
-             GROUP BY caller, o.value, case_number ORDER BY caller, officer, case_number"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfficerCase {
-                    caller: r.try_get("caller")?,
-                    officer: r.try_get("officer")?,
-                    case_number: r.try_get("case_number")?,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn officer_daily_volume(
-        &self,
-        window: &Window,
-        threshold: i64,
-    ) -> Result<Vec<OfficerDay>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT o.value AS officer, \
-                 date((at_ms + 28800000) / 1000, 'unixepoch') AS day, COUNT(*) AS requests \
-             FROM audit_events, json_each(audit_events.officers) o \
-             WHERE {REQUESTS} AND at_ms >= ? AND at_ms < ? \
-             GROUP BY officer, day HAVING COUNT(*) > ? ORDER BY day, requests DESC, officer"
-        )))
-        .bind(window.from_ms.unwrap_or(i64::MIN))
-        .bind(window.to_ms.unwrap_or(i64::MAX))
-        .bind(threshold)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(OfficerDay {
-                    officer: r.try_get("officer")?,
-                    day: r.try_get("day")?,
-                    requests: r.try_get("requests")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
-    }
-
-    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE 1 = 1"
-        ));
-        let text_filters = [
-            ("case_number", &f.case_number),
-            ("subject", &f.subject),
-            ("agency", &f.agency),
-            ("caller", &f.caller),
-            ("action", &f.action),
-            ("inquiry_id", &f.inquiry_id),
-        ];
-        for (column, value) in text_filters {
-            if let Some(v) = value {
-                q.push(format!(" AND {column} = ")).push_bind(v.clone());
-            }
-        }
-        if let Some(officer) = &f.officer {
-            // Officers are stored as a JSON array of "name (credential)"
-            // strings; the filter is a substring of one, ASCII letters in
-            // either case, taken literally: `%` and `_` are characters
-            // like any other (`lower` folds ASCII only, as on PostgreSQL).
-            q.push(
-                " AND EXISTS (SELECT 1 FROM json_each(audit_events.officers) o \
-                 WHERE instr(lower(o.value), ",
-            )
-            .push_bind(officer.to_ascii_lowercase())
-            .push(") > 0)");
-        }
-        if let Some(from) = f.from_ms {
-            q.push(" AND at_ms >= ").push_bind(from);
-        }
-        if let Some(to) = f.to_ms {
-            q.push(" AND at_ms < ").push_bind(to);
-        }
-        if let Some(after) = f.after_seq {
-            q.push(" AND seq > ").push_bind(after);
-        }
-        q.push(" ORDER BY seq LIMIT ").push_bind(f.limit);
-        let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter().map(audit_from).collect()
-    }
-
-    async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE seq = ?"
-        )))
-        .bind(seq)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(audit_from).transpose()
-    }
 }
 
 #[cfg(test)]

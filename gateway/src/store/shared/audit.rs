@@ -1,0 +1,254 @@
+//! The audit log, on both backends: reads, checkpoints and the auditors'
+//! questions; what appending needs of either backend (the chain's tail as
+//! a handle last wrote it, rows chained after a tail).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use super::{Backend, Sql, SqlStore, limit};
+use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
+use crate::store::{
+    AuditStore, Checkpoint, NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, Window,
+};
+
+pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
+     agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, body, \
+     prev_hash, hash";
+
+/// The rows that are requests about a subject: accepted inquiries, orders
+/// and freeze plans.
+pub const REQUESTS: &str = "direction = 'inbound' AND status = 'accepted' \
+     AND action IN ('inquiry.create', 'order.create', 'freeze_plan.create')";
+
+#[async_trait]
+impl<B: Backend> AuditStore for SqlStore<B> {
+    async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.optional(Sql::new(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        ))
+        .await
+    }
+
+    async fn append_audit(&self, rows: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        B::append_audit(self, rows).await
+    }
+
+    async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let statements = B::statements();
+        let texts = [
+            ("case_number", &f.case_number),
+            ("subject", &f.subject),
+            ("agency", &f.agency),
+            ("caller", &f.caller),
+            ("action", &f.action),
+            ("inquiry_id", &f.inquiry_id),
+        ];
+        // No stored text holds U+0000 (PostgreSQL's cannot, and requests
+        // refuse control characters), so no row matches a filter that
+        // does (and PostgreSQL would refuse to bind it).
+        let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+        if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
+            return Ok(Vec::new());
+        }
+        let mut q = Sql::new(format!(
+            "SELECT {} FROM audit_events WHERE 1 = 1",
+            statements.audit_select
+        ));
+        for (column, value) in texts {
+            if let Some(v) = value {
+                q.push(&format!(" AND {column} = ")).push_bind(v);
+            }
+        }
+        if let Some(officer) = &f.officer {
+            // Officers are stored as a JSON array of "name (credential)"
+            // strings; the filter is a substring of one, ASCII letters in
+            // either case, taken literally: `%` and `_` are characters
+            // like any other.
+            let [before, after] = statements.officer_contains;
+            q.push(" AND ")
+                .push(before)
+                .push_bind(officer.to_ascii_lowercase())
+                .push(after);
+        }
+        if let Some(from) = f.from_ms {
+            q.push(" AND at_ms >= ").push_bind(from);
+        }
+        if let Some(to) = f.to_ms {
+            q.push(" AND at_ms < ").push_bind(to);
+        }
+        if let Some(after) = f.after_seq {
+            q.push(" AND seq > ").push_bind(after);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
+        self.all(q).await
+    }
+
+    async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {} FROM audit_events WHERE seq = $1",
+                B::statements().audit_select
+            ))
+            .bind(seq),
+        )
+        .await
+    }
+
+    async fn audit_chain(
+        &self,
+        after_seq: i64,
+        n: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                B::statements().audit_select_no_body
+            ))
+            .bind(after_seq)
+            .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.run(
+            Sql::new(
+                "INSERT INTO audit_checkpoints (seq, hash, at_ms, key_id, signature) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(c.seq)
+            .bind(&c.hash)
+            .bind(c.at_ms)
+            .bind(&c.key_id)
+            .bind(&c.signature),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.all(Sql::new(
+            "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        ))
+        .await
+    }
+
+    async fn purge_bodies(&self, before_ms: i64, n: i64) -> Result<u64, StoreError> {
+        self.run(
+            Sql::new(B::statements().purge_bodies.as_str())
+                .bind(before_ms)
+                .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn subjects_in_several_cases(
+        &self,
+        window: &Window,
+        n: i64,
+    ) -> Result<Vec<SubjectCases>, StoreError> {
+        let rows: Vec<(String, String, i64)> = self
+            .all(
+                Sql::new(B::statements().subjects_in_several_cases.as_str())
+                    .bind(window.from_ms.unwrap_or(i64::MIN))
+                    .bind(window.to_ms.unwrap_or(i64::MAX))
+                    .bind(limit(n)),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(subject, cases, requests)| {
+                let mut cases: Vec<String> = serde_json::from_str(&cases)
+                    .map_err(|e| StoreError::Corrupt(format!("cases: {e}")))?;
+                cases.sort();
+                Ok(SubjectCases {
+                    subject,
+                    cases,
+                    requests,
+                })
+            })
+            .collect()
+    }
+
+    async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
+        self.all(
+            Sql::new(B::statements().officer_cases.as_str())
+                .bind(window.from_ms.unwrap_or(i64::MIN))
+                .bind(window.to_ms.unwrap_or(i64::MAX)),
+        )
+        .await
+    }
+
+    async fn officer_daily_volume(
+        &self,
+        window: &Window,
+        threshold: i64,
+    ) -> Result<Vec<OfficerDay>, StoreError> {
+        self.all(
+            Sql::new(B::statements().officer_daily_volume.as_str())
+                .bind(window.from_ms.unwrap_or(i64::MIN))
+                .bind(window.to_ms.unwrap_or(i64::MAX))
+                .bind(threshold),
+        )
+        .await
+    }
+}
+
+/// Numbers and chains `new` after the row (`seq`, `prev`): what every
+/// backend's `append_audit` stores.
+pub fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
+    let mut rows = Vec::with_capacity(new.len());
+    for n in new {
+        seq += 1;
+        let row = AuditRow::chain(seq, n.at_ms, n.record, prev);
+        prev = row.hash.clone();
+        rows.push(row);
+    }
+    rows
+}
+
+/// The rows of a batch that was not appended, to be chained again.
+pub fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
+    rows.into_iter()
+        .map(|r| NewAuditRow {
+            at_ms: r.at_ms,
+            record: r.record,
+        })
+        .collect()
+}
+
+/// Each row's officers as the JSON array both backends store.
+pub fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
+    rows.iter()
+        .map(|r| serde_json::to_string(&r.record.officers))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The audit chain's tail as a store handle last wrote it. The next batch
+/// is chained after it without reading the tail first; the statement that
+/// appends it checks that it is still the tail, and otherwise the batch is
+/// chained again after the tail as stored, under the chain's lock.
+#[derive(Debug, Clone, Default)]
+pub struct AuditTail(Arc<Mutex<Option<(i64, String)>>>);
+
+impl AuditTail {
+    pub fn get(&self) -> Option<(i64, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Keeps the last of `rows` as the tail; with none (after a failure,
+    /// when the statement may or may not have been applied) the next batch
+    /// reads the tail as stored.
+    pub fn keep(&self, rows: Option<&[AuditRow]>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = rows
+            .and_then(|r| r.last())
+            .map(|last| (last.seq, last.hash.clone()));
+    }
+}

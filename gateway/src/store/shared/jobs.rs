@@ -1,0 +1,420 @@
+//! Inquiries and their agency tasks, on both backends.
+
+use std::collections::{BTreeSet, HashSet};
+
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
+
+use super::{Backend, Sql, SqlStore, limit};
+use crate::store::orders::PHASE_DONE;
+use crate::store::{
+    ClaimedTask, FinishedTasks, InquiryRecord, JobStore, NewInquiry, QueueCount, STATE_AWAITING,
+    STATE_POLLING, STATE_QUEUED, StoreError, TaskRecord, TaskResult, TaskUpdate,
+};
+
+pub const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
+     subject_id, officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, \
+     completed_at_ms, catalog_version";
+
+const TASK_COLUMNS: &str =
+    "inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result";
+
+const CLAIMED_COLUMNS: &str =
+    "inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts";
+
+#[async_trait]
+impl<B: Backend> JobStore for SqlStore<B> {
+    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        B::create_inquiries(self, new).await
+    }
+
+    async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
+            ))
+            .bind(id),
+        )
+        .await
+    }
+
+    async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {TASK_COLUMNS} FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency"
+            ))
+            .bind(inquiry_id),
+        )
+        .await
+    }
+
+    async fn inquiry_with_tasks(
+        &self,
+        id: &str,
+    ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
+        // One statement: the inquiry's columns come with each task (the two
+        // tables share no column name); an inquiry without tasks comes as
+        // one row with NULL task columns.
+        let rows: Vec<InquiryTaskRow> = self
+            .all(
+                Sql::new(
+                    "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
+                     i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
+                     i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version, \
+                     t.inquiry_id, t.agency, t.request_number, t.state, t.detail, t.ticket, \
+                     t.latency_ms, t.result \
+                     FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
+                     WHERE i.id = $1 ORDER BY t.agency",
+                )
+                .bind(id),
+            )
+            .await?;
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let tasks = first.task.into_iter().chain(rows.filter_map(|r| r.task));
+        Ok(Some((first.inquiry, tasks.collect())))
+    }
+
+    async fn inquiries_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        n: i64,
+    ) -> Result<Vec<InquiryRecord>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+            ))
+            .bind(case_number)
+            .bind(caller)
+            .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn claim_due_tasks(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        n: i64,
+        skip_agencies: &[String],
+    ) -> Result<Vec<ClaimedTask>, StoreError> {
+        self.all(
+            Sql::new(B::statements().claim_tasks.as_str())
+                .bind(owner)
+                .bind(lease_until_ms)
+                .bind(STATE_QUEUED)
+                .bind(STATE_POLLING)
+                .bind(now_ms)
+                .bind(skip_agencies)
+                .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn release_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.run(
+            Sql::new(
+                "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
+                 due_at_ms = $1 WHERE inquiry_id = $2 AND agency = $3 AND lease_owner = $4",
+            )
+            .bind(due_at_ms)
+            .bind(inquiry_id)
+            .bind(agency)
+            .bind(owner),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn defer_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due_at_ms: i64,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.run(
+            Sql::new(
+                "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
+                 due_at_ms = $1, detail = $2 \
+                 WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
+            )
+            .bind(due_at_ms)
+            .bind(detail)
+            .bind(inquiry_id)
+            .bind(agency)
+            .bind(owner),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
+        let versions: Vec<(String,)> = self
+            .all(Sql::new(
+                "SELECT DISTINCT catalog_version FROM inquiries \
+                 WHERE status = 'running' AND catalog_version IS NOT NULL",
+            ))
+            .await?;
+        Ok(versions.into_iter().map(|(v,)| v).collect())
+    }
+
+    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        // The running inquiries past their deadline first, along
+        // `inquiries_running`; then their unfinished tasks, by primary key.
+        // Every such inquiry is returned, also one with no task left to
+        // time out: one whose last results were stored but whose
+        // completion check failed (the database went away between the
+        // two) is completed by its deadline at the latest.
+        let ids: Vec<(String,)> = self
+            .all(
+                Sql::new(
+                    "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $1 \
+                     ORDER BY deadline_at_ms LIMIT 1000",
+                )
+                .bind(now_ms),
+            )
+            .await?;
+        let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        self.run(
+            Sql::new(B::statements().time_out_tasks.as_str())
+                .bind(&ids[..])
+                .bind(STATE_QUEUED)
+                .bind(STATE_POLLING)
+                .bind(STATE_AWAITING)
+                .bind(now_ms),
+        )
+        .await?;
+        Ok(ids)
+    }
+
+    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        // `COALESCE(status, '')` and `COALESCE(state, '')` keep the lookup
+        // on the primary keys (PostgreSQL's module note on plans).
+        let done = self
+            .run(
+                Sql::new(
+                    "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, \
+                     callback_due = 1 \
+                     WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
+                       (SELECT 1 FROM agency_tasks \
+                        WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))",
+                )
+                .bind(now_ms)
+                .bind(inquiry_id)
+                .bind(STATE_QUEUED)
+                .bind(STATE_POLLING)
+                .bind(STATE_AWAITING),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn finish_tasks(
+        &self,
+        owner: &str,
+        results: &[TaskResult],
+        now_ms: i64,
+    ) -> Result<FinishedTasks, StoreError> {
+        if results.is_empty() {
+            return Ok(FinishedTasks::default());
+        }
+        B::finish_tasks(self, owner, results, now_ms).await
+    }
+
+    fn concurrent_writers(&self) -> usize {
+        B::CONCURRENT_WRITERS
+    }
+
+    async fn awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+    ) -> Result<Option<ClaimedTask>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {CLAIMED_COLUMNS} FROM agency_tasks \
+                 WHERE agency = $1 AND request_number = $2 AND state = $3"
+            ))
+            .bind(agency)
+            .bind(request_number)
+            .bind(STATE_AWAITING),
+        )
+        .await
+    }
+
+    async fn finish_awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+        u: &TaskUpdate,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .run(
+                Sql::new(
+                    "UPDATE agency_tasks SET state = $1, detail = $2, \
+                     ticket = COALESCE($3, ticket), due_at_ms = $4, latency_ms = $5, result = $6 \
+                     WHERE agency = $7 AND request_number = $8 AND state = $9",
+                )
+                .bind(&u.state)
+                .bind(&u.detail)
+                .bind(&u.ticket)
+                .bind(u.due_at_ms)
+                .bind(u.latency_ms)
+                .bind(&u.result)
+                .bind(agency)
+                .bind(request_number)
+                .bind(STATE_AWAITING),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
+        let next: Option<(Option<i64>,)> = self
+            .optional(
+                Sql::new(B::statements().next_due.as_str())
+                    .bind(STATE_QUEUED)
+                    .bind(STATE_POLLING)
+                    .bind(skip_agencies),
+            )
+            .await?;
+        Ok(next.and_then(|(n,)| n))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // A write transaction (SQLite takes the write lock at once: a
+        // read-only or broken file fails here). The probe row tries the
+        // audit table itself (where a full disk, a read-only standby or a
+        // broken table shows first) and is rolled back. Its number is no
+        // chain row's, and it takes no lock on the chain's head.
+        let mut tx = self.begin().await?;
+        B::execute(
+            &mut tx,
+            Sql::new(
+                "INSERT INTO audit_events (seq, at_ms, direction, action, prev_hash, hash) \
+                 VALUES (-1, 0, 'internal', 'readiness.probe', '', '')",
+            ),
+        )
+        .await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
+    async fn queue_counts(&self, now_ms: i64) -> Result<Vec<QueueCount>, StoreError> {
+        let rows: Vec<QueueRow> = self.all(Sql::new(queue_counts_sql()).bind(now_ms)).await?;
+        let mut counts = Vec::with_capacity(rows.len() * 2);
+        for r in rows {
+            if matches!(r.queue.as_str(), "inquiry" | "order") {
+                counts.push(QueueCount {
+                    queue: r.queue,
+                    key: r.k,
+                    claimed: false,
+                    count: r.n,
+                });
+            } else {
+                counts.push(QueueCount {
+                    queue: r.queue.clone(),
+                    key: r.k.clone(),
+                    claimed: true,
+                    count: r.claimed,
+                });
+                counts.push(QueueCount {
+                    queue: r.queue,
+                    key: r.k,
+                    claimed: false,
+                    count: r.n - r.claimed,
+                });
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// An inquiry's row with one of its tasks, if it has any.
+struct InquiryTaskRow {
+    inquiry: InquiryRecord,
+    task: Option<TaskRecord>,
+}
+
+impl<'r, R: Row> FromRow<'r, R> for InquiryTaskRow
+where
+    InquiryRecord: FromRow<'r, R>,
+    TaskRecord: FromRow<'r, R>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    &'r str: ColumnIndex<R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let task = match row.try_get::<Option<String>, _>("agency")? {
+            Some(_) => Some(TaskRecord::from_row(row)?),
+            None => None,
+        };
+        Ok(Self {
+            inquiry: InquiryRecord::from_row(row)?,
+            task,
+        })
+    }
+}
+
+/// One line of `queue_counts_sql`.
+#[derive(sqlx::FromRow)]
+struct QueueRow {
+    queue: String,
+    k: String,
+    claimed: i64,
+    n: i64,
+}
+
+/// The query behind `queue_counts`: per group, how many rows are claimed
+/// and how many there are. Grouping by the indexed column alone (the
+/// claimed ones summed, not grouped by) lets the database count along the
+/// index instead of sorting every unfinished row. The lease bound is a
+/// parameter, so the statement stays prepared.
+fn queue_counts_sql() -> String {
+    let claimed = "CAST(COALESCE(SUM(CASE WHEN COALESCE(lease_until_ms, 0) > $1 \
+                   THEN 1 ELSE 0 END), 0) AS BIGINT)";
+    format!(
+        "SELECT 'task' AS queue, state AS k, {claimed} AS claimed, COUNT(*) AS n \
+           FROM agency_tasks WHERE state IN ('{STATE_QUEUED}', '{STATE_POLLING}', '{STATE_AWAITING}') \
+           GROUP BY state \
+         UNION ALL SELECT 'inquiry', status, CAST(0 AS BIGINT), COUNT(*) FROM inquiries GROUP BY status \
+         UNION ALL SELECT 'order_phase', phase, {claimed}, COUNT(*) FROM orders \
+           WHERE phase <> '{PHASE_DONE}' GROUP BY phase \
+         UNION ALL SELECT 'order', status, CAST(0 AS BIGINT), COUNT(*) FROM orders GROUP BY status \
+         UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
+           WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"
+    )
+}
+
+/// For `finish_tasks`: per result, whether its (inquiry, agency) is among
+/// the `stored` keys the update returned, and the inquiries those keys
+/// touch, each once, in order (the completion check's input).
+pub fn stored_results(
+    results: &[TaskResult],
+    stored: &HashSet<(String, String)>,
+) -> (Vec<bool>, Vec<String>) {
+    let flags = results
+        .iter()
+        .map(|r| stored.contains(&(r.inquiry_id.clone(), r.agency.clone())))
+        .collect();
+    let touched: BTreeSet<&String> = stored.iter().map(|(inquiry, _)| inquiry).collect();
+    (flags, touched.into_iter().cloned().collect())
+}

@@ -1,0 +1,309 @@
+//! The store written once: [`SqlStore`] implements every store trait for
+//! both backends. The statements that read the same on SQLite and
+//! PostgreSQL (sqlx binds `$1`, `$2` ... on both) are written here, once,
+//! with the rows they read. A [`Backend`] supplies only what truly
+//! differs: how values are bound, writing many rows at once, the audit
+//! chain's lock, the turns of decisions, and the text of the statements
+//! whose SQL differs ([`Statements`]: claiming work, lists of values, JSON).
+//!
+//! Nothing here names a backend: a statement that cannot be written the
+//! same on both belongs to the backends.
+
+mod audit;
+mod jobs;
+mod orders;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Database, FromRow, Pool, Transaction};
+
+pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, chain_rows, officers_json, unchain};
+pub(super) use jobs::{INQUIRY_COLUMNS, stored_results};
+pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
+
+use super::decision::{DecisionLock, LocalLocks};
+use super::{FinishedTasks, NewAuditRow, NewInquiry, StoreError, TaskResult};
+use crate::audit::AuditRow;
+
+/// One store on one database: its pool, what its backend keeps, and what
+/// one handle remembers (the audit chain's tail, decisions' turns).
+#[derive(Debug, Clone)]
+pub struct SqlStore<B: Backend> {
+    pub(super) pool: Pool<B::Db>,
+    pub(super) backend: B,
+    pub(super) audit_tail: AuditTail,
+    pub(super) local_locks: LocalLocks,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub(super) fn new(pool: Pool<B::Db>, backend: B) -> Self {
+        Self {
+            pool,
+            backend,
+            audit_tail: AuditTail::default(),
+            local_locks: LocalLocks::default(),
+        }
+    }
+
+    pub fn pool(&self) -> &Pool<B::Db> {
+        &self.pool
+    }
+
+    /// Begins a write transaction.
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
+        Ok(self.pool.begin_with(B::BEGIN).await?)
+    }
+
+    async fn run(&self, sql: Sql<'_>) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(B::execute(&mut conn, sql).await?)
+    }
+
+    async fn all<T: Record>(&self, sql: Sql<'_>) -> Result<Vec<T>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(B::fetch_all(&mut conn, sql).await?)
+    }
+
+    async fn optional<T: Record>(&self, sql: Sql<'_>) -> Result<Option<T>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(B::fetch_optional(&mut conn, sql).await?)
+    }
+}
+
+/// A backend's connection (a pooled one, or a transaction's).
+pub type Conn<B> = <<B as Backend>::Db as Database>::Connection;
+
+/// What differs between the backends.
+#[async_trait]
+pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
+    type Db: Database;
+
+    /// How a write transaction begins.
+    const BEGIN: &'static str;
+
+    /// How many writers may run `finish_tasks` at once to advantage.
+    const CONCURRENT_WRITERS: usize;
+
+    /// The statements whose text differs.
+    fn statements() -> &'static Statements;
+
+    /// Runs a statement; how many rows it changed.
+    async fn execute(conn: &mut Conn<Self>, sql: Sql<'_>) -> Result<u64, sqlx::Error>;
+
+    async fn fetch_all<T: Record>(
+        conn: &mut Conn<Self>,
+        sql: Sql<'_>,
+    ) -> Result<Vec<T>, sqlx::Error>;
+
+    async fn fetch_optional<T: Record>(
+        conn: &mut Conn<Self>,
+        sql: Sql<'_>,
+    ) -> Result<Option<T>, sqlx::Error>;
+
+    /// `JobStore::create_inquiries`, for at least one inquiry.
+    async fn create_inquiries(store: &SqlStore<Self>, new: &[NewInquiry])
+    -> Result<(), StoreError>;
+
+    /// `JobStore::finish_tasks`, for at least one result.
+    async fn finish_tasks(
+        store: &SqlStore<Self>,
+        owner: &str,
+        results: &[TaskResult],
+        now_ms: i64,
+    ) -> Result<FinishedTasks, StoreError>;
+
+    /// `AuditStore::append_audit`, for at least one row.
+    async fn append_audit(
+        store: &SqlStore<Self>,
+        rows: Vec<NewAuditRow>,
+    ) -> Result<Vec<AuditRow>, StoreError>;
+
+    /// `OrderStore::lock_decision`.
+    async fn lock_decision(
+        store: &SqlStore<Self>,
+        keys: &[String],
+        wait: Duration,
+    ) -> Result<DecisionLock, StoreError>;
+}
+
+/// The statements whose SQL differs between the backends, each with the
+/// same arguments on both (numbered as listed).
+#[derive(Debug)]
+pub struct Statements {
+    /// Claims due tasks, returning them as `ClaimedTask`s: $1 owner, $2
+    /// lease until, $3 and $4 the states to claim, $5 now, $6 the agencies
+    /// to leave alone, $7 how many.
+    pub claim_tasks: String,
+    /// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
+    /// $2..$4 the unfinished states, $5 now.
+    pub time_out_tasks: String,
+    /// When the next unfinished task is due, as `next`: $1 and $2 the
+    /// states, $3 the agencies left out.
+    pub next_due: String,
+    /// Claims orders, plans and callbacks with work due, returning their
+    /// rows: $1 owner, $2 lease until, $3 now, $4 how many.
+    pub claim_orders: String,
+    pub claim_plans: String,
+    pub claim_outbox: String,
+    /// Completed inquiries owing a callback, as `id`: $1 completed at or
+    /// before, $2 the callers, $3 how many.
+    pub owing_callbacks: String,
+    /// Clears the callbacks owed to callers not in $1.
+    pub drop_unwanted_callbacks: String,
+    /// Orders with a document mismatch, newest first: $1 from, $2 to, $3
+    /// how many.
+    pub documents_mismatch: String,
+    /// The audit columns as read (officers as JSON text), with and without
+    /// the bodies.
+    pub audit_select: &'static str,
+    pub audit_select_no_body: &'static str,
+    /// A condition on an audit row's officers: one contains the bound text
+    /// (lower case), ASCII letters in either case. The text goes between
+    /// the two parts.
+    pub officer_contains: [&'static str; 2],
+    /// Drops the bodies of rows written before $1, at most $2 of them.
+    pub purge_bodies: String,
+    /// Auditors' questions (`crate::questions`), rows of `subject`, `cases`
+    /// (a JSON array), `requests`: $1 from, $2 to, $3 how many.
+    pub subjects_in_several_cases: String,
+    /// Rows of `caller`, `officer`, `case_number`, `requests`: $1 from, $2
+    /// to.
+    pub officer_cases: String,
+    /// Rows of `officer`, `day`, `requests`: $1 from, $2 to, $3 the
+    /// threshold.
+    pub officer_daily_volume: String,
+}
+
+/// A row type both backends read.
+pub trait Record:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+impl<T> Record for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin + 'static
+{
+}
+
+/// A statement as both backends run it: its SQL, made only of the store's
+/// own text (values are never written into it), and the values bound to
+/// `$1`, `$2` ...
+#[derive(Debug)]
+pub struct Sql<'a> {
+    text: Cow<'static, str>,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> Sql<'a> {
+    pub fn new(text: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            text: text.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Binds the next `$N`.
+    pub fn bind(mut self, value: impl Into<Arg<'a>>) -> Self {
+        self.args.push(value.into());
+        self
+    }
+
+    /// Appends text.
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.to_mut().push_str(text);
+        self
+    }
+
+    /// Appends the placeholder of a new argument.
+    pub fn push_bind(&mut self, value: impl Into<Arg<'a>>) -> &mut Self {
+        self.args.push(value.into());
+        let n = self.args.len();
+        self.push(&format!("${n}"))
+    }
+
+    pub fn into_parts(self) -> (Cow<'static, str>, Vec<Arg<'a>>) {
+        (self.text, self.args)
+    }
+}
+
+/// A value bound to a statement.
+#[derive(Debug)]
+pub enum Arg<'a> {
+    Text(Option<Cow<'a, str>>),
+    Int(Option<i64>),
+    Bool(bool),
+    Bytes(Option<&'a [u8]>),
+    /// A list of texts: a JSON array on SQLite (read with `json_each`), an
+    /// array on PostgreSQL.
+    Texts(&'a [String]),
+}
+
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
+    }
+}
+
+impl<'a> From<&'a String> for Arg<'a> {
+    fn from(v: &'a String) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
+    }
+}
+
+impl From<String> for Arg<'_> {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(Cow::Owned(v)))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::Text(v.map(Cow::Borrowed))
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Arg<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Arg::Text(v.as_deref().map(Cow::Borrowed))
+    }
+}
+
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
+        Arg::Int(Some(v))
+    }
+}
+
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<bool> for Arg<'_> {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+
+impl<'a> From<&'a Vec<u8>> for Arg<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Arg::Bytes(Some(v))
+    }
+}
+
+impl<'a> From<&'a [String]> for Arg<'a> {
+    fn from(v: &'a [String]) -> Self {
+        Arg::Texts(v)
+    }
+}
+
+/// A `LIMIT`: a negative one means none (PostgreSQL refuses a negative
+/// limit, SQLite a NULL one).
+pub fn limit(n: i64) -> i64 {
+    if n < 0 { i64::MAX } else { n }
+}

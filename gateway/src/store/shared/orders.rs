@@ -1,0 +1,708 @@
+//! Orders, freeze plans and the callback outbox, on both backends.
+
+use async_trait::async_trait;
+
+use super::{Backend, Conn, Sql, SqlStore, limit};
+use crate::store::orders::{
+    Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
+    PlanProgress, PlanRecord,
+};
+use crate::store::{DecisionLock, StoreError};
+
+pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+     subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
+     account_number, unit_number, amount_fen, start_date, end_date, prior_order, measure_order, \
+     prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
+     controlled_fen, shortfall_fen, deducted_fen, reason, queue_position, measure_start, \
+     measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
+     decided_at_ms, acknowledged_documents, documents_mismatch";
+
+pub const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+     subject_kind, subject_name, subject_id, officers, court, documents, inquiry_id, amount_fen, \
+     end_date, accounts, next_index, status, controlled_fen, detail, due_at_ms, created_at_ms, \
+     updated_at_ms, completed_at_ms";
+
+pub const OUTBOX_COLUMNS: &str =
+    "id, caller, event, resource_id, body, attempts, due_at_ms, created_at_ms";
+
+/// Statuses of a measure that can still lapse (written out: the partial
+/// index `orders_end` is chosen by this very condition).
+const LIVE: &str = "('applied', 'partial', 'waiting')";
+
+/// `$1, $2, ..., $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[async_trait]
+impl<B: Backend> OrderStore for SqlStore<B> {
+    async fn lock_decision(
+        &self,
+        keys: &[String],
+        wait: std::time::Duration,
+    ) -> Result<DecisionLock, StoreError> {
+        B::lock_decision(self, keys, wait).await
+    }
+
+    async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
+        // A concurrent insert under the same key makes this one wait for
+        // its commit (PostgreSQL), then do nothing: the row that won is
+        // read back.
+        let inserted = self
+            .run(
+                Sql::new(format!(
+                    "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) \
+                     ON CONFLICT (caller, idempotency_key) DO NOTHING",
+                    placeholders(44)
+                ))
+                .bind(&o.id)
+                .bind(&o.caller)
+                .bind(&o.idempotency_key)
+                .bind(&o.body_sha256)
+                .bind(&o.case_number)
+                .bind(&o.subject_kind)
+                .bind(&o.subject_name)
+                .bind(&o.subject_id)
+                .bind(&o.officers)
+                .bind(&o.court)
+                .bind(&o.documents)
+                .bind(&o.action)
+                .bind(&o.agency)
+                .bind(&o.account_number)
+                .bind(&o.unit_number)
+                .bind(o.amount_fen)
+                .bind(&o.start_date)
+                .bind(&o.end_date)
+                .bind(&o.prior_order)
+                .bind(&o.measure_order)
+                .bind(&o.prior_request_number)
+                .bind(&o.plan_id)
+                .bind(&o.request_number)
+                .bind(&o.status)
+                .bind(&o.phase)
+                .bind(o.send_attempts)
+                .bind(o.steps)
+                .bind(&o.ticket)
+                .bind(o.controlled_fen)
+                .bind(o.shortfall_fen)
+                .bind(o.deducted_fen)
+                .bind(&o.reason)
+                .bind(o.queue_position)
+                .bind(&o.measure_start)
+                .bind(&o.measure_end)
+                .bind(&o.agency_reference)
+                .bind(&o.detail)
+                .bind(&o.warned_end)
+                .bind(o.due_at_ms)
+                .bind(o.created_at_ms)
+                .bind(o.updated_at_ms)
+                .bind(o.decided_at_ms)
+                .bind(&o.acknowledged_documents)
+                .bind(o.documents_mismatch),
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(Created::New(o.clone()));
+        }
+        match self.order_by_key(&o.caller, &o.idempotency_key).await? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(StoreError::Corrupt(format!(
+                "order under idempotency key {:?} conflicted but cannot be read",
+                o.idempotency_key
+            ))),
+        }
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
+        self.optional(
+            Sql::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).bind(id),
+        )
+        .await
+    }
+
+    async fn order_by_key(
+        &self,
+        caller: &str,
+        key: &str,
+    ) -> Result<Option<OrderRecord>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
+            ))
+            .bind(caller)
+            .bind(key),
+        )
+        .await
+    }
+
+    async fn orders_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        expiring_before: Option<&str>,
+        n: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let q = match expiring_before {
+            None => Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+            ))
+            .bind(caller)
+            .bind(case_number)
+            .bind(limit(n)),
+            Some(before) => Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
+                 AND status IN {LIVE} AND measure_order = id AND measure_end < $3 \
+                 ORDER BY measure_end, id LIMIT $4"
+            ))
+            .bind(caller)
+            .bind(case_number)
+            .bind(before)
+            .bind(limit(n)),
+        };
+        self.all(q).await
+    }
+
+    async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = $1 \
+                 ORDER BY (id = measure_order) DESC, created_at_ms, id"
+            ))
+            .bind(measure_order),
+        )
+        .await
+    }
+
+    async fn orders_of_plan(&self, plan_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE plan_id = $1 ORDER BY created_at_ms, id"
+            ))
+            .bind(plan_id),
+        )
+        .await
+    }
+
+    async fn claim_due_orders(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        n: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        self.all(claim(
+            &B::statements().claim_orders,
+            owner,
+            now_ms,
+            lease_until_ms,
+            n,
+        ))
+        .await
+    }
+
+    async fn mark_sending(
+        &self,
+        owner: &str,
+        id: &str,
+        send_attempts: i64,
+        now_ms: i64,
+        query_due_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .run(
+                Sql::new(
+                    "UPDATE orders SET phase = 'query', status = 'dispatched', send_attempts = $1, \
+                     due_at_ms = $2, updated_at_ms = $3 WHERE id = $4 AND lease_owner = $5",
+                )
+                .bind(send_attempts)
+                .bind(query_due_ms)
+                .bind(now_ms)
+                .bind(id)
+                .bind(owner),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn save_order(
+        &self,
+        owner: &str,
+        id: &str,
+        p: &OrderProgress,
+        effect: Option<&MeasureEffect>,
+        notify: &[OutboxRecord],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let saved: Option<(String, Option<String>)> = B::fetch_optional(
+            &mut tx,
+            Sql::new(
+                "UPDATE orders SET status = $1, phase = $2, send_attempts = $3, ticket = $4, \
+                 controlled_fen = $5, shortfall_fen = $6, reason = $7, queue_position = $8, \
+                 measure_start = $9, measure_end = $10, agency_reference = $11, detail = $12, \
+                 due_at_ms = $13, decided_at_ms = $14, acknowledged_documents = $15, \
+                 documents_mismatch = $16, updated_at_ms = $17, lease_owner = NULL, \
+                 lease_until_ms = NULL \
+                 WHERE id = $18 AND lease_owner = $19 RETURNING measure_order, plan_id",
+            )
+            .bind(&p.status)
+            .bind(&p.phase)
+            .bind(p.send_attempts)
+            .bind(&p.ticket)
+            .bind(p.controlled_fen)
+            .bind(p.shortfall_fen)
+            .bind(&p.reason)
+            .bind(p.queue_position)
+            .bind(&p.measure_start)
+            .bind(&p.measure_end)
+            .bind(&p.agency_reference)
+            .bind(&p.detail)
+            .bind(p.due_at_ms)
+            .bind(p.decided_at_ms)
+            .bind(&p.acknowledged_documents)
+            .bind(p.documents_mismatch)
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner),
+        )
+        .await?;
+        let Some((measure, plan)) = saved else {
+            return Ok(false);
+        };
+        let on_measure = match effect {
+            None => None,
+            Some(MeasureEffect::Renewed { end_date }) => Some(
+                Sql::new(format!(
+                    "UPDATE orders SET measure_end = $1, updated_at_ms = $2 \
+                     WHERE id = $3 AND status IN {LIVE}"
+                ))
+                .bind(end_date.as_str()),
+            ),
+            // The measure's own watch ends: it is lifted.
+            Some(MeasureEffect::Released) => Some(Sql::new(
+                "UPDATE orders SET status = 'released', phase = 'done', updated_at_ms = $1 \
+                 WHERE id = $2 AND status NOT IN ('released', 'expired', 'refused', 'failed')",
+            )),
+            Some(MeasureEffect::Deducted { amount_fen }) => Some(
+                Sql::new(
+                    "UPDATE orders SET deducted_fen = deducted_fen + $1, \
+                     controlled_fen = CASE WHEN COALESCE(controlled_fen, 0) > $1 \
+                         THEN COALESCE(controlled_fen, 0) - $1 ELSE 0 END, \
+                     updated_at_ms = $2 WHERE id = $3",
+                )
+                .bind(*amount_fen),
+            ),
+        };
+        // The plan of this order (or of the measure it acts on) looks again.
+        let mut plans: Vec<String> = plan.into_iter().collect();
+        if let Some(q) = on_measure {
+            B::execute(&mut tx, q.bind(now_ms).bind(&measure)).await?;
+            let measure_plan: Option<(Option<String>,)> = B::fetch_optional(
+                &mut tx,
+                Sql::new("SELECT plan_id FROM orders WHERE id = $1").bind(&measure),
+            )
+            .await?;
+            plans.extend(measure_plan.and_then(|(p,)| p));
+        }
+        for plan in &plans {
+            wake_plan::<B>(&mut tx, plan, now_ms).await?;
+        }
+        for item in notify {
+            insert_outbox::<B>(&mut tx, item).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_order(
+        &self,
+        owner: &str,
+        id: &str,
+        due_at_ms: i64,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.run(
+            Sql::new(
+                "UPDATE orders SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
+                 detail = COALESCE($2, detail) WHERE id = $3 AND lease_owner = $4",
+            )
+            .bind(due_at_ms)
+            .bind(detail)
+            .bind(id)
+            .bind(owner),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn expire_orders(
+        &self,
+        today: &str,
+        now_ms: i64,
+        notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        // Two instances expiring at once (PostgreSQL): the second waits for
+        // the first's rows, finds them no longer live, and leaves them (one
+        // callback).
+        let mut tx = self.begin().await?;
+        let mut expired: Vec<OrderRecord> = B::fetch_all(
+            &mut tx,
+            Sql::new(format!(
+                "UPDATE orders SET status = 'expired', phase = 'done', updated_at_ms = $1, \
+                 lease_owner = NULL, lease_until_ms = NULL \
+                 WHERE measure_order = id AND status IN {LIVE} AND measure_end < $2 \
+                 RETURNING {ORDER_COLUMNS}"
+            ))
+            .bind(now_ms)
+            .bind(today),
+        )
+        .await?;
+        expired.sort_by(|a, b| (&a.measure_end, &a.id).cmp(&(&b.measure_end, &b.id)));
+        for order in &expired {
+            if let Some(item) = notify(order) {
+                insert_outbox::<B>(&mut tx, &item).await?;
+            }
+            if let Some(plan) = &order.plan_id {
+                wake_plan::<B>(&mut tx, plan, now_ms).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
+        self.all(
+            Sql::new(format!(
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {LIVE} \
+                 AND measure_end < $1 AND (warned_end IS NULL OR warned_end <> measure_end) \
+                 ORDER BY measure_end LIMIT $2"
+            ))
+            .bind(before)
+            .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn mark_warned(
+        &self,
+        id: &str,
+        end_date: &str,
+        notify: Option<&OutboxRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        // Only the first gateway to mark this end date sends the warning.
+        let marked = B::execute(
+            &mut tx,
+            Sql::new(
+                "UPDATE orders SET warned_end = $1 WHERE id = $2 \
+                 AND (warned_end IS NULL OR warned_end <> $1)",
+            )
+            .bind(end_date)
+            .bind(id),
+        )
+        .await?;
+        if marked == 1
+            && let Some(item) = notify
+        {
+            insert_outbox::<B>(&mut tx, item).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_plan(&self, p: &PlanRecord) -> Result<Created<PlanRecord>, StoreError> {
+        let inserted = self
+            .run(
+                Sql::new(format!(
+                    "INSERT INTO freeze_plans ({PLAN_COLUMNS}) VALUES ({}) \
+                     ON CONFLICT (caller, idempotency_key) DO NOTHING",
+                    placeholders(23)
+                ))
+                .bind(&p.id)
+                .bind(&p.caller)
+                .bind(&p.idempotency_key)
+                .bind(&p.body_sha256)
+                .bind(&p.case_number)
+                .bind(&p.subject_kind)
+                .bind(&p.subject_name)
+                .bind(&p.subject_id)
+                .bind(&p.officers)
+                .bind(&p.court)
+                .bind(&p.documents)
+                .bind(&p.inquiry_id)
+                .bind(p.amount_fen)
+                .bind(&p.end_date)
+                .bind(&p.accounts)
+                .bind(p.next_index)
+                .bind(&p.status)
+                .bind(p.controlled_fen)
+                .bind(&p.detail)
+                .bind(p.due_at_ms)
+                .bind(p.created_at_ms)
+                .bind(p.updated_at_ms)
+                .bind(p.completed_at_ms),
+            )
+            .await?;
+        if inserted == 1 {
+            return Ok(Created::New(p.clone()));
+        }
+        match self.plan_by_key(&p.caller, &p.idempotency_key).await? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(StoreError::Corrupt(format!(
+                "freeze plan under idempotency key {:?} conflicted but cannot be read",
+                p.idempotency_key
+            ))),
+        }
+    }
+
+    async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE id = $1"
+            ))
+            .bind(id),
+        )
+        .await
+    }
+
+    async fn plan_by_key(&self, caller: &str, key: &str) -> Result<Option<PlanRecord>, StoreError> {
+        self.optional(
+            Sql::new(format!(
+                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
+            ))
+            .bind(caller)
+            .bind(key),
+        )
+        .await
+    }
+
+    async fn claim_due_plans(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        n: i64,
+    ) -> Result<Vec<PlanRecord>, StoreError> {
+        self.all(claim(
+            &B::statements().claim_plans,
+            owner,
+            now_ms,
+            lease_until_ms,
+            n,
+        ))
+        .await
+    }
+
+    async fn save_plan(
+        &self,
+        owner: &str,
+        id: &str,
+        p: &PlanProgress,
+        notify: Option<&OutboxRecord>,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let saved = B::execute(
+            &mut tx,
+            Sql::new(
+                "UPDATE freeze_plans SET next_index = $1, status = $2, controlled_fen = $3, \
+                 detail = $4, due_at_ms = $5, completed_at_ms = $6, updated_at_ms = $7, \
+                 lease_owner = NULL, lease_until_ms = NULL WHERE id = $8 AND lease_owner = $9",
+            )
+            .bind(p.next_index)
+            .bind(&p.status)
+            .bind(p.controlled_fen)
+            .bind(&p.detail)
+            .bind(p.due_at_ms)
+            .bind(p.completed_at_ms)
+            .bind(now_ms)
+            .bind(id)
+            .bind(owner),
+        )
+        .await?;
+        if saved != 1 {
+            return Ok(false);
+        }
+        if let Some(item) = notify {
+            insert_outbox::<B>(&mut tx, item).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        insert_outbox::<B>(&mut tx, item).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn inquiries_owing_callbacks(
+        &self,
+        callers: &[String],
+        completed_before_ms: i64,
+        n: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let owing: Vec<(String,)> = self
+            .all(
+                Sql::new(B::statements().owing_callbacks.as_str())
+                    .bind(completed_before_ms)
+                    .bind(callers)
+                    .bind(limit(n)),
+            )
+            .await?;
+        Ok(owing.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError> {
+        self.run(Sql::new(B::statements().drop_unwanted_callbacks.as_str()).bind(callers))
+            .await
+    }
+
+    async fn queue_inquiry_callback(
+        &self,
+        inquiry_id: &str,
+        item: &OutboxRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let owed = B::execute(
+            &mut tx,
+            Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
+                .bind(inquiry_id),
+        )
+        .await?
+            == 1;
+        if owed {
+            insert_outbox::<B>(&mut tx, item).await?;
+        }
+        tx.commit().await?;
+        Ok(owed)
+    }
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        n: i64,
+    ) -> Result<Vec<OutboxRecord>, StoreError> {
+        self.all(claim(
+            &B::statements().claim_outbox,
+            owner,
+            now_ms,
+            lease_until_ms,
+            n,
+        ))
+        .await
+    }
+
+    async fn outbox_attempted(
+        &self,
+        owner: &str,
+        id: &str,
+        attempts: i64,
+        outcome: OutboxOutcome<'_>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (delivered, failed, due, error) = match outcome {
+            OutboxOutcome::Delivered => (Some(now_ms), None, now_ms, None),
+            OutboxOutcome::Retry { due_at_ms, error } => (None, None, due_at_ms, Some(error)),
+            OutboxOutcome::GaveUp { error } => (None, Some(now_ms), now_ms, Some(error)),
+        };
+        self.run(
+            Sql::new(
+                "UPDATE outbox SET attempts = $1, delivered_at_ms = $2, failed_at_ms = $3, \
+                 due_at_ms = $4, last_error = COALESCE($5, last_error), lease_owner = NULL, \
+                 lease_until_ms = NULL WHERE id = $6 AND lease_owner = $7",
+            )
+            .bind(attempts)
+            .bind(delivered)
+            .bind(failed)
+            .bind(due)
+            .bind(error)
+            .bind(id)
+            .bind(owner),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn orders_with_document_mismatch(
+        &self,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+        n: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        self.all(
+            Sql::new(B::statements().documents_mismatch.as_str())
+                .bind(from_ms.unwrap_or(i64::MIN))
+                .bind(to_ms.unwrap_or(i64::MAX))
+                .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError> {
+        let due: Option<(Option<i64>,)> = self
+            .optional(Sql::new(
+                "SELECT MIN(due) FROM ( \
+                     SELECT MIN(due_at_ms) AS due FROM orders WHERE phase <> 'done' \
+                     UNION ALL SELECT MIN(due_at_ms) FROM freeze_plans WHERE status = 'running' \
+                     UNION ALL SELECT MIN(due_at_ms) FROM outbox \
+                         WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL) AS work",
+            ))
+            .await?;
+        Ok(due.and_then(|(d,)| d))
+    }
+}
+
+/// A claim of work: the backend's statement with its arguments.
+fn claim<'a>(text: &'static str, owner: &'a str, now: i64, until: i64, n: i64) -> Sql<'a> {
+    Sql::new(text)
+        .bind(owner)
+        .bind(until)
+        .bind(now)
+        .bind(limit(n))
+}
+
+async fn insert_outbox<B: Backend>(
+    conn: &mut Conn<B>,
+    item: &OutboxRecord,
+) -> Result<(), sqlx::Error> {
+    B::execute(
+        conn,
+        Sql::new(format!(
+            "INSERT INTO outbox ({OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&item.id)
+        .bind(&item.caller)
+        .bind(&item.event)
+        .bind(&item.resource_id)
+        .bind(&item.body)
+        .bind(item.attempts)
+        .bind(item.due_at_ms)
+        .bind(item.created_at_ms),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Wakes a running plan up now.
+async fn wake_plan<B: Backend>(
+    conn: &mut Conn<B>,
+    plan: &str,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    B::execute(
+        conn,
+        Sql::new("UPDATE freeze_plans SET due_at_ms = $1 WHERE id = $2 AND status = 'running'")
+            .bind(now_ms)
+            .bind(plan),
+    )
+    .await?;
+    Ok(())
+}
