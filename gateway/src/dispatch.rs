@@ -26,7 +26,7 @@ use adapters::agency::china_time_label;
 use adapters::dialect::{
     Envelope, InquiryRequest, Interaction, ItemOutcome, ReplyError, WireReply,
 };
-use adapters::model::{Court, InquiryOutcome};
+use adapters::model::{AgencyStatus, Court, InquiryOutcome};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -41,8 +41,7 @@ use crate::resilience::retry::InquiryRetry;
 use crate::resilience::stack::{self, AgencyService};
 use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
 use crate::store::{
-    ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskLease,
-    TaskResult, TaskUpdate,
+    ClaimedTask, InquiryRecord, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
 use crate::task_writer::{TaskWriter, Written};
 use crate::transport::{HttpReply, Transport, TransportError};
@@ -465,8 +464,11 @@ impl Dispatcher {
                 .agencies
                 .for_version(inquiry.catalog_version.as_deref());
             let Some(link) = registry.get(&task.agency).cloned() else {
-                self.finish(&task, failed("error", "the agency is no longer configured"))
-                    .await;
+                self.finish(
+                    &task,
+                    failed(AgencyStatus::Error, "the agency is no longer configured"),
+                )
+                .await;
                 continue;
             };
             if let Some(hours) = &link.config().business_hours {
@@ -483,7 +485,7 @@ impl Dispatcher {
                     continue;
                 }
             }
-            if task.state == STATE_POLLING {
+            if task.state == TaskState::Polling {
                 let permit = reserved.as_mut().and_then(|p| p.split(1));
                 self.start(link, vec![(task, inquiry)], lease_until_ms, permit);
             } else {
@@ -579,7 +581,10 @@ impl Dispatcher {
         tokio::spawn(async move {
             let _permit = permit;
             let agency = &link;
-            if batch.first().is_some_and(|(t, _)| t.state == STATE_QUEUED) {
+            if batch
+                .first()
+                .is_some_and(|(t, _)| t.state == TaskState::Queued)
+            {
                 this.send_batch(agency, batch, lease_until_ms).await;
             } else {
                 for (task, inquiry) in batch {
@@ -637,7 +642,7 @@ impl Dispatcher {
                     court.get_or_insert(c);
                     items.push((task, inquiry, request));
                 }
-                Err(e) => self.finish(&task, failed("error", &e)).await,
+                Err(e) => self.finish(&task, failed(AgencyStatus::Error, &e)).await,
             }
         }
         let Some(court) = court else { return };
@@ -655,7 +660,8 @@ impl Dispatcher {
             Ok(w) => w,
             Err(e) => {
                 for (task, _, _) in &items {
-                    self.finish(task, failed("error", &e.to_string())).await;
+                    self.finish(task, failed(AgencyStatus::Error, &e.to_string()))
+                        .await;
                 }
                 return;
             }
@@ -750,7 +756,8 @@ impl Dispatcher {
                 if due >= inquiry.deadline_at_ms {
                     let detail =
                         "the agency's quota (rate_per_second) left no room before the deadline";
-                    self.finish(task, failed("rate_limited", detail)).await;
+                    self.finish(task, failed(AgencyStatus::RateLimited, detail))
+                        .await;
                 } else {
                     self.defer(task, due, QUOTA_WAIT).await;
                 }
@@ -764,7 +771,8 @@ impl Dispatcher {
                     ),
                     None => "circuit open: a probe to the agency is under way".to_owned(),
                 };
-                self.finish(task, failed("circuit_open", &detail)).await;
+                self.finish(task, failed(AgencyStatus::CircuitOpen, &detail))
+                    .await;
             }
             Refusal::Busy => self.release(task, now_ms()).await,
         }
@@ -784,14 +792,15 @@ impl Dispatcher {
         {
             Ok(w) => w,
             Err(e) => {
-                self.finish(&task, failed("error", &e.to_string())).await;
+                self.finish(&task, failed(AgencyStatus::Error, &e.to_string()))
+                    .await;
                 return;
             }
         };
         let request = match stored_request(&inquiry, &task.request_number) {
             Ok((r, _)) => r,
             Err(e) => {
-                self.finish(&task, failed("error", &e)).await;
+                self.finish(&task, failed(AgencyStatus::Error, &e)).await;
                 return;
             }
         };
@@ -863,13 +872,10 @@ impl Dispatcher {
     /// Stores a step's result and completes the inquiry when this was its
     /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
-        if !matches!(
-            update.state.as_str(),
-            STATE_QUEUED | STATE_POLLING | STATE_AWAITING
-        ) {
-            crate::metrics::agency_outcome(&task.agency, &update.state, update.latency_ms);
+        if let TaskState::Finished(status) = update.state {
+            crate::metrics::agency_outcome(&task.agency, status.as_str(), update.latency_ms);
         }
-        if update.state == STATE_POLLING || update.state == STATE_QUEUED {
+        if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.
             self.round_wanted.store(true, Ordering::Release);
         }
@@ -1028,7 +1034,7 @@ pub fn update_for(
     now: i64,
 ) -> TaskUpdate {
     let base = TaskUpdate {
-        state: String::new(),
+        state: TaskState::Queued,
         detail: None,
         ticket: None,
         due_at_ms: now,
@@ -1038,16 +1044,16 @@ pub fn update_for(
     };
     match outcome {
         Ok(InquiryOutcome::Answered { assets }) => TaskUpdate {
-            state: "answered".into(),
+            state: TaskState::Finished(AgencyStatus::Answered),
             result: serde_json::to_string(&assets).ok(),
             ..base
         },
         Ok(InquiryOutcome::NoRecord) => TaskUpdate {
-            state: "no_record".into(),
+            state: TaskState::Finished(AgencyStatus::NoRecord),
             ..base
         },
         Ok(InquiryOutcome::Refused { reason }) => TaskUpdate {
-            state: "refused".into(),
+            state: TaskState::Finished(AgencyStatus::Refused),
             detail: Some(reason),
             ..base
         },
@@ -1055,7 +1061,7 @@ pub fn update_for(
             if agency.dialect.interaction() == Interaction::Callback =>
         {
             TaskUpdate {
-                state: STATE_AWAITING.into(),
+                state: TaskState::Awaiting,
                 detail: Some("accepted by the agency; waiting for it to push its result".into()),
                 ticket,
                 latency_ms: None,
@@ -1063,15 +1069,15 @@ pub fn update_for(
             }
         }
         Ok(InquiryOutcome::Pending { ticket }) => TaskUpdate {
-            state: STATE_POLLING.into(),
+            state: TaskState::Polling,
             detail: Some("accepted by the agency; waiting for its result".into()),
             ticket,
             due_at_ms: now + agency.config.poll_interval_ms as i64,
             latency_ms: None,
             ..base
         },
-        Err(Failure { state, detail }) => TaskUpdate {
-            state: state.into(),
+        Err(Failure { status, detail }) => TaskUpdate {
+            state: TaskState::Finished(status),
             detail: Some(detail),
             ..base
         },
@@ -1080,13 +1086,13 @@ pub fn update_for(
 
 /// A failed step: the agency status it leaves and why.
 pub struct Failure {
-    pub state: &'static str,
+    pub status: AgencyStatus,
     pub detail: String,
 }
 
-fn failed(state: &'static str, detail: &str) -> TaskUpdate {
+fn failed(status: AgencyStatus, detail: &str) -> TaskUpdate {
     TaskUpdate {
-        state: state.into(),
+        state: TaskState::Finished(status),
         detail: Some(detail.to_owned()),
         ticket: None,
         due_at_ms: now_ms(),
@@ -1097,25 +1103,25 @@ fn failed(state: &'static str, detail: &str) -> TaskUpdate {
 }
 
 fn transport_failure(e: &TransportError) -> Failure {
-    let state = match e {
-        TransportError::Timeout(_) => "timeout",
-        TransportError::TooLarge(_) => "bad_reply",
-        TransportError::Connect(_) | TransportError::Http(_) => "error",
+    let status = match e {
+        TransportError::Timeout(_) => AgencyStatus::Timeout,
+        TransportError::TooLarge(_) => AgencyStatus::BadReply,
+        TransportError::Connect(_) | TransportError::Http(_) => AgencyStatus::Error,
     };
     Failure {
-        state,
+        status,
         detail: e.to_string(),
     }
 }
 
 pub fn reply_failure(e: &ReplyError) -> Failure {
-    let state = match e {
-        ReplyError::Agency { status: 429, .. } => "rate_limited",
-        ReplyError::Agency { .. } => "error",
-        ReplyError::Malformed(_) => "bad_reply",
+    let status = match e {
+        ReplyError::Agency { status: 429, .. } => AgencyStatus::RateLimited,
+        ReplyError::Agency { .. } => AgencyStatus::Error,
+        ReplyError::Malformed(_) => AgencyStatus::BadReply,
     };
     Failure {
-        state,
+        status,
         detail: e.to_string(),
     }
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use crate::agencies::AgencyRegistry;
 use crate::error::ApiError;
 use crate::input;
-use crate::store::{InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, TaskRecord};
+use crate::store::{InquiryRecord, InquiryStatus, TaskRecord};
 
 /// `POST /v1/inquiries` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -392,7 +392,7 @@ pub fn new_record(
         asset_kinds: serde_json::to_string(&inquiry.asset_kinds).unwrap_or_else(|_| "[]".into()),
         court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
         warnings: serde_json::to_string(&inquiry.warnings).unwrap_or_else(|_| "[]".into()),
-        status: "running".into(),
+        status: InquiryStatus::Running,
         created_at_ms: now_ms,
         deadline_at_ms: deadline_ms,
         completed_at_ms: None,
@@ -462,7 +462,8 @@ pub struct InquiryView {
     pub subject: serde_json::Value,
     /// `running` until every agency answered or the deadline passed, then
     /// `completed`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: InquiryStatus,
     pub created_at: String,
     pub deadline_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -495,14 +496,6 @@ pub struct AgencyView {
     pub request_number: String,
 }
 
-/// The API status of a stored task state.
-fn agency_status(state: &str) -> AgencyStatus {
-    match state {
-        STATE_QUEUED | STATE_POLLING | STATE_AWAITING => AgencyStatus::Pending,
-        other => AgencyStatus::parse(other).unwrap_or(AgencyStatus::Error),
-    }
-}
-
 pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView, String> {
     let mut progress = Progress {
         total: tasks.len(),
@@ -511,7 +504,7 @@ pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView,
     let mut agencies = Vec::with_capacity(tasks.len());
     let mut assets = Vec::new();
     for task in tasks {
-        let status = agency_status(&task.state);
+        let status = task.state.agency_status();
         if !status.is_final() {
             progress.pending += 1;
         } else if status.is_answer() {
@@ -552,7 +545,7 @@ pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView,
         id: record.id.clone(),
         case_number: record.case_number.clone(),
         subject,
-        status: record.status.clone(),
+        status: record.status,
         created_at: rfc3339(record.created_at_ms),
         deadline_at: rfc3339(record.deadline_at_ms),
         completed_at: record.completed_at_ms.map(rfc3339),

@@ -109,7 +109,7 @@ mod tests {
                 asset_kinds: "[\"deposit\"]".into(),
                 court: "{}".into(),
                 warnings: "[]".into(),
-                status: "running".into(),
+                status: crate::store::InquiryStatus::Running,
                 created_at_ms: 1_000,
                 deadline_at_ms: 61_000,
                 completed_at_ms: None,

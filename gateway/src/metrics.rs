@@ -20,10 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::store::{
-    PHASE_POLL, PHASE_QUERY, PHASE_SEND, PHASE_WATCH, QueueCount, STATE_AWAITING, STATE_POLLING,
-    STATE_QUEUED, Store,
-};
+use crate::store::{InquiryStatus, OrderPhase, QueueCount, Store, TaskState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AgencyLabel {
@@ -351,18 +348,18 @@ impl Metrics {
         self.order_queue.clear();
         self.callback_outbox.clear();
         for claimed in [false, true] {
-            for state in [STATE_QUEUED, STATE_POLLING, STATE_AWAITING] {
+            for state in TaskState::UNFINISHED {
                 self.task_queue
                     .get_or_create(&TaskQueueLabel {
-                        state: state.to_owned(),
+                        state: state.as_str().to_owned(),
                         stage: stage(claimed),
                     })
                     .set(0);
             }
-            for phase in [PHASE_SEND, PHASE_QUERY, PHASE_POLL, PHASE_WATCH] {
+            for phase in OrderPhase::ALL.iter().filter(|p| **p != OrderPhase::Done) {
                 self.order_queue
                     .get_or_create(&OrderQueueLabel {
-                        phase: phase.to_owned(),
+                        phase: phase.as_str().to_owned(),
                         stage: stage(claimed),
                     })
                     .set(0);
@@ -373,10 +370,10 @@ impl Metrics {
                 })
                 .set(0);
         }
-        for status in ["running", "completed"] {
+        for status in InquiryStatus::ALL {
             self.inquiries_current
                 .get_or_create(&StatusLabel {
-                    status: status.to_owned(),
+                    status: status.as_str().to_owned(),
                 })
                 .set(0);
         }

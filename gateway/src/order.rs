@@ -18,7 +18,7 @@
 //!   way, nor a second renewal while one is (409s); these and the amounts
 //!   are judged in the order's turn (`OrderStore::lock_decision`).
 
-use adapters::control::{ControlAction, ControlRequest, ControlStatus, DocumentRef};
+use adapters::control::{ControlAction, ControlRequest, DocumentRef};
 use adapters::ids::CaseNumber;
 use adapters::model::{AssetKind, Court, Fen, Officer, SubjectKind};
 use chrono::NaiveDate;
@@ -35,15 +35,12 @@ use crate::inquiry::{
     OfficerBody, SubjectBody, normalise_officers, stored_subject, timestamp, validate_officers,
     validate_subject,
 };
-use crate::store::{OrderRecord, PHASE_SEND};
+use crate::store::{OrderPhase, OrderRecord, OrderStatus};
 
 /// Longest term of a freeze of deposits, in months.
 pub const DEPOSIT_TERM_MONTHS: u32 = 12;
 /// Longest term of a seal of real estate, in months.
 pub const REAL_ESTATE_TERM_MONTHS: u32 = 36;
-
-pub const STATUS_ACCEPTED: &str = "accepted";
-pub const STATUS_DISPATCHED: &str = "dispatched";
 
 /// `POST /v1/orders` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -307,11 +304,6 @@ fn term_months(action: ControlAction) -> u32 {
     }
 }
 
-/// Statuses in which a measure stands (in force or waiting in line).
-pub fn is_live(status: &str) -> bool {
-    matches!(status, "applied" | "partial" | "waiting")
-}
-
 impl OrderBody {
     /// The id of the prior order, when the body names one.
     pub fn prior_id(&self) -> Option<&str> {
@@ -544,7 +536,7 @@ impl OrderBody {
         {
             let controlled = m.controlled_fen.unwrap_or(0);
             let available = controlled - ctx.pending_deductions_fen;
-            if !matches!(m.status.as_str(), "applied" | "partial") {
+            if !m.status.in_force() {
                 return Err(unprocessable(
                     "measure_not_in_force",
                     "prior_order",
@@ -592,7 +584,7 @@ impl OrderBody {
                 let Some(m) = measure else {
                     return Err(ApiError::internal("renewal without its measure"));
                 };
-                if !is_live(&m.status) {
+                if !m.status.is_live() {
                     return Err(unprocessable(
                         "measure_not_in_force",
                         "prior_order",
@@ -651,7 +643,7 @@ impl OrderBody {
                     ));
                 }
                 if let Some(m) = measure
-                    && !is_live(&m.status)
+                    && !m.status.is_live()
                 {
                     return Err(unprocessable(
                         "measure_not_in_force",
@@ -767,8 +759,8 @@ pub fn new_record(
         prior_request_number: order.prior_request_number.clone(),
         plan_id: plan_id.map(str::to_owned),
         request_number: request_number(id),
-        status: STATUS_ACCEPTED.into(),
-        phase: PHASE_SEND.into(),
+        status: OrderStatus::Accepted,
+        phase: OrderPhase::Send,
         due_at_ms: now_ms,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
@@ -814,26 +806,6 @@ pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), St
         },
         court,
     ))
-}
-
-/// The order status an agency's answer gives.
-pub fn status_of(status: ControlStatus) -> &'static str {
-    match status {
-        ControlStatus::Applied => "applied",
-        ControlStatus::Partial => "partial",
-        ControlStatus::Waiting => "waiting",
-        ControlStatus::Refused => "refused",
-        ControlStatus::Released => "released",
-        ControlStatus::Lapsed => "expired",
-        ControlStatus::Pending | ControlStatus::Unknown => STATUS_DISPATCHED,
-    }
-}
-
-/// Whether an order's status is final for its caller (a waiting measure
-/// may still be promoted, an applied one released or expired: those change
-/// later, and each change is reported).
-pub fn is_decided(status: &str) -> bool {
-    !matches!(status, STATUS_ACCEPTED | STATUS_DISPATCHED)
 }
 
 /// How long a request waits for its turn (`OrderStore::lock_decision`)
@@ -889,7 +861,7 @@ pub fn turn_keys(
 pub fn pending_deductions_fen(measure_orders: &[OrderRecord]) -> i64 {
     measure_orders
         .iter()
-        .filter(|o| o.action == ControlAction::Deduct.as_str() && !is_decided(&o.status))
+        .filter(|o| o.action == ControlAction::Deduct.as_str() && !o.status.is_decided())
         .filter_map(|o| o.amount_fen)
         .sum()
 }
@@ -916,7 +888,7 @@ pub fn check_no_release_of_measure(
             || o.action == ControlAction::ReleaseSeal.as_str()
     });
     for r in releases {
-        if !is_decided(&r.status) {
+        if !r.status.is_decided() {
             return Err(pending_conflict(
                 "release_pending",
                 format!(
@@ -927,7 +899,7 @@ pub fn check_no_release_of_measure(
                 ),
             ));
         }
-        if matches!(r.status.as_str(), "applied" | "partial") {
+        if r.status.in_force() {
             return Err(unprocessable(
                 "measure_not_in_force",
                 "prior_order",
@@ -951,7 +923,7 @@ pub fn check_no_renewal_on_its_way(
     }
     match measure_orders
         .iter()
-        .find(|o| o.action == action.as_str() && !is_decided(&o.status))
+        .find(|o| o.action == action.as_str() && !o.status.is_decided())
     {
         Some(r) => Err(pending_conflict(
             "renewal_pending",

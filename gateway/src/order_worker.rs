@@ -34,14 +34,13 @@ use crate::clock::Clock;
 use crate::config::OrderSettings;
 use crate::inquiry::officer_labels;
 use crate::notify::Notifier;
-use crate::order::{self, STATUS_ACCEPTED, STATUS_DISPATCHED, status_of, stored_request};
+use crate::order::{self, stored_request};
 use crate::plan;
 use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::{self, AgencyService};
 use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
-    MeasureEffect, OrderProgress, OrderRecord, OutboxRecord, PHASE_DONE, PHASE_POLL, PHASE_QUERY,
-    PHASE_SEND, PHASE_WATCH, Store,
+    MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, Store,
 };
 use crate::transport::{HttpReply, Transport};
 
@@ -212,8 +211,8 @@ impl OrderWorker {
         let notifier = self.notifier.clone();
         let notify = move |o: &OrderRecord| {
             let mut o = o.clone();
-            o.status = "expired".into();
-            o.phase = PHASE_DONE.into();
+            o.status = OrderStatus::Expired;
+            o.phase = OrderPhase::Done;
             notifier.event(&o.caller, "order.expired", &o.id, &order::view(&o), now)
         };
         let expired = self
@@ -266,7 +265,7 @@ impl OrderWorker {
     async fn step(&self, order: OrderRecord) {
         let registry = self.agencies.current();
         let Some(link) = registry.get(&order.agency).cloned() else {
-            if order.phase == PHASE_SEND && order.send_attempts == 0 {
+            if order.phase == OrderPhase::Send && order.send_attempts == 0 {
                 self.fail(
                     &order,
                     "the agency is no longer configured; nothing was sent",
@@ -309,7 +308,7 @@ impl OrderWorker {
         // quota and breaker (an order waits for them, it never fails on
         // them), the audit records, the timeout; never a retry.
         let stack = stack::for_orders(&link, &self.guards, &self.transport);
-        if order.phase == PHASE_SEND {
+        if order.phase == OrderPhase::Send {
             self.send(&link, stack, order, request, court).await;
         } else {
             self.query(&link, stack, order, request).await;
@@ -373,8 +372,8 @@ impl OrderWorker {
         )
         .before_send(Box::new(mark));
         let sent = OrderRecord {
-            phase: PHASE_QUERY.into(),
-            status: STATUS_DISPATCHED.into(),
+            phase: OrderPhase::Query,
+            status: OrderStatus::Dispatched,
             send_attempts: attempts,
             ..order.clone()
         };
@@ -413,9 +412,9 @@ impl OrderWorker {
                 return;
             }
         };
-        let action = match order.phase.as_str() {
-            PHASE_POLL => "order.poll",
-            PHASE_WATCH => "order.watch",
+        let action = match order.phase {
+            OrderPhase::Poll => "order.poll",
+            OrderPhase::Watch => "order.watch",
             _ => "order.query",
         };
         let audit = MessageAudit::new(
@@ -494,16 +493,16 @@ impl OrderWorker {
                 // No usable answer: ask again later. A waiting measure keeps
                 // its watch; anything else asks about its request number.
                 p.detail = Some(detail);
-                if order.phase != PHASE_WATCH && order.phase != PHASE_POLL {
-                    p.phase = PHASE_QUERY.into();
+                if !matches!(order.phase, OrderPhase::Watch | OrderPhase::Poll) {
+                    p.phase = OrderPhase::Query;
                 }
                 p.due_at_ms = now + self.retry_after(order);
             }
             Ok(o) => match o.status {
                 ControlStatus::Unknown => {
                     if order.send_attempts >= self.settings.max_send_attempts {
-                        p.status = "failed".into();
-                        p.phase = PHASE_DONE.into();
+                        p.status = OrderStatus::Failed;
+                        p.phase = OrderPhase::Done;
                         p.decided_at_ms = Some(now);
                         p.detail = Some(format!(
                             "the agency has no record of this measure after {} attempts to send \
@@ -513,8 +512,8 @@ impl OrderWorker {
                         ));
                     } else {
                         // Never received: safe to send, with the same number.
-                        p.status = STATUS_ACCEPTED.into();
-                        p.phase = PHASE_SEND.into();
+                        p.status = OrderStatus::Accepted;
+                        p.phase = OrderPhase::Send;
                         p.detail = Some(
                             "the agency has not received this measure; it is sent (again)".into(),
                         );
@@ -527,16 +526,15 @@ impl OrderWorker {
                     }
                 }
                 ControlStatus::Pending => {
-                    p.status = STATUS_DISPATCHED.into();
-                    p.phase = PHASE_POLL.into();
+                    p.status = OrderStatus::Dispatched;
+                    p.phase = OrderPhase::Poll;
                     p.ticket = o.ticket.or(p.ticket);
                     p.detail = Some("accepted by the agency; its result comes later".into());
                     p.due_at_ms = now + self.settings.poll_interval_ms as i64;
                 }
                 status => {
                     let is_measure = order.measure_order == order.id;
-                    let new_status = status_of(status);
-                    p.status = new_status.into();
+                    p.status = OrderStatus::from(status);
                     p.detail = None;
                     p.controlled_fen = o.controlled_fen.map(|f| f.0);
                     p.shortfall_fen = o.shortfall_fen.map(|f| f.0);
@@ -556,13 +554,13 @@ impl OrderWorker {
                         // A measure in force keeps a phase only while it
                         // waits in line: then it is looked at again.
                         if status == ControlStatus::Waiting {
-                            p.phase = PHASE_WATCH.into();
+                            p.phase = OrderPhase::Watch;
                             p.due_at_ms = now + self.settings.waiting_poll_ms as i64;
                         } else {
-                            p.phase = PHASE_DONE.into();
+                            p.phase = OrderPhase::Done;
                         }
                     } else {
-                        p.phase = PHASE_DONE.into();
+                        p.phase = OrderPhase::Done;
                         if matches!(status, ControlStatus::Applied | ControlStatus::Partial) {
                             effect = effect_of(order, &p, o.end_date.map(date));
                         }
@@ -586,7 +584,7 @@ impl OrderWorker {
                 }
             },
         }
-        let changed = p.status != order.status && order::is_decided(&p.status);
+        let changed = p.status != order.status && p.status.is_decided();
         let mut notify: Vec<OutboxRecord> = if changed {
             let mut shown = order.clone();
             apply_progress(&mut shown, &p, now);
@@ -607,15 +605,10 @@ impl OrderWorker {
         // order changes too, and its caller hears of it in the same write.
         if matches!(effect, Some(MeasureEffect::Released)) {
             match self.store.order(&order.measure_order).await {
-                Ok(Some(measure))
-                    if !matches!(
-                        measure.status.as_str(),
-                        "released" | "expired" | "refused" | "failed"
-                    ) =>
-                {
+                Ok(Some(measure)) if !OrderStatus::ENDED.contains(&measure.status) => {
                     let mut shown = measure.clone();
-                    shown.status = "released".into();
-                    shown.phase = PHASE_DONE.into();
+                    shown.status = OrderStatus::Released;
+                    shown.phase = OrderPhase::Done;
                     shown.updated_at_ms = now;
                     notify.extend(self.notifier.event(
                         &measure.caller,
@@ -639,7 +632,7 @@ impl OrderWorker {
         {
             Ok(true) => {
                 if changed {
-                    crate::metrics::count(&crate::metrics::global().orders, &p.status);
+                    crate::metrics::count(&crate::metrics::global().orders, p.status.as_str());
                     tracing::info!(
                         order = %order.id,
                         agency = %order.agency,
@@ -659,7 +652,7 @@ impl OrderWorker {
     }
 
     fn retry_after(&self, order: &OrderRecord) -> i64 {
-        if order.phase == PHASE_WATCH {
+        if order.phase == OrderPhase::Watch {
             return self.settings.waiting_poll_ms as i64;
         }
         let shift = (order.steps - 1).clamp(0, 16) as u32;
@@ -670,8 +663,8 @@ impl OrderWorker {
         tracing::warn!(order = %order.id, detail, "order failed");
         let now = now_ms();
         let mut p = OrderProgress::of(order);
-        p.status = "failed".into();
-        p.phase = PHASE_DONE.into();
+        p.status = OrderStatus::Failed;
+        p.phase = OrderPhase::Done;
         p.detail = Some(detail.to_owned());
         p.decided_at_ms = Some(now);
         let mut shown = order.clone();
@@ -747,8 +740,8 @@ fn effect_of(
 
 /// The order as it will read once `p` is stored.
 fn apply_progress(o: &mut OrderRecord, p: &OrderProgress, now: i64) {
-    o.status = p.status.clone();
-    o.phase = p.phase.clone();
+    o.status = p.status;
+    o.phase = p.phase;
     o.controlled_fen = p.controlled_fen;
     o.shortfall_fen = p.shortfall_fen;
     o.reason = p.reason.clone();

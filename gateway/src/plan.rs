@@ -44,7 +44,10 @@ use crate::order::{
     validate_control_officers, validate_documents,
 };
 use crate::order_worker::OrderWorker;
-use crate::store::{Created, InquiryRecord, OrderRecord, PlanProgress, PlanRecord, TaskRecord};
+use crate::store::{
+    Created, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanProgress, PlanRecord,
+    PlanStatus, TaskRecord,
+};
 
 /// `POST /v1/freeze-plans` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,7 +192,7 @@ impl PlanBody {
                 "the inquiry was about another subject",
             ));
         }
-        if inquiry.status != "completed" {
+        if inquiry.status != InquiryStatus::Completed {
             return Err(unprocessable(
                 "inquiry_running",
                 "inquiry",
@@ -301,7 +304,7 @@ pub fn new_record(
         }))
         .unwrap_or_else(|_| "{}".into()),
         next_index: 0,
-        status: "running".into(),
+        status: PlanStatus::Running,
         controlled_fen: 0,
         detail: None,
         due_at_ms: now_ms,
@@ -346,7 +349,7 @@ pub fn view(plan: &PlanRecord, orders: &[OrderRecord]) -> Value {
 }
 
 fn in_flight(o: &OrderRecord) -> bool {
-    !order::is_decided(&o.status)
+    !o.status.is_decided()
 }
 
 /// One look at a claimed plan: wait for an order in flight, release a
@@ -364,7 +367,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
     let releases: Vec<&OrderRecord> = orders.iter().filter(|o| o.action == "release").collect();
     let mut progress = PlanProgress {
         next_index: plan.next_index,
-        status: "running".into(),
+        status: PlanStatus::Running,
         controlled_fen: plan.controlled_fen,
         detail: None,
         // Woken by its orders' changes; this is only a safety net.
@@ -379,14 +382,16 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
             waiting_on = Some(format!("waiting for {} to answer", f.agency));
             continue;
         }
-        if f.status != "waiting" && !(f.status == "released" && has_release(&releases, f)) {
+        if f.status != OrderStatus::Waiting
+            && !(f.status == OrderStatus::Released && has_release(&releases, f))
+        {
             continue;
         }
         match releases
             .iter()
             .find(|r| r.prior_order.as_deref() == Some(&f.id))
         {
-            None if f.status == "waiting" => {
+            None if f.status == OrderStatus::Waiting => {
                 // Lift it before it can take effect on top of the rest.
                 match create_order(
                     worker,
@@ -412,7 +417,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
             Some(r) if in_flight(r) => {
                 waiting_on = Some(format!("waiting for the release at {}", f.agency));
             }
-            Some(r) if matches!(r.status.as_str(), "applied" | "partial") => {}
+            Some(r) if r.status.in_force() => {}
             Some(_) => {
                 // The release did not take: the waiting freeze may still take
                 // effect, so its amount stays reserved.
@@ -422,7 +427,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
     }
     let controlled: i64 = freezes
         .iter()
-        .filter(|f| matches!(f.status.as_str(), "applied" | "partial"))
+        .filter(|f| f.status.in_force())
         .map(|f| f.controlled_fen.unwrap_or(0))
         .sum();
     progress.controlled_fen = controlled;
@@ -434,7 +439,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
     let missing = plan.amount_fen - controlled - reserved;
     let accounts = stored_accounts(&plan).tried;
     if missing <= 0 {
-        progress.status = "completed".into();
+        progress.status = PlanStatus::Completed;
         progress.completed_at_ms = Some(now);
     } else if let Some(account) = usize::try_from(plan.next_index)
         .ok()
@@ -465,7 +470,11 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
             }
         }
     } else {
-        progress.status = if controlled > 0 { "partial" } else { "failed" }.into();
+        progress.status = if controlled > 0 {
+            PlanStatus::Partial
+        } else {
+            PlanStatus::Failed
+        };
         progress.completed_at_ms = Some(now);
         progress.detail = Some(format!(
             "the accounts could not supply {} of the amount",
@@ -489,10 +498,10 @@ async fn save(
     orders: &[OrderRecord],
     now: i64,
 ) {
-    let finished = progress.status != "running";
+    let finished = progress.status != PlanStatus::Running;
     let notify = if finished {
         let shown = PlanRecord {
-            status: progress.status.clone(),
+            status: progress.status,
             controlled_fen: progress.controlled_fen,
             next_index: progress.next_index,
             detail: progress.detail.clone(),
@@ -526,7 +535,7 @@ async fn save(
                     subject: Some(plan.subject_id.clone()),
                     action: "freeze_plan.finish".into(),
                     inquiry_id: Some(plan.id.clone()),
-                    status: Some(progress.status.clone()),
+                    status: Some(progress.status.to_string()),
                     ..AuditRecord::default()
                 })
                 .await;

@@ -117,7 +117,9 @@ async fn writer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{InquiryRecord, STATE_QUEUED, SqliteStore, TaskUpdate};
+    use adapters::model::AgencyStatus;
+
+    use crate::store::{InquiryRecord, InquiryStatus, SqliteStore, TaskState, TaskUpdate};
 
     fn inquiry(id: &str) -> InquiryRecord {
         InquiryRecord {
@@ -131,7 +133,7 @@ mod tests {
             asset_kinds: "[]".into(),
             court: "{}".into(),
             warnings: "[]".into(),
-            status: "running".into(),
+            status: InquiryStatus::Running,
             created_at_ms: 0,
             deadline_at_ms: i64::MAX,
             completed_at_ms: None,
@@ -144,7 +146,7 @@ mod tests {
             inquiry_id: inquiry.into(),
             agency: agency.into(),
             update: TaskUpdate {
-                state: "no_record".into(),
+                state: TaskState::Finished(AgencyStatus::NoRecord),
                 detail: None,
                 ticket: None,
                 due_at_ms: 0,
@@ -177,7 +179,7 @@ mod tests {
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 400);
-        assert!(claimed.iter().all(|t| t.state == STATE_QUEUED));
+        assert!(claimed.iter().all(|t| t.state == TaskState::Queued));
         let writer = TaskWriter::start(store.clone(), "gw".into(), 64);
         let writes = claimed.iter().map(|t| {
             let writer = writer.clone();
@@ -194,7 +196,7 @@ mod tests {
                 .await
                 .expect("read")
                 .expect("found");
-            assert_eq!(i.status, "completed");
+            assert_eq!(i.status, InquiryStatus::Completed);
         }
         // A result whose lease is gone is answered, not stored.
         let again = writer

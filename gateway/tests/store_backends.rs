@@ -12,10 +12,10 @@ use gateway::audit::{
     AuditFilter, AuditRecord, Direction, GENESIS_HASH, StoredAuditEvent, row_hash,
 };
 use gateway::store::{
-    self, Checkpoint, Created, InquiryRecord, MeasureEffect, NewAuditRow, NewInquiry,
-    OrderProgress, OrderRecord, OutboxOutcome, OutboxRecord, PHASE_DONE, PHASE_QUERY, PHASE_SEND,
-    PHASE_WATCH, PlanProgress, PlanRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store,
-    StoreError, TaskLease, TaskResult, TaskUpdate, Window,
+    self, Checkpoint, Created, InquiryRecord, InquiryStatus, MeasureEffect, NewAuditRow,
+    NewInquiry, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxOutcome, OutboxRecord,
+    PlanProgress, PlanRecord, PlanStatus, Store, StoreError, TaskLease, TaskResult, TaskState,
+    TaskUpdate, Window,
 };
 use sha2::{Digest, Sha256};
 
@@ -278,7 +278,7 @@ fn inquiry(id: &str, case_number: &str, created_at_ms: i64) -> InquiryRecord {
         asset_kinds: r#"["deposits"]"#.into(),
         court: r#"{"code":"620503","name":"某某法院"}"#.into(),
         warnings: "[]".into(),
-        status: "running".into(),
+        status: InquiryStatus::Running,
         created_at_ms,
         deadline_at_ms: created_at_ms + 60_000,
         completed_at_ms: None,
@@ -314,9 +314,10 @@ async fn finish_one(
     done.stored == [true]
 }
 
+/// A step's result leaving the task in `state` (its column text).
 fn update(state: &str) -> TaskUpdate {
     TaskUpdate {
-        state: state.into(),
+        state: TaskState::parse(state).expect("a task state"),
         detail: None,
         ticket: None,
         due_at_ms: NOW,
@@ -346,8 +347,8 @@ fn order(id: &str, key: &str) -> OrderRecord {
         end_date: Some("2027-05-26".into()),
         measure_order: id.into(),
         request_number: format!("K{id}"),
-        status: "accepted".into(),
-        phase: PHASE_SEND.into(),
+        status: OrderStatus::Accepted,
+        phase: OrderPhase::Send,
         due_at_ms: NOW,
         created_at_ms: NOW,
         updated_at_ms: NOW,
@@ -385,7 +386,7 @@ fn plan(id: &str, key: &str, due_at_ms: i64) -> PlanRecord {
         end_date: "2027-05-26".into(),
         accounts: r#"[{"agency":"bank-a","account_number":"1"}]"#.into(),
         next_index: 0,
-        status: "running".into(),
+        status: PlanStatus::Running,
         controlled_fen: 0,
         detail: None,
         due_at_ms,
@@ -516,7 +517,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     let tasks = store.tasks("inq-1").await.expect("tasks");
     let agencies: Vec<_> = tasks.iter().map(|t| t.agency.as_str()).collect();
     assert_eq!(agencies, ["bank-a", "bank-b", "registry-x"]);
-    assert!(tasks.iter().all(|t| t.state == STATE_QUEUED));
+    assert!(tasks.iter().all(|t| t.state == TaskState::Queued));
     assert_eq!(tasks[0].request_number, "Qinq-1-bank-a");
 
     // Claims: registry-x is at its bound and skipped.
@@ -538,7 +539,7 @@ async fn inquiry_round_trip(db: &TestDb) {
             ("inq-2", "bank-a")
         ]
     );
-    assert_eq!(claimed[0].state, STATE_QUEUED);
+    assert_eq!(claimed[0].state, TaskState::Queued);
     assert_eq!(claimed[0].sent_at_ms, None);
     assert!(
         store
@@ -563,7 +564,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     let mut answered = update("answered");
     answered.result = Some(r#"[{"kind":"account"}]"#.into());
     assert!(finish_one(&store, "gw-1", "inq-1", "bank-a", &answered).await);
-    let mut polling = update(STATE_POLLING);
+    let mut polling = update("polling");
     polling.ticket = Some("T-1".into());
     polling.due_at_ms = NOW + 5_000;
     polling.sent_at_ms = Some(NOW - 500);
@@ -578,10 +579,10 @@ async fn inquiry_round_trip(db: &TestDb) {
         .expect("defer by a non-holder does nothing");
 
     let tasks = store.tasks("inq-1").await.expect("tasks");
-    assert_eq!(tasks[0].state, "answered");
+    assert_eq!(tasks[0].state.as_str(), "answered");
     assert_eq!(tasks[0].latency_ms, Some(12));
     assert_eq!(tasks[0].result.as_deref(), Some(r#"[{"kind":"account"}]"#));
-    assert_eq!(tasks[1].state, STATE_POLLING);
+    assert_eq!(tasks[1].state, TaskState::Polling);
     assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"));
     assert!(!store.try_complete("inq-1", NOW).await.expect("complete"));
 
@@ -600,7 +601,7 @@ async fn inquiry_round_trip(db: &TestDb) {
         .iter()
         .find(|t| t.agency == "bank-b")
         .expect("the polling task");
-    assert_eq!(poll.state, STATE_POLLING);
+    assert_eq!(poll.state, TaskState::Polling);
     assert_eq!(poll.ticket.as_deref(), Some("T-1"));
     assert_eq!(poll.sent_at_ms, Some(NOW - 500));
     let mut done = update("no_record");
@@ -614,7 +615,7 @@ async fn inquiry_round_trip(db: &TestDb) {
         .expect("defer");
     let tasks = store.tasks("inq-2").await.expect("tasks");
     assert_eq!(tasks[0].detail.as_deref(), Some("closed until 09:00"));
-    assert_eq!(tasks[0].state, STATE_QUEUED);
+    assert_eq!(tasks[0].state, TaskState::Queued);
 
     // A callback agency: sent, then the pushed result.
     let claimed = store
@@ -623,7 +624,7 @@ async fn inquiry_round_trip(db: &TestDb) {
         .expect("claim");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].agency, "registry-x");
-    let mut awaiting = update(STATE_AWAITING);
+    let mut awaiting = update("awaiting");
     awaiting.ticket = Some("ACK-7".into());
     awaiting.due_at_ms = NOW + 60_000;
     assert!(finish_one(&store, "gw-1", "inq-1", "registry-x", &awaiting).await);
@@ -669,7 +670,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     );
     assert!(!store.try_complete("inq-1", NOW + 2).await.expect("once"));
     let read = store.inquiry("inq-1").await.expect("read").expect("found");
-    assert_eq!(read.status, "completed");
+    assert_eq!(read.status, InquiryStatus::Completed);
     assert_eq!(read.completed_at_ms, Some(NOW + 1));
 
     // The deadline passes for inq-2: its queued task times out.
@@ -680,7 +681,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     let expired = store.expire_overdue(NOW + 60_000).await.expect("expire");
     assert_eq!(expired, ["inq-2"]);
     let tasks = store.tasks("inq-2").await.expect("tasks");
-    assert_eq!(tasks[0].state, "timeout");
+    assert_eq!(tasks[0].state.as_str(), "timeout");
     assert_eq!(
         tasks[0].detail.as_deref(),
         Some("no answer before the inquiry's deadline")
@@ -1399,16 +1400,16 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
             .expect("mark")
     );
     let sending = store.order("ord-1").await.expect("read").expect("found");
-    assert_eq!(sending.phase, PHASE_QUERY);
-    assert_eq!(sending.status, "dispatched");
+    assert_eq!(sending.phase, OrderPhase::Query);
+    assert_eq!(sending.status, OrderStatus::Dispatched);
     assert_eq!(sending.send_attempts, 1);
     assert_eq!(sending.due_at_ms, NOW + 10_000);
     assert_eq!(sending.updated_at_ms, NOW + 1);
     assert_eq!(sending.steps, 1);
 
     let applied = OrderProgress {
-        status: "partial".into(),
-        phase: PHASE_WATCH.into(),
+        status: OrderStatus::Partial,
+        phase: OrderPhase::Watch,
         controlled_fen: Some(80_000),
         shortfall_fen: Some(20_000),
         measure_start: Some("2026-05-26".into()),
@@ -1439,7 +1440,7 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
             .expect("save")
     );
     let saved = store.order("ord-1").await.expect("read").expect("found");
-    assert_eq!(saved.status, "partial");
+    assert_eq!(saved.status, OrderStatus::Partial);
     assert_eq!(saved.controlled_fen, Some(80_000));
     assert_eq!(saved.shortfall_fen, Some(20_000));
     assert_eq!(saved.decided_at_ms, Some(NOW + 2));
@@ -1483,11 +1484,11 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
             .await
             .expect("claim");
         let progress = OrderProgress {
-            status: "applied".into(),
+            status: OrderStatus::Applied,
             phase: if matches!(effect, MeasureEffect::Deducted { amount_fen: 30_000 }) {
-                PHASE_SEND.into()
+                OrderPhase::Send
             } else {
-                PHASE_DONE.into()
+                OrderPhase::Done
             },
             due_at_ms: now,
             decided_at_ms: Some(now),
@@ -1514,8 +1515,8 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
         (100_000, Some(0)),
         "never below zero"
     );
-    assert_eq!(steps[3].status, "released");
-    assert_eq!(steps[3].phase, PHASE_DONE);
+    assert_eq!(steps[3].status, OrderStatus::Released);
+    assert_eq!(steps[3].phase, OrderPhase::Done);
     assert_eq!(
         store
             .order("ord-2")
@@ -1523,7 +1524,7 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
             .expect("read")
             .expect("found")
             .status,
-        "applied"
+        OrderStatus::Applied
     );
 
     // A renewal of a measure no longer live changes nothing; a deduction
@@ -1544,8 +1545,8 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
     assert!(claimed_ids.contains("ord-5") && claimed_ids.contains("ord-7"));
     assert!(!claimed_ids.contains("ord-6"), "not due");
     let done = |o: &OrderRecord| OrderProgress {
-        status: "applied".into(),
-        phase: PHASE_DONE.into(),
+        status: OrderStatus::Applied,
+        phase: OrderPhase::Done,
         ..OrderProgress::of(o)
     };
     store
@@ -1618,8 +1619,8 @@ async fn order_expiry_and_warnings(db: &TestDb) {
     let store = db.open().await;
     let live = |id: &str, status: &str, end: &str| {
         let mut o = order(id, &format!("key-{id}"));
-        o.status = status.into();
-        o.phase = PHASE_WATCH.into();
+        o.status = OrderStatus::parse(status).expect("a status");
+        o.phase = OrderPhase::Watch;
         o.measure_end = Some(end.into());
         o.due_at_ms = FAR;
         o
@@ -1636,7 +1637,7 @@ async fn order_expiry_and_warnings(db: &TestDb) {
         store.create_order(&o).await.expect("create");
     }
     let mut renewal = order_on("r-1", "m-3", "renew", NOW);
-    renewal.status = "applied".into();
+    renewal.status = OrderStatus::Applied;
     renewal.measure_end = Some("2026-01-01".into());
     store.create_order(&renewal).await.expect("create");
     store
@@ -1717,7 +1718,7 @@ async fn order_expiry_and_warnings(db: &TestDb) {
     assert!(
         expired
             .iter()
-            .all(|o| o.status == "expired" && o.phase == PHASE_DONE)
+            .all(|o| o.status == OrderStatus::Expired && o.phase == OrderPhase::Done)
     );
     assert!(expired.iter().all(|o| o.updated_at_ms == NOW + 7));
     assert!(
@@ -1761,7 +1762,7 @@ async fn order_expiry_and_warnings(db: &TestDb) {
             .expect("read")
             .expect("found")
             .status,
-        "waiting"
+        OrderStatus::Waiting
     );
     assert_eq!(
         store
@@ -1770,7 +1771,7 @@ async fn order_expiry_and_warnings(db: &TestDb) {
             .expect("read")
             .expect("found")
             .status,
-        "applied",
+        OrderStatus::Applied,
         "only measures expire"
     );
 }
@@ -1840,7 +1841,7 @@ async fn plans_and_outbox(db: &TestDb) {
     );
     let progress = PlanProgress {
         next_index: 1,
-        status: "running".into(),
+        status: PlanStatus::Running,
         controlled_fen: 12_500_000,
         detail: Some("bank-a: partial".into()),
         due_at_ms: NOW + 1_000,
@@ -1870,7 +1871,7 @@ async fn plans_and_outbox(db: &TestDb) {
     assert_eq!(saved.detail.as_deref(), Some("bank-a: partial"));
     assert_eq!(saved.updated_at_ms, NOW + 1);
     let finished = PlanProgress {
-        status: "completed".into(),
+        status: PlanStatus::Completed,
         completed_at_ms: Some(NOW + 1_000),
         ..progress.clone()
     };
@@ -2026,7 +2027,7 @@ async fn batched_task_results(db: &TestDb) {
     assert_eq!(refused.stored, [false]);
     assert!(refused.completed.is_empty());
     let b1 = store.inquiry("b-1").await.expect("read").expect("found");
-    assert_eq!(b1.status, "completed");
+    assert_eq!(b1.status, InquiryStatus::Completed);
     assert_eq!(b1.completed_at_ms, Some(NOW));
     let tasks = store.tasks("b-1").await.expect("tasks");
     let states: Vec<(&str, &str, Option<&str>)> = tasks
@@ -2069,7 +2070,7 @@ async fn batched_task_results(db: &TestDb) {
     assert_eq!(completed, ["b-2", "b-3"]);
     for id in ["b-2", "b-3"] {
         let i = store.inquiry(id).await.expect("read").expect("found");
-        assert_eq!(i.status, "completed", "{id}");
+        assert_eq!(i.status, InquiryStatus::Completed, "{id}");
     }
     // Results stored but the completion never run (the database went away
     // between the two): the inquiry is offered for completion once past
@@ -2085,7 +2086,7 @@ async fn batched_task_results(db: &TestDb) {
         .await
         .expect("claim");
     assert_eq!(claimed.len(), 1);
-    let mut acknowledged = update(STATE_AWAITING);
+    let mut acknowledged = update("awaiting");
     acknowledged.due_at_ms = FAR;
     assert!(finish_one(&store, "gw-1", "b-4", "bank-a", &acknowledged).await);
     assert!(
@@ -2141,7 +2142,7 @@ async fn inquiries_stored_with_their_tasks_claimed(db: &TestDb) {
     assert!(
         handed
             .iter()
-            .all(|t| t.state == STATE_QUEUED && t.attempts == 1)
+            .all(|t| t.state == TaskState::Queued && t.attempts == 1)
     );
     assert_eq!(handed[0].request_number, "Qh-1-bank-a");
 
@@ -2199,7 +2200,7 @@ async fn inquiries_stored_with_their_tasks_claimed(db: &TestDb) {
     assert_eq!(ids, ["h-2"]);
     let stored = store.tasks("h-3").await.expect("tasks");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].state, STATE_QUEUED);
+    assert_eq!(stored[0].state, TaskState::Queued);
 }
 
 /// Several new inquiries in one call (the inquiry writer's group commit):

@@ -131,7 +131,7 @@ pub async fn receive(
                 .ok()
                 .and_then(|v| v["outcome"].as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            Err(e) => reply_failure(e).state.to_owned(),
+            Err(e) => reply_failure(e).status.as_str().to_owned(),
         };
         state
             .audit

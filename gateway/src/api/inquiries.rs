@@ -18,7 +18,7 @@ use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::inquiry::{self, InquiryBody, InquiryView, officer_labels};
 use crate::state::AppState;
-use crate::store::{InquiryRecord, NewInquiry, TaskRecord};
+use crate::store::{InquiryRecord, InquiryStatus, NewInquiry, TaskRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -151,7 +151,7 @@ pub async fn create(
         completion.until(tokio::time::Instant::now() + wait).await;
     }
     let view = load_view(&state, &id).await?;
-    let status = if view.status == "completed" {
+    let status = if view.status == InquiryStatus::Completed {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED

@@ -12,6 +12,7 @@ mod orders;
 mod postgres;
 mod shared;
 mod sqlite;
+mod states;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -21,12 +22,13 @@ pub use decision::DecisionLock;
 pub use postgres::{PgBackend, PgStore};
 pub use shared::SqlStore;
 pub use sqlite::{SqliteBackend, SqliteStore};
+pub use states::{InquiryStatus, OrderPhase, OrderStatus, PlanStatus, TaskState};
 
 use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
 
 pub use orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
-    PHASE_DONE, PHASE_POLL, PHASE_QUERY, PHASE_SEND, PHASE_WATCH, PlanProgress, PlanRecord,
+    PlanProgress, PlanRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -49,15 +51,8 @@ pub enum StoreError {
     Busy(String),
 }
 
-/// A task's place in its life: waiting to be sent, waiting to be polled, or
-/// finished with an agency status.
-pub const STATE_QUEUED: &str = "queued";
-pub const STATE_POLLING: &str = "polling";
-/// Sent; the agency will push its result to the callback endpoint.
-pub const STATE_AWAITING: &str = "awaiting";
-
 /// An inquiry as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InquiryRecord {
     pub id: String,
     pub caller: String,
@@ -73,7 +68,8 @@ pub struct InquiryRecord {
     pub court: String,
     /// JSON array of warning strings.
     pub warnings: String,
-    pub status: String,
+    #[sqlx(try_from = "Text")]
+    pub status: InquiryStatus,
     pub created_at_ms: i64,
     pub deadline_at_ms: i64,
     pub completed_at_ms: Option<i64>,
@@ -88,7 +84,8 @@ pub struct TaskRecord {
     pub inquiry_id: String,
     pub agency: String,
     pub request_number: String,
-    pub state: String,
+    #[sqlx(try_from = "Text")]
+    pub state: TaskState,
     pub detail: Option<String>,
     pub ticket: Option<String>,
     pub latency_ms: Option<i64>,
@@ -102,7 +99,8 @@ pub struct ClaimedTask {
     pub inquiry_id: String,
     pub agency: String,
     pub request_number: String,
-    pub state: String,
+    #[sqlx(try_from = "Text")]
+    pub state: TaskState,
     pub ticket: Option<String>,
     pub sent_at_ms: Option<i64>,
     /// How many times the task has been claimed, this claim included.
@@ -138,7 +136,7 @@ impl TaskLease {
                 inquiry_id: inquiry_id.to_owned(),
                 agency: agency.clone(),
                 request_number: request_number.clone(),
-                state: STATE_QUEUED.to_owned(),
+                state: TaskState::Queued,
                 ticket: None,
                 sent_at_ms: None,
                 attempts: 1,
@@ -150,7 +148,7 @@ impl TaskLease {
 /// What one step did to a task.
 #[derive(Debug, Clone)]
 pub struct TaskUpdate {
-    pub state: String,
+    pub state: TaskState,
     pub detail: Option<String>,
     pub ticket: Option<String>,
     /// When the next step is due (polling), unix ms.

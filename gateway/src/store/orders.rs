@@ -11,13 +11,7 @@
 
 use async_trait::async_trait;
 
-use super::{DecisionLock, StoreError};
-
-pub const PHASE_SEND: &str = "send";
-pub const PHASE_QUERY: &str = "query";
-pub const PHASE_POLL: &str = "poll";
-pub const PHASE_WATCH: &str = "watch";
-pub const PHASE_DONE: &str = "done";
+use super::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError, Text};
 
 /// An order as stored.
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
@@ -50,8 +44,10 @@ pub struct OrderRecord {
     pub prior_request_number: Option<String>,
     pub plan_id: Option<String>,
     pub request_number: String,
-    pub status: String,
-    pub phase: String,
+    #[sqlx(try_from = "Text")]
+    pub status: OrderStatus,
+    #[sqlx(try_from = "Text")]
+    pub phase: OrderPhase,
     pub send_attempts: i64,
     pub steps: i64,
     pub ticket: Option<String>,
@@ -82,8 +78,8 @@ pub struct OrderRecord {
 /// What one step of the worker changed on an order.
 #[derive(Debug, Clone, Default)]
 pub struct OrderProgress {
-    pub status: String,
-    pub phase: String,
+    pub status: OrderStatus,
+    pub phase: OrderPhase,
     pub send_attempts: i64,
     pub ticket: Option<String>,
     pub controlled_fen: Option<i64>,
@@ -104,8 +100,8 @@ impl OrderProgress {
     /// The order's progress as it stands, to change a field or two.
     pub fn of(order: &OrderRecord) -> Self {
         Self {
-            status: order.status.clone(),
-            phase: order.phase.clone(),
+            status: order.status,
+            phase: order.phase,
             send_attempts: order.send_attempts,
             ticket: order.ticket.clone(),
             controlled_fen: order.controlled_fen,
@@ -153,7 +149,8 @@ pub struct PlanRecord {
     /// JSON array of the accounts in the order they are tried.
     pub accounts: String,
     pub next_index: i64,
-    pub status: String,
+    #[sqlx(try_from = "Text")]
+    pub status: PlanStatus,
     pub controlled_fen: i64,
     pub detail: Option<String>,
     pub due_at_ms: i64,
@@ -165,7 +162,7 @@ pub struct PlanRecord {
 #[derive(Debug, Clone, Default)]
 pub struct PlanProgress {
     pub next_index: i64,
-    pub status: String,
+    pub status: PlanStatus,
     pub controlled_fen: i64,
     pub detail: Option<String>,
     pub due_at_ms: i64,

@@ -32,6 +32,7 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions};
@@ -43,10 +44,13 @@ use super::shared::{
     unchain,
 };
 use super::{
-    DecisionLock, FinishedTasks, InquiryRecord, NewAuditRow, NewInquiry, STATE_AWAITING,
-    STATE_POLLING, STATE_QUEUED, StoreError, TaskResult,
+    DecisionLock, FinishedTasks, InquiryRecord, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase,
+    PlanStatus, StoreError, TaskResult, TaskState,
 };
 use crate::audit::{AuditRow, GENESIS_HASH};
+
+/// The state of a task whose inquiry's deadline passed first.
+const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// The PostgreSQL side of [`SqlStore`]: the connections that hold the
 /// database's part of decisions' turns (a pool of their own, so that turns
@@ -192,7 +196,7 @@ impl Backend for PgBackend {
         .bind(text(|r| &r.asset_kinds))
         .bind(text(|r| &r.court))
         .bind(text(|r| &r.warnings))
-        .bind(text(|r| &r.status))
+        .bind(text(|r| r.status.as_str()))
         .bind(number(|r| r.created_at_ms))
         .bind(number(|r| r.deadline_at_ms))
         .bind(
@@ -233,7 +237,7 @@ impl Backend for PgBackend {
                    AS t (inquiry_id, agency, request_number, due_at_ms, lease_owner, \
                    lease_until_ms, attempts)",
             )
-            .bind(STATE_QUEUED)
+            .bind(TaskState::Queued.as_str())
             .bind(tasks.inquiry_id)
             .bind(tasks.agency)
             .bind(tasks.request_number)
@@ -308,20 +312,22 @@ impl Backend for PgBackend {
             let mut conn = store.pool.acquire().await?;
             let checked: Result<Vec<(String,)>, sqlx::Error> = Self::fetch_all(
                 &mut conn,
-                Sql::new(
-                    "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, \
+                Sql::new(format!(
+                    "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, \
                      callback_due = 1 \
-                     WHERE id = ANY($2::text[]) AND COALESCE(status, '') = 'running' \
+                     WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
                        AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                            WHERE inquiry_id = inquiries.id \
                              AND COALESCE(state, '') IN ($3, $4, $5)) \
                      RETURNING id",
-                )
+                    completed = InquiryStatus::Completed,
+                    running = InquiryStatus::Running,
+                ))
                 .bind(now_ms)
                 .bind(&touched[..])
-                .bind(STATE_QUEUED)
-                .bind(STATE_POLLING)
-                .bind(STATE_AWAITING),
+                .bind(TaskState::Queued)
+                .bind(TaskState::Polling)
+                .bind(TaskState::Awaiting),
             )
             .await;
             match checked {
@@ -437,22 +443,28 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          ORDER BY due_at_ms, inquiry_id, agency"
         .to_owned(),
     // `COALESCE(state, '')`: see the module's note on plans.
-    time_out_tasks: "UPDATE agency_tasks SET state = 'timeout', \
+    time_out_tasks: format!(
+        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
              detail = 'no answer before the inquiry''s deadline', \
              lease_owner = NULL, lease_until_ms = NULL \
          WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
            AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-        .to_owned(),
+    ),
     next_due: "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
          FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])"
         .to_owned(),
     claim_orders: claim(
         "orders",
-        "phase <> 'done'",
+        &format!("phase <> '{}'", OrderPhase::Done),
         ", steps = steps + 1",
         ORDER_COLUMNS,
     ),
-    claim_plans: claim("freeze_plans", "status = 'running'", "", PLAN_COLUMNS),
+    claim_plans: claim(
+        "freeze_plans",
+        &format!("status = '{}'", PlanStatus::Running),
+        "",
+        PLAN_COLUMNS,
+    ),
     claim_outbox: claim(
         "outbox",
         "delivered_at_ms IS NULL AND failed_at_ms IS NULL",

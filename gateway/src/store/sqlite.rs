@@ -9,6 +9,7 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
@@ -23,10 +24,13 @@ use super::shared::{
     unchain,
 };
 use super::{
-    DecisionLock, FinishedTasks, NewAuditRow, NewInquiry, STATE_AWAITING, STATE_POLLING,
-    STATE_QUEUED, StoreError, TaskResult,
+    DecisionLock, FinishedTasks, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase, PlanStatus,
+    StoreError, TaskResult, TaskState,
 };
 use crate::audit::{AuditRow, GENESIS_HASH};
+
+/// The state of a task whose inquiry's deadline passed first.
+const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// The SQLite side of [`SqlStore`].
 #[derive(Debug, Clone, Default)]
@@ -208,7 +212,7 @@ impl Backend for SqliteBackend {
                 b.push_bind(new.record.id.as_str())
                     .push_bind(agency.as_str())
                     .push_bind(request_number.as_str())
-                    .push_bind(STATE_QUEUED)
+                    .push_bind(TaskState::Queued.as_str())
                     .push_bind(new.record.created_at_ms)
                     .push_bind(lease.map(|l| l.owner.as_str()))
                     .push_bind(lease.map(|l| l.until_ms))
@@ -270,18 +274,21 @@ impl Backend for SqliteBackend {
         // stored before, in the same transaction as these.
         let completed: Vec<(String,)> = Self::fetch_all(
             &mut tx,
-            Sql::new(
-                "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, callback_due = 1 \
-                 WHERE id IN (SELECT value FROM json_each($2)) AND status = 'running' \
+            Sql::new(format!(
+                "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, \
+                 callback_due = 1 \
+                 WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
                    AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                        WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
                  RETURNING id",
-            )
+                completed = InquiryStatus::Completed,
+                running = InquiryStatus::Running,
+            ))
             .bind(now_ms)
             .bind(&touched[..])
-            .bind(STATE_QUEUED)
-            .bind(STATE_POLLING)
-            .bind(STATE_AWAITING),
+            .bind(TaskState::Queued)
+            .bind(TaskState::Polling)
+            .bind(TaskState::Awaiting),
         )
         .await?;
         tx.commit().await?;
@@ -358,28 +365,32 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
              ORDER BY due_at_ms LIMIT $7) \
          RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts"
         .to_owned(),
-    time_out_tasks: "UPDATE agency_tasks SET state = 'timeout', \
+    time_out_tasks: format!(
+        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
              detail = 'no answer before the inquiry''s deadline', \
              lease_owner = NULL, lease_until_ms = NULL \
          WHERE inquiry_id IN (SELECT value FROM json_each($1)) AND state IN ($2, $3, $4) \
            AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-        .to_owned(),
+    ),
     next_due: "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
          FROM agency_tasks WHERE state IN ($1, $2) \
            AND agency NOT IN (SELECT value FROM json_each($3))"
         .to_owned(),
     claim_orders: format!(
         "UPDATE orders SET lease_owner = $1, lease_until_ms = $2, steps = steps + 1 \
-         WHERE id IN (SELECT id FROM orders WHERE phase <> 'done' AND due_at_ms <= $3 \
+         WHERE id IN (SELECT id FROM orders WHERE phase <> '{done}' AND due_at_ms <= $3 \
              AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
              ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {ORDER_COLUMNS}"
+         RETURNING {ORDER_COLUMNS}",
+        done = OrderPhase::Done,
     ),
     claim_plans: format!(
         "UPDATE freeze_plans SET lease_owner = $1, lease_until_ms = $2 \
-         WHERE id IN (SELECT id FROM freeze_plans WHERE status = 'running' AND due_at_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {PLAN_COLUMNS}"
+         WHERE id IN (SELECT id FROM freeze_plans WHERE status = '{running}' \
+             AND due_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+             ORDER BY due_at_ms LIMIT $4) \
+         RETURNING {PLAN_COLUMNS}",
+        running = PlanStatus::Running,
     ),
     claim_outbox: format!(
         "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2 \

@@ -6,11 +6,17 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::{Backend, Sql, SqlStore, limit};
-use crate::store::orders::PHASE_DONE;
+use crate::store::states::sql_list;
 use crate::store::{
-    ClaimedTask, FinishedTasks, InquiryRecord, JobStore, NewInquiry, QueueCount, STATE_AWAITING,
-    STATE_POLLING, STATE_QUEUED, StoreError, TaskRecord, TaskResult, TaskUpdate,
+    ClaimedTask, FinishedTasks, InquiryRecord, InquiryStatus, JobStore, NewInquiry, OrderPhase,
+    QueueCount, StoreError, TaskRecord, TaskResult, TaskState, TaskUpdate,
 };
+
+const RUNNING: InquiryStatus = InquiryStatus::Running;
+const COMPLETED: InquiryStatus = InquiryStatus::Completed;
+const QUEUED: TaskState = TaskState::Queued;
+const POLLING: TaskState = TaskState::Polling;
+const AWAITING: TaskState = TaskState::Awaiting;
 
 pub const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
      subject_id, officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, \
@@ -110,8 +116,8 @@ impl<B: Backend> JobStore for SqlStore<B> {
             Sql::new(B::statements().claim_tasks.as_str())
                 .bind(owner)
                 .bind(lease_until_ms)
-                .bind(STATE_QUEUED)
-                .bind(STATE_POLLING)
+                .bind(QUEUED)
+                .bind(POLLING)
                 .bind(now_ms)
                 .bind(skip_agencies)
                 .bind(limit(n)),
@@ -166,10 +172,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
 
     async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
         let versions: Vec<(String,)> = self
-            .all(Sql::new(
+            .all(Sql::new(format!(
                 "SELECT DISTINCT catalog_version FROM inquiries \
-                 WHERE status = 'running' AND catalog_version IS NOT NULL",
-            ))
+                 WHERE status = '{RUNNING}' AND catalog_version IS NOT NULL"
+            )))
             .await?;
         Ok(versions.into_iter().map(|(v,)| v).collect())
     }
@@ -183,10 +189,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
         // two) is completed by its deadline at the latest.
         let ids: Vec<(String,)> = self
             .all(
-                Sql::new(
-                    "SELECT id FROM inquiries WHERE status = 'running' AND deadline_at_ms <= $1 \
-                     ORDER BY deadline_at_ms LIMIT 1000",
-                )
+                Sql::new(format!(
+                    "SELECT id FROM inquiries WHERE status = '{RUNNING}' AND deadline_at_ms <= $1 \
+                     ORDER BY deadline_at_ms LIMIT 1000"
+                ))
                 .bind(now_ms),
             )
             .await?;
@@ -197,9 +203,9 @@ impl<B: Backend> JobStore for SqlStore<B> {
         self.run(
             Sql::new(B::statements().time_out_tasks.as_str())
                 .bind(&ids[..])
-                .bind(STATE_QUEUED)
-                .bind(STATE_POLLING)
-                .bind(STATE_AWAITING)
+                .bind(QUEUED)
+                .bind(POLLING)
+                .bind(AWAITING)
                 .bind(now_ms),
         )
         .await?;
@@ -211,18 +217,18 @@ impl<B: Backend> JobStore for SqlStore<B> {
         // on the primary keys (PostgreSQL's module note on plans).
         let done = self
             .run(
-                Sql::new(
-                    "UPDATE inquiries SET status = 'completed', completed_at_ms = $1, \
+                Sql::new(format!(
+                    "UPDATE inquiries SET status = '{COMPLETED}', completed_at_ms = $1, \
                      callback_due = 1 \
-                     WHERE id = $2 AND COALESCE(status, '') = 'running' AND NOT EXISTS \
+                     WHERE id = $2 AND COALESCE(status, '') = '{RUNNING}' AND NOT EXISTS \
                        (SELECT 1 FROM agency_tasks \
-                        WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))",
-                )
+                        WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))"
+                ))
                 .bind(now_ms)
                 .bind(inquiry_id)
-                .bind(STATE_QUEUED)
-                .bind(STATE_POLLING)
-                .bind(STATE_AWAITING),
+                .bind(QUEUED)
+                .bind(POLLING)
+                .bind(AWAITING),
             )
             .await?;
         Ok(done == 1)
@@ -256,7 +262,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
             ))
             .bind(agency)
             .bind(request_number)
-            .bind(STATE_AWAITING),
+            .bind(AWAITING),
         )
         .await
     }
@@ -274,7 +280,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
                      ticket = COALESCE($3, ticket), due_at_ms = $4, latency_ms = $5, result = $6 \
                      WHERE agency = $7 AND request_number = $8 AND state = $9",
                 )
-                .bind(&u.state)
+                .bind(u.state)
                 .bind(&u.detail)
                 .bind(&u.ticket)
                 .bind(u.due_at_ms)
@@ -282,7 +288,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 .bind(&u.result)
                 .bind(agency)
                 .bind(request_number)
-                .bind(STATE_AWAITING),
+                .bind(AWAITING),
             )
             .await?;
         Ok(done == 1)
@@ -292,8 +298,8 @@ impl<B: Backend> JobStore for SqlStore<B> {
         let next: Option<(Option<i64>,)> = self
             .optional(
                 Sql::new(B::statements().next_due.as_str())
-                    .bind(STATE_QUEUED)
-                    .bind(STATE_POLLING)
+                    .bind(QUEUED)
+                    .bind(POLLING)
                     .bind(skip_agencies),
             )
             .await?;
@@ -391,13 +397,14 @@ struct QueueRow {
 fn queue_counts_sql() -> String {
     let claimed = "CAST(COALESCE(SUM(CASE WHEN COALESCE(lease_until_ms, 0) > $1 \
                    THEN 1 ELSE 0 END), 0) AS BIGINT)";
+    let unfinished = sql_list(&TaskState::UNFINISHED);
+    let done = OrderPhase::Done;
     format!(
         "SELECT 'task' AS queue, state AS k, {claimed} AS claimed, COUNT(*) AS n \
-           FROM agency_tasks WHERE state IN ('{STATE_QUEUED}', '{STATE_POLLING}', '{STATE_AWAITING}') \
-           GROUP BY state \
+           FROM agency_tasks WHERE state IN {unfinished} GROUP BY state \
          UNION ALL SELECT 'inquiry', status, CAST(0 AS BIGINT), COUNT(*) FROM inquiries GROUP BY status \
          UNION ALL SELECT 'order_phase', phase, {claimed}, COUNT(*) FROM orders \
-           WHERE phase <> '{PHASE_DONE}' GROUP BY phase \
+           WHERE phase <> '{done}' GROUP BY phase \
          UNION ALL SELECT 'order', status, CAST(0 AS BIGINT), COUNT(*) FROM orders GROUP BY status \
          UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
            WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"

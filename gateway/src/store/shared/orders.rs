@@ -7,7 +7,8 @@ use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
     PlanProgress, PlanRecord,
 };
-use crate::store::{DecisionLock, StoreError};
+use crate::store::states::sql_list;
+use crate::store::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError};
 
 pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
@@ -25,9 +26,16 @@ pub const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_n
 pub const OUTBOX_COLUMNS: &str =
     "id, caller, event, resource_id, body, attempts, due_at_ms, created_at_ms";
 
-/// Statuses of a measure that can still lapse (written out: the partial
-/// index `orders_end` is chosen by this very condition).
-const LIVE: &str = "('applied', 'partial', 'waiting')";
+/// Statuses of a measure that can still lapse, written out in the
+/// statements: the partial index `orders_end` is chosen by this very
+/// condition (as `orders_due` by `phase <> 'done'`, `freeze_plans_due` by
+/// `status = 'running'`).
+fn live() -> String {
+    sql_list(&OrderStatus::LIVE)
+}
+
+const DONE: OrderPhase = OrderPhase::Done;
+const PLAN_RUNNING: PlanStatus = PlanStatus::Running;
 
 /// `$1, $2, ..., $n`.
 fn placeholders(n: usize) -> String {
@@ -81,8 +89,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .bind(&o.prior_request_number)
                 .bind(&o.plan_id)
                 .bind(&o.request_number)
-                .bind(&o.status)
-                .bind(&o.phase)
+                .bind(o.status)
+                .bind(o.phase)
                 .bind(o.send_attempts)
                 .bind(o.steps)
                 .bind(&o.ticket)
@@ -155,8 +163,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .bind(limit(n)),
             Some(before) => Sql::new(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
-                 AND status IN {LIVE} AND measure_order = id AND measure_end < $3 \
-                 ORDER BY measure_end, id LIMIT $4"
+                 AND status IN {live} AND measure_order = id AND measure_end < $3 \
+                 ORDER BY measure_end, id LIMIT $4",
+                live = live()
             ))
             .bind(caller)
             .bind(case_number)
@@ -214,10 +223,13 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     ) -> Result<bool, StoreError> {
         let done = self
             .run(
-                Sql::new(
-                    "UPDATE orders SET phase = 'query', status = 'dispatched', send_attempts = $1, \
-                     due_at_ms = $2, updated_at_ms = $3 WHERE id = $4 AND lease_owner = $5",
-                )
+                Sql::new(format!(
+                    "UPDATE orders SET phase = '{query}', status = '{dispatched}', \
+                     send_attempts = $1, due_at_ms = $2, updated_at_ms = $3 \
+                     WHERE id = $4 AND lease_owner = $5",
+                    query = OrderPhase::Query,
+                    dispatched = OrderStatus::Dispatched,
+                ))
                 .bind(send_attempts)
                 .bind(query_due_ms)
                 .bind(now_ms)
@@ -249,8 +261,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                  lease_until_ms = NULL \
                  WHERE id = $18 AND lease_owner = $19 RETURNING measure_order, plan_id",
             )
-            .bind(&p.status)
-            .bind(&p.phase)
+            .bind(p.status)
+            .bind(p.phase)
             .bind(p.send_attempts)
             .bind(&p.ticket)
             .bind(p.controlled_fen)
@@ -278,15 +290,18 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             Some(MeasureEffect::Renewed { end_date }) => Some(
                 Sql::new(format!(
                     "UPDATE orders SET measure_end = $1, updated_at_ms = $2 \
-                     WHERE id = $3 AND status IN {LIVE}"
+                     WHERE id = $3 AND status IN {live}",
+                    live = live()
                 ))
                 .bind(end_date.as_str()),
             ),
             // The measure's own watch ends: it is lifted.
-            Some(MeasureEffect::Released) => Some(Sql::new(
-                "UPDATE orders SET status = 'released', phase = 'done', updated_at_ms = $1 \
-                 WHERE id = $2 AND status NOT IN ('released', 'expired', 'refused', 'failed')",
-            )),
+            Some(MeasureEffect::Released) => Some(Sql::new(format!(
+                "UPDATE orders SET status = '{released}', phase = '{DONE}', updated_at_ms = $1 \
+                 WHERE id = $2 AND status NOT IN {ended}",
+                released = OrderStatus::Released,
+                ended = sql_list(&OrderStatus::ENDED),
+            ))),
             Some(MeasureEffect::Deducted { amount_fen }) => Some(
                 Sql::new(
                     "UPDATE orders SET deducted_fen = deducted_fen + $1, \
@@ -352,10 +367,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         let mut expired: Vec<OrderRecord> = B::fetch_all(
             &mut tx,
             Sql::new(format!(
-                "UPDATE orders SET status = 'expired', phase = 'done', updated_at_ms = $1, \
+                "UPDATE orders SET status = '{expired}', phase = '{DONE}', updated_at_ms = $1, \
                  lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE measure_order = id AND status IN {LIVE} AND measure_end < $2 \
-                 RETURNING {ORDER_COLUMNS}"
+                 WHERE measure_order = id AND status IN {live} AND measure_end < $2 \
+                 RETURNING {ORDER_COLUMNS}",
+                expired = OrderStatus::Expired,
+                live = live(),
             ))
             .bind(now_ms)
             .bind(today),
@@ -377,9 +394,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
         self.all(
             Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {LIVE} \
+                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {live} \
                  AND measure_end < $1 AND (warned_end IS NULL OR warned_end <> measure_end) \
-                 ORDER BY measure_end LIMIT $2"
+                 ORDER BY measure_end LIMIT $2",
+                live = live()
             ))
             .bind(before)
             .bind(limit(n)),
@@ -438,7 +456,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .bind(&p.end_date)
                 .bind(&p.accounts)
                 .bind(p.next_index)
-                .bind(&p.status)
+                .bind(p.status)
                 .bind(p.controlled_fen)
                 .bind(&p.detail)
                 .bind(p.due_at_ms)
@@ -514,7 +532,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                  lease_owner = NULL, lease_until_ms = NULL WHERE id = $8 AND lease_owner = $9",
             )
             .bind(p.next_index)
-            .bind(&p.status)
+            .bind(p.status)
             .bind(p.controlled_fen)
             .bind(&p.detail)
             .bind(p.due_at_ms)
@@ -648,13 +666,14 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError> {
         let due: Option<(Option<i64>,)> = self
-            .optional(Sql::new(
+            .optional(Sql::new(format!(
                 "SELECT MIN(due) FROM ( \
-                     SELECT MIN(due_at_ms) AS due FROM orders WHERE phase <> 'done' \
-                     UNION ALL SELECT MIN(due_at_ms) FROM freeze_plans WHERE status = 'running' \
+                     SELECT MIN(due_at_ms) AS due FROM orders WHERE phase <> '{DONE}' \
+                     UNION ALL SELECT MIN(due_at_ms) FROM freeze_plans \
+                         WHERE status = '{PLAN_RUNNING}' \
                      UNION ALL SELECT MIN(due_at_ms) FROM outbox \
-                         WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL) AS work",
-            ))
+                         WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL) AS work"
+            )))
             .await?;
         Ok(due.and_then(|(d,)| d))
     }
@@ -699,9 +718,11 @@ async fn wake_plan<B: Backend>(
 ) -> Result<(), sqlx::Error> {
     B::execute(
         conn,
-        Sql::new("UPDATE freeze_plans SET due_at_ms = $1 WHERE id = $2 AND status = 'running'")
-            .bind(now_ms)
-            .bind(plan),
+        Sql::new(format!(
+            "UPDATE freeze_plans SET due_at_ms = $1 WHERE id = $2 AND status = '{PLAN_RUNNING}'"
+        ))
+        .bind(now_ms)
+        .bind(plan),
     )
     .await?;
     Ok(())
