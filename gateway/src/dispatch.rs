@@ -1045,7 +1045,7 @@ pub fn update_for(
     match outcome {
         Ok(InquiryOutcome::Answered { assets }) => TaskUpdate {
             state: TaskState::Finished(AgencyStatus::Answered),
-            result: serde_json::to_string(&assets).ok(),
+            result: Some(assets),
             ..base
         },
         Ok(InquiryOutcome::NoRecord) => TaskUpdate {
@@ -1146,7 +1146,7 @@ fn agency_record(
         caller: Some(inquiry.caller.clone()),
         officers: officer_labels(&request.officers),
         case_number: Some(inquiry.case_number.clone()),
-        subject: Some(inquiry.subject_id.clone()),
+        subject: Some(inquiry.subject.identifier().to_owned()),
         inquiry_id: Some(inquiry.id.clone()),
         request_number: Some(task.request_number.clone()),
         ..AuditRecord::default()

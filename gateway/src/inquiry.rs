@@ -3,7 +3,7 @@
 
 use adapters::dialect::InquiryRequest;
 use adapters::ids::{CaseNumber, CreditCode, IdNumber};
-use adapters::model::{AgencyStatus, Asset, AssetKind, Court, Officer, Subject, SubjectKind};
+use adapters::model::{AgencyStatus, AssetKind, Court, Officer, Subject, SubjectKind};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -381,38 +381,17 @@ pub fn new_record(
         id: id.to_owned(),
         caller: caller.to_owned(),
         case_number: inquiry.case_number.as_str().to_owned(),
-        subject_kind: match inquiry.subject.kind() {
-            SubjectKind::Person => "person",
-            SubjectKind::Organization => "organization",
-        }
-        .to_owned(),
-        subject_name: inquiry.subject.name().to_owned(),
-        subject_id: inquiry.subject.identifier().to_owned(),
-        officers: serde_json::to_string(&inquiry.officers).unwrap_or_else(|_| "[]".into()),
-        asset_kinds: serde_json::to_string(&inquiry.asset_kinds).unwrap_or_else(|_| "[]".into()),
-        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
-        warnings: serde_json::to_string(&inquiry.warnings).unwrap_or_else(|_| "[]".into()),
+        subject: inquiry.subject.clone(),
+        officers: inquiry.officers.clone(),
+        asset_kinds: inquiry.asset_kinds.clone(),
+        court: court.clone(),
+        warnings: inquiry.warnings.clone(),
         status: InquiryStatus::Running,
         created_at_ms: now_ms,
         deadline_at_ms: deadline_ms,
         completed_at_ms: None,
         catalog_version: Some(catalog_version.to_owned()),
     }
-}
-
-/// Rebuilds a stored subject.
-pub fn stored_subject(kind: &str, name: &str, identifier: &str) -> Result<Subject, String> {
-    Ok(match kind {
-        "person" => Subject::Person {
-            name: name.to_owned(),
-            id_number: IdNumber::parse(identifier).map_err(|e| format!("identity number: {e}"))?,
-        },
-        "organization" => Subject::Organization {
-            name: name.to_owned(),
-            credit_code: CreditCode::parse(identifier).map_err(|e| format!("credit code: {e}"))?,
-        },
-        other => return Err(format!("subject kind {other:?}")),
-    })
 }
 
 /// Rebuilds the domain request from a stored inquiry (for dispatch after a
@@ -426,23 +405,14 @@ pub fn stored_request(
     };
     let case_number =
         CaseNumber::parse(&record.case_number).map_err(|e| corrupt("case number", &e))?;
-    let subject = stored_subject(
-        &record.subject_kind,
-        &record.subject_name,
-        &record.subject_id,
-    )
-    .map_err(|e| corrupt("subject", &e))?;
-    let officers: Vec<Officer> =
-        serde_json::from_str(&record.officers).map_err(|e| corrupt("officers", &e))?;
-    let court: Court = serde_json::from_str(&record.court).map_err(|e| corrupt("court", &e))?;
     Ok((
         InquiryRequest {
             request_number: request_number.to_owned(),
             case_number,
-            subject,
-            officers,
+            subject: record.subject.clone(),
+            officers: record.officers.clone(),
         },
-        court,
+        record.court.clone(),
     ))
 }
 
@@ -512,11 +482,9 @@ pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView,
         } else {
             progress.failed += 1;
         }
-        if let Some(result) = &task.result {
-            let found: Vec<Asset> = serde_json::from_str(result)
-                .map_err(|e| format!("stored result of {} is unreadable: {e}", task.agency))?;
+        if let Some(found) = &task.result {
             for asset in found {
-                let mut value = serde_json::to_value(&asset).map_err(|e| e.to_string())?;
+                let mut value = serde_json::to_value(asset).map_err(|e| e.to_string())?;
                 if let Some(map) = value.as_object_mut() {
                     map.insert("agency".into(), task.agency.clone().into());
                 }
@@ -531,15 +499,14 @@ pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView,
             request_number: task.request_number.clone(),
         });
     }
-    let id_key = if record.subject_kind == "person" {
-        "id_number"
-    } else {
-        "credit_code"
+    let id_key = match record.subject.kind() {
+        SubjectKind::Person => "id_number",
+        SubjectKind::Organization => "credit_code",
     };
     let subject = serde_json::json!({
-        "kind": record.subject_kind,
-        "name": record.subject_name,
-        id_key: record.subject_id,
+        "kind": record.subject.kind(),
+        "name": record.subject.name(),
+        id_key: record.subject.identifier(),
     });
     Ok(InquiryView {
         id: record.id.clone(),
@@ -552,7 +519,7 @@ pub fn view(record: &InquiryRecord, tasks: &[TaskRecord]) -> Result<InquiryView,
         progress,
         agencies,
         assets,
-        warnings: serde_json::from_str(&record.warnings).unwrap_or_default(),
+        warnings: record.warnings.clone(),
     })
 }
 

@@ -20,7 +20,7 @@
 
 use adapters::control::{ControlAction, ControlRequest, DocumentRef};
 use adapters::ids::CaseNumber;
-use adapters::model::{AssetKind, Court, Fen, Officer, SubjectKind};
+use adapters::model::{AssetKind, Court, Fen, Officer};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -32,8 +32,7 @@ use crate::clock::term_end;
 use crate::error::ApiError;
 use crate::input;
 use crate::inquiry::{
-    OfficerBody, SubjectBody, normalise_officers, stored_subject, timestamp, validate_officers,
-    validate_subject,
+    OfficerBody, SubjectBody, normalise_officers, timestamp, validate_officers, validate_subject,
 };
 use crate::store::{OrderPhase, OrderRecord, OrderStatus};
 
@@ -369,7 +368,7 @@ impl OrderBody {
                         ),
                     ));
                 }
-                if measure.action != wanted.as_str() {
+                if measure.action != wanted {
                     return Err(unprocessable(
                         "prior_order_wrong_action",
                         "prior_order",
@@ -377,11 +376,11 @@ impl OrderBody {
                             "a {} acts on a {}, but the prior order is a {}",
                             action.as_str(),
                             wanted.as_str(),
-                            measure.action
+                            measure.action.as_str()
                         ),
                     ));
                 }
-                if measure.subject_id != subject.identifier() {
+                if measure.subject.identifier() != subject.identifier() {
                     return Err(unprocessable(
                         "prior_order_other_subject",
                         "subject",
@@ -737,17 +736,11 @@ pub fn new_record(
         idempotency_key: idempotency_key.to_owned(),
         body_sha256: body_sha256.to_owned(),
         case_number: order.case_number.as_str().to_owned(),
-        subject_kind: match order.subject.kind() {
-            SubjectKind::Person => "person",
-            SubjectKind::Organization => "organization",
-        }
-        .to_owned(),
-        subject_name: order.subject.name().to_owned(),
-        subject_id: order.subject.identifier().to_owned(),
-        officers: serde_json::to_string(&order.officers).unwrap_or_else(|_| "[]".into()),
-        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
-        documents: serde_json::to_string(&order.documents).unwrap_or_else(|_| "[]".into()),
-        action: order.action.as_str().to_owned(),
+        subject: order.subject.clone(),
+        officers: order.officers.clone(),
+        court: court.clone(),
+        documents: order.documents.clone(),
+        action: order.action,
         agency: order.agency.clone(),
         account_number: order.asset.account_number.clone(),
         unit_number: order.asset.unit_number.clone(),
@@ -761,10 +754,25 @@ pub fn new_record(
         request_number: request_number(id),
         status: OrderStatus::Accepted,
         phase: OrderPhase::Send,
+        send_attempts: 0,
+        steps: 0,
+        ticket: None,
+        controlled_fen: None,
+        shortfall_fen: None,
+        deducted_fen: 0,
+        reason: None,
+        queue_position: None,
+        measure_start: None,
+        measure_end: None,
+        agency_reference: None,
+        detail: None,
+        warned_end: None,
         due_at_ms: now_ms,
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
-        ..OrderRecord::default()
+        decided_at_ms: None,
+        acknowledged_documents: None,
+        documents_mismatch: false,
     }
 }
 
@@ -774,15 +782,6 @@ pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), St
         |what: &str, e: &dyn std::fmt::Display| format!("stored order {}: {what}: {e}", order.id);
     let case_number =
         CaseNumber::parse(&order.case_number).map_err(|e| corrupt("case number", &e))?;
-    let subject = stored_subject(&order.subject_kind, &order.subject_name, &order.subject_id)
-        .map_err(|e| corrupt("subject", &e))?;
-    let officers: Vec<Officer> =
-        serde_json::from_str(&order.officers).map_err(|e| corrupt("officers", &e))?;
-    let documents: Vec<DocumentRef> =
-        serde_json::from_str(&order.documents).map_err(|e| corrupt("documents", &e))?;
-    let court: Court = serde_json::from_str(&order.court).map_err(|e| corrupt("court", &e))?;
-    let action: ControlAction =
-        serde_json::from_value(json!(order.action)).map_err(|e| corrupt("action", &e))?;
     let date = |d: &Option<String>| {
         d.as_deref()
             .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d"))
@@ -793,18 +792,18 @@ pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), St
         ControlRequest {
             request_number: order.request_number.clone(),
             case_number,
-            subject,
-            officers,
-            action,
+            subject: order.subject.clone(),
+            officers: order.officers.clone(),
+            action: order.action,
             account_number: order.account_number.clone(),
             unit_number: order.unit_number.clone(),
             amount_fen: order.amount_fen.map(Fen),
             start_date: date(&order.start_date)?,
             end_date: date(&order.end_date)?,
             prior_request_number: order.prior_request_number.clone(),
-            documents,
+            documents: order.documents.clone(),
         },
-        court,
+        order.court.clone(),
     ))
 }
 
@@ -861,7 +860,7 @@ pub fn turn_keys(
 pub fn pending_deductions_fen(measure_orders: &[OrderRecord]) -> i64 {
     measure_orders
         .iter()
-        .filter(|o| o.action == ControlAction::Deduct.as_str() && !o.status.is_decided())
+        .filter(|o| o.action == ControlAction::Deduct && !o.status.is_decided())
         .filter_map(|o| o.amount_fen)
         .sum()
 }
@@ -884,8 +883,10 @@ pub fn check_no_release_of_measure(
         return Ok(());
     }
     let releases = measure_orders.iter().filter(|o| {
-        o.action == ControlAction::Release.as_str()
-            || o.action == ControlAction::ReleaseSeal.as_str()
+        matches!(
+            o.action,
+            ControlAction::Release | ControlAction::ReleaseSeal
+        )
     });
     for r in releases {
         if !r.status.is_decided() {
@@ -923,7 +924,7 @@ pub fn check_no_renewal_on_its_way(
     }
     match measure_orders
         .iter()
-        .find(|o| o.action == action.as_str() && !o.status.is_decided())
+        .find(|o| o.action == action && !o.status.is_decided())
     {
         Some(r) => Err(pending_conflict(
             "renewal_pending",
@@ -958,7 +959,7 @@ pub fn view(order: &OrderRecord) -> Value {
         "action": order.action,
         "status": order.status,
         "case_number": order.case_number,
-        "subject": {"kind": order.subject_kind, "name": order.subject_name},
+        "subject": {"kind": order.subject.kind(), "name": order.subject.name()},
         "agency": order.agency,
         "asset": asset,
         "request_number": order.request_number,
@@ -977,7 +978,7 @@ pub fn view(order: &OrderRecord) -> Value {
         "detail": order.detail,
     });
     if let Some(map) = v.as_object_mut() {
-        if order.action == "freeze" {
+        if order.action == ControlAction::Freeze {
             map.insert("deducted_fen".into(), json!(order.deducted_fen));
         }
         if let Some(plan) = &order.plan_id {
@@ -986,15 +987,9 @@ pub fn view(order: &OrderRecord) -> Value {
         if order.amount_fen.is_none() {
             map.remove("requested_fen");
         }
-        map.insert(
-            "documents".into(),
-            serde_json::from_str::<Value>(&order.documents).unwrap_or(Value::Null),
-        );
+        map.insert("documents".into(), json!(order.documents));
         if let Some(acked) = &order.acknowledged_documents {
-            map.insert(
-                "acknowledged_documents".into(),
-                serde_json::from_str::<Value>(acked).unwrap_or(Value::Null),
-            );
+            map.insert("acknowledged_documents".into(), json!(acked));
             map.insert("documents_match".into(), json!(!order.documents_mismatch));
         }
     }

@@ -227,7 +227,7 @@ impl OrderWorker {
                     direction: Some(Direction::Internal),
                     caller: Some(o.caller.clone()),
                     case_number: Some(o.case_number.clone()),
-                    subject: Some(o.subject_id.clone()),
+                    subject: Some(o.subject.identifier().to_owned()),
                     agency: Some(o.agency.clone()),
                     action: "order.expired".into(),
                     inquiry_id: Some(o.id.clone()),
@@ -366,7 +366,7 @@ impl OrderWorker {
         let audit = MessageAudit::new(
             self.audit.clone(),
             vec![audit_fields(&order, &request)],
-            &format!("order.{}", order.action),
+            &format!("order.{}", order.action.as_str()),
             "order.reply",
             wire.body.clone(),
         )
@@ -377,7 +377,7 @@ impl OrderWorker {
             send_attempts: attempts,
             ..order.clone()
         };
-        let action = format!("order.{}", order.action);
+        let action = format!("order.{}", order.action.as_str());
         let outcome = self
             .exchange(stack, &sent, &action, wire, audit, |reply| {
                 agency.dialect.control_reply(&request, reply)
@@ -571,8 +571,7 @@ impl OrderWorker {
                     if !o.acknowledged_documents.is_empty() {
                         p.documents_mismatch =
                             documents_differ(&order.documents, &o.acknowledged_documents);
-                        p.acknowledged_documents =
-                            serde_json::to_string(&o.acknowledged_documents).ok();
+                        p.acknowledged_documents = Some(o.acknowledged_documents.clone());
                         if p.documents_mismatch {
                             tracing::warn!(
                                 order = %order.id,
@@ -636,7 +635,7 @@ impl OrderWorker {
                     tracing::info!(
                         order = %order.id,
                         agency = %order.agency,
-                        action = %order.action,
+                        action = order.action.as_str(),
                         status = %p.status,
                         "order decided"
                     );
@@ -700,15 +699,12 @@ impl OrderWorker {
     }
 }
 
-/// Whether what the agency acknowledged differs from the documents sent
-/// (stored as JSON): a document missing, added, or with another digest.
-pub fn documents_differ(sent_json: &str, acknowledged: &[DocumentAck]) -> bool {
-    let Ok(sent) = serde_json::from_str::<Vec<DocumentRef>>(sent_json) else {
-        return true;
-    };
+/// Whether what the agency acknowledged differs from the documents sent:
+/// a document missing, added, or with another digest.
+pub fn documents_differ(sent: &[DocumentRef], acknowledged: &[DocumentAck]) -> bool {
     let mut sent: Vec<(String, String)> = sent
-        .into_iter()
-        .map(|d| (d.number, d.sha256.to_ascii_lowercase()))
+        .iter()
+        .map(|d| (d.number.clone(), d.sha256.to_ascii_lowercase()))
         .collect();
     let mut acked: Vec<(String, String)> = acknowledged
         .iter()
@@ -725,8 +721,7 @@ fn effect_of(
     p: &OrderProgress,
     answered_end: Option<String>,
 ) -> Option<MeasureEffect> {
-    let action: ControlAction = serde_json::from_value(serde_json::json!(order.action)).ok()?;
-    match action {
+    match order.action {
         ControlAction::Renew | ControlAction::RenewSeal => Some(MeasureEffect::Renewed {
             end_date: answered_end.or(order.end_date.clone())?,
         }),
@@ -769,7 +764,7 @@ fn audit_fields(order: &OrderRecord, request: &ControlRequest) -> AuditRecord {
         caller: Some(order.caller.clone()),
         officers: officer_labels(&request.officers),
         case_number: Some(order.case_number.clone()),
-        subject: Some(order.subject_id.clone()),
+        subject: Some(order.subject.identifier().to_owned()),
         agency: Some(order.agency.clone()),
         inquiry_id: Some(order.id.clone()),
         request_number: Some(order.request_number.clone()),

@@ -26,7 +26,7 @@ use adapters::control::{ControlAction, DocumentRef};
 use adapters::ids::CaseNumber;
 use adapters::model::{Court, Officer};
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
@@ -36,8 +36,7 @@ use crate::config::PlanAccountOrder;
 use crate::error::ApiError;
 use crate::input;
 use crate::inquiry::{
-    OfficerBody, SubjectBody, normalise_officers, stored_subject, timestamp, validate_subject,
-    view as inquiry_view,
+    OfficerBody, SubjectBody, normalise_officers, timestamp, validate_subject, view as inquiry_view,
 };
 use crate::order::{
     self, AssetBody, DEPOSIT_TERM_MONTHS, DocumentBody, NewOrder, normalise_documents, parse_date,
@@ -45,8 +44,8 @@ use crate::order::{
 };
 use crate::order_worker::OrderWorker;
 use crate::store::{
-    Created, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanProgress, PlanRecord,
-    PlanStatus, TaskRecord,
+    Created, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanAccount, PlanAccounts,
+    PlanProgress, PlanRecord, PlanStatus, SkippedAccount, TaskRecord,
 };
 
 /// `POST /v1/freeze-plans` body.
@@ -102,14 +101,6 @@ impl input::Normalise for PlanBody {
     }
 }
 
-/// One account a plan may freeze.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct PlanAccount {
-    pub agency: String,
-    pub account_number: String,
-    pub available_fen: i64,
-}
-
 /// A checked plan, ready to store.
 pub struct NewPlan {
     pub case_number: CaseNumber,
@@ -120,7 +111,7 @@ pub struct NewPlan {
     pub end_date: NaiveDate,
     pub accounts: Vec<PlanAccount>,
     /// Accounts found but not tried, with why.
-    pub skipped: Vec<Value>,
+    pub skipped: Vec<SkippedAccount>,
 }
 
 fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
@@ -185,7 +176,7 @@ impl PlanBody {
                 ),
             ));
         }
-        if inquiry.subject_id != subject.identifier() {
+        if inquiry.subject.identifier() != subject.identifier() {
             return Err(unprocessable(
                 "inquiry_other_subject",
                 "inquiry",
@@ -231,11 +222,11 @@ impl PlanBody {
                 Some(_) => None,
             };
             match why_not {
-                Some(reason) => skipped.push(json!({
-                    "agency": agency,
-                    "account_number": account_number,
-                    "reason": reason,
-                })),
+                Some(reason) => skipped.push(SkippedAccount {
+                    agency: agency.to_owned(),
+                    account_number: account_number.to_owned(),
+                    reason: reason.to_owned(),
+                }),
                 None => accounts.push(PlanAccount {
                     agency: agency.to_owned(),
                     account_number: account_number.to_owned(),
@@ -285,24 +276,17 @@ pub fn new_record(
         idempotency_key: key.to_owned(),
         body_sha256: body_sha256.to_owned(),
         case_number: plan.case_number.as_str().to_owned(),
-        subject_kind: match plan.subject.kind() {
-            adapters::model::SubjectKind::Person => "person",
-            adapters::model::SubjectKind::Organization => "organization",
-        }
-        .to_owned(),
-        subject_name: plan.subject.name().to_owned(),
-        subject_id: plan.subject.identifier().to_owned(),
-        officers: serde_json::to_string(&plan.officers).unwrap_or_else(|_| "[]".into()),
-        court: serde_json::to_string(court).unwrap_or_else(|_| "{}".into()),
-        documents: serde_json::to_string(&plan.documents).unwrap_or_else(|_| "[]".into()),
+        subject: plan.subject.clone(),
+        officers: plan.officers.clone(),
+        court: court.clone(),
+        documents: plan.documents.clone(),
         inquiry_id: inquiry_id.to_owned(),
         amount_fen: plan.amount_fen,
         end_date: plan.end_date.format("%Y-%m-%d").to_string(),
-        accounts: serde_json::to_string(&json!({
-            "try": plan.accounts,
-            "skipped": plan.skipped,
-        }))
-        .unwrap_or_else(|_| "{}".into()),
+        accounts: PlanAccounts {
+            skipped: plan.skipped.clone(),
+            tried: plan.accounts.clone(),
+        },
         next_index: 0,
         status: PlanStatus::Running,
         controlled_fen: 0,
@@ -314,26 +298,14 @@ pub fn new_record(
     }
 }
 
-#[derive(Deserialize, Default)]
-struct StoredAccounts {
-    #[serde(rename = "try", default)]
-    tried: Vec<PlanAccount>,
-    #[serde(default)]
-    skipped: Vec<Value>,
-}
-
-fn stored_accounts(plan: &PlanRecord) -> StoredAccounts {
-    serde_json::from_str(&plan.accounts).unwrap_or_default()
-}
-
 /// The plan as the API shows it.
 pub fn view(plan: &PlanRecord, orders: &[OrderRecord]) -> Value {
-    let accounts = stored_accounts(plan);
+    let accounts = &plan.accounts;
     json!({
         "id": plan.id,
         "status": plan.status,
         "case_number": plan.case_number,
-        "subject": {"kind": plan.subject_kind, "name": plan.subject_name},
+        "subject": {"kind": plan.subject.kind(), "name": plan.subject.name()},
         "inquiry": plan.inquiry_id,
         "amount_fen": plan.amount_fen,
         "controlled_fen": plan.controlled_fen,
@@ -363,8 +335,14 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
             return;
         }
     };
-    let freezes: Vec<&OrderRecord> = orders.iter().filter(|o| o.action == "freeze").collect();
-    let releases: Vec<&OrderRecord> = orders.iter().filter(|o| o.action == "release").collect();
+    let freezes: Vec<&OrderRecord> = orders
+        .iter()
+        .filter(|o| o.action == ControlAction::Freeze)
+        .collect();
+    let releases: Vec<&OrderRecord> = orders
+        .iter()
+        .filter(|o| o.action == ControlAction::Release)
+        .collect();
     let mut progress = PlanProgress {
         next_index: plan.next_index,
         status: PlanStatus::Running,
@@ -437,7 +415,7 @@ pub async fn advance(worker: &OrderWorker, plan: PlanRecord) {
         return;
     }
     let missing = plan.amount_fen - controlled - reserved;
-    let accounts = stored_accounts(&plan).tried;
+    let accounts = &plan.accounts.tried;
     if missing <= 0 {
         progress.status = PlanStatus::Completed;
         progress.completed_at_ms = Some(now);
@@ -532,7 +510,7 @@ async fn save(
                     direction: Some(Direction::Internal),
                     caller: Some(plan.caller.clone()),
                     case_number: Some(plan.case_number.clone()),
-                    subject: Some(plan.subject_id.clone()),
+                    subject: Some(plan.subject.identifier().to_owned()),
                     action: "freeze_plan.finish".into(),
                     inquiry_id: Some(plan.id.clone()),
                     status: Some(progress.status.to_string()),
@@ -546,11 +524,10 @@ async fn save(
 }
 
 fn base_order(plan: &PlanRecord, action: ControlAction) -> Result<NewOrder, String> {
-    let subject = stored_subject(&plan.subject_kind, &plan.subject_name, &plan.subject_id)?;
     Ok(NewOrder {
         case_number: CaseNumber::parse(&plan.case_number).map_err(|e| e.to_string())?,
-        subject,
-        officers: serde_json::from_str(&plan.officers).map_err(|e| e.to_string())?,
+        subject: plan.subject.clone(),
+        officers: plan.officers.clone(),
         action,
         agency: String::new(),
         asset: AssetBody::default(),
@@ -560,7 +537,7 @@ fn base_order(plan: &PlanRecord, action: ControlAction) -> Result<NewOrder, Stri
         prior_order: None,
         measure_order: None,
         prior_request_number: None,
-        documents: serde_json::from_str(&plan.documents).map_err(|e| e.to_string())?,
+        documents: plan.documents.clone(),
     })
 }
 
@@ -608,7 +585,6 @@ async fn create_order(
     step: &str,
 ) -> Result<(), String> {
     let order = order?;
-    let court: Court = serde_json::from_str(&plan.court).map_err(|e| e.to_string())?;
     let key = format!("plan:{}:{step}", plan.id);
     // In the turn of the asset and the key, as the API's orders: a step
     // repeated by another instance (after a lost lease) finds the order
@@ -637,7 +613,7 @@ async fn create_order(
         &plan.caller,
         &key,
         "",
-        &court,
+        &plan.court,
         &order,
         Some(&plan.id),
         now,
@@ -650,9 +626,9 @@ async fn create_order(
             caller: Some(plan.caller.clone()),
             officers: crate::inquiry::officer_labels(&order.officers),
             case_number: Some(plan.case_number.clone()),
-            subject: Some(plan.subject_id.clone()),
+            subject: Some(plan.subject.identifier().to_owned()),
             agency: Some(record.agency.clone()),
-            action: format!("freeze_plan.{}", record.action),
+            action: format!("freeze_plan.{}", record.action.as_str()),
             inquiry_id: Some(plan.id.clone()),
             request_number: Some(record.request_number.clone()),
             status: Some("accepted".into()),

@@ -8,6 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use adapters::control::{ControlAction, DocumentAck, DocumentRef};
+use adapters::ids::IdNumber;
+use adapters::model::{Asset, AssetKind, BankAccount, Court, Fen, Officer, Subject};
 use gateway::audit::{
     AuditFilter, AuditRecord, Direction, GENESIS_HASH, StoredAuditEvent, row_hash,
 };
@@ -17,6 +20,7 @@ use gateway::store::{
     PlanProgress, PlanRecord, PlanStatus, Store, StoreError, TaskLease, TaskResult, TaskState,
     TaskUpdate, Window,
 };
+use gateway::store::{PlanAccount, PlanAccounts, SkippedAccount};
 use sha2::{Digest, Sha256};
 
 /// A fixed "now": the store never reads the clock itself.
@@ -168,6 +172,7 @@ on_both_backends!(
     inquiries_stored_together,
     audit_follows_rows_another_handle_appended,
     decisions_take_turns_by_key,
+    records_keep_their_column_text,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -266,18 +271,63 @@ fn the_database_is_replaced_in_the_server_url() {
 // ---------------------------------------------------------------------------
 // Records
 
+fn subject() -> Subject {
+    Subject::Person {
+        name: "张三".into(),
+        id_number: IdNumber::parse("360426199101010071").expect("an identity number"),
+    }
+}
+
+fn officers() -> Vec<Officer> {
+    vec![Officer {
+        name: "李明".into(),
+        work_card_no: "G620503001".into(),
+        credential_no: "ZX620503001".into(),
+    }]
+}
+
+fn court() -> Court {
+    Court {
+        code: "甘0503".into(),
+        name: "天水市麦积区人民法院".into(),
+    }
+}
+
+fn documents() -> Vec<DocumentRef> {
+    ["ruling", "assist_notice"]
+        .into_iter()
+        .map(|kind| DocumentRef {
+            kind: kind.into(),
+            number: format!("{kind}-1"),
+            sha256: "ab".repeat(32),
+        })
+        .collect()
+}
+
+/// An account found at an agency, as an answered task stores it.
+fn account(number: &str) -> Asset {
+    Asset::BankAccount(BankAccount {
+        account_number: number.into(),
+        account_type: "savings".into(),
+        currency: "CNY".into(),
+        balance_fen: Fen(120_050),
+        available_fen: Fen(100_000),
+        branch: "麦积支行".into(),
+        state: None,
+        measures: Vec::new(),
+    })
+}
+
 fn inquiry(id: &str, case_number: &str, created_at_ms: i64) -> InquiryRecord {
     InquiryRecord {
         id: id.into(),
         caller: "court-a".into(),
         case_number: case_number.into(),
-        subject_kind: "person".into(),
-        subject_name: "张三".into(),
-        subject_id: "360426199101010071".into(),
-        officers: r#"[{"name":"李明","credential_no":"ZX1"}]"#.into(),
-        asset_kinds: r#"["deposits"]"#.into(),
-        court: r#"{"code":"620503","name":"某某法院"}"#.into(),
-        warnings: "[]".into(),
+        subject: subject(),
+        officers: officers(),
+        asset_kinds: vec![AssetKind::BankAccount, AssetKind::RealEstate],
+        court: court(),
+        warnings: Vec::new(),
         status: InquiryStatus::Running,
         created_at_ms,
         deadline_at_ms: created_at_ms + 60_000,
@@ -334,32 +384,50 @@ fn order(id: &str, key: &str) -> OrderRecord {
         idempotency_key: key.into(),
         body_sha256: "ab".repeat(32),
         case_number: "(2024)甘0503执1234号".into(),
-        subject_kind: "person".into(),
-        subject_name: "张三".into(),
-        subject_id: "360426199101010071".into(),
-        officers: "[]".into(),
-        court: "{}".into(),
-        documents: "[]".into(),
-        action: "freeze".into(),
+        subject: subject(),
+        officers: officers(),
+        court: court(),
+        documents: documents(),
+        action: ControlAction::Freeze,
         agency: "bank-b".into(),
         account_number: Some("6217000010001234567".into()),
+        unit_number: None,
         amount_fen: Some(100_000),
+        start_date: None,
         end_date: Some("2027-05-26".into()),
+        prior_order: None,
         measure_order: id.into(),
+        prior_request_number: None,
+        plan_id: None,
         request_number: format!("K{id}"),
         status: OrderStatus::Accepted,
         phase: OrderPhase::Send,
+        send_attempts: 0,
+        steps: 0,
+        ticket: None,
+        controlled_fen: None,
+        shortfall_fen: None,
+        deducted_fen: 0,
+        reason: None,
+        queue_position: None,
+        measure_start: None,
+        measure_end: None,
+        agency_reference: None,
+        detail: None,
+        warned_end: None,
         due_at_ms: NOW,
         created_at_ms: NOW,
         updated_at_ms: NOW,
-        ..OrderRecord::default()
+        decided_at_ms: None,
+        acknowledged_documents: None,
+        documents_mismatch: false,
     }
 }
 
 /// An order acting on `measure` (a renewal, release or deduction).
-fn order_on(id: &str, measure: &str, action: &str, created_at_ms: i64) -> OrderRecord {
+fn order_on(id: &str, measure: &str, action: ControlAction, created_at_ms: i64) -> OrderRecord {
     OrderRecord {
-        action: action.into(),
+        action,
         measure_order: measure.into(),
         prior_order: Some(measure.into()),
         prior_request_number: Some(format!("K{measure}")),
@@ -375,16 +443,25 @@ fn plan(id: &str, key: &str, due_at_ms: i64) -> PlanRecord {
         idempotency_key: key.into(),
         body_sha256: "cd".repeat(32),
         case_number: "(2024)甘0503执1234号".into(),
-        subject_kind: "person".into(),
-        subject_name: "张三".into(),
-        subject_id: "360426199101010071".into(),
-        officers: "[]".into(),
-        court: "{}".into(),
-        documents: "[]".into(),
+        subject: subject(),
+        officers: officers(),
+        court: court(),
+        documents: documents(),
         inquiry_id: "inq-1".into(),
         amount_fen: 13_000_000,
         end_date: "2027-05-26".into(),
-        accounts: r#"[{"agency":"bank-a","account_number":"1"}]"#.into(),
+        accounts: PlanAccounts {
+            skipped: vec![SkippedAccount {
+                account_number: "2".into(),
+                agency: "bank-c".into(),
+                reason: "not a CNY account".into(),
+            }],
+            tried: vec![PlanAccount {
+                account_number: "1".into(),
+                agency: "bank-a".into(),
+                available_fen: 13_000_000,
+            }],
+        },
         next_index: 0,
         status: PlanStatus::Running,
         controlled_fen: 0,
@@ -479,16 +556,17 @@ async fn inquiry_round_trip(db: &TestDb) {
         .expect("create");
     let mut second = inquiry("inq-2", "case-1", NOW - 1_000);
     second.catalog_version = None;
-    second.warnings = r#"["späte Antwort"]"#.into();
+    second.warnings = vec!["späte Antwort".into()];
     store
         .create_inquiry(&second, &tasks_for("inq-2", &["bank-a"]))
         .await
         .expect("create");
 
     let read = store.inquiry("inq-1").await.expect("read").expect("found");
-    assert_eq!(read.officers, first.officers, "JSON text kept as written");
+    assert_eq!(read.officers, first.officers);
     assert_eq!(read.court, first.court);
-    assert_eq!(read.subject_name, "张三");
+    assert_eq!(read.subject, first.subject);
+    assert_eq!(read.asset_kinds, first.asset_kinds);
     assert_eq!(read.catalog_version.as_deref(), Some("cfg_1"));
     assert_eq!(read.completed_at_ms, None);
     assert!(store.inquiry("nope").await.expect("read").is_none());
@@ -562,7 +640,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     // Outcomes: only the lease holder records one.
     assert!(!finish_one(&store, "gw-2", "inq-1", "bank-a", &update("answered")).await);
     let mut answered = update("answered");
-    answered.result = Some(r#"[{"kind":"account"}]"#.into());
+    answered.result = Some(vec![account("6217000010001234567")]);
     assert!(finish_one(&store, "gw-1", "inq-1", "bank-a", &answered).await);
     let mut polling = update("polling");
     polling.ticket = Some("T-1".into());
@@ -581,7 +659,7 @@ async fn inquiry_round_trip(db: &TestDb) {
     let tasks = store.tasks("inq-1").await.expect("tasks");
     assert_eq!(tasks[0].state.as_str(), "answered");
     assert_eq!(tasks[0].latency_ms, Some(12));
-    assert_eq!(tasks[0].result.as_deref(), Some(r#"[{"kind":"account"}]"#));
+    assert_eq!(tasks[0].result, Some(vec![account("6217000010001234567")]));
     assert_eq!(tasks[1].state, TaskState::Polling);
     assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"));
     assert!(!store.try_complete("inq-1", NOW).await.expect("complete"));
@@ -1335,9 +1413,9 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
         .create_plan(&plan("plan-1", "pk-1", FAR))
         .await
         .expect("plan");
-    let renew = order_on("ord-2", "ord-1", "renew", NOW + 1);
-    let deduct = order_on("ord-3", "ord-1", "deduct", NOW + 2);
-    let release = order_on("ord-4", "ord-1", "release", NOW + 3);
+    let renew = order_on("ord-2", "ord-1", ControlAction::Renew, NOW + 1);
+    let deduct = order_on("ord-3", "ord-1", ControlAction::Deduct, NOW + 2);
+    let release = order_on("ord-4", "ord-1", ControlAction::Release, NOW + 3);
     for o in [&renew, &deduct, &release] {
         store.create_order(o).await.expect("create");
     }
@@ -1529,12 +1607,12 @@ async fn orders_idempotency_and_effects(db: &TestDb) {
 
     // A renewal of a measure no longer live changes nothing; a deduction
     // on a measure with no controlled amount leaves 0.
-    let late = order_on("ord-5", "ord-1", "renew", NOW + 4);
+    let late = order_on("ord-5", "ord-1", ControlAction::Renew, NOW + 4);
     store.create_order(&late).await.expect("create");
     let mut bare = order("ord-6", "key-6");
     bare.due_at_ms = FAR * 2;
     store.create_order(&bare).await.expect("create");
-    let deduct_bare = order_on("ord-7", "ord-6", "deduct", NOW + 5);
+    let deduct_bare = order_on("ord-7", "ord-6", ControlAction::Deduct, NOW + 5);
     store.create_order(&deduct_bare).await.expect("create");
     let now = NOW + 200;
     let claimed = store
@@ -1636,7 +1714,7 @@ async fn order_expiry_and_warnings(db: &TestDb) {
     ] {
         store.create_order(&o).await.expect("create");
     }
-    let mut renewal = order_on("r-1", "m-3", "renew", NOW);
+    let mut renewal = order_on("r-1", "m-3", ControlAction::Renew, NOW);
     renewal.status = OrderStatus::Applied;
     renewal.measure_end = Some("2026-01-01".into());
     store.create_order(&renewal).await.expect("create");
@@ -2000,7 +2078,7 @@ async fn batched_task_results(db: &TestDb) {
         agency: agency.into(),
         update: TaskUpdate {
             ticket: Some(format!("T-{inquiry}-{agency}")),
-            result: (state == "answered").then(|| r#"[{"kind":"deposit"}]"#.to_owned()),
+            result: (state == "answered").then(|| vec![account(inquiry)]),
             ..update(state)
         },
     };
@@ -2041,7 +2119,7 @@ async fn batched_task_results(db: &TestDb) {
             ("bank-b", "no_record", Some("T-b-1-bank-b")),
         ]
     );
-    assert_eq!(tasks[0].result.as_deref(), Some(r#"[{"kind":"deposit"}]"#));
+    assert_eq!(tasks[0].result, Some(vec![account("b-1")]));
     assert_eq!(tasks[0].latency_ms, Some(12));
     // Stored results release the lease: nothing of b-1 is claimable, and a
     // repeated result is refused.
@@ -2445,4 +2523,137 @@ async fn decisions_take_turns_by_key(db: &TestDb) {
     for c in crossing {
         c.await.expect("crossing");
     }
+}
+
+/// One column of one row as its text is stored, read around the store.
+async fn column_text(db: &TestDb, sql: &'static str) -> Option<String> {
+    if db.pg.is_some() {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .expect("connect");
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("read")
+    } else {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .expect("connect");
+        sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .expect("read")
+    }
+}
+
+/// Typed records are written to their columns in the very text earlier
+/// versions wrote (states by name, JSON as `serde_json` writes it, a
+/// plan's accounts with their keys sorted), so databases written before
+/// read back, and rows written now read the same to anything else.
+async fn records_keep_their_column_text(db: &TestDb) {
+    let store = db.open().await;
+    let record = inquiry("inq-t", "case-t", NOW);
+    store
+        .create_inquiry(&record, &tasks_for("inq-t", &["bank-a"]))
+        .await
+        .expect("create");
+    let officers = r#"[{"name":"李明","work_card_no":"G620503001","credential_no":"ZX620503001"}]"#;
+    let court = r#"{"code":"甘0503","name":"天水市麦积区人民法院"}"#;
+    for (sql, text) in [
+        ("SELECT subject_kind FROM inquiries", "person"),
+        ("SELECT subject_id FROM inquiries", "360426199101010071"),
+        ("SELECT officers FROM inquiries", officers),
+        ("SELECT court FROM inquiries", court),
+        (
+            "SELECT asset_kinds FROM inquiries",
+            r#"["bank_account","real_estate"]"#,
+        ),
+        ("SELECT warnings FROM inquiries", "[]"),
+        ("SELECT status FROM inquiries", "running"),
+        ("SELECT state FROM agency_tasks", "queued"),
+    ] {
+        assert_eq!(column_text(db, sql).await.as_deref(), Some(text), "{sql}");
+    }
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, FAR, 1, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let mut answered = update("answered");
+    answered.result = Some(vec![account("6217000010001234567")]);
+    assert!(finish_one(&store, "gw-1", "inq-t", "bank-a", &answered).await);
+    assert_eq!(
+        column_text(db, "SELECT result FROM agency_tasks").await,
+        serde_json::to_string(&answered.result).ok()
+    );
+    assert_eq!(
+        column_text(db, "SELECT state FROM agency_tasks")
+            .await
+            .as_deref(),
+        Some("answered")
+    );
+
+    let measure = order("ord-t", "key-t");
+    store.create_order(&measure).await.expect("create");
+    store
+        .claim_due_orders("gw-1", NOW, FAR, 1)
+        .await
+        .expect("claim");
+    let acked = vec![DocumentAck {
+        number: "ruling-1".into(),
+        sha256: "cd".repeat(32),
+    }];
+    let progress = OrderProgress {
+        status: OrderStatus::Waiting,
+        phase: OrderPhase::Watch,
+        acknowledged_documents: Some(acked.clone()),
+        documents_mismatch: true,
+        ..OrderProgress::of(&measure)
+    };
+    assert!(
+        store
+            .save_order("gw-1", "ord-t", &progress, None, &[], NOW)
+            .await
+            .expect("save")
+    );
+    let digest = "ab".repeat(32);
+    let documents = format!(
+        r#"[{{"kind":"ruling","number":"ruling-1","sha256":"{digest}"}},{{"kind":"assist_notice","number":"assist_notice-1","sha256":"{digest}"}}]"#
+    );
+    let acknowledged = format!(
+        r#"[{{"number":"ruling-1","sha256":"{}"}}]"#,
+        "cd".repeat(32)
+    );
+    for (sql, text) in [
+        ("SELECT action FROM orders", "freeze"),
+        ("SELECT status FROM orders", "waiting"),
+        ("SELECT phase FROM orders", "watch"),
+        ("SELECT officers FROM orders", officers),
+        ("SELECT court FROM orders", court),
+        ("SELECT documents FROM orders", documents.as_str()),
+        (
+            "SELECT acknowledged_documents FROM orders",
+            acknowledged.as_str(),
+        ),
+    ] {
+        assert_eq!(column_text(db, sql).await.as_deref(), Some(text), "{sql}");
+    }
+    let read = store.order("ord-t").await.expect("read").expect("found");
+    assert_eq!(read.acknowledged_documents, Some(acked));
+    assert_eq!(read.documents, measure.documents);
+    assert_eq!(read.action, ControlAction::Freeze);
+    assert!(read.documents_mismatch);
+
+    let p = plan("plan-t", "key-plan-t", NOW);
+    store.create_plan(&p).await.expect("create");
+    assert_eq!(
+        column_text(db, "SELECT accounts FROM freeze_plans")
+            .await
+            .as_deref(),
+        Some(
+            r#"{"skipped":[{"account_number":"2","agency":"bank-c","reason":"not a CNY account"}],"try":[{"account_number":"1","agency":"bank-a","available_fen":13000000}]}"#
+        )
+    );
+    let read = store.plan("plan-t").await.expect("read").expect("found");
+    assert_eq!(read, p);
 }

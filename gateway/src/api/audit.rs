@@ -457,11 +457,8 @@ pub async fn question(
                         "agency": o.agency,
                         "action": o.action,
                         "request_number": o.request_number,
-                        "sent": serde_json::from_str::<Value>(&o.documents).unwrap_or(Value::Null),
-                        "acknowledged": o
-                            .acknowledged_documents
-                            .as_deref()
-                            .and_then(|a| serde_json::from_str::<Value>(a).ok()),
+                        "sent": o.documents,
+                        "acknowledged": o.acknowledged_documents,
                         "created_at": timestamp(o.created_at_ms),
                     })
                 })

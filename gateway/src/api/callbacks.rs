@@ -139,7 +139,7 @@ pub async fn receive(
                 direction: Some(Direction::Callback),
                 caller: Some(inquiry.caller.clone()),
                 case_number: Some(inquiry.case_number.clone()),
-                subject: Some(inquiry.subject_id.clone()),
+                subject: Some(inquiry.subject.identifier().to_owned()),
                 agency: Some(agency_id.clone()),
                 action: "inquiry.callback_result".into(),
                 inquiry_id: Some(inquiry.id.clone()),

@@ -240,7 +240,7 @@ pub async fn get(
         None,
         AuditRecord {
             case_number: Some(record.case_number.clone()),
-            subject: Some(record.subject_id.clone()),
+            subject: Some(record.subject.identifier().to_owned()),
             inquiry_id: Some(id.clone()),
             ..AuditRecord::default()
         },

@@ -65,7 +65,7 @@ fn accepted(view: Value, replayed: bool) -> Response {
 fn order_fields(o: &OrderRecord) -> AuditRecord {
     AuditRecord {
         case_number: Some(o.case_number.clone()),
-        subject: Some(o.subject_id.clone()),
+        subject: Some(o.subject.identifier().to_owned()),
         agency: Some(o.agency.clone()),
         inquiry_id: Some(o.id.clone()),
         request_number: Some(o.request_number.clone()),
@@ -195,7 +195,7 @@ async fn decide_order(
         Created::New(stored) => {
             tracing::info!(
                 order = %id,
-                action = %stored.action,
+                action = stored.action.as_str(),
                 agency = %stored.agency,
                 case = %stored.case_number,
                 "order accepted"
@@ -585,7 +585,7 @@ async fn decide_plan(
         AuditRecord {
             officers: officer_labels(&new.officers),
             case_number: Some(record.case_number.clone()),
-            subject: Some(record.subject_id.clone()),
+            subject: Some(record.subject.identifier().to_owned()),
             inquiry_id: Some(id.clone()),
             ..AuditRecord::default()
         },
@@ -688,7 +688,7 @@ pub async fn get_plan(
         AuditRecord {
             inquiry_id: Some(id.clone()),
             case_number: Some(record.case_number.clone()),
-            subject: Some(record.subject_id.clone()),
+            subject: Some(record.subject.identifier().to_owned()),
             ..AuditRecord::default()
         },
     )

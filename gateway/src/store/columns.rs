@@ -1,10 +1,19 @@
-//! How typed values sit in text columns, in one place: a row field that is
+//! How typed values sit in text columns, in one place. A row field that is
 //! not plain text or a number is read as [`Text`] (`#[sqlx(try_from =
-//! "Text")]`) and parsed by its `TryFrom<Text>`.
+//! "Text")]`) and parsed by its `TryFrom<Text>`: states by their names
+//! (`states`), the rest as JSON, written by [`json`]. A subject is three
+//! columns ([`SubjectColumns`]).
 
+use adapters::control::{ControlAction, DocumentAck, DocumentRef};
+use adapters::ids::{CreditCode, IdNumber};
+use adapters::model::{Asset, AssetKind, Court, Officer, Subject, SubjectKind};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::error::BoxDynError;
 use sqlx::{Decode, Postgres, Sqlite, Type};
+
+use super::PlanAccounts;
+use super::shared::Arg;
 
 /// A text column as read, NULL as `None`.
 #[derive(Debug)]
@@ -33,15 +42,119 @@ macro_rules! text_on {
 text_on!(Sqlite);
 text_on!(Postgres);
 
-fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, BoxDynError> {
+/// The JSON text a value is stored as.
+pub fn json(value: &impl Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+fn from_json<T: DeserializeOwned>(text: Option<&str>) -> Result<T, BoxDynError> {
+    let text = text.ok_or("a JSON column is NULL")?;
     serde_json::from_str(text).map_err(|e| format!("stored JSON is unreadable: {e}").into())
 }
 
-/// A JSON array read as its items; NULL as none.
+/// Columns of JSON, NOT NULL.
+macro_rules! json_columns {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl TryFrom<Text> for $ty {
+                type Error = BoxDynError;
+
+                fn try_from(text: Text) -> Result<Self, Self::Error> {
+                    from_json(text.0.as_deref())
+                }
+            }
+        )*
+    };
+}
+
+json_columns!(
+    Vec<Officer>,
+    Vec<DocumentRef>,
+    Vec<AssetKind>,
+    Court,
+    PlanAccounts
+);
+
+/// Columns of JSON that may be NULL (nothing acknowledged, no result).
+macro_rules! nullable_json_columns {
+    ($($ty:ty),* $(,)?) => {
+        $(
+            impl TryFrom<Text> for Option<$ty> {
+                type Error = BoxDynError;
+
+                fn try_from(text: Text) -> Result<Self, Self::Error> {
+                    text.0.map(|t| from_json(Some(&t))).transpose()
+                }
+            }
+        )*
+    };
+}
+
+nullable_json_columns!(Vec<DocumentAck>, Vec<Asset>);
+
+/// A JSON array of texts (the audit log's officers); NULL as none.
 impl TryFrom<Text> for Vec<String> {
     type Error = BoxDynError;
 
     fn try_from(text: Text) -> Result<Self, Self::Error> {
-        text.0.map_or_else(|| Ok(Vec::new()), |t| from_json(&t))
+        text.0
+            .map_or_else(|| Ok(Vec::new()), |t| from_json(Some(&t)))
+    }
+}
+
+/// An order's action, by its API name.
+impl TryFrom<Text> for ControlAction {
+    type Error = BoxDynError;
+
+    fn try_from(text: Text) -> Result<Self, Self::Error> {
+        let text = text.0.unwrap_or_default();
+        ControlAction::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is no control action").into())
+    }
+}
+
+impl From<ControlAction> for Arg<'_> {
+    fn from(action: ControlAction) -> Self {
+        Arg::from(action.as_str())
+    }
+}
+
+/// A subject's kind as its column holds it.
+pub fn subject_kind(kind: SubjectKind) -> &'static str {
+    match kind {
+        SubjectKind::Person => "person",
+        SubjectKind::Organization => "organization",
+    }
+}
+
+/// A subject as stored: its kind, its name, and its identifier (an
+/// identity number or a credit code, checked again as it is read).
+#[derive(Debug, sqlx::FromRow)]
+pub struct SubjectColumns {
+    subject_kind: String,
+    subject_name: String,
+    subject_id: String,
+}
+
+impl TryFrom<SubjectColumns> for Subject {
+    type Error = BoxDynError;
+
+    fn try_from(c: SubjectColumns) -> Result<Self, Self::Error> {
+        let name = c.subject_name;
+        Ok(match c.subject_kind.as_str() {
+            "person" => Subject::Person {
+                name,
+                id_number: IdNumber::parse(&c.subject_id)
+                    .map_err(|e| format!("stored identity number: {e}"))?,
+            },
+            "organization" => Subject::Organization {
+                name,
+                credit_code: CreditCode::parse(&c.subject_id)
+                    .map_err(|e| format!("stored credit code: {e}"))?,
+            },
+            other => return Err(format!("{other:?} is no subject kind").into()),
+        })
     }
 }

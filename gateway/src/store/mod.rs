@@ -14,10 +14,11 @@ mod shared;
 mod sqlite;
 mod states;
 
+use adapters::model::{Asset, AssetKind, Court, Officer, Subject};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use columns::Text;
+pub use columns::{SubjectColumns, Text};
 pub use decision::DecisionLock;
 pub use postgres::{PgBackend, PgStore};
 pub use shared::SqlStore;
@@ -28,7 +29,7 @@ use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
 
 pub use orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
-    PlanProgress, PlanRecord,
+    PlanAccount, PlanAccounts, PlanProgress, PlanRecord, SkippedAccount,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -57,17 +58,17 @@ pub struct InquiryRecord {
     pub id: String,
     pub caller: String,
     pub case_number: String,
-    pub subject_kind: String,
-    pub subject_name: String,
-    pub subject_id: String,
-    /// JSON array of officers.
-    pub officers: String,
-    /// JSON array of asset kinds.
-    pub asset_kinds: String,
-    /// JSON of the court the caller acts for.
-    pub court: String,
-    /// JSON array of warning strings.
-    pub warnings: String,
+    #[sqlx(flatten, try_from = "SubjectColumns")]
+    pub subject: Subject,
+    #[sqlx(try_from = "Text")]
+    pub officers: Vec<Officer>,
+    #[sqlx(try_from = "Text")]
+    pub asset_kinds: Vec<AssetKind>,
+    /// The court the caller acts for.
+    #[sqlx(try_from = "Text")]
+    pub court: Court,
+    #[sqlx(try_from = "Text")]
+    pub warnings: Vec<String>,
     #[sqlx(try_from = "Text")]
     pub status: InquiryStatus,
     pub created_at_ms: i64,
@@ -79,7 +80,7 @@ pub struct InquiryRecord {
 }
 
 /// One agency's part of an inquiry.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TaskRecord {
     pub inquiry_id: String,
     pub agency: String,
@@ -89,8 +90,9 @@ pub struct TaskRecord {
     pub detail: Option<String>,
     pub ticket: Option<String>,
     pub latency_ms: Option<i64>,
-    /// JSON array of assets, when answered.
-    pub result: Option<String>,
+    /// The assets found, when answered.
+    #[sqlx(try_from = "Text")]
+    pub result: Option<Vec<Asset>>,
 }
 
 /// A task claimed for one step (send or poll).
@@ -155,7 +157,7 @@ pub struct TaskUpdate {
     pub due_at_ms: i64,
     pub sent_at_ms: Option<i64>,
     pub latency_ms: Option<i64>,
-    pub result: Option<String>,
+    pub result: Option<Vec<Asset>>,
 }
 
 /// One step's result, for `JobStore::finish_tasks`.

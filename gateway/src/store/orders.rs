@@ -9,28 +9,31 @@
 //! measure), `done`. The worker claims orders with a lease, as the
 //! dispatcher claims inquiry tasks.
 
+use adapters::control::{ControlAction, DocumentAck, DocumentRef};
+use adapters::model::{Court, Officer, Subject};
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
-use super::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError, Text};
+use super::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError, SubjectColumns, Text};
 
 /// An order as stored.
-#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OrderRecord {
     pub id: String,
     pub caller: String,
     pub idempotency_key: String,
     pub body_sha256: String,
     pub case_number: String,
-    pub subject_kind: String,
-    pub subject_name: String,
-    pub subject_id: String,
-    /// JSON array of officers.
-    pub officers: String,
-    /// JSON of the court.
-    pub court: String,
-    /// JSON array of documents.
-    pub documents: String,
-    pub action: String,
+    #[sqlx(flatten, try_from = "SubjectColumns")]
+    pub subject: Subject,
+    #[sqlx(try_from = "Text")]
+    pub officers: Vec<Officer>,
+    #[sqlx(try_from = "Text")]
+    pub court: Court,
+    #[sqlx(try_from = "Text")]
+    pub documents: Vec<DocumentRef>,
+    #[sqlx(try_from = "Text")]
+    pub action: ControlAction,
     pub agency: String,
     pub account_number: Option<String>,
     pub unit_number: Option<String>,
@@ -68,9 +71,10 @@ pub struct OrderRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub decided_at_ms: Option<i64>,
-    /// JSON array of the documents the agency acknowledged (number and the
-    /// digest it computed), when it did.
-    pub acknowledged_documents: Option<String>,
+    /// The documents the agency acknowledged (number and the digest it
+    /// computed), when it did.
+    #[sqlx(try_from = "Text")]
+    pub acknowledged_documents: Option<Vec<DocumentAck>>,
     /// The acknowledgement differs from the documents sent.
     pub documents_mismatch: bool,
 }
@@ -92,7 +96,7 @@ pub struct OrderProgress {
     pub detail: Option<String>,
     pub due_at_ms: i64,
     pub decided_at_ms: Option<i64>,
-    pub acknowledged_documents: Option<String>,
+    pub acknowledged_documents: Option<Vec<DocumentAck>>,
     pub documents_mismatch: bool,
 }
 
@@ -130,24 +134,26 @@ pub enum MeasureEffect {
 }
 
 /// A freeze plan as stored.
-#[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PlanRecord {
     pub id: String,
     pub caller: String,
     pub idempotency_key: String,
     pub body_sha256: String,
     pub case_number: String,
-    pub subject_kind: String,
-    pub subject_name: String,
-    pub subject_id: String,
-    pub officers: String,
-    pub court: String,
-    pub documents: String,
+    #[sqlx(flatten, try_from = "SubjectColumns")]
+    pub subject: Subject,
+    #[sqlx(try_from = "Text")]
+    pub officers: Vec<Officer>,
+    #[sqlx(try_from = "Text")]
+    pub court: Court,
+    #[sqlx(try_from = "Text")]
+    pub documents: Vec<DocumentRef>,
     pub inquiry_id: String,
     pub amount_fen: i64,
     pub end_date: String,
-    /// JSON array of the accounts in the order they are tried.
-    pub accounts: String,
+    #[sqlx(try_from = "Text")]
+    pub accounts: PlanAccounts,
     pub next_index: i64,
     #[sqlx(try_from = "Text")]
     pub status: PlanStatus,
@@ -157,6 +163,33 @@ pub struct PlanRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub completed_at_ms: Option<i64>,
+}
+
+/// The accounts a plan tries, in order, and those it leaves out. Stored as
+/// `{"skipped": [...], "try": [...]}`; the fields are declared in the
+/// order of the stored text (keys sorted, as it was first written).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanAccounts {
+    #[serde(default)]
+    pub skipped: Vec<SkippedAccount>,
+    #[serde(rename = "try", default)]
+    pub tried: Vec<PlanAccount>,
+}
+
+/// One account a plan may freeze.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanAccount {
+    pub account_number: String,
+    pub agency: String,
+    pub available_fen: i64,
+}
+
+/// An account an inquiry found that a plan does not try, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkippedAccount {
+    pub account_number: String,
+    pub agency: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default)]

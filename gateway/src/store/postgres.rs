@@ -39,9 +39,9 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions}
 use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres, Row};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS,
-    REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json, stored_results,
-    unchain,
+    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json,
+    results_json, stored_results, unchain,
 };
 use super::{
     DecisionLock, FinishedTasks, InquiryRecord, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase,
@@ -143,7 +143,7 @@ impl Backend for PgBackend {
     }
 
     async fn execute(conn: &mut PgConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         let done = sqlx::query_with(AssertSqlSafe(text), arguments(args)?)
             .execute(conn)
             .await?;
@@ -154,7 +154,7 @@ impl Backend for PgBackend {
         conn: &mut PgConnection,
         sql: Sql<'_>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_all(conn)
             .await
@@ -164,7 +164,7 @@ impl Backend for PgBackend {
         conn: &mut PgConnection,
         sql: Sql<'_>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_optional(conn)
             .await
@@ -176,6 +176,11 @@ impl Backend for PgBackend {
         let text = |f: fn(&InquiryRecord) -> &str| -> Vec<&str> {
             new.iter().map(|n| f(&n.record)).collect()
         };
+        let texts = new
+            .iter()
+            .map(|n| InquiryText::of(&n.record))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stored = |f: fn(&InquiryText) -> &str| -> Vec<&str> { texts.iter().map(f).collect() };
         let number = |f: fn(&InquiryRecord) -> i64| -> Vec<i64> {
             new.iter().map(|n| f(&n.record)).collect()
         };
@@ -189,13 +194,13 @@ impl Backend for PgBackend {
         .bind(text(|r| &r.id))
         .bind(text(|r| &r.caller))
         .bind(text(|r| &r.case_number))
-        .bind(text(|r| &r.subject_kind))
-        .bind(text(|r| &r.subject_name))
-        .bind(text(|r| &r.subject_id))
-        .bind(text(|r| &r.officers))
-        .bind(text(|r| &r.asset_kinds))
-        .bind(text(|r| &r.court))
-        .bind(text(|r| &r.warnings))
+        .bind(stored(|t| t.subject_kind))
+        .bind(text(|r| r.subject.name()))
+        .bind(text(|r| r.subject.identifier()))
+        .bind(stored(|t| &t.officers))
+        .bind(stored(|t| &t.asset_kinds))
+        .bind(stored(|t| &t.court))
+        .bind(stored(|t| &t.warnings))
         .bind(text(|r| r.status.as_str()))
         .bind(number(|r| r.created_at_ms))
         .bind(number(|r| r.deadline_at_ms))
@@ -262,6 +267,7 @@ impl Backend for PgBackend {
             results.iter().map(f).collect::<Vec<Option<&str>>>()
         };
         let int = |f: fn(&TaskResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
+        let assets = results_json(results)?;
         // One statement for the batch, one array per column, committed on
         // its own.
         let rows = sqlx::query(
@@ -284,7 +290,7 @@ impl Backend for PgBackend {
         .bind(int(|r| Some(r.update.due_at_ms)))
         .bind(int(|r| r.update.sent_at_ms))
         .bind(int(|r| r.update.latency_ms))
-        .bind(text(|r| r.update.result.as_deref()))
+        .bind(assets)
         .bind(owner)
         .fetch_all(&store.pool)
         .await?;

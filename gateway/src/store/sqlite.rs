@@ -19,9 +19,9 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS,
-    REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json, stored_results,
-    unchain,
+    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json,
+    results_json, stored_results, unchain,
 };
 use super::{
     DecisionLock, FinishedTasks, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase, PlanStatus,
@@ -137,7 +137,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn execute(conn: &mut SqliteConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         let done = sqlx::query_with(AssertSqlSafe(text), arguments(args)?)
             .execute(conn)
             .await?;
@@ -148,7 +148,7 @@ impl Backend for SqliteBackend {
         conn: &mut SqliteConnection,
         sql: Sql<'_>,
     ) -> Result<Vec<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_all(conn)
             .await
@@ -158,32 +158,39 @@ impl Backend for SqliteBackend {
         conn: &mut SqliteConnection,
         sql: Sql<'_>,
     ) -> Result<Option<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts();
+        let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_optional(conn)
             .await
     }
 
     async fn create_inquiries(store: &SqliteStore, new: &[NewInquiry]) -> Result<(), StoreError> {
+        let texts = new
+            .iter()
+            .map(|n| InquiryText::of(&n.record))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = store.pool.begin().await?;
-        for (chunk, size) in padded_chunks(new, INQUIRIES_PER_INSERT) {
+        for ((chunk, size), texts) in
+            padded_chunks(new, INQUIRIES_PER_INSERT).zip(texts.chunks(INQUIRIES_PER_INSERT))
+        {
             let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
                 "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM ("
             ));
             insert.push_values(0..size, |mut b, i| {
-                let Some(NewInquiry { record: r, .. }) = chunk.get(i) else {
+                let (Some(NewInquiry { record: r, .. }), Some(t)) = (chunk.get(i), texts.get(i))
+                else {
                     return push_nulls(&mut b, 15);
                 };
                 b.push_bind(r.id.as_str())
                     .push_bind(r.caller.as_str())
                     .push_bind(r.case_number.as_str())
-                    .push_bind(r.subject_kind.as_str())
-                    .push_bind(r.subject_name.as_str())
-                    .push_bind(r.subject_id.as_str())
-                    .push_bind(r.officers.as_str())
-                    .push_bind(r.asset_kinds.as_str())
-                    .push_bind(r.court.as_str())
-                    .push_bind(r.warnings.as_str())
+                    .push_bind(t.subject_kind)
+                    .push_bind(r.subject.name())
+                    .push_bind(r.subject.identifier())
+                    .push_bind(t.officers.as_str())
+                    .push_bind(t.asset_kinds.as_str())
+                    .push_bind(t.court.as_str())
+                    .push_bind(t.warnings.as_str())
                     .push_bind(r.status.as_str())
                     .push_bind(r.created_at_ms)
                     .push_bind(r.deadline_at_ms)
@@ -231,16 +238,19 @@ impl Backend for SqliteBackend {
         results: &[TaskResult],
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError> {
+        let assets = results_json(results)?;
         let mut tx = store.begin().await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
-        for (chunk, size) in padded_chunks(results, TASK_RESULTS_PER_UPDATE) {
+        for ((chunk, size), assets) in padded_chunks(results, TASK_RESULTS_PER_UPDATE)
+            .zip(assets.chunks(TASK_RESULTS_PER_UPDATE))
+        {
             // The padding rows' NULL keys match no task.
             let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
                  latency_ms, result) AS (",
             );
             update.push_values(0..size, |mut b, i| {
-                let Some(r) = chunk.get(i) else {
+                let (Some(r), Some(assets)) = (chunk.get(i), assets.get(i)) else {
                     return push_nulls(&mut b, 9);
                 };
                 let u = &r.update;
@@ -252,7 +262,7 @@ impl Backend for SqliteBackend {
                     .push_bind(u.due_at_ms)
                     .push_bind(u.sent_at_ms)
                     .push_bind(u.latency_ms)
-                    .push_bind(u.result.as_deref());
+                    .push_bind(assets.as_deref());
             });
             update.push(
                 ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \

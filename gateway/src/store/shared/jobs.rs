@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
 use super::{Backend, Sql, SqlStore, limit};
+use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
     ClaimedTask, FinishedTasks, InquiryRecord, InquiryStatus, JobStore, NewInquiry, OrderPhase,
@@ -285,7 +286,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 .bind(&u.ticket)
                 .bind(u.due_at_ms)
                 .bind(u.latency_ms)
-                .bind(&u.result)
+                .bind_json(u.result.as_ref())
                 .bind(agency)
                 .bind(request_number)
                 .bind(AWAITING),
@@ -409,6 +410,36 @@ fn queue_counts_sql() -> String {
          UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
            WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"
     )
+}
+
+/// An inquiry's columns that are not plain text, as stored (for the
+/// backends' bulk inserts).
+pub struct InquiryText {
+    pub subject_kind: &'static str,
+    pub officers: String,
+    pub asset_kinds: String,
+    pub court: String,
+    pub warnings: String,
+}
+
+impl InquiryText {
+    pub fn of(r: &InquiryRecord) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            subject_kind: subject_kind(r.subject.kind()),
+            officers: json(&r.officers)?,
+            asset_kinds: json(&r.asset_kinds)?,
+            court: json(&r.court)?,
+            warnings: json(&r.warnings)?,
+        })
+    }
+}
+
+/// Each result's assets as stored (for the backends' bulk updates).
+pub fn results_json(results: &[TaskResult]) -> Result<Vec<Option<String>>, sqlx::Error> {
+    results
+        .iter()
+        .map(|r| r.update.result.as_ref().map(json).transpose())
+        .collect()
 }
 
 /// For `finish_tasks`: per result, whether its (inquiry, agency) is among

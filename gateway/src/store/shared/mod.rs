@@ -17,14 +17,16 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, FromRow, Pool, Transaction};
 
 pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, chain_rows, officers_json, unchain};
-pub(super) use jobs::{INQUIRY_COLUMNS, stored_results};
+pub(super) use jobs::{INQUIRY_COLUMNS, InquiryText, results_json, stored_results};
 pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
 
+use super::columns::json;
 use super::decision::{DecisionLock, LocalLocks};
 use super::{FinishedTasks, NewAuditRow, NewInquiry, StoreError, TaskResult};
 use crate::audit::AuditRow;
@@ -196,6 +198,8 @@ impl<T> Record for T where
 pub struct Sql<'a> {
     text: Cow<'static, str>,
     args: Vec<Arg<'a>>,
+    /// A value that could not be bound: the statement fails with it.
+    error: Option<sqlx::Error>,
 }
 
 impl<'a> Sql<'a> {
@@ -203,12 +207,26 @@ impl<'a> Sql<'a> {
         Self {
             text: text.into(),
             args: Vec::new(),
+            error: None,
         }
     }
 
     /// Binds the next `$N`.
     pub fn bind(mut self, value: impl Into<Arg<'a>>) -> Self {
         self.args.push(value.into());
+        self
+    }
+
+    /// Binds the next `$N` to a value's JSON text (`columns::json`); NULL
+    /// for none.
+    pub fn bind_json<T: Serialize>(mut self, value: Option<&T>) -> Self {
+        match value.map(json).transpose() {
+            Ok(text) => self.args.push(Arg::Text(text.map(Cow::Owned))),
+            Err(e) => {
+                self.args.push(Arg::Text(None));
+                self.error.get_or_insert(e);
+            }
+        }
         self
     }
 
@@ -225,8 +243,12 @@ impl<'a> Sql<'a> {
         self.push(&format!("${n}"))
     }
 
-    pub fn into_parts(self) -> (Cow<'static, str>, Vec<Arg<'a>>) {
-        (self.text, self.args)
+    /// The text and the values, or why a value could not be bound.
+    pub fn into_parts(self) -> Result<(Cow<'static, str>, Vec<Arg<'a>>), sqlx::Error> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok((self.text, self.args)),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Backend, Conn, Sql, SqlStore, limit};
+use crate::store::columns::subject_kind;
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
     PlanProgress, PlanRecord,
@@ -71,13 +72,13 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .bind(&o.idempotency_key)
                 .bind(&o.body_sha256)
                 .bind(&o.case_number)
-                .bind(&o.subject_kind)
-                .bind(&o.subject_name)
-                .bind(&o.subject_id)
-                .bind(&o.officers)
-                .bind(&o.court)
-                .bind(&o.documents)
-                .bind(&o.action)
+                .bind(subject_kind(o.subject.kind()))
+                .bind(o.subject.name())
+                .bind(o.subject.identifier())
+                .bind_json(Some(&o.officers))
+                .bind_json(Some(&o.court))
+                .bind_json(Some(&o.documents))
+                .bind(o.action)
                 .bind(&o.agency)
                 .bind(&o.account_number)
                 .bind(&o.unit_number)
@@ -108,7 +109,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .bind(o.created_at_ms)
                 .bind(o.updated_at_ms)
                 .bind(o.decided_at_ms)
-                .bind(&o.acknowledged_documents)
+                .bind_json(o.acknowledged_documents.as_ref())
                 .bind(o.documents_mismatch),
             )
             .await?;
@@ -275,7 +276,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .bind(&p.detail)
             .bind(p.due_at_ms)
             .bind(p.decided_at_ms)
-            .bind(&p.acknowledged_documents)
+            .bind_json(p.acknowledged_documents.as_ref())
             .bind(p.documents_mismatch)
             .bind(now_ms)
             .bind(id)
@@ -445,16 +446,16 @@ impl<B: Backend> OrderStore for SqlStore<B> {
                 .bind(&p.idempotency_key)
                 .bind(&p.body_sha256)
                 .bind(&p.case_number)
-                .bind(&p.subject_kind)
-                .bind(&p.subject_name)
-                .bind(&p.subject_id)
-                .bind(&p.officers)
-                .bind(&p.court)
-                .bind(&p.documents)
+                .bind(subject_kind(p.subject.kind()))
+                .bind(p.subject.name())
+                .bind(p.subject.identifier())
+                .bind_json(Some(&p.officers))
+                .bind_json(Some(&p.court))
+                .bind_json(Some(&p.documents))
                 .bind(&p.inquiry_id)
                 .bind(p.amount_fen)
                 .bind(&p.end_date)
-                .bind(&p.accounts)
+                .bind_json(Some(&p.accounts))
                 .bind(p.next_index)
                 .bind(p.status)
                 .bind(p.controlled_fen)
