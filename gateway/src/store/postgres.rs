@@ -20,8 +20,8 @@
 //! them is the one meant: `COALESCE(status, '')` and `COALESCE(state, '')`
 //! keep a lookup by key off `inquiries_running` and `agency_tasks_due`,
 //! whose ranges hold every running inquiry or unfinished task (the
-//! completion checks: `try_complete` in the shared statements, and
-//! `finish_tasks` and `time_out_tasks` here). With a plain `state IN
+//! completion check, `complete_inquiries`, and `time_out_tasks`). With a
+//! plain `state IN
 //! (...)` the planner, misled by statistics taken when few tasks were
 //! unfinished, intersected the primary key with `agency_tasks_due`,
 //! reading every unfinished task for each inquiry it checked: the further
@@ -40,14 +40,14 @@ use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres, Row};
 
 use super::shared::{
     AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json,
-    results_json, stored_results, unchain,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, complete_inquiries, officers_json,
+    results_json, stored_results,
 };
 use super::{
-    DecisionLock, FinishedTasks, InquiryRecord, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase,
-    PlanStatus, StoreError, TaskResult, TaskState,
+    DecisionLock, FinishedTasks, InquiryRecord, InquiryStatus, NewInquiry, OrderPhase, PlanStatus,
+    StoreError, TaskResult, TaskState,
 };
-use crate::audit::{AuditRow, GENESIS_HASH};
+use crate::audit::AuditRow;
 
 /// The state of a task whose inquiry's deadline passed first.
 const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
@@ -138,6 +138,9 @@ impl Backend for PgBackend {
     /// Writers of different inquiries do not wait for each other.
     const CONCURRENT_WRITERS: usize = 4;
 
+    /// One statement, one array per column, whatever the batch.
+    const AUDIT_ROWS_PER_STATEMENT: usize = usize::MAX;
+
     fn statements() -> &'static Statements {
         &STATEMENTS
     }
@@ -157,16 +160,6 @@ impl Backend for PgBackend {
         let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_all(conn)
-            .await
-    }
-
-    async fn fetch_optional<T: Record>(
-        conn: &mut PgConnection,
-        sql: Sql<'_>,
-    ) -> Result<Option<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts()?;
-        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
-            .fetch_optional(conn)
             .await
     }
 
@@ -316,26 +309,8 @@ impl Backend for PgBackend {
         let completed = loop {
             attempt += 1;
             let mut conn = store.pool.acquire().await?;
-            let checked: Result<Vec<(String,)>, sqlx::Error> = Self::fetch_all(
-                &mut conn,
-                Sql::new(format!(
-                    "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, \
-                     callback_due = 1 \
-                     WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
-                       AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-                           WHERE inquiry_id = inquiries.id \
-                             AND COALESCE(state, '') IN ($3, $4, $5)) \
-                     RETURNING id",
-                    completed = InquiryStatus::Completed,
-                    running = InquiryStatus::Running,
-                ))
-                .bind(now_ms)
-                .bind(&touched[..])
-                .bind(TaskState::Queued)
-                .bind(TaskState::Polling)
-                .bind(TaskState::Awaiting),
-            )
-            .await;
+            let checked: Result<Vec<(String,)>, sqlx::Error> =
+                Self::fetch_all(&mut conn, complete_inquiries::<Self>(&touched, now_ms)).await;
             match checked {
                 Err(e) if attempt < 3 && is_deadlock(&e) => continue,
                 other => break other?,
@@ -347,60 +322,85 @@ impl Backend for PgBackend {
         })
     }
 
-    async fn append_audit(
-        store: &PgStore,
-        new: Vec<NewAuditRow>,
-    ) -> Result<Vec<AuditRow>, StoreError> {
-        // The fast path: the batch chained after the tail this handle last
-        // wrote, in one statement that moves the chain's head only if it is
-        // still that tail (see `insert_audit`).
-        let new = match store.audit_tail.get() {
-            Some((seq, hash)) => {
-                let rows = chain_rows(new, seq, hash.clone());
-                match insert_audit(&store.pool, &rows, Some((seq, &hash))).await {
-                    Ok(true) => {
-                        store.audit_tail.keep(Some(&rows));
-                        return Ok(rows);
-                    }
-                    // Another writer moved the chain on (or, as a gateway
-                    // of an earlier version would, appended without moving
-                    // the head: the sequence numbers collide).
-                    Ok(false) => unchain(rows),
-                    Err(e) if is_unique_violation(&e) => unchain(rows),
-                    Err(e) => {
-                        store.audit_tail.keep(None);
-                        return Err(e);
-                    }
-                }
-            }
-            None => new,
+    /// Inserts `rows` (one statement, one array per column) and moves the
+    /// chain's head (`audit_head`: the last row's number and hash) to the last
+    /// of them. With `after`, only if the head is still that tail: otherwise
+    /// nothing is stored and the answer is `false`. A writer that finds the
+    /// head row locked re-reads it once the holder commits (READ COMMITTED),
+    /// so two writers never both chain after one tail. Without `after` the
+    /// head moves unconditionally: the caller holds its lock.
+    async fn insert_audit(
+        conn: &mut PgConnection,
+        rows: &[AuditRow],
+        after: Option<(i64, &str)>,
+    ) -> Result<bool, StoreError> {
+        let Some(last) = rows.last() else {
+            return Ok(true);
         };
-        // The slow path: under the head row's lock, after the tail as
-        // stored.
-        let appended = async {
-            let mut tx = store.pool.begin().await?;
-            // The chain's write lock, held until commit: another writer
-            // waits here, and then (READ COMMITTED: a new snapshot per
-            // statement) reads the tail this transaction leaves.
-            sqlx::query("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-            let tail: Option<(i64, String)> = Self::fetch_optional(
-                &mut tx,
-                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-            )
-            .await?;
-            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
-            let rows = chain_rows(new, seq, prev);
-            insert_audit(&mut *tx, &rows, None).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
+        let officers = officers_json(rows)?;
+        let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
+            rows.iter().map(f).collect::<Vec<Option<&str>>>()
+        };
+        let directions: Vec<&str> = rows
+            .iter()
+            .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+            .collect();
+        let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
+        let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
+        let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.record.body.as_deref()).collect();
+        let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
+        let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "WITH head AS ( \
+                 UPDATE audit_head SET seq = $18, hash = $19 \
+                 WHERE id = 1 AND ($20::int8 IS NULL OR (seq = $20 AND hash = $21)) \
+                 RETURNING id) \
+             INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+             SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
+                 agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
+                 body, prev_hash, hash \
+             FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                 $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
+                 AS t ({AUDIT_COLUMNS}) \
+             WHERE EXISTS (SELECT 1 FROM head)"
+        )))
+        .bind(col_i64(|r| r.seq))
+        .bind(col_i64(|r| r.at_ms))
+        .bind(directions)
+        .bind(text(|r| r.record.caller.as_deref()))
+        .bind(&officers)
+        .bind(text(|r| r.record.case_number.as_deref()))
+        .bind(text(|r| r.record.subject.as_deref()))
+        .bind(text(|r| r.record.agency.as_deref()))
+        .bind(actions)
+        .bind(text(|r| r.record.inquiry_id.as_deref()))
+        .bind(text(|r| r.record.request_number.as_deref()))
+        .bind(text(|r| r.record.status.as_deref()))
+        .bind(latencies)
+        .bind(text(|r| r.body_sha256.as_deref()))
+        .bind(bodies)
+        .bind(prevs)
+        .bind(hashes)
+        .bind(last.seq)
+        .bind(last.hash.as_str())
+        .bind(after.map(|(seq, _)| seq))
+        .bind(after.map(|(_, hash)| hash))
+        .execute(conn)
+        .await?;
+        Ok(done.rows_affected() == rows.len() as u64)
+    }
+
+    /// A gateway of an earlier version appends without moving the head:
+    /// the sequence numbers collide.
+    fn audit_retry(e: &StoreError) -> bool {
+        match e {
+            StoreError::Database(e) => e
+                .as_database_error()
+                .is_some_and(|d| d.is_unique_violation()),
+            _ => false,
         }
-        .await;
-        store
-            .audit_tail
-            .keep(appended.as_ref().ok().map(Vec::as_slice));
-        appended
     }
 
     /// Several gateways share the database: the process's locks, then
@@ -456,6 +456,16 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
            AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
     ),
+    // The COALESCEs: see the module's note on plans.
+    complete_inquiries: format!(
+        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
+         WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
+           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+               WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
+         RETURNING id",
+        completed = InquiryStatus::Completed,
+        running = InquiryStatus::Running,
+    ),
     next_due: "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
          FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])"
         .to_owned(),
@@ -488,6 +498,10 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          AND created_at_ms >= $1 AND created_at_ms < $2 \
          ORDER BY created_at_ms DESC, id DESC LIMIT $3"
     ),
+    // The chain's write lock, held until commit: another writer waits here,
+    // and then (READ COMMITTED: a new snapshot per statement) reads the
+    // tail this transaction leaves.
+    lock_audit_chain: Some("SELECT id FROM audit_head WHERE id = 1 FOR UPDATE"),
     audit_select: "seq, at_ms, direction, caller, officers::text AS officers, case_number, \
          subject, agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
          body, prev_hash, hash",
@@ -559,86 +573,4 @@ fn is_deadlock(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
         .is_some_and(|code| code == "40P01" || code == "40001")
-}
-
-fn is_unique_violation(e: &StoreError) -> bool {
-    match e {
-        StoreError::Database(e) => e
-            .as_database_error()
-            .is_some_and(|d| d.is_unique_violation()),
-        _ => false,
-    }
-}
-
-/// Inserts `rows` (one statement, one array per column) and moves the
-/// chain's head (`audit_head`: the last row's number and hash) to the last
-/// of them. With `after`, only if the head is still that tail: otherwise
-/// nothing is stored and the answer is `false`. A writer that finds the
-/// head row locked re-reads it once the holder commits (READ COMMITTED),
-/// so two writers never both chain after one tail. Without `after` the
-/// head moves unconditionally: the caller holds its lock.
-async fn insert_audit<'e, E>(
-    executor: E,
-    rows: &[AuditRow],
-    after: Option<(i64, &str)>,
-) -> Result<bool, StoreError>
-where
-    E: sqlx::Executor<'e, Database = Postgres>,
-{
-    let Some(last) = rows.last() else {
-        return Ok(true);
-    };
-    let officers = officers_json(rows)?;
-    let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
-        rows.iter().map(f).collect::<Vec<Option<&str>>>()
-    };
-    let directions: Vec<&str> = rows
-        .iter()
-        .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-        .collect();
-    let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
-    let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
-    let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.record.body.as_deref()).collect();
-    let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
-    let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
-    let done = sqlx::query(AssertSqlSafe(format!(
-        "WITH head AS ( \
-             UPDATE audit_head SET seq = $18, hash = $19 \
-             WHERE id = 1 AND ($20::int8 IS NULL OR (seq = $20 AND hash = $21)) \
-             RETURNING id) \
-         INSERT INTO audit_events ({AUDIT_COLUMNS}) \
-         SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
-             agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
-             body, prev_hash, hash \
-         FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
-             AS t ({AUDIT_COLUMNS}) \
-         WHERE EXISTS (SELECT 1 FROM head)"
-    )))
-    .bind(col_i64(|r| r.seq))
-    .bind(col_i64(|r| r.at_ms))
-    .bind(directions)
-    .bind(text(|r| r.record.caller.as_deref()))
-    .bind(&officers)
-    .bind(text(|r| r.record.case_number.as_deref()))
-    .bind(text(|r| r.record.subject.as_deref()))
-    .bind(text(|r| r.record.agency.as_deref()))
-    .bind(actions)
-    .bind(text(|r| r.record.inquiry_id.as_deref()))
-    .bind(text(|r| r.record.request_number.as_deref()))
-    .bind(text(|r| r.record.status.as_deref()))
-    .bind(latencies)
-    .bind(text(|r| r.body_sha256.as_deref()))
-    .bind(bodies)
-    .bind(prevs)
-    .bind(hashes)
-    .bind(last.seq)
-    .bind(last.hash.as_str())
-    .bind(after.map(|(seq, _)| seq))
-    .bind(after.map(|(_, hash)| hash))
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected() == rows.len() as u64)
 }

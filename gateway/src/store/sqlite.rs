@@ -20,14 +20,14 @@ use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{
     AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, chain_rows, officers_json,
-    results_json, stored_results, unchain,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, complete_inquiries, officers_json,
+    results_json, stored_results,
 };
 use super::{
-    DecisionLock, FinishedTasks, InquiryStatus, NewAuditRow, NewInquiry, OrderPhase, PlanStatus,
-    StoreError, TaskResult, TaskState,
+    DecisionLock, FinishedTasks, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError,
+    TaskResult, TaskState,
 };
-use crate::audit::{AuditRow, GENESIS_HASH};
+use crate::audit::AuditRow;
 
 /// The state of a task whose inquiry's deadline passed first.
 const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
@@ -132,6 +132,8 @@ impl Backend for SqliteBackend {
     /// The database takes one writer at a time.
     const CONCURRENT_WRITERS: usize = 1;
 
+    const AUDIT_ROWS_PER_STATEMENT: usize = AUDIT_ROWS_PER_INSERT;
+
     fn statements() -> &'static Statements {
         &STATEMENTS
     }
@@ -151,16 +153,6 @@ impl Backend for SqliteBackend {
         let (text, args) = sql.into_parts()?;
         sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
             .fetch_all(conn)
-            .await
-    }
-
-    async fn fetch_optional<T: Record>(
-        conn: &mut SqliteConnection,
-        sql: Sql<'_>,
-    ) -> Result<Option<T>, sqlx::Error> {
-        let (text, args) = sql.into_parts()?;
-        sqlx::query_as_with(AssertSqlSafe(text), arguments(args)?)
-            .fetch_optional(conn)
             .await
     }
 
@@ -282,25 +274,8 @@ impl Backend for SqliteBackend {
         let (stored, touched) = stored_results(results, &stored_keys);
         // One writer at a time: the completion check sees every result
         // stored before, in the same transaction as these.
-        let completed: Vec<(String,)> = Self::fetch_all(
-            &mut tx,
-            Sql::new(format!(
-                "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, \
-                 callback_due = 1 \
-                 WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
-                   AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-                       WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
-                 RETURNING id",
-                completed = InquiryStatus::Completed,
-                running = InquiryStatus::Running,
-            ))
-            .bind(now_ms)
-            .bind(&touched[..])
-            .bind(TaskState::Queued)
-            .bind(TaskState::Polling)
-            .bind(TaskState::Awaiting),
-        )
-        .await?;
+        let completed: Vec<(String,)> =
+            Self::fetch_all(&mut tx, complete_inquiries::<Self>(&touched, now_ms)).await?;
         tx.commit().await?;
         Ok(FinishedTasks {
             stored,
@@ -308,51 +283,60 @@ impl Backend for SqliteBackend {
         })
     }
 
-    async fn append_audit(
-        store: &SqliteStore,
-        new: Vec<NewAuditRow>,
-    ) -> Result<Vec<AuditRow>, StoreError> {
-        // The fast path: the batch chained after the tail this handle last
-        // wrote, in one statement that inserts only if that is still the
-        // tail (one statement is atomic; in WAL mode it cannot commit over
-        // a write it did not see).
-        let new = match store.audit_tail.get() {
-            Some((seq, hash)) if new.len() <= AUDIT_ROWS_PER_INSERT => {
-                let rows = chain_rows(new, seq, hash.clone());
-                let mut conn = store.pool.acquire().await?;
-                match insert_audit(&mut conn, &rows, Some(&hash)).await {
-                    Ok(true) => {
-                        store.audit_tail.keep(Some(&rows));
-                        return Ok(rows);
-                    }
-                    // Another writer of this file moved the chain on, or
-                    // the statement failed (and so changed nothing): the
-                    // slow path reads the tail as stored.
-                    Ok(false) | Err(_) => unchain(rows),
-                }
+    /// Many rows to a statement; with `after`, the statement inserts only if
+    /// the last row's hash is still that tail's (one statement is atomic; in
+    /// WAL mode it cannot commit over a write it did not see).
+    async fn insert_audit(
+        conn: &mut SqliteConnection,
+        rows: &[AuditRow],
+        after: Option<(i64, &str)>,
+    ) -> Result<bool, StoreError> {
+        let officers = officers_json(rows)?;
+        for ((chunk, size), officers) in
+            padded_chunks(rows, AUDIT_ROWS_PER_INSERT).zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
+        {
+            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT * FROM ("
+            ));
+            insert.push_values(0..size, |mut b, i| {
+                let (Some(row), Some(officers)) = (chunk.get(i), officers.get(i)) else {
+                    return push_nulls(&mut b, 17);
+                };
+                let r = &row.record;
+                b.push_bind(row.seq)
+                    .push_bind(row.at_ms)
+                    .push_bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
+                    .push_bind(r.caller.as_deref())
+                    .push_bind(officers.as_str())
+                    .push_bind(r.case_number.as_deref())
+                    .push_bind(r.subject.as_deref())
+                    .push_bind(r.agency.as_deref())
+                    .push_bind(r.action.as_str())
+                    .push_bind(r.inquiry_id.as_deref())
+                    .push_bind(r.request_number.as_deref())
+                    .push_bind(r.status.as_deref())
+                    .push_bind(r.latency_ms)
+                    .push_bind(row.body_sha256.as_deref())
+                    .push_bind(r.body.as_deref())
+                    .push_bind(row.prev_hash.as_str())
+                    .push_bind(row.hash.as_str());
+            });
+            insert.push(") WHERE column1 IS NOT NULL");
+            if let Some((_, hash)) = after {
+                insert.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ");
+                insert.push_bind(hash);
             }
-            _ => new,
-        };
-        let appended = async {
-            // The write lock first: the tail read here stays the tail until
-            // commit, whoever else writes this file.
-            let mut tx = store.begin().await?;
-            let tail: Option<(i64, String)> = Self::fetch_optional(
-                &mut tx,
-                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-            )
-            .await?;
-            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
-            let rows = chain_rows(new, seq, prev);
-            insert_audit(&mut tx, &rows, None).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(rows)
+            let done = insert.build().execute(&mut *conn).await?;
+            if done.rows_affected() != chunk.len() as u64 {
+                return Ok(false);
+            }
         }
-        .await;
-        store
-            .audit_tail
-            .keep(appended.as_ref().ok().map(Vec::as_slice));
-        appended
+        Ok(true)
+    }
+
+    /// A failed statement changed nothing.
+    fn audit_retry(_: &StoreError) -> bool {
+        true
     }
 
     /// One gateway to a SQLite file: the process's locks are the turns.
@@ -416,12 +400,23 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
     drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
            AND caller NOT IN (SELECT value FROM json_each($1))"
         .to_owned(),
+    complete_inquiries: format!(
+        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
+         WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
+           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+               WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
+         RETURNING id",
+        completed = InquiryStatus::Completed,
+        running = InquiryStatus::Running,
+    ),
     // `= 1`, as the partial index `orders_documents_mismatch` says it.
     documents_mismatch: format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch = 1 \
          AND created_at_ms >= $1 AND created_at_ms < $2 \
          ORDER BY created_at_ms DESC, id DESC LIMIT $3"
     ),
+    // `BEGIN IMMEDIATE` takes the write lock.
+    lock_audit_chain: None,
     audit_select: AUDIT_COLUMNS,
     audit_select_no_body: "seq, at_ms, direction, caller, officers, case_number, subject, \
          agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
@@ -496,58 +491,6 @@ fn push_nulls(b: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, 
     for _ in 0..count {
         b.push_bind(None::<i64>);
     }
-}
-
-/// Inserts chained `rows`, many to a statement. With `after`, only if the
-/// chain's tail is still the row of that hash, checked by the statement
-/// itself (so `rows` must fit one statement): false when it was not;
-/// without, the caller holds the write lock.
-async fn insert_audit(
-    conn: &mut SqliteConnection,
-    rows: &[AuditRow],
-    after: Option<&str>,
-) -> Result<bool, StoreError> {
-    let officers = officers_json(rows)?;
-    for ((chunk, size), officers) in
-        padded_chunks(rows, AUDIT_ROWS_PER_INSERT).zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
-    {
-        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT * FROM ("
-        ));
-        insert.push_values(0..size, |mut b, i| {
-            let (Some(row), Some(officers)) = (chunk.get(i), officers.get(i)) else {
-                return push_nulls(&mut b, 17);
-            };
-            let r = &row.record;
-            b.push_bind(row.seq)
-                .push_bind(row.at_ms)
-                .push_bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-                .push_bind(r.caller.as_deref())
-                .push_bind(officers.as_str())
-                .push_bind(r.case_number.as_deref())
-                .push_bind(r.subject.as_deref())
-                .push_bind(r.agency.as_deref())
-                .push_bind(r.action.as_str())
-                .push_bind(r.inquiry_id.as_deref())
-                .push_bind(r.request_number.as_deref())
-                .push_bind(r.status.as_deref())
-                .push_bind(r.latency_ms)
-                .push_bind(row.body_sha256.as_deref())
-                .push_bind(r.body.as_deref())
-                .push_bind(row.prev_hash.as_str())
-                .push_bind(row.hash.as_str());
-        });
-        insert.push(") WHERE column1 IS NOT NULL");
-        if let Some(hash) = after {
-            insert.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ");
-            insert.push_bind(hash);
-        }
-        let done = insert.build().execute(&mut *conn).await?;
-        if done.rows_affected() != chunk.len() as u64 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::{Backend, Sql, SqlStore, limit};
-use crate::audit::{AuditFilter, AuditRow, StoredAuditEvent};
+use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::{
     AuditStore, Checkpoint, NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, Window,
 };
@@ -34,7 +34,51 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        B::append_audit(self, rows).await
+        // The fast path: the batch chained after the tail this handle last
+        // wrote, in one statement that stores it only if that is still the
+        // tail.
+        let new = match self.audit_tail.get() {
+            Some((seq, hash)) if rows.len() <= B::AUDIT_ROWS_PER_STATEMENT => {
+                let rows = chain_rows(rows, seq, hash.clone());
+                let mut conn = self.pool.acquire().await?;
+                match B::insert_audit(&mut conn, &rows, Some((seq, &hash))).await {
+                    Ok(true) => {
+                        self.audit_tail.keep(Some(&rows));
+                        return Ok(rows);
+                    }
+                    // Another writer moved the chain on: the slow path reads
+                    // the tail as stored.
+                    Ok(false) => unchain(rows),
+                    Err(e) if B::audit_retry(&e) => unchain(rows),
+                    Err(e) => {
+                        self.audit_tail.keep(None);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => rows,
+        };
+        // The slow path: under the chain's lock, after the tail as stored.
+        let appended = async {
+            let mut tx = self.begin().await?;
+            if let Some(lock) = B::statements().lock_audit_chain {
+                B::execute(&mut tx, Sql::new(lock)).await?;
+            }
+            let tail: Option<(i64, String)> = B::fetch_optional(
+                &mut tx,
+                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+            )
+            .await?;
+            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
+            let rows = chain_rows(new, seq, prev);
+            B::insert_audit(&mut tx, &rows, None).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(rows)
+        }
+        .await;
+        self.audit_tail
+            .keep(appended.as_ref().ok().map(Vec::as_slice));
+        appended
     }
 
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
@@ -197,9 +241,8 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 }
 
-/// Numbers and chains `new` after the row (`seq`, `prev`): what every
-/// backend's `append_audit` stores.
-pub fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
+/// Numbers and chains `new` after the row (`seq`, `prev`).
+fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<AuditRow> {
     let mut rows = Vec::with_capacity(new.len());
     for n in new {
         seq += 1;
@@ -211,7 +254,7 @@ pub fn chain_rows(new: Vec<NewAuditRow>, mut seq: i64, mut prev: String) -> Vec<
 }
 
 /// The rows of a batch that was not appended, to be chained again.
-pub fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
+fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
     rows.into_iter()
         .map(|r| NewAuditRow {
             at_ms: r.at_ms,
@@ -231,12 +274,13 @@ pub fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
 /// The audit chain's tail as a store handle last wrote it. The next batch
 /// is chained after it without reading the tail first; the statement that
 /// appends it checks that it is still the tail, and otherwise the batch is
-/// chained again after the tail as stored, under the chain's lock.
+/// chained again after the tail as stored, under the chain's lock. Several
+/// gateways writing one database thus keep one chain.
 #[derive(Debug, Clone, Default)]
 pub struct AuditTail(Arc<Mutex<Option<(i64, String)>>>);
 
 impl AuditTail {
-    pub fn get(&self) -> Option<(i64, String)> {
+    fn get(&self) -> Option<(i64, String)> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -246,7 +290,7 @@ impl AuditTail {
     /// Keeps the last of `rows` as the tail; with none (after a failure,
     /// when the statement may or may not have been applied) the next batch
     /// reads the tail as stored.
-    pub fn keep(&self, rows: Option<&[AuditRow]>) {
+    fn keep(&self, rows: Option<&[AuditRow]>) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = rows
             .and_then(|r| r.last())
             .map(|last| (last.seq, last.hash.clone()));

@@ -14,7 +14,6 @@ use crate::store::{
 };
 
 const RUNNING: InquiryStatus = InquiryStatus::Running;
-const COMPLETED: InquiryStatus = InquiryStatus::Completed;
 const QUEUED: TaskState = TaskState::Queued;
 const POLLING: TaskState = TaskState::Polling;
 const AWAITING: TaskState = TaskState::Awaiting;
@@ -214,25 +213,9 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        // `COALESCE(status, '')` and `COALESCE(state, '')` keep the lookup
-        // on the primary keys (PostgreSQL's module note on plans).
-        let done = self
-            .run(
-                Sql::new(format!(
-                    "UPDATE inquiries SET status = '{COMPLETED}', completed_at_ms = $1, \
-                     callback_due = 1 \
-                     WHERE id = $2 AND COALESCE(status, '') = '{RUNNING}' AND NOT EXISTS \
-                       (SELECT 1 FROM agency_tasks \
-                        WHERE inquiry_id = $2 AND COALESCE(state, '') IN ($3, $4, $5))"
-                ))
-                .bind(now_ms)
-                .bind(inquiry_id)
-                .bind(QUEUED)
-                .bind(POLLING)
-                .bind(AWAITING),
-            )
-            .await?;
-        Ok(done == 1)
+        let ids = [inquiry_id.to_owned()];
+        let completed: Vec<(String,)> = self.all(complete_inquiries::<B>(&ids, now_ms)).await?;
+        Ok(completed.len() == 1)
     }
 
     async fn finish_tasks(
@@ -410,6 +393,16 @@ fn queue_counts_sql() -> String {
          UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
            WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"
     )
+}
+
+/// Completes the inquiries among `ids` that have no unfinished task left.
+pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
+    Sql::new(B::statements().complete_inquiries.as_str())
+        .bind(now_ms)
+        .bind(ids)
+        .bind(QUEUED)
+        .bind(POLLING)
+        .bind(AWAITING)
 }
 
 /// An inquiry's columns that are not plain text, as stored (for the

@@ -22,13 +22,15 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, FromRow, Pool, Transaction};
 
-pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, chain_rows, officers_json, unchain};
-pub(super) use jobs::{INQUIRY_COLUMNS, InquiryText, results_json, stored_results};
+pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, officers_json};
+pub(super) use jobs::{
+    INQUIRY_COLUMNS, InquiryText, complete_inquiries, results_json, stored_results,
+};
 pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
 
 use super::columns::json;
 use super::decision::{DecisionLock, LocalLocks};
-use super::{FinishedTasks, NewAuditRow, NewInquiry, StoreError, TaskResult};
+use super::{FinishedTasks, NewInquiry, StoreError, TaskResult};
 use crate::audit::AuditRow;
 
 /// One store on one database: its pool, what its backend keeps, and what
@@ -101,10 +103,13 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
         sql: Sql<'_>,
     ) -> Result<Vec<T>, sqlx::Error>;
 
+    /// The first row of a statement that returns at most one.
     async fn fetch_optional<T: Record>(
         conn: &mut Conn<Self>,
         sql: Sql<'_>,
-    ) -> Result<Option<T>, sqlx::Error>;
+    ) -> Result<Option<T>, sqlx::Error> {
+        Ok(Self::fetch_all(conn, sql).await?.into_iter().next())
+    }
 
     /// `JobStore::create_inquiries`, for at least one inquiry.
     async fn create_inquiries(store: &SqlStore<Self>, new: &[NewInquiry])
@@ -118,11 +123,22 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError>;
 
-    /// `AuditStore::append_audit`, for at least one row.
-    async fn append_audit(
-        store: &SqlStore<Self>,
-        rows: Vec<NewAuditRow>,
-    ) -> Result<Vec<AuditRow>, StoreError>;
+    /// The most audit rows one statement appends.
+    const AUDIT_ROWS_PER_STATEMENT: usize;
+
+    /// Appends chained `rows`. With `after` (the chain's tail a handle
+    /// last wrote), only if that is still the tail, checked by the one
+    /// statement that appends them: false when it was not. Without, the
+    /// caller holds the chain's lock.
+    async fn insert_audit(
+        conn: &mut Conn<Self>,
+        rows: &[AuditRow],
+        after: Option<(i64, &str)>,
+    ) -> Result<bool, StoreError>;
+
+    /// Whether an append after a remembered tail that failed with `e` is
+    /// tried again after the tail as stored (it changed nothing).
+    fn audit_retry(e: &StoreError) -> bool;
 
     /// `OrderStore::lock_decision`.
     async fn lock_decision(
@@ -143,6 +159,9 @@ pub struct Statements {
     /// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
     /// $2..$4 the unfinished states, $5 now.
     pub time_out_tasks: String,
+    /// Completes the inquiries among $2 that have no unfinished task
+    /// ($3..$5 the unfinished states) at $1, returning their `id`s.
+    pub complete_inquiries: String,
     /// When the next unfinished task is due, as `next`: $1 and $2 the
     /// states, $3 the agencies left out.
     pub next_due: String,
@@ -159,6 +178,9 @@ pub struct Statements {
     /// Orders with a document mismatch, newest first: $1 from, $2 to, $3
     /// how many.
     pub documents_mismatch: String,
+    /// Locks the audit chain for a writer, when beginning a write
+    /// transaction does not.
+    pub lock_audit_chain: Option<&'static str>,
     /// The audit columns as read (officers as JSON text), with and without
     /// the bodies.
     pub audit_select: &'static str,
@@ -264,64 +286,30 @@ pub enum Arg<'a> {
     Texts(&'a [String]),
 }
 
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(v: &'a str) -> Self {
-        Arg::Text(Some(Cow::Borrowed(v)))
-    }
+/// How each kind of value is bound.
+macro_rules! args {
+    ($($ty:ty => |$v:ident| $arg:expr,)*) => {
+        $(
+            impl<'a> From<$ty> for Arg<'a> {
+                fn from($v: $ty) -> Self {
+                    $arg
+                }
+            }
+        )*
+    };
 }
 
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Arg::Text(Some(Cow::Borrowed(v)))
-    }
-}
-
-impl From<String> for Arg<'_> {
-    fn from(v: String) -> Self {
-        Arg::Text(Some(Cow::Owned(v)))
-    }
-}
-
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Arg::Text(v.map(Cow::Borrowed))
-    }
-}
-
-impl<'a> From<&'a Option<String>> for Arg<'a> {
-    fn from(v: &'a Option<String>) -> Self {
-        Arg::Text(v.as_deref().map(Cow::Borrowed))
-    }
-}
-
-impl From<i64> for Arg<'_> {
-    fn from(v: i64) -> Self {
-        Arg::Int(Some(v))
-    }
-}
-
-impl From<Option<i64>> for Arg<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Arg::Int(v)
-    }
-}
-
-impl From<bool> for Arg<'_> {
-    fn from(v: bool) -> Self {
-        Arg::Bool(v)
-    }
-}
-
-impl<'a> From<&'a Vec<u8>> for Arg<'a> {
-    fn from(v: &'a Vec<u8>) -> Self {
-        Arg::Bytes(Some(v))
-    }
-}
-
-impl<'a> From<&'a [String]> for Arg<'a> {
-    fn from(v: &'a [String]) -> Self {
-        Arg::Texts(v)
-    }
+args! {
+    &'a str => |v| Arg::Text(Some(Cow::Borrowed(v))),
+    &'a String => |v| Arg::Text(Some(Cow::Borrowed(v))),
+    String => |v| Arg::Text(Some(Cow::Owned(v))),
+    Option<&'a str> => |v| Arg::Text(v.map(Cow::Borrowed)),
+    &'a Option<String> => |v| Arg::Text(v.as_deref().map(Cow::Borrowed)),
+    i64 => |v| Arg::Int(Some(v)),
+    Option<i64> => |v| Arg::Int(v),
+    bool => |v| Arg::Bool(v),
+    &'a Vec<u8> => |v| Arg::Bytes(Some(v)),
+    &'a [String] => |v| Arg::Texts(v),
 }
 
 /// A `LIMIT`: a negative one means none (PostgreSQL refuses a negative
