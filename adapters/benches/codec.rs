@@ -185,6 +185,10 @@ fn main() -> Result<()> {
             Box::new(|| len(gb.inquiry_request(&envelope, &one))),
         ),
         (
+            "encode xml utf-8 batch of 20",
+            Box::new(|| len(utf8.inquiry_request(&envelope, &batch))),
+        ),
+        (
             "encode xml utf-8 one subject",
             Box::new(|| len(utf8.inquiry_request(&envelope, &one))),
         ),

@@ -131,7 +131,7 @@ async fn record(
             caller: Some(caller.to_owned()),
             action: "config.reload".into(),
             status: Some(status.to_owned()),
-            body: Some(body),
+            body: Some(body.into()),
             ..AuditRecord::default()
         })
         .await

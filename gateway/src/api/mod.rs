@@ -122,7 +122,7 @@ pub(crate) async fn inbound(
             caller: Some(caller.name.clone()),
             action: action.to_owned(),
             status: Some(status.to_owned()),
-            body,
+            body: body.map(Into::into),
             ..fields
         })
         .await?)
