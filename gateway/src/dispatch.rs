@@ -37,15 +37,14 @@ use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::retry::InquiryRetry;
-use crate::resilience::stack::{self, AgencyService};
-use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
+use crate::resilience::stack::AgencyService;
+use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
     ClaimedTask, InquiryRecord, STATE_AWAITING, STATE_POLLING, STATE_QUEUED, Store, TaskLease,
     TaskResult, TaskUpdate,
 };
 use crate::task_writer::{TaskWriter, Written};
-use crate::transport::{HttpReply, Transport, TransportError};
+use crate::transport::{HttpReply, TransportError};
 
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
@@ -246,7 +245,6 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     audit: AuditLog,
     agencies: Arc<AgencySets>,
-    transport: Transport,
     settings: DispatcherSettings,
     permits: Arc<Semaphore>,
     handle: DispatcherHandle,
@@ -263,8 +261,6 @@ pub struct Dispatcher {
     public_url: String,
     /// Tells callers of completed inquiries.
     notifier: Notifier,
-    /// Each agency's circuit breaker and rate limiter.
-    guards: Guards,
     /// Stores task results in groups (one transaction for many).
     results: TaskWriter,
 }
@@ -275,11 +271,9 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         audit: AuditLog,
         agencies: Arc<AgencySets>,
-        transport: Transport,
         settings: DispatcherSettings,
         public_url: String,
         notifier: Notifier,
-        guards: Guards,
     ) -> Arc<Self> {
         let owner = format!("gw-{}", uuid::Uuid::now_v7().simple());
         let results = TaskWriter::start(store.clone(), owner.clone(), TASK_WRITER_QUEUE);
@@ -300,7 +294,6 @@ impl Dispatcher {
             store,
             audit,
             agencies,
-            transport,
             permits,
             settings,
             handle,
@@ -311,7 +304,6 @@ impl Dispatcher {
             last_owed_ms: AtomicI64::new(0),
             public_url,
             notifier,
-            guards,
         })
     }
 
@@ -517,11 +509,7 @@ impl Dispatcher {
             .agencies
             .all_links()
             .iter()
-            .filter(|a| {
-                a.concurrency
-                    .as_ref()
-                    .is_some_and(|s| s.available_permits() == 0)
-            })
+            .filter(|a| a.runtime.is_busy())
             .map(|a| a.id().to_owned())
             .collect();
         busy.sort();
@@ -597,12 +585,10 @@ impl Dispatcher {
         });
     }
 
-    /// The agency's inquiry stack: retried within `dispatcher.max_attempts`
-    /// with a backoff from `dispatcher.retry_base_ms`.
+    /// The agency's inquiry stack (its runtime's): retried within
+    /// `dispatcher.max_attempts` with a backoff from `dispatcher.retry_base_ms`.
     fn stack(&self, link: &AgencyLink) -> AgencyService {
-        let base = Duration::from_millis(self.settings.retry_base_ms);
-        let retry = InquiryRetry::new(base, base.saturating_mul(1 << 10));
-        stack::for_inquiries(link, &self.guards, &self.transport, retry)
+        link.runtime.inquiry_stack()
     }
 
     /// The message's deadline, retries and retry window: retries stay
@@ -867,7 +853,8 @@ impl Dispatcher {
             update.state.as_str(),
             STATE_QUEUED | STATE_POLLING | STATE_AWAITING
         ) {
-            crate::metrics::agency_outcome(&task.agency, &update.state, update.latency_ms);
+            crate::metrics::AgencyMetrics::of(&task.agency)
+                .outcome(&update.state, update.latency_ms);
         }
         if update.state == STATE_POLLING || update.state == STATE_QUEUED {
             // Due again later: the next round must know.
@@ -1148,9 +1135,9 @@ fn agency_record(
 }
 
 /// The span of one task's step: the inquiry, the agency, the request
-/// number (never the subject).
+/// number (never the subject). Debug level: one per agency call.
 fn task_span(task: &ClaimedTask) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         "inquiry",
         inquiry = %task.inquiry_id,
         agency = %task.agency,
