@@ -27,7 +27,6 @@ use minijinja::Environment;
 use serde_json::Value;
 
 use self::body::{BodyWriter, Charset, Unmappable};
-
 use self::mapping::{RecordKind, RecordMapping, RecordSource};
 use self::select::{Node, Path};
 use self::spec::{
@@ -74,8 +73,9 @@ struct CompiledOperation<R> {
     path: String,
     content_type: Option<String>,
     body: Option<String>,
-    /// The largest body rendered so far: the next one's buffer starts that
-    /// large, so it is seldom moved while it grows.
+    /// The size of the last body rendered: the next one's buffer starts
+    /// that large, so it is seldom moved while it grows (and a batch's size
+    /// is not kept for every lone message after it).
     body_size: AtomicUsize,
     reply: R,
 }
@@ -307,7 +307,7 @@ impl CompiledDialect {
                     });
                 }
                 let body = out.finish().map_err(|Unmappable| unmappable())?;
-                op.body_size.fetch_max(body.len(), Ordering::Relaxed);
+                op.body_size.store(body.len(), Ordering::Relaxed);
                 body
             }
         };
