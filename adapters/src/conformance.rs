@@ -300,7 +300,7 @@ impl Case {
                     method: crate::dialect::HttpMethod::Post,
                     path: String::new(),
                     content_type: None,
-                    body: Vec::new(),
+                    body: bytes::Bytes::new(),
                 };
                 (none, actual)
             }

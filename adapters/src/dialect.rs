@@ -66,7 +66,9 @@ pub struct WireRequest {
     pub method: HttpMethod,
     pub path: String,
     pub content_type: Option<String>,
-    pub body: Vec<u8>,
+    /// The bytes as rendered and encoded: the same buffer is audited and
+    /// sent (clones share it).
+    pub body: bytes::Bytes,
 }
 
 /// The agency's HTTP answer, as received.

@@ -8,6 +8,8 @@
 //! attribute value are bounded. Every refusal is an `XmlError`, reached in
 //! time linear in the input: `tests/hostile_xml.rs` holds the attacks.
 
+use std::borrow::Cow;
+
 use encoding_rs::Encoding;
 use quick_xml::Reader;
 use quick_xml::events::Event;
@@ -58,8 +60,9 @@ pub fn encoding_for_label(label: &str) -> Option<&'static Encoding> {
 
 /// Decodes an XML document to text using the encoding its declaration names
 /// (UTF-8 when there is none, or a byte-order mark says otherwise). Fails on
-/// any byte sequence that is invalid in that encoding.
-pub fn decode_document(bytes: &[u8]) -> Result<String, XmlError> {
+/// any byte sequence that is invalid in that encoding. UTF-8 text is
+/// borrowed, not copied.
+pub fn decode_document(bytes: &[u8]) -> Result<Cow<'_, str>, XmlError> {
     let encoding = match Encoding::for_bom(bytes) {
         Some((enc, _)) => enc,
         None => declared_encoding(bytes)?.unwrap_or(encoding_rs::UTF_8),
@@ -68,7 +71,7 @@ pub fn decode_document(bytes: &[u8]) -> Result<String, XmlError> {
     if had_errors {
         return Err(XmlError::BadBytes(encoding.name()));
     }
-    Ok(text.into_owned())
+    Ok(text)
 }
 
 /// Reads the `encoding` pseudo-attribute of the XML declaration, if any. The

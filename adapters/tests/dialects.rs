@@ -154,7 +154,7 @@ fn subject_names_cannot_break_the_message() {
         let wire = dialect
             .inquiry_request(&envelope, &[request])
             .expect("renders");
-        let body = String::from_utf8(wire.body).expect("utf-8");
+        let body = String::from_utf8(wire.body.to_vec()).expect("utf-8");
         if file == "bank-json" {
             let v: serde_json::Value = serde_json::from_str(&body).expect("still JSON");
             assert_eq!(v["subject"]["name"], nasty);
@@ -168,6 +168,60 @@ fn subject_names_cannot_break_the_message() {
             assert_eq!(item.text_of("ZJH"), Some("360426199101010071"));
         }
     }
+}
+
+/// Bodies are not parsed when they are sent: the rehearsal must find a
+/// template that makes a malformed body on any branch a request can take.
+#[test]
+fn a_body_malformed_on_one_branch_is_refused_when_the_dialect_loads() {
+    let refused = |text: &str, what: &str| {
+        let errors = CompiledDialect::from_toml(text).expect_err(what);
+        assert!(
+            errors.iter().any(|e| e.contains("does not render to")),
+            "{what}: {errors:?}"
+        );
+    };
+    // Only an organisation's message loses its closing tag.
+    refused(
+        &court_bank_xml().replace(
+            "<XM>{{ item.subject.name }}</XM>",
+            "<XM>{{ item.subject.name }}{% if item.subject.kind == \"person\" %}</XM>{% endif %}",
+        ),
+        "organisations",
+    );
+    // Only a measure without a prior request number does.
+    refused(
+        &court_bank_xml().replace(
+            "<YKZQQDH>{{ item.prior_request_number or \"\" }}</YKZQQDH>",
+            "<YKZQQDH>{% if item.prior_request_number %}{{ item.prior_request_number }}</YKZQQDH>{% endif %}",
+        ),
+        "a first measure",
+    );
+    // Only a batch of several subjects breaks the JSON.
+    let json = std::fs::read_to_string(config().join("dialects/bank-json.toml")).expect("file");
+    refused(
+        &json
+            .replace(
+                "\"officers\": {{ item.officers }}",
+                "\"officers\": {{ item.officers }}{% if items | length > 1 %},{% endif %}",
+            )
+            .replace("max_batch = 1", "max_batch = 5"),
+        "a batch",
+    );
+}
+
+/// `safe` would let a value into the message unescaped.
+#[test]
+fn a_template_may_not_mark_a_value_safe() {
+    let text = court_bank_xml().replace(
+        "<XM>{{ item.subject.name }}</XM>",
+        "<XM>{{ item.subject.name | safe }}</XM>",
+    );
+    let errors = CompiledDialect::from_toml(&text).expect_err("safe is refused");
+    assert!(
+        errors.iter().any(|e| e.contains("safe filter")),
+        "{errors:?}"
+    );
 }
 
 fn tempfile_dir(name: &str) -> PathBuf {

@@ -17,20 +17,17 @@ use adapters::agency::{AgencyConfig, ConfigError, ConfigErrors};
 use adapters::catalog::Catalog;
 use adapters::model::AssetKind;
 use arc_swap::ArcSwap;
-use tokio::sync::Semaphore;
 
-use crate::transport::{AgencyChannel, Transport};
+use crate::runtime::{AgencyRuntime, RuntimeParts};
 
-/// An agency ready to be sent to: its configuration and dialect, its
-/// channel (client and auth headers), and its concurrency bound.
+/// An agency ready to be sent to: its configuration and dialect (the
+/// codec), and its runtime (channel, guard, bound, metrics, stacks), which
+/// versions of the set share while the agency's limits and connection
+/// stand (`runtime.rs`).
 #[derive(Debug)]
 pub struct AgencyLink {
     pub agency: Arc<Agency>,
-    pub channel: AgencyChannel,
-    /// `limits.max_concurrency` permits; shared with the previous version's
-    /// link of the same agency when the bound did not change, so a reload
-    /// does not double it.
-    pub concurrency: Option<Arc<Semaphore>>,
+    pub runtime: Arc<AgencyRuntime>,
 }
 
 impl AgencyLink {
@@ -55,12 +52,12 @@ pub struct AgencyRegistry {
 }
 
 impl AgencyRegistry {
-    /// Builds the set from a checked catalog: one channel per agency (a TLS
+    /// Builds the set from a checked catalog: one runtime per agency (a TLS
     /// file that does not parse is refused here, with the agency's line).
-    /// `previous` lends its concurrency permits to unchanged agencies.
+    /// An agency of `previous` whose runtime still fits keeps it.
     pub fn build(
         catalog: Catalog,
-        transport: &Transport,
+        parts: &RuntimeParts,
         agencies_dir: &Path,
         previous: Option<&AgencyRegistry>,
     ) -> Result<Self, ConfigErrors> {
@@ -68,8 +65,11 @@ impl AgencyRegistry {
         let mut errors = Vec::new();
         let mut by_id = BTreeMap::new();
         for agency in catalog.agencies {
-            let channel = match transport.channel_for(&agency.connection) {
-                Ok(c) => c,
+            let before = previous
+                .and_then(|p| p.get(agency.id()))
+                .map(|l| &l.runtime);
+            let runtime = match AgencyRuntime::for_agency(&agency, parts, before) {
+                Ok(r) => r,
                 Err(message) => {
                     let key = if message.starts_with("tls") {
                         "tls"
@@ -86,20 +86,11 @@ impl AgencyRegistry {
                     continue;
                 }
             };
-            let bound = agency.config.limits.max_concurrency;
-            let concurrency = bound.map(|n| {
-                previous
-                    .and_then(|p| p.get(agency.id()))
-                    .filter(|old| old.config().limits.max_concurrency == Some(n))
-                    .and_then(|old| old.concurrency.clone())
-                    .unwrap_or_else(|| Arc::new(Semaphore::new(n as usize)))
-            });
             by_id.insert(
                 agency.config.id.clone(),
                 Arc::new(AgencyLink {
                     agency: Arc::new(agency),
-                    channel,
-                    concurrency,
+                    runtime,
                 }),
             );
         }

@@ -62,7 +62,9 @@ pub struct AuditRecord {
     pub request_number: Option<String>,
     pub status: Option<String>,
     pub latency_ms: Option<i64>,
-    pub body: Option<Vec<u8>>,
+    /// Shared with whoever else holds the message (the transport, the
+    /// other rows of a batch): cloning it copies no byte.
+    pub body: Option<bytes::Bytes>,
 }
 
 /// A record numbered and chained, ready to store.
@@ -415,7 +417,7 @@ mod tests {
             direction: Some(Direction::Outbound),
             action: "inquiry.send".into(),
             agency: Some(format!("bank-{}", i % 3)),
-            body: Some(format!("<CXQQ>{i}</CXQQ>").into_bytes()),
+            body: Some(format!("<CXQQ>{i}</CXQQ>").into()),
             ..AuditRecord::default()
         }
     }

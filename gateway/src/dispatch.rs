@@ -37,14 +37,13 @@ use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::retry::InquiryRetry;
-use crate::resilience::stack::{self, AgencyService};
-use crate::resilience::{AgencyCall, CallError, Guards, Refusal};
+use crate::resilience::stack::AgencyService;
+use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
     ClaimedTask, InquiryRecord, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
 use crate::task_writer::{TaskWriter, Written};
-use crate::transport::{HttpReply, Transport, TransportError};
+use crate::transport::{HttpReply, TransportError};
 
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
@@ -245,7 +244,6 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     audit: AuditLog,
     agencies: Arc<AgencySets>,
-    transport: Transport,
     settings: DispatcherSettings,
     permits: Arc<Semaphore>,
     handle: DispatcherHandle,
@@ -262,8 +260,6 @@ pub struct Dispatcher {
     public_url: String,
     /// Tells callers of completed inquiries.
     notifier: Notifier,
-    /// Each agency's circuit breaker and rate limiter.
-    guards: Guards,
     /// Stores task results in groups (one transaction for many).
     results: TaskWriter,
 }
@@ -274,11 +270,9 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         audit: AuditLog,
         agencies: Arc<AgencySets>,
-        transport: Transport,
         settings: DispatcherSettings,
         public_url: String,
         notifier: Notifier,
-        guards: Guards,
     ) -> Arc<Self> {
         let owner = format!("gw-{}", uuid::Uuid::now_v7().simple());
         let results = TaskWriter::start(store.clone(), owner.clone(), TASK_WRITER_QUEUE);
@@ -299,7 +293,6 @@ impl Dispatcher {
             store,
             audit,
             agencies,
-            transport,
             permits,
             settings,
             handle,
@@ -310,7 +303,6 @@ impl Dispatcher {
             last_owed_ms: AtomicI64::new(0),
             public_url,
             notifier,
-            guards,
         })
     }
 
@@ -519,11 +511,7 @@ impl Dispatcher {
             .agencies
             .all_links()
             .iter()
-            .filter(|a| {
-                a.concurrency
-                    .as_ref()
-                    .is_some_and(|s| s.available_permits() == 0)
-            })
+            .filter(|a| a.runtime.is_busy())
             .map(|a| a.id().to_owned())
             .collect();
         busy.sort();
@@ -602,12 +590,10 @@ impl Dispatcher {
         });
     }
 
-    /// The agency's inquiry stack: retried within `dispatcher.max_attempts`
-    /// with a backoff from `dispatcher.retry_base_ms`.
+    /// The agency's inquiry stack (its runtime's): retried within
+    /// `dispatcher.max_attempts` with a backoff from `dispatcher.retry_base_ms`.
     fn stack(&self, link: &AgencyLink) -> AgencyService {
-        let base = Duration::from_millis(self.settings.retry_base_ms);
-        let retry = InquiryRetry::new(base, base.saturating_mul(1 << 10));
-        stack::for_inquiries(link, &self.guards, &self.transport, retry)
+        link.runtime.inquiry_stack()
     }
 
     /// The message's deadline, retries and retry window: retries stay
@@ -873,7 +859,8 @@ impl Dispatcher {
     /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
         if let TaskState::Finished(status) = update.state {
-            crate::metrics::agency_outcome(&task.agency, status.as_str(), update.latency_ms);
+            crate::metrics::AgencyMetrics::of(&task.agency)
+                .outcome(status.as_str(), update.latency_ms);
         }
         if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.
@@ -1154,9 +1141,9 @@ fn agency_record(
 }
 
 /// The span of one task's step: the inquiry, the agency, the request
-/// number (never the subject).
+/// number (never the subject). Debug level: one per agency call.
 fn task_span(task: &ClaimedTask) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         "inquiry",
         inquiry = %task.inquiry_id,
         agency = %task.agency,

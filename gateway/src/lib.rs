@@ -26,6 +26,7 @@ pub mod plan;
 pub mod refusals;
 pub mod reload;
 pub mod resilience;
+pub mod runtime;
 pub mod serve;
 pub mod state;
 pub mod store;
@@ -53,6 +54,7 @@ use crate::dispatch::Dispatcher;
 use crate::inquiry_writer::InquiryWriter;
 use crate::notify::Notifier;
 use crate::order_worker::OrderWorker;
+use crate::runtime::RuntimeParts;
 use crate::state::AppState;
 use crate::transport::Transport;
 
@@ -96,7 +98,8 @@ impl Gateway {
         let notifier = Notifier::new(&config.callers, config.callbacks.clone())?;
         let guards = resilience::Guards::default();
         let transport = Transport::new(config.limits.max_reply_bytes)?;
-        let registry = reload::load_registry(&config, &transport, None)?;
+        let runtimes = RuntimeParts::new(transport, guards.clone(), &config.dispatcher);
+        let registry = reload::load_registry(&config, &runtimes, None)?;
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
@@ -131,22 +134,18 @@ impl Gateway {
             store.clone(),
             audit.clone(),
             agencies.clone(),
-            transport.clone(),
             config.dispatcher.clone(),
             public_url,
             notifier.clone(),
-            guards.clone(),
         );
         let orders = OrderWorker::new(
             store.clone(),
             audit.clone(),
             agencies.clone(),
-            transport.clone(),
             config.orders.clone(),
             clock.clone(),
             notifier,
             config.dispatcher.lease_grace_secs,
-            guards.clone(),
         );
         let inquiries = InquiryWriter::start(store.clone(), INQUIRY_WRITER_QUEUE);
         let state = AppState {
@@ -158,7 +157,7 @@ impl Gateway {
             audit,
             agencies,
             dispatcher: dispatcher.handle(),
-            transport,
+            runtimes,
             reloading: Arc::new(tokio::sync::Mutex::new(())),
             clock,
             orders: orders.handle(),

@@ -221,7 +221,12 @@ fn check(config: &Path) -> anyhow::Result<()> {
     gateway.audit.signing_key().map_err(anyhow::Error::msg)?;
     gateway.audit.verifying_key().map_err(anyhow::Error::msg)?;
     let transport = gateway::transport::Transport::new(gateway.limits.max_reply_bytes)?;
-    let registry = gateway::reload::load_registry(&gateway, &transport, None)?;
+    let parts = gateway::runtime::RuntimeParts::new(
+        transport,
+        gateway::resilience::Guards::default(),
+        &gateway.dispatcher,
+    );
+    let registry = gateway::reload::load_registry(&gateway, &parts, None)?;
     println!(
         "ok: {}, {} dialect(s) in {}, {} agency file(s) in {}",
         config.display(),

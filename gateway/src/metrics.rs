@@ -10,7 +10,8 @@
 //! at each scrape (`render_sampled`), so they count the work of every
 //! gateway sharing the database, and are right after a restart.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -239,23 +240,6 @@ pub fn global() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-pub fn agency_outcome(agency: &str, status: &str, latency_ms: Option<i64>) {
-    let m = global();
-    m.agency_outcomes
-        .get_or_create(&OutcomeLabel {
-            agency: agency.to_owned(),
-            status: status.to_owned(),
-        })
-        .inc();
-    if let Some(ms) = latency_ms {
-        m.agency_latency
-            .get_or_create(&AgencyLabel {
-                agency: agency.to_owned(),
-            })
-            .observe(ms as f64 / 1000.0);
-    }
-}
-
 pub fn count(family: &Family<StatusLabel, Counter>, status: &str) {
     family
         .get_or_create(&StatusLabel {
@@ -270,21 +254,134 @@ fn agency_label(agency: &str) -> AgencyLabel {
     }
 }
 
-/// Counts one exchange with `agency` in flight until dropped.
-#[derive(Debug)]
-pub struct InFlight(AgencyLabel);
+/// The task outcomes an agency's counters are made for up front (others
+/// are counted too, found in their family when they come).
+const OUTCOMES: [&str; 8] = [
+    "answered",
+    "no_record",
+    "refused",
+    "timeout",
+    "circuit_open",
+    "rate_limited",
+    "bad_reply",
+    "error",
+];
 
-impl InFlight {
-    pub fn start(agency: &str) -> Self {
+/// The layers that refuse calls, as `Refusal::layer` names them.
+const REFUSING_LAYERS: [&str; 3] = ["rate_limit", "concurrency", "breaker"];
+
+/// One agency's metrics, resolved from their families once and kept (its
+/// runtime's layers hold them): counting a call touches the metric itself,
+/// never a family's map, and builds no label. Every series of the agency is
+/// there from the start, at zero.
+#[derive(Debug)]
+pub struct AgencyMetrics {
+    agency: String,
+    latency: Histogram,
+    outcomes: [Counter; OUTCOMES.len()],
+    in_flight: Gauge,
+    rejections: [Counter; REFUSING_LAYERS.len()],
+    retries: Counter,
+    hedges: Counter,
+}
+
+impl AgencyMetrics {
+    /// The metrics of `agency`: the same handles for every caller.
+    pub fn of(agency: &str) -> Arc<Self> {
+        static BY_AGENCY: OnceLock<RwLock<HashMap<String, Arc<AgencyMetrics>>>> = OnceLock::new();
+        let map = BY_AGENCY.get_or_init(Default::default);
+        if let Some(m) = map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(agency)
+        {
+            return m.clone();
+        }
+        map.write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(agency.to_owned())
+            .or_insert_with(|| Arc::new(Self::resolve(agency)))
+            .clone()
+    }
+
+    fn resolve(agency: &str) -> Self {
+        let m = global();
         let label = agency_label(agency);
-        global().agency_in_flight.get_or_create(&label).inc();
-        Self(label)
+        let outcome = |status: &str| {
+            m.agency_outcomes.get_or_create_owned(&OutcomeLabel {
+                agency: agency.to_owned(),
+                status: status.to_owned(),
+            })
+        };
+        let rejection = |layer: &str| {
+            m.agency_rejections.get_or_create_owned(&RejectionLabel {
+                agency: agency.to_owned(),
+                layer: layer.to_owned(),
+            })
+        };
+        Self {
+            agency: agency.to_owned(),
+            latency: m.agency_latency.get_or_create_owned(&label),
+            outcomes: OUTCOMES.map(outcome),
+            in_flight: m.agency_in_flight.get_or_create_owned(&label),
+            rejections: REFUSING_LAYERS.map(rejection),
+            retries: m.agency_retries.get_or_create_owned(&label),
+            hedges: m.agency_hedges.get_or_create_owned(&label),
+        }
+    }
+
+    /// A task of the agency reached `status`, `latency_ms` after it was sent.
+    pub fn outcome(&self, status: &str, latency_ms: Option<i64>) {
+        match OUTCOMES.iter().position(|s| *s == status) {
+            Some(i) => {
+                self.outcomes[i].inc();
+            }
+            None => {
+                global()
+                    .agency_outcomes
+                    .get_or_create(&OutcomeLabel {
+                        agency: self.agency.clone(),
+                        status: status.to_owned(),
+                    })
+                    .inc();
+            }
+        }
+        if let Some(ms) = latency_ms {
+            self.latency.observe(ms as f64 / 1000.0);
+        }
+    }
+
+    /// Counts one exchange in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// A call refused by the stack's `layer`.
+    pub fn rejected(&self, layer: &str) {
+        if let Some(i) = REFUSING_LAYERS.iter().position(|l| *l == layer) {
+            self.rejections[i].inc();
+        }
+    }
+
+    /// An inquiry message sent again.
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+
+    /// An inquiry message hedged.
+    pub fn hedged(&self) {
+        self.hedges.inc();
     }
 }
 
+/// One exchange in flight, counted until dropped.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
 impl Drop for InFlight {
     fn drop(&mut self) {
-        global().agency_in_flight.get_or_create(&self.0).dec();
+        self.0.dec();
     }
 }
 
@@ -296,17 +393,6 @@ pub fn in_flight(agency: &str) -> i64 {
         .get()
 }
 
-/// A call to `agency` refused by its stack's `layer`.
-pub fn rejected(agency: &str, layer: &str) {
-    global()
-        .agency_rejections
-        .get_or_create(&RejectionLabel {
-            agency: agency.to_owned(),
-            layer: layer.to_owned(),
-        })
-        .inc();
-}
-
 /// Calls to `agency` refused by `layer` so far.
 pub fn rejections(agency: &str, layer: &str) -> u64 {
     global()
@@ -316,22 +402,6 @@ pub fn rejections(agency: &str, layer: &str) -> u64 {
             layer: layer.to_owned(),
         })
         .get()
-}
-
-/// An inquiry message to `agency` sent again.
-pub fn retried(agency: &str) {
-    global()
-        .agency_retries
-        .get_or_create(&agency_label(agency))
-        .inc();
-}
-
-/// An inquiry message to `agency` hedged.
-pub fn hedged(agency: &str) {
-    global()
-        .agency_hedges
-        .get_or_create(&agency_label(agency))
-        .inc();
 }
 
 fn stage(claimed: bool) -> String {

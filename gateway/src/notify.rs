@@ -196,7 +196,7 @@ impl Notifier {
             .record(AuditRecord {
                 direction: Some(Direction::Outbound),
                 status: Some(format!("attempt_{attempts}")),
-                body: Some(item.body.clone()),
+                body: Some(item.body.clone().into()),
                 ..record.clone()
             })
             .await;

@@ -37,12 +37,12 @@ use crate::notify::Notifier;
 use crate::order::{self, stored_request};
 use crate::plan;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::stack::{self, AgencyService};
+use crate::resilience::stack::AgencyService;
 use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
     MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, Store,
 };
-use crate::transport::{HttpReply, Transport};
+use crate::transport::HttpReply;
 
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
@@ -69,7 +69,6 @@ pub struct OrderWorker {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) audit: AuditLog,
     agencies: Arc<AgencySets>,
-    transport: Transport,
     pub(crate) settings: OrderSettings,
     pub(crate) clock: Clock,
     pub(crate) notifier: Notifier,
@@ -77,7 +76,6 @@ pub struct OrderWorker {
     handle: OrderWorkerHandle,
     last_sweep_ms: AtomicI64,
     lease_grace_ms: i64,
-    guards: crate::resilience::Guards,
 }
 
 impl OrderWorker {
@@ -86,19 +84,16 @@ impl OrderWorker {
         store: Arc<dyn Store>,
         audit: AuditLog,
         agencies: Arc<AgencySets>,
-        transport: Transport,
         settings: OrderSettings,
         clock: Clock,
         notifier: Notifier,
         lease_grace_secs: u64,
-        guards: crate::resilience::Guards,
     ) -> Arc<Self> {
         Arc::new(Self {
             owner: format!("gw-{}", uuid::Uuid::now_v7().simple()),
             store,
             audit,
             agencies,
-            transport,
             permits: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
             clock,
@@ -106,7 +101,6 @@ impl OrderWorker {
             handle: OrderWorkerHandle::default(),
             last_sweep_ms: AtomicI64::new(0),
             lease_grace_ms: lease_grace_secs as i64 * 1000,
-            guards,
         })
     }
 
@@ -307,7 +301,7 @@ impl OrderWorker {
         // The agency's control stack: its concurrency bound (waited for),
         // quota and breaker (an order waits for them, it never fails on
         // them), the audit records, the timeout; never a retry.
-        let stack = stack::for_orders(&link, &self.guards, &self.transport);
+        let stack = link.runtime.order_stack();
         if order.phase == OrderPhase::Send {
             self.send(&link, stack, order, request, court).await;
         } else {

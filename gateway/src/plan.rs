@@ -632,7 +632,9 @@ async fn create_order(
             inquiry_id: Some(plan.id.clone()),
             request_number: Some(record.request_number.clone()),
             status: Some("accepted".into()),
-            body: serde_json::to_vec(&order::view(&record)).ok(),
+            body: serde_json::to_vec(&order::view(&record))
+                .ok()
+                .map(Into::into),
             ..AuditRecord::default()
         })
         .await

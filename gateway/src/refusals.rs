@@ -74,7 +74,7 @@ impl RefusalSummary {
             caller: Some(self.source.clone()),
             action: "auth.refused_summary".into(),
             status: Some("counted".into()),
-            body: Some(body.to_string().into_bytes()),
+            body: Some(body.to_string().into()),
             ..AuditRecord::default()
         }
     }

@@ -13,8 +13,8 @@ use serde::Serialize;
 use crate::agencies::AgencyRegistry;
 use crate::audit::{AuditError, AuditRecord, Direction};
 use crate::config::GatewayConfig;
+use crate::runtime::RuntimeParts;
 use crate::state::AppState;
-use crate::transport::Transport;
 
 /// What a successful reload put in place.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -42,14 +42,15 @@ pub enum ReloadError {
 }
 
 /// Loads and checks the agency and dialect files the configuration names,
-/// and builds the agency set from them (without installing it).
+/// and builds the agency set from them (without installing it); agencies of
+/// `previous` whose limits and connection stand keep their runtimes.
 pub fn load_registry(
     config: &GatewayConfig,
-    transport: &Transport,
+    parts: &RuntimeParts,
     previous: Option<&AgencyRegistry>,
 ) -> Result<AgencyRegistry, ConfigErrors> {
     let catalog = config.load_catalog()?;
-    AgencyRegistry::build(catalog, transport, &config.agencies_dir, previous)
+    AgencyRegistry::build(catalog, parts, &config.agencies_dir, previous)
 }
 
 /// Every error as `{"file", "line", "message"}`, for the API.
@@ -74,10 +75,10 @@ pub async fn reload(state: &AppState, caller: &str) -> Result<ReloadSummary, Rel
     let previous = state.agencies.current();
     let loaded = {
         let config = state.config.clone();
-        let transport = state.transport.clone();
+        let parts = state.runtimes.clone();
         let previous = previous.clone();
         // Thousands of small files: read them off the async workers.
-        tokio::task::spawn_blocking(move || load_registry(&config, &transport, Some(&previous)))
+        tokio::task::spawn_blocking(move || load_registry(&config, &parts, Some(&previous)))
             .await
             .map_err(|e| ReloadError::Internal(e.to_string()))?
     };
@@ -131,7 +132,7 @@ async fn record(
             caller: Some(caller.to_owned()),
             action: "config.reload".into(),
             status: Some(status.to_owned()),
-            body: Some(body),
+            body: Some(body.into()),
             ..AuditRecord::default()
         })
         .await

@@ -22,9 +22,10 @@
 //! orders. Control orders get the same stack without retry and without
 //! load shedding: they are never retried blindly (`order_worker.rs`).
 //!
-//! `Guards` keeps each agency's breaker and token bucket across reloads
-//! while the agency's limits stay the same; the concurrency semaphore is
-//! the agency link's (`agencies.rs`), shared the same way.
+//! An agency's runtime (`runtime.rs`) builds its two stacks once, from
+//! its guard (`Guards` keeps each agency's breaker and token bucket across
+//! reloads while the agency's limits stay the same), its concurrency
+//! semaphore and its metric handles; a call clones a stack.
 
 pub mod audit;
 pub mod breaker;

@@ -9,8 +9,8 @@ use crate::clock::Clock;
 use crate::config::GatewayConfig;
 use crate::dispatch::DispatcherHandle;
 use crate::order_worker::OrderWorkerHandle;
+use crate::runtime::RuntimeParts;
 use crate::store::Store;
-use crate::transport::Transport;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,8 +23,8 @@ pub struct AppState {
     pub dispatcher: DispatcherHandle,
     /// Stores new inquiries in groups (one transaction for many).
     pub inquiries: crate::inquiry_writer::InquiryWriter,
-    /// Builds agencies' channels on reload.
-    pub transport: Transport,
+    /// What agencies' runtimes are built with on reload.
+    pub runtimes: RuntimeParts,
     /// One reload at a time.
     pub reloading: Arc<tokio::sync::Mutex<()>>,
     /// Today's civil date, as the law's rules judge it.

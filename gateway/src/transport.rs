@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use adapters::agency::Connection;
 use adapters::dialect::{HttpMethod, WireRequest};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -186,17 +186,25 @@ impl Transport {
         {
             return Err(TransportError::TooLarge(self.max_reply_bytes));
         }
-        let mut body = BytesMut::new();
+        // Most replies come in one chunk: that chunk is the body, uncopied.
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut size = 0;
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > self.max_reply_bytes {
+            size += chunk.len();
+            if size > self.max_reply_bytes {
                 return Err(TransportError::TooLarge(self.max_reply_bytes));
             }
-            body.extend_from_slice(&chunk);
+            chunks.push(chunk);
         }
+        let body = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.swap_remove(0),
+            _ => chunks.concat().into(),
+        };
         Ok(HttpReply {
             status,
             content_type,
-            body: body.freeze(),
+            body,
             latency: started.elapsed(),
         })
     }

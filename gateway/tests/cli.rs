@@ -293,7 +293,7 @@ fn write_audit_rows(url: &str, rows: usize) -> anyhow::Result<()> {
                 direction: Some(gateway::audit::Direction::Outbound),
                 action: "inquiry.send".into(),
                 agency: Some("bank-a".into()),
-                body: Some(format!("<CXQQ>{i}</CXQQ>").into_bytes()),
+                body: Some(format!("<CXQQ>{i}</CXQQ>").into()),
                 ..Default::default()
             })
             .await?;

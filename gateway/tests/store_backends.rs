@@ -969,19 +969,19 @@ async fn audit_filters_checkpoints_and_retention(db: &TestDb) {
 
     let mut inbound = request(NOW, "360426199101010071", "case-1", &["Li Ming (ZX1)"]);
     inbound.record.inquiry_id = Some("inq-1".into());
-    inbound.record.body = Some(b"{\"case_number\":\"case-1\"}".to_vec());
+    inbound.record.body = Some(bytes::Bytes::from_static(b"{\"case_number\":\"case-1\"}"));
     inbound.record.latency_ms = Some(3);
     let mut outbound = audit(NOW + 10, "inquiry.send");
     outbound.record.direction = Some(Direction::Outbound);
     outbound.record.agency = Some("bank-a".into());
     outbound.record.inquiry_id = Some("inq-1".into());
     outbound.record.request_number = Some("Qinq-1-bank-a".into());
-    outbound.record.body = Some(vec![0, 159, 146, 150, 255]);
+    outbound.record.body = Some(vec![0, 159, 146, 150, 255].into());
     let mut reply = audit(NOW + 20, "inquiry.reply");
     reply.record.direction = Some(Direction::Reply);
     reply.record.agency = Some("bank-a".into());
     reply.record.status = Some("answered".into());
-    reply.record.body = Some(Vec::new());
+    reply.record.body = Some(bytes::Bytes::new());
     let mut other = request(
         NOW + 30,
         "620503198812120015",

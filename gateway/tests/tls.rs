@@ -211,7 +211,7 @@ fn echo() -> WireRequest {
         method: HttpMethod::Get,
         path: "/echo".into(),
         content_type: None,
-        body: Vec::new(),
+        body: bytes::Bytes::new(),
     }
 }
 

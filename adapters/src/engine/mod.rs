@@ -5,20 +5,28 @@
 //! Compiling checks everything an onboarding engineer can get wrong before
 //! the dialect goes live: unknown keys, model fields that don't exist,
 //! conversions that don't fit, missing code tables, and templates that don't
-//! render (each template is rendered once against sample subjects).
+//! render or don't make a well-formed message (`rehearsal.rs`: each template
+//! is rendered against sample subjects and its body parsed). A request is
+//! then rendered once per message from one context (`context.rs`), straight
+//! into its buffer in the agency's encoding (`body.rs`), and not parsed
+//! again.
 
+mod body;
+mod context;
 mod mapping;
+mod rehearsal;
 pub mod select;
 pub mod spec;
 mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use encoding_rs::Encoding;
 use minijinja::Environment;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use self::body::{BodyWriter, Charset, Unmappable};
 use self::mapping::{RecordKind, RecordMapping, RecordSource};
 use self::select::{Node, Path};
 use self::spec::{
@@ -31,7 +39,7 @@ use crate::dialect::{
     ReplyError, WireReply, WireRequest, agency_error, match_items,
 };
 use crate::excerpt;
-use crate::model::{Asset, InquiryOutcome, Subject};
+use crate::model::{Asset, InquiryOutcome};
 use crate::xml::{decode_document, encoding_for_label, parse_tree};
 
 /// What an outcome code table may say.
@@ -61,8 +69,14 @@ struct CompiledReply {
 struct CompiledOperation<R> {
     name: &'static str,
     method: HttpMethod,
-    has_content_type: bool,
-    has_body: bool,
+    /// The names of its templates in the dialect's environment.
+    path: String,
+    content_type: Option<String>,
+    body: Option<String>,
+    /// The size of the last body rendered: the next one's buffer starts
+    /// that large, so it is seldom moved while it grows (and a batch's size
+    /// is not kept for every lone message after it).
+    body_size: AtomicUsize,
     reply: R,
 }
 
@@ -248,114 +262,61 @@ impl CompiledDialect {
         Ok(dialect)
     }
 
-    /// Renders every template once against sample subjects, so a template
-    /// naming something the model lacks fails now, not at the first inquiry.
-    fn rehearse(&self) -> Result<(), Vec<String>> {
-        let mut errors = Vec::new();
-        let label = self.encoding.clone().unwrap_or_else(|| "UTF-8".into());
-        let batch = if self.max_batch > 1 { 2 } else { 1 };
-        let items: Vec<Value> = sample_items().into_iter().take(batch).collect();
-        let ctx = inquiry_context(
-            "P-sample",
-            &json!({"code": "甘0503", "name": "天水市麦积区人民法院"}),
-            &label,
-            items,
-            Some(SAMPLE_CALLBACK_URL),
-        );
-        if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
-            errors.push(e);
-        }
-        // One subject of each kind, alone.
-        for item in sample_items() {
-            let ctx = inquiry_context(
-                "P-sample",
-                &json!({"code": "甘0503", "name": "x"}),
-                &label,
-                vec![item],
-                Some(SAMPLE_CALLBACK_URL),
-            );
-            if let Err(e) = self.render("inquiry", &self.inquiry, &ctx, &label) {
-                errors.push(e);
-            }
-        }
-        if let Some(poll) = &self.poll {
-            let ctx =
-                json!({"request_number": "Q-sample", "ticket": "T-sample", "encoding": label});
-            if let Err(e) = self.render("poll", poll, &ctx, &label) {
-                errors.push(e);
-            }
-        }
-        if let Some(control) = &self.control {
-            for action in &control.actions {
-                let ctx = control_context(
-                    "P-sample",
-                    &json!({"code": "甘0503", "name": "天水市麦积区人民法院"}),
-                    &label,
-                    sample_control(*action),
-                );
-                if let Err(e) = self.render("control", &control.operation, &ctx, &label) {
-                    errors.push(format!("{} ({}): {e}", "control", action.as_str()));
-                }
-            }
-            if let Some(poll) = &control.poll {
-                let ctx =
-                    json!({"request_number": "K-sample", "ticket": "T-sample", "encoding": label});
-                if let Err(e) = self.render("control.poll", poll, &ctx, &label) {
-                    errors.push(e);
-                }
-            }
-        }
-        errors.dedup();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-
-    fn render<R>(
+    /// Renders the request of `op`: every template with the one context of
+    /// the message, the body into its buffer in `charset`.
+    fn request<R>(
         &self,
-        op: &str,
-        operation: &CompiledOperation<R>,
-        ctx: &Value,
-        label: &str,
-    ) -> Result<(String, Option<String>, Option<String>), String> {
-        let part = |name: &str| {
-            template::render(&self.env, &format!("{op}.request.{name}"), ctx)
-                .map_err(|e| format!("{op}.request.{name}: {e}"))
-        };
-        let path = part("path")?;
+        op: &CompiledOperation<R>,
+        ctx: &minijinja::Value,
+        charset: &Charset,
+    ) -> Result<WireRequest, String> {
+        let name = op.name;
+        let path = template::render(&self.env, &op.path, ctx)
+            .map_err(|e| format!("{name}.request.path: {e}"))?;
         if !path.starts_with('/') {
             return Err(format!(
-                "{op}.request.path must render to a path starting with /, got {path:?}"
+                "{name}.request.path must render to a path starting with /, got {path:?}"
             ));
         }
-        let content_type = if operation.has_content_type {
-            Some(part("content_type")?)
-        } else {
-            match (self.format, operation.has_body) {
-                (_, false) => None,
-                (Format::Xml, true) => Some(format!("application/xml; charset={label}")),
-                (Format::Json, true) => Some("application/json".into()),
+        let content_type = match (&op.content_type, &op.body, self.format) {
+            (Some(template), _, _) => Some(
+                template::render(&self.env, template, ctx)
+                    .map_err(|e| format!("{name}.request.content_type: {e}"))?,
+            ),
+            (None, None, _) => None,
+            (None, Some(_), Format::Xml) => Some(charset.xml_content_type.clone()),
+            (None, Some(_), Format::Json) => Some("application/json".into()),
+        };
+        let body = match &op.body {
+            None => bytes::Bytes::new(),
+            Some(template) => {
+                let size = op.body_size.load(Ordering::Relaxed);
+                let unmappable =
+                    || format!("the message has characters {} cannot write", charset.label);
+                let mut out = match self.format {
+                    Format::Json => BodyWriter::plain(size),
+                    Format::Xml => {
+                        BodyWriter::xml(charset, size).map_err(|Unmappable| unmappable())?
+                    }
+                };
+                if let Err(e) = template::render_into(&self.env, template, ctx, &mut out) {
+                    return Err(if out.was_unmappable() {
+                        unmappable()
+                    } else {
+                        format!("{name}.request.{}: {e}", template::BODY)
+                    });
+                }
+                let body = out.finish().map_err(|Unmappable| unmappable())?;
+                op.body_size.store(body.len(), Ordering::Relaxed);
+                body
             }
         };
-        let body = if operation.has_body {
-            let body = part(template::BODY)?;
-            match self.format {
-                Format::Json => {
-                    serde_json::from_str::<Value>(&body)
-                        .map_err(|e| format!("{op}.request.body does not render to JSON: {e}"))?;
-                }
-                Format::Xml => {
-                    parse_tree(&body)
-                        .map_err(|e| format!("{op}.request.body does not render to XML: {e}"))?;
-                }
-            }
-            Some(body)
-        } else {
-            None
-        };
-        Ok((path, content_type, body))
+        Ok(WireRequest {
+            method: op.method,
+            path,
+            content_type,
+            body,
+        })
     }
 }
 
@@ -389,8 +350,16 @@ fn compile_request(
     Some(CompiledOperation {
         name: op,
         method: method?,
-        has_content_type: spec.content_type.is_some(),
-        has_body: spec.body.is_some(),
+        path: format!("{op}.request.path"),
+        content_type: spec
+            .content_type
+            .as_ref()
+            .map(|_| format!("{op}.request.content_type")),
+        body: spec
+            .body
+            .as_ref()
+            .map(|_| format!("{op}.request.{}", template::BODY)),
+        body_size: AtomicUsize::new(0),
         reply: (),
     })
 }
@@ -400,8 +369,10 @@ impl CompiledOperation<()> {
         CompiledOperation {
             name: self.name,
             method: self.method,
-            has_content_type: self.has_content_type,
-            has_body: self.has_body,
+            path: self.path,
+            content_type: self.content_type,
+            body: self.body,
+            body_size: self.body_size,
             reply,
         }
     }
@@ -596,110 +567,11 @@ fn compile_reply(
     })
 }
 
-fn sample_items() -> Vec<Value> {
-    let officers = json!([
-        {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
-        {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
-    ]);
-    vec![
-        json!({"request_number": "Q-sample-1", "case_number": "(2024)甘0503执1234号",
-               "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
-               "officers": officers}),
-        json!({"request_number": "Q-sample-2", "case_number": "(2024)甘0503执1234号",
-               "subject": {"kind": "organization", "name": "示例有限公司", "id_number": "91110000600037341L"},
-               "officers": officers}),
-    ]
-}
-
-/// A sample control measure of each action, with every value filled.
-fn sample_control(action: ControlAction) -> Value {
-    json!({
-        "request_number": "K-sample-1",
-        "case_number": "(2024)甘0503执1234号",
-        "subject": {"kind": "person", "name": "张三", "id_number": "360426199101010071"},
-        "officers": [
-            {"name": "李明", "work_card_no": "G620503001", "credential_no": "ZX620503001"},
-            {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"}
-        ],
-        "action": action.as_str(),
-        "account_number": if action.on_accounts() { json!("6222020200112233445") } else { Value::Null },
-        "unit_number": if action.on_accounts() { Value::Null } else { json!("620503001001GB00001F00010001") },
-        "amount_fen": 50_000_000,
-        "start_date": "2026-11-27",
-        "end_date": "2027-11-26",
-        "prior_request_number": "K-sample-0",
-        "documents": [
-            {"kind": "ruling", "number": "(2024)甘0503执1234号之一", "sha256": "0".repeat(64)},
-            {"kind": "assist_notice", "number": "协冻-1", "sha256": "1".repeat(64)}
-        ],
-    })
-}
-
-fn control_item(request: &ControlRequest) -> Value {
-    let kind = match request.subject {
-        Subject::Person { .. } => "person",
-        Subject::Organization { .. } => "organization",
-    };
-    let date = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
-    json!({
-        "request_number": request.request_number,
-        "case_number": request.case_number.as_str(),
-        "subject": {"kind": kind, "name": request.subject.name(), "id_number": request.subject.identifier()},
-        "officers": request.officers,
-        "action": request.action.as_str(),
-        "account_number": request.account_number,
-        "unit_number": request.unit_number,
-        "amount_fen": request.amount_fen.map(|f| f.0),
-        "start_date": date(request.start_date),
-        "end_date": date(request.end_date),
-        "prior_request_number": request.prior_request_number,
-        "documents": request.documents,
-    })
-}
-
-fn control_context(batch_number: &str, court: &Value, encoding: &str, item: Value) -> Value {
-    json!({"batch_number": batch_number, "court": court, "encoding": encoding, "item": item})
-}
-
-/// Where the rehearsal pretends the gateway takes callbacks.
-const SAMPLE_CALLBACK_URL: &str = "https://gateway.example/v1/callbacks/sample";
-
-fn inquiry_context(
-    batch_number: &str,
-    court: &Value,
-    encoding: &str,
-    items: Vec<Value>,
-    callback_url: Option<&str>,
-) -> Value {
-    json!({
-        "batch_number": batch_number,
-        "callback_url": callback_url,
-        "court": court,
-        "encoding": encoding,
-        "item": items.first().cloned().unwrap_or(Value::Null),
-        "items": items,
-    })
-}
-
-fn item_context(item: &InquiryRequest) -> Value {
-    let kind = match item.subject {
-        Subject::Person { .. } => "person",
-        Subject::Organization { .. } => "organization",
-    };
-    json!({
-        "request_number": item.request_number,
-        "case_number": item.case_number.as_str(),
-        "subject": {"kind": kind, "name": item.subject.name(), "id_number": item.subject.identifier()},
-        "officers": item.officers,
-    })
-}
-
 /// A compiled dialect with one agency's options.
 #[derive(Debug)]
 pub struct DeclaredDialect {
     dialect: Arc<CompiledDialect>,
-    encoding: &'static Encoding,
-    label: String,
+    charset: Charset,
     max_batch: usize,
 }
 
@@ -732,8 +604,7 @@ impl DeclaredDialect {
         }
         Ok(Self {
             dialect,
-            encoding,
-            label,
+            charset: Charset::new(&label, encoding),
             max_batch,
         })
     }
@@ -837,36 +708,14 @@ impl DeclaredDialect {
         }
     }
 
-    fn wire<R>(&self, op: &CompiledOperation<R>, ctx: &Value) -> Result<WireRequest, EncodeError> {
-        let (path, content_type, body) = self
-            .dialect
-            .render(op.name, op, ctx, &self.label)
-            .map_err(|e| self.encode_error(e))?;
-        let body = match (body, self.dialect.format) {
-            (None, _) => Vec::new(),
-            (Some(body), Format::Json) => body.into_bytes(),
-            (Some(body), Format::Xml) => {
-                let text = format!(
-                    "<?xml version=\"1.0\" encoding=\"{}\"?>\n{}",
-                    self.label,
-                    body.trim_start()
-                );
-                let (bytes, _, unmappable) = self.encoding.encode(&text);
-                if unmappable {
-                    return Err(self.encode_error(format!(
-                        "the message has characters {} cannot write",
-                        self.label
-                    )));
-                }
-                bytes.into_owned()
-            }
-        };
-        Ok(WireRequest {
-            method: op.method,
-            path,
-            content_type,
-            body,
-        })
+    fn wire<R>(
+        &self,
+        op: &CompiledOperation<R>,
+        ctx: &minijinja::Value,
+    ) -> Result<WireRequest, EncodeError> {
+        self.dialect
+            .request(op, ctx, &self.charset)
+            .map_err(|e| self.encode_error(e))
     }
 
     /// Parses a reply and hands its items (with their request numbers, where
@@ -1050,13 +899,7 @@ impl Dialect for DeclaredDialect {
                 "this agency pushes its results, but no callback address is known".into(),
             ));
         }
-        let ctx = inquiry_context(
-            &envelope.batch_number,
-            &json!({"code": envelope.court.code, "name": envelope.court.name}),
-            &self.label,
-            items.iter().map(item_context).collect(),
-            envelope.callback_url.as_deref(),
-        );
+        let ctx = context::inquiry(envelope, items, &self.charset.label);
         self.wire(&self.dialect.inquiry, &ctx)
     }
 
@@ -1132,12 +975,7 @@ impl Dialect for DeclaredDialect {
                 request.action.as_str()
             )));
         };
-        let ctx = control_context(
-            &envelope.batch_number,
-            &json!({"code": envelope.court.code, "name": envelope.court.name}),
-            &self.label,
-            control_item(request),
-        );
+        let ctx = context::control(envelope, request, &self.charset.label);
         self.wire(&control.operation, &ctx)
     }
 
@@ -1163,8 +1001,7 @@ impl Dialect for DeclaredDialect {
         let Some(poll) = self.dialect.control.as_ref().and_then(|c| c.poll.as_ref()) else {
             return Err(self.encode_error("this dialect answers control measures at once".into()));
         };
-        let ctx =
-            json!({"request_number": request_number, "ticket": ticket, "encoding": self.label});
+        let ctx = context::poll(request_number, ticket, &self.charset.label);
         self.wire(poll, &ctx)
     }
 
@@ -1199,8 +1036,7 @@ impl Dialect for DeclaredDialect {
                 self.encode_error("this dialect answers synchronously and cannot be polled".into())
             );
         };
-        let ctx =
-            json!({"request_number": request_number, "ticket": ticket, "encoding": self.label});
+        let ctx = context::poll(request_number, ticket, &self.charset.label);
         self.wire(poll, &ctx)
     }
 

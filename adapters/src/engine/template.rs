@@ -2,6 +2,11 @@
 //! (XML text escaping, JSON values) so a subject's name can never break the
 //! message, strict undefined values (a typo is a load-time error, not an
 //! empty tag), and the filters dialects need (`code`, `yuan`).
+//!
+//! Because every value is escaped, whether a body is well-formed depends on
+//! the template alone, not on the values: the rehearsal at load time checks
+//! it, and bodies are not parsed again when they are sent. That is why
+//! `safe`, which would let a value through unescaped, is refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,35 +45,39 @@ pub fn environment(
     // XML bodies: escape the five XML characters and nothing else.
     env.set_formatter(|out, state, value| {
         if *state.auto_escape() == AutoEscape::Html && !value.is_safe() {
-            let text = if value.is_none() || value.is_undefined() {
-                String::new()
-            } else {
-                value.to_string()
+            let escaped = match value.as_str() {
+                // Most values are text: escaped where they are.
+                Some(text) => quick_xml::escape::escape(text),
+                None if value.is_none() || value.is_undefined() => "".into(),
+                None => quick_xml::escape::escape(value.to_string()),
             };
-            out.write_str(&quick_xml::escape::escape(text.as_str()))
+            out.write_str(&escaped)
                 .map_err(|_| Error::new(ErrorKind::WriteFailure, "cannot write"))
         } else {
             minijinja::escape_formatter(out, state, value)
         }
     });
+    env.add_filter("safe", |_: Value| -> Result<Value, Error> {
+        Err(Error::new(
+            ErrorKind::InvalidOperation,
+            "the safe filter is not allowed: every value is escaped for the message format",
+        ))
+    });
     env.add_filter(
         "code",
-        move |value: String, table: String| -> Result<String, Error> {
-            let t = codes.get(&table).ok_or_else(|| {
+        move |value: &str, table: &str| -> Result<String, Error> {
+            let t = codes.get(table).ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidOperation,
                     format!("no code table {table:?} in [codes]"),
                 )
             })?;
-            t.get(&value)
-                .or_else(|| t.get("*"))
-                .cloned()
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidOperation,
-                        format!("{value:?} has no code in table {table:?}"),
-                    )
-                })
+            t.get(value).or_else(|| t.get("*")).cloned().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("{value:?} has no code in table {table:?}"),
+                )
+            })
         },
     );
     // Absent (none) amounts and dates print as nothing, so one template
@@ -113,15 +122,23 @@ fn defined(value: Value) -> Result<Value, Error> {
     }
 }
 
-/// Renders a named template with a context.
-pub fn render(
+/// Renders a named template (a path or a content type) with a context.
+pub fn render(env: &Environment<'static>, name: &str, ctx: &Value) -> Result<String, String> {
+    let template = env.get_template(name).map_err(|e| describe(&e))?;
+    template.render(ctx.clone()).map_err(|e| describe(&e))
+}
+
+/// Renders a named template (a body) into `out`.
+pub fn render_into(
     env: &Environment<'static>,
     name: &str,
-    ctx: &serde_json::Value,
-) -> Result<String, String> {
+    ctx: &Value,
+    out: &mut impl std::io::Write,
+) -> Result<(), String> {
     let template = env.get_template(name).map_err(|e| describe(&e))?;
     template
-        .render(Value::from(minijinja::value::Serde(ctx)))
+        .render_captured_to(ctx.clone(), out)
+        .map(drop)
         .map_err(|e| describe(&e))
 }
 

@@ -93,7 +93,7 @@ pub async fn receive(
         agency: Some(agency_id.clone()),
         action: action.to_owned(),
         status: Some(status),
-        body: Some(body.to_vec()),
+        body: Some(body.clone()),
         ..AuditRecord::default()
     };
     // Recorded before it is read.

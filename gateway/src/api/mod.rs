@@ -122,7 +122,7 @@ pub(crate) async fn inbound(
             caller: Some(caller.name.clone()),
             action: action.to_owned(),
             status: Some(status.to_owned()),
-            body,
+            body: body.map(Into::into),
             ..fields
         })
         .await?)
@@ -175,8 +175,8 @@ async fn agencies(State(state): State<AppState>, caller: Caller) -> Result<Json<
                     "close": h.close,
                     "open_now": h.is_open(now),
                 })),
-                "tls": link.channel.has_own_client(),
-                "auth_headers": link.channel.header_names(),
+                "tls": link.runtime.channel.has_own_client(),
+                "auth_headers": link.runtime.channel.header_names(),
             })
         })
         .collect();

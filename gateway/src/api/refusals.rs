@@ -84,7 +84,7 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         agency,
         action: "auth.refused".into(),
         status: Some(refused.code.to_owned()),
-        body: Some(body.to_string().into_bytes()),
+        body: Some(body.to_string().into()),
         ..AuditRecord::default()
     };
     if let Err(e) = state.audit.record(row).await {

@@ -6,6 +6,7 @@
 //! inside the retry layer, so each attempt has its own pair of rows.
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::future::{BoxFuture, join_all};
 
 use super::breaker::is_agency_failure;
@@ -21,7 +22,8 @@ pub type BeforeSend = Box<dyn Fn(u32) -> BoxFuture<'static, Result<(), String>> 
 /// The audit rows of one message, for the audit layer: before each attempt
 /// one outbound row per record (a batch carries several inquiries), after
 /// it one reply row each, with the HTTP status (or the transport failure),
-/// the latency and the body.
+/// the latency and the body. Every row shares the one buffer of the body
+/// that is sent (and of the reply that came): nothing is copied.
 pub struct MessageAudit {
     log: AuditLog,
     /// One base record per task or order the message is about (caller,
@@ -29,7 +31,7 @@ pub struct MessageAudit {
     records: Vec<AuditRecord>,
     outbound_action: String,
     reply_action: String,
-    body: Vec<u8>,
+    body: Bytes,
     before_send: Option<BeforeSend>,
 }
 
@@ -39,14 +41,14 @@ impl MessageAudit {
         records: Vec<AuditRecord>,
         outbound_action: &str,
         reply_action: &str,
-        body: Vec<u8>,
+        body: impl Into<Bytes>,
     ) -> Self {
         Self {
             log,
             records,
             outbound_action: outbound_action.to_owned(),
             reply_action: reply_action.to_owned(),
-            body,
+            body: body.into(),
             before_send: None,
         }
     }
@@ -70,12 +72,12 @@ impl MessageAudit {
 /// `transport: ...`), the latency and the body.
 pub fn reply_fields(
     result: &Result<HttpReply, TransportError>,
-) -> (String, Option<i64>, Option<Vec<u8>>) {
+) -> (String, Option<i64>, Option<Bytes>) {
     match result {
         Ok(reply) => (
             format!("http_{}", reply.status),
             Some(reply.latency.as_millis() as i64),
-            Some(reply.body.to_vec()),
+            Some(reply.body.clone()),
         ),
         Err(e) => (format!("transport: {e}"), None, None),
     }

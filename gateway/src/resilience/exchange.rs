@@ -9,22 +9,34 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 use super::call::{AgencyCall, CallError, CallFuture};
+use crate::metrics::AgencyMetrics;
 use crate::transport::{AgencyChannel, HttpReply, Transport};
 
+/// Cloned with every call (the stack is cloned for each): one pointer.
 #[derive(Debug, Clone)]
-pub struct Exchange {
+pub struct Exchange(Arc<Target>);
+
+#[derive(Debug)]
+struct Target {
     transport: Transport,
     channel: AgencyChannel,
-    base_url: Arc<str>,
+    base_url: String,
+    metrics: Arc<AgencyMetrics>,
 }
 
 impl Exchange {
-    pub fn new(transport: Transport, channel: AgencyChannel, base_url: &str) -> Self {
-        Self {
+    pub fn new(
+        transport: Transport,
+        channel: AgencyChannel,
+        base_url: &str,
+        metrics: Arc<AgencyMetrics>,
+    ) -> Self {
+        Self(Arc::new(Target {
             transport,
             channel,
-            base_url: base_url.into(),
-        }
+            base_url: base_url.to_owned(),
+            metrics,
+        }))
     }
 }
 
@@ -38,9 +50,9 @@ impl Service<AgencyCall> for Exchange {
     }
 
     fn call(&mut self, call: AgencyCall) -> CallFuture {
-        let this = self.clone();
+        let this = self.0.clone();
         Box::pin(async move {
-            let _in_flight = crate::metrics::InFlight::start(&call.agency);
+            let _in_flight = this.metrics.in_flight();
             this.transport
                 .exchange(&this.channel, &this.base_url, &call.wire, &call.request_id)
                 .await
@@ -85,10 +97,9 @@ mod tests {
         let channel = transport
             .channel_for(&adapters::agency::Connection::default())
             .map_err(anyhow::Error::msg)?;
-        let svc = Exchange::new(transport, channel, &format!("http://{addr}"));
-        let mut c = call();
-        c.agency = "bank-in-flight".into();
-        let pending = tokio::spawn(svc.oneshot(c));
+        let metrics = crate::metrics::AgencyMetrics::of("bank-in-flight");
+        let svc = Exchange::new(transport, channel, &format!("http://{addr}"), metrics);
+        let pending = tokio::spawn(svc.oneshot(call()));
         arrived.await?;
         assert_eq!(crate::metrics::in_flight("bank-in-flight"), 1);
         let _ = answer.send(());

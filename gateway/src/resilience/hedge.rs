@@ -21,6 +21,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use super::call::{AgencyCall, CallError, CallFuture};
 use super::layer::{Around, AroundLayer, Inner};
 use super::retry::is_retriable;
+use crate::metrics::AgencyMetrics;
 use crate::transport::HttpReply;
 
 /// How many recent answers the p95 is taken over, and how many it needs.
@@ -70,11 +71,20 @@ pub struct Hedge {
     latencies: Arc<Latencies>,
     /// None: the agency is never hedged.
     budget: Option<Arc<TpsBudget>>,
+    metrics: Arc<AgencyMetrics>,
 }
 
 impl Hedge {
-    pub fn layer(latencies: Arc<Latencies>, budget: Option<Arc<TpsBudget>>) -> AroundLayer<Self> {
-        AroundLayer(Self { latencies, budget })
+    pub fn layer(
+        latencies: Arc<Latencies>,
+        budget: Option<Arc<TpsBudget>>,
+        metrics: Arc<AgencyMetrics>,
+    ) -> AroundLayer<Self> {
+        AroundLayer(Self {
+            latencies,
+            budget,
+            metrics,
+        })
     }
 
     /// A budget for `percent` of messages (0: none).
@@ -121,7 +131,7 @@ impl Around for Hedge {
             if call.deadline.is_some_and(|d| Instant::now() >= d) || !budget.withdraw() {
                 return primary.await;
             }
-            crate::metrics::hedged(&call.agency);
+            this.metrics.hedged();
             tracing::debug!(
                 after_ms = after.as_millis() as u64,
                 "no answer within the agency's p95: hedging"
@@ -159,6 +169,10 @@ pub(crate) mod tests {
     use crate::resilience::testing::{Journal, call, delayed};
     use tower::{Layer, ServiceExt};
 
+    fn metrics() -> Arc<AgencyMetrics> {
+        AgencyMetrics::of("bank-hedged")
+    }
+
     pub(crate) fn known(ms: u64) -> Arc<Latencies> {
         let l = Arc::new(Latencies::default());
         for _ in 0..KNOWN_AFTER {
@@ -183,7 +197,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_message_is_hedged_after_the_p95_and_the_first_answer_wins() {
         let journal = Journal::default();
-        let svc = Hedge::layer(known(100), Hedge::budget(100))
+        let svc = Hedge::layer(known(100), Hedge::budget(100), metrics())
             .layer(delayed(vec![10_000, 50], journal.clone()));
         let started = Instant::now();
         let result = svc.oneshot(call()).await;
@@ -214,7 +228,8 @@ pub(crate) mod tests {
             (known(100), Hedge::budget(100), vec![80]),
         ] {
             let journal = Journal::default();
-            let svc = Hedge::layer(latencies, budget).layer(delayed(delays, journal.clone()));
+            let svc =
+                Hedge::layer(latencies, budget, metrics()).layer(delayed(delays, journal.clone()));
             assert!(svc.oneshot(call()).await.is_ok());
             assert_eq!(journal.entries(), ["sent primary", "answered primary"]);
         }
@@ -223,7 +238,7 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_budget_bounds_the_share_of_hedged_messages() {
         let journal = Journal::default();
-        let svc = Hedge::layer(known(10), Hedge::budget(10))
+        let svc = Hedge::layer(known(10), Hedge::budget(10), metrics())
             .layer(delayed(vec![1_000; 100], journal.clone()));
         for _ in 0..20 {
             let _ = svc.clone().oneshot(call()).await;

@@ -2,24 +2,33 @@
 //! (`agency_call`: the agency, the action, the request id, the inquiry or
 //! the order; never an identity number or a name, never a body), and the
 //! count of calls the stack refused, by the layer that refused them.
+//!
+//! The span is at debug level: at the default level a call costs no span
+//! and no formatted fields. What an operator follows at info level is the
+//! inquiry (one event when it is accepted), not each message of it.
+
+use std::sync::Arc;
 
 use tracing::Instrument;
 
 use super::call::{AgencyCall, CallError, CallFuture};
 use super::layer::{Around, AroundLayer, Inner};
+use crate::metrics::AgencyMetrics;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Observe;
+#[derive(Debug, Clone)]
+pub struct Observe {
+    metrics: Arc<AgencyMetrics>,
+}
 
 impl Observe {
-    pub fn layer() -> AroundLayer<Self> {
-        AroundLayer(Self)
+    pub fn layer(metrics: Arc<AgencyMetrics>) -> AroundLayer<Self> {
+        AroundLayer(Self { metrics })
     }
 }
 
 impl Around for Observe {
     fn call<S: Inner>(&self, inner: &mut S, call: AgencyCall) -> CallFuture {
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "agency_call",
             agency = %call.agency,
             action = %call.action,
@@ -28,7 +37,7 @@ impl Around for Observe {
             order = call.order.as_deref(),
             items = call.items,
         );
-        let agency = call.agency.clone();
+        let metrics = self.metrics.clone();
         let future = span.in_scope(|| inner.call(call));
         Box::pin(
             async move {
@@ -40,7 +49,7 @@ impl Around for Observe {
                         "agency answered"
                     ),
                     Err(CallError::Refused(refusal)) => {
-                        crate::metrics::rejected(&agency, refusal.layer());
+                        metrics.rejected(refusal.layer());
                         tracing::debug!(layer = refusal.layer(), "{refusal}");
                     }
                     Err(e) => tracing::debug!(error = %e, "agency call failed"),
@@ -67,11 +76,10 @@ mod tests {
             Err(CallError::Refused(Refusal::Busy)),
             Ok(crate::resilience::testing::reply(200)),
         ]);
-        let svc = Observe::layer().layer(script.service());
+        let metrics = crate::metrics::AgencyMetrics::of("bank-observed");
+        let svc = Observe::layer(metrics).layer(script.service());
         for _ in 0..4 {
-            let mut c = call();
-            c.agency = "bank-observed".into();
-            let _ = svc.clone().oneshot(c).await;
+            let _ = svc.clone().oneshot(call()).await;
         }
         assert_eq!(
             crate::metrics::rejections("bank-observed", "concurrency"),

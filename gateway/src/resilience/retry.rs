@@ -10,6 +10,7 @@
 //! Inquiries only: they change nothing at the agency. Control orders never
 //! go through this layer (`order_worker.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower::retry::Policy;
@@ -17,6 +18,7 @@ use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker
 use tower::util::rng::HasherRng;
 
 use super::call::{AgencyCall, CallError};
+use crate::metrics::AgencyMetrics;
 use crate::transport::{HttpReply, TransportError};
 
 /// A failed exchange worth trying again: no answer, a server error, or
@@ -38,17 +40,20 @@ pub struct InquiryRetry {
     base: Duration,
     max: Duration,
     backoff: Option<ExponentialBackoff>,
+    /// The agency's: each retry is counted.
+    metrics: Arc<AgencyMetrics>,
 }
 
 impl InquiryRetry {
     /// First wait `base` (plus up to `base` of jitter), doubling, at most
     /// `max`.
-    pub fn new(base: Duration, max: Duration) -> Self {
+    pub fn new(base: Duration, max: Duration, metrics: Arc<AgencyMetrics>) -> Self {
         let base = base.max(Duration::from_millis(1));
         Self {
             base,
             max: max.max(base),
             backoff: None,
+            metrics,
         }
     }
 
@@ -68,7 +73,7 @@ impl InquiryRetry {
 
 impl Clone for InquiryRetry {
     fn clone(&self) -> Self {
-        Self::new(self.base, self.max)
+        Self::new(self.base, self.max, self.metrics.clone())
     }
 }
 
@@ -92,7 +97,7 @@ impl Policy<AgencyCall, HttpReply, CallError> for InquiryRetry {
         }
         call.retries -= 1;
         call.attempt += 1;
-        crate::metrics::retried(&call.agency);
+        self.metrics.retried();
         tracing::debug!(attempt = call.attempt, "retrying after a failed exchange");
         Some(wait)
     }
@@ -112,7 +117,11 @@ mod tests {
     use tower::retry::RetryLayer;
 
     fn policy() -> InquiryRetry {
-        InquiryRetry::new(Duration::from_millis(100), Duration::from_secs(10))
+        InquiryRetry::new(
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            AgencyMetrics::of("bank-retried"),
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,8 +18,9 @@
 //! - `timeout`: the agency's `timeout_ms` and the call's deadline;
 //! - `exchange`: the HTTP exchange.
 //!
-//! The state lives in the guard (breaker, bucket) and the semaphore, so a
-//! stack is cheap to build: callers build one per call.
+//! An agency's runtime (`runtime.rs`) builds its two stacks once and keeps
+//! them; a call clones one (the layers' state is shared: the guard, the
+//! semaphore, the metrics) and sends through the clone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,25 +29,25 @@ use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::retry::RetryLayer;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder};
 
+use super::Guard;
 use super::audit::Audit;
 use super::breaker::CircuitBreaker;
 use super::call::{AgencyCall, CallError, Refusal};
-use super::exchange::Exchange;
 use super::hedge::Hedge;
 use super::layer::Inner;
 use super::observe::Observe;
 use super::rate::RateLimit;
 use super::retry::InquiryRetry;
 use super::timeout::DeadlineTimeout;
-use super::{Guard, Guards};
-use crate::agencies::AgencyLink;
-use crate::transport::{HttpReply, Transport};
+use crate::metrics::AgencyMetrics;
+use crate::transport::HttpReply;
 
-/// An agency's stack, ready to take one call.
-pub type AgencyService = BoxCloneService<AgencyCall, HttpReply, CallError>;
+/// An agency's stack, ready to take one call (and to be kept by its
+/// runtime, shared between tasks).
+pub type AgencyService = BoxCloneSyncService<AgencyCall, HttpReply, CallError>;
 
 /// What an agency's stack is made of.
 #[derive(Debug, Clone)]
@@ -56,17 +57,7 @@ pub struct StackParts {
     pub guard: Arc<Guard>,
     /// `limits.max_concurrency`; None: no bound of the agency's own.
     pub concurrency: Option<Arc<Semaphore>>,
-}
-
-impl StackParts {
-    pub fn of(link: &AgencyLink, guards: &Guards) -> Self {
-        let config = link.config();
-        Self {
-            timeout: Duration::from_millis(config.limits.timeout_ms),
-            guard: guards.get(&config.id, &config.limits),
-            concurrency: link.concurrency.clone(),
-        }
-    }
+    pub metrics: Arc<AgencyMetrics>,
 }
 
 /// The part both stacks share: concurrency, quota, breaker, audit,
@@ -97,14 +88,19 @@ fn shed(e: BoxError) -> CallError {
 
 /// The stack for inquiry messages (sends and polls): retried, and refused
 /// when the agency is busy.
-pub fn inquiry_stack<S: Inner>(inner: S, parts: &StackParts, retry: InquiryRetry) -> AgencyService {
-    BoxCloneService::new(
+pub fn inquiry_stack<S: Inner + Sync>(
+    inner: S,
+    parts: &StackParts,
+    retry: InquiryRetry,
+) -> AgencyService {
+    BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(Observe::layer())
+            .layer(Observe::layer(parts.metrics.clone()))
             .layer(RetryLayer::new(retry))
             .layer(Hedge::layer(
                 parts.guard.latencies.clone(),
                 parts.guard.hedges.clone(),
+                parts.metrics.clone(),
             ))
             .map_err(shed)
             .load_shed()
@@ -114,38 +110,11 @@ pub fn inquiry_stack<S: Inner>(inner: S, parts: &StackParts, retry: InquiryRetry
 
 /// The stack for control orders: never retried, and waiting for room at a
 /// busy agency.
-pub fn control_stack<S: Inner>(inner: S, parts: &StackParts) -> AgencyService {
-    BoxCloneService::new(
+pub fn control_stack<S: Inner + Sync>(inner: S, parts: &StackParts) -> AgencyService {
+    BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(Observe::layer())
+            .layer(Observe::layer(parts.metrics.clone()))
             .service(guarded(inner, parts)),
-    )
-}
-
-/// The inquiry stack of an agency link, over HTTP.
-pub fn for_inquiries(
-    link: &AgencyLink,
-    guards: &Guards,
-    transport: &Transport,
-    retry: InquiryRetry,
-) -> AgencyService {
-    inquiry_stack(
-        exchange(link, transport),
-        &StackParts::of(link, guards),
-        retry,
-    )
-}
-
-/// The control stack of an agency link, over HTTP.
-pub fn for_orders(link: &AgencyLink, guards: &Guards, transport: &Transport) -> AgencyService {
-    control_stack(exchange(link, transport), &StackParts::of(link, guards))
-}
-
-fn exchange(link: &AgencyLink, transport: &Transport) -> Exchange {
-    Exchange::new(
-        transport.clone(),
-        link.channel.clone(),
-        &link.config().base_url,
     )
 }
 
@@ -173,11 +142,16 @@ mod tests {
                 hedge_percent: 0,
             }),
             concurrency: permits.map(|n| Arc::new(Semaphore::new(n))),
+            metrics: AgencyMetrics::of("bank-stacked"),
         }
     }
 
     fn retry() -> InquiryRetry {
-        InquiryRetry::new(Duration::from_millis(10), Duration::from_secs(1))
+        InquiryRetry::new(
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            AgencyMetrics::of("bank-stacked"),
+        )
     }
 
     fn journaled() -> (Journal, AgencyCall) {

@@ -83,7 +83,7 @@ pub fn call_with(audit: Arc<dyn ExchangeAudit>) -> AgencyCall {
         method: HttpMethod::Post,
         path: "/inquiry".into(),
         content_type: None,
-        body: b"<q/>".to_vec(),
+        body: Bytes::from_static(b"<q/>"),
     };
     AgencyCall::new("bank-test", "inquiry.send", "P1", wire, audit)
 }

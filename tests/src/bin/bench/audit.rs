@@ -84,9 +84,7 @@ fn record(inquiry: usize, row: usize, key: usize) -> AuditRecord {
         inquiry_id: Some(format!("inq_{inquiry:032}")),
         request_number: (row > 0).then(|| format!("Q{inquiry:032}-{agency}")),
         status: status.map(str::to_owned),
-        body: Some(
-            format!("<CXQQ><CXQQDH>Q{inquiry:032}</CXQQDH><XM>张三</XM></CXQQ>").into_bytes(),
-        ),
+        body: Some(format!("<CXQQ><CXQQDH>Q{inquiry:032}</CXQQDH><XM>张三</XM></CXQQ>").into()),
         ..AuditRecord::default()
     }
 }
