@@ -299,9 +299,9 @@ impl Direct {
             checked += 1;
         }
         println!(
-            "  {checked} messages ({} agencies × {} subjects) answered as expected, checked in {:.1} s",
-            self.targets.len(),
+            "  {checked} messages ({} subjects, {} agency files) answered as expected, checked in {:.1} s",
             self.subjects.len(),
+            self.targets.len(),
             started.elapsed().as_secs_f64()
         );
         Ok(())
