@@ -12,6 +12,7 @@
 mod audit;
 mod chart;
 mod direct;
+mod http;
 mod load;
 mod nginx;
 mod procs;
@@ -27,9 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use crate::report::{Machine, Results};
+use crate::report::{Databases, GatewayUnderTest, Machine, Results};
 use crate::scenarios::{Ctx, Timing};
-use crate::system::{Backend, Mocks};
+use crate::system::{Backend, GatewayBinary, Mocks};
 
 #[derive(Parser)]
 #[command(
@@ -75,11 +76,25 @@ struct Args {
     /// into this file.
     #[arg(long)]
     perf: Option<PathBuf>,
-    /// Use these binaries instead of building them.
-    #[arg(long, requires = "mocks_bin")]
+    /// Run this gateway binary instead of building this tree's: an older
+    /// commit's, built in a worktree of its own, as the "before" of a
+    /// comparison (see `--gateway-config`).
+    #[arg(long)]
     gateway_bin: Option<PathBuf>,
-    #[arg(long, requires = "gateway_bin")]
+    /// The folder the gateway's `gateway.toml`, `dialects/` and demo audit
+    /// key come from [default: the `config/` beside `--gateway-bin` in its
+    /// tree when there is one, else this tree's].
+    #[arg(long)]
+    gateway_config: Option<PathBuf>,
+    /// Run this mock-agencies binary instead of building this tree's.
+    #[arg(long)]
     mocks_bin: Option<PathBuf>,
+    /// A name for this run in its results (`before`, `after` ...).
+    #[arg(long)]
+    label: Option<String>,
+    /// Rounds of the audit scenario [default: 3, 1 with --quick].
+    #[arg(long)]
+    audit_rounds: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,9 +125,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         procs::repo_root().join(&args.out)
     };
     std::fs::create_dir_all(&out)?;
-    let (gateway_bin, mocks_bin) = match (args.gateway_bin.clone(), args.mocks_bin.clone()) {
-        (Some(g), Some(m)) => (g, m),
-        _ => procs::build_binaries()?,
+    let (gateway_bin, mocks_bin) =
+        procs::binaries(args.gateway_bin.clone(), args.mocks_bin.clone())?;
+    let gateway_config = args
+        .gateway_config
+        .clone()
+        .or_else(|| args.gateway_bin.as_deref().and_then(procs::config_beside))
+        .unwrap_or_else(procs::config_dir);
+    let gateway_bin = GatewayBinary {
+        path: gateway_bin,
+        config_dir: gateway_config,
     };
     let postgres_url = args
         .postgres
@@ -155,8 +177,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let subjects = Arc::new(direct::Subjects::standard()?);
     let ctx = Ctx {
         client: client.clone(),
+        http: http::Lean::new(),
         mocks,
-        gateway_bin,
+        gateway_bin: gateway_bin.clone(),
         dir: dir.path().to_path_buf(),
         subjects,
         timing,
@@ -165,7 +188,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut results = Results {
         when: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        machine: machine(postgres.as_deref(), nginx_bin.as_ref()).await,
+        machine: machine(
+            postgres.as_deref(),
+            nginx_bin.as_ref(),
+            &gateway_bin,
+            args.label.clone(),
+            dir.path(),
+        )
+        .await,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         quick: args.quick,
         a: None,
@@ -177,6 +207,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         e: Vec::new(),
         e_skipped: Vec::new(),
         audit: Vec::new(),
+        audit_indexes: Vec::new(),
         targets: Vec::new(),
         total_secs: 0.0,
     };
@@ -233,7 +264,15 @@ async fn run_scenarios(
     let four = ctx.dir.join("agencies-direct");
     ctx.mocks
         .write_agency_files(&four, &scenarios::FOUR_BANKS)?;
-    let direct = Arc::new(direct::Direct::load(&four, &dialects, None)?);
+    let direct = if wants("a") || wants("b") || wants("nginx") {
+        println!("the direct baseline: rendering and checking every message ...");
+        Some(Arc::new(
+            direct::Direct::load(&four, &dialects, ctx.subjects.clone(), None).await?,
+        ))
+    } else {
+        None
+    };
+    let direct = || direct.clone().context("the direct baseline was not loaded");
 
     if wants("a") || wants("nginx") {
         let (a, gateway) = scenarios::inquiry_scenario(
@@ -241,7 +280,7 @@ async fn run_scenarios(
             "A",
             Backend::Sqlite,
             wants("a"),
-            direct.clone(),
+            direct()?,
             wants("nginx"),
         )
         .await?;
@@ -264,7 +303,7 @@ async fn run_scenarios(
                         server_url: url.clone(),
                     },
                     false,
-                    direct.clone(),
+                    direct()?,
                     false,
                 )
                 .await?;
@@ -298,39 +337,65 @@ async fn run_scenarios(
         }
     }
     if wants("audit") {
-        println!("\n== The audit writer's capacity ==");
+        println!("\n== The audit writer's capacity, durability and indexes ==");
         let (rows, rounds) = if args.quick { (16_000, 1) } else { (64_000, 3) };
-        results
-            .audit
-            .extend(audit::scenario(&Backend::Sqlite, &ctx.dir, rows, rounds).await?);
+        let rounds = args.audit_rounds.unwrap_or(rounds).max(1);
+        let mut backends = vec![Backend::Sqlite];
         if let Some(url) = &postgres {
-            let backend = Backend::Postgres {
+            backends.push(Backend::Postgres {
                 server_url: url.clone(),
-            };
-            results
-                .audit
-                .extend(audit::scenario(&backend, &ctx.dir, rows, rounds).await?);
+            });
+        }
+        for backend in &backends {
+            let s = audit::scenario(backend, &ctx.dir, rows, rounds).await?;
+            results.audit.extend(s.runs);
+            results.audit_indexes.extend(s.indexes);
         }
     }
     Ok(())
 }
 
 fn tables(r: &Results) -> String {
+    let m = &r.machine;
+    let g = &m.gateway;
+    let d = &m.databases;
+    let unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "–".into());
     let mut text = format!(
-        "## Results of {} ({})\n\nMachine: {}, {} cores, {:.0} GiB, Linux {}; commit {}; PostgreSQL: {}; nginx: {}.\n\n",
+        "## Results of {} ({}{})\n\nMachine: {}, {} cores, {:.0} GiB, Linux {}; bench at commit {}; PostgreSQL: {}; nginx: {}.\n\n\
+         Gateway: {} (commit {}{}), configuration from {}.\n\n\
+         Databases: SQLite synchronous={} ({}), files on {}; \
+         PostgreSQL synchronous_commit={}, fsync={}, data on {}.\n\n",
         r.when,
         if r.quick {
             "quick smoke run"
         } else {
             "full run"
         },
-        r.machine.cpu,
-        r.machine.cores,
-        r.machine.memory_gib,
-        r.machine.kernel,
-        r.machine.commit,
-        r.machine.postgres.as_deref().unwrap_or("not used"),
-        r.machine.nginx.as_deref().unwrap_or("not used"),
+        m.label
+            .as_deref()
+            .map(|l| format!(", {l}"))
+            .unwrap_or_default(),
+        m.cpu,
+        m.cores,
+        m.memory_gib,
+        m.kernel,
+        m.commit,
+        m.postgres.as_deref().unwrap_or("not used"),
+        m.nginx.as_deref().unwrap_or("not used"),
+        g.binary,
+        unknown(&g.commit),
+        if g.dirty == Some(true) {
+            ", with changes not committed"
+        } else {
+            ""
+        },
+        g.config_dir,
+        unknown(&d.sqlite_synchronous),
+        d.sqlite_synchronous_source,
+        unknown(&d.sqlite_filesystem),
+        unknown(&d.postgres_synchronous_commit),
+        unknown(&d.postgres_fsync),
+        unknown(&d.postgres_filesystem),
     );
     text.push_str(&report::targets_table(&r.targets));
     text.push('\n');
@@ -357,12 +422,18 @@ fn tables(r: &Results) -> String {
     }
     if !r.audit.is_empty() {
         text.push('\n');
-        text.push_str(&report::audit_table(&r.audit));
+        text.push_str(&report::audit_table(&r.audit, &r.audit_indexes));
     }
     text
 }
 
-async fn machine(postgres: Option<&str>, nginx: Option<&Result<PathBuf, String>>) -> Machine {
+async fn machine(
+    postgres: Option<&str>,
+    nginx: Option<&Result<PathBuf, String>>,
+    gateway: &GatewayBinary,
+    label: Option<String>,
+    scratch: &std::path::Path,
+) -> Machine {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
@@ -371,17 +442,30 @@ async fn machine(postgres: Option<&str>, nginx: Option<&Result<PathBuf, String>>
         .unwrap_or_else(|| "unknown".into());
     let memory_gib = procs::parse_status_kib(&read("/proc/meminfo"), "MemTotal")
         .map_or(0.0, |k| k as f64 / 1024.0 / 1024.0);
-    let commit = std::process::Command::new("git")
-        .current_dir(procs::repo_root())
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
-    let postgres_version = match postgres {
-        Some(url) => pg_version(url).await.ok(),
+    let commit = procs::git_commit(&procs::repo_root()).unwrap_or_default();
+    let postgres_settings = match postgres {
+        Some(url) => pg_settings(url).await.ok(),
         None => None,
+    };
+    let bin_dir = gateway
+        .path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let (sqlite_synchronous, sqlite_synchronous_source) =
+        gateway_sqlite_synchronous(gateway, scratch).await;
+    let databases = Databases {
+        sqlite_synchronous,
+        sqlite_synchronous_source,
+        sqlite_filesystem: procs::mount_of(scratch).map(|m| m.to_string()),
+        postgres_synchronous_commit: postgres_settings
+            .as_ref()
+            .map(|s| s.synchronous_commit.clone()),
+        postgres_fsync: postgres_settings.as_ref().map(|s| s.fsync.clone()),
+        postgres_filesystem: postgres_settings
+            .as_ref()
+            .and_then(|s| procs::mount_of(std::path::Path::new(&s.data_directory)))
+            .map(|m| m.to_string()),
     };
     let nginx_version = match nginx {
         Some(Ok(bin)) => std::process::Command::new(bin)
@@ -399,18 +483,126 @@ async fn machine(postgres: Option<&str>, nginx: Option<&Result<PathBuf, String>>
         memory_gib,
         kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
         commit,
-        postgres: postgres_version,
+        postgres: postgres_settings.map(|s| s.version),
         nginx: nginx_version,
+        label,
+        gateway: GatewayUnderTest {
+            binary: gateway.path.display().to_string(),
+            commit: procs::git_commit(&bin_dir),
+            dirty: procs::git_dirty(&bin_dir),
+            config_dir: gateway.config_dir.display().to_string(),
+        },
+        databases,
     }
 }
 
-async fn pg_version(url: &str) -> anyhow::Result<String> {
+/// SQLite's `synchronous` as the gateway under test opens its files, and
+/// how that is known. A binary of this tree opens them with this tree's
+/// `SqliteStore::open`, which the bench runs and reads back; one of
+/// another tree (an older commit's) as that tree's source says; of one
+/// that lies in no tree, nothing is known.
+async fn gateway_sqlite_synchronous(
+    gateway: &GatewayBinary,
+    scratch: &std::path::Path,
+) -> (Option<String>, String) {
+    let tree = gateway
+        .path
+        .canonicalize()
+        .ok()
+        .and_then(|bin| procs::git_toplevel(bin.parent()?));
+    let ours = procs::git_toplevel(&procs::repo_root());
+    match tree {
+        Some(tree) if Some(&tree) == ours.as_ref() => {
+            match audit::sqlite_synchronous_as_opened(scratch).await {
+                Ok(level) => (
+                    Some(level.trim_start_matches("synchronous=").to_owned()),
+                    "read back from SqliteStore::open of this tree".into(),
+                ),
+                Err(e) => (None, format!("could not be read back: {e:#}")),
+            }
+        }
+        Some(tree) => {
+            let source = tree.join("gateway/src/store/sqlite.rs");
+            let text = std::fs::read_to_string(&source).unwrap_or_default();
+            match sqlite_synchronous_in_source(&text) {
+                Some(level) => (Some(level), format!("as {} sets it", source.display())),
+                None => (
+                    None,
+                    format!("{} does not say in one word", source.display()),
+                ),
+            }
+        }
+        None => (None, "the gateway binary lies in no git tree".into()),
+    }
+}
+
+/// The one `SqliteSynchronous::` level a store's source names, in
+/// `PRAGMA synchronous`'s words.
+fn sqlite_synchronous_in_source(text: &str) -> Option<String> {
+    let mut levels: Vec<&str> = text
+        .split("SqliteSynchronous::")
+        .skip(1)
+        .filter_map(|rest| {
+            let word = rest.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
+            ["Off", "Normal", "Full", "Extra"]
+                .contains(&word)
+                .then_some(word)
+        })
+        .collect();
+    levels.dedup();
+    match levels[..] {
+        [level] => Some(level.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+/// What the results say of the PostgreSQL server.
+struct PgSettings {
+    version: String,
+    synchronous_commit: String,
+    fsync: String,
+    data_directory: String,
+}
+
+async fn pg_settings(url: &str) -> anyhow::Result<PgSettings> {
     use sqlx::Connection;
     let mut c = sqlx::PgConnection::connect(url).await?;
-    let v: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&mut c)
-        .await
-        .context("server_version")?;
+    let mut show = async |name: &str| -> anyhow::Result<String> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SHOW {name}")))
+            .fetch_one(&mut c)
+            .await
+            .with_context(|| format!("SHOW {name}"))
+    };
+    let settings = PgSettings {
+        version: show("server_version").await?,
+        synchronous_commit: show("synchronous_commit").await?,
+        fsync: show("fsync").await?,
+        // Readable by superusers and pg_read_all_settings only.
+        data_directory: show("data_directory").await.unwrap_or_default(),
+    };
     let _ = c.close().await;
-    Ok(v)
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_synchronous_in_source;
+
+    #[test]
+    fn the_synchronous_level_a_store_source_names() {
+        let full = "use sqlx::sqlite::{SqliteConnectOptions, SqliteSynchronous};\n\
+                    .synchronous(SqliteSynchronous::Full)\n";
+        assert_eq!(sqlite_synchronous_in_source(full).as_deref(), Some("FULL"));
+        let normal = ".synchronous(SqliteSynchronous::Normal)";
+        assert_eq!(
+            sqlite_synchronous_in_source(normal).as_deref(),
+            Some("NORMAL")
+        );
+        let two = ".synchronous(SqliteSynchronous::Normal) .synchronous(SqliteSynchronous::Full)";
+        assert_eq!(sqlite_synchronous_in_source(two), None);
+        assert_eq!(
+            sqlite_synchronous_in_source("PRAGMA synchronous = FULL"),
+            None
+        );
+    }
 }

@@ -24,39 +24,105 @@ pub fn config_dir() -> PathBuf {
     repo_root().join("config")
 }
 
-/// Builds the `gateway` and `mock-agencies` release binaries (a no-op when
-/// they are up to date) and returns their paths.
-pub fn build_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("building the gateway and mock-agencies release binaries (cargo build --release) ...");
-    let status = std::process::Command::new(&cargo)
-        .current_dir(repo_root())
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "gateway",
-            "--bin",
-            "gateway",
-            "-p",
-            "mock-agencies",
-            "--bin",
-            "mock-agencies",
-        ])
-        .status()
-        .with_context(|| format!("cannot run {cargo}"))?;
-    anyhow::ensure!(status.success(), "cargo build --release failed: {status}");
+/// The gateway and mock-agencies binaries: those given, and this tree's
+/// release builds of the others (`cargo build --release`, a no-op when
+/// they are up to date).
+pub fn binaries(
+    gateway: Option<PathBuf>,
+    mocks: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    for given in gateway.iter().chain(mocks.iter()) {
+        anyhow::ensure!(given.is_file(), "{} is not a file", given.display());
+    }
+    let mut wanted = Vec::new();
+    if gateway.is_none() {
+        wanted.push("gateway");
+    }
+    if mocks.is_none() {
+        wanted.push("mock-agencies");
+    }
+    if !wanted.is_empty() {
+        build_release(&wanted)?;
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"));
     let release = target.join("release");
-    let gateway = release.join("gateway");
-    let mocks = release.join("mock-agencies");
+    let gateway = gateway.unwrap_or_else(|| release.join("gateway"));
+    let mocks = mocks.unwrap_or_else(|| release.join("mock-agencies"));
     for bin in [&gateway, &mocks] {
         anyhow::ensure!(bin.is_file(), "{} was not built", bin.display());
     }
     Ok((gateway, mocks))
+}
+
+/// Builds the release binaries of `packages` (each package's binary of the
+/// same name).
+fn build_release(packages: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!(
+        "building the {} release binaries (cargo build --release) ...",
+        packages.join(" and ")
+    );
+    // With the bench itself, so that features unify as they did for the
+    // bench's own build: built apart, a package's dependencies can unify
+    // to other features, and the two builds would rebuild each other's.
+    let mut args = vec![
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "e2e-tests",
+        "--bin",
+        "bench",
+    ];
+    for p in packages {
+        args.extend(["-p", p, "--bin", p]);
+    }
+    let status = std::process::Command::new(&cargo)
+        .current_dir(repo_root())
+        .args(&args)
+        .status()
+        .with_context(|| format!("cannot run {cargo}"))?;
+    anyhow::ensure!(status.success(), "cargo build --release failed: {status}");
+    Ok(())
+}
+
+/// The `config/` of the git tree a binary was built in (it lies in that
+/// tree's `target/release/`), when there is one.
+pub fn config_beside(binary: &Path) -> Option<PathBuf> {
+    let folder = binary.canonicalize().ok()?.parent()?.to_path_buf();
+    let config = git_toplevel(&folder)?.join("config");
+    config.join("gateway.toml").is_file().then_some(config)
+}
+
+/// `git` in `dir`, its output trimmed; `None` when it fails (no git, not
+/// a git tree).
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The root of the git tree `dir` lies in.
+pub fn git_toplevel(dir: &Path) -> Option<PathBuf> {
+    let root = PathBuf::from(git(dir, &["rev-parse", "--show-toplevel"])?);
+    root.canonicalize().ok()
+}
+
+/// The short commit of the git tree `dir` lies in.
+pub fn git_commit(dir: &Path) -> Option<String> {
+    git(dir, &["rev-parse", "--short", "HEAD"]).filter(|c| !c.is_empty())
+}
+
+/// Whether that tree has changes to tracked files not committed.
+pub fn git_dirty(dir: &Path) -> Option<bool> {
+    git(dir, &["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty())
 }
 
 /// A free port on 127.0.0.1 (bound and released: another process could
@@ -98,6 +164,133 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// CPU seconds the PostgreSQL server running on this machine spent for
+/// `database`: the backends serving it, and the server's own processes
+/// (postmaster, checkpointer, WAL writer, background writer, launchers),
+/// which work for every database. Backends of other databases (other
+/// tests on a shared server) are left out, and so is the time of backends
+/// that have exited (the gateway's and the bench's connections stay
+/// open). `None` when no `postgres` process runs here (the server is
+/// elsewhere).
+pub fn postgres_cpu_seconds(database: &str) -> Option<f64> {
+    let mut ticks = 0u64;
+    let mut found = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() != "postgres" {
+            continue;
+        }
+        found = true;
+        let title = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if !postgres_process_counts(&String::from_utf8_lossy(&title), database) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        ticks += parse_cpu_ticks(&stat).unwrap_or(0);
+    }
+    found.then(|| ticks as f64 / clock_ticks())
+}
+
+/// Whether a `postgres` process with this title (its command line, which
+/// a backend sets to `postgres: [cluster: ]user database host activity`)
+/// works for `database`: a client backend only when it serves that
+/// database, every other process of the server always.
+fn postgres_process_counts(title: &str, database: &str) -> bool {
+    let words: Vec<&str> = title.split(['\0', ' ']).filter(|w| !w.is_empty()).collect();
+    // A client backend's host is `[local]` or an address with its port.
+    let is_host = |w: &&str| {
+        *w == "[local]"
+            || w.strip_suffix(')')
+                .and_then(|w| w.split_once('('))
+                .is_some_and(|(_, port)| {
+                    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                })
+    };
+    match words.iter().position(is_host) {
+        Some(at) if at >= 1 => words[at - 1] == database,
+        _ => true,
+    }
+}
+
+/// The mount a path lies on: its file system type (ext4, xfs, tmpfs,
+/// overlay ...), device and mount point, from `/proc/self/mounts`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Mount {
+    pub fstype: String,
+    pub source: String,
+    pub target: String,
+}
+
+impl std::fmt::Display for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} on {})", self.fstype, self.source, self.target)
+    }
+}
+
+/// The mount `path` (made absolute, links resolved) lies on.
+pub fn mount_of(path: &Path) -> Option<Mount> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    parse_mount_of(&mounts, &path)
+}
+
+/// The last-mounted of the longest mount points that hold `path`.
+pub fn parse_mount_of(mounts: &str, path: &Path) -> Option<Mount> {
+    // Blanks and a few other bytes of a mount point are written as octal
+    // escapes (`\040` for a space).
+    fn unescape(field: &str) -> String {
+        let bytes = field.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let octal = bytes
+                .get(i + 1..i + 4)
+                .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            match octal {
+                Some(d) => {
+                    out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                    i += 4;
+                }
+                None => {
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    let mut best: Option<Mount> = None;
+    for line in mounts.lines() {
+        let mut fields = line.split(' ');
+        let (Some(source), Some(target), Some(fstype)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let target = unescape(target);
+        if !path.starts_with(&target) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|b| {
+            Path::new(&target).components().count() >= Path::new(&b.target).components().count()
+        }) {
+            best = Some(Mount {
+                fstype: fstype.to_owned(),
+                source: unescape(source),
+                target,
+            });
+        }
+    }
+    best
 }
 
 /// A `kB` field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
@@ -291,23 +484,28 @@ pub async fn wait_http_ok(
 }
 
 /// CPU seconds of the gateway, the mocks, the bench itself, everything the
-/// bench started, and the whole machine at one moment.
+/// bench started, the local PostgreSQL server and the whole machine at one
+/// moment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuMark {
     pub gateway: f64,
     pub mocks: f64,
     pub bench: f64,
     pub ours: f64,
+    pub postgres: Option<f64>,
     pub machine: f64,
 }
 
 impl CpuMark {
-    pub fn take(gateway: Option<&Proc>, mocks: Option<&Proc>) -> Self {
+    /// `postgres`: the database whose server's CPU is counted (the
+    /// gateway's, when it runs on PostgreSQL).
+    pub fn take(gateway: Option<&Proc>, mocks: Option<&Proc>, postgres: Option<&str>) -> Self {
         Self {
             gateway: gateway.map_or(0.0, Proc::cpu_seconds),
             mocks: mocks.map_or(0.0, Proc::cpu_seconds),
             bench: cpu_seconds(std::process::id()).unwrap_or(0.0),
             ours: own_pids().into_iter().filter_map(cpu_seconds).sum(),
+            postgres: postgres.and_then(postgres_cpu_seconds),
             machine: machine_busy_seconds().unwrap_or(0.0),
         }
     }
@@ -319,8 +517,18 @@ impl CpuMark {
             mocks: self.mocks - earlier.mocks,
             bench: self.bench - earlier.bench,
             ours: self.ours - earlier.ours,
+            postgres: self
+                .postgres
+                .zip(earlier.postgres)
+                .map(|(now, then)| (now - then).max(0.0)),
             machine: self.machine - earlier.machine,
         }
+    }
+
+    /// What the rest of the machine took: busy time less everything the
+    /// bench started and the PostgreSQL server.
+    pub fn others(&self) -> f64 {
+        (self.machine - self.ours - self.postgres.unwrap_or(0.0)).max(0.0)
     }
 }
 
@@ -341,6 +549,43 @@ mod tests {
         let stat = "cpu  100 5 50 9000 40 3 2 1 7 0\ncpu0 50 2 25 4500 20 1 1 0 3 0\n";
         assert_eq!(parse_machine_busy_ticks(stat), Some(161));
         assert_eq!(parse_machine_busy_ticks("intr 1 2 3"), None);
+    }
+
+    #[test]
+    fn postgres_counts_its_own_processes_and_the_backends_of_one_database() {
+        let ours = |title: &str| postgres_process_counts(title, "bench_b_1");
+        assert!(ours(
+            "/usr/lib/postgresql/15/bin/postgres\0-D\0/var/lib/postgresql/15/main\0"
+        ));
+        assert!(ours("postgres: 15/main: checkpointer                    "));
+        assert!(ours("postgres: walwriter   "));
+        assert!(ours(
+            "postgres: 15/main: postgres bench_b_1 127.0.0.1(51234) idle"
+        ));
+        assert!(ours("postgres: postgres bench_b_1 [local] INSERT"));
+        assert!(ours(
+            "postgres: 15/main: postgres bench_b_1 ::1(40000) COMMIT"
+        ));
+        assert!(!ours(
+            "postgres: 15/main: postgres test_orders_7 127.0.0.1(51240) idle"
+        ));
+        assert!(!ours(
+            "postgres: postgres other [local] idle in transaction"
+        ));
+    }
+
+    #[test]
+    fn a_path_lies_on_the_longest_mount_point_that_holds_it() {
+        let mounts = "/dev/vda / ext4 rw,relatime 0 0\n\
+                      tmpfs /tmp tmpfs rw 0 0\n\
+                      /dev/vdb /var/lib/my\\040data xfs rw 0 0\n\
+                      overlay /var overlay rw 0 0\n";
+        let on = |p: &str| parse_mount_of(mounts, Path::new(p)).map(|m| m.fstype);
+        assert_eq!(on("/tmp/gateway-bench-x/a.db").as_deref(), Some("tmpfs"));
+        assert_eq!(on("/tmpx/a.db").as_deref(), Some("ext4"));
+        assert_eq!(on("/var/lib/my data/pg").as_deref(), Some("xfs"));
+        assert_eq!(on("/var/lib/postgresql").as_deref(), Some("overlay"));
+        assert_eq!(on("/home").as_deref(), Some("ext4"));
     }
 
     #[test]

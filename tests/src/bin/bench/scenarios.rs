@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hyper::Method;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 
 use crate::direct::{CASE, Direct, Subjects, inquiry_body, officer_json};
+use crate::http::{Endpoint, Lean};
 use crate::load::{InFlight, Op, Run, closed_loop, open_loop};
 use crate::nginx::Nginx;
 use crate::procs::{CpuMark, Proc};
@@ -18,7 +20,7 @@ use crate::report::{
     OrderScenario, Phase,
 };
 use crate::stats::{RateSearch, new_histogram, summarize};
-use crate::system::{Backend, Gateway, GatewaySpec, Mocks};
+use crate::system::{Backend, Gateway, GatewayBinary, GatewaySpec, Mocks};
 
 pub const ENFORCEMENT: &str = "demo-enforcement-token";
 /// The four banks of scenarios A and B: one of each bank dialect
@@ -89,9 +91,12 @@ impl Timing {
 
 /// What every scenario needs.
 pub struct Ctx {
+    /// For everything but the load: metrics, faults, fleet inquiries.
     pub client: reqwest::Client,
+    /// For the load (`http.rs`).
+    pub http: Lean,
     pub mocks: Mocks,
-    pub gateway_bin: PathBuf,
+    pub gateway_bin: GatewayBinary,
     pub dir: PathBuf,
     pub subjects: Arc<Subjects>,
     pub timing: Timing,
@@ -107,9 +112,10 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// `POST /v1/inquiries?wait=30` about the population's subjects in turn;
-/// success is a 200 (every agency answered within the wait).
-pub fn gateway_op(ctx: &Ctx, gateway: &Gateway, agencies: &[String]) -> Op {
+/// `POST /v1/inquiries?wait=30` about the population's subjects in turn
+/// (bodies made before the run, sent with the lean client); success is a
+/// 200 (every agency answered within the wait), its body read.
+pub fn gateway_op(ctx: &Ctx, gateway: &Gateway, agencies: &[String]) -> anyhow::Result<Op> {
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         ctx.subjects
             .bodies
@@ -117,37 +123,31 @@ pub fn gateway_op(ctx: &Ctx, gateway: &Gateway, agencies: &[String]) -> Op {
             .map(|s| Bytes::from(inquiry_body(s, agencies)))
             .collect(),
     );
-    let url = format!("{}/v1/inquiries?wait=30", gateway.base);
-    let client = ctx.client.clone();
-    Arc::new(move |n| {
+    let bearer = format!("Bearer {ENFORCEMENT}");
+    let endpoint = Arc::new(Endpoint::new(
+        Method::POST,
+        &format!("{}/v1/inquiries?wait=30", gateway.base),
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("content-type", b"application/json"),
+        ],
+    )?);
+    let http = ctx.http.clone();
+    Ok(Arc::new(move |n| {
         let body = bodies[(n as usize) % bodies.len()].clone();
-        let request = client
-            .post(&url)
-            .bearer_auth(ENFORCEMENT)
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(40));
+        let http = http.clone();
+        let endpoint = endpoint.clone();
         Box::pin(async move {
-            match request.send().await {
-                Ok(r) => {
-                    let ok = r.status().as_u16() == 200;
-                    ok && r.bytes().await.is_ok()
-                }
-                Err(_) => false,
-            }
+            let sent = tokio::time::timeout(Duration::from_secs(40), http.send(&endpoint, body));
+            matches!(sent.await, Ok(Ok(reply)) if reply.status == hyper::StatusCode::OK)
         })
-    })
+    }))
 }
 
-pub fn direct_op(ctx: &Ctx, direct: Arc<Direct>) -> Op {
-    let subjects = ctx.subjects.clone();
+pub fn direct_op(direct: Arc<Direct>) -> Op {
     Arc::new(move |n| {
         let direct = direct.clone();
-        let subjects = subjects.clone();
-        Box::pin(async move {
-            let subject = &subjects.model[(n as usize) % subjects.len()];
-            direct.inquiry(subject).await
-        })
+        Box::pin(async move { direct.inquiry(n).await })
     })
 }
 
@@ -175,7 +175,8 @@ pub async fn measure(
     agencies: usize,
 ) -> anyhow::Result<Phase> {
     let gw_proc: Option<&Proc> = watch.gateway.map(|g| &g.proc);
-    let cpu0 = CpuMark::take(gw_proc, Some(&ctx.mocks.proc));
+    let pg = watch.gateway.and_then(|g| g.postgres_database.as_deref());
+    let cpu0 = CpuMark::take(gw_proc, Some(&ctx.mocks.proc), pg);
     let proxy0 = watch.nginx.map(Nginx::cpu_seconds);
     let t0 = now_ms();
     let (run, offered, workers, kind): (Run, Option<f64>, Option<usize>, &str) = match load {
@@ -193,27 +194,36 @@ pub async fn measure(
         ),
     };
     let t1 = now_ms();
-    let cpu = CpuMark::take(gw_proc, Some(&ctx.mocks.proc)).since(&cpu0);
+    let cpu = CpuMark::take(gw_proc, Some(&ctx.mocks.proc), pg).since(&cpu0);
     let secs = run.elapsed.as_secs_f64();
     let proxy = watch
         .nginx
         .zip(proxy0)
         .map(|(n, before)| n.cpu_seconds() - before);
-    let other = (cpu.machine - cpu.ours).max(0.0);
+    let other = cpu.others();
     let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
     let per_s = run.ok_per_s();
     let calls = run.ok as f64 * agencies as f64;
-    let (gateway_cpu_s, cpu_us_per_agency_call, audit_rows, rss) = match watch.gateway {
+    // The gateway's exchanges are its audit rows of both directions: each
+    // call to its API, and each message it sent an agency (one, whatever
+    // it carries). Without the gateway, each request the bench made is
+    // one, and nginx makes one more to the mock for each.
+    let (gateway_cpu_s, cpu_us_per_agency_call, audit_rows, rss, exchanges) = match watch.gateway {
         Some(g) => {
-            let rows = g.db.audit_rows(t0, t1 + 1).await?;
+            let counts = g.db.audit_counts(t0, t1 + 1).await?;
             (
                 Some(cpu.gateway),
                 (calls > 0.0).then(|| cpu.gateway * 1e6 / calls),
-                Some(rows),
+                Some(counts.rows),
                 Some(mib(g.proc.rss_kib())),
+                (counts.inbound + counts.outbound).max(0) as u64,
             )
         }
-        None => (None, None, None, None),
+        None => {
+            let per_request = if watch.nginx.is_some() { 2 } else { 1 };
+            let exchanges = run.sent * (agencies as u64) * per_request;
+            (None, None, None, None, exchanges)
+        }
     };
     let phase = Phase {
         target: target.to_owned(),
@@ -228,12 +238,16 @@ pub async fn measure(
         failed: run.failed,
         per_s,
         agency_calls_per_s: per_s * agencies as f64,
+        http_exchanges: Some(exchanges),
+        http_exchanges_per_s: (secs > 0.0).then(|| exchanges as f64 / secs),
         latency: summarize(&run.hist),
         gateway_cpu_s,
         cpu_us_per_agency_call,
         mocks_cpu_s: cpu.mocks,
         bench_cpu_s: cpu.bench,
+        bench_cpu_us_per_agency_call: (calls > 0.0).then(|| cpu.bench * 1e6 / calls),
         proxy_cpu_s: proxy,
+        postgres_cpu_s: cpu.postgres,
         other_cpu_s: other,
         other_cpu_pct: 100.0 * other / (secs.max(0.001) * cores),
         audit_rows,
@@ -243,7 +257,7 @@ pub async fn measure(
         repeat: false,
     };
     println!(
-        "  {:<8} {:<9} {:<12} ok {:>7} failed {:>5}  {:>8.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  others {:>3.0} %{}",
+        "  {:<8} {:<9} {:<12} ok {:>7} failed {:>5}  {:>8.0}/s  p50 {:>8.2} ms  p99 {:>8.2} ms  p99.9 {:>8.2} ms  others {:>3.0} %  bench {:.1} µs/agency call{}{}",
         phase.target,
         phase.latency_mode,
         phase.load_label(),
@@ -254,9 +268,14 @@ pub async fn measure(
         phase.latency.p99_ms,
         phase.latency.p999_ms,
         phase.other_cpu_pct,
+        phase.bench_cpu_us_per_agency_call.unwrap_or(0.0),
         phase
             .cpu_us_per_agency_call
             .map(|c| format!("  {c:.0} µs CPU/agency call"))
+            .unwrap_or_default(),
+        phase
+            .target_cores()
+            .map(|c| format!(" ({c:.2} cores)"))
             .unwrap_or_default()
     );
     Ok(phase)
@@ -347,7 +366,7 @@ pub async fn probe(
     let pair = Pair {
         ctx,
         gateway: &gateway,
-        gw: gateway_op(ctx, &gateway, &[]),
+        gw: gateway_op(ctx, &gateway, &[])?,
         direct: None,
     };
     let secs = Duration::from_secs(secs);
@@ -412,7 +431,7 @@ async fn warm_gateway(ctx: &Ctx, name: &str, backend: Backend) -> anyhow::Result
     )
     .await?;
     ctx.mocks.zero_latency().await?;
-    let _ = closed_loop(gateway_op(ctx, &gateway, &[]), 8, Duration::from_secs(2)).await;
+    let _ = closed_loop(gateway_op(ctx, &gateway, &[])?, 8, Duration::from_secs(2)).await;
     gateway.settle(Duration::from_secs(30)).await?;
     Ok(gateway)
 }
@@ -444,8 +463,8 @@ pub async fn inquiry_scenario(
     let pair = Pair {
         ctx,
         gateway: &gateway,
-        gw: gateway_op(ctx, &gateway, &[]),
-        direct: full.then(|| direct_op(ctx, direct.clone())),
+        gw: gateway_op(ctx, &gateway, &[])?,
+        direct: full.then(|| direct_op(direct.clone())),
     };
     // What the gateway burns with nothing to do.
     let idle0 = gateway.proc.cpu_seconds();
@@ -554,7 +573,26 @@ pub async fn inquiry_scenario(
         workers: 64,
         secs: t.phase,
     };
-    let (closed, closed_direct) = pair.run(closed_load, t.phase, "zero", None).await?;
+    // The direct baseline's closed loop runs for B too: the saturated
+    // ratio is a target on both backends.
+    let saturated = Pair {
+        direct: Some(direct_op(direct.clone())),
+        ..pair
+    };
+    let (closed, closed_direct) = saturated.run(closed_load, t.phase, "zero", None).await?;
+    // The gateway's CPU per call under light load: a tenth of what it
+    // took back to back.
+    let light_rate = (closed.per_s / 10.0).round().max(1.0);
+    println!("a tenth of the closed loop's rate ({light_rate:.0}/s):");
+    let light = saturated
+        .gateway_only(
+            Load::Open {
+                rate: light_rate,
+                secs: t.phase,
+            },
+            "zero",
+        )
+        .await?;
     let closed = Some(closed);
     let scenario = InquiryScenario {
         name: name.to_owned(),
@@ -571,6 +609,7 @@ pub async fn inquiry_scenario(
         realistic_direct,
         closed,
         closed_direct,
+        light: Some(light),
         memory,
         gateway_peak_rss_mib: mib(gateway.proc.hwm_kib()),
         gateway_idle_cpu_pct: idle_cpu_pct,
@@ -640,7 +679,7 @@ async fn memory_probe(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<MemoryProb
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = gateway.proc.rss_kib();
     let gauge = InFlight::default();
-    let op = gateway_op(ctx, gateway, &[]);
+    let op = gateway_op(ctx, gateway, &[])?;
     let rate = 500.0;
     let secs = Duration::from_secs_f64(n as f64 / rate);
     let run = {
@@ -731,9 +770,10 @@ pub async fn nginx_scenario(
     let mock_base = ctx.mocks.base.clone();
     let nginx_base = nginx.base.clone();
     let via_nginx = move |url: &str| url.replacen(&mock_base, &nginx_base, 1);
-    let mock = Arc::new(Direct::load(&one, &dialects, None)?);
-    let proxied = Arc::new(Direct::load(&one, &dialects, Some(&via_nginx))?);
-    let gw = gateway_op(ctx, gateway, std::slice::from_ref(&agency));
+    let mock = Arc::new(Direct::load(&one, &dialects, ctx.subjects.clone(), None).await?);
+    let proxied =
+        Arc::new(Direct::load(&one, &dialects, ctx.subjects.clone(), Some(&via_nginx)).await?);
+    let gw = gateway_op(ctx, gateway, std::slice::from_ref(&agency))?;
     let workers = 32;
     let secs = ctx.timing.phase;
     let result = async {
@@ -742,7 +782,7 @@ pub async fn nginx_scenario(
             measure(
                 ctx,
                 &watch_none(),
-                direct_op(ctx, mock),
+                direct_op(mock),
                 Load::Closed { workers, secs },
                 "mock",
                 "zero",
@@ -757,7 +797,7 @@ pub async fn nginx_scenario(
         let nginx_closed = measure(
             ctx,
             &with_nginx,
-            direct_op(ctx, proxied.clone()),
+            direct_op(proxied.clone()),
             Load::Closed { workers, secs },
             "nginx",
             "zero",
@@ -787,7 +827,7 @@ pub async fn nginx_scenario(
             measure(
                 ctx,
                 &with_nginx,
-                direct_op(ctx, proxied),
+                direct_op(proxied),
                 Load::Open { rate, secs },
                 "nginx",
                 "zero",
@@ -935,7 +975,7 @@ async fn scenario_d(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<ManyFleetSce
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = gateway.proc.rss_kib();
     let (_, completed_before) = gateway.inquiry_counts().await?;
-    let cpu0 = CpuMark::take(Some(&gateway.proc), Some(&ctx.mocks.proc));
+    let cpu0 = CpuMark::take(Some(&gateway.proc), Some(&ctx.mocks.proc), None);
     let t0 = now_ms();
     let started = Instant::now();
     let posts = (0..n).map(|i| {
@@ -1006,7 +1046,7 @@ async fn scenario_d(ctx: &Ctx, gateway: &Gateway) -> anyhow::Result<ManyFleetSce
     let secs = started.elapsed().as_secs_f64();
     let timed_out = completed < accepted;
     let t1 = now_ms();
-    let cpu = CpuMark::take(Some(&gateway.proc), Some(&ctx.mocks.proc)).since(&cpu0);
+    let cpu = CpuMark::take(Some(&gateway.proc), Some(&ctx.mocks.proc), None).since(&cpu0);
     let states: BTreeMap<String, i64> = gateway
         .db
         .task_states_since(t0)

@@ -4,7 +4,7 @@
 //! afterwards), plus read access to that database for the figures only it
 //! holds (audit rows committed, order and inquiry times).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use e2e_tests::{DropDatabase, postgres_database};
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::procs::{Proc, config_dir, free_port, wait_http_ok};
+use crate::procs::{Proc, free_port, wait_http_ok};
 use crate::stats::metric_sum;
 
 /// The mock bank fleet in its own process.
@@ -142,6 +142,14 @@ pub enum Db {
     },
 }
 
+/// The database a `postgres://` URL names.
+pub fn postgres_database_name(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    matches!(url.scheme(), "postgres" | "postgresql")
+        .then(|| url.path().trim_start_matches('/').to_owned())
+        .filter(|name| !name.is_empty())
+}
+
 /// Reaches the PostgreSQL server, or says why not.
 pub async fn postgres_reachable(server_url: &str) -> Result<(), String> {
     match tokio::time::timeout(
@@ -190,17 +198,44 @@ macro_rules! on_db {
     };
 }
 
+/// Audit rows committed in a time window, by direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuditCounts {
+    pub rows: i64,
+    /// Calls to the gateway's API (each is recorded).
+    pub inbound: i64,
+    /// Messages the gateway sent to agencies (each recorded before it is
+    /// sent): its HTTP exchanges with them.
+    pub outbound: i64,
+}
+
 impl Db {
     /// Rows of the audit log committed with `at_ms` in `[from, to)`.
     pub async fn audit_rows(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<i64> {
-        Ok(on_db!(
+        Ok(self.audit_counts(from_ms, to_ms).await?.rows)
+    }
+
+    /// The same, by direction.
+    pub async fn audit_counts(&self, from_ms: i64, to_ms: i64) -> anyhow::Result<AuditCounts> {
+        let by_direction: Vec<(String, i64)> = on_db!(
             self,
-            query_scalar,
-            fetch_one,
-            "SELECT COUNT(*) FROM audit_events WHERE at_ms >= ? AND at_ms < ?",
+            query_as,
+            fetch_all,
+            "SELECT direction, COUNT(*) FROM audit_events WHERE at_ms >= ? AND at_ms < ? \
+             GROUP BY direction",
             from_ms,
             to_ms
-        ))
+        );
+        let mut counts = AuditCounts::default();
+        for (direction, n) in by_direction {
+            counts.rows += n;
+            match direction.as_str() {
+                "inbound" => counts.inbound += n,
+                "outbound" => counts.outbound += n,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     /// `(status, created_at_ms, decided_at_ms)` of every order created at
@@ -266,11 +301,23 @@ impl Db {
     }
 }
 
+/// The gateway binary the scenarios run, and the folder its configuration
+/// comes from (`gateway.toml`, `dialects/`, the demo audit key): this
+/// tree's `config/`, or that of the older tree a `before` binary was built
+/// in (its configuration may differ).
+#[derive(Debug, Clone)]
+pub struct GatewayBinary {
+    pub path: PathBuf,
+    pub config_dir: PathBuf,
+}
+
 /// A gateway process with its configuration and database.
 pub struct Gateway {
     pub proc: Proc,
     pub base: String,
     pub db: Db,
+    /// The name of its PostgreSQL database, when it runs on one.
+    pub postgres_database: Option<String>,
     client: reqwest::Client,
 }
 
@@ -288,7 +335,7 @@ impl Gateway {
     /// with its listen address, database, agency files and audit key
     /// replaced) and starts `gateway serve` on it.
     pub async fn start(
-        bin: &Path,
+        bin: &GatewayBinary,
         mocks: &Mocks,
         spec: GatewaySpec<'_>,
         dir: &Path,
@@ -298,7 +345,9 @@ impl Gateway {
         mocks.write_agency_files(&agencies_dir, spec.banks)?;
         let (database_url, db) = spec.backend.database(dir, spec.name).await?;
         let port = free_port()?;
-        let text = std::fs::read_to_string(config_dir().join("gateway.toml"))?;
+        let config_dir = &bin.config_dir;
+        let text = std::fs::read_to_string(config_dir.join("gateway.toml"))
+            .with_context(|| format!("{}", config_dir.join("gateway.toml").display()))?;
         let mut table: toml::Table = toml::from_str(&text)?;
         table.insert("listen".into(), format!("127.0.0.1:{port}").into());
         table.insert("database_url".into(), database_url.clone().into());
@@ -308,10 +357,10 @@ impl Gateway {
         );
         table.insert(
             "dialects_dir".into(),
-            config_dir().join("dialects").display().to_string().into(),
+            config_dir.join("dialects").display().to_string().into(),
         );
         if let Some(toml::Value::Table(audit)) = table.get_mut("audit") {
-            let key = config_dir().join("demo-audit-signing-key.hex");
+            let key = config_dir.join("demo-audit-signing-key.hex");
             audit.insert("signing_key_file".into(), key.display().to_string().into());
         }
         if let (Some(n), Some(toml::Value::Table(d))) =
@@ -324,7 +373,7 @@ impl Gateway {
         let config_arg = config.display().to_string();
         let mut proc = Proc::spawn(
             &format!("gateway ({})", spec.name),
-            bin,
+            &bin.path,
             &["serve", "--config", &config_arg],
             &[],
             dir.join(format!("gateway-{}.log", spec.name)),
@@ -360,6 +409,7 @@ impl Gateway {
         Ok(Self {
             proc,
             base,
+            postgres_database: postgres_database_name(&database_url),
             db,
             client: client.clone(),
         })
@@ -410,6 +460,18 @@ impl Gateway {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_database_of_a_postgres_url() {
+        assert_eq!(
+            super::postgres_database_name(
+                "postgres://postgres@127.0.0.1:5432/bench_b_1?sslmode=disable"
+            )
+            .as_deref(),
+            Some("bench_b_1")
+        );
+        assert_eq!(super::postgres_database_name("sqlite:///tmp/a.db"), None);
+    }
+
     #[test]
     fn placeholders_are_numbered_for_postgres() {
         assert_eq!(
