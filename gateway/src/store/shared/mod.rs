@@ -35,12 +35,25 @@ use crate::audit::AuditRow;
 
 /// One store on one database: its pool, what its backend keeps, and what
 /// one handle remembers (the audit chain's tail, decisions' turns).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqlStore<B: Backend> {
     pub(super) pool: Pool<B::Db>,
     pub(super) backend: B,
     pub(super) audit_tail: AuditTail,
     pub(super) local_locks: LocalLocks,
+}
+
+// By hand: a derived `Clone` would ask the database type itself to be
+// `Clone`, which no sqlx database is; the handle's parts all are.
+impl<B: Backend> Clone for SqlStore<B> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            backend: self.backend.clone(),
+            audit_tail: self.audit_tail.clone(),
+            local_locks: self.local_locks.clone(),
+        }
+    }
 }
 
 impl<B: Backend> SqlStore<B> {

@@ -122,16 +122,13 @@ impl Stencil {
     /// with the places its digits took: only if writing the second
     /// number's digits there gives the second rendering byte for byte (so
     /// the number appears nowhere else, in no other form).
-    fn make(render: impl Fn(u64) -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Self> {
+    fn make(render: impl Fn(u64) -> anyhow::Result<Bytes>) -> anyhow::Result<Self> {
         const A: u64 = 9_081_726_354;
         const B: u64 = 1_029_384_756;
         let (a, b) = (render(A)?, render(B)?);
         let holes = places(&a, &digits(A));
         anyhow::ensure!(!holes.is_empty(), "the message does not carry its number");
-        let stencil = Self {
-            body: Bytes::from(a),
-            holes,
-        };
+        let stencil = Self { body: a, holes };
         anyhow::ensure!(
             stencil.fill(B) == b,
             "the message carries its number in another form too"
@@ -396,8 +393,11 @@ mod tests {
 
     #[test]
     fn a_stencil_filled_is_the_message_rendered_with_that_number() {
-        let render =
-            |n: u64| Ok(format!("<Q><PCH>DB{n:010}-1</PCH><DH>D{n:010}-1</DH></Q>").into_bytes());
+        let render = |n: u64| {
+            Ok(format!("<Q><PCH>DB{n:010}-1</PCH><DH>D{n:010}-1</DH></Q>")
+                .into_bytes()
+                .into())
+        };
         let stencil = Stencil::make(render).expect("a stencil");
         assert_eq!(stencil.holes.len(), 2);
         assert_eq!(&stencil.fill(77)[..], &render(77).expect("rendered")[..]);
@@ -409,10 +409,12 @@ mod tests {
         // cannot make the second rendering.
         let render = |n: u64| {
             let reversed: String = format!("{n:010}").chars().rev().collect();
-            Ok(format!("<DH>D{n:010}</DH><X>{reversed}</X>").into_bytes())
+            Ok(format!("<DH>D{n:010}</DH><X>{reversed}</X>")
+                .into_bytes()
+                .into())
         };
         assert!(Stencil::make(render).is_err());
-        assert!(Stencil::make(|_| Ok(b"no number".to_vec())).is_err());
+        assert!(Stencil::make(|_| Ok(Bytes::from_static(b"no number"))).is_err());
     }
 
     #[test]
