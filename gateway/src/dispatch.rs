@@ -859,8 +859,7 @@ impl Dispatcher {
     /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
         if let TaskState::Finished(status) = update.state {
-            crate::metrics::AgencyMetrics::of(&task.agency)
-                .outcome(status.as_str(), update.latency_ms);
+            crate::metrics::AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms);
         }
         if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.

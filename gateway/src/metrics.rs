@@ -21,6 +21,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use adapters::model::AgencyStatus;
+
 use crate::store::{InquiryStatus, OrderPhase, QueueCount, Store, TaskState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -254,17 +256,17 @@ fn agency_label(agency: &str) -> AgencyLabel {
     }
 }
 
-/// The task outcomes an agency's counters are made for up front (others
-/// are counted too, found in their family when they come).
-const OUTCOMES: [&str; 8] = [
-    "answered",
-    "no_record",
-    "refused",
-    "timeout",
-    "circuit_open",
-    "rate_limited",
-    "bad_reply",
-    "error",
+/// The finished statuses an agency's counters are made for up front: every
+/// one a task can end in.
+const OUTCOMES: [AgencyStatus; 8] = [
+    AgencyStatus::Answered,
+    AgencyStatus::NoRecord,
+    AgencyStatus::Refused,
+    AgencyStatus::Timeout,
+    AgencyStatus::CircuitOpen,
+    AgencyStatus::RateLimited,
+    AgencyStatus::BadReply,
+    AgencyStatus::Error,
 ];
 
 /// The layers that refuse calls, as `Refusal::layer` names them.
@@ -307,10 +309,10 @@ impl AgencyMetrics {
     fn resolve(agency: &str) -> Self {
         let m = global();
         let label = agency_label(agency);
-        let outcome = |status: &str| {
+        let outcome = |status: AgencyStatus| {
             m.agency_outcomes.get_or_create_owned(&OutcomeLabel {
                 agency: agency.to_owned(),
-                status: status.to_owned(),
+                status: status.as_str().to_owned(),
             })
         };
         let rejection = |layer: &str| {
@@ -331,7 +333,7 @@ impl AgencyMetrics {
     }
 
     /// A task of the agency reached `status`, `latency_ms` after it was sent.
-    pub fn outcome(&self, status: &str, latency_ms: Option<i64>) {
+    pub fn outcome(&self, status: AgencyStatus, latency_ms: Option<i64>) {
         match OUTCOMES.iter().position(|s| *s == status) {
             Some(i) => {
                 self.outcomes[i].inc();
@@ -341,7 +343,7 @@ impl AgencyMetrics {
                     .agency_outcomes
                     .get_or_create(&OutcomeLabel {
                         agency: self.agency.clone(),
-                        status: status.to_owned(),
+                        status: status.as_str().to_owned(),
                     })
                     .inc();
             }
