@@ -15,7 +15,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{AuditStore, Checkpoint, NewAuditRow, StoreError};
+use crate::store::{
+    Applied, AuditStore, Change, Checkpoint, JournalEntry, Journaled, NewAuditRow, StoreError,
+};
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -255,12 +257,22 @@ impl AuditRow {
     }
 }
 
-type Ack = oneshot::Sender<Result<i64, AuditError>>;
+type Ack = oneshot::Sender<Result<Journaled, AuditError>>;
 
-/// The handle through which everything is recorded.
+/// One entry waiting for the writer.
+struct Pending {
+    record: AuditRecord,
+    change: Option<Change>,
+    ack: Ack,
+}
+
+/// The handle through which everything is recorded: the journal. Audit
+/// rows, and the new inquiries, orders and plans whose acceptance they
+/// record, are committed by one writer task, whatever has gathered in one
+/// transaction.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<(AuditRecord, Ack)>,
+    tx: mpsc::Sender<Pending>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -271,6 +283,9 @@ impl std::fmt::Debug for AuditLog {
 
 /// Most rows one transaction takes.
 const MAX_BATCH: usize = 512;
+/// Most tasks of new inquiries one transaction takes (an inquiry to a whole
+/// fleet has thousands); an inquiry with more goes alone.
+const MAX_BATCH_TASKS: usize = 16_384;
 
 /// When the writer signs a checkpoint of the chain.
 #[derive(Clone)]
@@ -307,9 +322,43 @@ impl AuditLog {
     /// its sequence number. A full channel makes the caller wait (back-pressure),
     /// it never drops the record.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+        match self.journal(record, None).await?.row {
+            Some(row) => Ok(row.seq),
+            None => Err(AuditError::Store("the journal left a plain row out".into())),
+        }
+    }
+
+    /// Records a request's acceptance and makes the change it accepted (a
+    /// new inquiry, order or plan) in the same transaction: both are
+    /// committed, or neither. Returns the row's sequence number (none when
+    /// an order's or plan's key was taken meanwhile: nothing was accepted)
+    /// and what the change became.
+    pub async fn accept(
+        &self,
+        record: AuditRecord,
+        change: Change,
+    ) -> Result<(Option<i64>, Applied), AuditError> {
+        let journaled = self.journal(record, Some(change)).await?;
+        match journaled.applied {
+            Some(applied) => Ok((journaled.row.map(|r| r.seq), applied)),
+            None => Err(AuditError::Store(
+                "the journal stored a change without its receipt".into(),
+            )),
+        }
+    }
+
+    async fn journal(
+        &self,
+        record: AuditRecord,
+        change: Option<Change>,
+    ) -> Result<Journaled, AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send((record, ack))
+            .send(Pending {
+                record,
+                change,
+                ack,
+            })
             .await
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
@@ -341,59 +390,115 @@ pub fn sign_checkpoint(
 
 async fn writer(
     store: Arc<dyn AuditStore>,
-    mut rx: mpsc::Receiver<(AuditRecord, Ack)>,
+    mut rx: mpsc::Receiver<Pending>,
     checkpoints: Option<CheckpointPolicy>,
     mut last_checkpoint: Option<(i64, i64)>,
 ) {
-    let mut pending: Vec<(AuditRecord, Ack)> = Vec::with_capacity(MAX_BATCH);
+    let mut pending: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     // Without a checkpoint yet, the time since the writer started counts.
     let started_ms = chrono::Utc::now().timestamp_millis();
     loop {
-        if rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
+        if pending.is_empty() && rx.recv_many(&mut pending, MAX_BATCH).await == 0 {
             return; // every handle dropped
         }
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut acks = Vec::with_capacity(pending.len());
-        let rows: Vec<NewAuditRow> = pending
-            .drain(..)
-            .map(|(record, ack)| {
-                acks.push(ack);
-                NewAuditRow { at_ms: now, record }
+        // The longest run from the front that stays under the task bound
+        // (at least one entry); the rest waits for the next transaction.
+        let mut tasks = 0;
+        let take = pending
+            .iter()
+            .take_while(|p| {
+                if let Some(Change::Inquiry(new)) = &p.change {
+                    tasks += new.tasks.len();
+                }
+                tasks <= MAX_BATCH_TASKS
             })
-            .collect();
-        let count = rows.len();
+            .count()
+            .max(1);
+        let now = chrono::Utc::now().timestamp_millis();
+        let (entries, acks): (Vec<JournalEntry>, Vec<Ack>) = pending
+            .drain(..take)
+            .map(|p| {
+                (
+                    JournalEntry {
+                        row: NewAuditRow {
+                            at_ms: now,
+                            record: p.record,
+                        },
+                        change: p.change,
+                    },
+                    p.ack,
+                )
+            })
+            .unzip();
+        let count = entries.len();
+        let with_changes = entries.iter().any(|e| e.change.is_some());
         let started = std::time::Instant::now();
-        let appended = store.append_audit(rows).await;
+        // A batch that fails with changes in it is tried again entry by
+        // entry: one change that cannot be made (its id taken) does not
+        // fail the others.
+        let retry = (with_changes && count > 1).then(|| entries.clone());
+        let appended = store.append_journal(entries).await;
         let metrics = crate::metrics::global();
         metrics.audit_batch_rows.observe(count as f64);
         metrics
             .audit_commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        match appended {
-            Ok(stored) => {
-                for (ack, row) in acks.drain(..).zip(&stored) {
-                    let _ = ack.send(Ok(row.seq));
+        // The last row stored, for the checkpoint.
+        let last: Option<(i64, String)> = match (appended, retry) {
+            (Ok(stored), _) => {
+                let last = stored
+                    .iter()
+                    .rev()
+                    .find_map(|j| j.row.as_ref())
+                    .map(|r| (r.seq, r.hash.clone()));
+                for (ack, journaled) in acks.into_iter().zip(stored) {
+                    let _ = ack.send(Ok(journaled));
                 }
-                if let (Some(policy), Some(last)) = (&checkpoints, stored.last()) {
-                    let (since_seq, since_ms) = last_checkpoint.unwrap_or((0, started_ms));
-                    if last.seq - since_seq >= policy.every_rows
-                        || now - since_ms >= policy.every_ms
-                    {
-                        let c = sign_checkpoint(&policy.key, last.seq, &last.hash, now);
-                        match store.add_checkpoint(&c).await {
-                            Ok(()) => last_checkpoint = Some((c.seq, now)),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot store an audit checkpoint; the next batch tries again")
+                last
+            }
+            (Err(e), Some(entries)) => {
+                tracing::warn!(error = %e, entries = count, "a journal batch failed; committing each entry alone");
+                let mut last = None;
+                for (ack, entry) in acks.into_iter().zip(entries) {
+                    match store.append_journal(vec![entry]).await {
+                        Ok(mut one) if one.len() == 1 => {
+                            let journaled = one.remove(0);
+                            if let Some(r) = &journaled.row {
+                                last = Some((r.seq, r.hash.clone()));
                             }
+                            let _ = ack.send(Ok(journaled));
+                        }
+                        Ok(_) => {
+                            let _ = ack.send(Err(AuditError::Store(
+                                "the journal returned no receipt".into(),
+                            )));
+                        }
+                        Err(e) => {
+                            metrics.audit_failures.inc();
+                            let _ = ack.send(Err(AuditError::Store(e.to_string())));
                         }
                     }
                 }
+                last
             }
-            Err(e) => {
+            (Err(e), None) => {
                 metrics.audit_failures.inc();
                 tracing::error!(error = %e, rows = count, "audit batch failed to commit");
-                for ack in acks.drain(..) {
+                for ack in acks {
                     let _ = ack.send(Err(AuditError::Store(e.to_string())));
+                }
+                None
+            }
+        };
+        if let (Some(policy), Some((seq, hash))) = (&checkpoints, last) {
+            let (since_seq, since_ms) = last_checkpoint.unwrap_or((0, started_ms));
+            if seq - since_seq >= policy.every_rows || now - since_ms >= policy.every_ms {
+                let c = sign_checkpoint(&policy.key, seq, &hash, now);
+                match store.add_checkpoint(&c).await {
+                    Ok(()) => last_checkpoint = Some((c.seq, now)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store an audit checkpoint; the next batch tries again")
+                    }
                 }
             }
         }
@@ -455,6 +560,152 @@ mod tests {
             );
             prev = row.hash.clone();
         }
+    }
+
+    fn inquiry(id: &str, agencies: &[&str]) -> crate::store::NewInquiry {
+        crate::store::NewInquiry {
+            record: crate::store::InquiryRecord {
+                id: id.to_owned(),
+                caller: "court".into(),
+                case_number: "(2024)京0105执1号".into(),
+                subject: adapters::model::Subject::Person {
+                    name: "张三".into(),
+                    id_number: adapters::ids::IdNumber::parse("360426199101010071")
+                        .expect("an identity number"),
+                },
+                officers: Vec::new(),
+                asset_kinds: vec![adapters::model::AssetKind::BankAccount],
+                court: adapters::model::Court {
+                    code: "甘0503".into(),
+                    name: "天水市麦积区人民法院".into(),
+                },
+                warnings: Vec::new(),
+                status: crate::store::InquiryStatus::Running,
+                created_at_ms: 1_000,
+                deadline_at_ms: 61_000,
+                completed_at_ms: None,
+                catalog_version: None,
+            },
+            tasks: agencies
+                .iter()
+                .map(|a| (a.to_string(), format!("{id}-{a}")))
+                .collect(),
+            lease: Some(crate::store::TaskLease {
+                owner: "gw-test".into(),
+                until_ms: 31_000,
+                count: 1,
+            }),
+        }
+    }
+
+    fn accepted(id: &str) -> AuditRecord {
+        AuditRecord {
+            direction: Some(Direction::Inbound),
+            action: "inquiry.create".into(),
+            status: Some("accepted".into()),
+            inquiry_id: Some(id.to_owned()),
+            ..AuditRecord::default()
+        }
+    }
+
+    /// The rows naming `id`.
+    async fn rows_of(store: &SqliteStore, id: &str) -> Vec<StoredAuditEvent> {
+        store
+            .audit_events(&AuditFilter {
+                inquiry_id: Some(id.to_owned()),
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("read")
+    }
+
+    #[tokio::test]
+    async fn acceptances_are_stored_with_their_inquiries_and_claims() {
+        use crate::store::JobStore;
+        let (_dir, store) = store().await;
+        let log = AuditLog::start(store.clone(), 64).await.expect("start");
+        let accepted = futures::future::join_all((0..200).map(|i| {
+            let log = log.clone();
+            async move {
+                let id = format!("inq-{i}");
+                log.accept(
+                    accepted(&id),
+                    Change::Inquiry(Box::new(inquiry(&id, &["bank-a", "bank-b"]))),
+                )
+                .await
+            }
+        }))
+        .await;
+        for (i, a) in accepted.into_iter().enumerate() {
+            let (seq, applied) = a.expect("accepted");
+            let Applied::Inquiry(back) = applied else {
+                panic!("inq-{i}: {applied:?}");
+            };
+            assert_eq!(back.record.id, format!("inq-{i}"));
+            assert_eq!(store.tasks(&back.record.id).await.expect("tasks").len(), 2);
+            let rows = rows_of(&store, &back.record.id).await;
+            assert_eq!(rows.len(), 1, "inq-{i}");
+            assert_eq!(Some(rows[0].seq), seq);
+        }
+        // The first task of each was stored claimed, the second not: a
+        // claim round finds only the second ones.
+        let claimed = store
+            .claim_due_tasks("gw-other", 2_000, 40_000, 1_000, &[])
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 200);
+        assert!(claimed.iter().all(|t| t.agency == "bank-b"));
+    }
+
+    /// An acceptance whose request cannot be stored leaves no row; the
+    /// acceptances committed with it in one batch are stored alone.
+    #[tokio::test]
+    async fn an_acceptance_that_cannot_be_stored_leaves_neither_row_nor_request() {
+        use crate::store::JobStore;
+        let (_dir, store) = store().await;
+        store
+            .create_inquiry(&inquiry("inq-taken", &[]).record, &[])
+            .await
+            .expect("first");
+        // On the test's one-thread runtime the writer runs only once all
+        // three are queued: they go in one batch, which fails.
+        let log = AuditLog::start(store.clone(), 64).await.expect("start");
+        let (a, b, c) = tokio::join!(
+            log.accept(
+                accepted("inq-1"),
+                Change::Inquiry(Box::new(inquiry("inq-1", &["bank-a"])))
+            ),
+            log.accept(
+                accepted("inq-taken"),
+                Change::Inquiry(Box::new(inquiry("inq-taken", &["bank-a"])))
+            ),
+            log.accept(
+                accepted("inq-2"),
+                Change::Inquiry(Box::new(inquiry("inq-2", &["bank-a"])))
+            ),
+        );
+        assert!(a.is_ok(), "{a:?}");
+        assert!(b.is_err(), "the id is taken");
+        assert!(c.is_ok(), "{c:?}");
+        assert!(store.inquiry("inq-2").await.expect("read").is_some());
+        assert!(store.tasks("inq-taken").await.expect("read").is_empty());
+        assert_eq!(rows_of(&store, "inq-1").await.len(), 1);
+        assert_eq!(rows_of(&store, "inq-2").await.len(), 1);
+        assert!(
+            rows_of(&store, "inq-taken").await.is_empty(),
+            "no acceptance row for a request that was not stored"
+        );
+        // The chain has no gap where the failed entry was.
+        let rows = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("read");
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(rows[1].prev_hash, rows[0].hash);
     }
 
     #[tokio::test]

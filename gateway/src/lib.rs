@@ -17,7 +17,6 @@ pub mod dispatch;
 pub mod error;
 pub mod input;
 pub mod inquiry;
-pub mod inquiry_writer;
 pub mod metrics;
 pub mod notify;
 pub mod order;
@@ -51,16 +50,11 @@ use crate::auth::Callers;
 use crate::clock::Clock;
 use crate::config::GatewayConfig;
 use crate::dispatch::Dispatcher;
-use crate::inquiry_writer::InquiryWriter;
 use crate::notify::Notifier;
 use crate::order_worker::OrderWorker;
 use crate::runtime::RuntimeParts;
 use crate::state::AppState;
 use crate::transport::Transport;
-
-/// New inquiries waiting for the inquiry writer, at most (more make the API
-/// wait).
-const INQUIRY_WRITER_QUEUE: usize = 1024;
 
 /// Installs the one rustls crypto provider of the process (aws-lc-rs). Safe
 /// to call more than once.
@@ -147,11 +141,9 @@ impl Gateway {
             notifier,
             config.dispatcher.lease_grace_secs,
         );
-        let inquiries = InquiryWriter::start(store.clone(), INQUIRY_WRITER_QUEUE);
         let state = AppState {
             callers: Callers::from_config(&config.callers),
             refusals: refusals::RefusalLimiter::from_config(&config.audit),
-            inquiries,
             config: Arc::new(config),
             store,
             audit,

@@ -21,8 +21,6 @@ pub struct AppState {
     pub agencies: Arc<AgencySets>,
     pub callers: Callers,
     pub dispatcher: DispatcherHandle,
-    /// Stores new inquiries in groups (one transaction for many).
-    pub inquiries: crate::inquiry_writer::InquiryWriter,
     /// What agencies' runtimes are built with on reload.
     pub runtimes: RuntimeParts,
     /// One reload at a time.

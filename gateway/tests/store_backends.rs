@@ -173,6 +173,7 @@ on_both_backends!(
     audit_follows_rows_another_handle_appended,
     decisions_take_turns_by_key,
     records_keep_their_column_text,
+    an_auditor_query_does_not_hold_up_the_journal,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -2656,4 +2657,84 @@ async fn records_keep_their_column_text(db: &TestDb) {
     );
     let read = store.plan("plan-t").await.expect("read").expect("found");
     assert_eq!(read, p);
+}
+
+/// An auditor's long query runs on a reader's connection: commits of the
+/// audit log go on while it runs. Shown by commits that both begin and
+/// complete while a query runs; with reads and writes queued in turn on
+/// one connection (as SQLite's store once had), a commit begun after the
+/// query waits for its end.
+async fn an_auditor_query_does_not_hold_up_the_journal(db: &TestDb) {
+    let store = db.open().await;
+    // Enough rows that a query no index answers (an officer's substring)
+    // reads for a while.
+    for batch in 0..100 {
+        let rows = (0..500)
+            .map(|i| {
+                let n = batch * 500 + i;
+                request(
+                    NOW + n,
+                    &format!("subject-{n}"),
+                    &format!("(2024)京0105执{n}号"),
+                    &[&format!("officer {n} (JZ{n})")],
+                )
+            })
+            .collect();
+        store.append_audit(rows).await.expect("fill the log");
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let commits = Arc::new(std::sync::Mutex::new(Vec::<(
+        std::time::Instant,
+        std::time::Instant,
+    )>::new()));
+    let writer = tokio::spawn({
+        let (store, stop, commits) = (store.clone(), stop.clone(), commits.clone());
+        async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let begun = std::time::Instant::now();
+                store
+                    .append_audit(vec![audit(NOW + 1_000_000 + n, "inquiry.read")])
+                    .await
+                    .expect("a commit beside the query");
+                commits
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((begun, std::time::Instant::now()));
+                n += 1;
+            }
+        }
+    });
+    let filter = AuditFilter {
+        officer: Some("nobody by this name".into()),
+        limit: 100,
+        ..AuditFilter::default()
+    };
+    let mut overlapped = 0;
+    let mut queries = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while overlapped == 0 && queries < 50 && std::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        let found = store
+            .audit_events(&filter)
+            .await
+            .expect("the auditor's query");
+        let ended = std::time::Instant::now();
+        assert!(found.is_empty());
+        queries += 1;
+        overlapped = commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(begun, done)| *begun > started && *done < ended)
+            .count();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.expect("the writer");
+    assert!(
+        overlapped > 0,
+        "no commit completed while any of {queries} auditor queries ran"
+    );
+    // The commits made beside the queries are in the chain like any other.
+    verified_chain(&store).await;
 }

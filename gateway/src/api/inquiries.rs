@@ -11,14 +11,14 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, case_filter, page_limit};
-use crate::api::inbound;
 use crate::api::schema::ErrorBody;
+use crate::api::{accept, inbound};
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::inquiry::{self, InquiryBody, InquiryView, officer_labels};
 use crate::state::AppState;
-use crate::store::{InquiryRecord, InquiryStatus, NewInquiry, TaskRecord};
+use crate::store::{Applied, Change, InquiryRecord, InquiryStatus, NewInquiry, TaskRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -91,21 +91,13 @@ pub async fn create(
         .clone()
         .ok_or_else(|| ApiError::forbidden("this caller has no court configured"))?;
     let id = format!("inq_{}", uuid::Uuid::now_v7().simple());
-    inbound(
-        &state,
-        &caller,
-        "inquiry.create",
-        "accepted",
-        raw,
-        AuditRecord {
-            officers: officer_labels(&new.officers),
-            case_number: Some(new.case_number.as_str().to_owned()),
-            subject: Some(new.subject.identifier().to_owned()),
-            inquiry_id: Some(id.clone()),
-            ..AuditRecord::default()
-        },
-    )
-    .await?;
+    let fields = AuditRecord {
+        officers: officer_labels(&new.officers),
+        case_number: Some(new.case_number.as_str().to_owned()),
+        subject: Some(new.subject.identifier().to_owned()),
+        inquiry_id: Some(id.clone()),
+        ..AuditRecord::default()
+    };
     let now = chrono::Utc::now().timestamp_millis();
     let deadline = now + state.config.inquiries.deadline_secs as i64 * 1000;
     let record = inquiry::new_record(
@@ -127,14 +119,25 @@ pub async fn create(
     // once, when it has room; otherwise the dispatcher's next round
     // claims them.
     let offer = state.dispatcher.offer(tasks.len(), now);
-    let NewInquiry { record, tasks, .. } = state
-        .inquiries
-        .create(NewInquiry {
+    let applied = accept(
+        &state,
+        &caller,
+        "inquiry.create",
+        raw,
+        fields,
+        Change::Inquiry(Box::new(NewInquiry {
             record,
             tasks,
             lease: offer.as_ref().map(|o| o.lease.clone()),
-        })
-        .await?;
+        })),
+    )
+    .await?;
+    let Applied::Inquiry(stored) = applied else {
+        return Err(ApiError::internal(
+            "the journal stored something else than the inquiry",
+        ));
+    };
+    let NewInquiry { record, tasks, .. } = *stored;
     crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
     drop(agencies);
     tracing::info!(

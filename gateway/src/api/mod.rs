@@ -31,6 +31,7 @@ use crate::audit::{AuditRecord, Direction};
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::{Applied, Change};
 
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_request_bytes;
@@ -117,15 +118,41 @@ pub(crate) async fn inbound(
 ) -> Result<i64, ApiError> {
     Ok(state
         .audit
-        .record(AuditRecord {
-            direction: Some(Direction::Inbound),
-            caller: Some(caller.name.clone()),
-            action: action.to_owned(),
-            status: Some(status.to_owned()),
-            body: body.map(Into::into),
-            ..fields
-        })
+        .record(inbound_record(caller, action, status, body, fields))
         .await?)
+}
+
+/// Records a request's acceptance and stores what it accepted (a new
+/// inquiry, order or plan) in one transaction of the journal: an
+/// "accepted" row never names a request that was not stored, and no
+/// request is stored without its row.
+pub(crate) async fn accept(
+    state: &AppState,
+    caller: &Caller,
+    action: &str,
+    body: Option<Vec<u8>>,
+    fields: AuditRecord,
+    change: Change,
+) -> Result<Applied, ApiError> {
+    let record = inbound_record(caller, action, "accepted", body, fields);
+    Ok(state.audit.accept(record, change).await?.1)
+}
+
+fn inbound_record(
+    caller: &Caller,
+    action: &str,
+    status: &str,
+    body: Option<Vec<u8>>,
+    fields: AuditRecord,
+) -> AuditRecord {
+    AuditRecord {
+        direction: Some(Direction::Inbound),
+        caller: Some(caller.name.clone()),
+        action: action.to_owned(),
+        status: Some(status.to_owned()),
+        body: body.map(Into::into),
+        ..fields
+    }
 }
 
 /// The connected agencies: id, kind, dialect, whether enabled, the

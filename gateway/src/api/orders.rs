@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, case_filter, page_limit, single_header};
-use crate::api::inbound;
 use crate::api::schema::{ErrorBody, OrderView, PlanView};
+use crate::api::{accept, inbound};
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
@@ -21,7 +21,7 @@ use crate::inquiry::officer_labels;
 use crate::order::{self, OrderBody, RuleContext, body_digest, parse_date};
 use crate::plan::{self, PlanBody};
 use crate::state::AppState;
-use crate::store::{Created, DecisionLock, OrderRecord, PlanRecord, StoreError};
+use crate::store::{Applied, Change, Created, DecisionLock, OrderRecord, PlanRecord, StoreError};
 
 const KEY_HEADER: &str = "idempotency-key";
 
@@ -176,22 +176,27 @@ async fn decide_order(
     let id = format!("ord_{}", uuid::Uuid::now_v7().simple());
     let now = chrono::Utc::now().timestamp_millis();
     let record = order::new_record(&id, &caller.name, &key, &digest, &court, &new, None, now);
-    inbound(
+    let fields = AuditRecord {
+        officers: officer_labels(&new.officers),
+        action: String::new(),
+        ..order_fields(&record)
+    };
+    let applied = accept(
         &state,
         &caller,
         "order.create",
-        "accepted",
         Some(raw.to_vec()),
-        AuditRecord {
-            officers: officer_labels(&new.officers),
-            action: String::new(),
-            ..order_fields(&record)
-        },
+        fields,
+        Change::Order(Box::new(record)),
     )
     .await?;
-    let created = state.store.create_order(&record).await?;
     turn.release().await;
-    match created {
+    let Applied::Order(created) = applied else {
+        return Err(ApiError::internal(
+            "the journal stored something else than the order",
+        ));
+    };
+    match *created {
         Created::New(stored) => {
             tracing::info!(
                 order = %id,
@@ -576,24 +581,29 @@ async fn decide_plan(
         &new,
         now,
     );
-    inbound(
+    let fields = AuditRecord {
+        officers: officer_labels(&new.officers),
+        case_number: Some(record.case_number.clone()),
+        subject: Some(record.subject.identifier().to_owned()),
+        inquiry_id: Some(id.clone()),
+        ..AuditRecord::default()
+    };
+    let applied = accept(
         &state,
         &caller,
         "freeze_plan.create",
-        "accepted",
         Some(raw.to_vec()),
-        AuditRecord {
-            officers: officer_labels(&new.officers),
-            case_number: Some(record.case_number.clone()),
-            subject: Some(record.subject.identifier().to_owned()),
-            inquiry_id: Some(id.clone()),
-            ..AuditRecord::default()
-        },
+        fields,
+        Change::Plan(Box::new(record)),
     )
     .await?;
-    let created = state.store.create_plan(&record).await?;
     turn.release().await;
-    let stored = match created {
+    let Applied::Plan(created) = applied else {
+        return Err(ApiError::internal(
+            "the journal stored something else than the plan",
+        ));
+    };
+    let stored = match *created {
         Created::New(p) => p,
         // Only a gateway that takes no turns can have stored it meanwhile.
         Created::Existing(p) => {

@@ -42,7 +42,7 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL {0:?} (use sqlite://path or postgres://user@host/db)")]
     UnsupportedUrl(String),
-    /// A part of the store's machinery has stopped (the inquiry writer,
+    /// A part of the store's machinery has stopped (a writer task,
     /// when the gateway shuts down).
     #[error("{0}")]
     Unavailable(String),
@@ -210,8 +210,7 @@ pub trait JobStore: Send + Sync {
     }
 
     /// Stores several new inquiries, each as `create_inquiry_claimed`
-    /// does, in one transaction: all of them or none (the group commit of
-    /// `InquiryWriter`).
+    /// does, in one transaction: all of them or none.
     async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError>;
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError>;
@@ -346,6 +345,15 @@ pub trait AuditStore: Send + Sync {
     /// gateways writing one database thus keep one chain.
     async fn append_audit(&self, rows: Vec<NewAuditRow>) -> Result<Vec<AuditRow>, StoreError>;
 
+    /// Appends the entries' rows as `append_audit` does and makes their
+    /// changes, all in one transaction: a request's "accepted" row and the
+    /// inquiry, order or plan it accepted are committed together or not at
+    /// all. The receipts are in the entries' order.
+    async fn append_journal(
+        &self,
+        entries: Vec<JournalEntry>,
+    ) -> Result<Vec<Journaled>, StoreError>;
+
     async fn audit_events(&self, filter: &AuditFilter)
     -> Result<Vec<StoredAuditEvent>, StoreError>;
 
@@ -393,6 +401,43 @@ pub trait AuditStore: Send + Sync {
 pub struct NewAuditRow {
     pub at_ms: i64,
     pub record: crate::audit::AuditRecord,
+}
+
+/// A change the journal makes in the transaction of the audit row that
+/// records the request asking for it.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// A new inquiry and its tasks (`JobStore::create_inquiries`).
+    Inquiry(Box<NewInquiry>),
+    /// A new control order (`OrderStore::create_order`).
+    Order(Box<OrderRecord>),
+    /// A new freeze plan (`OrderStore::create_plan`).
+    Plan(Box<PlanRecord>),
+}
+
+/// What a [`Change`] became.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// Stored, and handed back.
+    Inquiry(Box<NewInquiry>),
+    Order(Box<Created<OrderRecord>>),
+    Plan(Box<Created<PlanRecord>>),
+}
+
+/// One entry of the journal: an audit row, and the change it records.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    pub row: NewAuditRow,
+    pub change: Option<Change>,
+}
+
+/// An entry as committed.
+#[derive(Debug, Clone)]
+pub struct Journaled {
+    /// The row as chained; none when the change found its key taken by
+    /// another request (nothing was accepted, so nothing says it was).
+    pub row: Option<AuditRow>,
+    pub applied: Option<Applied>,
 }
 
 /// A signed statement that the chain up to `seq` ends in `hash`.

@@ -64,12 +64,14 @@ pub type PgStore = SqlStore<PgBackend>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections one gateway keeps to the database at most.
-const MAX_CONNECTIONS: u32 = 16;
+/// Connections one gateway keeps for writes (and claims) at most.
+const MAX_CONNECTIONS: u32 = 12;
 
 /// Connections one gateway keeps for decisions' turns at most: one for
 /// each decision in its turn; more wait for one.
 const LOCK_CONNECTIONS: u32 = 8;
+/// Connections for reads: API reads, auditors' queries, gauges.
+const READER_CONNECTIONS: u32 = 6;
 
 /// A pooled connection idle this long is pinged before it is used.
 const PING_WHEN_IDLE: Duration = Duration::from_secs(10);
@@ -108,8 +110,11 @@ impl SqlStore<PgBackend> {
         // The migrator holds an advisory lock while it runs: gateways
         // starting together apply each migration once.
         MIGRATOR.run(&pool).await?;
-        let lock_pool = pool_options(LOCK_CONNECTIONS).connect_lazy_with(options);
-        Ok(SqlStore::new(pool, PgBackend { lock_pool }))
+        let lock_pool = pool_options(LOCK_CONNECTIONS).connect_lazy_with(options.clone());
+        // Reads on a pool of their own: a long auditor query never holds a
+        // connection a writer waits for.
+        let readers = pool_options(READER_CONNECTIONS).connect_lazy_with(options);
+        Ok(SqlStore::new(pool, readers, PgBackend { lock_pool }))
     }
 }
 
@@ -163,7 +168,10 @@ impl Backend for PgBackend {
             .await
     }
 
-    async fn create_inquiries(store: &PgStore, new: &[NewInquiry]) -> Result<(), StoreError> {
+    async fn insert_inquiries(
+        conn: &mut PgConnection,
+        new: &[NewInquiry],
+    ) -> Result<(), StoreError> {
         // Column by column, each an array: one statement for every
         // inquiry, one for every task.
         let text = |f: fn(&InquiryRecord) -> &str| -> Vec<&str> {
@@ -177,7 +185,6 @@ impl Backend for PgBackend {
         let number = |f: fn(&InquiryRecord) -> i64| -> Vec<i64> {
             new.iter().map(|n| f(&n.record)).collect()
         };
-        let mut tx = store.pool.begin().await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM UNNEST(\
              $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
@@ -207,7 +214,7 @@ impl Backend for PgBackend {
                 .map(|n| n.record.catalog_version.as_deref())
                 .collect::<Vec<_>>(),
         )
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         let mut tasks = TaskColumns::default();
         for n in new {
@@ -243,10 +250,9 @@ impl Backend for PgBackend {
             .bind(tasks.lease_owner)
             .bind(tasks.lease_until_ms)
             .bind(tasks.attempts)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

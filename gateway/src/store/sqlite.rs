@@ -32,6 +32,10 @@ use crate::audit::AuditRow;
 /// The state of a task whose inquiry's deadline passed first.
 const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
+/// Read-only connections beside the one writer: each has its own thread,
+/// so reads use the cores the writer leaves.
+const READERS: u32 = 4;
+
 /// The SQLite side of [`SqlStore`].
 #[derive(Debug, Clone, Default)]
 pub struct SqliteBackend;
@@ -65,11 +69,11 @@ impl SqlStore<SqliteBackend> {
                 StoreError::Corrupt(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        // One connection: SQLite takes one writer at a time, and writers
-        // that contend from several connections wait in SQLite's busy
-        // handler, which sleeps (1, 2, 5, 10 ... ms) instead of queueing.
-        // One connection queues them in the pool, in order, without
-        // sleeping; reads are short (every listing is paged).
+        // One connection for writes: SQLite takes one writer at a time,
+        // and writers that contend from several connections wait in
+        // SQLite's busy handler, which sleeps (1, 2, 5, 10 ... ms) instead
+        // of queueing. One connection queues them in the pool, in order,
+        // without sleeping. Reads have connections of their own (below).
         // One connection, in-process: there is no network to break it, so
         // it is not pinged before each use (a round trip to its worker
         // thread per statement).
@@ -79,6 +83,7 @@ impl SqlStore<SqliteBackend> {
         // connection is refused, for good. Such a connection is closed when
         // it comes back to the pool, and the next use opens a fresh one, so
         // the store works again as soon as the disk does.
+        let readers_options = options.clone().read_only(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -99,7 +104,17 @@ impl SqlStore<SqliteBackend> {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqlStore::new(pool, SqliteBackend))
+        // Reads on read-only connections of their own, opened once the
+        // schema is in place: in WAL mode a reader sees the last commit
+        // and neither waits for the writer nor holds it up, so an
+        // auditor's long query never delays a commit.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .min_connections(0)
+            .test_before_acquire(false)
+            .connect_with(readers_options)
+            .await?;
+        Ok(SqlStore::new(pool, readers, SqliteBackend))
     }
 }
 
@@ -156,12 +171,14 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn create_inquiries(store: &SqliteStore, new: &[NewInquiry]) -> Result<(), StoreError> {
+    async fn insert_inquiries(
+        conn: &mut SqliteConnection,
+        new: &[NewInquiry],
+    ) -> Result<(), StoreError> {
         let texts = new
             .iter()
             .map(|n| InquiryText::of(&n.record))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = store.pool.begin().await?;
         for ((chunk, size), texts) in
             padded_chunks(new, INQUIRIES_PER_INSERT).zip(texts.chunks(INQUIRIES_PER_INSERT))
         {
@@ -190,7 +207,7 @@ impl Backend for SqliteBackend {
                     .push_bind(r.catalog_version.as_deref());
             });
             insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *tx).await?;
+            insert.build().execute(&mut *conn).await?;
         }
         // Many tasks per statement: an inquiry may go to thousands of
         // agencies. The first `lease.count` of each inquiry's are claimed.
@@ -218,9 +235,8 @@ impl Backend for SqliteBackend {
                     .push_bind(i64::from(lease.is_some()));
             });
             insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *tx).await?;
+            insert.build().execute(&mut *conn).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -152,6 +152,84 @@ async fn an_inquiry_a_push_completes_is_called_back_to_its_caller(
     Ok(())
 }
 
+/// A gateway that stops between an inquiry's last result and queuing its
+/// callback loses neither: the completion and the callback it owes are
+/// committed together, and the gateway that starts next calls it back.
+/// The state such a stop leaves (completed, owing, nothing queued) is made
+/// by hand from a completed inquiry, since no test can time a kill inside
+/// that window.
+async fn a_stop_between_the_last_result_and_its_callback_loses_neither(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let receiver = crate::orders::Receiver::start().await?;
+    let secret_dir = tempfile::tempdir()?;
+    let secret_file = secret_dir.path().join("callback.secret");
+    std::fs::write(&secret_file, "stop-secret")?;
+    let url = receiver.url();
+    let mut sys = system_with(backend, |config| {
+        for c in &mut config.callers {
+            if c.name == "demo-court" {
+                c.callback_url = Some(url.clone());
+                c.callback_secret_file = Some(secret_file.clone());
+            }
+        }
+    })
+    .await?;
+    let reply = sys.inquire(zhang_san(), 10).await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let id = reply.body["id"].as_str().expect("id").to_owned();
+    let first = receiver
+        .wait_for(|e| e["event"] == "inquiry.completed" && e["resource"]["id"] == id.as_str())
+        .await?;
+    sys.stop_gateway().await;
+    // As the stop would have left it: completed, the callback owed, none
+    // queued.
+    let q = |s: &str| s.replace('\'', "\'\'");
+    assert_eq!(
+        sys.sql(&format!(
+            "DELETE FROM outbox WHERE resource_id = '{}'",
+            q(&id)
+        ))
+        .await?,
+        1
+    );
+    assert_eq!(
+        sys.sql(&format!(
+            "UPDATE inquiries SET callback_due = 1 WHERE id = '{}'",
+            q(&id)
+        ))
+        .await?,
+        1
+    );
+    let before = receiver.deliveries().len();
+    sys.start_gateway().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let again = loop {
+        let delivered: Vec<_> = receiver.deliveries().into_iter().skip(before).collect();
+        if let Some(d) = delivered.iter().find(|d| {
+            d.event["event"] == "inquiry.completed" && d.event["resource"]["id"] == id.as_str()
+        }) {
+            break d.event.clone();
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the owed callback was not delivered after the restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    // The same inquiry, as completed: nothing of its result was lost.
+    assert_eq!(again["resource"]["status"], "completed", "{again}");
+    assert!(
+        again["resource"]["agencies"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{again}"
+    );
+    assert_eq!(again["resource"]["agencies"], first["resource"]["agencies"]);
+    assert_eq!(reply.body["agencies"], again["resource"]["agencies"]);
+    Ok(())
+}
+
 async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -236,4 +314,5 @@ async fn the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats
 
 on_both_backends!(a_registry_pushes_its_result_and_the_inquiry_completes);
 on_both_backends!(an_inquiry_a_push_completes_is_called_back_to_its_caller);
+on_both_backends!(a_stop_between_the_last_result_and_its_callback_loses_neither);
 on_both_backends!(the_callback_endpoint_refuses_strangers_and_garbage_and_ignores_repeats);

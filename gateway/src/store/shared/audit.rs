@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
+use super::orders::{insert_order, insert_plan};
 use super::{Backend, Sql, SqlStore, limit};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::{
-    AuditStore, Checkpoint, NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, Window,
+    Applied, AuditStore, Change, Checkpoint, Created, JournalEntry, Journaled, NewAuditRow,
+    OfficerCase, OfficerDay, StoreError, SubjectCases, Window,
 };
 
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
@@ -81,6 +83,101 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         appended
     }
 
+    async fn append_journal(
+        &self,
+        entries: Vec<JournalEntry>,
+    ) -> Result<Vec<Journaled>, StoreError> {
+        if entries.iter().all(|e| e.change.is_none()) {
+            let rows = entries.into_iter().map(|e| e.row).collect();
+            let appended = self.append_audit(rows).await?;
+            return Ok(appended
+                .into_iter()
+                .map(|row| Journaled {
+                    row: Some(row),
+                    applied: None,
+                })
+                .collect());
+        }
+        let journaled = async {
+            let mut tx = self.begin().await?;
+            if let Some(lock) = B::statements().lock_audit_chain {
+                B::execute(&mut tx, Sql::new(lock)).await?;
+            }
+            // The changes first: an order or plan whose key another
+            // request took meanwhile (only a gateway that takes no turns
+            // can) was not accepted, and its row is left out (the caller
+            // records the replay instead).
+            let mut kept = Vec::with_capacity(entries.len());
+            let mut rows = Vec::with_capacity(entries.len());
+            let mut applied: Vec<Option<Applied>> = Vec::with_capacity(entries.len());
+            let mut inquiries = Vec::new();
+            let mut inquiry_at = Vec::new();
+            for (i, entry) in entries.into_iter().enumerate() {
+                let (keep, done) = match entry.change {
+                    None => (true, None),
+                    Some(Change::Inquiry(new)) => {
+                        inquiries.push(*new);
+                        inquiry_at.push(i);
+                        (true, None)
+                    }
+                    Some(Change::Order(o)) => {
+                        let created = insert_order::<B>(&mut tx, &o).await?;
+                        (
+                            matches!(created, Created::New(_)),
+                            Some(Applied::Order(Box::new(created))),
+                        )
+                    }
+                    Some(Change::Plan(p)) => {
+                        let created = insert_plan::<B>(&mut tx, &p).await?;
+                        (
+                            matches!(created, Created::New(_)),
+                            Some(Applied::Plan(Box::new(created))),
+                        )
+                    }
+                };
+                if keep {
+                    rows.push(entry.row);
+                }
+                kept.push(keep);
+                applied.push(done);
+            }
+            // The inquiries go in together (multi-row statements).
+            if !inquiries.is_empty() {
+                B::insert_inquiries(&mut tx, &inquiries).await?;
+            }
+            let tail: Option<(i64, String)> = B::fetch_optional(
+                &mut tx,
+                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+            )
+            .await?;
+            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
+            let chained = chain_rows(rows, seq, prev);
+            B::insert_audit(&mut tx, &chained, None).await?;
+            tx.commit().await?;
+            for (i, new) in inquiry_at.into_iter().zip(inquiries) {
+                applied[i] = Some(Applied::Inquiry(Box::new(new)));
+            }
+            Ok::<_, StoreError>((kept, chained, applied))
+        }
+        .await;
+        self.audit_tail.keep(
+            journaled
+                .as_ref()
+                .ok()
+                .map(|(_, chained, _)| chained.as_slice()),
+        );
+        let (kept, chained, applied) = journaled?;
+        let mut chained = chained.into_iter();
+        Ok(kept
+            .into_iter()
+            .zip(applied)
+            .map(|(kept, applied)| Journaled {
+                row: if kept { chained.next() } else { None },
+                applied,
+            })
+            .collect())
+    }
+
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
         let statements = B::statements();
         let texts = [
@@ -128,11 +225,11 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             q.push(" AND seq > ").push_bind(after);
         }
         q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
-        self.all(q).await
+        self.read_all(q).await
     }
 
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {} FROM audit_events WHERE seq = $1",
                 B::statements().audit_select
@@ -147,7 +244,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         after_seq: i64,
         n: i64,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
                 B::statements().audit_select_no_body
@@ -175,7 +272,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
-        self.all(Sql::new(
+        self.read_all(Sql::new(
             "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
         ))
         .await
@@ -218,7 +315,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 
     async fn officer_cases(&self, window: &Window) -> Result<Vec<OfficerCase>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(B::statements().officer_cases.as_str())
                 .bind(window.from_ms.unwrap_or(i64::MIN))
                 .bind(window.to_ms.unwrap_or(i64::MAX)),
@@ -231,7 +328,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         window: &Window,
         threshold: i64,
     ) -> Result<Vec<OfficerDay>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(B::statements().officer_daily_volume.as_str())
                 .bind(window.from_ms.unwrap_or(i64::MIN))
                 .bind(window.to_ms.unwrap_or(i64::MAX))

@@ -34,11 +34,14 @@ impl<B: Backend> JobStore for SqlStore<B> {
         if new.is_empty() {
             return Ok(());
         }
-        B::create_inquiries(self, new).await
+        let mut tx = self.begin().await?;
+        B::insert_inquiries(&mut tx, new).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
             ))
@@ -48,7 +51,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {TASK_COLUMNS} FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency"
             ))
@@ -65,7 +68,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         // tables share no column name); an inquiry without tasks comes as
         // one row with NULL task columns.
         let rows: Vec<InquiryTaskRow> = self
-            .all(
+            .read_all(
                 Sql::new(
                     "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
                      i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
@@ -92,7 +95,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         case_number: &str,
         n: i64,
     ) -> Result<Vec<InquiryRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
                  ORDER BY created_at_ms DESC, id DESC LIMIT $3"
@@ -239,7 +242,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         agency: &str,
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {CLAIMED_COLUMNS} FROM agency_tasks \
                  WHERE agency = $1 AND request_number = $2 AND state = $3"
@@ -310,7 +313,9 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn queue_counts(&self, now_ms: i64) -> Result<Vec<QueueCount>, StoreError> {
-        let rows: Vec<QueueRow> = self.all(Sql::new(queue_counts_sql()).bind(now_ms)).await?;
+        let rows: Vec<QueueRow> = self
+            .read_all(Sql::new(queue_counts_sql()).bind(now_ms))
+            .await?;
         let mut counts = Vec::with_capacity(rows.len() * 2);
         for r in rows {
             if matches!(r.queue.as_str(), "inquiry" | "order") {

@@ -37,7 +37,14 @@ use crate::audit::AuditRow;
 /// one handle remembers (the audit chain's tail, decisions' turns).
 #[derive(Debug)]
 pub struct SqlStore<B: Backend> {
+    /// Where writes go (on SQLite, its one connection).
     pub(super) pool: Pool<B::Db>,
+    /// Where reads go: API reads, auditors' queries, gauges. On SQLite
+    /// these are read-only connections of their own (WAL readers see the
+    /// last commit and never wait for the writer, nor it for them); on
+    /// PostgreSQL a pool of its own, so a long auditor query never takes a
+    /// connection a writer waits for.
+    pub(super) readers: Pool<B::Db>,
     pub(super) backend: B,
     pub(super) audit_tail: AuditTail,
     pub(super) local_locks: LocalLocks,
@@ -49,6 +56,7 @@ impl<B: Backend> Clone for SqlStore<B> {
     fn clone(&self) -> Self {
         Self {
             pool: self.pool.clone(),
+            readers: self.readers.clone(),
             backend: self.backend.clone(),
             audit_tail: self.audit_tail.clone(),
             local_locks: self.local_locks.clone(),
@@ -57,9 +65,10 @@ impl<B: Backend> Clone for SqlStore<B> {
 }
 
 impl<B: Backend> SqlStore<B> {
-    pub(super) fn new(pool: Pool<B::Db>, backend: B) -> Self {
+    pub(super) fn new(pool: Pool<B::Db>, readers: Pool<B::Db>, backend: B) -> Self {
         Self {
             pool,
+            readers,
             backend,
             audit_tail: AuditTail::default(),
             local_locks: LocalLocks::default(),
@@ -87,6 +96,18 @@ impl<B: Backend> SqlStore<B> {
 
     async fn optional<T: Record>(&self, sql: Sql<'_>) -> Result<Option<T>, StoreError> {
         let mut conn = self.pool.acquire().await?;
+        Ok(B::fetch_optional(&mut conn, sql).await?)
+    }
+
+    /// A read, on a reader's connection: it sees every commit made before
+    /// it starts and waits for no writer.
+    async fn read_all<T: Record>(&self, sql: Sql<'_>) -> Result<Vec<T>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        Ok(B::fetch_all(&mut conn, sql).await?)
+    }
+
+    async fn read_optional<T: Record>(&self, sql: Sql<'_>) -> Result<Option<T>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
         Ok(B::fetch_optional(&mut conn, sql).await?)
     }
 }
@@ -124,9 +145,9 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
         Ok(Self::fetch_all(conn, sql).await?.into_iter().next())
     }
 
-    /// `JobStore::create_inquiries`, for at least one inquiry.
-    async fn create_inquiries(store: &SqlStore<Self>, new: &[NewInquiry])
-    -> Result<(), StoreError>;
+    /// Inserts at least one inquiry with its tasks (`JobStore::create_inquiries`
+    /// in the caller's transaction).
+    async fn insert_inquiries(conn: &mut Conn<Self>, new: &[NewInquiry]) -> Result<(), StoreError>;
 
     /// `JobStore::finish_tasks`, for at least one result.
     async fn finish_tasks(

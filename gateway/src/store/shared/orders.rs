@@ -57,76 +57,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
-        // A concurrent insert under the same key makes this one wait for
-        // its commit (PostgreSQL), then do nothing: the row that won is
-        // read back.
-        let inserted = self
-            .run(
-                Sql::new(format!(
-                    "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) \
-                     ON CONFLICT (caller, idempotency_key) DO NOTHING",
-                    placeholders(44)
-                ))
-                .bind(&o.id)
-                .bind(&o.caller)
-                .bind(&o.idempotency_key)
-                .bind(&o.body_sha256)
-                .bind(&o.case_number)
-                .bind(subject_kind(o.subject.kind()))
-                .bind(o.subject.name())
-                .bind(o.subject.identifier())
-                .bind_json(Some(&o.officers))
-                .bind_json(Some(&o.court))
-                .bind_json(Some(&o.documents))
-                .bind(o.action)
-                .bind(&o.agency)
-                .bind(&o.account_number)
-                .bind(&o.unit_number)
-                .bind(o.amount_fen)
-                .bind(&o.start_date)
-                .bind(&o.end_date)
-                .bind(&o.prior_order)
-                .bind(&o.measure_order)
-                .bind(&o.prior_request_number)
-                .bind(&o.plan_id)
-                .bind(&o.request_number)
-                .bind(o.status)
-                .bind(o.phase)
-                .bind(o.send_attempts)
-                .bind(o.steps)
-                .bind(&o.ticket)
-                .bind(o.controlled_fen)
-                .bind(o.shortfall_fen)
-                .bind(o.deducted_fen)
-                .bind(&o.reason)
-                .bind(o.queue_position)
-                .bind(&o.measure_start)
-                .bind(&o.measure_end)
-                .bind(&o.agency_reference)
-                .bind(&o.detail)
-                .bind(&o.warned_end)
-                .bind(o.due_at_ms)
-                .bind(o.created_at_ms)
-                .bind(o.updated_at_ms)
-                .bind(o.decided_at_ms)
-                .bind_json(o.acknowledged_documents.as_ref())
-                .bind(o.documents_mismatch),
-            )
-            .await?;
-        if inserted == 1 {
-            return Ok(Created::New(o.clone()));
-        }
-        match self.order_by_key(&o.caller, &o.idempotency_key).await? {
-            Some(existing) => Ok(Created::Existing(existing)),
-            None => Err(StoreError::Corrupt(format!(
-                "order under idempotency key {:?} conflicted but cannot be read",
-                o.idempotency_key
-            ))),
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_order::<B>(&mut conn, o).await
     }
 
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).bind(id),
         )
         .await
@@ -137,7 +73,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         caller: &str,
         key: &str,
     ) -> Result<Option<OrderRecord>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
             ))
@@ -173,11 +109,11 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .bind(before)
             .bind(limit(n)),
         };
-        self.all(q).await
+        self.read_all(q).await
     }
 
     async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = $1 \
                  ORDER BY (id = measure_order) DESC, created_at_ms, id"
@@ -188,7 +124,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn orders_of_plan(&self, plan_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE plan_id = $1 ORDER BY created_at_ms, id"
             ))
@@ -393,7 +329,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(format!(
                 "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {live} \
                  AND measure_end < $1 AND (warned_end IS NULL OR warned_end <> measure_end) \
@@ -434,52 +370,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn create_plan(&self, p: &PlanRecord) -> Result<Created<PlanRecord>, StoreError> {
-        let inserted = self
-            .run(
-                Sql::new(format!(
-                    "INSERT INTO freeze_plans ({PLAN_COLUMNS}) VALUES ({}) \
-                     ON CONFLICT (caller, idempotency_key) DO NOTHING",
-                    placeholders(23)
-                ))
-                .bind(&p.id)
-                .bind(&p.caller)
-                .bind(&p.idempotency_key)
-                .bind(&p.body_sha256)
-                .bind(&p.case_number)
-                .bind(subject_kind(p.subject.kind()))
-                .bind(p.subject.name())
-                .bind(p.subject.identifier())
-                .bind_json(Some(&p.officers))
-                .bind_json(Some(&p.court))
-                .bind_json(Some(&p.documents))
-                .bind(&p.inquiry_id)
-                .bind(p.amount_fen)
-                .bind(&p.end_date)
-                .bind_json(Some(&p.accounts))
-                .bind(p.next_index)
-                .bind(p.status)
-                .bind(p.controlled_fen)
-                .bind(&p.detail)
-                .bind(p.due_at_ms)
-                .bind(p.created_at_ms)
-                .bind(p.updated_at_ms)
-                .bind(p.completed_at_ms),
-            )
-            .await?;
-        if inserted == 1 {
-            return Ok(Created::New(p.clone()));
-        }
-        match self.plan_by_key(&p.caller, &p.idempotency_key).await? {
-            Some(existing) => Ok(Created::Existing(existing)),
-            None => Err(StoreError::Corrupt(format!(
-                "freeze plan under idempotency key {:?} conflicted but cannot be read",
-                p.idempotency_key
-            ))),
-        }
+        let mut conn = self.pool.acquire().await?;
+        insert_plan::<B>(&mut conn, p).await
     }
 
     async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE id = $1"
             ))
@@ -489,7 +385,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn plan_by_key(&self, caller: &str, key: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.optional(
+        self.read_optional(
             Sql::new(format!(
                 "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
             ))
@@ -656,7 +552,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         to_ms: Option<i64>,
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(
+        self.read_all(
             Sql::new(B::statements().documents_mismatch.as_str())
                 .bind(from_ms.unwrap_or(i64::MIN))
                 .bind(to_ms.unwrap_or(i64::MAX))
@@ -667,7 +563,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError> {
         let due: Option<(Option<i64>,)> = self
-            .optional(Sql::new(format!(
+            .read_optional(Sql::new(format!(
                 "SELECT MIN(due) FROM ( \
                      SELECT MIN(due_at_ms) AS due FROM orders WHERE phase <> '{DONE}' \
                      UNION ALL SELECT MIN(due_at_ms) FROM freeze_plans \
@@ -727,4 +623,145 @@ async fn wake_plan<B: Backend>(
     )
     .await?;
     Ok(())
+}
+
+/// Stores a new order on `conn` (a pooled connection, or the journal's
+/// transaction). A concurrent insert under the same key makes this one
+/// wait for its commit (PostgreSQL), then do nothing: the row that won is
+/// read back.
+pub(super) async fn insert_order<B: Backend>(
+    conn: &mut Conn<B>,
+    o: &OrderRecord,
+) -> Result<Created<OrderRecord>, StoreError> {
+    let inserted = B::execute(
+        conn,
+        Sql::new(format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) \
+         ON CONFLICT (caller, idempotency_key) DO NOTHING",
+            placeholders(44)
+        ))
+        .bind(&o.id)
+        .bind(&o.caller)
+        .bind(&o.idempotency_key)
+        .bind(&o.body_sha256)
+        .bind(&o.case_number)
+        .bind(subject_kind(o.subject.kind()))
+        .bind(o.subject.name())
+        .bind(o.subject.identifier())
+        .bind_json(Some(&o.officers))
+        .bind_json(Some(&o.court))
+        .bind_json(Some(&o.documents))
+        .bind(o.action)
+        .bind(&o.agency)
+        .bind(&o.account_number)
+        .bind(&o.unit_number)
+        .bind(o.amount_fen)
+        .bind(&o.start_date)
+        .bind(&o.end_date)
+        .bind(&o.prior_order)
+        .bind(&o.measure_order)
+        .bind(&o.prior_request_number)
+        .bind(&o.plan_id)
+        .bind(&o.request_number)
+        .bind(o.status)
+        .bind(o.phase)
+        .bind(o.send_attempts)
+        .bind(o.steps)
+        .bind(&o.ticket)
+        .bind(o.controlled_fen)
+        .bind(o.shortfall_fen)
+        .bind(o.deducted_fen)
+        .bind(&o.reason)
+        .bind(o.queue_position)
+        .bind(&o.measure_start)
+        .bind(&o.measure_end)
+        .bind(&o.agency_reference)
+        .bind(&o.detail)
+        .bind(&o.warned_end)
+        .bind(o.due_at_ms)
+        .bind(o.created_at_ms)
+        .bind(o.updated_at_ms)
+        .bind(o.decided_at_ms)
+        .bind_json(o.acknowledged_documents.as_ref())
+        .bind(o.documents_mismatch),
+    )
+    .await?;
+    if inserted == 1 {
+        return Ok(Created::New(o.clone()));
+    }
+    let existing: Option<OrderRecord> = B::fetch_optional(
+        conn,
+        Sql::new(format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
+        ))
+        .bind(&o.caller)
+        .bind(&o.idempotency_key),
+    )
+    .await?;
+    existing.map(Created::Existing).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "order under idempotency key {:?} conflicted but cannot be read",
+            o.idempotency_key
+        ))
+    })
+}
+
+/// Stores a new freeze plan on `conn` (a pooled connection, or the journal's
+/// transaction). A concurrent insert under the same key makes this one
+/// wait for its commit (PostgreSQL), then do nothing: the row that won is
+/// read back.
+pub(super) async fn insert_plan<B: Backend>(
+    conn: &mut Conn<B>,
+    p: &PlanRecord,
+) -> Result<Created<PlanRecord>, StoreError> {
+    let inserted = B::execute(
+        conn,
+        Sql::new(format!(
+            "INSERT INTO freeze_plans ({PLAN_COLUMNS}) VALUES ({}) \
+         ON CONFLICT (caller, idempotency_key) DO NOTHING",
+            placeholders(23)
+        ))
+        .bind(&p.id)
+        .bind(&p.caller)
+        .bind(&p.idempotency_key)
+        .bind(&p.body_sha256)
+        .bind(&p.case_number)
+        .bind(subject_kind(p.subject.kind()))
+        .bind(p.subject.name())
+        .bind(p.subject.identifier())
+        .bind_json(Some(&p.officers))
+        .bind_json(Some(&p.court))
+        .bind_json(Some(&p.documents))
+        .bind(&p.inquiry_id)
+        .bind(p.amount_fen)
+        .bind(&p.end_date)
+        .bind_json(Some(&p.accounts))
+        .bind(p.next_index)
+        .bind(p.status)
+        .bind(p.controlled_fen)
+        .bind(&p.detail)
+        .bind(p.due_at_ms)
+        .bind(p.created_at_ms)
+        .bind(p.updated_at_ms)
+        .bind(p.completed_at_ms),
+    )
+    .await?;
+    if inserted == 1 {
+        return Ok(Created::New(p.clone()));
+    }
+    let existing: Option<PlanRecord> = B::fetch_optional(
+        conn,
+        Sql::new(format!(
+            "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
+        ))
+        .bind(&p.caller)
+        .bind(&p.idempotency_key),
+    )
+    .await?;
+    existing.map(Created::Existing).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "freeze plan under idempotency key {:?} conflicted but cannot be read",
+            p.idempotency_key
+        ))
+    })
 }

@@ -224,6 +224,51 @@ pub async fn run(db: &Db, ev: &Evidence) -> anyhow::Result<Vec<Check>> {
     );
     checks.push(c);
 
+    // The log and the stored requests agree both ways, whatever the kills
+    // interrupted: an acceptance and its request are committed together.
+    let mut c = Check::new("every acceptance in the log names a stored request, and each its row");
+    let acceptances: Vec<(String, String)> = fetch!(
+        db,
+        (String, String),
+        "SELECT action, inquiry_id FROM audit_events WHERE direction = 'inbound' \
+         AND status = 'accepted' AND inquiry_id IS NOT NULL \
+         AND action IN ('inquiry.create', 'order.create', 'freeze_plan.create')"
+    )?;
+    let mut logged: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (action, id) in &acceptances {
+        logged.insert((action.as_str(), id.as_str()));
+        let stored = match action.as_str() {
+            "inquiry.create" => inquiry_ids.contains(id.as_str()),
+            "order.create" => by_id.contains_key(id.as_str()),
+            _ => plan_ids.contains_key(id.as_str()),
+        };
+        if !stored {
+            c.fail(format!(
+                "the log accepted {action} {id}, which was never stored"
+            ));
+        }
+    }
+    for id in &inquiry_ids {
+        if !logged.contains(&("inquiry.create", id)) {
+            c.fail(format!("inquiry {id} is stored without its acceptance row"));
+        }
+    }
+    for o in orders.iter().filter(|o| o.plan.is_none()) {
+        if !logged.contains(&("order.create", o.id.as_str())) {
+            c.fail(format!(
+                "order {} is stored without its acceptance row",
+                o.id
+            ));
+        }
+    }
+    for id in plan_ids.keys() {
+        if !logged.contains(&("freeze_plan.create", id)) {
+            c.fail(format!("plan {id} is stored without its acceptance row"));
+        }
+    }
+    c.counted = format!("{} acceptance rows", acceptances.len());
+    checks.push(c);
+
     // Every inquiry completed, with a status for each agency.
     let mut c = Check::new("every inquiry completed, a status for each agency");
     let mut per_inquiry: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
