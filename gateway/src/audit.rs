@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, JournalEntry, Journaled, NewAuditRow, StoreError,
+    TaskResult, TaskUpdate,
 };
 
 /// Which way a message went.
@@ -261,7 +262,7 @@ type Ack = oneshot::Sender<Result<Journaled, AuditError>>;
 
 /// One entry waiting for the writer.
 struct Pending {
-    record: AuditRecord,
+    record: Option<AuditRecord>,
     change: Option<Change>,
     ack: Ack,
 }
@@ -322,7 +323,7 @@ impl AuditLog {
     /// its sequence number. A full channel makes the caller wait (back-pressure),
     /// it never drops the record.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
-        match self.journal(record, None).await?.row {
+        match self.journal(Some(record), None).await?.row {
             Some(row) => Ok(row.seq),
             None => Err(AuditError::Store("the journal left a plain row out".into())),
         }
@@ -338,18 +339,46 @@ impl AuditLog {
         record: AuditRecord,
         change: Change,
     ) -> Result<(Option<i64>, Applied), AuditError> {
-        let journaled = self.journal(record, Some(change)).await?;
+        let journaled = self.journal(Some(record), Some(change)).await?;
         match journaled.applied {
             Some(applied) => Ok((journaled.row.map(|r| r.seq), applied)),
-            None => Err(AuditError::Store(
-                "the journal stored a change without its receipt".into(),
-            )),
+            None => Err(no_receipt()),
         }
+    }
+
+    /// Stores a step's result for a task `owner` leases, and completes its
+    /// inquiry in the same transaction when it was the last unfinished
+    /// task. Committed with whatever else the journal gathered.
+    pub async fn finish(&self, owner: &str, result: TaskResult) -> Result<Finished, AuditError> {
+        let change = Change::Result {
+            owner: owner.to_owned(),
+            result,
+        };
+        finished(self.journal(None, Some(change)).await?)
+    }
+
+    /// Records an agency's pushed result (`record`) and stores it for the
+    /// task awaiting it, completing its inquiry when it was the last
+    /// unfinished task: all in one transaction. The row is recorded also
+    /// when no task awaits the result.
+    pub async fn take_pushed(
+        &self,
+        record: AuditRecord,
+        agency: &str,
+        request_number: &str,
+        update: TaskUpdate,
+    ) -> Result<Finished, AuditError> {
+        let change = Change::Pushed {
+            agency: agency.to_owned(),
+            request_number: request_number.to_owned(),
+            update,
+        };
+        finished(self.journal(Some(record), Some(change)).await?)
     }
 
     async fn journal(
         &self,
-        record: AuditRecord,
+        record: Option<AuditRecord>,
         change: Option<Change>,
     ) -> Result<Journaled, AuditError> {
         let (ack, done) = oneshot::channel();
@@ -363,6 +392,28 @@ impl AuditLog {
             .map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
     }
+}
+
+/// What became of a result given to the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Stored: the lease was still this gateway's (or the task still
+    /// awaited a pushed result).
+    pub stored: bool,
+    /// This result completed its inquiry (told to one result of the
+    /// inquiry only).
+    pub completed: bool,
+}
+
+fn finished(journaled: Journaled) -> Result<Finished, AuditError> {
+    match journaled.applied {
+        Some(Applied::Finished { stored, completed }) => Ok(Finished { stored, completed }),
+        _ => Err(no_receipt()),
+    }
+}
+
+fn no_receipt() -> AuditError {
+    AuditError::Store("the journal stored a change without its receipt".into())
 }
 
 /// What a checkpoint's signature covers.
@@ -420,10 +471,7 @@ async fn writer(
             .map(|p| {
                 (
                     JournalEntry {
-                        row: NewAuditRow {
-                            at_ms: now,
-                            record: p.record,
-                        },
+                        row: p.record.map(|record| NewAuditRow { at_ms: now, record }),
                         change: p.change,
                     },
                     p.ack,
@@ -431,13 +479,19 @@ async fn writer(
             })
             .unzip();
         let count = entries.len();
-        let with_changes = entries.iter().any(|e| e.change.is_some());
+        // New requests can fail one by one (an id taken); results cannot.
+        let with_changes = entries.iter().any(|e| {
+            matches!(
+                e.change,
+                Some(Change::Inquiry(_) | Change::Order(_) | Change::Plan(_))
+            )
+        });
         let started = std::time::Instant::now();
         // A batch that fails with changes in it is tried again entry by
         // entry: one change that cannot be made (its id taken) does not
         // fail the others.
         let retry = (with_changes && count > 1).then(|| entries.clone());
-        let appended = store.append_journal(entries).await;
+        let appended = store.append_journal(entries, now).await;
         let metrics = crate::metrics::global();
         metrics.audit_batch_rows.observe(count as f64);
         metrics
@@ -460,7 +514,7 @@ async fn writer(
                 tracing::warn!(error = %e, entries = count, "a journal batch failed; committing each entry alone");
                 let mut last = None;
                 for (ack, entry) in acks.into_iter().zip(entries) {
-                    match store.append_journal(vec![entry]).await {
+                    match store.append_journal(vec![entry], now).await {
                         Ok(mut one) if one.len() == 1 => {
                             let journaled = one.remove(0);
                             if let Some(r) = &journaled.row {
@@ -706,6 +760,98 @@ mod tests {
             .expect("read");
         assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(rows[1].prev_hash, rows[0].hash);
+    }
+
+    fn result(inquiry: &str, agency: &str) -> TaskResult {
+        TaskResult {
+            inquiry_id: inquiry.into(),
+            agency: agency.into(),
+            update: TaskUpdate {
+                state: crate::store::TaskState::Finished(adapters::model::AgencyStatus::NoRecord),
+                detail: None,
+                ticket: None,
+                due_at_ms: 0,
+                sent_at_ms: Some(0),
+                latency_ms: Some(1),
+                result: None,
+            },
+        }
+    }
+
+    /// Results given to the journal at once, with audit rows between them:
+    /// each stored, each inquiry completed by the transaction of its last
+    /// result and told so once.
+    #[tokio::test]
+    async fn concurrent_results_are_stored_and_each_completion_told_once() {
+        use crate::store::{InquiryStatus, JobStore, TaskState};
+        let (_dir, store) = store().await;
+        let agencies: Vec<String> = (0..8).map(|i| format!("bank-{i}")).collect();
+        for n in 0..50 {
+            let id = format!("inq-{n}");
+            let mut new = inquiry(&id, &[]);
+            new.tasks = agencies
+                .iter()
+                .map(|a| (a.clone(), format!("Q{n}-{a}")))
+                .collect();
+            store
+                .create_inquiry(&new.record, &new.tasks)
+                .await
+                .expect("create");
+        }
+        let claimed = store
+            .claim_due_tasks("gw", 2_000, i64::MAX, 1_000, &[])
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 400);
+        assert!(claimed.iter().all(|t| t.state == TaskState::Queued));
+        let log = AuditLog::start(store.clone(), 64).await.expect("start");
+        let writes = claimed.iter().map(|t| {
+            let log = log.clone();
+            let r = result(&t.inquiry_id, &t.agency);
+            let row = record(t.attempts as usize);
+            async move {
+                let (written, recorded) = tokio::join!(log.finish("gw", r), log.record(row));
+                recorded.expect("recorded");
+                written
+            }
+        });
+        let written = futures::future::join_all(writes).await;
+        let written: Vec<Finished> = written.into_iter().map(|w| w.expect("written")).collect();
+        assert!(written.iter().all(|w| w.stored));
+        assert_eq!(written.iter().filter(|w| w.completed).count(), 50);
+        for n in 0..50 {
+            let i = store
+                .inquiry(&format!("inq-{n}"))
+                .await
+                .expect("read")
+                .expect("found");
+            assert_eq!(i.status, InquiryStatus::Completed);
+        }
+        // A result whose lease is gone is answered, not stored.
+        let again = log
+            .finish("gw", result("inq-0", "bank-0"))
+            .await
+            .expect("written");
+        assert_eq!(
+            again,
+            Finished {
+                stored: false,
+                completed: false
+            }
+        );
+        // The rows between them form one chain.
+        let rows = store
+            .audit_events(&AuditFilter {
+                limit: 1000,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("read");
+        assert_eq!(rows.len(), 400);
+        for pair in rows.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash);
+            assert_eq!(pair[1].seq, pair[0].seq + 1);
+        }
     }
 
     #[tokio::test]

@@ -32,7 +32,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::agencies::{Agency, AgencyLink, AgencySets};
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{AuditLog, AuditRecord, Finished};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
@@ -42,14 +42,11 @@ use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
     ClaimedTask, InquiryRecord, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
-use crate::task_writer::{TaskWriter, Written};
 use crate::transport::{HttpReply, TransportError};
 
 /// How long to wait before retrying a step the audit log or the store could
 /// not record.
 const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
-/// Task results waiting for the task writer; beyond, exchanges wait.
-const TASK_WRITER_QUEUE: usize = 4096;
 /// Why a task waits, when the agency's quota has no room now.
 const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 /// How often retired agency sets are checked for inquiries still using them.
@@ -260,8 +257,6 @@ pub struct Dispatcher {
     public_url: String,
     /// Tells callers of completed inquiries.
     notifier: Notifier,
-    /// Stores task results in groups (one transaction for many).
-    results: TaskWriter,
 }
 
 impl Dispatcher {
@@ -275,7 +270,6 @@ impl Dispatcher {
         notifier: Notifier,
     ) -> Arc<Self> {
         let owner = format!("gw-{}", uuid::Uuid::now_v7().simple());
-        let results = TaskWriter::start(store.clone(), owner.clone(), TASK_WRITER_QUEUE);
         let permits = Arc::new(Semaphore::new(settings.max_in_flight));
         let (handoffs, handoffs_rx) = mpsc::unbounded_channel();
         let handle = DispatcherHandle {
@@ -289,7 +283,6 @@ impl Dispatcher {
         };
         Arc::new(Self {
             owner,
-            results,
             store,
             audit,
             agencies,
@@ -870,8 +863,8 @@ impl Dispatcher {
             agency: task.agency.clone(),
             update,
         };
-        match self.results.write(result).await {
-            Ok(Written {
+        match self.audit.finish(&self.owner, result).await {
+            Ok(Finished {
                 stored: true,
                 completed,
             }) => {
@@ -879,7 +872,7 @@ impl Dispatcher {
                     self.completed(&task.inquiry_id).await;
                 }
             }
-            Ok(Written { stored: false, .. }) => tracing::warn!(
+            Ok(Finished { stored: false, .. }) => tracing::warn!(
                 agency = %task.agency,
                 inquiry = %task.inquiry_id,
                 "lease lost before the result was stored; another claimant will redo the step"

@@ -29,7 +29,6 @@ pub mod runtime;
 pub mod serve;
 pub mod state;
 pub mod store;
-pub mod task_writer;
 pub mod telemetry;
 pub mod tls;
 pub mod transport;

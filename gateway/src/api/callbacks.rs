@@ -133,30 +133,33 @@ pub async fn receive(
                 .unwrap_or_default(),
             Err(e) => reply_failure(e).status.as_str().to_owned(),
         };
-        state
-            .audit
-            .record(AuditRecord {
-                direction: Some(Direction::Callback),
-                caller: Some(inquiry.caller.clone()),
-                case_number: Some(inquiry.case_number.clone()),
-                subject: Some(inquiry.subject.identifier().to_owned()),
-                agency: Some(agency_id.clone()),
-                action: "inquiry.callback_result".into(),
-                inquiry_id: Some(inquiry.id.clone()),
-                request_number: Some(item.request_number.clone()),
-                status: Some(status),
-                ..AuditRecord::default()
-            })
-            .await?;
         let latency = task.sent_at_ms.map(|s| now - s);
         let outcome = item.outcome.map_err(|e| reply_failure(&e));
         let update = update_for(&link.agency, outcome, task.sent_at_ms, latency, now);
-        if state
-            .store
-            .finish_awaiting_task(&agency_id, &item.request_number, &update)
-            .await?
-        {
-            if state.store.try_complete(&inquiry.id, now).await? {
+        // The row, the result and (when it was the last) the inquiry's
+        // completion, committed together.
+        let taken = state
+            .audit
+            .take_pushed(
+                AuditRecord {
+                    direction: Some(Direction::Callback),
+                    caller: Some(inquiry.caller.clone()),
+                    case_number: Some(inquiry.case_number.clone()),
+                    subject: Some(inquiry.subject.identifier().to_owned()),
+                    agency: Some(agency_id.clone()),
+                    action: "inquiry.callback_result".into(),
+                    inquiry_id: Some(inquiry.id.clone()),
+                    request_number: Some(item.request_number.clone()),
+                    status: Some(status),
+                    ..AuditRecord::default()
+                },
+                &agency_id,
+                &item.request_number,
+                update,
+            )
+            .await?;
+        if taken.stored {
+            if taken.completed {
                 state.dispatcher.completed(&inquiry.id);
             }
             accepted.push(item.request_number);

@@ -276,8 +276,8 @@ pub trait JobStore: Send + Sync {
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError>;
 
     /// Records many steps' results in one transaction (each only where
-    /// `owner` still holds the task's lease), then completes the inquiries
-    /// they leave with no unfinished task. Returns, per result, whether it
+    /// `owner` still holds the task's lease), and in it completes the
+    /// inquiries they leave with no unfinished task. Returns, per result, whether it
     /// was stored, and the inquiries this call completed.
     async fn finish_tasks(
         &self,
@@ -285,12 +285,6 @@ pub trait JobStore: Send + Sync {
         results: &[TaskResult],
         now_ms: i64,
     ) -> Result<FinishedTasks, StoreError>;
-
-    /// How many writers may run `finish_tasks` at once to advantage: one
-    /// where the database takes one writer at a time (SQLite).
-    fn concurrent_writers(&self) -> usize {
-        1
-    }
 
     /// The task of `agency` with `request_number` if it awaits a pushed result.
     async fn awaiting_task(
@@ -348,10 +342,12 @@ pub trait AuditStore: Send + Sync {
     /// Appends the entries' rows as `append_audit` does and makes their
     /// changes, all in one transaction: a request's "accepted" row and the
     /// inquiry, order or plan it accepted are committed together or not at
-    /// all. The receipts are in the entries' order.
+    /// all; a result and the completion of its inquiry (at `now_ms`) too.
+    /// The receipts are in the entries' order.
     async fn append_journal(
         &self,
         entries: Vec<JournalEntry>,
+        now_ms: i64,
     ) -> Result<Vec<Journaled>, StoreError>;
 
     async fn audit_events(&self, filter: &AuditFilter)
@@ -413,6 +409,15 @@ pub enum Change {
     Order(Box<OrderRecord>),
     /// A new freeze plan (`OrderStore::create_plan`).
     Plan(Box<PlanRecord>),
+    /// A step's result for a task `owner` leases (`JobStore::finish_tasks`).
+    Result { owner: String, result: TaskResult },
+    /// An agency's pushed result for the task awaiting it
+    /// (`JobStore::finish_awaiting_task`).
+    Pushed {
+        agency: String,
+        request_number: String,
+        update: TaskUpdate,
+    },
 }
 
 /// What a [`Change`] became.
@@ -422,12 +427,19 @@ pub enum Applied {
     Inquiry(Box<NewInquiry>),
     Order(Box<Created<OrderRecord>>),
     Plan(Box<Created<PlanRecord>>),
+    /// A result: stored (the lease was still held, or the task still
+    /// awaited it), and whether it completed its inquiry (told to one
+    /// result of the inquiry only). The completion is committed with it.
+    Finished {
+        stored: bool,
+        completed: bool,
+    },
 }
 
-/// One entry of the journal: an audit row, and the change it records.
+/// One entry of the journal: an audit row, the change it records, or both.
 #[derive(Debug, Clone)]
 pub struct JournalEntry {
-    pub row: NewAuditRow,
+    pub row: Option<NewAuditRow>,
     pub change: Option<Change>,
 }
 

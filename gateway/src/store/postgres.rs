@@ -40,12 +40,11 @@ use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres, Row};
 
 use super::shared::{
     AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, complete_inquiries, officers_json,
-    results_json, stored_results,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, officers_json, results_json,
 };
 use super::{
-    DecisionLock, FinishedTasks, InquiryRecord, InquiryStatus, NewInquiry, OrderPhase, PlanStatus,
-    StoreError, TaskResult, TaskState,
+    DecisionLock, InquiryRecord, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError,
+    TaskResult, TaskState,
 };
 use crate::audit::AuditRow;
 
@@ -139,9 +138,6 @@ impl Backend for PgBackend {
     type Db = Postgres;
 
     const BEGIN: &'static str = "BEGIN";
-
-    /// Writers of different inquiries do not wait for each other.
-    const CONCURRENT_WRITERS: usize = 4;
 
     /// One statement, one array per column, whatever the batch.
     const AUDIT_ROWS_PER_STATEMENT: usize = usize::MAX;
@@ -256,19 +252,17 @@ impl Backend for PgBackend {
         Ok(())
     }
 
-    async fn finish_tasks(
-        store: &PgStore,
+    async fn update_tasks(
+        conn: &mut PgConnection,
         owner: &str,
         results: &[TaskResult],
-        now_ms: i64,
-    ) -> Result<FinishedTasks, StoreError> {
+    ) -> Result<HashSet<(String, String)>, StoreError> {
         let text = |f: for<'a> fn(&'a TaskResult) -> Option<&'a str>| {
             results.iter().map(f).collect::<Vec<Option<&str>>>()
         };
         let int = |f: fn(&TaskResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
         let assets = results_json(results)?;
-        // One statement for the batch, one array per column, committed on
-        // its own.
+        // One statement for the batch, one array per column.
         let rows = sqlx::query(
             "UPDATE agency_tasks t SET state = v.state, detail = v.detail, \
                  ticket = COALESCE(v.ticket, t.ticket), due_at_ms = v.due_at_ms, \
@@ -291,41 +285,13 @@ impl Backend for PgBackend {
         .bind(int(|r| r.update.latency_ms))
         .bind(assets)
         .bind(owner)
-        .fetch_all(&store.pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
         for row in rows {
             stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
         }
-        let (stored, touched) = stored_results(results, &stored_keys);
-        // The completion check runs after the results' commit, in a
-        // statement of its own (READ COMMITTED: a fresh snapshot). Of two
-        // batches finishing the last tasks of one inquiry at once, the
-        // later to commit sees both results; had the check run inside the
-        // batch's transaction, each could see the other's task unfinished
-        // and neither would complete the inquiry.
-        // The COALESCEs keep the plan on the primary keys (the module's
-        // note on plans). Another instance's writer may check some of the
-        // same inquiries at once (after a lease ran out), locking them in
-        // another order: a deadlock then fails one of the two statements,
-        // which is simply run again. The results are committed already;
-        // failing here would leave their inquiry running until its
-        // deadline.
-        let mut attempt = 0;
-        let completed = loop {
-            attempt += 1;
-            let mut conn = store.pool.acquire().await?;
-            let checked: Result<Vec<(String,)>, sqlx::Error> =
-                Self::fetch_all(&mut conn, complete_inquiries::<Self>(&touched, now_ms)).await;
-            match checked {
-                Err(e) if attempt < 3 && is_deadlock(&e) => continue,
-                other => break other?,
-            }
-        };
-        Ok(FinishedTasks {
-            stored,
-            completed: completed.into_iter().map(|(id,)| id).collect(),
-        })
+        Ok(stored_keys)
     }
 
     /// Inserts `rows` (one statement, one array per column) and moves the
@@ -571,12 +537,4 @@ struct TaskColumns<'a> {
     lease_owner: Vec<Option<&'a str>>,
     lease_until_ms: Vec<Option<i64>>,
     attempts: Vec<i64>,
-}
-
-/// The statement lost a deadlock (or a serialization conflict) and can be
-/// run again.
-fn is_deadlock(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "40P01" || code == "40001")
 }

@@ -20,12 +20,11 @@ use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{
     AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, complete_inquiries, officers_json,
-    results_json, stored_results,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, officers_json, results_json,
 };
 use super::{
-    DecisionLock, FinishedTasks, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError,
-    TaskResult, TaskState,
+    DecisionLock, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError, TaskResult,
+    TaskState,
 };
 use crate::audit::AuditRow;
 
@@ -144,9 +143,6 @@ impl Backend for SqliteBackend {
     /// until it commits, whoever else writes the file.
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
-    /// The database takes one writer at a time.
-    const CONCURRENT_WRITERS: usize = 1;
-
     const AUDIT_ROWS_PER_STATEMENT: usize = AUDIT_ROWS_PER_INSERT;
 
     fn statements() -> &'static Statements {
@@ -240,14 +236,12 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn finish_tasks(
-        store: &SqliteStore,
+    async fn update_tasks(
+        conn: &mut SqliteConnection,
         owner: &str,
         results: &[TaskResult],
-        now_ms: i64,
-    ) -> Result<FinishedTasks, StoreError> {
+    ) -> Result<HashSet<(String, String)>, StoreError> {
         let assets = results_json(results)?;
-        let mut tx = store.begin().await?;
         let mut stored_keys: HashSet<(String, String)> = HashSet::new();
         for ((chunk, size), assets) in padded_chunks(results, TASK_RESULTS_PER_UPDATE)
             .zip(assets.chunks(TASK_RESULTS_PER_UPDATE))
@@ -283,20 +277,11 @@ impl Backend for SqliteBackend {
             );
             update.push_bind(owner);
             update.push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
-            for row in update.build().fetch_all(&mut *tx).await? {
+            for row in update.build().fetch_all(&mut *conn).await? {
                 stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
             }
         }
-        let (stored, touched) = stored_results(results, &stored_keys);
-        // One writer at a time: the completion check sees every result
-        // stored before, in the same transaction as these.
-        let completed: Vec<(String,)> =
-            Self::fetch_all(&mut tx, complete_inquiries::<Self>(&touched, now_ms)).await?;
-        tx.commit().await?;
-        Ok(FinishedTasks {
-            stored,
-            completed: completed.into_iter().map(|(id,)| id).collect(),
-        })
+        Ok(stored_keys)
     }
 
     /// Many rows to a statement; with `after`, the statement inserts only if

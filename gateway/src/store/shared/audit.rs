@@ -2,16 +2,18 @@
 //! questions; what appending needs of either backend (the chain's tail as
 //! a handle last wrote it, rows chained after a tail).
 
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
+use super::jobs::{complete_inquiries, finish_awaiting};
 use super::orders::{insert_order, insert_plan};
 use super::{Backend, Sql, SqlStore, limit};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, Created, JournalEntry, Journaled, NewAuditRow,
-    OfficerCase, OfficerDay, StoreError, SubjectCases, Window,
+    OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
 };
 
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
@@ -86,9 +88,15 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     async fn append_journal(
         &self,
         entries: Vec<JournalEntry>,
+        now_ms: i64,
     ) -> Result<Vec<Journaled>, StoreError> {
-        if entries.iter().all(|e| e.change.is_none()) {
-            let rows = entries.into_iter().map(|e| e.row).collect();
+        // Rows alone take the fast path (chained after the tail this
+        // handle last wrote, without the lock).
+        if entries
+            .iter()
+            .all(|e| e.change.is_none() && e.row.is_some())
+        {
+            let rows = entries.into_iter().filter_map(|e| e.row).collect();
             let appended = self.append_audit(rows).await?;
             return Ok(appended
                 .into_iter()
@@ -99,20 +107,19 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 .collect());
         }
         let journaled = async {
-            let mut tx = self.begin().await?;
-            if let Some(lock) = B::statements().lock_audit_chain {
-                B::execute(&mut tx, Sql::new(lock)).await?;
-            }
-            // The changes first: an order or plan whose key another
-            // request took meanwhile (only a gateway that takes no turns
-            // can) was not accepted, and its row is left out (the caller
-            // records the replay instead).
-            let mut kept = Vec::with_capacity(entries.len());
-            let mut rows = Vec::with_capacity(entries.len());
-            let mut applied: Vec<Option<Applied>> = Vec::with_capacity(entries.len());
+            let mut tx = self.begin_locked().await?;
+            let count = entries.len();
+            let mut rows = Vec::with_capacity(count);
+            let mut kept = Vec::with_capacity(count);
+            let mut applied: Vec<Option<Applied>> = Vec::with_capacity(count);
             let mut inquiries = Vec::new();
             let mut inquiry_at = Vec::new();
+            let mut results: BTreeMap<String, Vec<(usize, TaskResult)>> = BTreeMap::new();
+            let mut pushes = Vec::new();
             for (i, entry) in entries.into_iter().enumerate() {
+                // An order or plan whose key another request took meanwhile
+                // (only a gateway that takes no turns can) was not accepted:
+                // its row is left out (the caller records the replay).
                 let (keep, done) = match entry.change {
                     None => (true, None),
                     Some(Change::Inquiry(new)) => {
@@ -134,16 +141,70 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                             Some(Applied::Plan(Box::new(created))),
                         )
                     }
+                    Some(Change::Result { owner, result }) => {
+                        results.entry(owner).or_default().push((i, result));
+                        (true, None)
+                    }
+                    Some(Change::Pushed {
+                        agency,
+                        request_number,
+                        update,
+                    }) => {
+                        pushes.push((i, agency, request_number, update));
+                        (true, None)
+                    }
                 };
-                if keep {
-                    rows.push(entry.row);
-                }
-                kept.push(keep);
+                let row = entry.row.filter(|_| keep);
+                kept.push(row.is_some());
+                rows.extend(row);
                 applied.push(done);
             }
             // The inquiries go in together (multi-row statements).
             if !inquiries.is_empty() {
                 B::insert_inquiries(&mut tx, &inquiries).await?;
+            }
+            // The results, then the completion of the inquiries they
+            // finish, in this transaction (it holds the journal's lock:
+            // every result committed before is seen).
+            let mut finished: Vec<(usize, String, bool)> = Vec::new();
+            for (owner, group) in results {
+                let (at, group): (Vec<usize>, Vec<TaskResult>) = group.into_iter().unzip();
+                let stored = B::update_tasks(&mut tx, &owner, &group).await?;
+                for (i, r) in at.into_iter().zip(group) {
+                    let key = (r.inquiry_id, r.agency);
+                    let kept = stored.contains(&key);
+                    finished.push((i, key.0, kept));
+                }
+            }
+            for (i, agency, request_number, update) in pushes {
+                let inquiry: Option<(String,)> =
+                    B::fetch_optional(&mut tx, finish_awaiting(&agency, &request_number, &update))
+                        .await?;
+                match inquiry {
+                    Some((id,)) => finished.push((i, id, true)),
+                    None => finished.push((i, String::new(), false)),
+                }
+            }
+            if !finished.is_empty() {
+                let touched: BTreeSet<&String> = finished
+                    .iter()
+                    .filter(|(_, _, stored)| *stored)
+                    .map(|(_, id, _)| id)
+                    .collect();
+                let touched: Vec<String> = touched.into_iter().cloned().collect();
+                let mut completed: HashSet<String> = if touched.is_empty() {
+                    HashSet::new()
+                } else {
+                    let done: Vec<(String,)> =
+                        B::fetch_all(&mut tx, complete_inquiries::<B>(&touched, now_ms)).await?;
+                    done.into_iter().map(|(id,)| id).collect()
+                };
+                for (i, id, stored) in finished {
+                    applied[i] = Some(Applied::Finished {
+                        stored,
+                        completed: stored && completed.remove(&id),
+                    });
+                }
             }
             let tail: Option<(i64, String)> = B::fetch_optional(
                 &mut tx,
@@ -152,7 +213,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             .await?;
             let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
             let chained = chain_rows(rows, seq, prev);
-            B::insert_audit(&mut tx, &chained, None).await?;
+            if !chained.is_empty() {
+                B::insert_audit(&mut tx, &chained, None).await?;
+            }
             tx.commit().await?;
             for (i, new) in inquiry_at.into_iter().zip(inquiries) {
                 applied[i] = Some(Applied::Inquiry(Box::new(new)));
@@ -160,12 +223,11 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             Ok::<_, StoreError>((kept, chained, applied))
         }
         .await;
-        self.audit_tail.keep(
-            journaled
-                .as_ref()
-                .ok()
-                .map(|(_, chained, _)| chained.as_slice()),
-        );
+        match &journaled {
+            Ok((_, chained, _)) if chained.is_empty() => {}
+            Ok((_, chained, _)) => self.audit_tail.keep(Some(chained)),
+            Err(_) => self.audit_tail.keep(None),
+        }
         let (kept, chained, applied) = journaled?;
         let mut chained = chained.into_iter();
         Ok(kept

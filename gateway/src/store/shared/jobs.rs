@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Backend, Sql, SqlStore, limit};
+use super::{Backend, Conn, Sql, SqlStore, limit};
 use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
@@ -191,7 +191,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         // completion check failed (the database went away between the
         // two) is completed by its deadline at the latest.
         let ids: Vec<(String,)> = self
-            .all(
+            .read_all(
                 Sql::new(format!(
                     "SELECT id FROM inquiries WHERE status = '{RUNNING}' AND deadline_at_ms <= $1 \
                      ORDER BY deadline_at_ms LIMIT 1000"
@@ -203,7 +203,9 @@ impl<B: Backend> JobStore for SqlStore<B> {
         if ids.is_empty() {
             return Ok(ids);
         }
-        self.run(
+        let mut tx = self.begin_locked().await?;
+        B::execute(
+            &mut tx,
             Sql::new(B::statements().time_out_tasks.as_str())
                 .bind(&ids[..])
                 .bind(QUEUED)
@@ -212,12 +214,16 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 .bind(now_ms),
         )
         .await?;
+        tx.commit().await?;
         Ok(ids)
     }
 
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let ids = [inquiry_id.to_owned()];
-        let completed: Vec<(String,)> = self.all(complete_inquiries::<B>(&ids, now_ms)).await?;
+        let mut tx = self.begin_locked().await?;
+        let completed: Vec<(String,)> =
+            B::fetch_all(&mut tx, complete_inquiries::<B>(&ids, now_ms)).await?;
+        tx.commit().await?;
         Ok(completed.len() == 1)
     }
 
@@ -230,11 +236,10 @@ impl<B: Backend> JobStore for SqlStore<B> {
         if results.is_empty() {
             return Ok(FinishedTasks::default());
         }
-        B::finish_tasks(self, owner, results, now_ms).await
-    }
-
-    fn concurrent_writers(&self) -> usize {
-        B::CONCURRENT_WRITERS
+        let mut tx = self.begin_locked().await?;
+        let finished = finish_in::<B>(&mut tx, owner, results, now_ms).await?;
+        tx.commit().await?;
+        Ok(finished)
     }
 
     async fn awaiting_task(
@@ -260,25 +265,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         request_number: &str,
         u: &TaskUpdate,
     ) -> Result<bool, StoreError> {
-        let done = self
-            .run(
-                Sql::new(
-                    "UPDATE agency_tasks SET state = $1, detail = $2, \
-                     ticket = COALESCE($3, ticket), due_at_ms = $4, latency_ms = $5, result = $6 \
-                     WHERE agency = $7 AND request_number = $8 AND state = $9",
-                )
-                .bind(u.state)
-                .bind(&u.detail)
-                .bind(&u.ticket)
-                .bind(u.due_at_ms)
-                .bind(u.latency_ms)
-                .bind_json(u.result.as_ref())
-                .bind(agency)
-                .bind(request_number)
-                .bind(AWAITING),
-            )
-            .await?;
-        Ok(done == 1)
+        let mut tx = self.begin_locked().await?;
+        let finished: Option<(String,)> =
+            B::fetch_optional(&mut tx, finish_awaiting(agency, request_number, u)).await?;
+        tx.commit().await?;
+        Ok(finished.is_some())
     }
 
     async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
@@ -398,6 +389,48 @@ fn queue_counts_sql() -> String {
          UNION ALL SELECT 'outbox', 'pending', {claimed}, COUNT(*) FROM outbox \
            WHERE delivered_at_ms IS NULL AND failed_at_ms IS NULL"
     )
+}
+
+/// Stores task results where `owner` still holds their leases, and
+/// completes the inquiries whose last unfinished task they were, on a
+/// transaction that holds the journal's lock (`SqlStore::begin_locked`).
+pub async fn finish_in<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    results: &[TaskResult],
+    now_ms: i64,
+) -> Result<FinishedTasks, StoreError> {
+    let stored_keys = B::update_tasks(conn, owner, results).await?;
+    let (stored, touched) = stored_results(results, &stored_keys);
+    let completed: Vec<(String,)> = if touched.is_empty() {
+        Vec::new()
+    } else {
+        B::fetch_all(conn, complete_inquiries::<B>(&touched, now_ms)).await?
+    };
+    Ok(FinishedTasks {
+        stored,
+        completed: completed.into_iter().map(|(id,)| id).collect(),
+    })
+}
+
+/// Stores an agency's pushed result for the task awaiting it, returning
+/// its inquiry's id (no row when no task awaits it).
+pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a TaskUpdate) -> Sql<'a> {
+    Sql::new(
+        "UPDATE agency_tasks SET state = $1, detail = $2, \
+         ticket = COALESCE($3, ticket), due_at_ms = $4, latency_ms = $5, result = $6 \
+         WHERE agency = $7 AND request_number = $8 AND state = $9 \
+         RETURNING inquiry_id",
+    )
+    .bind(u.state)
+    .bind(&u.detail)
+    .bind(&u.ticket)
+    .bind(u.due_at_ms)
+    .bind(u.latency_ms)
+    .bind_json(u.result.as_ref())
+    .bind(agency)
+    .bind(request_number)
+    .bind(AWAITING)
 }
 
 /// Completes the inquiries among `ids` that have no unfinished task left.

@@ -14,6 +14,7 @@ mod jobs;
 mod orders;
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,14 +24,12 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, FromRow, Pool, Transaction};
 
 pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, officers_json};
-pub(super) use jobs::{
-    INQUIRY_COLUMNS, InquiryText, complete_inquiries, results_json, stored_results,
-};
+pub(super) use jobs::{INQUIRY_COLUMNS, InquiryText, results_json};
 pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
 
 use super::columns::json;
 use super::decision::{DecisionLock, LocalLocks};
-use super::{FinishedTasks, NewInquiry, StoreError, TaskResult};
+use super::{NewInquiry, StoreError, TaskResult};
 use crate::audit::AuditRow;
 
 /// One store on one database: its pool, what its backend keeps, and what
@@ -84,6 +83,19 @@ impl<B: Backend> SqlStore<B> {
         Ok(self.pool.begin_with(B::BEGIN).await?)
     }
 
+    /// Begins a write transaction that holds the journal's lock (the audit
+    /// chain's): the transactions that finish tasks and complete inquiries
+    /// take it first, so each sees every result committed before it and
+    /// completes an inquiry in the transaction of its last result. On
+    /// SQLite, beginning is the lock (one writer at a time).
+    pub(super) async fn begin_locked(&self) -> Result<Transaction<'static, B::Db>, StoreError> {
+        let mut tx = self.begin().await?;
+        if let Some(lock) = B::statements().lock_audit_chain {
+            B::execute(&mut tx, Sql::new(lock)).await?;
+        }
+        Ok(tx)
+    }
+
     async fn run(&self, sql: Sql<'_>) -> Result<u64, StoreError> {
         let mut conn = self.pool.acquire().await?;
         Ok(B::execute(&mut conn, sql).await?)
@@ -123,9 +135,6 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// How a write transaction begins.
     const BEGIN: &'static str;
 
-    /// How many writers may run `finish_tasks` at once to advantage.
-    const CONCURRENT_WRITERS: usize;
-
     /// The statements whose text differs.
     fn statements() -> &'static Statements;
 
@@ -149,13 +158,14 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// in the caller's transaction).
     async fn insert_inquiries(conn: &mut Conn<Self>, new: &[NewInquiry]) -> Result<(), StoreError>;
 
-    /// `JobStore::finish_tasks`, for at least one result.
-    async fn finish_tasks(
-        store: &SqlStore<Self>,
+    /// Stores at least one task result (multi-row), each only where
+    /// `owner` still holds the task's lease, releasing it; returns the
+    /// (inquiry, agency) keys stored.
+    async fn update_tasks(
+        conn: &mut Conn<Self>,
         owner: &str,
         results: &[TaskResult],
-        now_ms: i64,
-    ) -> Result<FinishedTasks, StoreError>;
+    ) -> Result<HashSet<(String, String)>, StoreError>;
 
     /// The most audit rows one statement appends.
     const AUDIT_ROWS_PER_STATEMENT: usize;
