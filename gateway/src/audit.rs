@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
-    Applied, AuditStore, Change, Checkpoint, JournalEntry, Journaled, NewAuditRow, StoreError,
-    TaskResult, TaskUpdate,
+    Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, JournalEntry, Journaled,
+    NewAuditRow, StoreError, TaskResult, TaskUpdate,
 };
 
 /// Which way a message went.
@@ -302,20 +302,24 @@ impl AuditLog {
     /// Starts the writer task on `store`, continuing its chain, signing
     /// checkpoints when `checkpoints` says.
     pub async fn start(store: Arc<dyn AuditStore>, capacity: usize) -> Result<Self, StoreError> {
-        Self::start_signing(store, capacity, None).await
+        Self::start_signing(store, capacity, None, None).await
     }
 
+    /// Starts the writer, signing checkpoints when `checkpoints` says, and
+    /// queuing the `inquiry.completed` callbacks `callbacks` makes in the
+    /// transactions that complete inquiries.
     pub async fn start_signing(
         store: Arc<dyn AuditStore>,
         capacity: usize,
         checkpoints: Option<CheckpointPolicy>,
+        callbacks: Option<Arc<dyn CompletionCallbacks>>,
     ) -> Result<Self, StoreError> {
         let last_checkpoint = match &checkpoints {
             Some(_) => store.checkpoints().await?.last().map(|c| (c.seq, c.at_ms)),
             None => None,
         };
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(store, rx, checkpoints, last_checkpoint));
+        tokio::spawn(writer(store, rx, checkpoints, last_checkpoint, callbacks));
         Ok(Self { tx })
     }
 
@@ -355,6 +359,16 @@ impl AuditLog {
             result,
         };
         finished(self.journal(None, Some(change)).await?)
+    }
+
+    /// Completes an inquiry none of whose tasks is unfinished (its deadline
+    /// timed the rest out), queuing its callback in the same transaction.
+    /// True when this call completed it.
+    pub async fn complete(&self, inquiry_id: &str) -> Result<bool, AuditError> {
+        let change = Change::Complete {
+            inquiry_id: inquiry_id.to_owned(),
+        };
+        Ok(finished(self.journal(None, Some(change)).await?)?.completed)
     }
 
     /// Records an agency's pushed result (`record`) and stores it for the
@@ -444,7 +458,9 @@ async fn writer(
     mut rx: mpsc::Receiver<Pending>,
     checkpoints: Option<CheckpointPolicy>,
     mut last_checkpoint: Option<(i64, i64)>,
+    callbacks: Option<Arc<dyn CompletionCallbacks>>,
 ) {
+    let callbacks = callbacks.as_deref();
     let mut pending: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     // Without a checkpoint yet, the time since the writer started counts.
     let started_ms = chrono::Utc::now().timestamp_millis();
@@ -491,7 +507,7 @@ async fn writer(
         // entry: one change that cannot be made (its id taken) does not
         // fail the others.
         let retry = (with_changes && count > 1).then(|| entries.clone());
-        let appended = store.append_journal(entries, now).await;
+        let appended = store.append_journal(entries, now, callbacks).await;
         let metrics = crate::metrics::global();
         metrics.audit_batch_rows.observe(count as f64);
         metrics
@@ -514,7 +530,7 @@ async fn writer(
                 tracing::warn!(error = %e, entries = count, "a journal batch failed; committing each entry alone");
                 let mut last = None;
                 for (ack, entry) in acks.into_iter().zip(entries) {
-                    match store.append_journal(vec![entry], now).await {
+                    match store.append_journal(vec![entry], now, callbacks).await {
                         Ok(mut one) if one.len() == 1 => {
                             let journaled = one.remove(0);
                             if let Some(r) = &journaled.row {

@@ -913,38 +913,27 @@ impl Dispatcher {
     }
 
     async fn complete_if_done(&self, inquiry_id: &str) {
-        match self.store.try_complete(inquiry_id, now_ms()).await {
+        match self.audit.complete(inquiry_id).await {
             Ok(true) => self.completed(inquiry_id).await,
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, inquiry = inquiry_id, "cannot complete inquiry"),
         }
     }
 
-    /// Tells whoever waits that the inquiry is complete, and its caller.
+    /// Tells whoever waits that the inquiry is complete (its caller's
+    /// callback was queued by the transaction that completed it).
     async fn completed(&self, inquiry_id: &str) {
         crate::metrics::count(&crate::metrics::global().inquiries, "completed");
         self.handle.completed(inquiry_id);
-        self.notify_completed(inquiry_id).await;
     }
 }
 
 impl Dispatcher {
-    /// Queues the `inquiry.completed` callback of an inquiry that just
-    /// completed, when its caller takes callbacks. The completion left it
-    /// owed in the store; until it is queued, [`Self::queue_owed_callbacks`]
-    /// finds it.
-    async fn notify_completed(&self, inquiry_id: &str) {
-        if !self.notifier.has_targets() {
-            return;
-        }
-        if let Err(e) = self.queue_callback(inquiry_id, now_ms()).await {
-            tracing::warn!(error = %e, inquiry = inquiry_id, "cannot queue the completion callback now; the sweep will");
-        }
-    }
-
-    /// Queues the completion callbacks still owed (a push completed the
-    /// inquiry, a gateway died before queuing, the store failed), and
-    /// clears those of callers that take none.
+    /// Queues the completion callbacks still owed, and clears those of
+    /// callers that take none. The journal queues each in the transaction
+    /// that completes its inquiry; owed ones are left by a completion whose
+    /// callback could not be made then, or by a gateway of an older
+    /// version.
     async fn queue_owed_callbacks(&self, now: i64) {
         let callers = self.notifier.callers();
         if let Err(e) = self.store.drop_unwanted_callbacks(&callers).await {

@@ -105,9 +105,13 @@ impl Gateway {
                 every_rows: config.audit.checkpoint_every_rows,
                 every_ms: config.audit.checkpoint_every_secs as i64 * 1000,
             });
-        let audit =
-            AuditLog::start_signing(store.clone(), config.audit.queue_capacity, checkpoints)
-                .await?;
+        let audit = AuditLog::start_signing(
+            store.clone(),
+            config.audit.queue_capacity,
+            checkpoints,
+            Some(Arc::new(notifier.clone())),
+        )
+        .await?;
         let agencies = Arc::new(AgencySets::new(registry));
         let addr = listener.local_addr()?;
         let tls_config = match &config.tls {

@@ -33,6 +33,31 @@ pub const SIGNATURE_HEADER: &str = "x-gateway-signature";
 pub const EVENT_HEADER: &str = "x-gateway-event";
 pub const DELIVERY_HEADER: &str = "x-gateway-delivery";
 
+impl crate::store::CompletionCallbacks for Notifier {
+    fn takes(&self, caller: &str) -> bool {
+        self.takes_callbacks(caller)
+    }
+
+    fn completed(
+        &self,
+        inquiry: &crate::store::InquiryRecord,
+        tasks: &[crate::store::TaskRecord],
+        now_ms: i64,
+    ) -> Option<OutboxRecord> {
+        let view = crate::inquiry::view(inquiry, tasks)
+            .map_err(|e| tracing::warn!(inquiry = %inquiry.id, error = %e, "cannot render a completed inquiry for its callback; the dispatcher will"))
+            .ok()?;
+        let resource = serde_json::to_value(&view).ok()?;
+        self.event(
+            &inquiry.caller,
+            "inquiry.completed",
+            &inquiry.id,
+            &resource,
+            now_ms,
+        )
+    }
+}
+
 /// `sha256=<hex>` of the body under `secret`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     // HMAC takes keys of any length.

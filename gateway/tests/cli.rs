@@ -287,7 +287,7 @@ fn write_audit_rows(url: &str, rows: usize) -> anyhow::Result<()> {
             every_rows: 5,
             every_ms: 3_600_000,
         };
-        let log = gateway::audit::AuditLog::start_signing(store, 16, Some(policy)).await?;
+        let log = gateway::audit::AuditLog::start_signing(store, 16, Some(policy), None).await?;
         for i in 0..rows {
             log.record(gateway::audit::AuditRecord {
                 direction: Some(gateway::audit::Direction::Outbound),

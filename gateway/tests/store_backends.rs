@@ -174,6 +174,7 @@ on_both_backends!(
     decisions_take_turns_by_key,
     records_keep_their_column_text,
     an_auditor_query_does_not_hold_up_the_journal,
+    a_completion_queues_its_callback_in_its_transaction,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -2737,4 +2738,116 @@ async fn an_auditor_query_does_not_hold_up_the_journal(db: &TestDb) {
     );
     // The commits made beside the queries are in the chain like any other.
     verified_chain(&store).await;
+}
+
+/// The callbacks a test gateway makes: court-a takes them, nobody else.
+struct TestCallbacks;
+
+impl store::CompletionCallbacks for TestCallbacks {
+    fn takes(&self, caller: &str) -> bool {
+        caller == "court-a"
+    }
+
+    fn completed(
+        &self,
+        inquiry: &InquiryRecord,
+        tasks: &[store::TaskRecord],
+        now_ms: i64,
+    ) -> Option<OutboxRecord> {
+        Some(OutboxRecord {
+            id: format!("dlv-{}", inquiry.id),
+            caller: inquiry.caller.clone(),
+            event: "inquiry.completed".into(),
+            resource_id: inquiry.id.clone(),
+            // What the transaction saw: every task finished.
+            body: tasks
+                .iter()
+                .map(|t| format!("{}={}", t.agency, t.state.as_str()))
+                .collect::<Vec<_>>()
+                .join(",")
+                .into_bytes(),
+            attempts: 0,
+            due_at_ms: now_ms,
+            created_at_ms: now_ms,
+        })
+    }
+}
+
+/// The last result, the completion and the caller's callback are committed
+/// by one journal transaction; a caller that takes no callbacks is left
+/// owing none queued (the dispatcher clears it).
+async fn a_completion_queues_its_callback_in_its_transaction(db: &TestDb) {
+    let store = db.open().await;
+    let mut other = inquiry("cb-2", "case-cb", NOW - 1_000);
+    other.caller = "court-b".into();
+    store
+        .create_inquiry(
+            &inquiry("cb-1", "case-cb", NOW - 1_000),
+            &tasks_for("cb-1", &["bank-a", "bank-b"]),
+        )
+        .await
+        .expect("create");
+    store
+        .create_inquiry(&other, &tasks_for("cb-2", &["bank-a"]))
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3);
+    let entry = |inquiry: &str, agency: &str| store::JournalEntry {
+        row: None,
+        change: Some(store::Change::Result {
+            owner: "gw-1".into(),
+            result: TaskResult {
+                inquiry_id: inquiry.into(),
+                agency: agency.into(),
+                update: update("no_record"),
+            },
+        }),
+    };
+    let finished = |j: &store::Journaled| match j.applied {
+        Some(store::Applied::Finished { stored, completed }) => (stored, completed),
+        ref other => panic!("{other:?}"),
+    };
+    // The first result completes nothing, and queues nothing.
+    let first = store
+        .append_journal(vec![entry("cb-1", "bank-a")], NOW, Some(&TestCallbacks))
+        .await
+        .expect("journal");
+    assert_eq!(finished(&first[0]), (true, false));
+    assert!(
+        store
+            .claim_outbox("gw-1", NOW, FAR, 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let last = store
+        .append_journal(
+            vec![entry("cb-1", "bank-b"), entry("cb-2", "bank-a")],
+            NOW,
+            Some(&TestCallbacks),
+        )
+        .await
+        .expect("journal");
+    assert_eq!(finished(&last[0]), (true, true));
+    assert_eq!(finished(&last[1]), (true, true));
+    let queued = store
+        .claim_outbox("gw-1", NOW, FAR, 10)
+        .await
+        .expect("claim");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].resource_id, "cb-1");
+    assert_eq!(queued[0].event, "inquiry.completed");
+    assert_eq!(
+        String::from_utf8_lossy(&queued[0].body),
+        "bank-a=no_record,bank-b=no_record"
+    );
+    let owing = store
+        .inquiries_owing_callbacks(&["court-a".into(), "court-b".into()], NOW, 10)
+        .await
+        .expect("owing");
+    assert_eq!(owing, ["cb-2"], "queued ones are owed no more");
 }

@@ -342,12 +342,14 @@ pub trait AuditStore: Send + Sync {
     /// Appends the entries' rows as `append_audit` does and makes their
     /// changes, all in one transaction: a request's "accepted" row and the
     /// inquiry, order or plan it accepted are committed together or not at
-    /// all; a result and the completion of its inquiry (at `now_ms`) too.
+    /// all; a result, the completion of its inquiry (at `now_ms`) and the
+    /// callback `callbacks` makes of it, too.
     /// The receipts are in the entries' order.
     async fn append_journal(
         &self,
         entries: Vec<JournalEntry>,
         now_ms: i64,
+        callbacks: Option<&dyn CompletionCallbacks>,
     ) -> Result<Vec<Journaled>, StoreError>;
 
     async fn audit_events(&self, filter: &AuditFilter)
@@ -411,6 +413,9 @@ pub enum Change {
     Plan(Box<PlanRecord>),
     /// A step's result for a task `owner` leases (`JobStore::finish_tasks`).
     Result { owner: String, result: TaskResult },
+    /// The completion of an inquiry with no unfinished task left (its
+    /// deadline timed the rest out), as `JobStore::try_complete`.
+    Complete { inquiry_id: String },
     /// An agency's pushed result for the task awaiting it
     /// (`JobStore::finish_awaiting_task`).
     Pushed {
@@ -429,7 +434,9 @@ pub enum Applied {
     Plan(Box<Created<PlanRecord>>),
     /// A result: stored (the lease was still held, or the task still
     /// awaited it), and whether it completed its inquiry (told to one
-    /// result of the inquiry only). The completion is committed with it.
+    /// result of the inquiry only). The completion is committed with it,
+    /// and so is the caller's `inquiry.completed` callback. A completion
+    /// alone is `stored` when the inquiry was running.
     Finished {
         stored: bool,
         completed: bool,
@@ -441,6 +448,21 @@ pub enum Applied {
 pub struct JournalEntry {
     pub row: Option<NewAuditRow>,
     pub change: Option<Change>,
+}
+
+/// What the journal asks of the gateway when it completes an inquiry: the
+/// caller's `inquiry.completed` callback, queued in the outbox by the same
+/// transaction.
+pub trait CompletionCallbacks: Send + Sync {
+    /// Whether `caller` takes callbacks at all.
+    fn takes(&self, caller: &str) -> bool;
+    /// The callback of a completed inquiry, as it stands.
+    fn completed(
+        &self,
+        inquiry: &InquiryRecord,
+        tasks: &[TaskRecord],
+        now_ms: i64,
+    ) -> Option<OutboxRecord>;
 }
 
 /// An entry as committed.

@@ -434,7 +434,7 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
            AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
-         RETURNING id",
+         RETURNING id, caller",
         completed = InquiryStatus::Completed,
         running = InquiryStatus::Running,
     ),

@@ -406,7 +406,7 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
            AND NOT EXISTS (SELECT 1 FROM agency_tasks \
                WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
-         RETURNING id",
+         RETURNING id, caller",
         completed = InquiryStatus::Completed,
         running = InquiryStatus::Running,
     ),

@@ -99,8 +99,8 @@ async fn a_registry_pushes_its_result_and_the_inquiry_completes(
 }
 
 /// An inquiry that an agency's push completes is called back to its caller
-/// too: the completion leaves the callback owed in the same write, and the
-/// dispatcher queues what is owed.
+/// too: the push's result, the completion and the callback are committed
+/// together.
 async fn an_inquiry_a_push_completes_is_called_back_to_its_caller(
     backend: Backend,
 ) -> anyhow::Result<()> {
@@ -152,12 +152,12 @@ async fn an_inquiry_a_push_completes_is_called_back_to_its_caller(
     Ok(())
 }
 
-/// A gateway that stops between an inquiry's last result and queuing its
-/// callback loses neither: the completion and the callback it owes are
-/// committed together, and the gateway that starts next calls it back.
-/// The state such a stop leaves (completed, owing, nothing queued) is made
-/// by hand from a completed inquiry, since no test can time a kill inside
-/// that window.
+/// An inquiry's last result, its completion and its callback are
+/// committed together, so no stop can fall between them. A completion that
+/// could not make its callback then (or one by an older gateway) is left
+/// owing it, and whichever gateway runs next calls it back. That state
+/// (completed, owing, nothing queued) is made by hand from a completed
+/// inquiry.
 async fn a_stop_between_the_last_result_and_its_callback_loses_neither(
     backend: Backend,
 ) -> anyhow::Result<()> {

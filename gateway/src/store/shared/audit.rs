@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::jobs::{complete_inquiries, finish_awaiting};
-use super::orders::{insert_order, insert_plan};
-use super::{Backend, Sql, SqlStore, limit};
+use super::jobs::{InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks};
+use super::orders::{insert_order, insert_outbox, insert_plan};
+use super::{Backend, Conn, Sql, SqlStore, limit};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::{
-    Applied, AuditStore, Change, Checkpoint, Created, JournalEntry, Journaled, NewAuditRow,
-    OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
+    Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, Created, JournalEntry, Journaled,
+    NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
 };
 
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
@@ -89,6 +89,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         &self,
         entries: Vec<JournalEntry>,
         now_ms: i64,
+        callbacks: Option<&dyn CompletionCallbacks>,
     ) -> Result<Vec<Journaled>, StoreError> {
         // Rows alone take the fast path (chained after the tail this
         // handle last wrote, without the lock).
@@ -116,6 +117,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             let mut inquiry_at = Vec::new();
             let mut results: BTreeMap<String, Vec<(usize, TaskResult)>> = BTreeMap::new();
             let mut pushes = Vec::new();
+            let mut completions = Vec::new();
             for (i, entry) in entries.into_iter().enumerate() {
                 // An order or plan whose key another request took meanwhile
                 // (only a gateway that takes no turns can) was not accepted:
@@ -143,6 +145,10 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     }
                     Some(Change::Result { owner, result }) => {
                         results.entry(owner).or_default().push((i, result));
+                        (true, None)
+                    }
+                    Some(Change::Complete { inquiry_id }) => {
+                        completions.push((i, inquiry_id));
                         (true, None)
                     }
                     Some(Change::Pushed {
@@ -185,6 +191,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     None => finished.push((i, String::new(), false)),
                 }
             }
+            finished.extend(completions.into_iter().map(|(i, id)| (i, id, true)));
             if !finished.is_empty() {
                 let touched: BTreeSet<&String> = finished
                     .iter()
@@ -192,13 +199,24 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     .map(|(_, id, _)| id)
                     .collect();
                 let touched: Vec<String> = touched.into_iter().cloned().collect();
-                let mut completed: HashSet<String> = if touched.is_empty() {
-                    HashSet::new()
+                let done: Vec<(String, String)> = if touched.is_empty() {
+                    Vec::new()
                 } else {
-                    let done: Vec<(String,)> =
-                        B::fetch_all(&mut tx, complete_inquiries::<B>(&touched, now_ms)).await?;
-                    done.into_iter().map(|(id,)| id).collect()
+                    B::fetch_all(&mut tx, complete_inquiries::<B>(&touched, now_ms)).await?
                 };
+                // Each completion's callback in its transaction: nothing
+                // between the last result and the caller's callback can
+                // lose it. A caller that takes none is left owing (the
+                // dispatcher clears it), as is one whose callback cannot
+                // be made now (the dispatcher queues what is owed).
+                if let Some(callbacks) = callbacks {
+                    for (id, caller) in &done {
+                        if callbacks.takes(caller) {
+                            queue_completed::<B>(&mut tx, callbacks, id, now_ms).await?;
+                        }
+                    }
+                }
+                let mut completed: HashSet<String> = done.into_iter().map(|(id, _)| id).collect();
                 for (i, id, stored) in finished {
                     applied[i] = Some(Applied::Finished {
                         stored,
@@ -398,6 +416,33 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         )
         .await
     }
+}
+
+/// Queues the `inquiry.completed` callback of an inquiry this transaction
+/// completed, as it stands in it, unless it was queued already.
+async fn queue_completed<B: Backend>(
+    conn: &mut Conn<B>,
+    callbacks: &dyn CompletionCallbacks,
+    inquiry_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<InquiryTaskRow> = B::fetch_all(conn, inquiry_with_tasks(inquiry_id)).await?;
+    let Some((inquiry, tasks)) = InquiryTaskRow::gather(rows) else {
+        return Ok(());
+    };
+    let Some(item) = callbacks.completed(&inquiry, &tasks, now_ms) else {
+        return Ok(());
+    };
+    let owed = B::execute(
+        conn,
+        Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
+            .bind(inquiry_id),
+    )
+    .await?;
+    if owed == 1 {
+        insert_outbox::<B>(conn, &item).await?;
+    }
+    Ok(())
 }
 
 /// Numbers and chains `new` after the row (`seq`, `prev`).

@@ -64,29 +64,8 @@ impl<B: Backend> JobStore for SqlStore<B> {
         &self,
         id: &str,
     ) -> Result<Option<(InquiryRecord, Vec<TaskRecord>)>, StoreError> {
-        // One statement: the inquiry's columns come with each task (the two
-        // tables share no column name); an inquiry without tasks comes as
-        // one row with NULL task columns.
-        let rows: Vec<InquiryTaskRow> = self
-            .read_all(
-                Sql::new(
-                    "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
-                     i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
-                     i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version, \
-                     t.inquiry_id, t.agency, t.request_number, t.state, t.detail, t.ticket, \
-                     t.latency_ms, t.result \
-                     FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
-                     WHERE i.id = $1 ORDER BY t.agency",
-                )
-                .bind(id),
-            )
-            .await?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let tasks = first.task.into_iter().chain(rows.filter_map(|r| r.task));
-        Ok(Some((first.inquiry, tasks.collect())))
+        let rows: Vec<InquiryTaskRow> = self.read_all(inquiry_with_tasks(id)).await?;
+        Ok(InquiryTaskRow::gather(rows))
     }
 
     async fn inquiries_by_case(
@@ -221,7 +200,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let ids = [inquiry_id.to_owned()];
         let mut tx = self.begin_locked().await?;
-        let completed: Vec<(String,)> =
+        let completed: Vec<(String, String)> =
             B::fetch_all(&mut tx, complete_inquiries::<B>(&ids, now_ms)).await?;
         tx.commit().await?;
         Ok(completed.len() == 1)
@@ -336,9 +315,35 @@ impl<B: Backend> JobStore for SqlStore<B> {
 }
 
 /// An inquiry's row with one of its tasks, if it has any.
-struct InquiryTaskRow {
+pub struct InquiryTaskRow {
     inquiry: InquiryRecord,
     task: Option<TaskRecord>,
+}
+
+impl InquiryTaskRow {
+    /// The inquiry and its tasks, from the rows of `inquiry_with_tasks`.
+    pub fn gather(rows: Vec<Self>) -> Option<(InquiryRecord, Vec<TaskRecord>)> {
+        let mut rows = rows.into_iter();
+        let first = rows.next()?;
+        let tasks = first.task.into_iter().chain(rows.filter_map(|r| r.task));
+        Some((first.inquiry, tasks.collect()))
+    }
+}
+
+/// An inquiry with its tasks in one statement: the inquiry's columns come
+/// with each task (the two tables share no column name); an inquiry
+/// without tasks comes as one row with NULL task columns.
+pub fn inquiry_with_tasks(id: &str) -> Sql<'_> {
+    Sql::new(
+        "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
+         i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
+         i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version, \
+         t.inquiry_id, t.agency, t.request_number, t.state, t.detail, t.ticket, \
+         t.latency_ms, t.result \
+         FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
+         WHERE i.id = $1 ORDER BY t.agency",
+    )
+    .bind(id)
 }
 
 impl<'r, R: Row> FromRow<'r, R> for InquiryTaskRow
@@ -402,14 +407,14 @@ pub async fn finish_in<B: Backend>(
 ) -> Result<FinishedTasks, StoreError> {
     let stored_keys = B::update_tasks(conn, owner, results).await?;
     let (stored, touched) = stored_results(results, &stored_keys);
-    let completed: Vec<(String,)> = if touched.is_empty() {
+    let completed: Vec<(String, String)> = if touched.is_empty() {
         Vec::new()
     } else {
         B::fetch_all(conn, complete_inquiries::<B>(&touched, now_ms)).await?
     };
     Ok(FinishedTasks {
         stored,
-        completed: completed.into_iter().map(|(id,)| id).collect(),
+        completed: completed.into_iter().map(|(id, _)| id).collect(),
     })
 }
 

@@ -204,7 +204,8 @@ pub struct Statements {
     /// $2..$4 the unfinished states, $5 now.
     pub time_out_tasks: String,
     /// Completes the inquiries among $2 that have no unfinished task
-    /// ($3..$5 the unfinished states) at $1, returning their `id`s.
+    /// ($3..$5 the unfinished states) at $1, returning their `id`s and
+    /// `caller`s.
     pub complete_inquiries: String,
     /// When the next unfinished task is due, as `next`: $1 and $2 the
     /// states, $3 the agencies left out.

@@ -585,7 +585,7 @@ fn claim<'a>(text: &'static str, owner: &'a str, now: i64, until: i64, n: i64) -
         .bind(limit(n))
 }
 
-async fn insert_outbox<B: Backend>(
+pub(super) async fn insert_outbox<B: Backend>(
     conn: &mut Conn<B>,
     item: &OutboxRecord,
 ) -> Result<(), sqlx::Error> {
