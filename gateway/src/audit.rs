@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, JournalEntry, Journaled,
-    NewAuditRow, StoreError, TaskResult, TaskUpdate,
+    NewAuditRow, SaveOrder, StoreError, TaskResult, TaskUpdate,
 };
 
 /// Which way a message went.
@@ -359,6 +359,16 @@ impl AuditLog {
             result,
         };
         finished(self.journal(None, Some(change)).await?)
+    }
+
+    /// Stores a control order's progress (`OrderStore::save_order`) with
+    /// whatever else the journal gathered. False when the lease was lost.
+    pub async fn save_order(&self, save: SaveOrder) -> Result<bool, AuditError> {
+        let change = Change::SaveOrder(Box::new(save));
+        match self.journal(None, Some(change)).await?.applied {
+            Some(Applied::Saved(saved)) => Ok(saved),
+            _ => Err(no_receipt()),
+        }
     }
 
     /// Completes an inquiry none of whose tasks is unfinished (its deadline

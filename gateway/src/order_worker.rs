@@ -40,7 +40,8 @@ use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::AgencyService;
 use crate::resilience::{AgencyCall, CallError, Refusal};
 use crate::store::{
-    MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, Store,
+    MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, SaveOrder,
+    Store,
 };
 use crate::transport::HttpReply;
 
@@ -618,11 +619,14 @@ impl OrderWorker {
                 }
             }
         }
-        match self
-            .store
-            .save_order(&self.owner, &order.id, &p, effect.as_ref(), &notify, now)
-            .await
-        {
+        let save = SaveOrder {
+            owner: self.owner.clone(),
+            id: order.id.clone(),
+            progress: p.clone(),
+            effect,
+            notify,
+        };
+        match self.audit.save_order(save).await {
             Ok(true) => {
                 if changed {
                     crate::metrics::count(&crate::metrics::global().orders, p.status.as_str());
@@ -673,11 +677,14 @@ impl OrderWorker {
             )
             .into_iter()
             .collect();
-        if let Err(e) = self
-            .store
-            .save_order(&self.owner, &order.id, &p, None, &notify, now)
-            .await
-        {
+        let save = SaveOrder {
+            owner: self.owner.clone(),
+            id: order.id.clone(),
+            progress: p,
+            effect: None,
+            notify,
+        };
+        if let Err(e) = self.audit.save_order(save).await {
             tracing::error!(error = %e, order = %order.id, "cannot store an order's failure");
         }
     }

@@ -413,6 +413,9 @@ pub enum Change {
     Plan(Box<PlanRecord>),
     /// A step's result for a task `owner` leases (`JobStore::finish_tasks`).
     Result { owner: String, result: TaskResult },
+    /// A control order's progress, stored where `owner` still holds its
+    /// lease (`OrderStore::save_order`).
+    SaveOrder(Box<SaveOrder>),
     /// The completion of an inquiry with no unfinished task left (its
     /// deadline timed the rest out), as `JobStore::try_complete`.
     Complete { inquiry_id: String },
@@ -441,6 +444,18 @@ pub enum Applied {
         stored: bool,
         completed: bool,
     },
+    /// An order's progress: stored (the lease was still held).
+    Saved(bool),
+}
+
+/// What `Change::SaveOrder` stores: `OrderStore::save_order`'s arguments.
+#[derive(Debug, Clone)]
+pub struct SaveOrder {
+    pub owner: String,
+    pub id: String,
+    pub progress: OrderProgress,
+    pub effect: Option<MeasureEffect>,
+    pub notify: Vec<OutboxRecord>,
 }
 
 /// One entry of the journal: an audit row, the change it records, or both.

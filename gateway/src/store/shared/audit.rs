@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::jobs::{InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks};
-use super::orders::{insert_order, insert_outbox, insert_plan};
+use super::orders::{insert_order, insert_outbox, insert_plan, save_order_in};
 use super::{Backend, Conn, Sql, SqlStore, limit};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::{
@@ -146,6 +146,19 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     Some(Change::Result { owner, result }) => {
                         results.entry(owner).or_default().push((i, result));
                         (true, None)
+                    }
+                    Some(Change::SaveOrder(save)) => {
+                        let saved = save_order_in::<B>(
+                            &mut tx,
+                            &save.owner,
+                            &save.id,
+                            &save.progress,
+                            save.effect.as_ref(),
+                            &save.notify,
+                            now_ms,
+                        )
+                        .await?;
+                        (true, Some(Applied::Saved(saved)))
                     }
                     Some(Change::Complete { inquiry_id }) => {
                         completions.push((i, inquiry_id));

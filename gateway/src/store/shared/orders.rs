@@ -187,87 +187,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let saved: Option<(String, Option<String>)> = B::fetch_optional(
-            &mut tx,
-            Sql::new(
-                "UPDATE orders SET status = $1, phase = $2, send_attempts = $3, ticket = $4, \
-                 controlled_fen = $5, shortfall_fen = $6, reason = $7, queue_position = $8, \
-                 measure_start = $9, measure_end = $10, agency_reference = $11, detail = $12, \
-                 due_at_ms = $13, decided_at_ms = $14, acknowledged_documents = $15, \
-                 documents_mismatch = $16, updated_at_ms = $17, lease_owner = NULL, \
-                 lease_until_ms = NULL \
-                 WHERE id = $18 AND lease_owner = $19 RETURNING measure_order, plan_id",
-            )
-            .bind(p.status)
-            .bind(p.phase)
-            .bind(p.send_attempts)
-            .bind(&p.ticket)
-            .bind(p.controlled_fen)
-            .bind(p.shortfall_fen)
-            .bind(&p.reason)
-            .bind(p.queue_position)
-            .bind(&p.measure_start)
-            .bind(&p.measure_end)
-            .bind(&p.agency_reference)
-            .bind(&p.detail)
-            .bind(p.due_at_ms)
-            .bind(p.decided_at_ms)
-            .bind_json(p.acknowledged_documents.as_ref())
-            .bind(p.documents_mismatch)
-            .bind(now_ms)
-            .bind(id)
-            .bind(owner),
-        )
-        .await?;
-        let Some((measure, plan)) = saved else {
-            return Ok(false);
-        };
-        let on_measure = match effect {
-            None => None,
-            Some(MeasureEffect::Renewed { end_date }) => Some(
-                Sql::new(format!(
-                    "UPDATE orders SET measure_end = $1, updated_at_ms = $2 \
-                     WHERE id = $3 AND status IN {live}",
-                    live = live()
-                ))
-                .bind(end_date.as_str()),
-            ),
-            // The measure's own watch ends: it is lifted.
-            Some(MeasureEffect::Released) => Some(Sql::new(format!(
-                "UPDATE orders SET status = '{released}', phase = '{DONE}', updated_at_ms = $1 \
-                 WHERE id = $2 AND status NOT IN {ended}",
-                released = OrderStatus::Released,
-                ended = sql_list(&OrderStatus::ENDED),
-            ))),
-            Some(MeasureEffect::Deducted { amount_fen }) => Some(
-                Sql::new(
-                    "UPDATE orders SET deducted_fen = deducted_fen + $1, \
-                     controlled_fen = CASE WHEN COALESCE(controlled_fen, 0) > $1 \
-                         THEN COALESCE(controlled_fen, 0) - $1 ELSE 0 END, \
-                     updated_at_ms = $2 WHERE id = $3",
-                )
-                .bind(*amount_fen),
-            ),
-        };
-        // The plan of this order (or of the measure it acts on) looks again.
-        let mut plans: Vec<String> = plan.into_iter().collect();
-        if let Some(q) = on_measure {
-            B::execute(&mut tx, q.bind(now_ms).bind(&measure)).await?;
-            let measure_plan: Option<(Option<String>,)> = B::fetch_optional(
-                &mut tx,
-                Sql::new("SELECT plan_id FROM orders WHERE id = $1").bind(&measure),
-            )
-            .await?;
-            plans.extend(measure_plan.and_then(|(p,)| p));
-        }
-        for plan in &plans {
-            wake_plan::<B>(&mut tx, plan, now_ms).await?;
-        }
-        for item in notify {
-            insert_outbox::<B>(&mut tx, item).await?;
-        }
+        let saved = save_order_in::<B>(&mut tx, owner, id, p, effect, notify, now_ms).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(saved)
     }
 
     async fn release_order(
@@ -764,4 +686,100 @@ pub(super) async fn insert_plan<B: Backend>(
             p.idempotency_key
         ))
     })
+}
+
+/// Stores an order's progress where `owner` still holds its lease, its
+/// effect on the measure it acts on, the plans to look again, and the
+/// callbacks it owes, on `conn` (a transaction of its own, or the
+/// journal's). False when the lease was lost.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn save_order_in<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    id: &str,
+    p: &OrderProgress,
+    effect: Option<&MeasureEffect>,
+    notify: &[OutboxRecord],
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let saved: Option<(String, Option<String>)> = B::fetch_optional(
+        &mut *conn,
+        Sql::new(
+            "UPDATE orders SET status = $1, phase = $2, send_attempts = $3, ticket = $4, \
+             controlled_fen = $5, shortfall_fen = $6, reason = $7, queue_position = $8, \
+             measure_start = $9, measure_end = $10, agency_reference = $11, detail = $12, \
+             due_at_ms = $13, decided_at_ms = $14, acknowledged_documents = $15, \
+             documents_mismatch = $16, updated_at_ms = $17, lease_owner = NULL, \
+             lease_until_ms = NULL \
+             WHERE id = $18 AND lease_owner = $19 RETURNING measure_order, plan_id",
+        )
+        .bind(p.status)
+        .bind(p.phase)
+        .bind(p.send_attempts)
+        .bind(&p.ticket)
+        .bind(p.controlled_fen)
+        .bind(p.shortfall_fen)
+        .bind(&p.reason)
+        .bind(p.queue_position)
+        .bind(&p.measure_start)
+        .bind(&p.measure_end)
+        .bind(&p.agency_reference)
+        .bind(&p.detail)
+        .bind(p.due_at_ms)
+        .bind(p.decided_at_ms)
+        .bind_json(p.acknowledged_documents.as_ref())
+        .bind(p.documents_mismatch)
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner),
+    )
+    .await?;
+    let Some((measure, plan)) = saved else {
+        return Ok(false);
+    };
+    let on_measure = match effect {
+        None => None,
+        Some(MeasureEffect::Renewed { end_date }) => Some(
+            Sql::new(format!(
+                "UPDATE orders SET measure_end = $1, updated_at_ms = $2 \
+                 WHERE id = $3 AND status IN {live}",
+                live = live()
+            ))
+            .bind(end_date.as_str()),
+        ),
+        // The measure's own watch ends: it is lifted.
+        Some(MeasureEffect::Released) => Some(Sql::new(format!(
+            "UPDATE orders SET status = '{released}', phase = '{DONE}', updated_at_ms = $1 \
+             WHERE id = $2 AND status NOT IN {ended}",
+            released = OrderStatus::Released,
+            ended = sql_list(&OrderStatus::ENDED),
+        ))),
+        Some(MeasureEffect::Deducted { amount_fen }) => Some(
+            Sql::new(
+                "UPDATE orders SET deducted_fen = deducted_fen + $1, \
+                 controlled_fen = CASE WHEN COALESCE(controlled_fen, 0) > $1 \
+                     THEN COALESCE(controlled_fen, 0) - $1 ELSE 0 END, \
+                 updated_at_ms = $2 WHERE id = $3",
+            )
+            .bind(*amount_fen),
+        ),
+    };
+    // The plan of this order (or of the measure it acts on) looks again.
+    let mut plans: Vec<String> = plan.into_iter().collect();
+    if let Some(q) = on_measure {
+        B::execute(&mut *conn, q.bind(now_ms).bind(&measure)).await?;
+        let measure_plan: Option<(Option<String>,)> = B::fetch_optional(
+            &mut *conn,
+            Sql::new("SELECT plan_id FROM orders WHERE id = $1").bind(&measure),
+        )
+        .await?;
+        plans.extend(measure_plan.and_then(|(p,)| p));
+    }
+    for plan in &plans {
+        wake_plan::<B>(&mut *conn, plan, now_ms).await?;
+    }
+    for item in notify {
+        insert_outbox::<B>(&mut *conn, item).await?;
+    }
+    Ok(true)
 }
