@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::agencies::AgencyRegistry;
-use crate::error::ApiError;
 use crate::input;
+use crate::rules::BrokenRule;
 use crate::store::{InquiryRecord, InquiryStatus, TaskRecord};
 
 /// `POST /v1/inquiries` body.
@@ -88,7 +88,7 @@ pub struct OfficerBody {
 
 impl SubjectBody {
     /// Cleans the subject's text in place (module `input`).
-    pub fn normalise(&mut self, at: &str) -> Result<(), ApiError> {
+    pub fn normalise(&mut self, at: &str) -> Result<(), BrokenRule> {
         self.name = input::text(&format!("{at}.name"), &self.name, input::NAME_MAX)?;
         input::optional_folded(
             &format!("{at}.id_number"),
@@ -104,7 +104,7 @@ impl SubjectBody {
 }
 
 /// Cleans officers' text in place: names as text, numbers as identifiers.
-pub fn normalise_officers(officers: &mut [OfficerBody]) -> Result<(), ApiError> {
+pub fn normalise_officers(officers: &mut [OfficerBody]) -> Result<(), BrokenRule> {
     input::bounded("officers", officers, input::OFFICERS_MAX)?;
     for (i, o) in officers.iter_mut().enumerate() {
         o.name = input::text(&format!("officers[{i}].name"), &o.name, input::NAME_MAX)?;
@@ -123,7 +123,7 @@ pub fn normalise_officers(officers: &mut [OfficerBody]) -> Result<(), ApiError> 
 }
 
 impl input::Normalise for InquiryBody {
-    fn normalise(&mut self) -> Result<(), ApiError> {
+    fn normalise(&mut self) -> Result<(), BrokenRule> {
         self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
         self.subject.normalise("subject")?;
         normalise_officers(&mut self.officers)?;
@@ -153,28 +153,22 @@ pub struct NewInquiry {
 
 /// Checks a subject and returns it with any warnings (legacy identity
 /// number, credit code failing its checksum).
-pub fn validate_subject(body: &SubjectBody) -> Result<(Subject, Vec<String>), ApiError> {
+pub fn validate_subject(body: &SubjectBody) -> Result<(Subject, Vec<String>), BrokenRule> {
     let mut warnings = Vec::new();
     let name = body.name.trim();
     if name.is_empty() {
-        return Err(ApiError::invalid(
-            "subject.name",
-            "the subject's name is required",
-        ));
+        return Err(BrokenRule::SubjectNameRequired);
     }
     let subject = match body.kind {
         SubjectKind::Person => {
             if body.credit_code.is_some() {
-                return Err(ApiError::invalid(
-                    "subject.credit_code",
-                    "a person is identified by id_number, not credit_code",
-                ));
+                return Err(BrokenRule::PersonWithCreditCode);
             }
-            let raw = body.id_number.as_deref().ok_or_else(|| {
-                ApiError::invalid("subject.id_number", "a person needs an id_number")
-            })?;
-            let id_number = IdNumber::parse(raw)
-                .map_err(|e| ApiError::invalid("subject.id_number", e.to_string()))?;
+            let raw = body
+                .id_number
+                .as_deref()
+                .ok_or(BrokenRule::IdNumberRequired)?;
+            let id_number = IdNumber::parse(raw).map_err(BrokenRule::InvalidIdNumber)?;
             if id_number.is_legacy() {
                 warnings.push(
                     "subject.id_number is a legacy 15-digit number; agencies may hold records \
@@ -189,16 +183,13 @@ pub fn validate_subject(body: &SubjectBody) -> Result<(Subject, Vec<String>), Ap
         }
         SubjectKind::Organization => {
             if body.id_number.is_some() {
-                return Err(ApiError::invalid(
-                    "subject.id_number",
-                    "an organization is identified by credit_code, not id_number",
-                ));
+                return Err(BrokenRule::OrganizationWithIdNumber);
             }
-            let raw = body.credit_code.as_deref().ok_or_else(|| {
-                ApiError::invalid("subject.credit_code", "an organization needs a credit_code")
-            })?;
-            let credit_code = CreditCode::parse(raw)
-                .map_err(|e| ApiError::invalid("subject.credit_code", e.to_string()))?;
+            let raw = body
+                .credit_code
+                .as_deref()
+                .ok_or(BrokenRule::CreditCodeRequired)?;
+            let credit_code = CreditCode::parse(raw).map_err(BrokenRule::InvalidCreditCode)?;
             if !credit_code.checksum_ok() {
                 warnings.push(
                     "subject.credit_code fails its checksum; accepted because some early codes \
@@ -220,14 +211,9 @@ pub fn validate_subject(body: &SubjectBody) -> Result<(Subject, Vec<String>), Ap
 pub fn validate_officers(
     officers: &[OfficerBody],
     minimum: usize,
-) -> Result<Vec<Officer>, ApiError> {
+) -> Result<Vec<Officer>, BrokenRule> {
     if officers.len() < minimum {
-        return Err(ApiError::invalid(
-            "officers",
-            format!(
-                "at least {minimum} officer(s) must be named, with work card and credential numbers"
-            ),
-        ));
+        return Err(BrokenRule::TooFewOfficers { minimum });
     }
     let officers = officers
         .iter()
@@ -239,10 +225,9 @@ pub fn validate_officers(
                 ("credential_no", &o.credential_no),
             ] {
                 if value.trim().is_empty() {
-                    return Err(ApiError::invalid(
-                        format!("officers[{i}].{field}"),
-                        format!("officers[{i}].{field} must not be empty"),
-                    ));
+                    return Err(BrokenRule::Empty {
+                        field: format!("officers[{i}].{field}"),
+                    });
                 }
             }
             Ok(Officer {
@@ -270,15 +255,10 @@ pub fn validate_officers(
             ),
         ] {
             if same {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "duplicate_officer",
-                    format!(
-                        "officers[{i}] is an officer named before (the same {field}); each \
-                         officer acts once, on their own credential"
-                    ),
-                )
-                .with_field(format!("officers[{i}].{field}")));
+                return Err(BrokenRule::DuplicateOfficer {
+                    index: i,
+                    number: field,
+                });
             }
         }
     }
@@ -286,18 +266,15 @@ pub fn validate_officers(
 }
 
 impl InquiryBody {
-    pub fn validate(&self, agencies: &AgencyRegistry) -> Result<NewInquiry, ApiError> {
-        let case_number = CaseNumber::parse(&self.case_number)
-            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    pub fn validate(&self, agencies: &AgencyRegistry) -> Result<NewInquiry, BrokenRule> {
+        let case_number =
+            CaseNumber::parse(&self.case_number).map_err(BrokenRule::InvalidCaseNumber)?;
         let (subject, warnings) = validate_subject(&self.subject)?;
         let officers = validate_officers(&self.officers, 1)?;
         let asset_kinds = match &self.asset_kinds {
             None => vec![AssetKind::BankAccount, AssetKind::RealEstate],
             Some(k) if k.is_empty() => {
-                return Err(ApiError::invalid(
-                    "asset_kinds",
-                    "name at least one asset kind, or leave it out",
-                ));
+                return Err(BrokenRule::NoAssetKinds);
             }
             Some(k) => {
                 let mut k = k.clone();
@@ -315,20 +292,21 @@ impl InquiryBody {
                 let mut chosen = Vec::new();
                 for (i, id) in ids.iter().enumerate() {
                     let field = format!("agencies[{i}]");
-                    let agency = agencies.get(id).ok_or_else(|| {
-                        ApiError::invalid(&field, format!("no agency {id:?} is configured"))
+                    let agency = agencies.get(id).ok_or_else(|| BrokenRule::UnknownAgency {
+                        field: field.clone(),
+                        agency: id.clone(),
                     })?;
                     if !agency.config().enabled {
-                        return Err(ApiError::invalid(
-                            &field,
-                            format!("agency {id:?} is disabled"),
-                        ));
+                        return Err(BrokenRule::AgencyDisabled {
+                            field,
+                            agency: id.clone(),
+                        });
                     }
                     if !asset_kinds.contains(&agency.config().asset_kind()) {
-                        return Err(ApiError::invalid(
-                            &field,
-                            format!("agency {id:?} does not hold the requested asset kinds"),
-                        ));
+                        return Err(BrokenRule::AgencyHoldsOtherKinds {
+                            index: i,
+                            agency: id.clone(),
+                        });
                     }
                     if !chosen.contains(id) {
                         chosen.push(id.clone());
@@ -338,10 +316,7 @@ impl InquiryBody {
             }
         };
         if targets.is_empty() {
-            return Err(ApiError::invalid(
-                "agencies",
-                "no enabled agency serves the requested asset kinds",
-            ));
+            return Err(BrokenRule::NoAgencyServes);
         }
         Ok(NewInquiry {
             case_number,

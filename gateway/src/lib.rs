@@ -25,6 +25,7 @@ pub mod plan;
 pub mod refusals;
 pub mod reload;
 pub mod resilience;
+pub mod rules;
 pub mod runtime;
 pub mod serve;
 pub mod state;

@@ -1,7 +1,8 @@
 //! Control orders: the request body, the law's checks (domain.md), how an
 //! order is stored, and how it reads back.
 //!
-//! The checks, each a 422 naming the field at fault:
+//! The checks, each refusing with a `BrokenRule` (module `rules`) that
+//! names what is at fault:
 //! - terms: a freeze of deposits lasts at most one year, a seal of real
 //!   estate at most three; the end date is not in the past;
 //! - a renewal is made before the measure's end date and runs again up to
@@ -15,7 +16,7 @@
 //! - renew, release and deduct refer to a prior order of the same case,
 //!   caller, agency and asset, whose measure is still in force.
 //! - nothing more is asked of a measure while a release of it is on its
-//!   way, nor a second renewal while one is (409s); these and the amounts
+//!   way, nor a second renewal while one is; these and the amounts
 //!   are judged in the order's turn (`OrderStore::lock_decision`).
 
 use adapters::control::{ControlAction, ControlRequest, DocumentRef};
@@ -29,11 +30,11 @@ use utoipa::ToSchema;
 
 use crate::agencies::AgencyRegistry;
 use crate::clock::term_end;
-use crate::error::ApiError;
 use crate::input;
 use crate::inquiry::{
     OfficerBody, SubjectBody, normalise_officers, timestamp, validate_officers, validate_subject,
 };
+use crate::rules::BrokenRule;
 use crate::store::{OrderPhase, OrderRecord, OrderStatus};
 
 /// Longest term of a freeze of deposits, in months.
@@ -125,7 +126,7 @@ pub struct DocumentBody {
 }
 
 /// Cleans documents' text in place.
-pub fn normalise_documents(documents: &mut [DocumentBody]) -> Result<(), ApiError> {
+pub fn normalise_documents(documents: &mut [DocumentBody]) -> Result<(), BrokenRule> {
     input::bounded("documents", documents, input::DOCUMENTS_MAX)?;
     for (i, d) in documents.iter_mut().enumerate() {
         d.kind = input::text(&format!("documents[{i}].kind"), &d.kind, 32)?;
@@ -140,7 +141,7 @@ pub fn normalise_documents(documents: &mut [DocumentBody]) -> Result<(), ApiErro
 }
 
 impl input::Normalise for OrderBody {
-    fn normalise(&mut self) -> Result<(), ApiError> {
+    fn normalise(&mut self) -> Result<(), BrokenRule> {
         self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
         self.subject.normalise("subject")?;
         normalise_officers(&mut self.officers)?;
@@ -171,35 +172,35 @@ pub const REQUIRED_DOCUMENTS: [&str; 2] = ["ruling", "assist_notice"];
 
 /// Checks the documents: the ruling and the assistance notice, each once,
 /// with a number and a SHA-256 (normalised to lower case).
-pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>, ApiError> {
+pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>, BrokenRule> {
     let mut out = Vec::new();
     for (i, d) in documents.iter().enumerate() {
         let kind = d.kind.trim();
         if !REQUIRED_DOCUMENTS.contains(&kind) {
-            return Err(ApiError::invalid(
-                format!("documents[{i}].kind"),
-                format!("document kind {kind:?} is unknown; use ruling or assist_notice"),
-            ));
+            return Err(BrokenRule::UnknownDocumentKind {
+                index: i,
+                kind: kind.to_owned(),
+            });
         }
         if out.iter().any(|o: &DocumentRef| o.kind == kind) {
-            return Err(ApiError::invalid(
-                format!("documents[{i}].kind"),
-                format!("the {kind} is named twice"),
-            ));
+            return Err(BrokenRule::DocumentNamedTwice {
+                index: i,
+                kind: kind.to_owned(),
+            });
         }
         let number = d.number.trim();
         if number.is_empty() {
-            return Err(ApiError::invalid(
-                format!("documents[{i}].number"),
-                format!("the {kind} needs its document number"),
-            ));
+            return Err(BrokenRule::DocumentNumberMissing {
+                index: i,
+                kind: kind.to_owned(),
+            });
         }
         let digest = d.sha256.trim().to_ascii_lowercase();
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ApiError::invalid(
-                format!("documents[{i}].sha256"),
-                format!("the {kind}'s sha256 must be 64 hexadecimal digits"),
-            ));
+            return Err(BrokenRule::DocumentDigestInvalid {
+                index: i,
+                kind: kind.to_owned(),
+            });
         }
         out.push(DocumentRef {
             kind: kind.to_owned(),
@@ -209,16 +210,7 @@ pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>
     }
     for kind in REQUIRED_DOCUMENTS {
         if !out.iter().any(|d| d.kind == kind) {
-            let what = match kind {
-                "ruling" => "the ruling (裁定书)",
-                _ => "the assistance notice (协助执行通知书)",
-            };
-            return Err(ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "missing_document",
-                format!("a control order must carry {what}, with its number and sha256"),
-            )
-            .with_field("documents"));
+            return Err(BrokenRule::MissingDocument { kind });
         }
     }
     Ok(out)
@@ -229,24 +221,17 @@ pub fn validate_documents(documents: &[DocumentBody]) -> Result<Vec<DocumentRef>
 pub fn validate_control_officers(
     officers: &[OfficerBody],
     minimum: usize,
-) -> Result<Vec<Officer>, ApiError> {
+) -> Result<Vec<Officer>, BrokenRule> {
     if officers.len() < minimum {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "too_few_officers",
-            format!(
-                "a control measure needs {minimum} officers, each with a work card number and an \
-                 enforcement credential number"
-            ),
-        )
-        .with_field("officers"));
+        return Err(BrokenRule::TooFewControlOfficers { minimum });
     }
     validate_officers(officers, minimum)
 }
 
-pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid(field, format!("{field} must be a date, YYYY-MM-DD")))
+pub fn parse_date(field: &str, text: &str) -> Result<NaiveDate, BrokenRule> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| BrokenRule::InvalidDate {
+        field: field.to_owned(),
+    })
 }
 
 /// What the law needs to know about the order's surroundings.
@@ -280,10 +265,6 @@ pub struct NewOrder {
     pub documents: Vec<DocumentRef>,
 }
 
-fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
-}
-
 /// The action a renewal or release acts on.
 fn measure_action(action: ControlAction) -> Option<ControlAction> {
     match action {
@@ -312,9 +293,9 @@ impl OrderBody {
             .filter(|s| !s.is_empty())
     }
 
-    pub fn validate(&self, ctx: &RuleContext<'_>) -> Result<NewOrder, ApiError> {
-        let case_number = CaseNumber::parse(&self.case_number)
-            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    pub fn validate(&self, ctx: &RuleContext<'_>) -> Result<NewOrder, BrokenRule> {
+        let case_number =
+            CaseNumber::parse(&self.case_number).map_err(BrokenRule::InvalidCaseNumber)?;
         let (subject, _warnings) = validate_subject(&self.subject)?;
         let officers = validate_control_officers(&self.officers, ctx.min_officers)?;
         let documents = validate_documents(&self.documents)?;
@@ -324,68 +305,35 @@ impl OrderBody {
         // standing measure.
         let (prior, measure) = match (measure_action(action), self.prior_id()) {
             (None, Some(_)) => {
-                return Err(ApiError::invalid(
-                    "prior_order",
-                    format!(
-                        "a {} starts a measure and names no prior order",
-                        action.as_str()
-                    ),
-                ));
+                return Err(BrokenRule::PriorOrderNotAllowed { action });
             }
             (None, None) => (None, None),
             (Some(_), None) => {
-                return Err(unprocessable(
-                    "prior_order_required",
-                    "prior_order",
-                    format!(
-                        "a {} must name the prior order of the measure it acts on",
-                        action.as_str()
-                    ),
-                ));
+                return Err(BrokenRule::PriorOrderRequired { action });
             }
             (Some(wanted), Some(id)) => {
+                let unknown = || BrokenRule::UnknownPriorOrder { id: id.to_owned() };
                 let (Some(prior), Some(measure)) = (ctx.prior, ctx.measure) else {
-                    return Err(unprocessable(
-                        "unknown_prior_order",
-                        "prior_order",
-                        format!("no order {id:?} of this caller exists"),
-                    ));
+                    return Err(unknown());
                 };
                 if prior.caller != ctx.caller {
-                    return Err(unprocessable(
-                        "unknown_prior_order",
-                        "prior_order",
-                        format!("no order {id:?} of this caller exists"),
-                    ));
+                    return Err(unknown());
                 }
                 if prior.case_number != case_number.as_str() {
-                    return Err(unprocessable(
-                        "prior_order_other_case",
-                        "prior_order",
-                        format!(
-                            "the prior order belongs to case {}, not {}",
-                            prior.case_number, case_number
-                        ),
-                    ));
+                    return Err(BrokenRule::PriorOrderOtherCase {
+                        prior_case: prior.case_number.clone(),
+                        case: case_number.to_string(),
+                    });
                 }
                 if measure.action != wanted {
-                    return Err(unprocessable(
-                        "prior_order_wrong_action",
-                        "prior_order",
-                        format!(
-                            "a {} acts on a {}, but the prior order is a {}",
-                            action.as_str(),
-                            wanted.as_str(),
-                            measure.action.as_str()
-                        ),
-                    ));
+                    return Err(BrokenRule::PriorOrderWrongAction {
+                        action,
+                        wanted,
+                        found: measure.action,
+                    });
                 }
                 if measure.subject.identifier() != subject.identifier() {
-                    return Err(unprocessable(
-                        "prior_order_other_subject",
-                        "subject",
-                        "the prior order's measure is on another subject",
-                    ));
+                    return Err(BrokenRule::PriorOrderOtherSubject);
                 }
                 (Some(prior), Some(measure))
             }
@@ -394,15 +342,15 @@ impl OrderBody {
         // The agency and the asset: named, or taken from the prior order.
         let agency = match (&self.agency, measure) {
             (Some(a), Some(m)) if a.trim() != m.agency => {
-                return Err(ApiError::invalid(
-                    "agency",
-                    format!("the prior order's measure is at {}, not {a}", m.agency),
-                ));
+                return Err(BrokenRule::AgencyNotTheMeasures {
+                    measure_agency: m.agency.clone(),
+                    named: a.clone(),
+                });
             }
             (Some(a), _) => a.trim().to_owned(),
             (None, Some(m)) => m.agency.clone(),
             (None, None) => {
-                return Err(ApiError::invalid("agency", "name the agency to act at"));
+                return Err(BrokenRule::AgencyRequired);
             }
         };
         let asset = match (&self.asset, measure) {
@@ -411,10 +359,7 @@ impl OrderBody {
                     == m.account_number.as_deref()
                     && asset.unit_number.as_deref().map(str::trim) == m.unit_number.as_deref();
                 if !same {
-                    return Err(ApiError::invalid(
-                        "asset",
-                        "the asset differs from the prior order's",
-                    ));
+                    return Err(BrokenRule::AssetNotTheMeasures);
                 }
                 AssetBody {
                     account_number: m.account_number.clone(),
@@ -430,20 +375,21 @@ impl OrderBody {
                 unit_number: m.unit_number.clone(),
             },
             (None, None) => {
-                return Err(ApiError::invalid(
-                    "asset",
-                    "name the asset: {\"account_number\"} at a bank, {\"unit_number\"} at a registry",
-                ));
+                return Err(BrokenRule::AssetRequired);
             }
         };
-        let link = ctx.agencies.get(&agency).ok_or_else(|| {
-            ApiError::invalid("agency", format!("no agency {agency:?} is configured"))
-        })?;
+        let link = ctx
+            .agencies
+            .get(&agency)
+            .ok_or_else(|| BrokenRule::UnknownAgency {
+                field: "agency".to_owned(),
+                agency: agency.clone(),
+            })?;
         if !link.config().enabled {
-            return Err(ApiError::invalid(
-                "agency",
-                format!("agency {agency:?} is disabled"),
-            ));
+            return Err(BrokenRule::AgencyDisabled {
+                field: "agency".to_owned(),
+                agency,
+            });
         }
         let on_accounts = action.on_accounts();
         let wanted_kind = if on_accounts {
@@ -452,34 +398,22 @@ impl OrderBody {
             AssetKind::RealEstate
         };
         if link.config().asset_kind() != wanted_kind {
-            return Err(ApiError::invalid(
-                "action",
-                format!(
-                    "a {} acts on {}, which agency {agency:?} does not hold",
-                    action.as_str(),
-                    wanted_kind.as_str()
-                ),
-            ));
+            return Err(BrokenRule::AgencyHoldsNoSuchAsset {
+                action,
+                wanted: wanted_kind,
+                agency,
+            });
         }
         let dialect = &link.agency.dialect;
         if !dialect.supports(action) {
-            return Err(ApiError::invalid(
-                "action",
-                format!(
-                    "agency {agency:?} (dialect {}) takes no {} orders",
-                    dialect.name(),
-                    action.as_str()
-                ),
-            ));
+            return Err(BrokenRule::ActionNotTaken {
+                agency,
+                dialect: dialect.name().to_string(),
+                action,
+            });
         }
         if !dialect.can_query_control() {
-            return Err(ApiError::invalid(
-                "agency",
-                format!(
-                    "agency {agency:?} cannot be asked about a measure's state, so an order to it \
-                     could not be delivered exactly once"
-                ),
-            ));
+            return Err(BrokenRule::AgencyCannotBeQueried { agency });
         }
         let (field, needed, other) = if on_accounts {
             (
@@ -495,37 +429,23 @@ impl OrderBody {
             )
         };
         if needed.as_deref().is_none_or(str::is_empty) || other.is_some() {
-            return Err(ApiError::invalid(
-                field,
-                format!("a {} names the asset by {field} only", action.as_str()),
-            ));
+            return Err(BrokenRule::AssetNamedWrongly { action, field });
         }
 
         // Amounts.
         let amount_fen = match action {
             ControlAction::Freeze | ControlAction::Deduct => {
-                let amount = self.amount_fen.ok_or_else(|| {
-                    unprocessable(
-                        "amount_required",
-                        "amount_fen",
-                        format!("a {} states its amount in fen", action.as_str()),
-                    )
-                })?;
+                let amount = self
+                    .amount_fen
+                    .ok_or(BrokenRule::AmountRequired { action })?;
                 if amount <= 0 {
-                    return Err(unprocessable(
-                        "amount_not_positive",
-                        "amount_fen",
-                        "amount_fen must be positive",
-                    ));
+                    return Err(BrokenRule::AmountNotPositive);
                 }
                 Some(amount)
             }
             _ => {
                 if self.amount_fen.is_some() {
-                    return Err(ApiError::invalid(
-                        "amount_fen",
-                        format!("a {} states no amount", action.as_str()),
-                    ));
+                    return Err(BrokenRule::AmountNotAllowed { action });
                 }
                 None
             }
@@ -536,30 +456,14 @@ impl OrderBody {
             let controlled = m.controlled_fen.unwrap_or(0);
             let available = controlled - ctx.pending_deductions_fen;
             if !m.status.in_force() {
-                return Err(unprocessable(
-                    "measure_not_in_force",
-                    "prior_order",
-                    format!(
-                        "only funds a freeze holds can be deducted; that freeze is {}",
-                        m.status
-                    ),
-                ));
+                return Err(BrokenRule::DeductionFromFreezeNotInForce { status: m.status });
             }
             if amount > available {
-                return Err(unprocessable(
-                    "deduction_exceeds_freeze",
-                    "amount_fen",
-                    format!(
-                        "the deduction ({}) is larger than what the freeze controls ({}{})",
-                        Fen(amount),
-                        Fen(available.max(0)),
-                        if ctx.pending_deductions_fen > 0 {
-                            ", after deductions already on their way"
-                        } else {
-                            ""
-                        }
-                    ),
-                ));
+                return Err(BrokenRule::DeductionExceedsFreeze {
+                    amount_fen: amount,
+                    available_fen: available.max(0),
+                    after_pending: ctx.pending_deductions_fen > 0,
+                });
             }
         }
 
@@ -568,87 +472,52 @@ impl OrderBody {
         let months = term_months(action);
         let (start_date, end_date) = match action {
             ControlAction::Freeze | ControlAction::Seal => {
-                let end = self.end_date.as_deref().ok_or_else(|| {
-                    unprocessable(
-                        "end_date_required",
-                        "end_date",
-                        format!("a {} states its end date", action.as_str()),
-                    )
-                })?;
+                let end = self
+                    .end_date
+                    .as_deref()
+                    .ok_or(BrokenRule::EndDateRequired { action })?;
                 let end = parse_date("end_date", end)?;
                 check_term(action, today, end, months)?;
                 (Some(today), Some(end))
             }
             ControlAction::Renew | ControlAction::RenewSeal => {
                 let Some(m) = measure else {
-                    return Err(ApiError::internal("renewal without its measure"));
+                    return Err(BrokenRule::Inconsistent(
+                        "renewal without its measure".to_owned(),
+                    ));
                 };
                 if !m.status.is_live() {
-                    return Err(unprocessable(
-                        "measure_not_in_force",
-                        "prior_order",
-                        format!(
-                            "only a measure in force or waiting can be renewed; this one is {}",
-                            m.status
-                        ),
-                    ));
+                    return Err(BrokenRule::RenewalOfMeasureNotLive { status: m.status });
                 }
                 let current_end = m
                     .measure_end
                     .as_deref()
                     .or(m.end_date.as_deref())
                     .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-                    .ok_or_else(|| {
-                        unprocessable(
-                            "measure_not_in_force",
-                            "prior_order",
-                            "the measure's end date is not known yet; wait for the agency's answer",
-                        )
-                    })?;
+                    .ok_or(BrokenRule::MeasureEndUnknown)?;
                 if today > current_end {
-                    return Err(unprocessable(
-                        "renewal_too_late",
-                        "prior_order",
-                        format!(
-                            "a renewal must be made before the measure ends; it ended on \
-                             {current_end}"
-                        ),
-                    ));
+                    return Err(BrokenRule::RenewalTooLate { ended: current_end });
                 }
-                let end = self.end_date.as_deref().ok_or_else(|| {
-                    unprocessable(
-                        "end_date_required",
-                        "end_date",
-                        "a renewal states its new end date",
-                    )
-                })?;
+                let end = self
+                    .end_date
+                    .as_deref()
+                    .ok_or(BrokenRule::RenewalEndDateRequired)?;
                 let end = parse_date("end_date", end)?;
                 let start = current_end.succ_opt().unwrap_or(current_end);
                 if end < start {
-                    return Err(unprocessable(
-                        "end_date_too_early",
-                        "end_date",
-                        format!("a renewal must end after the current end date, {current_end}"),
-                    ));
+                    return Err(BrokenRule::RenewalEndsTooEarly { current_end });
                 }
                 check_term(action, start, end, months)?;
                 (Some(start), Some(end))
             }
             ControlAction::Release | ControlAction::ReleaseSeal | ControlAction::Deduct => {
                 if self.end_date.is_some() {
-                    return Err(ApiError::invalid(
-                        "end_date",
-                        format!("a {} states no end date", action.as_str()),
-                    ));
+                    return Err(BrokenRule::EndDateNotAllowed { action });
                 }
                 if let Some(m) = measure
                     && !m.status.is_live()
                 {
-                    return Err(unprocessable(
-                        "measure_not_in_force",
-                        "prior_order",
-                        format!("that measure is {} and cannot be acted on", m.status),
-                    ));
+                    return Err(BrokenRule::MeasureNotLive { status: m.status });
                 }
                 (None, None)
             }
@@ -677,26 +546,18 @@ fn check_term(
     start: NaiveDate,
     end: NaiveDate,
     months: u32,
-) -> Result<(), ApiError> {
+) -> Result<(), BrokenRule> {
     if end < start {
-        return Err(unprocessable(
-            "end_date_in_past",
-            "end_date",
-            format!("the end date {end} is before {start}"),
-        ));
+        return Err(BrokenRule::EndBeforeStart { start, end });
     }
     let limit = term_end(start, months).unwrap_or(start);
     if end > limit {
-        let what = if action.on_accounts() {
-            "a freeze of bank deposits lasts at most one year"
-        } else {
-            "a seal of real estate lasts at most three years"
-        };
-        return Err(unprocessable(
-            "term_too_long",
-            "end_date",
-            format!("{what}: from {start} it may end on {limit} at the latest, not {end}"),
-        ));
+        return Err(BrokenRule::TermTooLong {
+            action,
+            start,
+            limit,
+            end,
+        });
     }
     Ok(())
 }
@@ -865,20 +726,16 @@ pub fn pending_deductions_fen(measure_orders: &[OrderRecord]) -> i64 {
         .sum()
 }
 
-fn pending_conflict(code: &'static str, message: String) -> ApiError {
-    ApiError::new(axum::http::StatusCode::CONFLICT, code, message).with_field("prior_order")
-}
-
 /// A release of the measure, on its way or done, ends what may be asked of
 /// it: a second release, a deduction or a renewal is refused. On its way,
-/// a 409 `release_pending` (wait for its answer: if the agency refuses it,
-/// the measure stands and may be acted on again); done, a 422
-/// `measure_not_in_force`. Judged in the order's turn, against the orders
+/// `ReleasePending` (wait for its answer: if the agency refuses it, the
+/// measure stands and may be acted on again); done, `MeasureReleased`
+/// (the measure is not in force). Judged in the order's turn, against the orders
 /// of its measure (`measure_orders`).
 pub fn check_no_release_of_measure(
     action: ControlAction,
     measure_orders: &[OrderRecord],
-) -> Result<(), ApiError> {
+) -> Result<(), BrokenRule> {
     if measure_action(action).is_none() {
         return Ok(());
     }
@@ -890,22 +747,14 @@ pub fn check_no_release_of_measure(
     });
     for r in releases {
         if !r.status.is_decided() {
-            return Err(pending_conflict(
-                "release_pending",
-                format!(
-                    "the release {} of this measure is on its way to the agency; nothing more \
-                     can be asked of the measure until it is answered (GET /v1/orders/{}): if \
-                     it is refused or fails, send this order again",
-                    r.id, r.id
-                ),
-            ));
+            return Err(BrokenRule::ReleasePending {
+                release: r.id.clone(),
+            });
         }
         if r.status.in_force() {
-            return Err(unprocessable(
-                "measure_not_in_force",
-                "prior_order",
-                format!("the measure was released by order {}", r.id),
-            ));
+            return Err(BrokenRule::MeasureReleased {
+                release: r.id.clone(),
+            });
         }
     }
     Ok(())
@@ -913,12 +762,12 @@ pub fn check_no_release_of_measure(
 
 /// One renewal of a measure at a time: a renewal runs from the measure's
 /// end date as the agency last stated it, which a renewal on its way is
-/// about to move. Refused with a 409 `renewal_pending` until that one is
+/// about to move. Refused (`RenewalPending`) until that one is
 /// answered; then renew again from the new end date, if still needed.
 pub fn check_no_renewal_on_its_way(
     action: ControlAction,
     measure_orders: &[OrderRecord],
-) -> Result<(), ApiError> {
+) -> Result<(), BrokenRule> {
     if !matches!(action, ControlAction::Renew | ControlAction::RenewSeal) {
         return Ok(());
     }
@@ -926,14 +775,9 @@ pub fn check_no_renewal_on_its_way(
         .iter()
         .find(|o| o.action == action && !o.status.is_decided())
     {
-        Some(r) => Err(pending_conflict(
-            "renewal_pending",
-            format!(
-                "the renewal {} of this measure is on its way to the agency; wait for its answer \
-                 (GET /v1/orders/{}), then renew from the end date it set, if still needed",
-                r.id, r.id
-            ),
-        )),
+        Some(r) => Err(BrokenRule::RenewalPending {
+            renewal: r.id.clone(),
+        }),
         None => Ok(()),
     }
 }

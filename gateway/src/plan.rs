@@ -33,7 +33,6 @@ use utoipa::ToSchema;
 use crate::agencies::AgencyRegistry;
 use crate::audit::{AuditRecord, Direction};
 use crate::config::PlanAccountOrder;
-use crate::error::ApiError;
 use crate::input;
 use crate::inquiry::{
     OfficerBody, SubjectBody, normalise_officers, timestamp, validate_subject, view as inquiry_view,
@@ -43,6 +42,7 @@ use crate::order::{
     validate_control_officers, validate_documents,
 };
 use crate::order_worker::OrderWorker;
+use crate::rules::BrokenRule;
 use crate::store::{
     Created, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanAccount, PlanAccounts,
     PlanProgress, PlanRecord, PlanStatus, SkippedAccount, TaskRecord,
@@ -90,7 +90,7 @@ pub struct PlanBody {
 }
 
 impl input::Normalise for PlanBody {
-    fn normalise(&mut self) -> Result<(), ApiError> {
+    fn normalise(&mut self) -> Result<(), BrokenRule> {
         self.case_number = input::text("case_number", &self.case_number, input::CASE_NUMBER_MAX)?;
         self.subject.normalise("subject")?;
         normalise_officers(&mut self.officers)?;
@@ -114,10 +114,6 @@ pub struct NewPlan {
     pub skipped: Vec<SkippedAccount>,
 }
 
-fn unprocessable(code: &'static str, field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, code, message).with_field(field)
-}
-
 impl PlanBody {
     pub fn validate(
         &self,
@@ -127,71 +123,50 @@ impl PlanBody {
         inquiry: Option<(&InquiryRecord, &[TaskRecord])>,
         agencies: &AgencyRegistry,
         order_by: PlanAccountOrder,
-    ) -> Result<NewPlan, ApiError> {
-        let case_number = CaseNumber::parse(&self.case_number)
-            .map_err(|e| ApiError::invalid("case_number", e.to_string()))?;
+    ) -> Result<NewPlan, BrokenRule> {
+        let case_number =
+            CaseNumber::parse(&self.case_number).map_err(BrokenRule::InvalidCaseNumber)?;
         let (subject, _) = validate_subject(&self.subject)?;
         let officers = validate_control_officers(&self.officers, min_officers)?;
         let documents = validate_documents(&self.documents)?;
         if self.amount_fen <= 0 {
-            return Err(unprocessable(
-                "amount_not_positive",
-                "amount_fen",
-                "amount_fen must be positive",
-            ));
+            return Err(BrokenRule::AmountNotPositive);
         }
         let end_date = parse_date("end_date", &self.end_date)?;
         if end_date < today {
-            return Err(unprocessable(
-                "end_date_in_past",
-                "end_date",
-                format!("the end date {end_date} is before today, {today}"),
-            ));
+            return Err(BrokenRule::EndBeforeToday {
+                today,
+                end: end_date,
+            });
         }
         let limit = crate::clock::term_end(today, DEPOSIT_TERM_MONTHS).unwrap_or(today);
         if end_date > limit {
-            return Err(unprocessable(
-                "term_too_long",
-                "end_date",
-                format!(
-                    "a freeze of bank deposits lasts at most one year: from {today} it may end on \
-                     {limit} at the latest, not {end_date}"
-                ),
-            ));
+            return Err(BrokenRule::TermTooLong {
+                action: ControlAction::Freeze,
+                start: today,
+                limit,
+                end: end_date,
+            });
         }
         let Some((inquiry, tasks)) = inquiry.filter(|(i, _)| i.caller == caller) else {
-            return Err(unprocessable(
-                "unknown_inquiry",
-                "inquiry",
-                format!("no inquiry {:?} of this caller exists", self.inquiry),
-            ));
+            return Err(BrokenRule::UnknownInquiry {
+                id: self.inquiry.clone(),
+            });
         };
         if inquiry.case_number != case_number.as_str() {
-            return Err(unprocessable(
-                "inquiry_other_case",
-                "inquiry",
-                format!(
-                    "the inquiry belongs to case {}, not {case_number}",
-                    inquiry.case_number
-                ),
-            ));
+            return Err(BrokenRule::InquiryOtherCase {
+                inquiry_case: inquiry.case_number.clone(),
+                case: case_number.to_string(),
+            });
         }
         if inquiry.subject.identifier() != subject.identifier() {
-            return Err(unprocessable(
-                "inquiry_other_subject",
-                "inquiry",
-                "the inquiry was about another subject",
-            ));
+            return Err(BrokenRule::InquiryOtherSubject);
         }
         if inquiry.status != InquiryStatus::Completed {
-            return Err(unprocessable(
-                "inquiry_running",
-                "inquiry",
-                "the inquiry is still running; plan once every agency has answered",
-            ));
+            return Err(BrokenRule::InquiryRunning);
         }
         let view = inquiry_view(inquiry, tasks)
-            .map_err(|e| ApiError::internal(format!("stored inquiry unreadable: {e}")))?;
+            .map_err(|e| BrokenRule::Inconsistent(format!("stored inquiry unreadable: {e}")))?;
         let mut accounts = Vec::new();
         let mut skipped = Vec::new();
         for asset in &view.assets {
@@ -239,12 +214,7 @@ impl PlanBody {
             accounts.sort_by_key(|a| std::cmp::Reverse(a.available_fen));
         }
         if accounts.is_empty() {
-            return Err(unprocessable(
-                "no_accounts",
-                "inquiry",
-                "the inquiry found no account a freeze could be placed on",
-            )
-            .with_details(json!({ "skipped": skipped })));
+            return Err(BrokenRule::NoAccounts { skipped });
         }
         Ok(NewPlan {
             case_number,

@@ -187,4 +187,5 @@ pub fn page_limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, ApiEr
 pub fn filter(field: &str, raw: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     raw.map(|v| crate::input::required(field, &v, max))
         .transpose()
+        .map_err(ApiError::from)
 }

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod callbacks;
+mod domain_errors;
 pub mod edge;
 pub mod extract;
 mod health;

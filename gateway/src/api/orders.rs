@@ -156,7 +156,8 @@ async fn decide_order(
             order::check_no_release_of_measure(new.action, &facts.measure_orders)?;
             order::check_no_renewal_on_its_way(new.action, &facts.measure_orders)?;
             Ok(new)
-        });
+        })
+        .map_err(ApiError::from);
     let new = match checked {
         Ok(n) => n,
         Err(e) => {
@@ -562,7 +563,7 @@ async fn decide_plan(
         Ok(n) => n,
         Err(e) => {
             turn.release().await;
-            return refused(e, Some(raw.to_vec())).await;
+            return refused(ApiError::from(e), Some(raw.to_vec())).await;
         }
     };
     let court = caller
