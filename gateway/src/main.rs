@@ -8,6 +8,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway::config::GatewayConfig;
 
+/// mimalloc instead of the system's allocator: under load the gateway
+/// allocates and frees small buffers on many threads at once, where glibc's
+/// allocator spent a sixth of the gateway's CPU (`docs/benchmarks/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gateway",
