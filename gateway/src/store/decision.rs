@@ -154,7 +154,18 @@ pub(super) async fn lock_shared(
     let mut numbers: Vec<i64> = ordered(keys).into_iter().map(advisory_key).collect();
     numbers.sort_unstable();
     numbers.dedup();
-    let mut tx = tokio::time::timeout(left, pool.begin())
+    // A connection the server ended while it lay idle (a restart, an
+    // administrator) fails its BEGIN and is dropped: another is taken.
+    let begin = async {
+        let mut tries = pool.options().get_max_connections() + 1;
+        loop {
+            match pool.begin().await {
+                Err(e) if tries > 1 && super::shared::connection_lost(&e) => tries -= 1,
+                begun => break begun,
+            }
+        }
+    };
+    let mut tx = tokio::time::timeout(left, begin)
         .await
         .map_err(|_| busy(wait))??;
     let left = wait

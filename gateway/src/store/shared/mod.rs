@@ -112,15 +112,44 @@ impl<B: Backend> SqlStore<B> {
     }
 
     /// A read, on a reader's connection: it sees every commit made before
-    /// it starts and waits for no writer.
+    /// it starts and waits for no writer. A connection the server ended
+    /// while it lay idle in the pool (a restart, an administrator) fails
+    /// its read and is dropped; the read is tried again on another, so the
+    /// first reads after the database comes back do not fail for it.
     async fn read_all<T: Record>(&self, sql: Sql<'_>) -> Result<Vec<T>, StoreError> {
-        let mut conn = self.readers.acquire().await?;
-        Ok(B::fetch_all(&mut conn, sql).await?)
+        let mut sql = sql;
+        let mut tries = self.readers.options().get_max_connections() + 1;
+        loop {
+            let again = sql.try_clone();
+            let mut conn = self.readers.acquire().await?;
+            match B::fetch_all(&mut conn, sql).await {
+                Err(e) if tries > 1 && connection_lost(&e) => {
+                    tries -= 1;
+                    drop(conn.detach());
+                    match again {
+                        Some(again) => sql = again,
+                        None => return Err(e.into()),
+                    }
+                }
+                done => return Ok(done?),
+            }
+        }
     }
 
     async fn read_optional<T: Record>(&self, sql: Sql<'_>) -> Result<Option<T>, StoreError> {
-        let mut conn = self.readers.acquire().await?;
-        Ok(B::fetch_optional(&mut conn, sql).await?)
+        Ok(self.read_all(sql).await?.into_iter().next())
+    }
+}
+
+/// Whether a statement failed because its connection is gone (ended by
+/// the server or broken), not because of the statement.
+pub(in crate::store) fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
     }
 }
 
@@ -278,6 +307,18 @@ impl<'a> Sql<'a> {
         }
     }
 
+    /// The same statement again, unless a value could not be bound.
+    pub fn try_clone(&self) -> Option<Self> {
+        match self.error {
+            Some(_) => None,
+            None => Some(Self {
+                text: self.text.clone(),
+                args: self.args.clone(),
+                error: None,
+            }),
+        }
+    }
+
     /// Binds the next `$N`.
     pub fn bind(mut self, value: impl Into<Arg<'a>>) -> Self {
         self.args.push(value.into());
@@ -320,7 +361,7 @@ impl<'a> Sql<'a> {
 }
 
 /// A value bound to a statement.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Arg<'a> {
     Text(Option<Cow<'a, str>>),
     Int(Option<i64>),
