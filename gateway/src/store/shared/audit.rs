@@ -64,18 +64,8 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         };
         // The slow path: under the chain's lock, after the tail as stored.
         let appended = async {
-            let mut tx = self.begin().await?;
-            if let Some(lock) = B::statements().lock_audit_chain {
-                B::execute(&mut tx, Sql::new(lock)).await?;
-            }
-            let tail: Option<(i64, String)> = B::fetch_optional(
-                &mut tx,
-                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-            )
-            .await?;
-            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
-            let rows = chain_rows(new, seq, prev);
-            B::insert_audit(&mut tx, &rows, None).await?;
+            let mut tx = self.begin_locked().await?;
+            let rows = append_after_tail::<B>(&mut tx, new).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(rows)
         }
@@ -237,16 +227,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     });
                 }
             }
-            let tail: Option<(i64, String)> = B::fetch_optional(
-                &mut tx,
-                Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-            )
-            .await?;
-            let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
-            let chained = chain_rows(rows, seq, prev);
-            if !chained.is_empty() {
-                B::insert_audit(&mut tx, &chained, None).await?;
-            }
+            let chained = append_after_tail::<B>(&mut tx, rows).await?;
             tx.commit().await?;
             for (i, new) in inquiry_at.into_iter().zip(inquiries) {
                 applied[i] = Some(Applied::Inquiry(Box::new(new)));
@@ -456,6 +437,26 @@ async fn queue_completed<B: Backend>(
         insert_outbox::<B>(conn, &item).await?;
     }
     Ok(())
+}
+
+/// Chains `new` after the tail as stored and appends it, on a transaction
+/// that holds the chain's lock (`SqlStore::begin_locked`).
+async fn append_after_tail<B: Backend>(
+    conn: &mut Conn<B>,
+    new: Vec<NewAuditRow>,
+) -> Result<Vec<AuditRow>, StoreError> {
+    if new.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tail: Option<(i64, String)> = B::fetch_optional(
+        &mut *conn,
+        Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+    )
+    .await?;
+    let (seq, prev) = tail.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let rows = chain_rows(new, seq, prev);
+    B::insert_audit(conn, &rows, None).await?;
+    Ok(rows)
 }
 
 /// Numbers and chains `new` after the row (`seq`, `prev`).
