@@ -8,12 +8,18 @@
 //! bodies enter the chain by digest, so a body can later be purged without
 //! breaking it. If the log cannot write, the waiter gets an error and the
 //! gateway does not go on: nothing is sent that is not recorded.
+//!
+//! A row may also be given without waiting for it (`record_deferred`): an
+//! agency's answer, whose row need only be committed before the result
+//! made of it. The result's entry names the row's `Ticket`; the journal
+//! commits the two in one transaction, or the row first, and refuses the
+//! result when the row could not be recorded.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, JournalEntry, Journaled,
@@ -264,7 +270,57 @@ type Ack = oneshot::Sender<Result<Journaled, AuditError>>;
 struct Pending {
     record: Option<AuditRecord>,
     change: Option<Change>,
+    waiter: Waiter,
+}
+
+/// Who is told what became of an entry.
+struct Waiter {
     ack: Ack,
+    /// A deferred row's ticket, set when the entry is resolved.
+    ticket: Option<watch::Sender<u8>>,
+    /// Rows the entry must not be stored without.
+    after: Vec<Ticket>,
+}
+
+impl Waiter {
+    fn resolve(self, result: Result<Journaled, AuditError>) {
+        if let Some(ticket) = &self.ticket {
+            ticket.send_replace(if result.is_ok() { STORED } else { FAILED });
+        }
+        let _ = self.ack.send(result);
+    }
+
+    /// A row this entry depends on was not recorded (one resolved before
+    /// it; one still pending is in the same transaction).
+    fn orphaned(&self) -> bool {
+        self.after.iter().any(|t| *t.0.borrow() == FAILED)
+    }
+}
+
+const PENDING: u8 = 0;
+const STORED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// A row given to the journal without waiting for it
+/// (`AuditLog::record_deferred`): an entry that must not be stored without
+/// the row names it, and is refused if the row could not be recorded.
+#[derive(Debug, Clone)]
+pub struct Ticket(watch::Receiver<u8>);
+
+impl Ticket {
+    /// Waits until the row is committed; an error if it could not be.
+    pub async fn recorded(&self) -> Result<(), AuditError> {
+        let mut rx = self.0.clone();
+        match rx.wait_for(|s| *s != PENDING).await {
+            Ok(s) if *s == STORED => Ok(()),
+            Ok(_) => Err(AuditError::Store("the row was not recorded".into())),
+            Err(_) => Err(AuditError::Stopped),
+        }
+    }
+}
+
+fn orphan_error() -> AuditError {
+    AuditError::Store("a row the entry depends on could not be recorded".into())
 }
 
 /// The handle through which everything is recorded: the journal. Audit
@@ -327,10 +383,32 @@ impl AuditLog {
     /// its sequence number. A full channel makes the caller wait (back-pressure),
     /// it never drops the record.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
-        match self.journal(Some(record), None).await?.row {
+        match self.journal(Some(record), None, Vec::new()).await?.row {
             Some(row) => Ok(row.seq),
             None => Err(AuditError::Store("the journal left a plain row out".into())),
         }
+    }
+
+    /// Gives the journal a row without waiting for its commit (only for
+    /// the channel's room). The ticket says what became of it; an entry
+    /// that names it in `after` is stored with it or after it, never
+    /// without it.
+    pub async fn record_deferred(&self, record: AuditRecord) -> Result<Ticket, AuditError> {
+        let (ack, _) = oneshot::channel();
+        let (ticket, rx) = watch::channel(PENDING);
+        self.tx
+            .send(Pending {
+                record: Some(record),
+                change: None,
+                waiter: Waiter {
+                    ack,
+                    ticket: Some(ticket),
+                    after: Vec::new(),
+                },
+            })
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        Ok(Ticket(rx))
     }
 
     /// Records a request's acceptance and makes the change it accepted (a
@@ -343,7 +421,7 @@ impl AuditLog {
         record: AuditRecord,
         change: Change,
     ) -> Result<(Option<i64>, Applied), AuditError> {
-        let journaled = self.journal(Some(record), Some(change)).await?;
+        let journaled = self.journal(Some(record), Some(change), Vec::new()).await?;
         match journaled.applied {
             Some(applied) => Ok((journaled.row.map(|r| r.seq), applied)),
             None => Err(no_receipt()),
@@ -354,18 +432,30 @@ impl AuditLog {
     /// inquiry in the same transaction when it was the last unfinished
     /// task. Committed with whatever else the journal gathered.
     pub async fn finish(&self, owner: &str, result: TaskResult) -> Result<Finished, AuditError> {
+        self.finish_after(owner, result, Vec::new()).await
+    }
+
+    /// As `finish`, for a result made of answers whose rows were given
+    /// without waiting (`after`): stored in the same transaction as those
+    /// rows or after them, and refused when one could not be recorded.
+    pub async fn finish_after(
+        &self,
+        owner: &str,
+        result: TaskResult,
+        after: Vec<Ticket>,
+    ) -> Result<Finished, AuditError> {
         let change = Change::Result {
             owner: owner.to_owned(),
             result,
         };
-        finished(self.journal(None, Some(change)).await?)
+        finished(self.journal(None, Some(change), after).await?)
     }
 
     /// Stores a control order's progress (`OrderStore::save_order`) with
     /// whatever else the journal gathered. False when the lease was lost.
     pub async fn save_order(&self, save: SaveOrder) -> Result<bool, AuditError> {
         let change = Change::SaveOrder(Box::new(save));
-        match self.journal(None, Some(change)).await?.applied {
+        match self.journal(None, Some(change), Vec::new()).await?.applied {
             Some(Applied::Saved(saved)) => Ok(saved),
             _ => Err(no_receipt()),
         }
@@ -378,7 +468,7 @@ impl AuditLog {
         let change = Change::Complete {
             inquiry_id: inquiry_id.to_owned(),
         };
-        Ok(finished(self.journal(None, Some(change)).await?)?.completed)
+        Ok(finished(self.journal(None, Some(change), Vec::new()).await?)?.completed)
     }
 
     /// Records an agency's pushed result (`record`) and stores it for the
@@ -397,20 +487,25 @@ impl AuditLog {
             request_number: request_number.to_owned(),
             update,
         };
-        finished(self.journal(Some(record), Some(change)).await?)
+        finished(self.journal(Some(record), Some(change), Vec::new()).await?)
     }
 
     async fn journal(
         &self,
         record: Option<AuditRecord>,
         change: Option<Change>,
+        after: Vec<Ticket>,
     ) -> Result<Journaled, AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Pending {
                 record,
                 change,
-                ack,
+                waiter: Waiter {
+                    ack,
+                    ticket: None,
+                    after,
+                },
             })
             .await
             .map_err(|_| AuditError::Stopped)?;
@@ -492,18 +587,22 @@ async fn writer(
             .count()
             .max(1);
         let now = chrono::Utc::now().timestamp_millis();
-        let (entries, acks): (Vec<JournalEntry>, Vec<Ack>) = pending
-            .drain(..take)
-            .map(|p| {
-                (
-                    JournalEntry {
-                        row: p.record.map(|record| NewAuditRow { at_ms: now, record }),
-                        change: p.change,
-                    },
-                    p.ack,
-                )
-            })
-            .unzip();
+        let mut entries: Vec<JournalEntry> = Vec::with_capacity(take);
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(take);
+        for p in pending.drain(..take) {
+            if p.waiter.orphaned() {
+                p.waiter.resolve(Err(orphan_error()));
+                continue;
+            }
+            entries.push(JournalEntry {
+                row: p.record.map(|record| NewAuditRow { at_ms: now, record }),
+                change: p.change,
+            });
+            waiters.push(p.waiter);
+        }
+        if entries.is_empty() {
+            continue;
+        }
         let count = entries.len();
         // New requests can fail one by one (an id taken); results cannot.
         let with_changes = entries.iter().any(|e| {
@@ -531,31 +630,33 @@ async fn writer(
                     .rev()
                     .find_map(|j| j.row.as_ref())
                     .map(|r| (r.seq, r.hash.clone()));
-                for (ack, journaled) in acks.into_iter().zip(stored) {
-                    let _ = ack.send(Ok(journaled));
+                for (waiter, journaled) in waiters.into_iter().zip(stored) {
+                    waiter.resolve(Ok(journaled));
                 }
                 last
             }
             (Err(e), Some(entries)) => {
                 tracing::warn!(error = %e, entries = count, "a journal batch failed; committing each entry alone");
                 let mut last = None;
-                for (ack, entry) in acks.into_iter().zip(entries) {
+                for (waiter, entry) in waiters.into_iter().zip(entries) {
+                    if waiter.orphaned() {
+                        waiter.resolve(Err(orphan_error()));
+                        continue;
+                    }
                     match store.append_journal(vec![entry], now, callbacks).await {
                         Ok(mut one) if one.len() == 1 => {
                             let journaled = one.remove(0);
                             if let Some(r) = &journaled.row {
                                 last = Some((r.seq, r.hash.clone()));
                             }
-                            let _ = ack.send(Ok(journaled));
+                            waiter.resolve(Ok(journaled));
                         }
-                        Ok(_) => {
-                            let _ = ack.send(Err(AuditError::Store(
-                                "the journal returned no receipt".into(),
-                            )));
-                        }
+                        Ok(_) => waiter.resolve(Err(AuditError::Store(
+                            "the journal returned no receipt".into(),
+                        ))),
                         Err(e) => {
                             metrics.audit_failures.inc();
-                            let _ = ack.send(Err(AuditError::Store(e.to_string())));
+                            waiter.resolve(Err(AuditError::Store(e.to_string())));
                         }
                     }
                 }
@@ -564,8 +665,8 @@ async fn writer(
             (Err(e), None) => {
                 metrics.audit_failures.inc();
                 tracing::error!(error = %e, rows = count, "audit batch failed to commit");
-                for ack in acks {
-                    let _ = ack.send(Err(AuditError::Store(e.to_string())));
+                for waiter in waiters {
+                    waiter.resolve(Err(AuditError::Store(e.to_string())));
                 }
                 None
             }
@@ -878,6 +979,95 @@ mod tests {
             assert_eq!(pair[1].prev_hash, pair[0].hash);
             assert_eq!(pair[1].seq, pair[0].seq + 1);
         }
+    }
+
+    /// A result made of an answer whose row was given without waiting is
+    /// stored with that row or after it: refused when the row could not be
+    /// recorded, whether in the same transaction or in an earlier one.
+    #[tokio::test]
+    async fn a_result_is_never_stored_without_the_answer_row_it_was_made_of() {
+        use crate::store::{JobStore, TaskState};
+        let (_dir, store) = store().await;
+        let new = inquiry("inq-1", &["bank-a", "bank-b"]);
+        store
+            .create_inquiry(&new.record, &new.tasks)
+            .await
+            .expect("create");
+        let claimed = store
+            .claim_due_tasks("gw", 2_000, i64::MAX, 10, &[])
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        // SQLite refuses the rows of one action, as a failing disk would.
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+             WHEN NEW.action = 'poison' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+        )
+        .execute(store.pool())
+        .await
+        .expect("trigger");
+        let poison = || AuditRecord {
+            action: "poison".into(),
+            ..record(0)
+        };
+        let log = AuditLog::start(store.clone(), 64).await.expect("start");
+        let state = |agency: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .tasks("inq-1")
+                    .await
+                    .expect("read")
+                    .into_iter()
+                    .find(|t| t.agency == agency)
+                    .map(|t| t.state)
+            }
+        };
+
+        // The row and the result in one transaction (on the test's
+        // one-thread runtime the writer runs only once both are queued).
+        let bad = log.record_deferred(poison()).await.expect("queued");
+        let same = log
+            .finish_after("gw", result("inq-1", "bank-a"), vec![bad.clone()])
+            .await;
+        assert!(same.is_err(), "{same:?}");
+        assert!(bad.recorded().await.is_err());
+        assert_ne!(
+            state("bank-a").await,
+            Some(TaskState::Finished(adapters::model::AgencyStatus::NoRecord))
+        );
+
+        // The row failed in an earlier transaction: the result is refused
+        // though its own transaction would commit.
+        let later = log
+            .finish_after("gw", result("inq-1", "bank-a"), vec![bad])
+            .await;
+        assert!(later.is_err(), "{later:?}");
+        assert_ne!(
+            state("bank-a").await,
+            Some(TaskState::Finished(adapters::model::AgencyStatus::NoRecord))
+        );
+
+        // A recorded row lets its result through, committed together.
+        let good = log.record_deferred(record(1)).await.expect("queued");
+        let stored = log
+            .finish_after("gw", result("inq-1", "bank-b"), vec![good.clone()])
+            .await
+            .expect("stored");
+        assert!(stored.stored);
+        good.recorded().await.expect("the row is committed");
+        assert_eq!(
+            state("bank-b").await,
+            Some(TaskState::Finished(adapters::model::AgencyStatus::NoRecord))
+        );
+        let rows = store
+            .audit_events(&AuditFilter {
+                limit: 10,
+                ..AuditFilter::default()
+            })
+            .await
+            .expect("read");
+        assert_eq!(rows.len(), 1, "only the recorded row");
     }
 
     #[tokio::test]

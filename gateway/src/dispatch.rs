@@ -6,7 +6,9 @@
 //! and finished by one store update; if the process dies mid-way the lease
 //! runs out and the task is claimed again, with the same request number, which
 //! the agency recognises. It never sends a byte whose audit record has not
-//! committed, and never uses a reply that has not been recorded.
+//! committed, and never uses a reply that has not been recorded: an
+//! answer's rows are committed with the results made of it, or before
+//! them.
 //!
 //! Each task is sent with the agency set its inquiry started with (see
 //! `agencies`), only during the agency's business hours (outside them the
@@ -32,7 +34,7 @@ use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::agencies::{Agency, AgencyLink, AgencySets};
-use crate::audit::{AuditLog, AuditRecord, Finished};
+use crate::audit::{AuditLog, AuditRecord, Finished, Ticket};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
@@ -647,22 +649,26 @@ impl Dispatcher {
         };
         // Audit before dispatch: the audit layer commits every item's
         // outbound record before each attempt leaves.
-        let audit = Arc::new(MessageAudit::new(
-            self.audit.clone(),
-            items
-                .iter()
-                .map(|(task, inquiry, request)| agency_record(agency, inquiry, task, request))
-                .collect(),
-            "inquiry.send",
-            "inquiry.reply",
-            wire.body.clone(),
-        ));
+        // The answer's rows are committed with the results made of it.
+        let audit = Arc::new(
+            MessageAudit::new(
+                self.audit.clone(),
+                items
+                    .iter()
+                    .map(|(task, inquiry, request)| agency_record(agency, inquiry, task, request))
+                    .collect(),
+                "inquiry.send",
+                "inquiry.reply",
+                wire.body.clone(),
+            )
+            .deferring_replies(),
+        );
         let mut call = AgencyCall::new(
             &agency.config.id,
             "inquiry.send",
             &envelope.batch_number,
             wire,
-            audit,
+            audit.clone(),
         );
         call.items = items.len();
         if let [(_, inquiry, _)] = items.as_slice() {
@@ -712,9 +718,12 @@ impl Dispatcher {
             },
         };
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
+        let recorded = audit.take_recorded();
         for ((task, _, _), outcome) in items.iter().zip(outcomes) {
             let update = update_for(agency, outcome, Some(sent_at), latency, now_ms());
-            self.finish(task, update).instrument(task_span(task)).await;
+            self.finish_after(task, update, recorded.clone())
+                .instrument(task_span(task))
+                .await;
         }
     }
 
@@ -783,19 +792,22 @@ impl Dispatcher {
                 return;
             }
         };
-        let audit = Arc::new(MessageAudit::new(
-            self.audit.clone(),
-            vec![agency_record(agency, &inquiry, &task, &request)],
-            "inquiry.poll",
-            "inquiry.poll_reply",
-            format!("{} {}", wire.method.as_str(), wire.path).into_bytes(),
-        ));
+        let audit = Arc::new(
+            MessageAudit::new(
+                self.audit.clone(),
+                vec![agency_record(agency, &inquiry, &task, &request)],
+                "inquiry.poll",
+                "inquiry.poll_reply",
+                format!("{} {}", wire.method.as_str(), wire.path).into_bytes(),
+            )
+            .deferring_replies(),
+        );
         let mut call = AgencyCall::new(
             &agency.config.id,
             "inquiry.poll",
             &task.request_number,
             wire,
-            audit,
+            audit.clone(),
         );
         call.inquiry = Some(inquiry.id.clone());
         // A poll is a fresh read each time: its own retries.
@@ -845,12 +857,20 @@ impl Dispatcher {
         let now = now_ms();
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
-        self.finish(&task, update).await;
+        self.finish_after(&task, update, audit.take_recorded())
+            .await;
     }
 
     /// Stores a step's result and completes the inquiry when this was its
     /// last unfinished task.
     async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
+        self.finish_after(task, update, Vec::new()).await
+    }
+
+    /// As `finish`, for a result made of an answer whose rows were given to
+    /// the journal without waiting (`recorded`): it is stored with them or
+    /// after them, and not at all when they could not be recorded.
+    async fn finish_after(&self, task: &ClaimedTask, update: TaskUpdate, recorded: Vec<Ticket>) {
         if let TaskState::Finished(status) = update.state {
             crate::metrics::AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms);
         }
@@ -863,7 +883,7 @@ impl Dispatcher {
             agency: task.agency.clone(),
             update,
         };
-        match self.audit.finish(&self.owner, result).await {
+        match self.audit.finish_after(&self.owner, result, recorded).await {
             Ok(Finished {
                 stored: true,
                 completed,

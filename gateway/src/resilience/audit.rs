@@ -12,7 +12,7 @@ use futures::future::{BoxFuture, join_all};
 use super::breaker::is_agency_failure;
 use super::call::{AgencyCall, CallError, CallFuture, ExchangeAudit};
 use super::layer::{Around, AroundLayer, Inner};
-use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::audit::{AuditLog, AuditRecord, Direction, Ticket};
 use crate::transport::{HttpReply, TransportError};
 
 /// A step that must commit after the outbound rows and before the message
@@ -33,6 +33,11 @@ pub struct MessageAudit {
     reply_action: String,
     body: Bytes,
     before_send: Option<BeforeSend>,
+    /// Answers' rows are given to the journal without waiting: the
+    /// caller stores what it makes of the answer after them
+    /// (`take_recorded`).
+    defer_replies: bool,
+    recorded: std::sync::Mutex<Vec<Ticket>>,
 }
 
 impl MessageAudit {
@@ -50,6 +55,28 @@ impl MessageAudit {
             reply_action: reply_action.to_owned(),
             body: body.into(),
             before_send: None,
+            defer_replies: false,
+            recorded: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The rows of an agency's answer (one that is neither a failure nor
+    /// retried: a status below 400) are not waited for; the caller must
+    /// store the result it makes of the answer with
+    /// `AuditLog::finish_after(.., self.take_recorded())`, so that the
+    /// result is committed with the rows or after them, never without.
+    /// Rows of failures and of answers a retry acts on are still committed
+    /// before the stack goes on.
+    pub fn deferring_replies(mut self) -> Self {
+        self.defer_replies = true;
+        self
+    }
+
+    /// The tickets of the answer rows given without waiting.
+    pub fn take_recorded(&self) -> Vec<Ticket> {
+        match self.recorded.lock() {
+            Ok(mut tickets) => std::mem::take(&mut *tickets),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         }
     }
 
@@ -106,15 +133,35 @@ impl ExchangeAudit for MessageAudit {
         result: &Result<HttpReply, TransportError>,
     ) -> Result<(), String> {
         let (status, latency_ms, body) = reply_fields(result);
-        self.record_all(|r| AuditRecord {
+        let row = |r: &AuditRecord| AuditRecord {
             direction: Some(Direction::Reply),
             action: self.reply_action.clone(),
             status: Some(status.clone()),
             latency_ms,
             body: body.clone(),
             ..r.clone()
-        })
-        .await
+        };
+        if !(self.defer_replies && matches!(result, Ok(reply) if reply.status < 400)) {
+            return self.record_all(row).await;
+        }
+        let given = join_all(
+            self.records
+                .iter()
+                .map(|r| self.log.record_deferred(row(r))),
+        )
+        .await;
+        let mut tickets = Vec::with_capacity(given.len());
+        for ticket in given {
+            match ticket {
+                Ok(t) => tickets.push(t),
+                Err(_) => return Err("the audit log cannot record it".to_owned()),
+            }
+        }
+        match self.recorded.lock() {
+            Ok(mut recorded) => recorded.extend(tickets),
+            Err(poisoned) => poisoned.into_inner().extend(tickets),
+        }
+        Ok(())
     }
 }
 
