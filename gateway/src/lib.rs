@@ -28,6 +28,7 @@ pub mod resilience;
 pub mod rules;
 pub mod runtime;
 pub mod serve;
+pub mod services;
 pub mod state;
 pub mod store;
 pub mod telemetry;

@@ -11,14 +11,15 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::api::extract::{ApiJson, ApiPath, ApiQuery, case_filter, page_limit};
+use crate::api::inbound;
 use crate::api::schema::ErrorBody;
-use crate::api::{accept, inbound};
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
 use crate::error::ApiError;
-use crate::inquiry::{self, InquiryBody, InquiryView, officer_labels};
+use crate::inquiry::{self, InquiryBody, InquiryView};
+use crate::services::inquiries::accept_inquiry;
 use crate::state::AppState;
-use crate::store::{Applied, Change, InquiryRecord, InquiryStatus, NewInquiry, TaskRecord};
+use crate::store::{InquiryRecord, InquiryStatus, TaskRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -62,15 +63,9 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Enforcement])?;
     let raw = body.as_ref().map(|b| b.raw.to_vec()).ok();
-    // The set the inquiry fans out to, held until it is stored with the
-    // set's version: a reload meanwhile cannot drop it.
-    let agencies = state.agencies.current();
-    let checked = (|| {
-        let wait = parse_wait(params.wait.as_deref(), state.config.inquiries.max_wait_secs)?;
-        let ApiJson { value, .. } = body?;
-        Ok::<_, ApiError>((wait, value.validate(&agencies)?))
-    })();
-    let (wait, new) = match checked {
+    let parsed = parse_wait(params.wait.as_deref(), state.config.inquiries.max_wait_secs)
+        .and_then(|wait| Ok((wait, body?)));
+    let (wait, ApiJson { value, raw }) = match parsed {
         Ok(v) => v,
         Err(e) => {
             // Refused attempts are recorded too: misuse shows in failures.
@@ -86,73 +81,10 @@ pub async fn create(
             return Err(e);
         }
     };
-    let court = caller
-        .court
-        .clone()
-        .ok_or_else(|| ApiError::forbidden("this caller has no court configured"))?;
-    let id = format!("inq_{}", uuid::Uuid::now_v7().simple());
-    let fields = AuditRecord {
-        officers: officer_labels(&new.officers),
-        case_number: Some(new.case_number.as_str().to_owned()),
-        subject: Some(new.subject.identifier().to_owned()),
-        inquiry_id: Some(id.clone()),
-        ..AuditRecord::default()
-    };
-    let now = chrono::Utc::now().timestamp_millis();
-    let deadline = now + state.config.inquiries.deadline_secs as i64 * 1000;
-    let record = inquiry::new_record(
-        &id,
-        &caller.name,
-        &court,
-        &new,
-        now,
-        deadline,
-        agencies.version(),
-    );
-    let tasks: Vec<(String, String)> = new
-        .agencies
-        .iter()
-        .map(|a| (a.clone(), inquiry::request_number(&id, a)))
-        .collect();
-    let mut completion = (wait > Duration::ZERO).then(|| state.dispatcher.completion(&id));
-    // This instance claims the tasks as it stores them and sends them at
-    // once, when it has room; otherwise the dispatcher's next round
-    // claims them.
-    let offer = state.dispatcher.offer(tasks.len(), now);
-    let applied = accept(
-        &state,
-        &caller,
-        "inquiry.create",
-        raw,
-        fields,
-        Change::Inquiry(Box::new(NewInquiry {
-            record,
-            tasks,
-            lease: offer.as_ref().map(|o| o.lease.clone()),
-        })),
-    )
-    .await?;
-    let Applied::Inquiry(stored) = applied else {
-        return Err(ApiError::internal(
-            "the journal stored something else than the inquiry",
-        ));
-    };
-    let NewInquiry { record, tasks, .. } = *stored;
-    crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
-    drop(agencies);
-    tracing::info!(
-        inquiry = %id,
-        case = %new.case_number,
-        subject = %new.subject.masked_identifier(),
-        agencies = tasks.len(),
-        "inquiry accepted"
-    );
-    state.dispatcher.hand_over(record, &tasks, offer);
-
-    if let Some(completion) = completion.as_mut() {
-        // Completed or not, the view below says where it stands.
-        completion.until(tokio::time::Instant::now() + wait).await;
-    }
+    let mut accepted = accept_inquiry(&state, &caller, value, raw, wait > Duration::ZERO).await?;
+    // Completed or not, the view below says where it stands.
+    accepted.until(tokio::time::Instant::now() + wait).await;
+    let id = accepted.id;
     let view = load_view(&state, &id).await?;
     let status = if view.status == InquiryStatus::Completed {
         StatusCode::OK
