@@ -30,7 +30,6 @@ use adapters::dialect::{
 };
 use adapters::model::{AgencyStatus, Court, InquiryOutcome};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
-use tower::ServiceExt;
 use tracing::Instrument;
 
 use crate::agencies::{Agency, AgencyLink, AgencySets};
@@ -39,16 +38,13 @@ use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::notify::Notifier;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::stack::AgencyService;
-use crate::resilience::{AgencyCall, CallError, Refusal};
+use crate::resilience::stack::{AgencyService, Exchanged, exchange};
+use crate::resilience::{AgencyCall, Refusal};
 use crate::store::{
     ClaimedTask, InquiryRecord, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
 use crate::transport::{HttpReply, TransportError};
 
-/// How long to wait before retrying a step the audit log or the store could
-/// not record.
-const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
 /// Why a task waits, when the agency's quota has no room now.
 const QUOTA_WAIT: &str = "waiting for the agency's quota (rate_per_second)";
 /// How often retired agency sets are checked for inquiries still using them.
@@ -305,8 +301,9 @@ impl Dispatcher {
         self.handle.clone()
     }
 
-    /// Runs until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true: the leased-worker loop, and beside it
+    /// the tasks the API hands over.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
         let handoffs = self
             .handoffs
             .lock()
@@ -315,35 +312,7 @@ impl Dispatcher {
         if let Some(rx) = handoffs {
             tokio::spawn(self.clone().take_handoffs(rx, stop.clone()));
         }
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = %e, "dispatcher round failed; retrying");
-            }
-            let idle = Duration::from_millis(self.settings.idle_tick_ms);
-            // Work that cannot start (no permit left, globally or at its
-            // agency) waits for an exchange to end, which wakes us.
-            let next_due = if self.permits.available_permits() == 0 {
-                Ok(None)
-            } else {
-                self.store.next_due_ms(&self.busy_agencies()).await
-            };
-            let sleep = match next_due {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - now_ms()).clamp(0, idle.as_millis() as i64) as u64)
-                }
-                _ => idle,
-            };
-            // Don't spin when everything due is already in flight.
-            let sleep = sleep.max(Duration::from_millis(5));
-            tokio::select! {
-                _ = self.handle.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = stop.changed() => {}
-            }
-        }
+        crate::worker::run(self, stop).await
     }
 
     /// Starts the tasks the API handed over, as they come; those that
@@ -384,7 +353,7 @@ impl Dispatcher {
     }
 
     /// One pass: time out overdue inquiries, claim what is due, start it.
-    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+    async fn claim_round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let now = now_ms();
         if now - self.last_expire_ms.load(Ordering::Relaxed) >= EXPIRE_EVERY_MS {
             self.last_expire_ms.store(now, Ordering::Relaxed);
@@ -688,21 +657,27 @@ impl Dispatcher {
             .unwrap_or(0);
         self.bound(&mut call, agency, deadline, retries, lease_until_ms);
         let sent_at = now_ms();
-        let result = match self.stack(link).oneshot(call).await {
-            Ok(reply) => Ok(reply),
-            Err(CallError::Transport(e)) => Err(e),
-            Err(CallError::Refused(refusal)) => {
+        let result = match exchange(self.stack(link), call).await {
+            Exchanged::Answered(reply) => Ok(reply),
+            Exchanged::NoAnswer(e) => Err(e),
+            Exchanged::Later {
+                due_at_ms,
+                refusal: Some(refusal),
+            } => {
                 for (task, inquiry, _) in &items {
                     let span = task_span(task);
-                    self.send_refused(task, inquiry, refusal, agency)
+                    self.send_refused(task, inquiry, refusal, due_at_ms, agency)
                         .instrument(span)
                         .await;
                 }
                 return;
             }
-            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
+            Exchanged::Later {
+                due_at_ms,
+                refusal: None,
+            } => {
                 for (task, _, _) in &items {
-                    self.release(task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+                    self.release(task, due_at_ms).await;
                 }
                 return;
             }
@@ -736,11 +711,11 @@ impl Dispatcher {
         task: &ClaimedTask,
         inquiry: &InquiryRecord,
         refusal: Refusal,
+        due: i64,
         agency: &Agency,
     ) {
         match refusal {
-            Refusal::RateLimited { retry_in } => {
-                let due = now_ms() + retry_in.as_millis() as i64;
+            Refusal::RateLimited { .. } => {
                 if due >= inquiry.deadline_at_ms {
                     let detail =
                         "the agency's quota (rate_per_second) left no room before the deadline";
@@ -762,7 +737,7 @@ impl Dispatcher {
                 self.finish(task, failed(AgencyStatus::CircuitOpen, &detail))
                     .await;
             }
-            Refusal::Busy => self.release(task, now_ms()).await,
+            Refusal::Busy => self.release(task, due).await,
         }
     }
 
@@ -819,31 +794,31 @@ impl Dispatcher {
             retries,
             lease_until_ms,
         );
-        let result = match self.stack(link).oneshot(call).await {
-            Ok(reply) => Ok(reply),
-            Err(CallError::Transport(e)) => Err(e),
+        let result = match exchange(self.stack(link), call).await {
+            Exchanged::Answered(reply) => Ok(reply),
+            Exchanged::NoAnswer(e) => Err(e),
             // The agency holds the request: ask again once it may be asked.
-            Err(CallError::Refused(Refusal::RateLimited { retry_in })) => {
-                let due = now_ms() + retry_in.as_millis() as i64;
-                self.defer(&task, due, QUOTA_WAIT).await;
+            Exchanged::Later {
+                due_at_ms,
+                refusal: Some(Refusal::RateLimited { .. }),
+            } => {
+                self.defer(&task, due_at_ms, QUOTA_WAIT).await;
                 return;
             }
-            Err(CallError::Refused(Refusal::CircuitOpen { retry_in })) => {
-                let retry = retry_in.unwrap_or(Duration::from_secs(1));
+            Exchanged::Later {
+                due_at_ms,
+                refusal: Some(Refusal::CircuitOpen { .. }),
+            } => {
                 self.defer(
                     &task,
-                    now_ms() + retry.as_millis() as i64 + 1,
+                    due_at_ms,
                     "circuit open: the result is fetched once the agency may be asked again",
                 )
                 .await;
                 return;
             }
-            Err(CallError::Refused(Refusal::Busy)) => {
-                self.release(&task, now_ms()).await;
-                return;
-            }
-            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
-                self.release(&task, now_ms() + RETRY_AFTER_FAILURE_MS).await;
+            Exchanged::Later { due_at_ms, .. } => {
+                self.release(&task, due_at_ms).await;
                 return;
             }
         };
@@ -945,6 +920,31 @@ impl Dispatcher {
     async fn completed(&self, inquiry_id: &str) {
         crate::metrics::count(&crate::metrics::global().inquiries, "completed");
         self.handle.completed(inquiry_id);
+    }
+}
+
+impl crate::worker::LeasedWork for Dispatcher {
+    const NAME: &'static str = "dispatcher";
+
+    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        self.claim_round().await
+    }
+
+    /// Work that cannot start (no permit left, globally or at its agency)
+    /// waits for an exchange to end, which wakes the loop.
+    async fn next_due_ms(&self) -> Result<Option<i64>, crate::store::StoreError> {
+        if self.permits.available_permits() == 0 {
+            return Ok(None);
+        }
+        self.store.next_due_ms(&self.busy_agencies()).await
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(self.settings.idle_tick_ms)
+    }
+
+    fn woken(&self) -> &Notify {
+        &self.handle.wake
     }
 }
 

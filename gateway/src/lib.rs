@@ -35,6 +35,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod verify;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -26,7 +26,6 @@ use adapters::dialect::{Envelope, WireReply, WireRequest};
 use chrono::Days;
 use futures::future::BoxFuture;
 use tokio::sync::{Notify, Semaphore, watch};
-use tower::ServiceExt;
 
 use crate::agencies::{AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Direction};
@@ -37,17 +36,13 @@ use crate::notify::Notifier;
 use crate::order::{self, stored_request};
 use crate::plan;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::stack::AgencyService;
-use crate::resilience::{AgencyCall, CallError, Refusal};
+use crate::resilience::stack::{AgencyService, Exchanged, exchange};
+use crate::resilience::{AgencyCall, Refusal};
 use crate::store::{
     MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, SaveOrder,
     Store,
 };
 use crate::transport::HttpReply;
-
-/// How long to wait before retrying a step the audit log or the store could
-/// not record.
-const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -109,37 +104,14 @@ impl OrderWorker {
         self.handle.clone()
     }
 
-    /// Runs until `stop` turns true.
-    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let idle = Duration::from_millis(1_000);
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = %e, "order worker round failed; retrying");
-            }
-            let sleep = match self.store.next_order_work_ms().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - now_ms()).clamp(0, idle.as_millis() as i64) as u64)
-                }
-                _ => idle,
-            };
-            let sweep_due = self.last_sweep_ms.load(Ordering::Relaxed)
-                + self.settings.expiry_sweep_ms as i64
-                - now_ms();
-            let sleep = sleep
-                .min(Duration::from_millis(sweep_due.max(0) as u64))
-                .max(Duration::from_millis(5));
-            tokio::select! {
-                _ = self.handle.wake.notified() => {}
-                _ = tokio::time::sleep(sleep) => {}
-                _ = stop.changed() => {}
-            }
-        }
+    /// Runs until `stop` turns true, in the leased-worker loop.
+    pub async fn run(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        crate::worker::run(self, stop).await
     }
 
-    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+    /// One pass: the expiry sweep when due, then plans, orders and
+    /// outbox deliveries claimed and started.
+    async fn claim_round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
         let now = now_ms();
         if now - self.last_sweep_ms.load(Ordering::Relaxed) >= self.settings.expiry_sweep_ms as i64
         {
@@ -452,30 +424,19 @@ impl OrderWorker {
             Arc::new(audit),
         );
         call.order = Some(order.id.clone());
-        let (due, detail) = match stack.oneshot(call).await {
-            Ok(reply) => return Some(decode(wire_reply(&reply)).map_err(|e| e.to_string())),
-            Err(CallError::Transport(e)) => {
-                return Some(Err(format!("no answer from the agency: {e}")));
+        match exchange(stack, call).await {
+            Exchanged::Answered(reply) => {
+                Some(decode(wire_reply(&reply)).map_err(|e| e.to_string()))
             }
-            Err(CallError::Refused(Refusal::RateLimited { retry_in })) => {
-                (now_ms() + retry_in.as_millis() as i64, None)
+            Exchanged::NoAnswer(e) => Some(Err(format!("no answer from the agency: {e}"))),
+            Exchanged::Later { due_at_ms, refusal } => {
+                let detail = matches!(refusal, Some(Refusal::CircuitOpen { .. })).then_some(
+                    "circuit open: the agency is asked again once its breaker lets a probe through",
+                );
+                self.release(order, due_at_ms, detail).await;
+                None
             }
-            Err(CallError::Refused(Refusal::CircuitOpen { retry_in })) => {
-                let retry = retry_in.unwrap_or(Duration::from_secs(1));
-                (
-                    now_ms() + retry.as_millis() as i64 + 1,
-                    Some(
-                        "circuit open: the agency is asked again once its breaker lets a probe through",
-                    ),
-                )
-            }
-            Err(CallError::Refused(Refusal::Busy)) => (now_ms(), None),
-            Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => {
-                (now_ms() + RETRY_AFTER_FAILURE_MS, None)
-            }
-        };
-        self.release(order, due, detail).await;
-        None
+        }
     }
 
     /// Stores what an answer (or its absence) makes of the order.
@@ -697,6 +658,31 @@ impl OrderWorker {
         {
             tracing::error!(error = %e, "cannot release an order; its lease will expire");
         }
+    }
+}
+
+impl crate::worker::LeasedWork for OrderWorker {
+    const NAME: &'static str = "order worker";
+
+    async fn round(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        self.claim_round().await
+    }
+
+    /// The next order, plan or delivery due, or the next expiry sweep,
+    /// whichever comes first.
+    async fn next_due_ms(&self) -> Result<Option<i64>, crate::store::StoreError> {
+        let sweep =
+            self.last_sweep_ms.load(Ordering::Relaxed) + self.settings.expiry_sweep_ms as i64;
+        let due = self.store.next_order_work_ms().await.unwrap_or(None);
+        Ok(Some(due.map_or(sweep, |d| d.min(sweep))))
+    }
+
+    fn idle(&self) -> Duration {
+        Duration::from_millis(1_000)
+    }
+
+    fn woken(&self) -> &Notify {
+        &self.handle.wake
     }
 }
 

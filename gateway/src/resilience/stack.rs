@@ -49,6 +49,59 @@ use crate::transport::HttpReply;
 /// runtime, shared between tasks).
 pub type AgencyService = BoxCloneSyncService<AgencyCall, HttpReply, CallError>;
 
+/// What a message sent through an agency's stack came to: the one reading
+/// of a call's end that both workers (inquiry tasks, control orders) act on.
+#[derive(Debug)]
+pub enum Exchanged {
+    /// The agency answered; its answer is recorded (or, for rows the audit
+    /// layer defers, given to the journal to commit with the result).
+    Answered(HttpReply),
+    /// Sent and recorded, but no usable answer came.
+    NoAnswer(crate::transport::TransportError),
+    /// Nothing to use: the stack refused the message (`refusal`), or the
+    /// audit log could not record it or its answer (`refusal` None). The
+    /// work is due again at `due_at_ms`.
+    Later {
+        due_at_ms: i64,
+        refusal: Option<Refusal>,
+    },
+}
+
+/// How long to wait before a step the audit log could not record is tried
+/// again.
+pub const RETRY_AFTER_FAILURE_MS: i64 = 2_000;
+
+/// Sends `call` through `stack` and reads how it ended. A quota refusal is
+/// due when the quota has room; an open breaker when it lets a probe
+/// through (a second after now when a probe is already out); a busy agency
+/// at once; a step the audit log could not record after
+/// `RETRY_AFTER_FAILURE_MS`.
+pub async fn exchange(stack: AgencyService, call: AgencyCall) -> Exchanged {
+    let result = tower::ServiceExt::oneshot(stack, call).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    match result {
+        Ok(reply) => Exchanged::Answered(reply),
+        Err(CallError::Transport(e)) => Exchanged::NoAnswer(e),
+        Err(CallError::Refused(refusal)) => {
+            let due_at_ms = match refusal {
+                Refusal::RateLimited { retry_in } => now + retry_in.as_millis() as i64,
+                Refusal::CircuitOpen { retry_in } => {
+                    now + retry_in.unwrap_or(Duration::from_secs(1)).as_millis() as i64 + 1
+                }
+                Refusal::Busy => now,
+            };
+            Exchanged::Later {
+                due_at_ms,
+                refusal: Some(refusal),
+            }
+        }
+        Err(CallError::NotSent(_) | CallError::Unrecorded { .. }) => Exchanged::Later {
+            due_at_ms: now + RETRY_AFTER_FAILURE_MS,
+            refusal: None,
+        },
+    }
+}
+
 /// What an agency's stack is made of.
 #[derive(Debug, Clone)]
 pub struct StackParts {
