@@ -4,7 +4,6 @@
 //! writer at a time), the audit chain under `BEGIN IMMEDIATE`, lists as
 //! JSON read with `json_each`.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -16,16 +15,13 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{Arguments, AssertSqlSafe, Connection, Sqlite};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, officers_json, results_json,
+    AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, Arg, Backend, ORDER_COLUMNS, OUTBOX_COLUMNS,
+    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, audit_rows, batches,
 };
-use super::{
-    DecisionLock, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError, TaskResult,
-    TaskState,
-};
+use super::{DecisionLock, InquiryStatus, OrderPhase, PlanStatus, StoreError, TaskState};
 use crate::audit::AuditRow;
 
 /// The state of a task whose inquiry's deadline passed first.
@@ -58,7 +54,7 @@ impl SqlStore<SqliteBackend> {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // Room for every statement the store runs, the multi-row ones
-            // in each of their sizes (see `padded_chunks`).
+            // in each of their sizes (see `push_rows`).
             .statement_cache_capacity(512)
             .foreign_keys(true);
         if let Some(parent) = options.get_filename().parent()
@@ -129,6 +125,7 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<SqliteArguments, sqlx::Error> {
             Arg::Texts(v) => serde_json::to_string(v)
                 .map_err(Into::into)
                 .and_then(|json| out.add(json)),
+            Arg::Column(_) => Err("SQLite takes no column of values".into()),
         };
         added.map_err(sqlx::Error::Encode)?;
     }
@@ -142,8 +139,6 @@ impl Backend for SqliteBackend {
     /// Takes the write lock first: what a transaction reads stays as read
     /// until it commits, whoever else writes the file.
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
-
-    const AUDIT_ROWS_PER_STATEMENT: usize = AUDIT_ROWS_PER_INSERT;
 
     fn statements() -> &'static Statements {
         &STATEMENTS
@@ -167,121 +162,27 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn insert_inquiries(
-        conn: &mut SqliteConnection,
-        new: &[NewInquiry],
-    ) -> Result<(), StoreError> {
-        let texts = new
-            .iter()
-            .map(|n| InquiryText::of(&n.record))
-            .collect::<Result<Vec<_>, _>>()?;
-        for ((chunk, size), texts) in
-            padded_chunks(new, INQUIRIES_PER_INSERT).zip(texts.chunks(INQUIRIES_PER_INSERT))
-        {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM ("
-            ));
-            insert.push_values(0..size, |mut b, i| {
-                let (Some(NewInquiry { record: r, .. }), Some(t)) = (chunk.get(i), texts.get(i))
-                else {
-                    return push_nulls(&mut b, 15);
-                };
-                b.push_bind(r.id.as_str())
-                    .push_bind(r.caller.as_str())
-                    .push_bind(r.case_number.as_str())
-                    .push_bind(t.subject_kind)
-                    .push_bind(r.subject.name())
-                    .push_bind(r.subject.identifier())
-                    .push_bind(t.officers.as_str())
-                    .push_bind(t.asset_kinds.as_str())
-                    .push_bind(t.court.as_str())
-                    .push_bind(t.warnings.as_str())
-                    .push_bind(r.status.as_str())
-                    .push_bind(r.created_at_ms)
-                    .push_bind(r.deadline_at_ms)
-                    .push_bind(r.completed_at_ms)
-                    .push_bind(r.catalog_version.as_deref());
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *conn).await?;
-        }
-        // Many tasks per statement: an inquiry may go to thousands of
-        // agencies. The first `lease.count` of each inquiry's are claimed.
-        let tasks: Vec<(&NewInquiry, usize, &(String, String))> = new
-            .iter()
-            .flat_map(|n| n.tasks.iter().enumerate().map(move |(i, t)| (n, i, t)))
-            .collect();
-        for (chunk, size) in padded_chunks(&tasks, TASKS_PER_INSERT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
-                 lease_owner, lease_until_ms, attempts) SELECT * FROM (",
-            );
-            insert.push_values(0..size, |mut b, i| {
-                let Some((new, n, (agency, request_number))) = chunk.get(i) else {
-                    return push_nulls(&mut b, 8);
-                };
-                let lease = new.lease.as_ref().filter(|l| *n < l.count);
-                b.push_bind(new.record.id.as_str())
-                    .push_bind(agency.as_str())
-                    .push_bind(request_number.as_str())
-                    .push_bind(TaskState::Queued.as_str())
-                    .push_bind(new.record.created_at_ms)
-                    .push_bind(lease.map(|l| l.owner.as_str()))
-                    .push_bind(lease.map(|l| l.until_ms))
-                    .push_bind(i64::from(lease.is_some()));
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *conn).await?;
-        }
-        Ok(())
+    fn rows_per_statement(max: usize) -> usize {
+        max
     }
 
-    async fn update_tasks(
-        conn: &mut SqliteConnection,
-        owner: &str,
-        results: &[TaskResult],
-    ) -> Result<HashSet<(String, String)>, StoreError> {
-        let assets = results_json(results)?;
-        let mut stored_keys: HashSet<(String, String)> = HashSet::new();
-        for ((chunk, size), assets) in padded_chunks(results, TASK_RESULTS_PER_UPDATE)
-            .zip(assets.chunks(TASK_RESULTS_PER_UPDATE))
-        {
-            // The padding rows' NULL keys match no task.
-            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
-                 latency_ms, result) AS (",
-            );
-            update.push_values(0..size, |mut b, i| {
-                let (Some(r), Some(assets)) = (chunk.get(i), assets.get(i)) else {
-                    return push_nulls(&mut b, 9);
-                };
-                let u = &r.update;
-                b.push_bind(r.inquiry_id.as_str())
-                    .push_bind(r.agency.as_str())
-                    .push_bind(u.state.as_str())
-                    .push_bind(u.detail.as_deref())
-                    .push_bind(u.ticket.as_deref())
-                    .push_bind(u.due_at_ms)
-                    .push_bind(u.sent_at_ms)
-                    .push_bind(u.latency_ms)
-                    .push_bind(assets.as_deref());
-            });
-            update.push(
-                ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \
-                 ticket = COALESCE(v.ticket, agency_tasks.ticket), due_at_ms = v.due_at_ms, \
-                 sent_at_ms = COALESCE(agency_tasks.sent_at_ms, v.sent_at_ms), \
-                 latency_ms = v.latency_ms, result = v.result, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 FROM v WHERE agency_tasks.inquiry_id = v.inquiry_id \
-                   AND agency_tasks.agency = v.agency AND agency_tasks.lease_owner = ",
-            );
-            update.push_bind(owner);
-            update.push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
-            for row in update.build().fetch_all(&mut *conn).await? {
-                stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
+    /// A `VALUES` list padded with NULL rows to a power of two: each size
+    /// is one SQL text, so a handful of statements stay prepared in the
+    /// connection's cache (parsing a long statement cost more than running
+    /// it), and any batch takes one statement (each is a round trip to
+    /// SQLite's worker thread).
+    fn push_rows<'a>(sql: &mut Sql<'a>, rows: Vec<Vec<Arg<'a>>>) {
+        let width = rows.first().map_or(0, Vec::len);
+        let size = rows.len().next_power_of_two();
+        let padding = std::iter::repeat_with(|| vec![Arg::Int(None); width]);
+        sql.push("VALUES ");
+        for (i, row) in rows.into_iter().chain(padding).take(size).enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.into_iter().enumerate() {
+                sql.push(if j == 0 { "" } else { ", " }).push_bind(value);
             }
+            sql.push(")");
         }
-        Ok(stored_keys)
     }
 
     /// Many rows to a statement; with `after`, the statement inserts only if
@@ -292,43 +193,19 @@ impl Backend for SqliteBackend {
         rows: &[AuditRow],
         after: Option<(i64, &str)>,
     ) -> Result<bool, StoreError> {
-        let officers = officers_json(rows)?;
-        for ((chunk, size), officers) in
-            padded_chunks(rows, AUDIT_ROWS_PER_INSERT).zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
-        {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT * FROM ("
+        for batch in batches::<Self>(audit_rows(rows)?, AUDIT_ROWS_PER_INSERT) {
+            let count = batch.len() as u64;
+            let mut sql = Sql::new(format!("WITH v ({AUDIT_COLUMNS}) AS ("));
+            Self::push_rows(&mut sql, batch);
+            sql.push(&format!(
+                ") INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM v \
+                 WHERE seq IS NOT NULL"
             ));
-            insert.push_values(0..size, |mut b, i| {
-                let (Some(row), Some(officers)) = (chunk.get(i), officers.get(i)) else {
-                    return push_nulls(&mut b, 17);
-                };
-                let r = &row.record;
-                b.push_bind(row.seq)
-                    .push_bind(row.at_ms)
-                    .push_bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-                    .push_bind(r.caller.as_deref())
-                    .push_bind(officers.as_str())
-                    .push_bind(r.case_number.as_deref())
-                    .push_bind(r.subject.as_deref())
-                    .push_bind(r.agency.as_deref())
-                    .push_bind(r.action.as_str())
-                    .push_bind(r.inquiry_id.as_deref())
-                    .push_bind(r.request_number.as_deref())
-                    .push_bind(r.status.as_deref())
-                    .push_bind(r.latency_ms)
-                    .push_bind(row.body_sha256.as_deref())
-                    .push_bind(r.body.as_deref())
-                    .push_bind(row.prev_hash.as_str())
-                    .push_bind(row.hash.as_str());
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
             if let Some((_, hash)) = after {
-                insert.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ");
-                insert.push_bind(hash);
+                sql.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ")
+                    .push_bind(hash);
             }
-            let done = insert.build().execute(&mut *conn).await?;
-            if done.rows_affected() != chunk.len() as u64 {
+            if Self::execute(conn, sql).await? != count {
                 return Ok(false);
             }
         }
@@ -454,49 +331,11 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
     ),
 });
 
-/// Tasks per INSERT statement when an inquiry is stored (8 parameters each).
-const TASKS_PER_INSERT: usize = 512;
-
-/// Task results per UPDATE statement (9 parameters each).
-const TASK_RESULTS_PER_UPDATE: usize = 256;
-
-/// Inquiries per INSERT statement (15 parameters each).
-const INQUIRIES_PER_INSERT: usize = 64;
-
-/// Rows per INSERT statement when appending audit rows (17 parameters
-/// each, well under SQLite's limit of 32,766): as many as the audit
-/// writer's largest batch, so that each batch is one statement.
-const AUDIT_ROWS_PER_INSERT: usize = 512;
-
-/// Splits `items` for multi-row statements, each chunk with the number of
-/// rows its statement has: chunks of `max` (a power of two), then the rest
-/// in one statement of the next power of two, its spare rows NULL (each
-/// statement filters them out). Each size is one SQL text, so a handful of
-/// statements stay prepared in the connection's cache (parsing a long
-/// statement cost more than running it), and any batch takes one statement
-/// (each is a round trip to SQLite's worker thread).
-fn padded_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = (&[T], usize)> {
-    debug_assert!(max.is_power_of_two());
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let (chunk, rest) = items.split_at(items.len().min(max));
-        items = rest;
-        Some((chunk, chunk.len().next_power_of_two()))
-    })
-}
-
-/// `count` NULLs into a padding row of a `VALUES` list.
-fn push_nulls(b: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, count: usize) {
-    for _ in 0..count {
-        b.push_bind(None::<i64>);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::padded_chunks;
+    use std::collections::HashSet;
+
+    use super::{Arg, Backend, Sql, SqliteBackend, batches};
 
     /// SQLite may end a transaction by itself (a COMMIT that fails on a full
     /// disk); sqlx's ROLLBACK on drop then fails and it keeps counting the
@@ -520,24 +359,32 @@ mod tests {
     }
 
     #[test]
-    fn chunks_come_in_a_few_sizes_and_cover_everything() {
-        for n in 0..1100usize {
-            let items: Vec<usize> = (0..n).collect();
-            let chunks: Vec<(&[usize], usize)> = padded_chunks(&items, 256).collect();
-            let joined: Vec<usize> = chunks.iter().flat_map(|(c, _)| c.iter().copied()).collect();
-            assert_eq!(joined, items, "n = {n}");
-            for (i, (c, size)) in chunks.iter().enumerate() {
-                assert!(size.is_power_of_two() && *size <= 256, "n = {n}: {size}");
-                assert!(
-                    c.len() <= *size && c.len() * 2 > *size,
-                    "n = {n}: {}",
-                    c.len()
-                );
-                // Only the last chunk is short.
-                if i + 1 < chunks.len() {
-                    assert_eq!(c.len(), 256, "n = {n}");
-                }
+    fn batches_come_in_a_few_sizes_and_cover_everything() -> anyhow::Result<()> {
+        let mut texts = HashSet::new();
+        for n in 0..1100i64 {
+            let rows = (0..n).map(|i| vec![Arg::Int(Some(i))]).collect();
+            let batches: Vec<_> = batches::<SqliteBackend>(rows, 256).collect();
+            let count = batches.len();
+            let mut joined = Vec::new();
+            for (i, batch) in batches.into_iter().enumerate() {
+                let len = batch.len();
+                // Only the last batch is short.
+                assert!(len == 256 || i + 1 == count, "n = {n}: {len}");
+                let mut sql = Sql::new("");
+                SqliteBackend::push_rows(&mut sql, batch);
+                let (text, args) = sql.into_parts()?;
+                let size = args.len();
+                assert!(size.is_power_of_two() && size < len * 2, "n = {n}: {size}");
+                joined.extend(args.into_iter().map_while(|a| match a {
+                    Arg::Int(Some(v)) => Some(v),
+                    _ => None,
+                }));
+                texts.insert(text);
             }
+            assert_eq!(joined, (0..n).collect::<Vec<_>>(), "n = {n}");
         }
+        // One text per size: 1, 2, 4 ... 256 rows.
+        assert_eq!(texts.len(), 9);
+        Ok(())
     }
 }

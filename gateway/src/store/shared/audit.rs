@@ -7,10 +7,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::jobs::{InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks};
+use super::jobs::{
+    InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
+    update_tasks,
+};
 use super::orders::{insert_order, insert_outbox, insert_plan, save_order_in};
-use super::{Backend, Conn, Sql, SqlStore, limit};
+use super::{Arg, Backend, Conn, Sql, SqlStore, limit};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
+use crate::store::columns::json;
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, Created, JournalEntry, Journaled,
     NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
@@ -19,6 +23,11 @@ use crate::store::{
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
      agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, body, \
      prev_hash, hash";
+
+/// Audit rows to a statement where statements take few values (17 each,
+/// well under SQLite's limit of 32,766): as many as the audit writer's
+/// largest batch, so that each batch is one statement.
+pub const AUDIT_ROWS_PER_INSERT: usize = 512;
 
 /// The rows that are requests about a subject: accepted inquiries, orders
 /// and freeze plans.
@@ -42,7 +51,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         // wrote, in one statement that stores it only if that is still the
         // tail.
         let new = match self.audit_tail.get() {
-            Some((seq, hash)) if rows.len() <= B::AUDIT_ROWS_PER_STATEMENT => {
+            Some((seq, hash)) if rows.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
                 let rows = chain_rows(rows, seq, hash.clone());
                 let mut conn = self.pool.acquire().await?;
                 match B::insert_audit(&mut conn, &rows, Some((seq, &hash))).await {
@@ -170,7 +179,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             }
             // The inquiries go in together (multi-row statements).
             if !inquiries.is_empty() {
-                B::insert_inquiries(&mut tx, &inquiries).await?;
+                insert_inquiries::<B>(&mut tx, &inquiries).await?;
             }
             // The results, then the completion of the inquiries they
             // finish, in this transaction (it holds the journal's lock:
@@ -178,7 +187,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             let mut finished: Vec<(usize, String, bool)> = Vec::new();
             for (owner, group) in results {
                 let (at, group): (Vec<usize>, Vec<TaskResult>) = group.into_iter().unzip();
-                let stored = B::update_tasks(&mut tx, &owner, &group).await?;
+                let stored = update_tasks::<B>(&mut tx, &owner, &group).await?;
                 for (i, r) in at.into_iter().zip(group) {
                     let key = (r.inquiry_id, r.agency);
                     let kept = stored.contains(&key);
@@ -481,12 +490,33 @@ fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
         .collect()
 }
 
-/// Each row's officers as the JSON array both backends store.
-pub fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
-    rows.iter()
-        .map(|r| serde_json::to_string(&r.record.officers))
-        .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The rows' values, in the order of `AUDIT_COLUMNS` (the officers as the
+/// JSON array both backends store).
+pub fn audit_rows(rows: &[AuditRow]) -> Result<Vec<Vec<Arg<'_>>>, sqlx::Error> {
+    rows.iter().map(audit_row).collect()
+}
+
+fn audit_row(row: &AuditRow) -> Result<Vec<Arg<'_>>, sqlx::Error> {
+    let r = &row.record;
+    Ok(vec![
+        Arg::from(row.seq),
+        row.at_ms.into(),
+        r.direction.map_or("inbound", |d| d.as_str()).into(),
+        (&r.caller).into(),
+        json(&r.officers)?.into(),
+        (&r.case_number).into(),
+        (&r.subject).into(),
+        (&r.agency).into(),
+        r.action.as_str().into(),
+        (&r.inquiry_id).into(),
+        (&r.request_number).into(),
+        (&r.status).into(),
+        r.latency_ms.into(),
+        (&row.body_sha256).into(),
+        r.body.as_deref().into(),
+        (&row.prev_hash).into(),
+        (&row.hash).into(),
+    ])
 }
 
 /// The audit chain's tail as a store handle last wrote it. The next batch

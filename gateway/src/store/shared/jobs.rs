@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashSet};
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Backend, Conn, Sql, SqlStore, limit};
+use super::{Arg, Backend, Conn, Sql, SqlStore, batches, insert_rows, limit};
 use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
@@ -28,6 +28,12 @@ const TASK_COLUMNS: &str =
 const CLAIMED_COLUMNS: &str =
     "inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts";
 
+/// The most rows to a statement where statements take few values
+/// (SQLite): inquiries (15 values each), tasks (8) and task results (9).
+const INQUIRIES_PER_INSERT: usize = 64;
+const TASKS_PER_INSERT: usize = 512;
+const TASK_RESULTS_PER_UPDATE: usize = 256;
+
 #[async_trait]
 impl<B: Backend> JobStore for SqlStore<B> {
     async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
@@ -35,7 +41,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        B::insert_inquiries(&mut tx, new).await?;
+        insert_inquiries::<B>(&mut tx, new).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -405,7 +411,7 @@ pub async fn finish_in<B: Backend>(
     results: &[TaskResult],
     now_ms: i64,
 ) -> Result<FinishedTasks, StoreError> {
-    let stored_keys = B::update_tasks(conn, owner, results).await?;
+    let stored_keys = update_tasks::<B>(conn, owner, results).await?;
     let (stored, touched) = stored_results(results, &stored_keys);
     let completed: Vec<(String, String)> = if touched.is_empty() {
         Vec::new()
@@ -448,36 +454,6 @@ pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
         .bind(AWAITING)
 }
 
-/// An inquiry's columns that are not plain text, as stored (for the
-/// backends' bulk inserts).
-pub struct InquiryText {
-    pub subject_kind: &'static str,
-    pub officers: String,
-    pub asset_kinds: String,
-    pub court: String,
-    pub warnings: String,
-}
-
-impl InquiryText {
-    pub fn of(r: &InquiryRecord) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            subject_kind: subject_kind(r.subject.kind()),
-            officers: json(&r.officers)?,
-            asset_kinds: json(&r.asset_kinds)?,
-            court: json(&r.court)?,
-            warnings: json(&r.warnings)?,
-        })
-    }
-}
-
-/// Each result's assets as stored (for the backends' bulk updates).
-pub fn results_json(results: &[TaskResult]) -> Result<Vec<Option<String>>, sqlx::Error> {
-    results
-        .iter()
-        .map(|r| r.update.result.as_ref().map(json).transpose())
-        .collect()
-}
-
 /// For `finish_tasks`: per result, whether its (inquiry, agency) is among
 /// the `stored` keys the update returned, and the inquiries those keys
 /// touch, each once, in order (the completion check's input).
@@ -491,4 +467,121 @@ pub fn stored_results(
         .collect();
     let touched: BTreeSet<&String> = stored.iter().map(|(inquiry, _)| inquiry).collect();
     (flags, touched.into_iter().cloned().collect())
+}
+
+/// Inserts inquiries with their tasks (`JobStore::create_inquiries`, in
+/// the caller's transaction), the first `lease.count` of each inquiry's
+/// tasks claimed.
+pub async fn insert_inquiries<B: Backend>(
+    conn: &mut Conn<B>,
+    new: &[NewInquiry],
+) -> Result<(), StoreError> {
+    let inquiries = new.iter().map(|n| inquiry_row(&n.record));
+    let inquiries = inquiries.collect::<Result<_, _>>()?;
+    insert_rows::<B>(
+        conn,
+        "inquiries",
+        INQUIRY_COLUMNS,
+        inquiries,
+        INQUIRIES_PER_INSERT,
+    )
+    .await?;
+    // Many tasks per statement: an inquiry may go to thousands of agencies.
+    let tasks = new.iter().flat_map(|n| {
+        n.tasks
+            .iter()
+            .enumerate()
+            .map(move |(i, (agency, request_number))| {
+                let lease = n.lease.as_ref().filter(|l| i < l.count);
+                vec![
+                    Arg::from(&n.record.id),
+                    agency.into(),
+                    request_number.into(),
+                    QUEUED.into(),
+                    n.record.created_at_ms.into(),
+                    lease.map(|l| l.owner.as_str()).into(),
+                    lease.map(|l| l.until_ms).into(),
+                    i64::from(lease.is_some()).into(),
+                ]
+            })
+    });
+    let columns = "inquiry_id, agency, request_number, state, due_at_ms, lease_owner, \
+                   lease_until_ms, attempts";
+    insert_rows::<B>(
+        conn,
+        "agency_tasks",
+        columns,
+        tasks.collect(),
+        TASKS_PER_INSERT,
+    )
+    .await
+}
+
+/// An inquiry's values, in the order of `INQUIRY_COLUMNS`.
+fn inquiry_row(r: &InquiryRecord) -> Result<Vec<Arg<'_>>, sqlx::Error> {
+    Ok(vec![
+        Arg::from(&r.id),
+        (&r.caller).into(),
+        (&r.case_number).into(),
+        subject_kind(r.subject.kind()).into(),
+        r.subject.name().into(),
+        r.subject.identifier().into(),
+        json(&r.officers)?.into(),
+        json(&r.asset_kinds)?.into(),
+        json(&r.court)?.into(),
+        json(&r.warnings)?.into(),
+        r.status.into(),
+        r.created_at_ms.into(),
+        r.deadline_at_ms.into(),
+        r.completed_at_ms.into(),
+        (&r.catalog_version).into(),
+    ])
+}
+
+/// Stores task results, each only where `owner` still holds the task's
+/// lease, releasing it; returns the (inquiry, agency) keys stored.
+pub async fn update_tasks<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    results: &[TaskResult],
+) -> Result<HashSet<(String, String)>, StoreError> {
+    let rows = results.iter().map(|r| {
+        let u = &r.update;
+        Ok(vec![
+            Arg::from(&r.inquiry_id),
+            (&r.agency).into(),
+            u.state.into(),
+            (&u.detail).into(),
+            (&u.ticket).into(),
+            u.due_at_ms.into(),
+            u.sent_at_ms.into(),
+            u.latency_ms.into(),
+            u.result.as_ref().map(json).transpose()?.into(),
+        ])
+    });
+    let mut stored = HashSet::new();
+    for batch in batches::<B>(
+        rows.collect::<Result<_, sqlx::Error>>()?,
+        TASK_RESULTS_PER_UPDATE,
+    ) {
+        let mut sql = Sql::new(
+            "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
+             latency_ms, result) AS (",
+        );
+        B::push_rows(&mut sql, batch);
+        // The padding rows' NULL keys match no task.
+        sql.push(
+            ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \
+             ticket = COALESCE(v.ticket, agency_tasks.ticket), due_at_ms = v.due_at_ms, \
+             sent_at_ms = COALESCE(agency_tasks.sent_at_ms, v.sent_at_ms), \
+             latency_ms = v.latency_ms, result = v.result, \
+             lease_owner = NULL, lease_until_ms = NULL \
+             FROM v WHERE agency_tasks.inquiry_id = v.inquiry_id \
+               AND agency_tasks.agency = v.agency AND agency_tasks.lease_owner = ",
+        )
+        .push_bind(owner)
+        .push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
+        stored.extend(B::fetch_all::<(String, String)>(conn, sql).await?);
+    }
+    Ok(stored)
 }

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, Conn, Sql, SqlStore, limit};
-use crate::store::columns::subject_kind;
+use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit};
+use crate::store::columns::{json, subject_kind};
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
     PlanProgress, PlanRecord,
@@ -38,12 +38,21 @@ fn live() -> String {
 const DONE: OrderPhase = OrderPhase::Done;
 const PLAN_RUNNING: PlanStatus = PlanStatus::Running;
 
-/// `$1, $2, ..., $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A row by its caller's idempotency key: $1 caller, $2 key.
+const BY_KEY: &str = "caller = $1 AND idempotency_key = $2";
+
+/// The orders that meet `condition` (with its order and limit), every column.
+fn orders<'a>(condition: &str) -> Sql<'a> {
+    Sql::new(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition}"
+    ))
+}
+
+/// The freeze plans that meet `condition`, every column.
+fn plans<'a>(condition: &str) -> Sql<'a> {
+    Sql::new(format!(
+        "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE {condition}"
+    ))
 }
 
 #[async_trait]
@@ -62,10 +71,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).bind(id),
-        )
-        .await
+        self.read_optional(orders("id = $1").bind(id)).await
     }
 
     async fn order_by_key(
@@ -73,14 +79,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         caller: &str,
         key: &str,
     ) -> Result<Option<OrderRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
-            ))
-            .bind(caller)
-            .bind(key),
-        )
-        .await
+        self.read_optional(orders(BY_KEY).bind(caller).bind(key))
+            .await
     }
 
     async fn orders_by_case(
@@ -91,17 +91,15 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
         let q = match expiring_before {
-            None => Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
-                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-            ))
+            None => orders(
+                "caller = $1 AND case_number = $2 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+            )
             .bind(caller)
             .bind(case_number)
             .bind(limit(n)),
-            Some(before) => Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
-                 AND status IN {live} AND measure_order = id AND measure_end < $3 \
-                 ORDER BY measure_end, id LIMIT $4",
+            Some(before) => orders(&format!(
+                "caller = $1 AND case_number = $2 AND status IN {live} AND measure_order = id \
+                 AND measure_end < $3 ORDER BY measure_end, id LIMIT $4",
                 live = live()
             ))
             .bind(caller)
@@ -114,23 +112,15 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = $1 \
-                 ORDER BY (id = measure_order) DESC, created_at_ms, id"
-            ))
-            .bind(measure_order),
+            orders("measure_order = $1 ORDER BY (id = measure_order) DESC, created_at_ms, id")
+                .bind(measure_order),
         )
         .await
     }
 
     async fn orders_of_plan(&self, plan_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
-        self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE plan_id = $1 ORDER BY created_at_ms, id"
-            ))
-            .bind(plan_id),
-        )
-        .await
+        self.read_all(orders("plan_id = $1 ORDER BY created_at_ms, id").bind(plan_id))
+            .await
     }
 
     async fn claim_due_orders(
@@ -252,9 +242,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {live} \
-                 AND measure_end < $1 AND (warned_end IS NULL OR warned_end <> measure_end) \
+            orders(&format!(
+                "measure_order = id AND status IN {live} AND measure_end < $1 \
+                 AND (warned_end IS NULL OR warned_end <> measure_end) \
                  ORDER BY measure_end LIMIT $2",
                 live = live()
             ))
@@ -297,24 +287,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE id = $1"
-            ))
-            .bind(id),
-        )
-        .await
+        self.read_optional(plans("id = $1").bind(id)).await
     }
 
     async fn plan_by_key(&self, caller: &str, key: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
-            ))
-            .bind(caller)
-            .bind(key),
-        )
-        .await
+        self.read_optional(plans(BY_KEY).bind(caller).bind(key))
+            .await
     }
 
     async fn claim_due_plans(
@@ -548,142 +526,145 @@ async fn wake_plan<B: Backend>(
 }
 
 /// Stores a new order on `conn` (a pooled connection, or the journal's
-/// transaction). A concurrent insert under the same key makes this one
-/// wait for its commit (PostgreSQL), then do nothing: the row that won is
-/// read back.
+/// transaction), or reads back the one stored under its key before.
 pub(super) async fn insert_order<B: Backend>(
     conn: &mut Conn<B>,
     o: &OrderRecord,
 ) -> Result<Created<OrderRecord>, StoreError> {
-    let inserted = B::execute(
+    let row = vec![
+        Arg::from(&o.id),
+        (&o.caller).into(),
+        (&o.idempotency_key).into(),
+        (&o.body_sha256).into(),
+        (&o.case_number).into(),
+        subject_kind(o.subject.kind()).into(),
+        o.subject.name().into(),
+        o.subject.identifier().into(),
+        json(&o.officers)?.into(),
+        json(&o.court)?.into(),
+        json(&o.documents)?.into(),
+        o.action.into(),
+        (&o.agency).into(),
+        (&o.account_number).into(),
+        (&o.unit_number).into(),
+        o.amount_fen.into(),
+        (&o.start_date).into(),
+        (&o.end_date).into(),
+        (&o.prior_order).into(),
+        (&o.measure_order).into(),
+        (&o.prior_request_number).into(),
+        (&o.plan_id).into(),
+        (&o.request_number).into(),
+        o.status.into(),
+        o.phase.into(),
+        o.send_attempts.into(),
+        o.steps.into(),
+        (&o.ticket).into(),
+        o.controlled_fen.into(),
+        o.shortfall_fen.into(),
+        o.deducted_fen.into(),
+        (&o.reason).into(),
+        o.queue_position.into(),
+        (&o.measure_start).into(),
+        (&o.measure_end).into(),
+        (&o.agency_reference).into(),
+        (&o.detail).into(),
+        (&o.warned_end).into(),
+        o.due_at_ms.into(),
+        o.created_at_ms.into(),
+        o.updated_at_ms.into(),
+        o.decided_at_ms.into(),
+        o.acknowledged_documents
+            .as_ref()
+            .map(json)
+            .transpose()?
+            .into(),
+        o.documents_mismatch.into(),
+    ];
+    let existing = orders(BY_KEY).bind(&o.caller);
+    insert_once::<B, _>(
         conn,
-        Sql::new(format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) \
-         ON CONFLICT (caller, idempotency_key) DO NOTHING",
-            placeholders(44)
-        ))
-        .bind(&o.id)
-        .bind(&o.caller)
-        .bind(&o.idempotency_key)
-        .bind(&o.body_sha256)
-        .bind(&o.case_number)
-        .bind(subject_kind(o.subject.kind()))
-        .bind(o.subject.name())
-        .bind(o.subject.identifier())
-        .bind_json(Some(&o.officers))
-        .bind_json(Some(&o.court))
-        .bind_json(Some(&o.documents))
-        .bind(o.action)
-        .bind(&o.agency)
-        .bind(&o.account_number)
-        .bind(&o.unit_number)
-        .bind(o.amount_fen)
-        .bind(&o.start_date)
-        .bind(&o.end_date)
-        .bind(&o.prior_order)
-        .bind(&o.measure_order)
-        .bind(&o.prior_request_number)
-        .bind(&o.plan_id)
-        .bind(&o.request_number)
-        .bind(o.status)
-        .bind(o.phase)
-        .bind(o.send_attempts)
-        .bind(o.steps)
-        .bind(&o.ticket)
-        .bind(o.controlled_fen)
-        .bind(o.shortfall_fen)
-        .bind(o.deducted_fen)
-        .bind(&o.reason)
-        .bind(o.queue_position)
-        .bind(&o.measure_start)
-        .bind(&o.measure_end)
-        .bind(&o.agency_reference)
-        .bind(&o.detail)
-        .bind(&o.warned_end)
-        .bind(o.due_at_ms)
-        .bind(o.created_at_ms)
-        .bind(o.updated_at_ms)
-        .bind(o.decided_at_ms)
-        .bind_json(o.acknowledged_documents.as_ref())
-        .bind(o.documents_mismatch),
+        "orders",
+        ORDER_COLUMNS,
+        row,
+        existing,
+        &o.idempotency_key,
+        o,
     )
-    .await?;
-    if inserted == 1 {
-        return Ok(Created::New(o.clone()));
-    }
-    let existing: Option<OrderRecord> = B::fetch_optional(
-        conn,
-        Sql::new(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
-        ))
-        .bind(&o.caller)
-        .bind(&o.idempotency_key),
-    )
-    .await?;
-    existing.map(Created::Existing).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "order under idempotency key {:?} conflicted but cannot be read",
-            o.idempotency_key
-        ))
-    })
+    .await
 }
 
-/// Stores a new freeze plan on `conn` (a pooled connection, or the journal's
-/// transaction). A concurrent insert under the same key makes this one
-/// wait for its commit (PostgreSQL), then do nothing: the row that won is
-/// read back.
+/// Stores a new freeze plan on `conn` (a pooled connection, or the
+/// journal's transaction), or reads back the one stored under its key
+/// before.
 pub(super) async fn insert_plan<B: Backend>(
     conn: &mut Conn<B>,
     p: &PlanRecord,
 ) -> Result<Created<PlanRecord>, StoreError> {
-    let inserted = B::execute(
+    let row = vec![
+        Arg::from(&p.id),
+        (&p.caller).into(),
+        (&p.idempotency_key).into(),
+        (&p.body_sha256).into(),
+        (&p.case_number).into(),
+        subject_kind(p.subject.kind()).into(),
+        p.subject.name().into(),
+        p.subject.identifier().into(),
+        json(&p.officers)?.into(),
+        json(&p.court)?.into(),
+        json(&p.documents)?.into(),
+        (&p.inquiry_id).into(),
+        p.amount_fen.into(),
+        (&p.end_date).into(),
+        json(&p.accounts)?.into(),
+        p.next_index.into(),
+        p.status.into(),
+        p.controlled_fen.into(),
+        (&p.detail).into(),
+        p.due_at_ms.into(),
+        p.created_at_ms.into(),
+        p.updated_at_ms.into(),
+        p.completed_at_ms.into(),
+    ];
+    let existing = plans(BY_KEY).bind(&p.caller);
+    insert_once::<B, _>(
         conn,
-        Sql::new(format!(
-            "INSERT INTO freeze_plans ({PLAN_COLUMNS}) VALUES ({}) \
-         ON CONFLICT (caller, idempotency_key) DO NOTHING",
-            placeholders(23)
-        ))
-        .bind(&p.id)
-        .bind(&p.caller)
-        .bind(&p.idempotency_key)
-        .bind(&p.body_sha256)
-        .bind(&p.case_number)
-        .bind(subject_kind(p.subject.kind()))
-        .bind(p.subject.name())
-        .bind(p.subject.identifier())
-        .bind_json(Some(&p.officers))
-        .bind_json(Some(&p.court))
-        .bind_json(Some(&p.documents))
-        .bind(&p.inquiry_id)
-        .bind(p.amount_fen)
-        .bind(&p.end_date)
-        .bind_json(Some(&p.accounts))
-        .bind(p.next_index)
-        .bind(p.status)
-        .bind(p.controlled_fen)
-        .bind(&p.detail)
-        .bind(p.due_at_ms)
-        .bind(p.created_at_ms)
-        .bind(p.updated_at_ms)
-        .bind(p.completed_at_ms),
+        "freeze_plans",
+        PLAN_COLUMNS,
+        row,
+        existing,
+        &p.idempotency_key,
+        p,
     )
-    .await?;
-    if inserted == 1 {
-        return Ok(Created::New(p.clone()));
+    .await
+}
+
+/// Inserts `row` into `table` unless its caller's idempotency `key` is
+/// taken; then the row stored under it is read back (`existing`, with the
+/// caller bound). A
+/// concurrent insert under the same key makes this one wait for its commit
+/// (PostgreSQL), then do nothing: the row that won is read back.
+async fn insert_once<B: Backend, T: Record + Clone>(
+    conn: &mut Conn<B>,
+    table: &str,
+    columns: &str,
+    row: Vec<Arg<'_>>,
+    existing: Sql<'_>,
+    key: &str,
+    record: &T,
+) -> Result<Created<T>, StoreError> {
+    let mut insert = Sql::new(format!("INSERT INTO {table} ({columns}) VALUES ("));
+    for (i, value) in row.into_iter().enumerate() {
+        insert.push(if i == 0 { "" } else { ", " }).push_bind(value);
     }
-    let existing: Option<PlanRecord> = B::fetch_optional(
-        conn,
-        Sql::new(format!(
-            "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
-        ))
-        .bind(&p.caller)
-        .bind(&p.idempotency_key),
-    )
-    .await?;
+    insert.push(") ON CONFLICT (caller, idempotency_key) DO NOTHING");
+    if B::execute(conn, insert).await? == 1 {
+        return Ok(Created::New(record.clone()));
+    }
+    let existing: Option<T> = B::fetch_optional(conn, existing.bind(key)).await?;
     existing.map(Created::Existing).ok_or_else(|| {
         StoreError::Corrupt(format!(
-            "freeze plan under idempotency key {:?} conflicted but cannot be read",
-            p.idempotency_key
+            "{table} under idempotency key {key:?} conflicted but cannot be read"
         ))
     })
 }
