@@ -31,21 +31,16 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS, REQUESTS, Record,
-    Sql, SqlStore, Statements, audit_rows,
+    AUDIT_COLUMNS, Arg, Backend, REQUESTS, Record, Sql, SqlStore, Statements, audit_rows,
 };
-use super::{DecisionLock, InquiryStatus, OrderPhase, PlanStatus, StoreError, TaskState};
+use super::{DecisionLock, StoreError};
 use crate::audit::AuditRow;
-
-/// The state of a task whose inquiry's deadline passed first.
-const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// The PostgreSQL side of [`SqlStore`]: the connections that hold the
 /// database's part of decisions' turns (a pool of their own, so that turns
@@ -130,22 +125,19 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<PgArguments, sqlx::Error> {
     Ok(out)
 }
 
-/// Binds a column of values as one array of their kind.
+/// Binds a column of values as one array of their kind (numbers, bytes
+/// or texts).
 fn column(out: &mut PgArguments, values: Vec<Arg<'_>>) -> Result<(), BoxDynError> {
     fn all<'a, T>(
         values: Vec<Arg<'a>>,
         f: fn(Arg<'a>) -> Option<T>,
     ) -> Result<Vec<T>, BoxDynError> {
-        let mixed = || BoxDynError::from("a column of values of several kinds");
+        let mixed = || BoxDynError::from("a column holds values it cannot bind as one array");
         values.into_iter().map(|v| f(v).ok_or_else(mixed)).collect()
     }
     match values.first() {
         Some(Arg::Int(_)) => out.add(all(values, |v| match v {
             Arg::Int(v) => Some(v),
-            _ => None,
-        })?),
-        Some(Arg::Bool(_)) => out.add(all(values, |v| match v {
-            Arg::Bool(v) => Some(v),
             _ => None,
         })?),
         Some(Arg::Bytes(_)) => out.add(all(values, |v| match v {
@@ -167,6 +159,35 @@ impl Backend for PgBackend {
 
     fn statements() -> &'static Statements {
         &STATEMENTS
+    }
+
+    fn one_of(column: &str, param: &str) -> String {
+        format!("{column} = ANY({param}::text[])")
+    }
+
+    /// `COALESCE(column, '')`: see the module's note on plans.
+    fn by_key(column: &str) -> String {
+        format!("COALESCE({column}, '')")
+    }
+
+    const GREATEST: &'static str = "GREATEST";
+
+    const TRUE: &'static str = "TRUE";
+
+    /// A claim that several gateways can share: the rows another instance is
+    /// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and
+    /// committed fails the lease test when read again under the lock.
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
+        format!(
+            "WITH due AS MATERIALIZED ( \
+                 SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
+                     AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                 ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+                 UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
+                 WHERE id IN (SELECT id FROM due) RETURNING {columns}) \
+             SELECT {columns} FROM claimed ORDER BY due_at_ms, id"
+        )
     }
 
     async fn execute(conn: &mut PgConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
@@ -204,7 +225,6 @@ impl Backend for PgBackend {
         for (i, column) in columns.into_iter().enumerate() {
             let ty = match column.first() {
                 Some(Arg::Int(_)) => "int8",
-                Some(Arg::Bool(_)) => "bool",
                 Some(Arg::Bytes(_)) => "bytea",
                 _ => "text",
             };
@@ -274,22 +294,6 @@ impl Backend for PgBackend {
     }
 }
 
-/// A claim that several gateways can share: the rows another instance is
-/// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and
-/// committed fails the lease test when read again under the lock.
-fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
-    format!(
-        "WITH due AS MATERIALIZED ( \
-             SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
-                 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED), \
-         claimed AS ( \
-             UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
-             WHERE id IN (SELECT id FROM due) RETURNING {columns}) \
-         SELECT {columns} FROM claimed ORDER BY due_at_ms, id"
-    )
-}
-
 static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
     claim_tasks: "WITH due AS MATERIALIZED ( \
              SELECT inquiry_id, agency FROM agency_tasks \
@@ -308,56 +312,6 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          FROM claimed \
          ORDER BY due_at_ms, inquiry_id, agency"
         .to_owned(),
-    // `COALESCE(state, '')`: see the module's note on plans.
-    time_out_tasks: format!(
-        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
-             detail = 'no answer before the inquiry''s deadline', \
-             lease_owner = NULL, lease_until_ms = NULL \
-         WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
-           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-    ),
-    // The COALESCEs: see the module's note on plans.
-    complete_inquiries: format!(
-        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
-         WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
-           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-               WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
-         RETURNING id, caller",
-        completed = InquiryStatus::Completed,
-        running = InquiryStatus::Running,
-    ),
-    next_due: "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-         FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])"
-        .to_owned(),
-    claim_orders: claim(
-        "orders",
-        &format!("phase <> '{}'", OrderPhase::Done),
-        ", steps = steps + 1",
-        ORDER_COLUMNS,
-    ),
-    claim_plans: claim(
-        "freeze_plans",
-        &format!("status = '{}'", PlanStatus::Running),
-        "",
-        PLAN_COLUMNS,
-    ),
-    claim_outbox: claim(
-        "outbox",
-        "delivered_at_ms IS NULL AND failed_at_ms IS NULL",
-        "",
-        OUTBOX_COLUMNS,
-    ),
-    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
-           AND caller = ANY($2::text[]) ORDER BY completed_at_ms LIMIT $3"
-        .to_owned(),
-    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
-           AND NOT (caller = ANY($1::text[]))"
-        .to_owned(),
-    documents_mismatch: format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch \
-         AND created_at_ms >= $1 AND created_at_ms < $2 \
-         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-    ),
     // The chain's write lock, held until commit: another writer waits here,
     // and then (READ COMMITTED: a new snapshot per statement) reads the
     // tail this transaction leaves.

@@ -8,7 +8,6 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
@@ -18,14 +17,11 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, AssertSqlSafe, Connection, Sqlite};
 
 use super::shared::{
-    AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, Arg, Backend, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, audit_rows, batches,
+    AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, Arg, Backend, REQUESTS, Record, Sql, SqlStore,
+    Statements, audit_rows, batches,
 };
-use super::{DecisionLock, InquiryStatus, OrderPhase, PlanStatus, StoreError, TaskState};
+use super::{DecisionLock, StoreError};
 use crate::audit::AuditRow;
-
-/// The state of a task whose inquiry's deadline passed first.
-const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// Read-only connections beside the one writer: each has its own thread,
 /// so reads use the cores the writer leaves.
@@ -144,6 +140,29 @@ impl Backend for SqliteBackend {
         &STATEMENTS
     }
 
+    fn one_of(column: &str, param: &str) -> String {
+        format!("{column} IN (SELECT value FROM json_each({param}))")
+    }
+
+    fn by_key(column: &str) -> String {
+        column.to_owned()
+    }
+
+    const GREATEST: &'static str = "MAX";
+
+    /// `1`, as the partial index `orders_documents_mismatch` says it.
+    const TRUE: &'static str = "1";
+
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
+        format!(
+            "UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
+             WHERE id IN (SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
+                 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                 ORDER BY due_at_ms LIMIT $4) \
+             RETURNING {columns}"
+        )
+    }
+
     async fn execute(conn: &mut SqliteConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
         let (text, args) = sql.into_parts()?;
         let done = sqlx::query_with(AssertSqlSafe(text), arguments(args)?)
@@ -237,62 +256,6 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
              ORDER BY due_at_ms LIMIT $7) \
          RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts"
         .to_owned(),
-    time_out_tasks: format!(
-        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
-             detail = 'no answer before the inquiry''s deadline', \
-             lease_owner = NULL, lease_until_ms = NULL \
-         WHERE inquiry_id IN (SELECT value FROM json_each($1)) AND state IN ($2, $3, $4) \
-           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-    ),
-    next_due: "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-         FROM agency_tasks WHERE state IN ($1, $2) \
-           AND agency NOT IN (SELECT value FROM json_each($3))"
-        .to_owned(),
-    claim_orders: format!(
-        "UPDATE orders SET lease_owner = $1, lease_until_ms = $2, steps = steps + 1 \
-         WHERE id IN (SELECT id FROM orders WHERE phase <> '{done}' AND due_at_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {ORDER_COLUMNS}",
-        done = OrderPhase::Done,
-    ),
-    claim_plans: format!(
-        "UPDATE freeze_plans SET lease_owner = $1, lease_until_ms = $2 \
-         WHERE id IN (SELECT id FROM freeze_plans WHERE status = '{running}' \
-             AND due_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {PLAN_COLUMNS}",
-        running = PlanStatus::Running,
-    ),
-    claim_outbox: format!(
-        "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2 \
-         WHERE id IN (SELECT id FROM outbox WHERE delivered_at_ms IS NULL \
-             AND failed_at_ms IS NULL AND due_at_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {OUTBOX_COLUMNS}"
-    ),
-    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
-           AND caller IN (SELECT value FROM json_each($2)) \
-         ORDER BY completed_at_ms LIMIT $3"
-        .to_owned(),
-    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
-           AND caller NOT IN (SELECT value FROM json_each($1))"
-        .to_owned(),
-    complete_inquiries: format!(
-        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
-         WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
-           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-               WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
-         RETURNING id, caller",
-        completed = InquiryStatus::Completed,
-        running = InquiryStatus::Running,
-    ),
-    // `= 1`, as the partial index `orders_documents_mismatch` says it.
-    documents_mismatch: format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch = 1 \
-         AND created_at_ms >= $1 AND created_at_ms < $2 \
-         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-    ),
     // `BEGIN IMMEDIATE` takes the write lock.
     lock_audit_chain: None,
     audit_select: AUDIT_COLUMNS,

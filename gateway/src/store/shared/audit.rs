@@ -11,8 +11,8 @@ use super::jobs::{
     InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
     update_tasks,
 };
-use super::orders::{insert_order, insert_outbox, insert_plan, save_order_in};
-use super::{Arg, Backend, Conn, Sql, SqlStore, limit};
+use super::orders::{insert_order, insert_plan, queue_owed, save_order_in};
+use super::{Arg, Backend, Conn, Sql, SqlStore, limit, select};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::columns::json;
 use crate::store::{
@@ -278,10 +278,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
             return Ok(Vec::new());
         }
-        let mut q = Sql::new(format!(
-            "SELECT {} FROM audit_events WHERE 1 = 1",
-            statements.audit_select
-        ));
+        let mut q = select(statements.audit_select, "audit_events", "1 = 1");
         for (column, value) in texts {
             if let Some(v) = value {
                 q.push(&format!(" AND {column} = ")).push_bind(v);
@@ -312,14 +309,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {} FROM audit_events WHERE seq = $1",
-                B::statements().audit_select
-            ))
-            .bind(seq),
-        )
-        .await
+        let columns = B::statements().audit_select;
+        self.read_optional(select(columns, "audit_events", "seq = $1").bind(seq))
+            .await
     }
 
     async fn audit_chain(
@@ -327,13 +319,12 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         after_seq: i64,
         n: i64,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let columns = B::statements().audit_select_no_body;
+        let condition = "seq > $1 ORDER BY seq LIMIT $2";
         self.read_all(
-            Sql::new(format!(
-                "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                B::statements().audit_select_no_body
-            ))
-            .bind(after_seq)
-            .bind(limit(n)),
+            select(columns, "audit_events", condition)
+                .bind(after_seq)
+                .bind(limit(n)),
         )
         .await
     }
@@ -436,15 +427,7 @@ async fn queue_completed<B: Backend>(
     let Some(item) = callbacks.completed(&inquiry, &tasks, now_ms) else {
         return Ok(());
     };
-    let owed = B::execute(
-        conn,
-        Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
-            .bind(inquiry_id),
-    )
-    .await?;
-    if owed == 1 {
-        insert_outbox::<B>(conn, &item).await?;
-    }
+    queue_owed::<B>(conn, inquiry_id, &item).await?;
     Ok(())
 }
 

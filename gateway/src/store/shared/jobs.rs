@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Arg, Backend, Conn, Sql, SqlStore, batches, insert_rows, limit};
+use super::{Arg, Backend, Conn, Sql, SqlStore, batches, insert_rows, limit, select};
 use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
@@ -18,7 +19,7 @@ const QUEUED: TaskState = TaskState::Queued;
 const POLLING: TaskState = TaskState::Polling;
 const AWAITING: TaskState = TaskState::Awaiting;
 
-pub const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
+const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
      subject_id, officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, \
      completed_at_ms, catalog_version";
 
@@ -47,23 +48,14 @@ impl<B: Backend> JobStore for SqlStore<B> {
     }
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
-            ))
-            .bind(id),
-        )
-        .await
+        self.read_optional(select(INQUIRY_COLUMNS, "inquiries", "id = $1").bind(id))
+            .await
     }
 
     async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.read_all(
-            Sql::new(format!(
-                "SELECT {TASK_COLUMNS} FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency"
-            ))
-            .bind(inquiry_id),
-        )
-        .await
+        let condition = "inquiry_id = $1 ORDER BY agency";
+        self.read_all(select(TASK_COLUMNS, "agency_tasks", condition).bind(inquiry_id))
+            .await
     }
 
     async fn inquiry_with_tasks(
@@ -81,10 +73,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<InquiryRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
-                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-            ))
+            select(
+                INQUIRY_COLUMNS,
+                "inquiries",
+                "case_number = $1 AND caller = $2 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+            )
             .bind(case_number)
             .bind(caller)
             .bind(limit(n)),
@@ -191,7 +184,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         let mut tx = self.begin_locked().await?;
         B::execute(
             &mut tx,
-            Sql::new(B::statements().time_out_tasks.as_str())
+            Sql::new(time_out_tasks::<B>())
                 .bind(&ids[..])
                 .bind(QUEUED)
                 .bind(POLLING)
@@ -233,10 +226,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError> {
         self.read_optional(
-            Sql::new(format!(
-                "SELECT {CLAIMED_COLUMNS} FROM agency_tasks \
-                 WHERE agency = $1 AND request_number = $2 AND state = $3"
-            ))
+            select(
+                CLAIMED_COLUMNS,
+                "agency_tasks",
+                "agency = $1 AND request_number = $2 AND state = $3",
+            )
             .bind(agency)
             .bind(request_number)
             .bind(AWAITING),
@@ -260,10 +254,15 @@ impl<B: Backend> JobStore for SqlStore<B> {
     async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
         let next: Option<(Option<i64>,)> = self
             .optional(
-                Sql::new(B::statements().next_due.as_str())
-                    .bind(QUEUED)
-                    .bind(POLLING)
-                    .bind(skip_agencies),
+                Sql::new(format!(
+                    "SELECT MIN({greatest}(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+                     FROM agency_tasks WHERE state IN ($1, $2) AND NOT ({skip})",
+                    greatest = B::GREATEST,
+                    skip = B::one_of("agency", "$3"),
+                ))
+                .bind(QUEUED)
+                .bind(POLLING)
+                .bind(skip_agencies),
             )
             .await?;
         Ok(next.and_then(|(n,)| n))
@@ -294,27 +293,22 @@ impl<B: Backend> JobStore for SqlStore<B> {
             .await?;
         let mut counts = Vec::with_capacity(rows.len() * 2);
         for r in rows {
-            if matches!(r.queue.as_str(), "inquiry" | "order") {
-                counts.push(QueueCount {
-                    queue: r.queue,
-                    key: r.k,
-                    claimed: false,
-                    count: r.n,
-                });
-            } else {
+            // Inquiries and orders by status are never claimed (`claimed`
+            // is 0): one line each.
+            if !matches!(r.queue.as_str(), "inquiry" | "order") {
                 counts.push(QueueCount {
                     queue: r.queue.clone(),
                     key: r.k.clone(),
                     claimed: true,
                     count: r.claimed,
                 });
-                counts.push(QueueCount {
-                    queue: r.queue,
-                    key: r.k,
-                    claimed: false,
-                    count: r.n - r.claimed,
-                });
             }
+            counts.push(QueueCount {
+                queue: r.queue,
+                key: r.k,
+                claimed: false,
+                count: r.n - r.claimed,
+            });
         }
         Ok(counts)
     }
@@ -340,15 +334,11 @@ impl InquiryTaskRow {
 /// with each task (the two tables share no column name); an inquiry
 /// without tasks comes as one row with NULL task columns.
 pub fn inquiry_with_tasks(id: &str) -> Sql<'_> {
-    Sql::new(
-        "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
-         i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
-         i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version, \
-         t.inquiry_id, t.agency, t.request_number, t.state, t.detail, t.ticket, \
-         t.latency_ms, t.result \
+    Sql::new(format!(
+        "SELECT {INQUIRY_COLUMNS}, {TASK_COLUMNS} \
          FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
-         WHERE i.id = $1 ORDER BY t.agency",
-    )
+         WHERE i.id = $1 ORDER BY t.agency"
+    ))
     .bind(id)
 }
 
@@ -444,14 +434,39 @@ pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a Task
     .bind(AWAITING)
 }
 
+/// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
+/// $2..$4 the unfinished states, $5 now.
+fn time_out_tasks<B: Backend>() -> String {
+    format!(
+        "UPDATE agency_tasks SET state = '{timeout}', \
+             detail = 'no answer before the inquiry''s deadline', \
+             lease_owner = NULL, lease_until_ms = NULL \
+         WHERE {ids} AND {state} IN ($2, $3, $4) \
+           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)",
+        timeout = TaskState::Finished(AgencyStatus::Timeout),
+        ids = B::one_of("inquiry_id", "$1"),
+        state = B::by_key("state"),
+    )
+}
+
 /// Completes the inquiries among `ids` that have no unfinished task left.
 pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
-    Sql::new(B::statements().complete_inquiries.as_str())
-        .bind(now_ms)
-        .bind(ids)
-        .bind(QUEUED)
-        .bind(POLLING)
-        .bind(AWAITING)
+    Sql::new(format!(
+        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
+         WHERE {ids} AND {status} = '{RUNNING}' \
+           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+               WHERE inquiry_id = inquiries.id AND {state} IN ($3, $4, $5)) \
+         RETURNING id, caller",
+        completed = InquiryStatus::Completed,
+        ids = B::one_of("id", "$2"),
+        status = B::by_key("status"),
+        state = B::by_key("state"),
+    ))
+    .bind(now_ms)
+    .bind(ids)
+    .bind(QUEUED)
+    .bind(POLLING)
+    .bind(AWAITING)
 }
 
 /// For `finish_tasks`: per result, whether its (inquiry, agency) is among

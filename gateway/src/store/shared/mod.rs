@@ -23,7 +23,6 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, FromRow, Pool, Transaction};
 
 pub(super) use audit::{AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, AuditTail, REQUESTS, audit_rows};
-pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
 
 use super::StoreError;
 use super::columns::json;
@@ -165,6 +164,24 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// The statements whose text differs.
     fn statements() -> &'static Statements;
 
+    /// `column` is one of the texts bound to `param` (`Arg::Texts`).
+    fn one_of(column: &str, param: &str) -> String;
+
+    /// `column` as a lookup by key tests it: on PostgreSQL kept off the
+    /// column's own index (`postgres`' note on plans).
+    fn by_key(column: &str) -> String;
+
+    /// The larger of two values.
+    const GREATEST: &'static str;
+
+    /// A boolean column's true, as the partial indexes spell it.
+    const TRUE: &'static str;
+
+    /// Claims the rows of `table` that meet `condition` and are due,
+    /// setting `set` as well, returning `columns`: $1 owner, $2 lease
+    /// until, $3 now, $4 how many.
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String;
+
     /// Runs a statement; how many rows it changed.
     async fn execute(conn: &mut Conn<Self>, sql: Sql<'_>) -> Result<u64, sqlx::Error>;
 
@@ -221,29 +238,6 @@ pub struct Statements {
     /// lease until, $3 and $4 the states to claim, $5 now, $6 the agencies
     /// to leave alone, $7 how many.
     pub claim_tasks: String,
-    /// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
-    /// $2..$4 the unfinished states, $5 now.
-    pub time_out_tasks: String,
-    /// Completes the inquiries among $2 that have no unfinished task
-    /// ($3..$5 the unfinished states) at $1, returning their `id`s and
-    /// `caller`s.
-    pub complete_inquiries: String,
-    /// When the next unfinished task is due, as `next`: $1 and $2 the
-    /// states, $3 the agencies left out.
-    pub next_due: String,
-    /// Claims orders, plans and callbacks with work due, returning their
-    /// rows: $1 owner, $2 lease until, $3 now, $4 how many.
-    pub claim_orders: String,
-    pub claim_plans: String,
-    pub claim_outbox: String,
-    /// Completed inquiries owing a callback, as `id`: $1 completed at or
-    /// before, $2 the callers, $3 how many.
-    pub owing_callbacks: String,
-    /// Clears the callbacks owed to callers not in $1.
-    pub drop_unwanted_callbacks: String,
-    /// Orders with a document mismatch, newest first: $1 from, $2 to, $3
-    /// how many.
-    pub documents_mismatch: String,
     /// Locks the audit chain for a writer, when beginning a write
     /// transaction does not.
     pub lock_audit_chain: Option<&'static str>,
@@ -393,6 +387,11 @@ args! {
     &'a Vec<u8> => |v| Arg::Bytes(Some(v)),
     Option<&'a [u8]> => |v| Arg::Bytes(v),
     &'a [String] => |v| Arg::Texts(v),
+}
+
+/// `SELECT columns FROM table WHERE condition` (with its order and limit).
+pub fn select<'a>(columns: &str, table: &str, condition: &str) -> Sql<'a> {
+    Sql::new(format!("SELECT {columns} FROM {table} WHERE {condition}"))
 }
 
 /// A `LIMIT`: a negative one means none (PostgreSQL refuses a negative

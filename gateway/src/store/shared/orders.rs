@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit};
+use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit, select};
 use crate::store::columns::{json, subject_kind};
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
@@ -11,7 +11,7 @@ use crate::store::orders::{
 use crate::store::states::sql_list;
 use crate::store::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError};
 
-pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
      account_number, unit_number, amount_fen, start_date, end_date, prior_order, measure_order, \
      prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
@@ -19,12 +19,12 @@ pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_
      measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
      decided_at_ms, acknowledged_documents, documents_mismatch";
 
-pub const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, inquiry_id, amount_fen, \
      end_date, accounts, next_index, status, controlled_fen, detail, due_at_ms, created_at_ms, \
      updated_at_ms, completed_at_ms";
 
-pub const OUTBOX_COLUMNS: &str =
+const OUTBOX_COLUMNS: &str =
     "id, caller, event, resource_id, body, attempts, due_at_ms, created_at_ms";
 
 /// Statuses of a measure that can still lapse, written out in the
@@ -43,16 +43,12 @@ const BY_KEY: &str = "caller = $1 AND idempotency_key = $2";
 
 /// The orders that meet `condition` (with its order and limit), every column.
 fn orders<'a>(condition: &str) -> Sql<'a> {
-    Sql::new(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE {condition}"
-    ))
+    select(ORDER_COLUMNS, "orders", condition)
 }
 
 /// The freeze plans that meet `condition`, every column.
 fn plans<'a>(condition: &str) -> Sql<'a> {
-    Sql::new(format!(
-        "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE {condition}"
-    ))
+    select(PLAN_COLUMNS, "freeze_plans", condition)
 }
 
 #[async_trait]
@@ -130,14 +126,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_orders,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = format!("phase <> '{DONE}'");
+        let text = B::claim("orders", &due, ", steps = steps + 1", ORDER_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn mark_sending(
@@ -302,14 +294,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<PlanRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_plans,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = format!("status = '{PLAN_RUNNING}'");
+        let text = B::claim("freeze_plans", &due, "", PLAN_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn save_plan(
@@ -364,18 +352,29 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     ) -> Result<Vec<String>, StoreError> {
         let owing: Vec<(String,)> = self
             .all(
-                Sql::new(B::statements().owing_callbacks.as_str())
-                    .bind(completed_before_ms)
-                    .bind(callers)
-                    .bind(limit(n)),
+                Sql::new(format!(
+                    "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
+                     AND {callers} ORDER BY completed_at_ms LIMIT $3",
+                    callers = B::one_of("caller", "$2"),
+                ))
+                .bind(completed_before_ms)
+                .bind(callers)
+                .bind(limit(n)),
             )
             .await?;
         Ok(owing.into_iter().map(|(id,)| id).collect())
     }
 
     async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError> {
-        self.run(Sql::new(B::statements().drop_unwanted_callbacks.as_str()).bind(callers))
-            .await
+        let callers_sql = B::one_of("caller", "$1");
+        self.run(
+            Sql::new(format!(
+                "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+                 AND NOT ({callers_sql})"
+            ))
+            .bind(callers),
+        )
+        .await
     }
 
     async fn queue_inquiry_callback(
@@ -384,16 +383,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         item: &OutboxRecord,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let owed = B::execute(
-            &mut tx,
-            Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
-                .bind(inquiry_id),
-        )
-        .await?
-            == 1;
-        if owed {
-            insert_outbox::<B>(&mut tx, item).await?;
-        }
+        let owed = queue_owed::<B>(&mut tx, inquiry_id, item).await?;
         tx.commit().await?;
         Ok(owed)
     }
@@ -405,14 +395,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_outbox,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = "delivered_at_ms IS NULL AND failed_at_ms IS NULL";
+        let text = B::claim("outbox", due, "", OUTBOX_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn outbox_attempted(
@@ -453,10 +439,14 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(B::statements().documents_mismatch.as_str())
-                .bind(from_ms.unwrap_or(i64::MIN))
-                .bind(to_ms.unwrap_or(i64::MAX))
-                .bind(limit(n)),
+            orders(&format!(
+                "documents_mismatch = {} AND created_at_ms >= $1 AND created_at_ms < $2 \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+                B::TRUE
+            ))
+            .bind(from_ms.unwrap_or(i64::MIN))
+            .bind(to_ms.unwrap_or(i64::MAX))
+            .bind(limit(n)),
         )
         .await
     }
@@ -477,12 +467,32 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 }
 
 /// A claim of work: the backend's statement with its arguments.
-fn claim<'a>(text: &'static str, owner: &'a str, now: i64, until: i64, n: i64) -> Sql<'a> {
+fn claim<'a>(text: String, owner: &'a str, now: i64, until: i64, n: i64) -> Sql<'a> {
     Sql::new(text)
         .bind(owner)
         .bind(until)
         .bind(now)
         .bind(limit(n))
+}
+
+/// Queues an inquiry's completion callback if it still owes one (another
+/// gateway may have queued it), clearing what it owes; whether it did.
+pub(super) async fn queue_owed<B: Backend>(
+    conn: &mut Conn<B>,
+    inquiry_id: &str,
+    item: &OutboxRecord,
+) -> Result<bool, StoreError> {
+    let owed = B::execute(
+        conn,
+        Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
+            .bind(inquiry_id),
+    )
+    .await?
+        == 1;
+    if owed {
+        insert_outbox::<B>(conn, item).await?;
+    }
+    Ok(owed)
 }
 
 pub(super) async fn insert_outbox<B: Backend>(
