@@ -211,11 +211,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     .map(|(_, id, _)| id)
                     .collect();
                 let touched: Vec<String> = touched.into_iter().cloned().collect();
-                let done: Vec<(String, String)> = if touched.is_empty() {
-                    Vec::new()
-                } else {
-                    B::fetch_all(&mut tx, complete_inquiries::<B>(&touched, now_ms)).await?
-                };
+                let done = complete_inquiries::<B>(&mut tx, &touched, now_ms).await?;
                 // Each completion's callback in its transaction: nothing
                 // between the last result and the caller's callback can
                 // lose it. A caller that takes none is left owing (the

@@ -199,8 +199,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let ids = [inquiry_id.to_owned()];
         let mut tx = self.begin_locked().await?;
-        let completed: Vec<(String, String)> =
-            B::fetch_all(&mut tx, complete_inquiries::<B>(&ids, now_ms)).await?;
+        let completed = complete_inquiries::<B>(&mut tx, &ids, now_ms).await?;
         tx.commit().await?;
         Ok(completed.len() == 1)
     }
@@ -403,11 +402,7 @@ pub async fn finish_in<B: Backend>(
 ) -> Result<FinishedTasks, StoreError> {
     let stored_keys = update_tasks::<B>(conn, owner, results).await?;
     let (stored, touched) = stored_results(results, &stored_keys);
-    let completed: Vec<(String, String)> = if touched.is_empty() {
-        Vec::new()
-    } else {
-        B::fetch_all(conn, complete_inquiries::<B>(&touched, now_ms)).await?
-    };
+    let completed = complete_inquiries::<B>(conn, &touched, now_ms).await?;
     Ok(FinishedTasks {
         stored,
         completed: completed.into_iter().map(|(id, _)| id).collect(),
@@ -449,9 +444,17 @@ fn time_out_tasks<B: Backend>() -> String {
     )
 }
 
-/// Completes the inquiries among `ids` that have no unfinished task left.
-pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
-    Sql::new(format!(
+/// Completes the inquiries among `ids` that have no unfinished task left,
+/// returning their ids and callers.
+pub async fn complete_inquiries<B: Backend>(
+    conn: &mut Conn<B>,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = Sql::new(format!(
         "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
          WHERE {ids} AND {status} = '{RUNNING}' \
            AND NOT EXISTS (SELECT 1 FROM agency_tasks \
@@ -466,7 +469,8 @@ pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
     .bind(ids)
     .bind(QUEUED)
     .bind(POLLING)
-    .bind(AWAITING)
+    .bind(AWAITING);
+    Ok(B::fetch_all(conn, sql).await?)
 }
 
 /// For `finish_tasks`: per result, whether its (inquiry, agency) is among
@@ -560,7 +564,7 @@ pub async fn update_tasks<B: Backend>(
     owner: &str,
     results: &[TaskResult],
 ) -> Result<HashSet<(String, String)>, StoreError> {
-    let rows = results.iter().map(|r| {
+    let rows = results.iter().map(|r| -> Result<_, sqlx::Error> {
         let u = &r.update;
         Ok(vec![
             Arg::from(&r.inquiry_id),
@@ -574,11 +578,9 @@ pub async fn update_tasks<B: Backend>(
             u.result.as_ref().map(json).transpose()?.into(),
         ])
     });
+    let rows = rows.collect::<Result<_, _>>()?;
     let mut stored = HashSet::new();
-    for batch in batches::<B>(
-        rows.collect::<Result<_, sqlx::Error>>()?,
-        TASK_RESULTS_PER_UPDATE,
-    ) {
+    for batch in batches::<B>(rows, TASK_RESULTS_PER_UPDATE) {
         let mut sql = Sql::new(
             "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
              latency_ms, result) AS (",
