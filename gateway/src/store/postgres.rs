@@ -27,29 +27,20 @@
 //! reading every unfinished task for each inquiry it checked: the further
 //! the gateway fell behind, the slower each check.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPoolOptions};
-use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres, Row};
+use sqlx::{Arguments, AssertSqlSafe, PgPool, Postgres};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, officers_json, results_json,
+    AUDIT_COLUMNS, Arg, Backend, REQUESTS, Record, Sql, SqlStore, Statements, audit_rows,
 };
-use super::{
-    DecisionLock, InquiryRecord, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError,
-    TaskResult, TaskState,
-};
+use super::{DecisionLock, StoreError};
 use crate::audit::AuditRow;
-
-/// The state of a task whose inquiry's deadline passed first.
-const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// The PostgreSQL side of [`SqlStore`]: the connections that hold the
 /// database's part of decisions' turns (a pool of their own, so that turns
@@ -127,10 +118,37 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<PgArguments, sqlx::Error> {
             Arg::Bool(v) => out.add(v),
             Arg::Bytes(v) => out.add(v),
             Arg::Texts(v) => out.add(v),
+            Arg::Column(v) => column(&mut out, v),
         };
         added.map_err(sqlx::Error::Encode)?;
     }
     Ok(out)
+}
+
+/// Binds a column of values as one array of their kind (numbers, bytes
+/// or texts).
+fn column(out: &mut PgArguments, values: Vec<Arg<'_>>) -> Result<(), BoxDynError> {
+    fn all<'a, T>(
+        values: Vec<Arg<'a>>,
+        f: fn(Arg<'a>) -> Option<T>,
+    ) -> Result<Vec<T>, BoxDynError> {
+        let mixed = || BoxDynError::from("a column holds values it cannot bind as one array");
+        values.into_iter().map(|v| f(v).ok_or_else(mixed)).collect()
+    }
+    match values.first() {
+        Some(Arg::Int(_)) => out.add(all(values, |v| match v {
+            Arg::Int(v) => Some(v),
+            _ => None,
+        })?),
+        Some(Arg::Bytes(_)) => out.add(all(values, |v| match v {
+            Arg::Bytes(v) => Some(v),
+            _ => None,
+        })?),
+        _ => out.add(all(values, |v| match v {
+            Arg::Text(v) => Some(v),
+            _ => None,
+        })?),
+    }
 }
 
 #[async_trait]
@@ -139,11 +157,37 @@ impl Backend for PgBackend {
 
     const BEGIN: &'static str = "BEGIN";
 
-    /// One statement, one array per column, whatever the batch.
-    const AUDIT_ROWS_PER_STATEMENT: usize = usize::MAX;
-
     fn statements() -> &'static Statements {
         &STATEMENTS
+    }
+
+    fn one_of(column: &str, param: &str) -> String {
+        format!("{column} = ANY({param}::text[])")
+    }
+
+    /// `COALESCE(column, '')`: see the module's note on plans.
+    fn by_key(column: &str) -> String {
+        format!("COALESCE({column}, '')")
+    }
+
+    const GREATEST: &'static str = "GREATEST";
+
+    const TRUE: &'static str = "TRUE";
+
+    /// A claim that several gateways can share: the rows another instance is
+    /// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and
+    /// committed fails the lease test when read again under the lock.
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
+        format!(
+            "WITH due AS MATERIALIZED ( \
+                 SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
+                     AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                 ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+                 UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
+                 WHERE id IN (SELECT id FROM due) RETURNING {columns}) \
+             SELECT {columns} FROM claimed ORDER BY due_at_ms, id"
+        )
     }
 
     async fn execute(conn: &mut PgConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
@@ -164,134 +208,31 @@ impl Backend for PgBackend {
             .await
     }
 
-    async fn insert_inquiries(
-        conn: &mut PgConnection,
-        new: &[NewInquiry],
-    ) -> Result<(), StoreError> {
-        // Column by column, each an array: one statement for every
-        // inquiry, one for every task.
-        let text = |f: fn(&InquiryRecord) -> &str| -> Vec<&str> {
-            new.iter().map(|n| f(&n.record)).collect()
-        };
-        let texts = new
-            .iter()
-            .map(|n| InquiryText::of(&n.record))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stored = |f: fn(&InquiryText) -> &str| -> Vec<&str> { texts.iter().map(f).collect() };
-        let number = |f: fn(&InquiryRecord) -> i64| -> Vec<i64> {
-            new.iter().map(|n| f(&n.record)).collect()
-        };
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM UNNEST(\
-             $1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-             $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], \
-             $14::bigint[], $15::text[])"
-        )))
-        .bind(text(|r| &r.id))
-        .bind(text(|r| &r.caller))
-        .bind(text(|r| &r.case_number))
-        .bind(stored(|t| t.subject_kind))
-        .bind(text(|r| r.subject.name()))
-        .bind(text(|r| r.subject.identifier()))
-        .bind(stored(|t| &t.officers))
-        .bind(stored(|t| &t.asset_kinds))
-        .bind(stored(|t| &t.court))
-        .bind(stored(|t| &t.warnings))
-        .bind(text(|r| r.status.as_str()))
-        .bind(number(|r| r.created_at_ms))
-        .bind(number(|r| r.deadline_at_ms))
-        .bind(
-            new.iter()
-                .map(|n| n.record.completed_at_ms)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|n| n.record.catalog_version.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *conn)
-        .await?;
-        let mut tasks = TaskColumns::default();
-        for n in new {
-            for (i, (agency, request_number)) in n.tasks.iter().enumerate() {
-                // The first `lease.count` of each inquiry's tasks are
-                // claimed.
-                let lease = n.lease.as_ref().filter(|l| i < l.count);
-                tasks.inquiry_id.push(n.record.id.as_str());
-                tasks.agency.push(agency);
-                tasks.request_number.push(request_number);
-                tasks.due_at_ms.push(n.record.created_at_ms);
-                tasks.lease_owner.push(lease.map(|l| l.owner.as_str()));
-                tasks.lease_until_ms.push(lease.map(|l| l.until_ms));
-                tasks.attempts.push(i64::from(lease.is_some()));
-            }
-        }
-        if !tasks.inquiry_id.is_empty() {
-            sqlx::query(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
-                 lease_owner, lease_until_ms, attempts) \
-                 SELECT t.inquiry_id, t.agency, t.request_number, $1, t.due_at_ms, \
-                   t.lease_owner, t.lease_until_ms, t.attempts \
-                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-                   $7::bigint[], $8::bigint[]) \
-                   AS t (inquiry_id, agency, request_number, due_at_ms, lease_owner, \
-                   lease_until_ms, attempts)",
-            )
-            .bind(TaskState::Queued.as_str())
-            .bind(tasks.inquiry_id)
-            .bind(tasks.agency)
-            .bind(tasks.request_number)
-            .bind(tasks.due_at_ms)
-            .bind(tasks.lease_owner)
-            .bind(tasks.lease_until_ms)
-            .bind(tasks.attempts)
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
+    fn rows_per_statement(_: usize) -> usize {
+        usize::MAX
     }
 
-    async fn update_tasks(
-        conn: &mut PgConnection,
-        owner: &str,
-        results: &[TaskResult],
-    ) -> Result<HashSet<(String, String)>, StoreError> {
-        let text = |f: for<'a> fn(&'a TaskResult) -> Option<&'a str>| {
-            results.iter().map(f).collect::<Vec<Option<&str>>>()
-        };
-        let int = |f: fn(&TaskResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
-        let assets = results_json(results)?;
-        // One statement for the batch, one array per column.
-        let rows = sqlx::query(
-            "UPDATE agency_tasks t SET state = v.state, detail = v.detail, \
-                 ticket = COALESCE(v.ticket, t.ticket), due_at_ms = v.due_at_ms, \
-                 sent_at_ms = COALESCE(t.sent_at_ms, v.sent_at_ms), latency_ms = v.latency_ms, \
-                 result = v.result, lease_owner = NULL, lease_until_ms = NULL \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::int8[], $7::int8[], $8::int8[], $9::text[]) \
-                 AS v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
-                     latency_ms, result) \
-             WHERE t.inquiry_id = v.inquiry_id AND t.agency = v.agency AND t.lease_owner = $10 \
-             RETURNING t.inquiry_id, t.agency",
-        )
-        .bind(text(|r| Some(r.inquiry_id.as_str())))
-        .bind(text(|r| Some(r.agency.as_str())))
-        .bind(text(|r| Some(r.update.state.as_str())))
-        .bind(text(|r| r.update.detail.as_deref()))
-        .bind(text(|r| r.update.ticket.as_deref()))
-        .bind(int(|r| Some(r.update.due_at_ms)))
-        .bind(int(|r| r.update.sent_at_ms))
-        .bind(int(|r| r.update.latency_ms))
-        .bind(assets)
-        .bind(owner)
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut stored_keys: HashSet<(String, String)> = HashSet::new();
+    /// One array per column, of any length: one statement for any batch.
+    fn push_rows<'a>(sql: &mut Sql<'a>, rows: Vec<Vec<Arg<'a>>>) {
+        let mut columns: Vec<Vec<Arg<'a>>> = Vec::new();
         for row in rows {
-            stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
+            columns.resize_with(row.len(), Vec::new);
+            for (column, value) in columns.iter_mut().zip(row) {
+                column.push(value);
+            }
         }
-        Ok(stored_keys)
+        sql.push("SELECT * FROM UNNEST(");
+        for (i, column) in columns.into_iter().enumerate() {
+            let ty = match column.first() {
+                Some(Arg::Int(_)) => "int8",
+                Some(Arg::Bytes(_)) => "bytea",
+                _ => "text",
+            };
+            sql.push(if i == 0 { "" } else { ", " })
+                .push_bind(Arg::Column(column))
+                .push(&format!("::{ty}[]"));
+        }
+        sql.push(")");
     }
 
     /// Inserts `rows` (one statement, one array per column) and moves the
@@ -309,59 +250,26 @@ impl Backend for PgBackend {
         let Some(last) = rows.last() else {
             return Ok(true);
         };
-        let officers = officers_json(rows)?;
-        let col_i64 = |f: fn(&AuditRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-        let text = |f: for<'a> fn(&'a AuditRow) -> Option<&'a str>| {
-            rows.iter().map(f).collect::<Vec<Option<&str>>>()
-        };
-        let directions: Vec<&str> = rows
-            .iter()
-            .map(|r| r.record.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-            .collect();
-        let actions: Vec<&str> = rows.iter().map(|r| r.record.action.as_str()).collect();
-        let latencies: Vec<Option<i64>> = rows.iter().map(|r| r.record.latency_ms).collect();
-        let bodies: Vec<Option<&[u8]>> = rows.iter().map(|r| r.record.body.as_deref()).collect();
-        let prevs: Vec<&str> = rows.iter().map(|r| r.prev_hash.as_str()).collect();
-        let hashes: Vec<&str> = rows.iter().map(|r| r.hash.as_str()).collect();
-        let done = sqlx::query(AssertSqlSafe(format!(
+        let mut sql = Sql::new(format!(
             "WITH head AS ( \
-                 UPDATE audit_head SET seq = $18, hash = $19 \
-                 WHERE id = 1 AND ($20::int8 IS NULL OR (seq = $20 AND hash = $21)) \
-                 RETURNING id) \
-             INSERT INTO audit_events ({AUDIT_COLUMNS}) \
+                 UPDATE audit_head SET seq = $1, hash = $2 \
+                 WHERE id = 1 AND ($3::int8 IS NULL OR (seq = $3 AND hash = $4)) \
+                 RETURNING id), \
+             v ({AUDIT_COLUMNS}) AS ("
+        ))
+        .bind(last.seq)
+        .bind(&last.hash)
+        .bind(after.map(|(seq, _)| seq))
+        .bind(after.map(|(_, hash)| hash));
+        Self::push_rows(&mut sql, audit_rows(rows)?);
+        sql.push(&format!(
+            ") INSERT INTO audit_events ({AUDIT_COLUMNS}) \
              SELECT seq, at_ms, direction, caller, officers::jsonb, case_number, subject, \
                  agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, \
                  body, prev_hash, hash \
-             FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-                 $12::text[], $13::int8[], $14::text[], $15::bytea[], $16::text[], $17::text[]) \
-                 AS t ({AUDIT_COLUMNS}) \
-             WHERE EXISTS (SELECT 1 FROM head)"
-        )))
-        .bind(col_i64(|r| r.seq))
-        .bind(col_i64(|r| r.at_ms))
-        .bind(directions)
-        .bind(text(|r| r.record.caller.as_deref()))
-        .bind(&officers)
-        .bind(text(|r| r.record.case_number.as_deref()))
-        .bind(text(|r| r.record.subject.as_deref()))
-        .bind(text(|r| r.record.agency.as_deref()))
-        .bind(actions)
-        .bind(text(|r| r.record.inquiry_id.as_deref()))
-        .bind(text(|r| r.record.request_number.as_deref()))
-        .bind(text(|r| r.record.status.as_deref()))
-        .bind(latencies)
-        .bind(text(|r| r.body_sha256.as_deref()))
-        .bind(bodies)
-        .bind(prevs)
-        .bind(hashes)
-        .bind(last.seq)
-        .bind(last.hash.as_str())
-        .bind(after.map(|(seq, _)| seq))
-        .bind(after.map(|(_, hash)| hash))
-        .execute(conn)
-        .await?;
-        Ok(done.rows_affected() == rows.len() as u64)
+             FROM v WHERE EXISTS (SELECT 1 FROM head)"
+        ));
+        Ok(Self::execute(conn, sql).await? == rows.len() as u64)
     }
 
     /// A gateway of an earlier version appends without moving the head:
@@ -386,22 +294,6 @@ impl Backend for PgBackend {
     }
 }
 
-/// A claim that several gateways can share: the rows another instance is
-/// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and
-/// committed fails the lease test when read again under the lock.
-fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
-    format!(
-        "WITH due AS MATERIALIZED ( \
-             SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
-                 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4 FOR UPDATE SKIP LOCKED), \
-         claimed AS ( \
-             UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
-             WHERE id IN (SELECT id FROM due) RETURNING {columns}) \
-         SELECT {columns} FROM claimed ORDER BY due_at_ms, id"
-    )
-}
-
 static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
     claim_tasks: "WITH due AS MATERIALIZED ( \
              SELECT inquiry_id, agency FROM agency_tasks \
@@ -420,56 +312,6 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          FROM claimed \
          ORDER BY due_at_ms, inquiry_id, agency"
         .to_owned(),
-    // `COALESCE(state, '')`: see the module's note on plans.
-    time_out_tasks: format!(
-        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
-             detail = 'no answer before the inquiry''s deadline', \
-             lease_owner = NULL, lease_until_ms = NULL \
-         WHERE inquiry_id = ANY($1::text[]) AND COALESCE(state, '') IN ($2, $3, $4) \
-           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-    ),
-    // The COALESCEs: see the module's note on plans.
-    complete_inquiries: format!(
-        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
-         WHERE id = ANY($2::text[]) AND COALESCE(status, '') = '{running}' \
-           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-               WHERE inquiry_id = inquiries.id AND COALESCE(state, '') IN ($3, $4, $5)) \
-         RETURNING id, caller",
-        completed = InquiryStatus::Completed,
-        running = InquiryStatus::Running,
-    ),
-    next_due: "SELECT MIN(GREATEST(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-         FROM agency_tasks WHERE state IN ($1, $2) AND agency <> ALL ($3::text[])"
-        .to_owned(),
-    claim_orders: claim(
-        "orders",
-        &format!("phase <> '{}'", OrderPhase::Done),
-        ", steps = steps + 1",
-        ORDER_COLUMNS,
-    ),
-    claim_plans: claim(
-        "freeze_plans",
-        &format!("status = '{}'", PlanStatus::Running),
-        "",
-        PLAN_COLUMNS,
-    ),
-    claim_outbox: claim(
-        "outbox",
-        "delivered_at_ms IS NULL AND failed_at_ms IS NULL",
-        "",
-        OUTBOX_COLUMNS,
-    ),
-    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
-           AND caller = ANY($2::text[]) ORDER BY completed_at_ms LIMIT $3"
-        .to_owned(),
-    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
-           AND NOT (caller = ANY($1::text[]))"
-        .to_owned(),
-    documents_mismatch: format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch \
-         AND created_at_ms >= $1 AND created_at_ms < $2 \
-         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-    ),
     // The chain's write lock, held until commit: another writer waits here,
     // and then (READ COMMITTED: a new snapshot per statement) reads the
     // tail this transaction leaves.
@@ -526,15 +368,3 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
          GROUP BY 1, 2 HAVING COUNT(*) > $3 ORDER BY 2, 3 DESC, 1"
     ),
 });
-
-/// New tasks column by column, for one `UNNEST` insert.
-#[derive(Default)]
-struct TaskColumns<'a> {
-    inquiry_id: Vec<&'a str>,
-    agency: Vec<&'a str>,
-    request_number: Vec<&'a str>,
-    due_at_ms: Vec<i64>,
-    lease_owner: Vec<Option<&'a str>>,
-    lease_until_ms: Vec<Option<i64>>,
-    attempts: Vec<i64>,
-}

@@ -4,32 +4,24 @@
 //! writer at a time), the audit chain under `BEGIN IMMEDIATE`, lists as
 //! JSON read with `json_each`.
 
-use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{Arguments, AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{Arguments, AssertSqlSafe, Connection, Sqlite};
 
 use super::shared::{
-    AUDIT_COLUMNS, Arg, Backend, INQUIRY_COLUMNS, InquiryText, ORDER_COLUMNS, OUTBOX_COLUMNS,
-    PLAN_COLUMNS, REQUESTS, Record, Sql, SqlStore, Statements, officers_json, results_json,
+    AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, Arg, Backend, REQUESTS, Record, Sql, SqlStore,
+    Statements, audit_rows, batches,
 };
-use super::{
-    DecisionLock, InquiryStatus, NewInquiry, OrderPhase, PlanStatus, StoreError, TaskResult,
-    TaskState,
-};
+use super::{DecisionLock, StoreError};
 use crate::audit::AuditRow;
-
-/// The state of a task whose inquiry's deadline passed first.
-const TIMED_OUT: TaskState = TaskState::Finished(AgencyStatus::Timeout);
 
 /// Read-only connections beside the one writer: each has its own thread,
 /// so reads use the cores the writer leaves.
@@ -58,7 +50,7 @@ impl SqlStore<SqliteBackend> {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // Room for every statement the store runs, the multi-row ones
-            // in each of their sizes (see `padded_chunks`).
+            // in each of their sizes (see `push_rows`).
             .statement_cache_capacity(512)
             .foreign_keys(true);
         if let Some(parent) = options.get_filename().parent()
@@ -129,6 +121,7 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<SqliteArguments, sqlx::Error> {
             Arg::Texts(v) => serde_json::to_string(v)
                 .map_err(Into::into)
                 .and_then(|json| out.add(json)),
+            Arg::Column(_) => Err("SQLite takes no column of values".into()),
         };
         added.map_err(sqlx::Error::Encode)?;
     }
@@ -143,10 +136,31 @@ impl Backend for SqliteBackend {
     /// until it commits, whoever else writes the file.
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
-    const AUDIT_ROWS_PER_STATEMENT: usize = AUDIT_ROWS_PER_INSERT;
-
     fn statements() -> &'static Statements {
         &STATEMENTS
+    }
+
+    fn one_of(column: &str, param: &str) -> String {
+        format!("{column} IN (SELECT value FROM json_each({param}))")
+    }
+
+    fn by_key(column: &str) -> String {
+        column.to_owned()
+    }
+
+    const GREATEST: &'static str = "MAX";
+
+    /// `1`, as the partial index `orders_documents_mismatch` says it.
+    const TRUE: &'static str = "1";
+
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
+        format!(
+            "UPDATE {table} SET lease_owner = $1, lease_until_ms = $2{set} \
+             WHERE id IN (SELECT id FROM {table} WHERE {condition} AND due_at_ms <= $3 \
+                 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
+                 ORDER BY due_at_ms LIMIT $4) \
+             RETURNING {columns}"
+        )
     }
 
     async fn execute(conn: &mut SqliteConnection, sql: Sql<'_>) -> Result<u64, sqlx::Error> {
@@ -167,121 +181,27 @@ impl Backend for SqliteBackend {
             .await
     }
 
-    async fn insert_inquiries(
-        conn: &mut SqliteConnection,
-        new: &[NewInquiry],
-    ) -> Result<(), StoreError> {
-        let texts = new
-            .iter()
-            .map(|n| InquiryText::of(&n.record))
-            .collect::<Result<Vec<_>, _>>()?;
-        for ((chunk, size), texts) in
-            padded_chunks(new, INQUIRIES_PER_INSERT).zip(texts.chunks(INQUIRIES_PER_INSERT))
-        {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO inquiries ({INQUIRY_COLUMNS}) SELECT * FROM ("
-            ));
-            insert.push_values(0..size, |mut b, i| {
-                let (Some(NewInquiry { record: r, .. }), Some(t)) = (chunk.get(i), texts.get(i))
-                else {
-                    return push_nulls(&mut b, 15);
-                };
-                b.push_bind(r.id.as_str())
-                    .push_bind(r.caller.as_str())
-                    .push_bind(r.case_number.as_str())
-                    .push_bind(t.subject_kind)
-                    .push_bind(r.subject.name())
-                    .push_bind(r.subject.identifier())
-                    .push_bind(t.officers.as_str())
-                    .push_bind(t.asset_kinds.as_str())
-                    .push_bind(t.court.as_str())
-                    .push_bind(t.warnings.as_str())
-                    .push_bind(r.status.as_str())
-                    .push_bind(r.created_at_ms)
-                    .push_bind(r.deadline_at_ms)
-                    .push_bind(r.completed_at_ms)
-                    .push_bind(r.catalog_version.as_deref());
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *conn).await?;
-        }
-        // Many tasks per statement: an inquiry may go to thousands of
-        // agencies. The first `lease.count` of each inquiry's are claimed.
-        let tasks: Vec<(&NewInquiry, usize, &(String, String))> = new
-            .iter()
-            .flat_map(|n| n.tasks.iter().enumerate().map(move |(i, t)| (n, i, t)))
-            .collect();
-        for (chunk, size) in padded_chunks(&tasks, TASKS_PER_INSERT) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO agency_tasks (inquiry_id, agency, request_number, state, due_at_ms, \
-                 lease_owner, lease_until_ms, attempts) SELECT * FROM (",
-            );
-            insert.push_values(0..size, |mut b, i| {
-                let Some((new, n, (agency, request_number))) = chunk.get(i) else {
-                    return push_nulls(&mut b, 8);
-                };
-                let lease = new.lease.as_ref().filter(|l| *n < l.count);
-                b.push_bind(new.record.id.as_str())
-                    .push_bind(agency.as_str())
-                    .push_bind(request_number.as_str())
-                    .push_bind(TaskState::Queued.as_str())
-                    .push_bind(new.record.created_at_ms)
-                    .push_bind(lease.map(|l| l.owner.as_str()))
-                    .push_bind(lease.map(|l| l.until_ms))
-                    .push_bind(i64::from(lease.is_some()));
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
-            insert.build().execute(&mut *conn).await?;
-        }
-        Ok(())
+    fn rows_per_statement(max: usize) -> usize {
+        max
     }
 
-    async fn update_tasks(
-        conn: &mut SqliteConnection,
-        owner: &str,
-        results: &[TaskResult],
-    ) -> Result<HashSet<(String, String)>, StoreError> {
-        let assets = results_json(results)?;
-        let mut stored_keys: HashSet<(String, String)> = HashSet::new();
-        for ((chunk, size), assets) in padded_chunks(results, TASK_RESULTS_PER_UPDATE)
-            .zip(assets.chunks(TASK_RESULTS_PER_UPDATE))
-        {
-            // The padding rows' NULL keys match no task.
-            let mut update: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
-                 latency_ms, result) AS (",
-            );
-            update.push_values(0..size, |mut b, i| {
-                let (Some(r), Some(assets)) = (chunk.get(i), assets.get(i)) else {
-                    return push_nulls(&mut b, 9);
-                };
-                let u = &r.update;
-                b.push_bind(r.inquiry_id.as_str())
-                    .push_bind(r.agency.as_str())
-                    .push_bind(u.state.as_str())
-                    .push_bind(u.detail.as_deref())
-                    .push_bind(u.ticket.as_deref())
-                    .push_bind(u.due_at_ms)
-                    .push_bind(u.sent_at_ms)
-                    .push_bind(u.latency_ms)
-                    .push_bind(assets.as_deref());
-            });
-            update.push(
-                ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \
-                 ticket = COALESCE(v.ticket, agency_tasks.ticket), due_at_ms = v.due_at_ms, \
-                 sent_at_ms = COALESCE(agency_tasks.sent_at_ms, v.sent_at_ms), \
-                 latency_ms = v.latency_ms, result = v.result, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 FROM v WHERE agency_tasks.inquiry_id = v.inquiry_id \
-                   AND agency_tasks.agency = v.agency AND agency_tasks.lease_owner = ",
-            );
-            update.push_bind(owner);
-            update.push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
-            for row in update.build().fetch_all(&mut *conn).await? {
-                stored_keys.insert((row.try_get("inquiry_id")?, row.try_get("agency")?));
+    /// A `VALUES` list padded with NULL rows to a power of two: each size
+    /// is one SQL text, so a handful of statements stay prepared in the
+    /// connection's cache (parsing a long statement cost more than running
+    /// it), and any batch takes one statement (each is a round trip to
+    /// SQLite's worker thread).
+    fn push_rows<'a>(sql: &mut Sql<'a>, rows: Vec<Vec<Arg<'a>>>) {
+        let width = rows.first().map_or(0, Vec::len);
+        let size = rows.len().next_power_of_two();
+        let padding = std::iter::repeat_with(|| vec![Arg::Int(None); width]);
+        sql.push("VALUES ");
+        for (i, row) in rows.into_iter().chain(padding).take(size).enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" });
+            for (j, value) in row.into_iter().enumerate() {
+                sql.push(if j == 0 { "" } else { ", " }).push_bind(value);
             }
+            sql.push(")");
         }
-        Ok(stored_keys)
     }
 
     /// Many rows to a statement; with `after`, the statement inserts only if
@@ -292,43 +212,19 @@ impl Backend for SqliteBackend {
         rows: &[AuditRow],
         after: Option<(i64, &str)>,
     ) -> Result<bool, StoreError> {
-        let officers = officers_json(rows)?;
-        for ((chunk, size), officers) in
-            padded_chunks(rows, AUDIT_ROWS_PER_INSERT).zip(officers.chunks(AUDIT_ROWS_PER_INSERT))
-        {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT * FROM ("
+        for batch in batches::<Self>(audit_rows(rows)?, AUDIT_ROWS_PER_INSERT) {
+            let count = batch.len() as u64;
+            let mut sql = Sql::new(format!("WITH v ({AUDIT_COLUMNS}) AS ("));
+            Self::push_rows(&mut sql, batch);
+            sql.push(&format!(
+                ") INSERT INTO audit_events ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM v \
+                 WHERE seq IS NOT NULL"
             ));
-            insert.push_values(0..size, |mut b, i| {
-                let (Some(row), Some(officers)) = (chunk.get(i), officers.get(i)) else {
-                    return push_nulls(&mut b, 17);
-                };
-                let r = &row.record;
-                b.push_bind(row.seq)
-                    .push_bind(row.at_ms)
-                    .push_bind(r.direction.map(|d| d.as_str()).unwrap_or("inbound"))
-                    .push_bind(r.caller.as_deref())
-                    .push_bind(officers.as_str())
-                    .push_bind(r.case_number.as_deref())
-                    .push_bind(r.subject.as_deref())
-                    .push_bind(r.agency.as_deref())
-                    .push_bind(r.action.as_str())
-                    .push_bind(r.inquiry_id.as_deref())
-                    .push_bind(r.request_number.as_deref())
-                    .push_bind(r.status.as_deref())
-                    .push_bind(r.latency_ms)
-                    .push_bind(row.body_sha256.as_deref())
-                    .push_bind(r.body.as_deref())
-                    .push_bind(row.prev_hash.as_str())
-                    .push_bind(row.hash.as_str());
-            });
-            insert.push(") WHERE column1 IS NOT NULL");
             if let Some((_, hash)) = after {
-                insert.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ");
-                insert.push_bind(hash);
+                sql.push(" AND (SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1) = ")
+                    .push_bind(hash);
             }
-            let done = insert.build().execute(&mut *conn).await?;
-            if done.rows_affected() != chunk.len() as u64 {
+            if Self::execute(conn, sql).await? != count {
                 return Ok(false);
             }
         }
@@ -360,62 +256,6 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
              ORDER BY due_at_ms LIMIT $7) \
          RETURNING inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts"
         .to_owned(),
-    time_out_tasks: format!(
-        "UPDATE agency_tasks SET state = '{TIMED_OUT}', \
-             detail = 'no answer before the inquiry''s deadline', \
-             lease_owner = NULL, lease_until_ms = NULL \
-         WHERE inquiry_id IN (SELECT value FROM json_each($1)) AND state IN ($2, $3, $4) \
-           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)"
-    ),
-    next_due: "SELECT MIN(MAX(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
-         FROM agency_tasks WHERE state IN ($1, $2) \
-           AND agency NOT IN (SELECT value FROM json_each($3))"
-        .to_owned(),
-    claim_orders: format!(
-        "UPDATE orders SET lease_owner = $1, lease_until_ms = $2, steps = steps + 1 \
-         WHERE id IN (SELECT id FROM orders WHERE phase <> '{done}' AND due_at_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {ORDER_COLUMNS}",
-        done = OrderPhase::Done,
-    ),
-    claim_plans: format!(
-        "UPDATE freeze_plans SET lease_owner = $1, lease_until_ms = $2 \
-         WHERE id IN (SELECT id FROM freeze_plans WHERE status = '{running}' \
-             AND due_at_ms <= $3 AND (lease_until_ms IS NULL OR lease_until_ms <= $3) \
-             ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {PLAN_COLUMNS}",
-        running = PlanStatus::Running,
-    ),
-    claim_outbox: format!(
-        "UPDATE outbox SET lease_owner = $1, lease_until_ms = $2 \
-         WHERE id IN (SELECT id FROM outbox WHERE delivered_at_ms IS NULL \
-             AND failed_at_ms IS NULL AND due_at_ms <= $3 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= $3) ORDER BY due_at_ms LIMIT $4) \
-         RETURNING {OUTBOX_COLUMNS}"
-    ),
-    owing_callbacks: "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
-           AND caller IN (SELECT value FROM json_each($2)) \
-         ORDER BY completed_at_ms LIMIT $3"
-        .to_owned(),
-    drop_unwanted_callbacks: "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
-           AND caller NOT IN (SELECT value FROM json_each($1))"
-        .to_owned(),
-    complete_inquiries: format!(
-        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
-         WHERE id IN (SELECT value FROM json_each($2)) AND status = '{running}' \
-           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
-               WHERE inquiry_id = inquiries.id AND state IN ($3, $4, $5)) \
-         RETURNING id, caller",
-        completed = InquiryStatus::Completed,
-        running = InquiryStatus::Running,
-    ),
-    // `= 1`, as the partial index `orders_documents_mismatch` says it.
-    documents_mismatch: format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE documents_mismatch = 1 \
-         AND created_at_ms >= $1 AND created_at_ms < $2 \
-         ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-    ),
     // `BEGIN IMMEDIATE` takes the write lock.
     lock_audit_chain: None,
     audit_select: AUDIT_COLUMNS,
@@ -454,49 +294,11 @@ static STATEMENTS: LazyLock<Statements> = LazyLock::new(|| Statements {
     ),
 });
 
-/// Tasks per INSERT statement when an inquiry is stored (8 parameters each).
-const TASKS_PER_INSERT: usize = 512;
-
-/// Task results per UPDATE statement (9 parameters each).
-const TASK_RESULTS_PER_UPDATE: usize = 256;
-
-/// Inquiries per INSERT statement (15 parameters each).
-const INQUIRIES_PER_INSERT: usize = 64;
-
-/// Rows per INSERT statement when appending audit rows (17 parameters
-/// each, well under SQLite's limit of 32,766): as many as the audit
-/// writer's largest batch, so that each batch is one statement.
-const AUDIT_ROWS_PER_INSERT: usize = 512;
-
-/// Splits `items` for multi-row statements, each chunk with the number of
-/// rows its statement has: chunks of `max` (a power of two), then the rest
-/// in one statement of the next power of two, its spare rows NULL (each
-/// statement filters them out). Each size is one SQL text, so a handful of
-/// statements stay prepared in the connection's cache (parsing a long
-/// statement cost more than running it), and any batch takes one statement
-/// (each is a round trip to SQLite's worker thread).
-fn padded_chunks<T>(mut items: &[T], max: usize) -> impl Iterator<Item = (&[T], usize)> {
-    debug_assert!(max.is_power_of_two());
-    std::iter::from_fn(move || {
-        if items.is_empty() {
-            return None;
-        }
-        let (chunk, rest) = items.split_at(items.len().min(max));
-        items = rest;
-        Some((chunk, chunk.len().next_power_of_two()))
-    })
-}
-
-/// `count` NULLs into a padding row of a `VALUES` list.
-fn push_nulls(b: &mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, count: usize) {
-    for _ in 0..count {
-        b.push_bind(None::<i64>);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::padded_chunks;
+    use std::collections::HashSet;
+
+    use super::{Arg, Backend, Sql, SqliteBackend, batches};
 
     /// SQLite may end a transaction by itself (a COMMIT that fails on a full
     /// disk); sqlx's ROLLBACK on drop then fails and it keeps counting the
@@ -520,24 +322,32 @@ mod tests {
     }
 
     #[test]
-    fn chunks_come_in_a_few_sizes_and_cover_everything() {
-        for n in 0..1100usize {
-            let items: Vec<usize> = (0..n).collect();
-            let chunks: Vec<(&[usize], usize)> = padded_chunks(&items, 256).collect();
-            let joined: Vec<usize> = chunks.iter().flat_map(|(c, _)| c.iter().copied()).collect();
-            assert_eq!(joined, items, "n = {n}");
-            for (i, (c, size)) in chunks.iter().enumerate() {
-                assert!(size.is_power_of_two() && *size <= 256, "n = {n}: {size}");
-                assert!(
-                    c.len() <= *size && c.len() * 2 > *size,
-                    "n = {n}: {}",
-                    c.len()
-                );
-                // Only the last chunk is short.
-                if i + 1 < chunks.len() {
-                    assert_eq!(c.len(), 256, "n = {n}");
-                }
+    fn batches_come_in_a_few_sizes_and_cover_everything() -> anyhow::Result<()> {
+        let mut texts = HashSet::new();
+        for n in 0..1100i64 {
+            let rows = (0..n).map(|i| vec![Arg::Int(Some(i))]).collect();
+            let batches: Vec<_> = batches::<SqliteBackend>(rows, 256).collect();
+            let count = batches.len();
+            let mut joined = Vec::new();
+            for (i, batch) in batches.into_iter().enumerate() {
+                let len = batch.len();
+                // Only the last batch is short.
+                assert!(len == 256 || i + 1 == count, "n = {n}: {len}");
+                let mut sql = Sql::new("");
+                SqliteBackend::push_rows(&mut sql, batch);
+                let (text, args) = sql.into_parts()?;
+                let size = args.len();
+                assert!(size.is_power_of_two() && size < len * 2, "n = {n}: {size}");
+                joined.extend(args.into_iter().map_while(|a| match a {
+                    Arg::Int(Some(v)) => Some(v),
+                    _ => None,
+                }));
+                texts.insert(text);
             }
+            assert_eq!(joined, (0..n).collect::<Vec<_>>(), "n = {n}");
         }
+        // One text per size: 1, 2, 4 ... 256 rows.
+        assert_eq!(texts.len(), 9);
+        Ok(())
     }
 }

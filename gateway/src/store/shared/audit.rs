@@ -7,10 +7,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use super::jobs::{InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks};
-use super::orders::{insert_order, insert_outbox, insert_plan, save_order_in};
-use super::{Backend, Conn, Sql, SqlStore, limit};
+use super::jobs::{
+    InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
+    update_tasks,
+};
+use super::orders::{insert_order, insert_plan, queue_owed, save_order_in};
+use super::{Arg, Backend, Conn, Sql, SqlStore, limit, select};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
+use crate::store::columns::json;
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, Created, JournalEntry, Journaled,
     NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
@@ -19,6 +23,11 @@ use crate::store::{
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
      agency, action, inquiry_id, request_number, status, latency_ms, body_sha256, body, \
      prev_hash, hash";
+
+/// Audit rows to a statement where statements take few values (17 each,
+/// well under SQLite's limit of 32,766): as many as the audit writer's
+/// largest batch, so that each batch is one statement.
+pub const AUDIT_ROWS_PER_INSERT: usize = 512;
 
 /// The rows that are requests about a subject: accepted inquiries, orders
 /// and freeze plans.
@@ -42,7 +51,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         // wrote, in one statement that stores it only if that is still the
         // tail.
         let new = match self.audit_tail.get() {
-            Some((seq, hash)) if rows.len() <= B::AUDIT_ROWS_PER_STATEMENT => {
+            Some((seq, hash)) if rows.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
                 let rows = chain_rows(rows, seq, hash.clone());
                 let mut conn = self.pool.acquire().await?;
                 match B::insert_audit(&mut conn, &rows, Some((seq, &hash))).await {
@@ -170,7 +179,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             }
             // The inquiries go in together (multi-row statements).
             if !inquiries.is_empty() {
-                B::insert_inquiries(&mut tx, &inquiries).await?;
+                insert_inquiries::<B>(&mut tx, &inquiries).await?;
             }
             // The results, then the completion of the inquiries they
             // finish, in this transaction (it holds the journal's lock:
@@ -178,7 +187,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             let mut finished: Vec<(usize, String, bool)> = Vec::new();
             for (owner, group) in results {
                 let (at, group): (Vec<usize>, Vec<TaskResult>) = group.into_iter().unzip();
-                let stored = B::update_tasks(&mut tx, &owner, &group).await?;
+                let stored = update_tasks::<B>(&mut tx, &owner, &group).await?;
                 for (i, r) in at.into_iter().zip(group) {
                     let key = (r.inquiry_id, r.agency);
                     let kept = stored.contains(&key);
@@ -202,11 +211,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     .map(|(_, id, _)| id)
                     .collect();
                 let touched: Vec<String> = touched.into_iter().cloned().collect();
-                let done: Vec<(String, String)> = if touched.is_empty() {
-                    Vec::new()
-                } else {
-                    B::fetch_all(&mut tx, complete_inquiries::<B>(&touched, now_ms)).await?
-                };
+                let done = complete_inquiries::<B>(&mut tx, &touched, now_ms).await?;
                 // Each completion's callback in its transaction: nothing
                 // between the last result and the caller's callback can
                 // lose it. A caller that takes none is left owing (the
@@ -269,10 +274,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
             return Ok(Vec::new());
         }
-        let mut q = Sql::new(format!(
-            "SELECT {} FROM audit_events WHERE 1 = 1",
-            statements.audit_select
-        ));
+        let mut q = select(statements.audit_select, "audit_events", "1 = 1");
         for (column, value) in texts {
             if let Some(v) = value {
                 q.push(&format!(" AND {column} = ")).push_bind(v);
@@ -303,14 +305,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {} FROM audit_events WHERE seq = $1",
-                B::statements().audit_select
-            ))
-            .bind(seq),
-        )
-        .await
+        let columns = B::statements().audit_select;
+        self.read_optional(select(columns, "audit_events", "seq = $1").bind(seq))
+            .await
     }
 
     async fn audit_chain(
@@ -318,13 +315,12 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         after_seq: i64,
         n: i64,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let columns = B::statements().audit_select_no_body;
+        let condition = "seq > $1 ORDER BY seq LIMIT $2";
         self.read_all(
-            Sql::new(format!(
-                "SELECT {} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
-                B::statements().audit_select_no_body
-            ))
-            .bind(after_seq)
-            .bind(limit(n)),
+            select(columns, "audit_events", condition)
+                .bind(after_seq)
+                .bind(limit(n)),
         )
         .await
     }
@@ -427,15 +423,7 @@ async fn queue_completed<B: Backend>(
     let Some(item) = callbacks.completed(&inquiry, &tasks, now_ms) else {
         return Ok(());
     };
-    let owed = B::execute(
-        conn,
-        Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
-            .bind(inquiry_id),
-    )
-    .await?;
-    if owed == 1 {
-        insert_outbox::<B>(conn, &item).await?;
-    }
+    queue_owed::<B>(conn, inquiry_id, &item).await?;
     Ok(())
 }
 
@@ -481,12 +469,33 @@ fn unchain(rows: Vec<AuditRow>) -> Vec<NewAuditRow> {
         .collect()
 }
 
-/// Each row's officers as the JSON array both backends store.
-pub fn officers_json(rows: &[AuditRow]) -> Result<Vec<String>, StoreError> {
-    rows.iter()
-        .map(|r| serde_json::to_string(&r.record.officers))
-        .collect::<Result<_, _>>()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The rows' values, in the order of `AUDIT_COLUMNS` (the officers as the
+/// JSON array both backends store).
+pub fn audit_rows(rows: &[AuditRow]) -> Result<Vec<Vec<Arg<'_>>>, sqlx::Error> {
+    rows.iter().map(audit_row).collect()
+}
+
+fn audit_row(row: &AuditRow) -> Result<Vec<Arg<'_>>, sqlx::Error> {
+    let r = &row.record;
+    Ok(vec![
+        Arg::from(row.seq),
+        row.at_ms.into(),
+        r.direction.map_or("inbound", |d| d.as_str()).into(),
+        (&r.caller).into(),
+        json(&r.officers)?.into(),
+        (&r.case_number).into(),
+        (&r.subject).into(),
+        (&r.agency).into(),
+        r.action.as_str().into(),
+        (&r.inquiry_id).into(),
+        (&r.request_number).into(),
+        (&r.status).into(),
+        r.latency_ms.into(),
+        (&row.body_sha256).into(),
+        r.body.as_deref().into(),
+        (&row.prev_hash).into(),
+        (&row.hash).into(),
+    ])
 }
 
 /// The audit chain's tail as a store handle last wrote it. The next batch

@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use adapters::model::AgencyStatus;
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 
-use super::{Backend, Conn, Sql, SqlStore, limit};
+use super::{Arg, Backend, Conn, Sql, SqlStore, batches, insert_rows, limit, select};
 use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
@@ -18,7 +19,7 @@ const QUEUED: TaskState = TaskState::Queued;
 const POLLING: TaskState = TaskState::Polling;
 const AWAITING: TaskState = TaskState::Awaiting;
 
-pub const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
+const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
      subject_id, officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, \
      completed_at_ms, catalog_version";
 
@@ -28,6 +29,12 @@ const TASK_COLUMNS: &str =
 const CLAIMED_COLUMNS: &str =
     "inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts";
 
+/// The most rows to a statement where statements take few values
+/// (SQLite): inquiries (15 values each), tasks (8) and task results (9).
+const INQUIRIES_PER_INSERT: usize = 64;
+const TASKS_PER_INSERT: usize = 512;
+const TASK_RESULTS_PER_UPDATE: usize = 256;
+
 #[async_trait]
 impl<B: Backend> JobStore for SqlStore<B> {
     async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
@@ -35,29 +42,20 @@ impl<B: Backend> JobStore for SqlStore<B> {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        B::insert_inquiries(&mut tx, new).await?;
+        insert_inquiries::<B>(&mut tx, new).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE id = $1"
-            ))
-            .bind(id),
-        )
-        .await
+        self.read_optional(select(INQUIRY_COLUMNS, "inquiries", "id = $1").bind(id))
+            .await
     }
 
     async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        self.read_all(
-            Sql::new(format!(
-                "SELECT {TASK_COLUMNS} FROM agency_tasks WHERE inquiry_id = $1 ORDER BY agency"
-            ))
-            .bind(inquiry_id),
-        )
-        .await
+        let condition = "inquiry_id = $1 ORDER BY agency";
+        self.read_all(select(TASK_COLUMNS, "agency_tasks", condition).bind(inquiry_id))
+            .await
     }
 
     async fn inquiry_with_tasks(
@@ -75,10 +73,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<InquiryRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {INQUIRY_COLUMNS} FROM inquiries WHERE case_number = $1 AND caller = $2 \
-                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-            ))
+            select(
+                INQUIRY_COLUMNS,
+                "inquiries",
+                "case_number = $1 AND caller = $2 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+            )
             .bind(case_number)
             .bind(caller)
             .bind(limit(n)),
@@ -185,7 +184,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
         let mut tx = self.begin_locked().await?;
         B::execute(
             &mut tx,
-            Sql::new(B::statements().time_out_tasks.as_str())
+            Sql::new(time_out_tasks::<B>())
                 .bind(&ids[..])
                 .bind(QUEUED)
                 .bind(POLLING)
@@ -200,8 +199,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
     async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
         let ids = [inquiry_id.to_owned()];
         let mut tx = self.begin_locked().await?;
-        let completed: Vec<(String, String)> =
-            B::fetch_all(&mut tx, complete_inquiries::<B>(&ids, now_ms)).await?;
+        let completed = complete_inquiries::<B>(&mut tx, &ids, now_ms).await?;
         tx.commit().await?;
         Ok(completed.len() == 1)
     }
@@ -227,10 +225,11 @@ impl<B: Backend> JobStore for SqlStore<B> {
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError> {
         self.read_optional(
-            Sql::new(format!(
-                "SELECT {CLAIMED_COLUMNS} FROM agency_tasks \
-                 WHERE agency = $1 AND request_number = $2 AND state = $3"
-            ))
+            select(
+                CLAIMED_COLUMNS,
+                "agency_tasks",
+                "agency = $1 AND request_number = $2 AND state = $3",
+            )
             .bind(agency)
             .bind(request_number)
             .bind(AWAITING),
@@ -254,10 +253,15 @@ impl<B: Backend> JobStore for SqlStore<B> {
     async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
         let next: Option<(Option<i64>,)> = self
             .optional(
-                Sql::new(B::statements().next_due.as_str())
-                    .bind(QUEUED)
-                    .bind(POLLING)
-                    .bind(skip_agencies),
+                Sql::new(format!(
+                    "SELECT MIN({greatest}(due_at_ms, COALESCE(lease_until_ms, 0))) AS next \
+                     FROM agency_tasks WHERE state IN ($1, $2) AND NOT ({skip})",
+                    greatest = B::GREATEST,
+                    skip = B::one_of("agency", "$3"),
+                ))
+                .bind(QUEUED)
+                .bind(POLLING)
+                .bind(skip_agencies),
             )
             .await?;
         Ok(next.and_then(|(n,)| n))
@@ -288,27 +292,22 @@ impl<B: Backend> JobStore for SqlStore<B> {
             .await?;
         let mut counts = Vec::with_capacity(rows.len() * 2);
         for r in rows {
-            if matches!(r.queue.as_str(), "inquiry" | "order") {
-                counts.push(QueueCount {
-                    queue: r.queue,
-                    key: r.k,
-                    claimed: false,
-                    count: r.n,
-                });
-            } else {
+            // Inquiries and orders by status are never claimed (`claimed`
+            // is 0): one line each.
+            if !matches!(r.queue.as_str(), "inquiry" | "order") {
                 counts.push(QueueCount {
                     queue: r.queue.clone(),
                     key: r.k.clone(),
                     claimed: true,
                     count: r.claimed,
                 });
-                counts.push(QueueCount {
-                    queue: r.queue,
-                    key: r.k,
-                    claimed: false,
-                    count: r.n - r.claimed,
-                });
             }
+            counts.push(QueueCount {
+                queue: r.queue,
+                key: r.k,
+                claimed: false,
+                count: r.n - r.claimed,
+            });
         }
         Ok(counts)
     }
@@ -334,15 +333,11 @@ impl InquiryTaskRow {
 /// with each task (the two tables share no column name); an inquiry
 /// without tasks comes as one row with NULL task columns.
 pub fn inquiry_with_tasks(id: &str) -> Sql<'_> {
-    Sql::new(
-        "SELECT i.id, i.caller, i.case_number, i.subject_kind, i.subject_name, \
-         i.subject_id, i.officers, i.asset_kinds, i.court, i.warnings, i.status, \
-         i.created_at_ms, i.deadline_at_ms, i.completed_at_ms, i.catalog_version, \
-         t.inquiry_id, t.agency, t.request_number, t.state, t.detail, t.ticket, \
-         t.latency_ms, t.result \
+    Sql::new(format!(
+        "SELECT {INQUIRY_COLUMNS}, {TASK_COLUMNS} \
          FROM inquiries i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
-         WHERE i.id = $1 ORDER BY t.agency",
-    )
+         WHERE i.id = $1 ORDER BY t.agency"
+    ))
     .bind(id)
 }
 
@@ -405,13 +400,9 @@ pub async fn finish_in<B: Backend>(
     results: &[TaskResult],
     now_ms: i64,
 ) -> Result<FinishedTasks, StoreError> {
-    let stored_keys = B::update_tasks(conn, owner, results).await?;
+    let stored_keys = update_tasks::<B>(conn, owner, results).await?;
     let (stored, touched) = stored_results(results, &stored_keys);
-    let completed: Vec<(String, String)> = if touched.is_empty() {
-        Vec::new()
-    } else {
-        B::fetch_all(conn, complete_inquiries::<B>(&touched, now_ms)).await?
-    };
+    let completed = complete_inquiries::<B>(conn, &touched, now_ms).await?;
     Ok(FinishedTasks {
         stored,
         completed: completed.into_iter().map(|(id, _)| id).collect(),
@@ -438,44 +429,48 @@ pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a Task
     .bind(AWAITING)
 }
 
-/// Completes the inquiries among `ids` that have no unfinished task left.
-pub fn complete_inquiries<B: Backend>(ids: &[String], now_ms: i64) -> Sql<'_> {
-    Sql::new(B::statements().complete_inquiries.as_str())
-        .bind(now_ms)
-        .bind(ids)
-        .bind(QUEUED)
-        .bind(POLLING)
-        .bind(AWAITING)
+/// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
+/// $2..$4 the unfinished states, $5 now.
+fn time_out_tasks<B: Backend>() -> String {
+    format!(
+        "UPDATE agency_tasks SET state = '{timeout}', \
+             detail = 'no answer before the inquiry''s deadline', \
+             lease_owner = NULL, lease_until_ms = NULL \
+         WHERE {ids} AND {state} IN ($2, $3, $4) \
+           AND (lease_until_ms IS NULL OR lease_until_ms <= $5)",
+        timeout = TaskState::Finished(AgencyStatus::Timeout),
+        ids = B::one_of("inquiry_id", "$1"),
+        state = B::by_key("state"),
+    )
 }
 
-/// An inquiry's columns that are not plain text, as stored (for the
-/// backends' bulk inserts).
-pub struct InquiryText {
-    pub subject_kind: &'static str,
-    pub officers: String,
-    pub asset_kinds: String,
-    pub court: String,
-    pub warnings: String,
-}
-
-impl InquiryText {
-    pub fn of(r: &InquiryRecord) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            subject_kind: subject_kind(r.subject.kind()),
-            officers: json(&r.officers)?,
-            asset_kinds: json(&r.asset_kinds)?,
-            court: json(&r.court)?,
-            warnings: json(&r.warnings)?,
-        })
+/// Completes the inquiries among `ids` that have no unfinished task left,
+/// returning their ids and callers.
+pub async fn complete_inquiries<B: Backend>(
+    conn: &mut Conn<B>,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
     }
-}
-
-/// Each result's assets as stored (for the backends' bulk updates).
-pub fn results_json(results: &[TaskResult]) -> Result<Vec<Option<String>>, sqlx::Error> {
-    results
-        .iter()
-        .map(|r| r.update.result.as_ref().map(json).transpose())
-        .collect()
+    let sql = Sql::new(format!(
+        "UPDATE inquiries SET status = '{completed}', completed_at_ms = $1, callback_due = 1 \
+         WHERE {ids} AND {status} = '{RUNNING}' \
+           AND NOT EXISTS (SELECT 1 FROM agency_tasks \
+               WHERE inquiry_id = inquiries.id AND {state} IN ($3, $4, $5)) \
+         RETURNING id, caller",
+        completed = InquiryStatus::Completed,
+        ids = B::one_of("id", "$2"),
+        status = B::by_key("status"),
+        state = B::by_key("state"),
+    ))
+    .bind(now_ms)
+    .bind(ids)
+    .bind(QUEUED)
+    .bind(POLLING)
+    .bind(AWAITING);
+    Ok(B::fetch_all(conn, sql).await?)
 }
 
 /// For `finish_tasks`: per result, whether its (inquiry, agency) is among
@@ -491,4 +486,119 @@ pub fn stored_results(
         .collect();
     let touched: BTreeSet<&String> = stored.iter().map(|(inquiry, _)| inquiry).collect();
     (flags, touched.into_iter().cloned().collect())
+}
+
+/// Inserts inquiries with their tasks (`JobStore::create_inquiries`, in
+/// the caller's transaction), the first `lease.count` of each inquiry's
+/// tasks claimed.
+pub async fn insert_inquiries<B: Backend>(
+    conn: &mut Conn<B>,
+    new: &[NewInquiry],
+) -> Result<(), StoreError> {
+    let inquiries = new.iter().map(|n| inquiry_row(&n.record));
+    let inquiries = inquiries.collect::<Result<_, _>>()?;
+    insert_rows::<B>(
+        conn,
+        "inquiries",
+        INQUIRY_COLUMNS,
+        inquiries,
+        INQUIRIES_PER_INSERT,
+    )
+    .await?;
+    // Many tasks per statement: an inquiry may go to thousands of agencies.
+    let tasks = new.iter().flat_map(|n| {
+        n.tasks
+            .iter()
+            .enumerate()
+            .map(move |(i, (agency, request_number))| {
+                let lease = n.lease.as_ref().filter(|l| i < l.count);
+                vec![
+                    Arg::from(&n.record.id),
+                    agency.into(),
+                    request_number.into(),
+                    QUEUED.into(),
+                    n.record.created_at_ms.into(),
+                    lease.map(|l| l.owner.as_str()).into(),
+                    lease.map(|l| l.until_ms).into(),
+                    i64::from(lease.is_some()).into(),
+                ]
+            })
+    });
+    let columns = "inquiry_id, agency, request_number, state, due_at_ms, lease_owner, \
+                   lease_until_ms, attempts";
+    insert_rows::<B>(
+        conn,
+        "agency_tasks",
+        columns,
+        tasks.collect(),
+        TASKS_PER_INSERT,
+    )
+    .await
+}
+
+/// An inquiry's values, in the order of `INQUIRY_COLUMNS`.
+fn inquiry_row(r: &InquiryRecord) -> Result<Vec<Arg<'_>>, sqlx::Error> {
+    Ok(vec![
+        Arg::from(&r.id),
+        (&r.caller).into(),
+        (&r.case_number).into(),
+        subject_kind(r.subject.kind()).into(),
+        r.subject.name().into(),
+        r.subject.identifier().into(),
+        json(&r.officers)?.into(),
+        json(&r.asset_kinds)?.into(),
+        json(&r.court)?.into(),
+        json(&r.warnings)?.into(),
+        r.status.into(),
+        r.created_at_ms.into(),
+        r.deadline_at_ms.into(),
+        r.completed_at_ms.into(),
+        (&r.catalog_version).into(),
+    ])
+}
+
+/// Stores task results, each only where `owner` still holds the task's
+/// lease, releasing it; returns the (inquiry, agency) keys stored.
+pub async fn update_tasks<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    results: &[TaskResult],
+) -> Result<HashSet<(String, String)>, StoreError> {
+    let rows = results.iter().map(|r| -> Result<_, sqlx::Error> {
+        let u = &r.update;
+        Ok(vec![
+            Arg::from(&r.inquiry_id),
+            (&r.agency).into(),
+            u.state.into(),
+            (&u.detail).into(),
+            (&u.ticket).into(),
+            u.due_at_ms.into(),
+            u.sent_at_ms.into(),
+            u.latency_ms.into(),
+            u.result.as_ref().map(json).transpose()?.into(),
+        ])
+    });
+    let rows = rows.collect::<Result<_, _>>()?;
+    let mut stored = HashSet::new();
+    for batch in batches::<B>(rows, TASK_RESULTS_PER_UPDATE) {
+        let mut sql = Sql::new(
+            "WITH v (inquiry_id, agency, state, detail, ticket, due_at_ms, sent_at_ms, \
+             latency_ms, result) AS (",
+        );
+        B::push_rows(&mut sql, batch);
+        // The padding rows' NULL keys match no task.
+        sql.push(
+            ") UPDATE agency_tasks SET state = v.state, detail = v.detail, \
+             ticket = COALESCE(v.ticket, agency_tasks.ticket), due_at_ms = v.due_at_ms, \
+             sent_at_ms = COALESCE(agency_tasks.sent_at_ms, v.sent_at_ms), \
+             latency_ms = v.latency_ms, result = v.result, \
+             lease_owner = NULL, lease_until_ms = NULL \
+             FROM v WHERE agency_tasks.inquiry_id = v.inquiry_id \
+               AND agency_tasks.agency = v.agency AND agency_tasks.lease_owner = ",
+        )
+        .push_bind(owner)
+        .push(" RETURNING agency_tasks.inquiry_id, agency_tasks.agency");
+        stored.extend(B::fetch_all::<(String, String)>(conn, sql).await?);
+    }
+    Ok(stored)
 }

@@ -14,7 +14,6 @@ mod jobs;
 mod orders;
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,13 +22,11 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Database, FromRow, Pool, Transaction};
 
-pub(super) use audit::{AUDIT_COLUMNS, AuditTail, REQUESTS, officers_json};
-pub(super) use jobs::{INQUIRY_COLUMNS, InquiryText, results_json};
-pub(super) use orders::{ORDER_COLUMNS, OUTBOX_COLUMNS, PLAN_COLUMNS};
+pub(super) use audit::{AUDIT_COLUMNS, AUDIT_ROWS_PER_INSERT, AuditTail, REQUESTS, audit_rows};
 
+use super::StoreError;
 use super::columns::json;
 use super::decision::{DecisionLock, LocalLocks};
-use super::{NewInquiry, StoreError, TaskResult};
 use crate::audit::AuditRow;
 
 /// One store on one database: its pool, what its backend keeps, and what
@@ -167,6 +164,24 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// The statements whose text differs.
     fn statements() -> &'static Statements;
 
+    /// `column` is one of the texts bound to `param` (`Arg::Texts`).
+    fn one_of(column: &str, param: &str) -> String;
+
+    /// `column` as a lookup by key tests it: on PostgreSQL kept off the
+    /// column's own index (`postgres`' note on plans).
+    fn by_key(column: &str) -> String;
+
+    /// The larger of two values.
+    const GREATEST: &'static str;
+
+    /// A boolean column's true, as the partial indexes spell it.
+    const TRUE: &'static str;
+
+    /// Claims the rows of `table` that meet `condition` and are due,
+    /// setting `set` as well, returning `columns`: $1 owner, $2 lease
+    /// until, $3 now, $4 how many.
+    fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String;
+
     /// Runs a statement; how many rows it changed.
     async fn execute(conn: &mut Conn<Self>, sql: Sql<'_>) -> Result<u64, sqlx::Error>;
 
@@ -183,21 +198,15 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
         Ok(Self::fetch_all(conn, sql).await?.into_iter().next())
     }
 
-    /// Inserts at least one inquiry with its tasks (`JobStore::create_inquiries`
-    /// in the caller's transaction).
-    async fn insert_inquiries(conn: &mut Conn<Self>, new: &[NewInquiry]) -> Result<(), StoreError>;
+    /// How many rows one multi-row statement writes: `max` where a
+    /// statement takes only so many values (SQLite), all of them where one
+    /// array per column takes any number (PostgreSQL).
+    fn rows_per_statement(max: usize) -> usize;
 
-    /// Stores at least one task result (multi-row), each only where
-    /// `owner` still holds the task's lease, releasing it; returns the
-    /// (inquiry, agency) keys stored.
-    async fn update_tasks(
-        conn: &mut Conn<Self>,
-        owner: &str,
-        results: &[TaskResult],
-    ) -> Result<HashSet<(String, String)>, StoreError>;
-
-    /// The most audit rows one statement appends.
-    const AUDIT_ROWS_PER_STATEMENT: usize;
+    /// Pushes `rows` (each row's values in the same columns) as the body of
+    /// `WITH v (columns) AS (...)`: a row whose first value is NULL is
+    /// padding, which statements filter out.
+    fn push_rows<'a>(sql: &mut Sql<'a>, rows: Vec<Vec<Arg<'a>>>);
 
     /// Appends chained `rows`. With `after` (the chain's tail a handle
     /// last wrote), only if that is still the tail, checked by the one
@@ -229,29 +238,6 @@ pub struct Statements {
     /// lease until, $3 and $4 the states to claim, $5 now, $6 the agencies
     /// to leave alone, $7 how many.
     pub claim_tasks: String,
-    /// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
-    /// $2..$4 the unfinished states, $5 now.
-    pub time_out_tasks: String,
-    /// Completes the inquiries among $2 that have no unfinished task
-    /// ($3..$5 the unfinished states) at $1, returning their `id`s and
-    /// `caller`s.
-    pub complete_inquiries: String,
-    /// When the next unfinished task is due, as `next`: $1 and $2 the
-    /// states, $3 the agencies left out.
-    pub next_due: String,
-    /// Claims orders, plans and callbacks with work due, returning their
-    /// rows: $1 owner, $2 lease until, $3 now, $4 how many.
-    pub claim_orders: String,
-    pub claim_plans: String,
-    pub claim_outbox: String,
-    /// Completed inquiries owing a callback, as `id`: $1 completed at or
-    /// before, $2 the callers, $3 how many.
-    pub owing_callbacks: String,
-    /// Clears the callbacks owed to callers not in $1.
-    pub drop_unwanted_callbacks: String,
-    /// Orders with a document mismatch, newest first: $1 from, $2 to, $3
-    /// how many.
-    pub documents_mismatch: String,
     /// Locks the audit chain for a writer, when beginning a write
     /// transaction does not.
     pub lock_audit_chain: Option<&'static str>,
@@ -370,6 +356,9 @@ pub enum Arg<'a> {
     /// A list of texts: a JSON array on SQLite (read with `json_each`), an
     /// array on PostgreSQL.
     Texts(&'a [String]),
+    /// A column of many rows' values, all of one kind (PostgreSQL's
+    /// `UNNEST`).
+    Column(Vec<Arg<'a>>),
 }
 
 /// How each kind of value is bound.
@@ -391,15 +380,56 @@ args! {
     String => |v| Arg::Text(Some(Cow::Owned(v))),
     Option<&'a str> => |v| Arg::Text(v.map(Cow::Borrowed)),
     &'a Option<String> => |v| Arg::Text(v.as_deref().map(Cow::Borrowed)),
+    Option<String> => |v| Arg::Text(v.map(Cow::Owned)),
     i64 => |v| Arg::Int(Some(v)),
     Option<i64> => |v| Arg::Int(v),
     bool => |v| Arg::Bool(v),
     &'a Vec<u8> => |v| Arg::Bytes(Some(v)),
+    Option<&'a [u8]> => |v| Arg::Bytes(v),
     &'a [String] => |v| Arg::Texts(v),
+}
+
+/// `SELECT columns FROM table WHERE condition` (with its order and limit).
+pub fn select<'a>(columns: &str, table: &str, condition: &str) -> Sql<'a> {
+    Sql::new(format!("SELECT {columns} FROM {table} WHERE {condition}"))
 }
 
 /// A `LIMIT`: a negative one means none (PostgreSQL refuses a negative
 /// limit, SQLite a NULL one).
 pub fn limit(n: i64) -> i64 {
     if n < 0 { i64::MAX } else { n }
+}
+
+/// `rows` in batches of `B::rows_per_statement(max)`, one statement each.
+pub fn batches<'a, B: Backend>(
+    rows: Vec<Vec<Arg<'a>>>,
+    max: usize,
+) -> impl Iterator<Item = Vec<Vec<Arg<'a>>>> {
+    let n = B::rows_per_statement(max);
+    let mut rows = rows.into_iter().peekable();
+    std::iter::from_fn(move || {
+        rows.peek()?;
+        Some(rows.by_ref().take(n).collect())
+    })
+}
+
+/// Inserts `rows` into `table`, each row's values in the order of
+/// `columns`, at most `max` rows to a statement where that is bounded.
+pub async fn insert_rows<B: Backend>(
+    conn: &mut Conn<B>,
+    table: &str,
+    columns: &str,
+    rows: Vec<Vec<Arg<'_>>>,
+    max: usize,
+) -> Result<(), StoreError> {
+    let first = columns.split(',').next().unwrap_or(columns);
+    for batch in batches::<B>(rows, max) {
+        let mut sql = Sql::new(format!("WITH v ({columns}) AS ("));
+        B::push_rows(&mut sql, batch);
+        sql.push(&format!(
+            ") INSERT INTO {table} ({columns}) SELECT {columns} FROM v WHERE {first} IS NOT NULL"
+        ));
+        B::execute(conn, sql).await?;
+    }
+    Ok(())
 }

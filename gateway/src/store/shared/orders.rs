@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 
-use super::{Backend, Conn, Sql, SqlStore, limit};
-use crate::store::columns::subject_kind;
+use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit, select};
+use crate::store::columns::{json, subject_kind};
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
     PlanProgress, PlanRecord,
@@ -11,7 +11,7 @@ use crate::store::orders::{
 use crate::store::states::sql_list;
 use crate::store::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError};
 
-pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
      account_number, unit_number, amount_fen, start_date, end_date, prior_order, measure_order, \
      prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
@@ -19,12 +19,12 @@ pub const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_
      measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
      decided_at_ms, acknowledged_documents, documents_mismatch";
 
-pub const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
+const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, inquiry_id, amount_fen, \
      end_date, accounts, next_index, status, controlled_fen, detail, due_at_ms, created_at_ms, \
      updated_at_ms, completed_at_ms";
 
-pub const OUTBOX_COLUMNS: &str =
+const OUTBOX_COLUMNS: &str =
     "id, caller, event, resource_id, body, attempts, due_at_ms, created_at_ms";
 
 /// Statuses of a measure that can still lapse, written out in the
@@ -38,12 +38,17 @@ fn live() -> String {
 const DONE: OrderPhase = OrderPhase::Done;
 const PLAN_RUNNING: PlanStatus = PlanStatus::Running;
 
-/// `$1, $2, ..., $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A row by its caller's idempotency key: $1 caller, $2 key.
+const BY_KEY: &str = "caller = $1 AND idempotency_key = $2";
+
+/// The orders that meet `condition` (with its order and limit), every column.
+fn orders<'a>(condition: &str) -> Sql<'a> {
+    select(ORDER_COLUMNS, "orders", condition)
+}
+
+/// The freeze plans that meet `condition`, every column.
+fn plans<'a>(condition: &str) -> Sql<'a> {
+    select(PLAN_COLUMNS, "freeze_plans", condition)
 }
 
 #[async_trait]
@@ -62,10 +67,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1")).bind(id),
-        )
-        .await
+        self.read_optional(orders("id = $1").bind(id)).await
     }
 
     async fn order_by_key(
@@ -73,14 +75,8 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         caller: &str,
         key: &str,
     ) -> Result<Option<OrderRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
-            ))
-            .bind(caller)
-            .bind(key),
-        )
-        .await
+        self.read_optional(orders(BY_KEY).bind(caller).bind(key))
+            .await
     }
 
     async fn orders_by_case(
@@ -91,17 +87,15 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
         let q = match expiring_before {
-            None => Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
-                 ORDER BY created_at_ms DESC, id DESC LIMIT $3"
-            ))
+            None => orders(
+                "caller = $1 AND case_number = $2 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+            )
             .bind(caller)
             .bind(case_number)
             .bind(limit(n)),
-            Some(before) => Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND case_number = $2 \
-                 AND status IN {live} AND measure_order = id AND measure_end < $3 \
-                 ORDER BY measure_end, id LIMIT $4",
+            Some(before) => orders(&format!(
+                "caller = $1 AND case_number = $2 AND status IN {live} AND measure_order = id \
+                 AND measure_end < $3 ORDER BY measure_end, id LIMIT $4",
                 live = live()
             ))
             .bind(caller)
@@ -114,23 +108,15 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = $1 \
-                 ORDER BY (id = measure_order) DESC, created_at_ms, id"
-            ))
-            .bind(measure_order),
+            orders("measure_order = $1 ORDER BY (id = measure_order) DESC, created_at_ms, id")
+                .bind(measure_order),
         )
         .await
     }
 
     async fn orders_of_plan(&self, plan_id: &str) -> Result<Vec<OrderRecord>, StoreError> {
-        self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE plan_id = $1 ORDER BY created_at_ms, id"
-            ))
-            .bind(plan_id),
-        )
-        .await
+        self.read_all(orders("plan_id = $1 ORDER BY created_at_ms, id").bind(plan_id))
+            .await
     }
 
     async fn claim_due_orders(
@@ -140,14 +126,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_orders,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = format!("phase <> '{DONE}'");
+        let text = B::claim("orders", &due, ", steps = steps + 1", ORDER_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn mark_sending(
@@ -252,9 +234,9 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 
     async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(format!(
-                "SELECT {ORDER_COLUMNS} FROM orders WHERE measure_order = id AND status IN {live} \
-                 AND measure_end < $1 AND (warned_end IS NULL OR warned_end <> measure_end) \
+            orders(&format!(
+                "measure_order = id AND status IN {live} AND measure_end < $1 \
+                 AND (warned_end IS NULL OR warned_end <> measure_end) \
                  ORDER BY measure_end LIMIT $2",
                 live = live()
             ))
@@ -297,24 +279,12 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     }
 
     async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE id = $1"
-            ))
-            .bind(id),
-        )
-        .await
+        self.read_optional(plans("id = $1").bind(id)).await
     }
 
     async fn plan_by_key(&self, caller: &str, key: &str) -> Result<Option<PlanRecord>, StoreError> {
-        self.read_optional(
-            Sql::new(format!(
-                "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
-            ))
-            .bind(caller)
-            .bind(key),
-        )
-        .await
+        self.read_optional(plans(BY_KEY).bind(caller).bind(key))
+            .await
     }
 
     async fn claim_due_plans(
@@ -324,14 +294,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<PlanRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_plans,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = format!("status = '{PLAN_RUNNING}'");
+        let text = B::claim("freeze_plans", &due, "", PLAN_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn save_plan(
@@ -386,18 +352,29 @@ impl<B: Backend> OrderStore for SqlStore<B> {
     ) -> Result<Vec<String>, StoreError> {
         let owing: Vec<(String,)> = self
             .all(
-                Sql::new(B::statements().owing_callbacks.as_str())
-                    .bind(completed_before_ms)
-                    .bind(callers)
-                    .bind(limit(n)),
+                Sql::new(format!(
+                    "SELECT id FROM inquiries WHERE callback_due = 1 AND completed_at_ms <= $1 \
+                     AND {callers} ORDER BY completed_at_ms LIMIT $3",
+                    callers = B::one_of("caller", "$2"),
+                ))
+                .bind(completed_before_ms)
+                .bind(callers)
+                .bind(limit(n)),
             )
             .await?;
         Ok(owing.into_iter().map(|(id,)| id).collect())
     }
 
     async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError> {
-        self.run(Sql::new(B::statements().drop_unwanted_callbacks.as_str()).bind(callers))
-            .await
+        let callers_sql = B::one_of("caller", "$1");
+        self.run(
+            Sql::new(format!(
+                "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+                 AND NOT ({callers_sql})"
+            ))
+            .bind(callers),
+        )
+        .await
     }
 
     async fn queue_inquiry_callback(
@@ -406,16 +383,7 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         item: &OutboxRecord,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        let owed = B::execute(
-            &mut tx,
-            Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
-                .bind(inquiry_id),
-        )
-        .await?
-            == 1;
-        if owed {
-            insert_outbox::<B>(&mut tx, item).await?;
-        }
+        let owed = queue_owed::<B>(&mut tx, inquiry_id, item).await?;
         tx.commit().await?;
         Ok(owed)
     }
@@ -427,14 +395,10 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         lease_until_ms: i64,
         n: i64,
     ) -> Result<Vec<OutboxRecord>, StoreError> {
-        self.all(claim(
-            &B::statements().claim_outbox,
-            owner,
-            now_ms,
-            lease_until_ms,
-            n,
-        ))
-        .await
+        let due = "delivered_at_ms IS NULL AND failed_at_ms IS NULL";
+        let text = B::claim("outbox", due, "", OUTBOX_COLUMNS);
+        self.all(claim(text, owner, now_ms, lease_until_ms, n))
+            .await
     }
 
     async fn outbox_attempted(
@@ -475,10 +439,14 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         n: i64,
     ) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
-            Sql::new(B::statements().documents_mismatch.as_str())
-                .bind(from_ms.unwrap_or(i64::MIN))
-                .bind(to_ms.unwrap_or(i64::MAX))
-                .bind(limit(n)),
+            orders(&format!(
+                "documents_mismatch = {} AND created_at_ms >= $1 AND created_at_ms < $2 \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+                B::TRUE
+            ))
+            .bind(from_ms.unwrap_or(i64::MIN))
+            .bind(to_ms.unwrap_or(i64::MAX))
+            .bind(limit(n)),
         )
         .await
     }
@@ -499,12 +467,32 @@ impl<B: Backend> OrderStore for SqlStore<B> {
 }
 
 /// A claim of work: the backend's statement with its arguments.
-fn claim<'a>(text: &'static str, owner: &'a str, now: i64, until: i64, n: i64) -> Sql<'a> {
+fn claim<'a>(text: String, owner: &'a str, now: i64, until: i64, n: i64) -> Sql<'a> {
     Sql::new(text)
         .bind(owner)
         .bind(until)
         .bind(now)
         .bind(limit(n))
+}
+
+/// Queues an inquiry's completion callback if it still owes one (another
+/// gateway may have queued it), clearing what it owes; whether it did.
+pub(super) async fn queue_owed<B: Backend>(
+    conn: &mut Conn<B>,
+    inquiry_id: &str,
+    item: &OutboxRecord,
+) -> Result<bool, StoreError> {
+    let owed = B::execute(
+        conn,
+        Sql::new("UPDATE inquiries SET callback_due = 0 WHERE id = $1 AND callback_due = 1")
+            .bind(inquiry_id),
+    )
+    .await?
+        == 1;
+    if owed {
+        insert_outbox::<B>(conn, item).await?;
+    }
+    Ok(owed)
 }
 
 pub(super) async fn insert_outbox<B: Backend>(
@@ -548,142 +536,145 @@ async fn wake_plan<B: Backend>(
 }
 
 /// Stores a new order on `conn` (a pooled connection, or the journal's
-/// transaction). A concurrent insert under the same key makes this one
-/// wait for its commit (PostgreSQL), then do nothing: the row that won is
-/// read back.
+/// transaction), or reads back the one stored under its key before.
 pub(super) async fn insert_order<B: Backend>(
     conn: &mut Conn<B>,
     o: &OrderRecord,
 ) -> Result<Created<OrderRecord>, StoreError> {
-    let inserted = B::execute(
+    let row = vec![
+        Arg::from(&o.id),
+        (&o.caller).into(),
+        (&o.idempotency_key).into(),
+        (&o.body_sha256).into(),
+        (&o.case_number).into(),
+        subject_kind(o.subject.kind()).into(),
+        o.subject.name().into(),
+        o.subject.identifier().into(),
+        json(&o.officers)?.into(),
+        json(&o.court)?.into(),
+        json(&o.documents)?.into(),
+        o.action.into(),
+        (&o.agency).into(),
+        (&o.account_number).into(),
+        (&o.unit_number).into(),
+        o.amount_fen.into(),
+        (&o.start_date).into(),
+        (&o.end_date).into(),
+        (&o.prior_order).into(),
+        (&o.measure_order).into(),
+        (&o.prior_request_number).into(),
+        (&o.plan_id).into(),
+        (&o.request_number).into(),
+        o.status.into(),
+        o.phase.into(),
+        o.send_attempts.into(),
+        o.steps.into(),
+        (&o.ticket).into(),
+        o.controlled_fen.into(),
+        o.shortfall_fen.into(),
+        o.deducted_fen.into(),
+        (&o.reason).into(),
+        o.queue_position.into(),
+        (&o.measure_start).into(),
+        (&o.measure_end).into(),
+        (&o.agency_reference).into(),
+        (&o.detail).into(),
+        (&o.warned_end).into(),
+        o.due_at_ms.into(),
+        o.created_at_ms.into(),
+        o.updated_at_ms.into(),
+        o.decided_at_ms.into(),
+        o.acknowledged_documents
+            .as_ref()
+            .map(json)
+            .transpose()?
+            .into(),
+        o.documents_mismatch.into(),
+    ];
+    let existing = orders(BY_KEY).bind(&o.caller);
+    insert_once::<B, _>(
         conn,
-        Sql::new(format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ({}) \
-         ON CONFLICT (caller, idempotency_key) DO NOTHING",
-            placeholders(44)
-        ))
-        .bind(&o.id)
-        .bind(&o.caller)
-        .bind(&o.idempotency_key)
-        .bind(&o.body_sha256)
-        .bind(&o.case_number)
-        .bind(subject_kind(o.subject.kind()))
-        .bind(o.subject.name())
-        .bind(o.subject.identifier())
-        .bind_json(Some(&o.officers))
-        .bind_json(Some(&o.court))
-        .bind_json(Some(&o.documents))
-        .bind(o.action)
-        .bind(&o.agency)
-        .bind(&o.account_number)
-        .bind(&o.unit_number)
-        .bind(o.amount_fen)
-        .bind(&o.start_date)
-        .bind(&o.end_date)
-        .bind(&o.prior_order)
-        .bind(&o.measure_order)
-        .bind(&o.prior_request_number)
-        .bind(&o.plan_id)
-        .bind(&o.request_number)
-        .bind(o.status)
-        .bind(o.phase)
-        .bind(o.send_attempts)
-        .bind(o.steps)
-        .bind(&o.ticket)
-        .bind(o.controlled_fen)
-        .bind(o.shortfall_fen)
-        .bind(o.deducted_fen)
-        .bind(&o.reason)
-        .bind(o.queue_position)
-        .bind(&o.measure_start)
-        .bind(&o.measure_end)
-        .bind(&o.agency_reference)
-        .bind(&o.detail)
-        .bind(&o.warned_end)
-        .bind(o.due_at_ms)
-        .bind(o.created_at_ms)
-        .bind(o.updated_at_ms)
-        .bind(o.decided_at_ms)
-        .bind_json(o.acknowledged_documents.as_ref())
-        .bind(o.documents_mismatch),
+        "orders",
+        ORDER_COLUMNS,
+        row,
+        existing,
+        &o.idempotency_key,
+        o,
     )
-    .await?;
-    if inserted == 1 {
-        return Ok(Created::New(o.clone()));
-    }
-    let existing: Option<OrderRecord> = B::fetch_optional(
-        conn,
-        Sql::new(format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE caller = $1 AND idempotency_key = $2"
-        ))
-        .bind(&o.caller)
-        .bind(&o.idempotency_key),
-    )
-    .await?;
-    existing.map(Created::Existing).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "order under idempotency key {:?} conflicted but cannot be read",
-            o.idempotency_key
-        ))
-    })
+    .await
 }
 
-/// Stores a new freeze plan on `conn` (a pooled connection, or the journal's
-/// transaction). A concurrent insert under the same key makes this one
-/// wait for its commit (PostgreSQL), then do nothing: the row that won is
-/// read back.
+/// Stores a new freeze plan on `conn` (a pooled connection, or the
+/// journal's transaction), or reads back the one stored under its key
+/// before.
 pub(super) async fn insert_plan<B: Backend>(
     conn: &mut Conn<B>,
     p: &PlanRecord,
 ) -> Result<Created<PlanRecord>, StoreError> {
-    let inserted = B::execute(
+    let row = vec![
+        Arg::from(&p.id),
+        (&p.caller).into(),
+        (&p.idempotency_key).into(),
+        (&p.body_sha256).into(),
+        (&p.case_number).into(),
+        subject_kind(p.subject.kind()).into(),
+        p.subject.name().into(),
+        p.subject.identifier().into(),
+        json(&p.officers)?.into(),
+        json(&p.court)?.into(),
+        json(&p.documents)?.into(),
+        (&p.inquiry_id).into(),
+        p.amount_fen.into(),
+        (&p.end_date).into(),
+        json(&p.accounts)?.into(),
+        p.next_index.into(),
+        p.status.into(),
+        p.controlled_fen.into(),
+        (&p.detail).into(),
+        p.due_at_ms.into(),
+        p.created_at_ms.into(),
+        p.updated_at_ms.into(),
+        p.completed_at_ms.into(),
+    ];
+    let existing = plans(BY_KEY).bind(&p.caller);
+    insert_once::<B, _>(
         conn,
-        Sql::new(format!(
-            "INSERT INTO freeze_plans ({PLAN_COLUMNS}) VALUES ({}) \
-         ON CONFLICT (caller, idempotency_key) DO NOTHING",
-            placeholders(23)
-        ))
-        .bind(&p.id)
-        .bind(&p.caller)
-        .bind(&p.idempotency_key)
-        .bind(&p.body_sha256)
-        .bind(&p.case_number)
-        .bind(subject_kind(p.subject.kind()))
-        .bind(p.subject.name())
-        .bind(p.subject.identifier())
-        .bind_json(Some(&p.officers))
-        .bind_json(Some(&p.court))
-        .bind_json(Some(&p.documents))
-        .bind(&p.inquiry_id)
-        .bind(p.amount_fen)
-        .bind(&p.end_date)
-        .bind_json(Some(&p.accounts))
-        .bind(p.next_index)
-        .bind(p.status)
-        .bind(p.controlled_fen)
-        .bind(&p.detail)
-        .bind(p.due_at_ms)
-        .bind(p.created_at_ms)
-        .bind(p.updated_at_ms)
-        .bind(p.completed_at_ms),
+        "freeze_plans",
+        PLAN_COLUMNS,
+        row,
+        existing,
+        &p.idempotency_key,
+        p,
     )
-    .await?;
-    if inserted == 1 {
-        return Ok(Created::New(p.clone()));
+    .await
+}
+
+/// Inserts `row` into `table` unless its caller's idempotency `key` is
+/// taken; then the row stored under it is read back (`existing`, with the
+/// caller bound). A
+/// concurrent insert under the same key makes this one wait for its commit
+/// (PostgreSQL), then do nothing: the row that won is read back.
+async fn insert_once<B: Backend, T: Record + Clone>(
+    conn: &mut Conn<B>,
+    table: &str,
+    columns: &str,
+    row: Vec<Arg<'_>>,
+    existing: Sql<'_>,
+    key: &str,
+    record: &T,
+) -> Result<Created<T>, StoreError> {
+    let mut insert = Sql::new(format!("INSERT INTO {table} ({columns}) VALUES ("));
+    for (i, value) in row.into_iter().enumerate() {
+        insert.push(if i == 0 { "" } else { ", " }).push_bind(value);
     }
-    let existing: Option<PlanRecord> = B::fetch_optional(
-        conn,
-        Sql::new(format!(
-            "SELECT {PLAN_COLUMNS} FROM freeze_plans WHERE caller = $1 AND idempotency_key = $2"
-        ))
-        .bind(&p.caller)
-        .bind(&p.idempotency_key),
-    )
-    .await?;
+    insert.push(") ON CONFLICT (caller, idempotency_key) DO NOTHING");
+    if B::execute(conn, insert).await? == 1 {
+        return Ok(Created::New(record.clone()));
+    }
+    let existing: Option<T> = B::fetch_optional(conn, existing.bind(key)).await?;
     existing.map(Created::Existing).ok_or_else(|| {
         StoreError::Corrupt(format!(
-            "freeze plan under idempotency key {:?} conflicted but cannot be read",
-            p.idempotency_key
+            "{table} under idempotency key {key:?} conflicted but cannot be read"
         ))
     })
 }
