@@ -41,6 +41,10 @@ pub(super) struct BodyWriter {
     out: Vec<u8>,
     /// None: the text is written as it is (UTF-8, or JSON).
     encoder: Option<Encoder>,
+    /// Whether the encoding writes ASCII as ASCII, with no state to mind:
+    /// then an ASCII piece (most of a message: its markup) is copied into
+    /// the buffer as it is, not run through the encoder.
+    ascii_as_is: bool,
     /// Whether anything but white space was written: an XML body's leading
     /// white space is dropped, so the declaration stays the first line.
     started: bool,
@@ -53,6 +57,7 @@ impl BodyWriter {
         Self {
             out: Vec::with_capacity(capacity),
             encoder: None,
+            ascii_as_is: true,
             started: true,
             unmappable: false,
         }
@@ -66,6 +71,9 @@ impl BodyWriter {
         let mut writer = Self {
             out: Vec::with_capacity(capacity),
             encoder: (output != encoding_rs::UTF_8).then(|| output.new_encoder()),
+            // ISO-2022-JP is the one stateful encoder; it is not
+            // ASCII-compatible.
+            ascii_as_is: output.is_ascii_compatible(),
             started: true,
             unmappable: false,
         };
@@ -129,8 +137,14 @@ fn encode(
 
 impl io::Write for BodyWriter {
     /// The template engine writes whole pieces of text (`&str`), so each
-    /// `buf` is valid UTF-8.
+    /// `buf` is valid UTF-8: once past the leading white space, UTF-8 text
+    /// and ASCII pieces go into the buffer as they are, and only the rest is
+    /// checked and encoded.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.started && (self.encoder.is_none() || (self.ascii_as_is && buf.is_ascii())) {
+            self.out.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         let text = std::str::from_utf8(buf).map_err(io::Error::other)?;
         self.push(text).map_err(|Unmappable| {
             self.unmappable = true;
@@ -179,6 +193,23 @@ mod tests {
         let body = w.finish().expect("finished");
         let whole = format!("<?xml version=\"1.0\" encoding=\"GB18030\"?>\n{text}");
         assert_eq!(&body[..], &encoding_rs::GB18030.encode(&whole).0[..]);
+    }
+
+    #[test]
+    fn a_stateful_encoding_gets_its_ascii_through_the_encoder() {
+        // ISO-2022-JP switches back to ASCII with an escape: ASCII pieces
+        // after Japanese text cannot be copied as they are.
+        let pieces = ["<A>", "日本", "</A>", "<B>", "語", "</B>"];
+        let mut w = BodyWriter::xml(&charset("ISO-2022-JP"), 0).expect("declaration");
+        for piece in pieces {
+            w.write_all(piece.as_bytes()).expect("written");
+        }
+        let body = w.finish().expect("finished");
+        let whole = format!(
+            "<?xml version=\"1.0\" encoding=\"ISO-2022-JP\"?>\n{}",
+            pieces.concat()
+        );
+        assert_eq!(&body[..], &encoding_rs::ISO_2022_JP.encode(&whole).0[..]);
     }
 
     #[test]

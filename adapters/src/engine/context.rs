@@ -18,7 +18,40 @@ use crate::model::{Court, Officer, Subject};
 /// The context of an inquiry message: `item` is the first of `items`, for
 /// dialects that carry one subject a message.
 pub(super) fn inquiry(envelope: &Envelope, items: &[InquiryRequest], encoding: &str) -> Value {
-    let items: Vec<Value> = items.iter().map(inquiry_item).collect();
+    // The subjects of a batch mostly share their case and their officers:
+    // the values made for one item serve the next when they are the same.
+    let mut last: Option<(&InquiryRequest, Value, Value)> = None;
+    let items: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let (case_number, officers) = match &last {
+                Some((prev, case_number, officers)) => (
+                    if prev.case_number == item.case_number {
+                        case_number.clone()
+                    } else {
+                        Value::from(item.case_number.as_str())
+                    },
+                    if prev.officers == item.officers {
+                        officers.clone()
+                    } else {
+                        Value::from(officers_of(&item.officers))
+                    },
+                ),
+                None => (
+                    Value::from(item.case_number.as_str()),
+                    Value::from(officers_of(&item.officers)),
+                ),
+            };
+            let value = context! {
+                request_number => item.request_number.as_str(),
+                case_number => case_number.clone(),
+                subject => subject(&item.subject),
+                officers => officers.clone(),
+            };
+            last = Some((item, case_number, officers));
+            value
+        })
+        .collect();
     let item = items.first().cloned().unwrap_or(Value::from(()));
     context! {
         batch_number => envelope.batch_number.as_str(),
@@ -37,7 +70,7 @@ pub(super) fn control(envelope: &Envelope, request: &ControlRequest, encoding: &
         request_number => request.request_number.as_str(),
         case_number => request.case_number.as_str(),
         subject => subject(&request.subject),
-        officers => officers(&request.officers),
+        officers => officers_of(&request.officers),
         action => request.action.as_str(),
         account_number => request.account_number.as_deref(),
         unit_number => request.unit_number.as_deref(),
@@ -65,15 +98,6 @@ fn court(court: &Court) -> Value {
     context! { code => court.code.as_str(), name => court.name.as_str() }
 }
 
-fn inquiry_item(item: &InquiryRequest) -> Value {
-    context! {
-        request_number => item.request_number.as_str(),
-        case_number => item.case_number.as_str(),
-        subject => subject(&item.subject),
-        officers => officers(&item.officers),
-    }
-}
-
 fn subject(subject: &Subject) -> Value {
     let kind = match subject {
         Subject::Person { .. } => "person",
@@ -82,7 +106,7 @@ fn subject(subject: &Subject) -> Value {
     context! { kind, name => subject.name(), id_number => subject.identifier() }
 }
 
-fn officers(officers: &[Officer]) -> Vec<Value> {
+fn officers_of(officers: &[Officer]) -> Vec<Value> {
     officers
         .iter()
         .map(|o| {

@@ -2,6 +2,7 @@
 //! declares it; and the checks that a declaration only names model fields
 //! that exist, with conversions that fit them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -389,19 +390,29 @@ impl RecordMapping {
     pub fn map_one(&self, record: Node<'_>) -> Result<Value, String> {
         let mut out = Map::new();
         for f in &self.fields {
-            let mut raw = f.path.text(record).filter(|t| !f.absent_if.contains(t));
-            if let (Some(table), Some(code)) = (&f.codes, raw.as_ref()) {
-                let mapped = table.get(code).or_else(|| table.get("*")).ok_or_else(|| {
-                    format!(
-                        "{}: code {:?} is not in its table",
-                        f.model.name,
-                        excerpt(code)
-                    )
-                })?;
-                raw = Some(mapped.clone());
-            }
-            let raw = raw.or_else(|| f.default.clone());
-            match raw {
+            // The text stays borrowed from the reply (or the dialect's
+            // tables) until its conversion makes the model's value.
+            let raw = f
+                .path
+                .text_ref(record)
+                .filter(|t| !f.absent_if.iter().any(|a| a == t.as_ref()));
+            let raw: Option<Cow<'_, str>> = match (&f.codes, raw) {
+                (Some(table), Some(code)) => {
+                    let mapped = table
+                        .get(code.as_ref())
+                        .or_else(|| table.get("*"))
+                        .ok_or_else(|| {
+                            format!(
+                                "{}: code {:?} is not in its table",
+                                f.model.name,
+                                excerpt(&code)
+                            )
+                        })?;
+                    Some(Cow::Borrowed(mapped.as_str()))
+                }
+                (_, raw) => raw,
+            };
+            match raw.or_else(|| f.default.as_deref().map(Cow::Borrowed)) {
                 Some(text) => {
                     let value = f
                         .convert

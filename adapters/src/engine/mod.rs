@@ -19,6 +19,7 @@ pub mod select;
 pub mod spec;
 mod template;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +74,10 @@ struct CompiledOperation<R> {
     path: String,
     content_type: Option<String>,
     body: Option<String>,
+    /// The path and the content type when their templates are plain text
+    /// (most are): rendered once at load, not for every message.
+    fixed_path: Option<String>,
+    fixed_content_type: Option<String>,
     /// The size of the last body rendered: the next one's buffer starts
     /// that large, so it is seldom moved while it grows (and a batch's size
     /// is not kept for every lone message after it).
@@ -226,15 +231,15 @@ impl CompiledDialect {
             }
             _ => {}
         }
-        let inquiry = compile_operation("inquiry", &file.inquiry, &file.codes, &mut errors);
+        let inquiry = compile_operation("inquiry", &file.inquiry, &file.codes, &env, &mut errors);
         let poll = file
             .poll
             .as_ref()
-            .map(|p| compile_operation("poll", p, &file.codes, &mut errors));
+            .map(|p| compile_operation("poll", p, &file.codes, &env, &mut errors));
         let control = file
             .control
             .as_ref()
-            .map(|c| compile_control(c, &file.codes, &mut errors));
+            .map(|c| compile_control(c, &file.codes, &env, &mut errors));
         let callback = file
             .callback
             .as_ref()
@@ -271,14 +276,18 @@ impl CompiledDialect {
         charset: &Charset,
     ) -> Result<WireRequest, String> {
         let name = op.name;
-        let path = template::render(&self.env, &op.path, ctx)
-            .map_err(|e| format!("{name}.request.path: {e}"))?;
+        let path = match &op.fixed_path {
+            Some(path) => path.clone(),
+            None => template::render(&self.env, &op.path, ctx)
+                .map_err(|e| format!("{name}.request.path: {e}"))?,
+        };
         if !path.starts_with('/') {
             return Err(format!(
                 "{name}.request.path must render to a path starting with /, got {path:?}"
             ));
         }
         let content_type = match (&op.content_type, &op.body, self.format) {
+            (Some(_), _, _) if op.fixed_content_type.is_some() => op.fixed_content_type.clone(),
             (Some(template), _, _) => Some(
                 template::render(&self.env, template, ctx)
                     .map_err(|e| format!("{name}.request.content_type: {e}"))?,
@@ -324,16 +333,27 @@ fn compile_operation(
     op: &'static str,
     spec: &Operation,
     codes: &BTreeMap<String, BTreeMap<String, String>>,
+    env: &Environment<'static>,
     errors: &mut Vec<String>,
 ) -> Option<CompiledOperation<CompiledReply>> {
-    let request = compile_request(op, &spec.request, errors);
+    let request = compile_request(op, &spec.request, env, errors);
     let reply = compile_reply(op, &spec.reply, codes, errors);
     Some(request?.with_reply(reply?))
+}
+
+/// The text of a template with no expression, statement or comment in it,
+/// rendered once (as every message would render it).
+fn fixed(env: &Environment<'static>, name: &str, source: &str) -> Option<String> {
+    if ["{{", "{%", "{#"].iter().any(|m| source.contains(m)) {
+        return None;
+    }
+    template::render(env, name, &minijinja::Value::from(())).ok()
 }
 
 fn compile_request(
     op: &'static str,
     spec: &RequestSpec,
+    env: &Environment<'static>,
     errors: &mut Vec<String>,
 ) -> Option<CompiledOperation<()>> {
     let method = match spec.method.to_ascii_uppercase().as_str() {
@@ -347,14 +367,24 @@ fn compile_request(
     if method == Some(HttpMethod::Get) && spec.body.is_some() {
         errors.push(format!("{op}.request: a GET has no body"));
     }
+    let path = format!("{op}.request.path");
+    let content_type = spec
+        .content_type
+        .as_ref()
+        .map(|_| format!("{op}.request.content_type"));
+    let fixed_path = fixed(env, &path, &spec.path);
+    let fixed_content_type = spec
+        .content_type
+        .as_ref()
+        .zip(content_type.as_ref())
+        .and_then(|(source, name)| fixed(env, name, source));
     Some(CompiledOperation {
         name: op,
         method: method?,
-        path: format!("{op}.request.path"),
-        content_type: spec
-            .content_type
-            .as_ref()
-            .map(|_| format!("{op}.request.content_type")),
+        fixed_path,
+        fixed_content_type,
+        path,
+        content_type,
         body: spec
             .body
             .as_ref()
@@ -372,6 +402,8 @@ impl CompiledOperation<()> {
             path: self.path,
             content_type: self.content_type,
             body: self.body,
+            fixed_path: self.fixed_path,
+            fixed_content_type: self.fixed_content_type,
             body_size: self.body_size,
             reply,
         }
@@ -422,16 +454,17 @@ const CONTROL_OUTCOMES: [&str; 10] = [
 fn compile_control(
     spec: &ControlOperation,
     codes: &BTreeMap<String, BTreeMap<String, String>>,
+    env: &Environment<'static>,
     errors: &mut Vec<String>,
 ) -> Option<CompiledControl> {
     let before = errors.len();
     if spec.actions.is_empty() {
         errors.push("control.actions: name the actions this dialect carries".into());
     }
-    let request = compile_request("control", &spec.request, errors);
+    let request = compile_request("control", &spec.request, env, errors);
     let reply = compile_control_reply("control.reply", &spec.reply, codes, errors);
     let poll = spec.poll.as_ref().map(|p| {
-        let request = compile_request("control.poll", &p.request, errors);
+        let request = compile_request("control.poll", &p.request, env, errors);
         let reply = compile_control_reply("control.poll.reply", &p.reply, codes, errors);
         request.zip(reply).map(|(r, reply)| r.with_reply(reply))
     });
@@ -628,7 +661,7 @@ impl DeclaredDialect {
         }
         .ok_or_else(|| ReplyError::Malformed("the answer item is missing".into()))?;
         if let Some(path) = &spec.request_number
-            && path.text(item).as_deref() != Some(request.request_number.as_str())
+            && path.text_ref(item).as_deref() != Some(request.request_number.as_str())
         {
             return Err(ReplyError::Malformed(format!(
                 "the answer is not for {}",
@@ -649,7 +682,7 @@ impl DeclaredDialect {
             _ => {
                 return Err(ReplyError::Agency {
                     status: reply.status,
-                    detail: reason.map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                    detail: reason.map_or_else(|| code.to_string(), |r| format!("{code} {r}")),
                 });
             }
         };
@@ -798,7 +831,7 @@ impl DeclaredDialect {
             _ => {
                 return Err(ReplyError::Agency {
                     status,
-                    detail: reason().map_or_else(|| code.clone(), |r| format!("{code} {r}")),
+                    detail: reason().map_or_else(|| code.to_string(), |r| format!("{code} {r}")),
                 });
             }
         })
@@ -807,20 +840,23 @@ impl DeclaredDialect {
 
 /// The first verdict of the outcome rules that is not `next`, with the code
 /// that gave it.
-fn verdict<'t>(
+fn verdict<'t, 'a>(
     rules: &'t [(Path, BTreeMap<String, String>)],
-    item: Node<'_>,
-) -> Result<(String, &'t str), ReplyError> {
+    item: Node<'a>,
+) -> Result<(Cow<'a, str>, &'t str), ReplyError> {
     for (path, table) in rules {
         let code = path
-            .text(item)
+            .text_ref(item)
             .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
-        let verdict = table.get(&code).or_else(|| table.get("*")).ok_or_else(|| {
-            ReplyError::Malformed(format!(
-                "outcome code {:?} is not in the dialect's table",
-                excerpt(&code)
-            ))
-        })?;
+        let verdict = table
+            .get(code.as_ref())
+            .or_else(|| table.get("*"))
+            .ok_or_else(|| {
+                ReplyError::Malformed(format!(
+                    "outcome code {:?} is not in the dialect's table",
+                    excerpt(&code)
+                ))
+            })?;
         if verdict != "next" {
             return Ok((code, verdict.as_str()));
         }

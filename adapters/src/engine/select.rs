@@ -8,6 +8,8 @@
 //! expanded, so a path can reach every element. The empty path is the node
 //! itself.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::xml::Element;
@@ -86,88 +88,93 @@ impl Path {
 
     /// Every node the path reaches from `from`, in document order.
     pub fn select<'a>(&self, from: Node<'a>) -> Vec<Node<'a>> {
-        let mut current = vec![from];
-        for segment in &self.segments {
-            let mut next = Vec::new();
-            for node in current {
-                step(node, segment, &mut next);
-            }
-            current = next;
-        }
-        // A JSON array at the end stands for its elements.
-        current
-            .into_iter()
-            .flat_map(|n| match n {
-                Node::Json(Value::Array(items)) => items.iter().map(Node::Json).collect(),
-                other => vec![other],
-            })
-            .collect()
+        let mut out = Vec::new();
+        visit::<()>(&self.segments, from, &mut |node| {
+            out.push(node);
+            None
+        });
+        out
     }
 
     /// The first node's text, trimmed; `None` when absent or empty.
     pub fn text(&self, from: Node<'_>) -> Option<String> {
-        self.select(from).into_iter().find_map(text_of)
+        self.text_ref(from).map(Cow::into_owned)
+    }
+
+    /// The same text, borrowed from the reply where it is written there:
+    /// the walk stops at the first node with text, and allocates nothing.
+    pub fn text_ref<'a>(&self, from: Node<'a>) -> Option<Cow<'a, str>> {
+        visit(&self.segments, from, &mut text_of)
     }
 }
 
-fn local(name: &str) -> &str {
-    name.rsplit(':').next().unwrap_or(name)
-}
-
-fn step<'a>(node: Node<'a>, segment: &Segment, out: &mut Vec<Node<'a>>) {
+/// Walks `segments` from `node` depth first, which is document order,
+/// handing each node reached to `f` until it returns something.
+fn visit<'a, T>(
+    segments: &[Segment],
+    node: Node<'a>,
+    f: &mut dyn FnMut(Node<'a>) -> Option<T>,
+) -> Option<T> {
+    let Some((segment, rest)) = segments.split_first() else {
+        // A JSON array at the end stands for its elements.
+        return match node {
+            Node::Json(Value::Array(items)) => items.iter().find_map(|i| f(Node::Json(i))),
+            other => f(other),
+        };
+    };
     match (node, segment) {
         (Node::Xml(el), Segment::Child { name, predicate }) => {
-            for child in &el.children {
-                if local(&child.name) != name && child.name != *name {
-                    continue;
+            el.children.iter().find_map(|child| {
+                if !names(&child.name, name) {
+                    return None;
                 }
                 if let Some((attr, value)) = predicate
                     && child.attribute(attr) != Some(value.as_str())
                 {
-                    continue;
+                    return None;
                 }
-                out.push(Node::Xml(child));
-            }
+                visit(rest, Node::Xml(child), f)
+            })
         }
-        (Node::Xml(el), Segment::Attribute(attr)) => {
-            if let Some(v) = el
-                .attributes
-                .iter()
-                .find(|(k, _)| k == attr || local(k) == attr)
-                .map(|(_, v)| v.as_str())
-            {
-                out.push(Node::Attr(v));
-            }
-        }
-        (Node::Json(Value::Array(items)), _) => {
-            for item in items {
-                step(Node::Json(item), segment, out);
-            }
-        }
+        (Node::Xml(el), Segment::Attribute(attr)) => el
+            .attributes
+            .iter()
+            .find(|(k, _)| names(k, attr))
+            .and_then(|(_, v)| visit(rest, Node::Attr(v.as_str()), f)),
+        // Arrays on the way are expanded: the segment applies to each item.
+        (Node::Json(Value::Array(items)), _) => items
+            .iter()
+            .find_map(|item| visit(segments, Node::Json(item), f)),
         (
             Node::Json(Value::Object(map)),
             Segment::Child {
                 name,
                 predicate: None,
             },
-        ) => {
-            if let Some(v) = map.get(name) {
-                out.push(Node::Json(v));
-            }
-        }
-        _ => {}
+        ) => map.get(name).and_then(|v| visit(rest, Node::Json(v), f)),
+        _ => None,
     }
 }
 
+/// Whether an XML name (`d:Acct`) is the one a path names (`Acct`, or
+/// `d:Acct` itself): its local name, after the last colon, or the whole.
+fn names(written: &str, wanted: &str) -> bool {
+    written == wanted
+        || written
+            .strip_suffix(wanted)
+            .and_then(|prefix| prefix.strip_suffix(':'))
+            .is_some_and(|_| !wanted.contains(':'))
+}
+
 /// A node's text: XML element text, attribute value, JSON string, number or
-/// boolean. Empty means absent.
-pub fn text_of(node: Node<'_>) -> Option<String> {
-    let text = match node {
-        Node::Xml(el) => el.text.trim().to_owned(),
-        Node::Attr(v) => v.trim().to_owned(),
-        Node::Json(Value::String(s)) => s.trim().to_owned(),
-        Node::Json(Value::Number(n)) => n.to_string(),
-        Node::Json(Value::Bool(b)) => b.to_string(),
+/// boolean, trimmed. Empty means absent.
+pub fn text_of<'a>(node: Node<'a>) -> Option<Cow<'a, str>> {
+    let text: Cow<'a, str> = match node {
+        Node::Xml(el) => el.text.trim().into(),
+        Node::Attr(v) => v.trim().into(),
+        Node::Json(Value::String(s)) => s.trim().into(),
+        Node::Json(Value::Number(n)) => n.to_string().into(),
+        Node::Json(Value::Bool(b)) => (if *b { "true" } else { "false" }).into(),
         Node::Json(_) => return None,
     };
     (!text.is_empty()).then_some(text)
@@ -190,6 +197,15 @@ mod tests {
         assert_eq!(avail.text(root).as_deref(), Some("90"));
         let ccy = Path::parse("Acct/Bal[@Tp='CLBD']/Amt/@Ccy").expect("p");
         assert_eq!(ccy.text(root).as_deref(), Some("CNY"));
+        // A name matches whole or after its prefix's colon, not as any suffix.
+        let near = parse_tree(r#"<Doc><dAcct/><a:b:Acct/><Acct/></Doc>"#).expect("xml");
+        assert_eq!(
+            Path::parse("Acct")
+                .expect("p")
+                .select(Node::Xml(&near))
+                .len(),
+            2
+        );
         assert!(Path::parse("Acct/@x/y").is_err());
         assert!(Path::parse("Acct[Tp=1]").is_err());
     }

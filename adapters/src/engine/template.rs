@@ -65,19 +65,24 @@ pub fn environment(
     });
     env.add_filter(
         "code",
-        move |value: &str, table: &str| -> Result<String, Error> {
+        // A code is short: as a template value it is held inline, not
+        // allocated.
+        move |value: &str, table: &str| -> Result<Value, Error> {
             let t = codes.get(table).ok_or_else(|| {
                 Error::new(
                     ErrorKind::InvalidOperation,
                     format!("no code table {table:?} in [codes]"),
                 )
             })?;
-            t.get(value).or_else(|| t.get("*")).cloned().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!("{value:?} has no code in table {table:?}"),
-                )
-            })
+            t.get(value)
+                .or_else(|| t.get("*"))
+                .map(|c| Value::from(c.as_str()))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("{value:?} has no code in table {table:?}"),
+                    )
+                })
         },
     );
     // Absent (none) amounts and dates print as nothing, so one template
