@@ -136,6 +136,12 @@ pub enum AuditError {
     Stopped,
 }
 
+impl From<AuditError> for crate::store::StoreError {
+    fn from(e: AuditError) -> Self {
+        crate::store::StoreError::Unavailable(e.to_string())
+    }
+}
+
 /// The genesis value of the chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -461,14 +467,42 @@ impl AuditLog {
         }
     }
 
-    /// Completes an inquiry none of whose tasks is unfinished (its deadline
-    /// timed the rest out), queuing its callback in the same transaction.
-    /// True when this call completed it.
-    pub async fn complete(&self, inquiry_id: &str) -> Result<bool, AuditError> {
-        let change = Change::Complete {
-            inquiry_id: inquiry_id.to_owned(),
-        };
-        Ok(finished(self.journal(None, Some(change), Vec::new()).await?)?.completed)
+    /// Times out the overdue inquiries' unfinished tasks and completes
+    /// each inquiry left with none, queuing its callback in the same
+    /// transaction. Returns the inquiries this call completed.
+    pub async fn time_out(&self, inquiry_ids: Vec<String>) -> Result<Vec<String>, AuditError> {
+        match self.update(Change::TimeOut { inquiry_ids }).await? {
+            Applied::Completed(ids) => Ok(ids),
+            _ => Err(no_receipt()),
+        }
+    }
+
+    /// Makes a change (a lease given back, an order marked sending, a
+    /// plan's progress, expiries, a callback queued or attempted) with
+    /// whatever else the journal gathered, and says what it became.
+    pub async fn update(&self, change: Change) -> Result<Applied, AuditError> {
+        self.journal(None, Some(change), Vec::new())
+            .await?
+            .applied
+            .ok_or_else(no_receipt)
+    }
+
+    /// Records a row and makes the change it records, in one transaction.
+    pub async fn record_with(&self, record: AuditRecord, change: Change) -> Result<(), AuditError> {
+        self.journal(Some(record), Some(change), Vec::new())
+            .await?
+            .applied
+            .map(drop)
+            .ok_or_else(no_receipt)
+    }
+
+    /// As `update`, for a change whose receipt is whether its condition
+    /// held (the lease, the owed callback, the end date not yet warned of).
+    pub async fn update_if(&self, change: Change) -> Result<bool, AuditError> {
+        match self.update(change).await? {
+            Applied::Saved(done) => Ok(done),
+            _ => Err(no_receipt()),
+        }
     }
 
     /// Records an agency's pushed result (`record`) and stores it for the
@@ -846,7 +880,11 @@ mod tests {
         use crate::store::JobStore;
         let (_dir, store) = store().await;
         store
-            .create_inquiry(&inquiry("inq-taken", &[]).record, &[])
+            .apply(
+                Change::Inquiry(Box::new(inquiry("inq-taken", &[]))),
+                0,
+                None,
+            )
             .await
             .expect("first");
         // On the test's one-thread runtime the writer runs only once all
@@ -920,8 +958,9 @@ mod tests {
                 .iter()
                 .map(|a| (a.clone(), format!("Q{n}-{a}")))
                 .collect();
+            new.lease = None;
             store
-                .create_inquiry(&new.record, &new.tasks)
+                .apply(Change::Inquiry(Box::new(new)), 0, None)
                 .await
                 .expect("create");
         }
@@ -988,9 +1027,10 @@ mod tests {
     async fn a_result_is_never_stored_without_the_answer_row_it_was_made_of() {
         use crate::store::{JobStore, TaskState};
         let (_dir, store) = store().await;
-        let new = inquiry("inq-1", &["bank-a", "bank-b"]);
+        let mut new = inquiry("inq-1", &["bank-a", "bank-b"]);
+        new.lease = None;
         store
-            .create_inquiry(&new.record, &new.tasks)
+            .apply(Change::Inquiry(Box::new(new)), 0, None)
             .await
             .expect("create");
         let claimed = store

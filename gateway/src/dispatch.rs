@@ -41,7 +41,7 @@ use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::{AgencyService, Exchanged, exchange};
 use crate::resilience::{AgencyCall, Refusal};
 use crate::store::{
-    ClaimedTask, InquiryRecord, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
+    Change, ClaimedTask, InquiryRecord, Leased, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
 use crate::transport::{HttpReply, TransportError};
 
@@ -357,8 +357,18 @@ impl Dispatcher {
         let now = now_ms();
         if now - self.last_expire_ms.load(Ordering::Relaxed) >= EXPIRE_EVERY_MS {
             self.last_expire_ms.store(now, Ordering::Relaxed);
-            for inquiry_id in self.store.expire_overdue(now).await? {
-                self.complete_if_done(&inquiry_id).await;
+            let overdue = self.store.overdue_inquiries(now).await?;
+            if !overdue.is_empty() {
+                match self.audit.time_out(overdue).await {
+                    Ok(completed) => {
+                        for inquiry_id in completed {
+                            self.completed(&inquiry_id).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot time out overdue inquiries; the next round tries again")
+                    }
+                }
             }
         }
         if now - self.last_owed_ms.load(Ordering::Relaxed) >= OWED_CALLBACKS_EVERY_MS {
@@ -880,38 +890,26 @@ impl Dispatcher {
 
     /// Puts a task back to wait until `due_at_ms`, saying why.
     async fn defer(&self, task: &ClaimedTask, due_at_ms: i64, detail: &str) {
-        self.round_wanted.store(true, Ordering::Release);
-        if let Err(e) = self
-            .store
-            .defer_task(
-                &self.owner,
-                &task.inquiry_id,
-                &task.agency,
-                due_at_ms,
-                detail,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "cannot defer a task; its lease will expire");
-        }
+        self.give_back(task, due_at_ms, Some(detail)).await;
     }
 
     async fn release(&self, task: &ClaimedTask, due_at_ms: i64) {
-        self.round_wanted.store(true, Ordering::Release);
-        if let Err(e) = self
-            .store
-            .release_task(&self.owner, &task.inquiry_id, &task.agency, due_at_ms)
-            .await
-        {
-            tracing::error!(error = %e, "cannot release a task; its lease will expire");
-        }
+        self.give_back(task, due_at_ms, None).await;
     }
 
-    async fn complete_if_done(&self, inquiry_id: &str) {
-        match self.audit.complete(inquiry_id).await {
-            Ok(true) => self.completed(inquiry_id).await,
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, inquiry = inquiry_id, "cannot complete inquiry"),
+    async fn give_back(&self, task: &ClaimedTask, due_at_ms: i64, detail: Option<&str>) {
+        self.round_wanted.store(true, Ordering::Release);
+        let change = Change::Release {
+            owner: self.owner.clone(),
+            of: Leased::Task {
+                inquiry_id: task.inquiry_id.clone(),
+                agency: task.agency.clone(),
+            },
+            due_at_ms,
+            detail: detail.map(str::to_owned),
+        };
+        if let Err(e) = self.audit.update(change).await {
+            tracing::error!(error = %e, "cannot give a task back; its lease will expire");
         }
     }
 
@@ -956,7 +954,10 @@ impl Dispatcher {
     /// version.
     async fn queue_owed_callbacks(&self, now: i64) {
         let callers = self.notifier.callers();
-        if let Err(e) = self.store.drop_unwanted_callbacks(&callers).await {
+        let drop = Change::DropUnwantedCallbacks {
+            callers: callers.clone(),
+        };
+        if let Err(e) = self.audit.update(drop).await {
             tracing::warn!(error = %e, "cannot clear callbacks nobody takes; retrying");
             return;
         }
@@ -1007,7 +1008,11 @@ impl Dispatcher {
             &resource,
             now,
         ) {
-            self.store.queue_inquiry_callback(inquiry_id, &item).await?;
+            let owed = Change::QueueOwed {
+                inquiry_id: inquiry_id.to_owned(),
+                item: Box::new(item),
+            };
+            self.audit.update(owed).await?;
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ use sha2::Sha256;
 use crate::audit::{AuditLog, AuditRecord, Direction};
 use crate::config::{CallbackSettings, CallerConfig};
 use crate::inquiry::timestamp;
-use crate::store::{OutboxOutcome, OutboxRecord, Store};
+use crate::store::{Change, OutboxOutcome, OutboxRecord};
 
 pub const SIGNATURE_HEADER: &str = "x-gateway-signature";
 pub const EVENT_HEADER: &str = "x-gateway-event";
@@ -55,6 +55,14 @@ impl crate::store::CompletionCallbacks for Notifier {
             &resource,
             now_ms,
         )
+    }
+
+    fn lapsed(&self, order: &crate::store::OrderRecord, now_ms: i64) -> Option<OutboxRecord> {
+        let mut order = order.clone();
+        order.status = crate::store::OrderStatus::Expired;
+        order.phase = crate::store::OrderPhase::Done;
+        let resource = crate::order::view(&order);
+        self.event(&order.caller, "order.expired", &order.id, &resource, now_ms)
     }
 }
 
@@ -187,27 +195,22 @@ impl Notifier {
 
     /// One delivery attempt of a claimed outbox row, audited, and its
     /// outcome stored.
-    pub async fn deliver(
-        &self,
-        store: &dyn Store,
-        audit: &AuditLog,
-        owner: &str,
-        item: OutboxRecord,
-    ) {
+    pub async fn deliver(&self, audit: &AuditLog, owner: &str, item: OutboxRecord) {
         let attempts = item.attempts + 1;
         let now = chrono::Utc::now().timestamp_millis();
+        let attempted = |attempts, outcome| Change::Attempted {
+            owner: owner.to_owned(),
+            id: item.id.clone(),
+            attempts,
+            outcome,
+        };
         let Some(target) = self.targets.get(&item.caller).cloned() else {
-            let _ = store
-                .outbox_attempted(
-                    owner,
-                    &item.id,
-                    attempts,
-                    OutboxOutcome::GaveUp {
-                        error: "the caller has no callback_url any more",
-                    },
-                    now,
-                )
-                .await;
+            let gave_up = OutboxOutcome::GaveUp {
+                error: "the caller has no callback_url any more".into(),
+            };
+            if let Err(e) = audit.update(attempted(attempts, gave_up)).await {
+                tracing::warn!(error = %e, "cannot give up a callback; it will be tried again");
+            }
             return;
         };
         let record = AuditRecord {
@@ -227,18 +230,13 @@ impl Notifier {
             .await;
         if sent.is_err() {
             // Nothing leaves unaudited: try again later, not counted.
-            let _ = store
-                .outbox_attempted(
-                    owner,
-                    &item.id,
-                    item.attempts,
-                    OutboxOutcome::Retry {
-                        due_at_ms: now + self.settings.retry_ms as i64,
-                        error: "audit log unavailable",
-                    },
-                    now,
-                )
-                .await;
+            let retry = OutboxOutcome::Retry {
+                due_at_ms: now + self.settings.retry_ms as i64,
+                error: "audit log unavailable".into(),
+            };
+            // The journal is likely down too: the lease running out brings
+            // the callback back just the same.
+            let _ = audit.update(attempted(item.attempts, retry)).await;
             return;
         }
         let started = std::time::Instant::now();
@@ -264,30 +262,26 @@ impl Notifier {
                 Some(format!("cannot reach the caller: {e}")),
             ),
         };
-        let _ = audit
-            .record(AuditRecord {
-                direction: Some(Direction::Reply),
-                status: Some(status),
-                latency_ms: Some(latency),
-                ..record
-            })
-            .await;
         let now = chrono::Utc::now().timestamp_millis();
-        let outcome = match &error {
+        let outcome = match error {
             None => OutboxOutcome::Delivered,
-            Some(e) if attempts >= self.settings.max_attempts => {
+            Some(error) if attempts >= self.settings.max_attempts => {
                 tracing::warn!(caller = %item.caller, delivery = %item.id, attempts, "callback given up");
-                OutboxOutcome::GaveUp { error: e }
+                OutboxOutcome::GaveUp { error }
             }
-            Some(e) => OutboxOutcome::Retry {
+            Some(error) => OutboxOutcome::Retry {
                 due_at_ms: now + self.backoff_ms(attempts),
-                error: e,
+                error,
             },
         };
-        if let Err(e) = store
-            .outbox_attempted(owner, &item.id, attempts, outcome, now)
-            .await
-        {
+        // The answer's row and the attempt's outcome in one transaction.
+        let reply = AuditRecord {
+            direction: Some(Direction::Reply),
+            status: Some(status),
+            latency_ms: Some(latency),
+            ..record
+        };
+        if let Err(e) = audit.record_with(reply, attempted(attempts, outcome)).await {
             tracing::error!(error = %e, "cannot record a callback attempt; it will be retried");
         }
     }

@@ -39,8 +39,8 @@ use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::{AgencyService, Exchanged, exchange};
 use crate::resilience::{AgencyCall, Refusal};
 use crate::store::{
-    MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus, OutboxRecord, SaveOrder,
-    Store,
+    Applied, Change, Leased, MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus,
+    OutboxRecord, SaveOrder, Store,
 };
 use crate::transport::HttpReply;
 
@@ -143,10 +143,7 @@ impl OrderWorker {
                 .await?;
             for order in claimed {
                 let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-                    let _ = self
-                        .store
-                        .release_order(&self.owner, &order.id, now, None)
-                        .await;
+                    self.release(&order, now, None).await;
                     continue;
                 };
                 let this = self.clone();
@@ -164,9 +161,7 @@ impl OrderWorker {
         for item in deliveries {
             let this = self.clone();
             tokio::spawn(async move {
-                this.notifier
-                    .deliver(&*this.store, &this.audit, &this.owner, item)
-                    .await;
+                this.notifier.deliver(&this.audit, &this.owner, item).await;
             });
         }
         Ok(())
@@ -175,17 +170,15 @@ impl OrderWorker {
     /// Marks lapsed measures expired and warns of those about to lapse.
     async fn sweep_expiries(&self, now: i64) -> Result<(), crate::store::StoreError> {
         let today = self.clock.today();
-        let notifier = self.notifier.clone();
-        let notify = move |o: &OrderRecord| {
-            let mut o = o.clone();
-            o.status = OrderStatus::Expired;
-            o.phase = OrderPhase::Done;
-            notifier.event(&o.caller, "order.expired", &o.id, &order::view(&o), now)
+        // Each lapsed measure's callback is made by the journal's
+        // notifier, in the transaction that expires it.
+        let change = Change::ExpireOrders {
+            today: today.format("%Y-%m-%d").to_string(),
         };
-        let expired = self
-            .store
-            .expire_orders(&today.format("%Y-%m-%d").to_string(), now, &notify)
-            .await?;
+        let expired = match self.audit.update(change).await? {
+            Applied::Expired(expired) => expired,
+            _ => Vec::new(),
+        };
         for o in &expired {
             tracing::info!(order = %o.id, agency = %o.agency, end = ?o.measure_end, "measure lapsed");
             let _ = self
@@ -222,7 +215,12 @@ impl OrderWorker {
             let item = self
                 .notifier
                 .event(&o.caller, "order.expiring", &o.id, &resource, now);
-            self.store.mark_warned(&o.id, &end, item.as_ref()).await?;
+            let warned = Change::MarkWarned {
+                id: o.id.clone(),
+                end_date: end.clone(),
+                notify: item.map(Box::new),
+            };
+            self.audit.update(warned).await?;
             tracing::info!(order = %o.id, end = %end, "measure ends soon: caller warned");
         }
         Ok(())
@@ -308,18 +306,20 @@ impl OrderWorker {
         // is marked `query`, so whatever happens next, the agency is asked
         // about the request number before anything is sent again.
         let mark = {
-            let store = self.store.clone();
+            let journal = self.audit.clone();
             let owner = self.owner.clone();
             let id = order.id.clone();
             let lease_ms = agency.config.limits.timeout_ms as i64 + self.settings.retry_ms as i64;
             move |_attempt: u32| -> BoxFuture<'static, Result<(), String>> {
-                let (store, owner, id) = (store.clone(), owner.clone(), id.clone());
+                let (journal, owner, id) = (journal.clone(), owner.clone(), id.clone());
                 Box::pin(async move {
-                    let now = now_ms();
-                    match store
-                        .mark_sending(&owner, &id, attempts, now, now + lease_ms)
-                        .await
-                    {
+                    let change = Change::MarkSending {
+                        owner,
+                        id: id.clone(),
+                        send_attempts: attempts,
+                        query_due_ms: now_ms() + lease_ms,
+                    };
+                    match journal.update_if(change).await {
                         Ok(true) => Ok(()),
                         Ok(false) => Err("the order's lease was lost".to_owned()),
                         Err(e) => {
@@ -651,11 +651,15 @@ impl OrderWorker {
     }
 
     async fn release(&self, order: &OrderRecord, due_at_ms: i64, detail: Option<&str>) {
-        if let Err(e) = self
-            .store
-            .release_order(&self.owner, &order.id, due_at_ms, detail)
-            .await
-        {
+        let change = Change::Release {
+            owner: self.owner.clone(),
+            of: Leased::Order {
+                id: order.id.clone(),
+            },
+            due_at_ms,
+            detail: detail.map(str::to_owned),
+        };
+        if let Err(e) = self.audit.update(change).await {
             tracing::error!(error = %e, "cannot release an order; its lease will expire");
         }
     }

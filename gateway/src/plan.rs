@@ -44,8 +44,8 @@ use crate::order::{
 use crate::order_worker::OrderWorker;
 use crate::rules::BrokenRule;
 use crate::store::{
-    Created, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanAccount, PlanAccounts,
-    PlanProgress, PlanRecord, PlanStatus, SkippedAccount, TaskRecord,
+    Change, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanAccount, PlanAccounts,
+    PlanProgress, PlanRecord, PlanStatus, SavePlan, SkippedAccount, TaskRecord,
 };
 
 /// `POST /v1/freeze-plans` body.
@@ -467,11 +467,13 @@ async fn save(
     } else {
         None
     };
-    match worker
-        .store
-        .save_plan(&worker.owner, &plan.id, progress, notify.as_ref(), now)
-        .await
-    {
+    let change = Change::SavePlan(Box::new(SavePlan {
+        owner: worker.owner.clone(),
+        id: plan.id.clone(),
+        progress: progress.clone(),
+        notify,
+    }));
+    match worker.audit.update_if(change).await {
         Ok(true) if finished => {
             tracing::info!(plan = %plan.id, status = %progress.status, controlled_fen = progress.controlled_fen, "freeze plan finished");
             let _ = worker
@@ -588,31 +590,31 @@ async fn create_order(
         Some(&plan.id),
         now,
     );
-    // Audit before the order exists: it is the plan acting for its caller.
-    worker
+    // The plan acting for its caller: its row and the order are
+    // committed together.
+    let row = AuditRecord {
+        direction: Some(Direction::Internal),
+        caller: Some(plan.caller.clone()),
+        officers: crate::inquiry::officer_labels(&order.officers),
+        case_number: Some(plan.case_number.clone()),
+        subject: Some(plan.subject.identifier().to_owned()),
+        agency: Some(record.agency.clone()),
+        action: format!("freeze_plan.{}", record.action.as_str()),
+        inquiry_id: Some(plan.id.clone()),
+        request_number: Some(record.request_number.clone()),
+        status: Some("accepted".into()),
+        body: serde_json::to_vec(&order::view(&record))
+            .ok()
+            .map(Into::into),
+        ..AuditRecord::default()
+    };
+    let created = worker
         .audit
-        .record(AuditRecord {
-            direction: Some(Direction::Internal),
-            caller: Some(plan.caller.clone()),
-            officers: crate::inquiry::officer_labels(&order.officers),
-            case_number: Some(plan.case_number.clone()),
-            subject: Some(plan.subject.identifier().to_owned()),
-            agency: Some(record.agency.clone()),
-            action: format!("freeze_plan.{}", record.action.as_str()),
-            inquiry_id: Some(plan.id.clone()),
-            request_number: Some(record.request_number.clone()),
-            status: Some("accepted".into()),
-            body: serde_json::to_vec(&order::view(&record))
-                .ok()
-                .map(Into::into),
-            ..AuditRecord::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let created = worker.store.create_order(&record).await;
+        .accept(row, Change::Order(Box::new(record)))
+        .await;
     turn.release().await;
     match created {
-        Ok(Created::New(_)) | Ok(Created::Existing(_)) => Ok(()),
+        Ok(_) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -345,6 +345,334 @@ fn tasks_for(inquiry_id: &str, agencies: &[&str]) -> Vec<(String, String)> {
         .collect()
 }
 
+// ---------------------------------------------------------------------------
+// Writes: the store takes every write through its journal
+// (`AuditStore::append_journal`); these name the changes the scenarios make.
+
+/// What a batch of results did: per result, stored (the lease was still
+/// held); the inquiries it completed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FinishedTasks {
+    stored: Vec<bool>,
+    completed: Vec<String>,
+}
+
+#[async_trait::async_trait]
+trait Writes: Store {
+    async fn saved(&self, change: store::Change, now: i64) -> Result<bool, StoreError> {
+        match self.apply(change, now, None).await? {
+            store::Applied::Saved(saved) => Ok(saved),
+            other => panic!("not a conditional change's receipt: {other:?}"),
+        }
+    }
+
+    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
+        let entries = new
+            .iter()
+            .map(|n| store::JournalEntry {
+                row: None,
+                change: Some(store::Change::Inquiry(Box::new(n.clone()))),
+            })
+            .collect();
+        self.append_journal(entries, NOW, None).await.map(drop)
+    }
+
+    async fn create_inquiry_claimed(
+        &self,
+        record: &InquiryRecord,
+        tasks: &[(String, String)],
+        lease: Option<&TaskLease>,
+    ) -> Result<(), StoreError> {
+        let new = NewInquiry {
+            record: record.clone(),
+            tasks: tasks.to_vec(),
+            lease: lease.cloned(),
+        };
+        self.create_inquiries(&[new]).await
+    }
+
+    async fn create_inquiry(
+        &self,
+        record: &InquiryRecord,
+        tasks: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.create_inquiry_claimed(record, tasks, None).await
+    }
+
+    async fn create_order(&self, order: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
+        match self
+            .apply(store::Change::Order(Box::new(order.clone())), NOW, None)
+            .await?
+        {
+            store::Applied::Order(created) => Ok(*created),
+            other => panic!("not an order's receipt: {other:?}"),
+        }
+    }
+
+    async fn create_plan(&self, plan: &PlanRecord) -> Result<Created<PlanRecord>, StoreError> {
+        match self
+            .apply(store::Change::Plan(Box::new(plan.clone())), NOW, None)
+            .await?
+        {
+            store::Applied::Plan(created) => Ok(*created),
+            other => panic!("not a plan's receipt: {other:?}"),
+        }
+    }
+
+    /// Results in one transaction, completing the inquiries they finish.
+    async fn finish_tasks(
+        &self,
+        owner: &str,
+        results: &[TaskResult],
+        now: i64,
+    ) -> Result<FinishedTasks, StoreError> {
+        let entries = results
+            .iter()
+            .map(|r| store::JournalEntry {
+                row: None,
+                change: Some(store::Change::Result {
+                    owner: owner.to_owned(),
+                    result: r.clone(),
+                }),
+            })
+            .collect();
+        let mut done = FinishedTasks::default();
+        for (r, j) in results
+            .iter()
+            .zip(self.append_journal(entries, now, None).await?)
+        {
+            let Some(store::Applied::Finished { stored, completed }) = j.applied else {
+                panic!("not a result's receipt");
+            };
+            done.stored.push(stored);
+            if completed {
+                done.completed.push(r.inquiry_id.clone());
+            }
+        }
+        Ok(done)
+    }
+
+    /// A pushed result: (stored, completed its inquiry).
+    async fn finish_awaiting_task(
+        &self,
+        agency: &str,
+        request_number: &str,
+        update: &TaskUpdate,
+        now: i64,
+    ) -> Result<(bool, bool), StoreError> {
+        let change = store::Change::Pushed {
+            agency: agency.to_owned(),
+            request_number: request_number.to_owned(),
+            update: update.clone(),
+        };
+        match self.apply(change, now, None).await? {
+            store::Applied::Finished { stored, completed } => Ok((stored, completed)),
+            other => panic!("not a result's receipt: {other:?}"),
+        }
+    }
+
+    /// The deadline's sweep: overdue inquiries' unfinished tasks time out,
+    /// and those left with none complete. Returns (overdue, completed).
+    async fn time_out(&self, now: i64) -> (Vec<String>, Vec<String>) {
+        let overdue = self.overdue_inquiries(now).await.expect("overdue");
+        if overdue.is_empty() {
+            return (overdue, Vec::new());
+        }
+        let change = store::Change::TimeOut {
+            inquiry_ids: overdue.clone(),
+        };
+        match self.apply(change, now, None).await.expect("time out") {
+            store::Applied::Completed(ids) => (overdue, ids),
+            other => panic!("not a time-out's receipt: {other:?}"),
+        }
+    }
+
+    async fn give_back(
+        &self,
+        owner: &str,
+        of: store::Leased,
+        due: i64,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::Release {
+            owner: owner.to_owned(),
+            of,
+            due_at_ms: due,
+            detail: detail.map(str::to_owned),
+        };
+        self.saved(change, NOW).await
+    }
+
+    async fn release_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due: i64,
+    ) -> Result<bool, StoreError> {
+        let of = store::Leased::Task {
+            inquiry_id: inquiry_id.to_owned(),
+            agency: agency.to_owned(),
+        };
+        self.give_back(owner, of, due, None).await
+    }
+
+    async fn defer_task(
+        &self,
+        owner: &str,
+        inquiry_id: &str,
+        agency: &str,
+        due: i64,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let of = store::Leased::Task {
+            inquiry_id: inquiry_id.to_owned(),
+            agency: agency.to_owned(),
+        };
+        self.give_back(owner, of, due, Some(detail)).await
+    }
+
+    async fn release_order(
+        &self,
+        owner: &str,
+        id: &str,
+        due: i64,
+        detail: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let of = store::Leased::Order { id: id.to_owned() };
+        self.give_back(owner, of, due, detail).await
+    }
+
+    async fn mark_sending(
+        &self,
+        owner: &str,
+        id: &str,
+        send_attempts: i64,
+        now: i64,
+        query_due_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::MarkSending {
+            owner: owner.to_owned(),
+            id: id.to_owned(),
+            send_attempts,
+            query_due_ms,
+        };
+        self.saved(change, now).await
+    }
+
+    async fn save_order(
+        &self,
+        owner: &str,
+        id: &str,
+        progress: &OrderProgress,
+        effect: Option<&MeasureEffect>,
+        notify: &[OutboxRecord],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::SaveOrder(Box::new(store::SaveOrder {
+            owner: owner.to_owned(),
+            id: id.to_owned(),
+            progress: progress.clone(),
+            effect: effect.cloned(),
+            notify: notify.to_vec(),
+        }));
+        self.saved(change, now).await
+    }
+
+    async fn save_plan(
+        &self,
+        owner: &str,
+        id: &str,
+        progress: &PlanProgress,
+        notify: Option<&OutboxRecord>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::SavePlan(Box::new(store::SavePlan {
+            owner: owner.to_owned(),
+            id: id.to_owned(),
+            progress: progress.clone(),
+            notify: notify.cloned(),
+        }));
+        self.saved(change, now).await
+    }
+
+    /// Expires lapsed measures, each with the callback `notify` makes.
+    async fn expire_orders(
+        &self,
+        today: &str,
+        now: i64,
+        notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        let change = store::Change::ExpireOrders {
+            today: today.to_owned(),
+        };
+        match self.apply(change, now, Some(&Lapsing(notify))).await? {
+            store::Applied::Expired(expired) => Ok(expired),
+            other => panic!("not an expiry's receipt: {other:?}"),
+        }
+    }
+
+    async fn mark_warned(
+        &self,
+        id: &str,
+        end_date: &str,
+        notify: Option<&OutboxRecord>,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::MarkWarned {
+            id: id.to_owned(),
+            end_date: end_date.to_owned(),
+            notify: notify.cloned().map(Box::new),
+        };
+        self.saved(change, NOW).await
+    }
+
+    async fn enqueue(&self, item: &OutboxRecord) -> Result<bool, StoreError> {
+        self.saved(store::Change::Enqueue(Box::new(item.clone())), NOW)
+            .await
+    }
+
+    async fn outbox_attempted(
+        &self,
+        owner: &str,
+        id: &str,
+        attempts: i64,
+        outcome: OutboxOutcome,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let change = store::Change::Attempted {
+            owner: owner.to_owned(),
+            id: id.to_owned(),
+            attempts,
+            outcome,
+        };
+        self.saved(change, now).await
+    }
+}
+
+impl<T: Store + ?Sized> Writes for T {}
+
+/// Callbacks for expiries only, made by a test's function.
+struct Lapsing<'a>(&'a (dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync));
+
+impl store::CompletionCallbacks for Lapsing<'_> {
+    fn takes(&self, _caller: &str) -> bool {
+        false
+    }
+
+    fn completed(
+        &self,
+        _inquiry: &InquiryRecord,
+        _tasks: &[store::TaskRecord],
+        _now_ms: i64,
+    ) -> Option<OutboxRecord> {
+        None
+    }
+
+    fn lapsed(&self, order: &OrderRecord, _now_ms: i64) -> Option<OutboxRecord> {
+        (self.0)(order)
+    }
+}
+
 /// Stores one step's result through `finish_tasks`; true when the lease
 /// was still `owner`'s.
 async fn finish_one(
@@ -649,14 +977,19 @@ async fn inquiry_round_trip(db: &TestDb) {
     polling.due_at_ms = NOW + 5_000;
     polling.sent_at_ms = Some(NOW - 500);
     assert!(finish_one(&store, "gw-1", "inq-1", "bank-b", &polling).await);
-    store
-        .release_task("gw-1", "inq-2", "bank-a", NOW + 1_000)
-        .await
-        .expect("release");
-    store
-        .defer_task("gw-2", "inq-2", "bank-a", NOW + 9_000, "not mine")
-        .await
-        .expect("defer by a non-holder does nothing");
+    assert!(
+        store
+            .release_task("gw-1", "inq-2", "bank-a", NOW + 1_000)
+            .await
+            .expect("release")
+    );
+    assert!(
+        !store
+            .defer_task("gw-2", "inq-2", "bank-a", NOW + 9_000, "not mine")
+            .await
+            .expect("defer"),
+        "defer by a non-holder does nothing"
+    );
 
     let tasks = store.tasks("inq-1").await.expect("tasks");
     assert_eq!(tasks[0].state.as_str(), "answered");
@@ -664,7 +997,8 @@ async fn inquiry_round_trip(db: &TestDb) {
     assert_eq!(tasks[0].result, Some(vec![account("6217000010001234567")]));
     assert_eq!(tasks[1].state, TaskState::Polling);
     assert_eq!(tasks[1].ticket.as_deref(), Some("T-1"));
-    assert!(!store.try_complete("inq-1", NOW).await.expect("complete"));
+    let read = store.inquiry("inq-1").await.expect("read").expect("found");
+    assert_eq!(read.status, InquiryStatus::Running, "a task is unfinished");
 
     // The polling task comes due; its ticket and first send time stay.
     let claimed = store
@@ -725,52 +1059,44 @@ async fn inquiry_round_trip(db: &TestDb) {
     );
     let mut pushed = update("answered");
     pushed.latency_ms = Some(90_000);
-    assert!(
+    assert_eq!(
         store
-            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed)
-            .await
-            .expect("finish")
-    );
-    assert!(
-        !store
-            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed)
+            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed, NOW + 1)
             .await
             .expect("finish"),
+        (true, true),
+        "the last result, pushed, completes its inquiry"
+    );
+    assert_eq!(
+        store
+            .finish_awaiting_task("registry-x", "Qinq-1-registry-x", &pushed, NOW + 2)
+            .await
+            .expect("finish"),
+        (false, false),
         "a repeated callback changes nothing"
     );
     let tasks = store.tasks("inq-1").await.expect("tasks");
     assert_eq!(tasks[2].ticket.as_deref(), Some("ACK-7"));
     assert_eq!(tasks[2].latency_ms, Some(90_000));
 
-    assert!(
-        store
-            .try_complete("inq-1", NOW + 1)
-            .await
-            .expect("complete")
-    );
-    assert!(!store.try_complete("inq-1", NOW + 2).await.expect("once"));
     let read = store.inquiry("inq-1").await.expect("read").expect("found");
     assert_eq!(read.status, InquiryStatus::Completed);
     assert_eq!(read.completed_at_ms, Some(NOW + 1));
 
     // The deadline passes for inq-2: its queued task times out.
-    assert!(
-        store.expire_overdue(NOW).await.expect("expire").is_empty(),
+    assert_eq!(
+        store.time_out(NOW).await,
+        (vec![], vec![]),
         "not overdue yet"
     );
-    let expired = store.expire_overdue(NOW + 60_000).await.expect("expire");
-    assert_eq!(expired, ["inq-2"]);
+    let (overdue, completed) = store.time_out(NOW + 60_000).await;
+    assert_eq!(overdue, ["inq-2"]);
+    assert_eq!(completed, ["inq-2"], "completed by the time-out");
     let tasks = store.tasks("inq-2").await.expect("tasks");
     assert_eq!(tasks[0].state.as_str(), "timeout");
     assert_eq!(
         tasks[0].detail.as_deref(),
         Some("no answer before the inquiry's deadline")
-    );
-    assert!(
-        store
-            .try_complete("inq-2", NOW + 60_000)
-            .await
-            .expect("complete")
     );
     assert_eq!(store.next_due_ms(&[]).await.expect("next due"), None);
     assert!(
@@ -1999,7 +2325,7 @@ async fn plans_and_outbox(db: &TestDb) {
             1,
             OutboxOutcome::Retry {
                 due_at_ms: NOW + 500,
-                error: "HTTP 503",
+                error: "HTTP 503".into(),
             },
             NOW + 6,
         )
@@ -2025,7 +2351,7 @@ async fn plans_and_outbox(db: &TestDb) {
             "cb-2",
             5,
             OutboxOutcome::GaveUp {
-                error: "refused 5 times",
+                error: "refused 5 times".into(),
             },
             NOW + 7,
         )
@@ -2152,13 +2478,12 @@ async fn batched_task_results(db: &TestDb) {
         let i = store.inquiry(id).await.expect("read").expect("found");
         assert_eq!(i.status, InquiryStatus::Completed, "{id}");
     }
-    // Results stored but the completion never run (the database went away
-    // between the two): the inquiry is offered for completion once past
-    // its deadline, and completes then.
-    let mut stuck = inquiry("b-4", "case-b", NOW - 1_000);
-    stuck.deadline_at_ms = NOW + 10;
+    // A pushed result that is the last completes its inquiry in its own
+    // transaction.
+    let mut pushed = inquiry("b-4", "case-b", NOW - 1_000);
+    pushed.deadline_at_ms = NOW + 10;
     store
-        .create_inquiry(&stuck, &tasks_for("b-4", &["bank-a"]))
+        .create_inquiry(&pushed, &tasks_for("b-4", &["bank-a"]))
         .await
         .expect("create");
     let claimed = store
@@ -2169,29 +2494,26 @@ async fn batched_task_results(db: &TestDb) {
     let mut acknowledged = update("awaiting");
     acknowledged.due_at_ms = FAR;
     assert!(finish_one(&store, "gw-1", "b-4", "bank-a", &acknowledged).await);
-    assert!(
+    assert_eq!(
         store
-            .finish_awaiting_task("bank-a", "Qb-4-bank-a", &update("no_record"))
+            .finish_awaiting_task("bank-a", "Qb-4-bank-a", &update("no_record"), NOW + 5)
             .await
-            .expect("pushed result")
+            .expect("pushed result"),
+        (true, true)
     );
-    assert!(
-        !store
-            .expire_overdue(NOW)
-            .await
-            .expect("expire")
-            .contains(&"b-4".to_owned())
+    // An inquiry left with no unfinished task but not completed (here one
+    // with no task at all; or one an older gateway left so) is completed
+    // by its deadline at the latest.
+    let mut empty = inquiry("b-5", "case-b", NOW - 1_000);
+    empty.deadline_at_ms = NOW + 10;
+    store.create_inquiry(&empty, &[]).await.expect("create");
+    let (overdue, _) = store.time_out(NOW).await;
+    assert!(!overdue.contains(&"b-5".to_owned()));
+    assert_eq!(
+        store.time_out(NOW + 10).await,
+        (vec!["b-5".to_owned()], vec!["b-5".to_owned()])
     );
-    let overdue = store.expire_overdue(NOW + 10).await.expect("expire");
-    assert_eq!(overdue, ["b-4"]);
-    assert!(store.try_complete("b-4", NOW + 10).await.expect("complete"));
-    assert!(
-        store
-            .expire_overdue(NOW + 20)
-            .await
-            .expect("expire")
-            .is_empty()
-    );
+    assert_eq!(store.time_out(NOW + 20).await, (vec![], vec![]));
     // An empty batch is nothing.
     let empty = store.finish_tasks("gw-1", &[], NOW).await.expect("finish");
     assert!(empty.stored.is_empty() && empty.completed.is_empty());
@@ -2746,6 +3068,10 @@ struct TestCallbacks;
 impl store::CompletionCallbacks for TestCallbacks {
     fn takes(&self, caller: &str) -> bool {
         caller == "court-a"
+    }
+
+    fn lapsed(&self, _order: &OrderRecord, _now_ms: i64) -> Option<OutboxRecord> {
+        None
     }
 
     fn completed(

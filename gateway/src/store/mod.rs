@@ -111,7 +111,7 @@ pub struct ClaimedTask {
 
 /// A new inquiry to store: its record, one task per agency (agency,
 /// request number), and the claim taken on the first tasks (see
-/// `JobStore::create_inquiry_claimed`).
+/// `Change::Inquiry`).
 #[derive(Debug, Clone)]
 pub struct NewInquiry {
     pub record: InquiryRecord,
@@ -160,7 +160,7 @@ pub struct TaskUpdate {
     pub result: Option<Vec<Asset>>,
 }
 
-/// One step's result, for `JobStore::finish_tasks`.
+/// One step's result, for `Change::Result`.
 #[derive(Debug, Clone)]
 pub struct TaskResult {
     pub inquiry_id: String,
@@ -168,51 +168,10 @@ pub struct TaskResult {
     pub update: TaskUpdate,
 }
 
-/// What `JobStore::finish_tasks` did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FinishedTasks {
-    /// Per result, in order: stored (the lease was still held).
-    pub stored: Vec<bool>,
-    /// The inquiries completed by this call.
-    pub completed: Vec<String>,
-}
-
-/// Inquiries and their agency tasks.
+/// Inquiries and their agency tasks: the reads and the claims. What the
+/// gateway writes goes through the journal (`AuditStore::append_journal`).
 #[async_trait]
 pub trait JobStore: Send + Sync {
-    /// Stores the inquiry and one queued task per agency, atomically.
-    async fn create_inquiry(
-        &self,
-        inquiry: &InquiryRecord,
-        tasks: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        self.create_inquiry_claimed(inquiry, tasks, None).await
-    }
-
-    /// Stores the inquiry and its tasks, atomically, the first
-    /// `lease.count` of them already claimed by `lease.owner` (as
-    /// `claim_due_tasks` would claim them: leased until `lease.until_ms`,
-    /// one attempt counted). The instance storing an inquiry sends its
-    /// tasks at once, without claiming them from the store again; if it
-    /// dies first, the lease runs out and any instance claims them.
-    async fn create_inquiry_claimed(
-        &self,
-        inquiry: &InquiryRecord,
-        tasks: &[(String, String)],
-        lease: Option<&TaskLease>,
-    ) -> Result<(), StoreError> {
-        self.create_inquiries(&[NewInquiry {
-            record: inquiry.clone(),
-            tasks: tasks.to_vec(),
-            lease: lease.cloned(),
-        }])
-        .await
-    }
-
-    /// Stores several new inquiries, each as `create_inquiry_claimed`
-    /// does, in one transaction: all of them or none.
-    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError>;
-
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError>;
 
     async fn tasks(&self, inquiry_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
@@ -243,48 +202,12 @@ pub trait JobStore: Send + Sync {
         skip_agencies: &[String],
     ) -> Result<Vec<ClaimedTask>, StoreError>;
 
-    /// Gives a claimed task back untouched, due again at `due_at_ms`.
-    async fn release_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-    ) -> Result<(), StoreError>;
-
-    /// Gives a claimed task back untouched but for its detail, due again at
-    /// `due_at_ms` (an agency outside its business hours).
-    async fn defer_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-        detail: &str,
-    ) -> Result<(), StoreError>;
-
     /// The agency-set versions that running inquiries use.
     async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError>;
 
-    /// Marks unfinished, unleased tasks of overdue inquiries `timeout`;
-    /// returns the inquiries touched, and every inquiry still running past
-    /// its deadline (the caller tries to complete each).
-    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
-
-    /// Completes the inquiry if none of its tasks is unfinished. True when
-    /// this call completed it.
-    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError>;
-
-    /// Records many steps' results in one transaction (each only where
-    /// `owner` still holds the task's lease), and in it completes the
-    /// inquiries they leave with no unfinished task. Returns, per result, whether it
-    /// was stored, and the inquiries this call completed.
-    async fn finish_tasks(
-        &self,
-        owner: &str,
-        results: &[TaskResult],
-        now_ms: i64,
-    ) -> Result<FinishedTasks, StoreError>;
+    /// Up to 1,000 running inquiries past their deadline at `now_ms`,
+    /// earliest deadline first: what `Change::TimeOut` is given.
+    async fn overdue_inquiries(&self, now_ms: i64) -> Result<Vec<String>, StoreError>;
 
     /// The task of `agency` with `request_number` if it awaits a pushed result.
     async fn awaiting_task(
@@ -292,15 +215,6 @@ pub trait JobStore: Send + Sync {
         agency: &str,
         request_number: &str,
     ) -> Result<Option<ClaimedTask>, StoreError>;
-
-    /// Records a pushed result on a task that awaits one. False when the task
-    /// no longer awaits (a repeated callback, or the deadline passed first).
-    async fn finish_awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-        update: &TaskUpdate,
-    ) -> Result<bool, StoreError>;
 
     /// The earliest time any unfinished task is due (for the dispatcher's
     /// sleep), leaving out the agencies in `skip_agencies`.
@@ -351,6 +265,25 @@ pub trait AuditStore: Send + Sync {
         now_ms: i64,
         callbacks: Option<&dyn CompletionCallbacks>,
     ) -> Result<Vec<Journaled>, StoreError>;
+
+    /// Makes one change, with no audit row, in a transaction of its own:
+    /// `append_journal` for one entry.
+    async fn apply(
+        &self,
+        change: Change,
+        now_ms: i64,
+        callbacks: Option<&dyn CompletionCallbacks>,
+    ) -> Result<Applied, StoreError> {
+        let entry = JournalEntry {
+            row: None,
+            change: Some(change),
+        };
+        self.append_journal(vec![entry], now_ms, callbacks)
+            .await?
+            .pop()
+            .and_then(|j| j.applied)
+            .ok_or_else(|| StoreError::Corrupt("the journal gave no receipt".into()))
+    }
 
     async fn audit_events(&self, filter: &AuditFilter)
     -> Result<Vec<StoredAuditEvent>, StoreError>;
@@ -405,27 +338,92 @@ pub struct NewAuditRow {
 /// records the request asking for it.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A new inquiry and its tasks (`JobStore::create_inquiries`).
+    /// A new inquiry and its tasks, the first `lease.count` of them
+    /// already claimed by `lease.owner` (as `JobStore::claim_due_tasks`
+    /// would claim them): the instance storing an inquiry sends its tasks
+    /// at once; if it dies first, the lease runs out and any instance
+    /// claims them.
     Inquiry(Box<NewInquiry>),
-    /// A new control order (`OrderStore::create_order`).
+    /// A new control order, or the one stored earlier under the same
+    /// caller and idempotency key.
     Order(Box<OrderRecord>),
-    /// A new freeze plan (`OrderStore::create_plan`).
+    /// A new freeze plan, likewise.
     Plan(Box<PlanRecord>),
-    /// A step's result for a task `owner` leases (`JobStore::finish_tasks`).
+    /// A step's result for a task `owner` leases. The completion of its
+    /// inquiry, when this was the last unfinished task, is made with it.
     Result { owner: String, result: TaskResult },
-    /// A control order's progress, stored where `owner` still holds its
-    /// lease (`OrderStore::save_order`).
-    SaveOrder(Box<SaveOrder>),
-    /// The completion of an inquiry with no unfinished task left (its
-    /// deadline timed the rest out), as `JobStore::try_complete`.
-    Complete { inquiry_id: String },
-    /// An agency's pushed result for the task awaiting it
-    /// (`JobStore::finish_awaiting_task`).
+    /// An agency's pushed result for the task awaiting it (none when the
+    /// task no longer awaits: a repeated push, or the deadline came
+    /// first).
     Pushed {
         agency: String,
         request_number: String,
         update: TaskUpdate,
     },
+    /// Overdue inquiries: their unfinished, unleased tasks time out, and
+    /// each inquiry left with no unfinished task is completed (also one
+    /// whose last results were stored but not its completion).
+    TimeOut { inquiry_ids: Vec<String> },
+    /// A claimed task or order given back untouched (but for its detail,
+    /// when one is given), due again at `due_at_ms`, where `owner` still
+    /// holds it.
+    Release {
+        owner: String,
+        of: Leased,
+        due_at_ms: i64,
+        detail: Option<String>,
+    },
+    /// Before a control message goes out: it may reach the agency, so from
+    /// now on the order's outcome is asked of the agency, never sent
+    /// blindly again. Not stored when `owner` lost the lease.
+    MarkSending {
+        owner: String,
+        id: String,
+        send_attempts: i64,
+        query_due_ms: i64,
+    },
+    /// A control order's progress, stored where `owner` still holds its
+    /// lease, with its effect on the measure, its callbacks and a wake-up
+    /// of its plan.
+    SaveOrder(Box<SaveOrder>),
+    /// A freeze plan's progress (and its callback) where `owner` still
+    /// holds its lease.
+    SavePlan(Box<SavePlan>),
+    /// Measures in force or waiting whose end date is before `today`
+    /// (`YYYY-MM-DD`) become expired, each with the callback
+    /// `CompletionCallbacks::lapsed` makes, and their plans woken.
+    ExpireOrders { today: String },
+    /// The warning about a measure's end date, with its callback: made
+    /// once per end date, by whichever gateway marks it first.
+    MarkWarned {
+        id: String,
+        end_date: String,
+        notify: Option<Box<OutboxRecord>>,
+    },
+    /// A completed inquiry's owed callback, queued where it is still owed.
+    QueueOwed {
+        inquiry_id: String,
+        item: Box<OutboxRecord>,
+    },
+    /// A callback to deliver.
+    Enqueue(Box<OutboxRecord>),
+    /// The owed callbacks of every completed inquiry whose caller is not
+    /// one of `callers` (it takes none) are cleared.
+    DropUnwantedCallbacks { callers: Vec<String> },
+    /// One delivery attempt of a callback `owner` leases.
+    Attempted {
+        owner: String,
+        id: String,
+        attempts: i64,
+        outcome: OutboxOutcome,
+    },
+}
+
+/// What a claim holds.
+#[derive(Debug, Clone)]
+pub enum Leased {
+    Task { inquiry_id: String, agency: String },
+    Order { id: String },
 }
 
 /// What a [`Change`] became.
@@ -438,14 +436,20 @@ pub enum Applied {
     /// A result: stored (the lease was still held, or the task still
     /// awaited it), and whether it completed its inquiry (told to one
     /// result of the inquiry only). The completion is committed with it,
-    /// and so is the caller's `inquiry.completed` callback. A completion
-    /// alone is `stored` when the inquiry was running.
+    /// and so is the caller's `inquiry.completed` callback.
     Finished {
         stored: bool,
         completed: bool,
     },
-    /// An order's progress: stored (the lease was still held).
+    /// A change made where its condition held (the lease, the owed
+    /// callback, the unwarned end date), or not.
     Saved(bool),
+    /// The inquiries a `TimeOut` completed.
+    Completed(Vec<String>),
+    /// The measures an `ExpireOrders` expired.
+    Expired(Vec<OrderRecord>),
+    /// How many rows a change touched.
+    Count(u64),
 }
 
 /// What `Change::SaveOrder` stores: `OrderStore::save_order`'s arguments.
@@ -478,6 +482,17 @@ pub trait CompletionCallbacks: Send + Sync {
         tasks: &[TaskRecord],
         now_ms: i64,
     ) -> Option<OutboxRecord>;
+    /// The callback of a measure that has just lapsed (`order.expired`).
+    fn lapsed(&self, order: &OrderRecord, now_ms: i64) -> Option<OutboxRecord>;
+}
+
+/// What `Change::SavePlan` stores.
+#[derive(Debug, Clone)]
+pub struct SavePlan {
+    pub owner: String,
+    pub id: String,
+    pub progress: PlanProgress,
+    pub notify: Option<OutboxRecord>,
 }
 
 /// An entry as committed.

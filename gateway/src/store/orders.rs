@@ -238,10 +238,6 @@ pub trait OrderStore: Send + Sync {
         wait: std::time::Duration,
     ) -> Result<DecisionLock, StoreError>;
 
-    /// Stores a new order, or returns the one stored earlier under the same
-    /// caller and idempotency key.
-    async fn create_order(&self, order: &OrderRecord) -> Result<Created<OrderRecord>, StoreError>;
-
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError>;
 
     /// The order a caller stored under an idempotency key.
@@ -276,49 +272,6 @@ pub trait OrderStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<OrderRecord>, StoreError>;
 
-    /// Records, before a message goes out, that it may reach the agency:
-    /// from now on the order's outcome is asked of the agency, never sent
-    /// blindly again. False when `owner` lost the lease.
-    async fn mark_sending(
-        &self,
-        owner: &str,
-        id: &str,
-        send_attempts: i64,
-        now_ms: i64,
-        query_due_ms: i64,
-    ) -> Result<bool, StoreError>;
-
-    /// Stores a step's result and releases the lease (only if `owner` still
-    /// holds it), with its effect on the measure's order, a callback to
-    /// send, and a wake-up of the order's plan, in one transaction.
-    async fn save_order(
-        &self,
-        owner: &str,
-        id: &str,
-        progress: &OrderProgress,
-        effect: Option<&MeasureEffect>,
-        notify: &[OutboxRecord],
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-
-    /// Gives a claimed order back untouched, due at `due_at_ms`.
-    async fn release_order(
-        &self,
-        owner: &str,
-        id: &str,
-        due_at_ms: i64,
-        detail: Option<&str>,
-    ) -> Result<(), StoreError>;
-
-    /// Marks measures in force or waiting whose end date is before `today`
-    /// expired, with a callback for each built by `notify`; returns them.
-    async fn expire_orders(
-        &self,
-        today: &str,
-        now_ms: i64,
-        notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
-    ) -> Result<Vec<OrderRecord>, StoreError>;
-
     /// Measures in force or waiting that end before `before` and have not
     /// been warned about for their current end date.
     async fn orders_to_warn(
@@ -326,16 +279,6 @@ pub trait OrderStore: Send + Sync {
         before: &str,
         limit: i64,
     ) -> Result<Vec<OrderRecord>, StoreError>;
-
-    /// Records the warning about an order's end date with its callback.
-    async fn mark_warned(
-        &self,
-        id: &str,
-        end_date: &str,
-        notify: Option<&OutboxRecord>,
-    ) -> Result<(), StoreError>;
-
-    async fn create_plan(&self, plan: &PlanRecord) -> Result<Created<PlanRecord>, StoreError>;
 
     async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError>;
 
@@ -349,18 +292,6 @@ pub trait OrderStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<PlanRecord>, StoreError>;
 
-    /// Stores a plan's progress and releases its lease.
-    async fn save_plan(
-        &self,
-        owner: &str,
-        id: &str,
-        progress: &PlanProgress,
-        notify: Option<&OutboxRecord>,
-        now_ms: i64,
-    ) -> Result<bool, StoreError>;
-
-    async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError>;
-
     /// Completed inquiries of `callers` whose completion callback is owed
     /// and not yet queued, completed at or before `completed_before_ms`,
     /// oldest first.
@@ -371,19 +302,6 @@ pub trait OrderStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Clears the owed callback of every completed inquiry whose caller is
-    /// not one of `callers` (it takes none); how many.
-    async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError>;
-
-    /// Queues an inquiry's completion callback and clears what it owes, in
-    /// one transaction; false (nothing queued) when it owed none any more
-    /// (another gateway queued it).
-    async fn queue_inquiry_callback(
-        &self,
-        inquiry_id: &str,
-        item: &OutboxRecord,
-    ) -> Result<bool, StoreError>;
-
     async fn claim_outbox(
         &self,
         owner: &str,
@@ -391,16 +309,6 @@ pub trait OrderStore: Send + Sync {
         lease_until_ms: i64,
         limit: i64,
     ) -> Result<Vec<OutboxRecord>, StoreError>;
-
-    /// Records one delivery attempt: delivered, given up, or due again.
-    async fn outbox_attempted(
-        &self,
-        owner: &str,
-        id: &str,
-        attempts: i64,
-        outcome: OutboxOutcome<'_>,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
 
     /// Orders whose agency acknowledged other documents (or digests) than
     /// were sent, newest first, created within the window.
@@ -415,9 +323,10 @@ pub trait OrderStore: Send + Sync {
     async fn next_order_work_ms(&self) -> Result<Option<i64>, StoreError>;
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum OutboxOutcome<'a> {
+/// What one delivery attempt of a callback came to.
+#[derive(Debug, Clone)]
+pub enum OutboxOutcome {
     Delivered,
-    Retry { due_at_ms: i64, error: &'a str },
-    GaveUp { error: &'a str },
+    Retry { due_at_ms: i64, error: String },
+    GaveUp { error: String },
 }

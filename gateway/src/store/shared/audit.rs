@@ -9,15 +9,18 @@ use async_trait::async_trait;
 
 use super::jobs::{
     InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
-    update_tasks,
+    release_task, time_out, update_tasks,
 };
-use super::orders::{insert_order, insert_plan, queue_owed, save_order_in};
+use super::orders::{
+    drop_unwanted_callbacks, expire_orders, insert_order, insert_outbox, insert_plan, mark_sending,
+    mark_warned, outbox_attempted, queue_owed, release_order, save_order_in, save_plan,
+};
 use super::{Arg, Backend, Conn, Sql, SqlStore, limit, select};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::columns::json;
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, Created, JournalEntry, Journaled,
-    NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
+    Leased, NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
 };
 
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
@@ -116,7 +119,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             let mut inquiry_at = Vec::new();
             let mut results: BTreeMap<String, Vec<(usize, TaskResult)>> = BTreeMap::new();
             let mut pushes = Vec::new();
-            let mut completions = Vec::new();
+            let mut timeouts: Vec<(usize, Vec<String>)> = Vec::new();
             for (i, entry) in entries.into_iter().enumerate() {
                 // An order or plan whose key another request took meanwhile
                 // (only a gateway that takes no turns can) was not accepted:
@@ -159,9 +162,93 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                         .await?;
                         (true, Some(Applied::Saved(saved)))
                     }
-                    Some(Change::Complete { inquiry_id }) => {
-                        completions.push((i, inquiry_id));
+                    Some(Change::TimeOut { inquiry_ids }) => {
+                        time_out::<B>(&mut tx, &inquiry_ids, now_ms).await?;
+                        timeouts.push((i, inquiry_ids));
                         (true, None)
+                    }
+                    Some(Change::Release {
+                        owner,
+                        of,
+                        due_at_ms,
+                        detail,
+                    }) => {
+                        let detail = detail.as_deref();
+                        let released = match of {
+                            Leased::Task { inquiry_id, agency } => {
+                                release_task::<B>(
+                                    &mut tx,
+                                    &owner,
+                                    &inquiry_id,
+                                    &agency,
+                                    due_at_ms,
+                                    detail,
+                                )
+                                .await?
+                            }
+                            Leased::Order { id } => {
+                                release_order::<B>(&mut tx, &owner, &id, due_at_ms, detail).await?
+                            }
+                        };
+                        (true, Some(Applied::Saved(released)))
+                    }
+                    Some(Change::MarkSending {
+                        owner,
+                        id,
+                        send_attempts,
+                        query_due_ms,
+                    }) => {
+                        let marked = mark_sending::<B>(
+                            &mut tx,
+                            &owner,
+                            &id,
+                            send_attempts,
+                            query_due_ms,
+                            now_ms,
+                        )
+                        .await?;
+                        (true, Some(Applied::Saved(marked)))
+                    }
+                    Some(Change::SavePlan(save)) => {
+                        let saved = save_plan::<B>(&mut tx, &save, now_ms).await?;
+                        (true, Some(Applied::Saved(saved)))
+                    }
+                    Some(Change::ExpireOrders { today }) => {
+                        let expired =
+                            expire_orders::<B>(&mut tx, &today, now_ms, callbacks).await?;
+                        (true, Some(Applied::Expired(expired)))
+                    }
+                    Some(Change::MarkWarned {
+                        id,
+                        end_date,
+                        notify,
+                    }) => {
+                        let marked =
+                            mark_warned::<B>(&mut tx, &id, &end_date, notify.as_deref()).await?;
+                        (true, Some(Applied::Saved(marked)))
+                    }
+                    Some(Change::QueueOwed { inquiry_id, item }) => {
+                        let queued = queue_owed::<B>(&mut tx, &inquiry_id, &item).await?;
+                        (true, Some(Applied::Saved(queued)))
+                    }
+                    Some(Change::Enqueue(item)) => {
+                        insert_outbox::<B>(&mut tx, &item).await?;
+                        (true, Some(Applied::Saved(true)))
+                    }
+                    Some(Change::DropUnwantedCallbacks { callers }) => {
+                        let dropped = drop_unwanted_callbacks::<B>(&mut tx, &callers).await?;
+                        (true, Some(Applied::Count(dropped)))
+                    }
+                    Some(Change::Attempted {
+                        owner,
+                        id,
+                        attempts,
+                        outcome,
+                    }) => {
+                        let done =
+                            outbox_attempted::<B>(&mut tx, &owner, &id, attempts, &outcome, now_ms)
+                                .await?;
+                        (true, Some(Applied::Saved(done)))
                     }
                     Some(Change::Pushed {
                         agency,
@@ -203,12 +290,12 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     None => finished.push((i, String::new(), false)),
                 }
             }
-            finished.extend(completions.into_iter().map(|(i, id)| (i, id, true)));
-            if !finished.is_empty() {
+            if !finished.is_empty() || !timeouts.is_empty() {
                 let touched: BTreeSet<&String> = finished
                     .iter()
                     .filter(|(_, _, stored)| *stored)
                     .map(|(_, id, _)| id)
+                    .chain(timeouts.iter().flat_map(|(_, ids)| ids))
                     .collect();
                 let touched: Vec<String> = touched.into_iter().cloned().collect();
                 let done = complete_inquiries::<B>(&mut tx, &touched, now_ms).await?;
@@ -230,6 +317,10 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                         stored,
                         completed: stored && completed.remove(&id),
                     });
+                }
+                for (i, ids) in timeouts {
+                    let done = ids.into_iter().filter(|id| completed.remove(id)).collect();
+                    applied[i] = Some(Applied::Completed(done));
                 }
             }
             let chained = append_after_tail::<B>(&mut tx, rows).await?;

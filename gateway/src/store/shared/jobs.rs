@@ -1,6 +1,6 @@
 //! Inquiries and their agency tasks, on both backends.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use adapters::model::AgencyStatus;
 use async_trait::async_trait;
@@ -10,8 +10,8 @@ use super::{Arg, Backend, Conn, Sql, SqlStore, batches, insert_rows, limit, sele
 use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
-    ClaimedTask, FinishedTasks, InquiryRecord, InquiryStatus, JobStore, NewInquiry, OrderPhase,
-    QueueCount, StoreError, TaskRecord, TaskResult, TaskState, TaskUpdate,
+    ClaimedTask, InquiryRecord, InquiryStatus, JobStore, NewInquiry, OrderPhase, QueueCount,
+    StoreError, TaskRecord, TaskResult, TaskState, TaskUpdate,
 };
 
 const RUNNING: InquiryStatus = InquiryStatus::Running;
@@ -37,16 +37,6 @@ const TASK_RESULTS_PER_UPDATE: usize = 256;
 
 #[async_trait]
 impl<B: Backend> JobStore for SqlStore<B> {
-    async fn create_inquiries(&self, new: &[NewInquiry]) -> Result<(), StoreError> {
-        if new.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.begin().await?;
-        insert_inquiries::<B>(&mut tx, new).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn inquiry(&self, id: &str) -> Result<Option<InquiryRecord>, StoreError> {
         self.read_optional(select(INQUIRY_COLUMNS, "inquiries", "id = $1").bind(id))
             .await
@@ -106,51 +96,6 @@ impl<B: Backend> JobStore for SqlStore<B> {
         .await
     }
 
-    async fn release_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Sql::new(
-                "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
-                 due_at_ms = $1 WHERE inquiry_id = $2 AND agency = $3 AND lease_owner = $4",
-            )
-            .bind(due_at_ms)
-            .bind(inquiry_id)
-            .bind(agency)
-            .bind(owner),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn defer_task(
-        &self,
-        owner: &str,
-        inquiry_id: &str,
-        agency: &str,
-        due_at_ms: i64,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Sql::new(
-                "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
-                 due_at_ms = $1, detail = $2 \
-                 WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
-            )
-            .bind(due_at_ms)
-            .bind(detail)
-            .bind(inquiry_id)
-            .bind(agency)
-            .bind(owner),
-        )
-        .await?;
-        Ok(())
-    }
-
     async fn running_catalog_versions(&self) -> Result<Vec<String>, StoreError> {
         let versions: Vec<(String,)> = self
             .all(Sql::new(format!(
@@ -161,13 +106,8 @@ impl<B: Backend> JobStore for SqlStore<B> {
         Ok(versions.into_iter().map(|(v,)| v).collect())
     }
 
-    async fn expire_overdue(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        // The running inquiries past their deadline first, along
-        // `inquiries_running`; then their unfinished tasks, by primary key.
-        // Every such inquiry is returned, also one with no task left to
-        // time out: one whose last results were stored but whose
-        // completion check failed (the database went away between the
-        // two) is completed by its deadline at the latest.
+    async fn overdue_inquiries(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        // Along `inquiries_running`.
         let ids: Vec<(String,)> = self
             .read_all(
                 Sql::new(format!(
@@ -177,46 +117,7 @@ impl<B: Backend> JobStore for SqlStore<B> {
                 .bind(now_ms),
             )
             .await?;
-        let ids: Vec<String> = ids.into_iter().map(|(id,)| id).collect();
-        if ids.is_empty() {
-            return Ok(ids);
-        }
-        let mut tx = self.begin_locked().await?;
-        B::execute(
-            &mut tx,
-            Sql::new(time_out_tasks::<B>())
-                .bind(&ids[..])
-                .bind(QUEUED)
-                .bind(POLLING)
-                .bind(AWAITING)
-                .bind(now_ms),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(ids)
-    }
-
-    async fn try_complete(&self, inquiry_id: &str, now_ms: i64) -> Result<bool, StoreError> {
-        let ids = [inquiry_id.to_owned()];
-        let mut tx = self.begin_locked().await?;
-        let completed = complete_inquiries::<B>(&mut tx, &ids, now_ms).await?;
-        tx.commit().await?;
-        Ok(completed.len() == 1)
-    }
-
-    async fn finish_tasks(
-        &self,
-        owner: &str,
-        results: &[TaskResult],
-        now_ms: i64,
-    ) -> Result<FinishedTasks, StoreError> {
-        if results.is_empty() {
-            return Ok(FinishedTasks::default());
-        }
-        let mut tx = self.begin_locked().await?;
-        let finished = finish_in::<B>(&mut tx, owner, results, now_ms).await?;
-        tx.commit().await?;
-        Ok(finished)
+        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 
     async fn awaiting_task(
@@ -235,19 +136,6 @@ impl<B: Backend> JobStore for SqlStore<B> {
             .bind(AWAITING),
         )
         .await
-    }
-
-    async fn finish_awaiting_task(
-        &self,
-        agency: &str,
-        request_number: &str,
-        u: &TaskUpdate,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_locked().await?;
-        let finished: Option<(String,)> =
-            B::fetch_optional(&mut tx, finish_awaiting(agency, request_number, u)).await?;
-        tx.commit().await?;
-        Ok(finished.is_some())
     }
 
     async fn next_due_ms(&self, skip_agencies: &[String]) -> Result<Option<i64>, StoreError> {
@@ -392,23 +280,6 @@ fn queue_counts_sql() -> String {
 }
 
 /// Stores task results where `owner` still holds their leases, and
-/// completes the inquiries whose last unfinished task they were, on a
-/// transaction that holds the journal's lock (`SqlStore::begin_locked`).
-pub async fn finish_in<B: Backend>(
-    conn: &mut Conn<B>,
-    owner: &str,
-    results: &[TaskResult],
-    now_ms: i64,
-) -> Result<FinishedTasks, StoreError> {
-    let stored_keys = update_tasks::<B>(conn, owner, results).await?;
-    let (stored, touched) = stored_results(results, &stored_keys);
-    let completed = complete_inquiries::<B>(conn, &touched, now_ms).await?;
-    Ok(FinishedTasks {
-        stored,
-        completed: completed.into_iter().map(|(id, _)| id).collect(),
-    })
-}
-
 /// Stores an agency's pushed result for the task awaiting it, returning
 /// its inquiry's id (no row when no task awaits it).
 pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a TaskUpdate) -> Sql<'a> {
@@ -427,6 +298,58 @@ pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a Task
     .bind(agency)
     .bind(request_number)
     .bind(AWAITING)
+}
+
+/// Times out the unfinished, unleased tasks of overdue inquiries
+/// (`Change::TimeOut`, on the journal's transaction, which then completes
+/// each inquiry left with no unfinished task: also one whose last results
+/// were stored but not its completion).
+pub async fn time_out<B: Backend>(
+    conn: &mut Conn<B>,
+    ids: &[String],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    B::execute(
+        conn,
+        Sql::new(time_out_tasks::<B>())
+            .bind(ids)
+            .bind(QUEUED)
+            .bind(POLLING)
+            .bind(AWAITING)
+            .bind(now_ms),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives a claimed task back untouched (but for its detail, when one is
+/// given), due again at `due_at_ms`; whether `owner` still held it.
+pub async fn release_task<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    inquiry_id: &str,
+    agency: &str,
+    due_at_ms: i64,
+    detail: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = B::execute(
+        conn,
+        Sql::new(
+            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
+             due_at_ms = $1, detail = COALESCE($2, detail) \
+             WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
+        )
+        .bind(due_at_ms)
+        .bind(detail)
+        .bind(inquiry_id)
+        .bind(agency)
+        .bind(owner),
+    )
+    .await?;
+    Ok(done == 1)
 }
 
 /// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
@@ -473,23 +396,8 @@ pub async fn complete_inquiries<B: Backend>(
     Ok(B::fetch_all(conn, sql).await?)
 }
 
-/// For `finish_tasks`: per result, whether its (inquiry, agency) is among
-/// the `stored` keys the update returned, and the inquiries those keys
-/// touch, each once, in order (the completion check's input).
-pub fn stored_results(
-    results: &[TaskResult],
-    stored: &HashSet<(String, String)>,
-) -> (Vec<bool>, Vec<String>) {
-    let flags = results
-        .iter()
-        .map(|r| stored.contains(&(r.inquiry_id.clone(), r.agency.clone())))
-        .collect();
-    let touched: BTreeSet<&String> = stored.iter().map(|(inquiry, _)| inquiry).collect();
-    (flags, touched.into_iter().cloned().collect())
-}
-
-/// Inserts inquiries with their tasks (`JobStore::create_inquiries`, in
-/// the caller's transaction), the first `lease.count` of each inquiry's
+/// Inserts inquiries with their tasks (`Change::Inquiry`, in the
+/// journal's transaction), the first `lease.count` of each inquiry's
 /// tasks claimed.
 pub async fn insert_inquiries<B: Backend>(
     conn: &mut Conn<B>,

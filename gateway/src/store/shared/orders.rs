@@ -6,10 +6,12 @@ use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit, select};
 use crate::store::columns::{json, subject_kind};
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
-    PlanProgress, PlanRecord,
+    PlanRecord,
 };
 use crate::store::states::sql_list;
-use crate::store::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError};
+use crate::store::{
+    CompletionCallbacks, DecisionLock, OrderPhase, OrderStatus, PlanStatus, SavePlan, StoreError,
+};
 
 const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
@@ -59,11 +61,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         wait: std::time::Duration,
     ) -> Result<DecisionLock, StoreError> {
         B::lock_decision(self, keys, wait).await
-    }
-
-    async fn create_order(&self, o: &OrderRecord) -> Result<Created<OrderRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_order::<B>(&mut conn, o).await
     }
 
     async fn order(&self, id: &str) -> Result<Option<OrderRecord>, StoreError> {
@@ -132,106 +129,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .await
     }
 
-    async fn mark_sending(
-        &self,
-        owner: &str,
-        id: &str,
-        send_attempts: i64,
-        now_ms: i64,
-        query_due_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let done = self
-            .run(
-                Sql::new(format!(
-                    "UPDATE orders SET phase = '{query}', status = '{dispatched}', \
-                     send_attempts = $1, due_at_ms = $2, updated_at_ms = $3 \
-                     WHERE id = $4 AND lease_owner = $5",
-                    query = OrderPhase::Query,
-                    dispatched = OrderStatus::Dispatched,
-                ))
-                .bind(send_attempts)
-                .bind(query_due_ms)
-                .bind(now_ms)
-                .bind(id)
-                .bind(owner),
-            )
-            .await?;
-        Ok(done == 1)
-    }
-
-    async fn save_order(
-        &self,
-        owner: &str,
-        id: &str,
-        p: &OrderProgress,
-        effect: Option<&MeasureEffect>,
-        notify: &[OutboxRecord],
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let saved = save_order_in::<B>(&mut tx, owner, id, p, effect, notify, now_ms).await?;
-        tx.commit().await?;
-        Ok(saved)
-    }
-
-    async fn release_order(
-        &self,
-        owner: &str,
-        id: &str,
-        due_at_ms: i64,
-        detail: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.run(
-            Sql::new(
-                "UPDATE orders SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
-                 detail = COALESCE($2, detail) WHERE id = $3 AND lease_owner = $4",
-            )
-            .bind(due_at_ms)
-            .bind(detail)
-            .bind(id)
-            .bind(owner),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn expire_orders(
-        &self,
-        today: &str,
-        now_ms: i64,
-        notify: &(dyn for<'r> Fn(&'r OrderRecord) -> Option<OutboxRecord> + Send + Sync),
-    ) -> Result<Vec<OrderRecord>, StoreError> {
-        // Two instances expiring at once (PostgreSQL): the second waits for
-        // the first's rows, finds them no longer live, and leaves them (one
-        // callback).
-        let mut tx = self.begin().await?;
-        let mut expired: Vec<OrderRecord> = B::fetch_all(
-            &mut tx,
-            Sql::new(format!(
-                "UPDATE orders SET status = '{expired}', phase = '{DONE}', updated_at_ms = $1, \
-                 lease_owner = NULL, lease_until_ms = NULL \
-                 WHERE measure_order = id AND status IN {live} AND measure_end < $2 \
-                 RETURNING {ORDER_COLUMNS}",
-                expired = OrderStatus::Expired,
-                live = live(),
-            ))
-            .bind(now_ms)
-            .bind(today),
-        )
-        .await?;
-        expired.sort_by(|a, b| (&a.measure_end, &a.id).cmp(&(&b.measure_end, &b.id)));
-        for order in &expired {
-            if let Some(item) = notify(order) {
-                insert_outbox::<B>(&mut tx, &item).await?;
-            }
-            if let Some(plan) = &order.plan_id {
-                wake_plan::<B>(&mut tx, plan, now_ms).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(expired)
-    }
-
     async fn orders_to_warn(&self, before: &str, n: i64) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
             orders(&format!(
@@ -244,38 +141,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .bind(limit(n)),
         )
         .await
-    }
-
-    async fn mark_warned(
-        &self,
-        id: &str,
-        end_date: &str,
-        notify: Option<&OutboxRecord>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        // Only the first gateway to mark this end date sends the warning.
-        let marked = B::execute(
-            &mut tx,
-            Sql::new(
-                "UPDATE orders SET warned_end = $1 WHERE id = $2 \
-                 AND (warned_end IS NULL OR warned_end <> $1)",
-            )
-            .bind(end_date)
-            .bind(id),
-        )
-        .await?;
-        if marked == 1
-            && let Some(item) = notify
-        {
-            insert_outbox::<B>(&mut tx, item).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn create_plan(&self, p: &PlanRecord) -> Result<Created<PlanRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_plan::<B>(&mut conn, p).await
     }
 
     async fn plan(&self, id: &str) -> Result<Option<PlanRecord>, StoreError> {
@@ -300,50 +165,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .await
     }
 
-    async fn save_plan(
-        &self,
-        owner: &str,
-        id: &str,
-        p: &PlanProgress,
-        notify: Option<&OutboxRecord>,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let saved = B::execute(
-            &mut tx,
-            Sql::new(
-                "UPDATE freeze_plans SET next_index = $1, status = $2, controlled_fen = $3, \
-                 detail = $4, due_at_ms = $5, completed_at_ms = $6, updated_at_ms = $7, \
-                 lease_owner = NULL, lease_until_ms = NULL WHERE id = $8 AND lease_owner = $9",
-            )
-            .bind(p.next_index)
-            .bind(p.status)
-            .bind(p.controlled_fen)
-            .bind(&p.detail)
-            .bind(p.due_at_ms)
-            .bind(p.completed_at_ms)
-            .bind(now_ms)
-            .bind(id)
-            .bind(owner),
-        )
-        .await?;
-        if saved != 1 {
-            return Ok(false);
-        }
-        if let Some(item) = notify {
-            insert_outbox::<B>(&mut tx, item).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn enqueue(&self, item: &OutboxRecord) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        insert_outbox::<B>(&mut tx, item).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn inquiries_owing_callbacks(
         &self,
         callers: &[String],
@@ -365,29 +186,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         Ok(owing.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn drop_unwanted_callbacks(&self, callers: &[String]) -> Result<u64, StoreError> {
-        let callers_sql = B::one_of("caller", "$1");
-        self.run(
-            Sql::new(format!(
-                "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
-                 AND NOT ({callers_sql})"
-            ))
-            .bind(callers),
-        )
-        .await
-    }
-
-    async fn queue_inquiry_callback(
-        &self,
-        inquiry_id: &str,
-        item: &OutboxRecord,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.begin().await?;
-        let owed = queue_owed::<B>(&mut tx, inquiry_id, item).await?;
-        tx.commit().await?;
-        Ok(owed)
-    }
-
     async fn claim_outbox(
         &self,
         owner: &str,
@@ -399,37 +197,6 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         let text = B::claim("outbox", due, "", OUTBOX_COLUMNS);
         self.all(claim(text, owner, now_ms, lease_until_ms, n))
             .await
-    }
-
-    async fn outbox_attempted(
-        &self,
-        owner: &str,
-        id: &str,
-        attempts: i64,
-        outcome: OutboxOutcome<'_>,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let (delivered, failed, due, error) = match outcome {
-            OutboxOutcome::Delivered => (Some(now_ms), None, now_ms, None),
-            OutboxOutcome::Retry { due_at_ms, error } => (None, None, due_at_ms, Some(error)),
-            OutboxOutcome::GaveUp { error } => (None, Some(now_ms), now_ms, Some(error)),
-        };
-        self.run(
-            Sql::new(
-                "UPDATE outbox SET attempts = $1, delivered_at_ms = $2, failed_at_ms = $3, \
-                 due_at_ms = $4, last_error = COALESCE($5, last_error), lease_owner = NULL, \
-                 lease_until_ms = NULL WHERE id = $6 AND lease_owner = $7",
-            )
-            .bind(attempts)
-            .bind(delivered)
-            .bind(failed)
-            .bind(due)
-            .bind(error)
-            .bind(id)
-            .bind(owner),
-        )
-        .await?;
-        Ok(())
     }
 
     async fn orders_with_document_mismatch(
@@ -464,6 +231,208 @@ impl<B: Backend> OrderStore for SqlStore<B> {
             .await?;
         Ok(due.and_then(|(d,)| d))
     }
+}
+
+/// Marks an order sending where `owner` still holds it
+/// (`Change::MarkSending`); whether it did.
+pub(super) async fn mark_sending<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    id: &str,
+    send_attempts: i64,
+    query_due_ms: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let done = B::execute(
+        conn,
+        Sql::new(format!(
+            "UPDATE orders SET phase = '{query}', status = '{dispatched}', \
+             send_attempts = $1, due_at_ms = $2, updated_at_ms = $3 \
+             WHERE id = $4 AND lease_owner = $5",
+            query = OrderPhase::Query,
+            dispatched = OrderStatus::Dispatched,
+        ))
+        .bind(send_attempts)
+        .bind(query_due_ms)
+        .bind(now_ms)
+        .bind(id)
+        .bind(owner),
+    )
+    .await?;
+    Ok(done == 1)
+}
+
+/// Gives a claimed order back untouched (but for its detail, when one is
+/// given), due at `due_at_ms`; whether `owner` still held it.
+pub(super) async fn release_order<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    id: &str,
+    due_at_ms: i64,
+    detail: Option<&str>,
+) -> Result<bool, StoreError> {
+    let done = B::execute(
+        conn,
+        Sql::new(
+            "UPDATE orders SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
+             detail = COALESCE($2, detail) WHERE id = $3 AND lease_owner = $4",
+        )
+        .bind(due_at_ms)
+        .bind(detail)
+        .bind(id)
+        .bind(owner),
+    )
+    .await?;
+    Ok(done == 1)
+}
+
+/// Expires the measures in force or waiting whose end date is before
+/// `today`, each with the callback `lapsed` makes of it, and wakes their
+/// plans (`Change::ExpireOrders`); returns them, by end date.
+pub(super) async fn expire_orders<B: Backend>(
+    conn: &mut Conn<B>,
+    today: &str,
+    now_ms: i64,
+    callbacks: Option<&dyn CompletionCallbacks>,
+) -> Result<Vec<OrderRecord>, StoreError> {
+    // Two instances expiring at once (PostgreSQL): the second waits for
+    // the first's rows, finds them no longer live, and leaves them (one
+    // callback).
+    let mut expired: Vec<OrderRecord> = B::fetch_all(
+        &mut *conn,
+        Sql::new(format!(
+            "UPDATE orders SET status = '{expired}', phase = '{DONE}', updated_at_ms = $1, \
+             lease_owner = NULL, lease_until_ms = NULL \
+             WHERE measure_order = id AND status IN {live} AND measure_end < $2 \
+             RETURNING {ORDER_COLUMNS}",
+            expired = OrderStatus::Expired,
+            live = live(),
+        ))
+        .bind(now_ms)
+        .bind(today),
+    )
+    .await?;
+    expired.sort_by(|a, b| (&a.measure_end, &a.id).cmp(&(&b.measure_end, &b.id)));
+    for order in &expired {
+        if let Some(item) = callbacks.and_then(|c| c.lapsed(order, now_ms)) {
+            insert_outbox::<B>(conn, &item).await?;
+        }
+        if let Some(plan) = &order.plan_id {
+            wake_plan::<B>(conn, plan, now_ms).await?;
+        }
+    }
+    Ok(expired)
+}
+
+/// Records the warning about an order's end date with its callback
+/// (`Change::MarkWarned`); whether this call marked it (only the first
+/// gateway to mark an end date sends the warning).
+pub(super) async fn mark_warned<B: Backend>(
+    conn: &mut Conn<B>,
+    id: &str,
+    end_date: &str,
+    notify: Option<&OutboxRecord>,
+) -> Result<bool, StoreError> {
+    let marked = B::execute(
+        &mut *conn,
+        Sql::new(
+            "UPDATE orders SET warned_end = $1 WHERE id = $2 \
+             AND (warned_end IS NULL OR warned_end <> $1)",
+        )
+        .bind(end_date)
+        .bind(id),
+    )
+    .await?
+        == 1;
+    if marked && let Some(item) = notify {
+        insert_outbox::<B>(conn, item).await?;
+    }
+    Ok(marked)
+}
+
+/// Stores a plan's progress and releases its lease, with its callback,
+/// where `owner` still holds it (`Change::SavePlan`).
+pub(super) async fn save_plan<B: Backend>(
+    conn: &mut Conn<B>,
+    save: &SavePlan,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let p = &save.progress;
+    let saved = B::execute(
+        &mut *conn,
+        Sql::new(
+            "UPDATE freeze_plans SET next_index = $1, status = $2, controlled_fen = $3, \
+             detail = $4, due_at_ms = $5, completed_at_ms = $6, updated_at_ms = $7, \
+             lease_owner = NULL, lease_until_ms = NULL WHERE id = $8 AND lease_owner = $9",
+        )
+        .bind(p.next_index)
+        .bind(p.status)
+        .bind(p.controlled_fen)
+        .bind(&p.detail)
+        .bind(p.due_at_ms)
+        .bind(p.completed_at_ms)
+        .bind(now_ms)
+        .bind(&save.id)
+        .bind(&save.owner),
+    )
+    .await?
+        == 1;
+    if saved && let Some(item) = &save.notify {
+        insert_outbox::<B>(conn, item).await?;
+    }
+    Ok(saved)
+}
+
+/// Clears the owed callback of every completed inquiry whose caller is not
+/// one of `callers` (`Change::DropUnwantedCallbacks`); how many.
+pub(super) async fn drop_unwanted_callbacks<B: Backend>(
+    conn: &mut Conn<B>,
+    callers: &[String],
+) -> Result<u64, StoreError> {
+    let callers_sql = B::one_of("caller", "$1");
+    Ok(B::execute(
+        conn,
+        Sql::new(format!(
+            "UPDATE inquiries SET callback_due = 0 WHERE callback_due = 1 \
+             AND NOT ({callers_sql})"
+        ))
+        .bind(callers),
+    )
+    .await?)
+}
+
+/// Records one delivery attempt of a callback `owner` leases: delivered,
+/// given up, or due again (`Change::Attempted`); whether it held the lease.
+pub(super) async fn outbox_attempted<B: Backend>(
+    conn: &mut Conn<B>,
+    owner: &str,
+    id: &str,
+    attempts: i64,
+    outcome: &OutboxOutcome,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let (delivered, failed, due, error) = match outcome {
+        OutboxOutcome::Delivered => (Some(now_ms), None, now_ms, None),
+        OutboxOutcome::Retry { due_at_ms, error } => (None, None, *due_at_ms, Some(error.as_str())),
+        OutboxOutcome::GaveUp { error } => (None, Some(now_ms), now_ms, Some(error.as_str())),
+    };
+    let done = B::execute(
+        conn,
+        Sql::new(
+            "UPDATE outbox SET attempts = $1, delivered_at_ms = $2, failed_at_ms = $3, \
+             due_at_ms = $4, last_error = COALESCE($5, last_error), lease_owner = NULL, \
+             lease_until_ms = NULL WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(attempts)
+        .bind(delivered)
+        .bind(failed)
+        .bind(due)
+        .bind(error)
+        .bind(id)
+        .bind(owner),
+    )
+    .await?;
+    Ok(done == 1)
 }
 
 /// A claim of work: the backend's statement with its arguments.
