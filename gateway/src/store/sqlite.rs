@@ -189,7 +189,9 @@ impl Backend for SqliteBackend {
     /// is one SQL text, so a handful of statements stay prepared in the
     /// connection's cache (parsing a long statement cost more than running
     /// it), and any batch takes one statement (each is a round trip to
-    /// SQLite's worker thread).
+    /// SQLite's worker thread). The values are anonymous parameters
+    /// (`Sql::push_anonymous`): the list comes first in every statement
+    /// that uses it.
     fn push_rows<'a>(sql: &mut Sql<'a>, rows: Vec<Vec<Arg<'a>>>) {
         let width = rows.first().map_or(0, Vec::len);
         let size = rows.len().next_power_of_two();
@@ -198,7 +200,8 @@ impl Backend for SqliteBackend {
         for (i, row) in rows.into_iter().chain(padding).take(size).enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" });
             for (j, value) in row.into_iter().enumerate() {
-                sql.push(if j == 0 { "" } else { ", " }).push_bind(value);
+                sql.push(if j == 0 { "" } else { ", " })
+                    .push_anonymous(value);
             }
             sql.push(")");
         }

@@ -337,6 +337,18 @@ impl<'a> Sql<'a> {
         self.push(&format!("${n}"))
     }
 
+    /// Appends an anonymous placeholder (`?`) of a new argument, for
+    /// SQLite's long `VALUES` lists: it takes the next number as `$N`
+    /// would, but SQLite looks a named parameter's name up in a list at
+    /// every bind (sqlx asks for each parameter's name), so a statement of
+    /// N named parameters costs N² at each run; anonymous ones cost
+    /// nothing. Only where every argument before it is anonymous too
+    /// (sqlx numbers anonymous parameters by counting them).
+    pub fn push_anonymous(&mut self, value: impl Into<Arg<'a>>) -> &mut Self {
+        self.args.push(value.into());
+        self.push("?")
+    }
+
     /// The text and the values, or why a value could not be bound.
     pub fn into_parts(self) -> Result<(Cow<'static, str>, Vec<Arg<'a>>), sqlx::Error> {
         match self.error {
