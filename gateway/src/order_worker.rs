@@ -175,9 +175,10 @@ impl OrderWorker {
         let change = Change::ExpireOrders {
             today: today.format("%Y-%m-%d").to_string(),
         };
-        let expired = match self.audit.update(change).await? {
-            Applied::Expired(expired) => expired,
-            _ => Vec::new(),
+        let Applied::Expired(expired) = self.audit.update(change).await? else {
+            return Err(crate::store::StoreError::Corrupt(
+                "the journal gave an expiry another change's receipt".into(),
+            ));
         };
         for o in &expired {
             tracing::info!(order = %o.id, agency = %o.agency, end = ?o.measure_end, "measure lapsed");

@@ -9,18 +9,18 @@ use async_trait::async_trait;
 
 use super::jobs::{
     InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
-    release_task, time_out, update_tasks,
+    time_out, update_tasks,
 };
 use super::orders::{
     drop_unwanted_callbacks, expire_orders, insert_order, insert_outbox, insert_plan, mark_sending,
-    mark_warned, outbox_attempted, queue_owed, release_order, save_order_in, save_plan,
+    mark_warned, outbox_attempted, queue_owed, release, save_order_in, save_plan,
 };
 use super::{Arg, Backend, Conn, Sql, SqlStore, limit, select};
 use crate::audit::{AuditFilter, AuditRow, GENESIS_HASH, StoredAuditEvent};
 use crate::store::columns::json;
 use crate::store::{
     Applied, AuditStore, Change, Checkpoint, CompletionCallbacks, Created, JournalEntry, Journaled,
-    Leased, NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
+    NewAuditRow, OfficerCase, OfficerDay, StoreError, SubjectCases, TaskResult, Window,
 };
 
 pub const AUDIT_COLUMNS: &str = "seq, at_ms, direction, caller, officers, case_number, subject, \
@@ -173,23 +173,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                         due_at_ms,
                         detail,
                     }) => {
-                        let detail = detail.as_deref();
-                        let released = match of {
-                            Leased::Task { inquiry_id, agency } => {
-                                release_task::<B>(
-                                    &mut tx,
-                                    &owner,
-                                    &inquiry_id,
-                                    &agency,
-                                    due_at_ms,
-                                    detail,
-                                )
-                                .await?
-                            }
-                            Leased::Order { id } => {
-                                release_order::<B>(&mut tx, &owner, &id, due_at_ms, detail).await?
-                            }
-                        };
+                        let released =
+                            release::<B>(&mut tx, &owner, &of, due_at_ms, detail.as_deref())
+                                .await?;
                         (true, Some(Applied::Saved(released)))
                     }
                     Some(Change::MarkSending {

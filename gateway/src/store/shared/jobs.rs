@@ -279,7 +279,6 @@ fn queue_counts_sql() -> String {
     )
 }
 
-/// Stores task results where `owner` still holds their leases, and
 /// Stores an agency's pushed result for the task awaiting it, returning
 /// its inquiry's id (no row when no task awaits it).
 pub fn finish_awaiting<'a>(agency: &'a str, request_number: &'a str, u: &'a TaskUpdate) -> Sql<'a> {
@@ -312,50 +311,7 @@ pub async fn time_out<B: Backend>(
     if ids.is_empty() {
         return Ok(());
     }
-    B::execute(
-        conn,
-        Sql::new(time_out_tasks::<B>())
-            .bind(ids)
-            .bind(QUEUED)
-            .bind(POLLING)
-            .bind(AWAITING)
-            .bind(now_ms),
-    )
-    .await?;
-    Ok(())
-}
-
-/// Gives a claimed task back untouched (but for its detail, when one is
-/// given), due again at `due_at_ms`; whether `owner` still held it.
-pub async fn release_task<B: Backend>(
-    conn: &mut Conn<B>,
-    owner: &str,
-    inquiry_id: &str,
-    agency: &str,
-    due_at_ms: i64,
-    detail: Option<&str>,
-) -> Result<bool, StoreError> {
-    let done = B::execute(
-        conn,
-        Sql::new(
-            "UPDATE agency_tasks SET lease_owner = NULL, lease_until_ms = NULL, \
-             due_at_ms = $1, detail = COALESCE($2, detail) \
-             WHERE inquiry_id = $3 AND agency = $4 AND lease_owner = $5",
-        )
-        .bind(due_at_ms)
-        .bind(detail)
-        .bind(inquiry_id)
-        .bind(agency)
-        .bind(owner),
-    )
-    .await?;
-    Ok(done == 1)
-}
-
-/// Times out the unfinished, unleased tasks of inquiries: $1 their ids,
-/// $2..$4 the unfinished states, $5 now.
-fn time_out_tasks<B: Backend>() -> String {
-    format!(
+    let sql = format!(
         "UPDATE agency_tasks SET state = '{timeout}', \
              detail = 'no answer before the inquiry''s deadline', \
              lease_owner = NULL, lease_until_ms = NULL \
@@ -364,7 +320,18 @@ fn time_out_tasks<B: Backend>() -> String {
         timeout = TaskState::Finished(AgencyStatus::Timeout),
         ids = B::one_of("inquiry_id", "$1"),
         state = B::by_key("state"),
+    );
+    B::execute(
+        conn,
+        Sql::new(sql)
+            .bind(ids)
+            .bind(QUEUED)
+            .bind(POLLING)
+            .bind(AWAITING)
+            .bind(now_ms),
     )
+    .await?;
+    Ok(())
 }
 
 /// Completes the inquiries among `ids` that have no unfinished task left,

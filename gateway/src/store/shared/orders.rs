@@ -10,7 +10,8 @@ use crate::store::orders::{
 };
 use crate::store::states::sql_list;
 use crate::store::{
-    CompletionCallbacks, DecisionLock, OrderPhase, OrderStatus, PlanStatus, SavePlan, StoreError,
+    CompletionCallbacks, DecisionLock, Leased, OrderPhase, OrderStatus, PlanStatus, SavePlan,
+    StoreError,
 };
 
 const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
@@ -262,28 +263,32 @@ pub(super) async fn mark_sending<B: Backend>(
     Ok(done == 1)
 }
 
-/// Gives a claimed order back untouched (but for its detail, when one is
-/// given), due at `due_at_ms`; whether `owner` still held it.
-pub(super) async fn release_order<B: Backend>(
+/// Gives a claimed task or order back untouched (but for its detail, when
+/// one is given), due again at `due_at_ms` (`Change::Release`); whether
+/// `owner` still held it.
+pub(super) async fn release<B: Backend>(
     conn: &mut Conn<B>,
     owner: &str,
-    id: &str,
+    of: &Leased,
     due_at_ms: i64,
     detail: Option<&str>,
 ) -> Result<bool, StoreError> {
-    let done = B::execute(
-        conn,
-        Sql::new(
-            "UPDATE orders SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
-             detail = COALESCE($2, detail) WHERE id = $3 AND lease_owner = $4",
-        )
-        .bind(due_at_ms)
-        .bind(detail)
-        .bind(id)
-        .bind(owner),
-    )
-    .await?;
-    Ok(done == 1)
+    let (table, key) = match of {
+        Leased::Task { .. } => ("agency_tasks", "inquiry_id = $4 AND agency = $5"),
+        Leased::Order { .. } => ("orders", "id = $4"),
+    };
+    let mut sql = Sql::new(format!(
+        "UPDATE {table} SET lease_owner = NULL, lease_until_ms = NULL, due_at_ms = $1, \
+         detail = COALESCE($2, detail) WHERE lease_owner = $3 AND {key}"
+    ))
+    .bind(due_at_ms)
+    .bind(detail)
+    .bind(owner);
+    sql = match of {
+        Leased::Task { inquiry_id, agency } => sql.bind(inquiry_id).bind(agency),
+        Leased::Order { id } => sql.bind(id),
+    };
+    Ok(B::execute(conn, sql).await? == 1)
 }
 
 /// Expires the measures in force or waiting whose end date is before
