@@ -44,7 +44,8 @@ struct Args {
     quick: bool,
     /// Scenarios to run, comma-separated: a, nginx, b, c, d, e, audit (the
     /// audit writer's capacity); or `probe` alone, a quick profiling run
-    /// (`--perf` records its closed loop) that writes no results.
+    /// (`--perf` records its closed loop), or `memory` alone, scenario A's
+    /// memory probe by itself; neither writes results.
     #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e,audit")]
     only: Vec<String>,
     /// The probe's length of each run, in seconds.
@@ -223,6 +224,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let Ctx { mocks, .. } = ctx;
         mocks.proc.stop(Duration::from_secs(10)).await;
         return outcome.map(|_| ());
+    }
+    if wants("memory") {
+        let outcome = scenarios::memory_alone(&ctx).await;
+        let Ctx { mocks, .. } = ctx;
+        mocks.proc.stop(Duration::from_secs(10)).await;
+        return outcome;
     }
     let outcome = run_scenarios(&ctx, &args, &mut results, postgres, nginx_bin).await;
     let Ctx { mocks, .. } = ctx;

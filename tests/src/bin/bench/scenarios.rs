@@ -389,6 +389,20 @@ pub async fn probe(
     Ok(vec![closed, open])
 }
 
+/// Scenario A's memory probe by itself, on SQLite: what carrying many
+/// inquiries in flight costs, without the rest of the scenario's runs.
+pub async fn memory_alone(ctx: &Ctx) -> anyhow::Result<()> {
+    println!("\n== Memory: scenario A's gateway on SQLite, inquiries waiting on slow agencies ==");
+    let gateway = warm_gateway(ctx, "memory", Backend::Sqlite).await?;
+    let probe = memory_probe(ctx, &gateway).await;
+    gateway.stop().await;
+    let probe = probe?;
+    if let Some(kib) = probe.kib_per_in_flight_inquiry {
+        println!("  {kib:.1} KiB per in-flight inquiry (growth ÷ most in flight)");
+    }
+    Ok(())
+}
+
 /// The audit writer's batches so far, from the gateway's `/metrics`: how
 /// many, their mean size and mean commit time.
 async fn print_group_commits(gateway: &Gateway) {
