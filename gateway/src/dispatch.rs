@@ -36,6 +36,7 @@ use crate::agencies::{Agency, AgencyLink, AgencySets};
 use crate::audit::{AuditLog, AuditRecord, Finished, Ticket};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
+use crate::metrics::AgencyMetrics;
 use crate::notify::Notifier;
 use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::{AgencyService, Exchanged, exchange};
@@ -431,6 +432,7 @@ impl Dispatcher {
                 .for_version(inquiry.catalog_version.as_deref());
             let Some(link) = registry.get(&task.agency).cloned() else {
                 self.finish(
+                    None,
                     &task,
                     failed(AgencyStatus::Error, "the agency is no longer configured"),
                 )
@@ -602,7 +604,14 @@ impl Dispatcher {
                     court.get_or_insert(c);
                     items.push((task, inquiry, request));
                 }
-                Err(e) => self.finish(&task, failed(AgencyStatus::Error, &e)).await,
+                Err(e) => {
+                    self.finish(
+                        Some(&link.runtime.metrics),
+                        &task,
+                        failed(AgencyStatus::Error, &e),
+                    )
+                    .await
+                }
             }
         }
         let Some(court) = court else { return };
@@ -620,8 +629,12 @@ impl Dispatcher {
             Ok(w) => w,
             Err(e) => {
                 for (task, _, _) in &items {
-                    self.finish(task, failed(AgencyStatus::Error, &e.to_string()))
-                        .await;
+                    self.finish(
+                        Some(&link.runtime.metrics),
+                        task,
+                        failed(AgencyStatus::Error, &e.to_string()),
+                    )
+                    .await;
                 }
                 return;
             }
@@ -676,7 +689,7 @@ impl Dispatcher {
             } => {
                 for (task, inquiry, _) in &items {
                     let span = task_span(task);
-                    self.send_refused(task, inquiry, refusal, due_at_ms, agency)
+                    self.send_refused(task, inquiry, refusal, due_at_ms, link)
                         .instrument(span)
                         .await;
                 }
@@ -706,7 +719,7 @@ impl Dispatcher {
         let recorded = audit.take_recorded();
         for ((task, _, _), outcome) in items.iter().zip(outcomes) {
             let update = update_for(agency, outcome, Some(sent_at), latency, now_ms());
-            self.finish_after(task, update, recorded.clone())
+            self.finish_after(Some(&link.runtime.metrics), task, update, recorded.clone())
                 .instrument(task_span(task))
                 .await;
         }
@@ -722,14 +735,15 @@ impl Dispatcher {
         inquiry: &InquiryRecord,
         refusal: Refusal,
         due: i64,
-        agency: &Agency,
+        link: &AgencyLink,
     ) {
+        let metrics = Some(&*link.runtime.metrics);
         match refusal {
             Refusal::RateLimited { .. } => {
                 if due >= inquiry.deadline_at_ms {
                     let detail =
                         "the agency's quota (rate_per_second) left no room before the deadline";
-                    self.finish(task, failed(AgencyStatus::RateLimited, detail))
+                    self.finish(metrics, task, failed(AgencyStatus::RateLimited, detail))
                         .await;
                 } else {
                     self.defer(task, due, QUOTA_WAIT).await;
@@ -739,12 +753,12 @@ impl Dispatcher {
                 let detail = match retry_in {
                     Some(d) => format!(
                         "circuit open: the agency failed {} times in a row; asked again in {} s",
-                        agency.config.limits.breaker_failures,
+                        link.config().limits.breaker_failures,
                         d.as_secs() + 1
                     ),
                     None => "circuit open: a probe to the agency is under way".to_owned(),
                 };
-                self.finish(task, failed(AgencyStatus::CircuitOpen, &detail))
+                self.finish(metrics, task, failed(AgencyStatus::CircuitOpen, &detail))
                     .await;
             }
             Refusal::Busy => self.release(task, due).await,
@@ -765,7 +779,8 @@ impl Dispatcher {
         {
             Ok(w) => w,
             Err(e) => {
-                self.finish(&task, failed(AgencyStatus::Error, &e.to_string()))
+                let failure = failed(AgencyStatus::Error, &e.to_string());
+                self.finish(Some(&link.runtime.metrics), &task, failure)
                     .await;
                 return;
             }
@@ -773,7 +788,9 @@ impl Dispatcher {
         let request = match stored_request(&inquiry, &task.request_number) {
             Ok((r, _)) => r,
             Err(e) => {
-                self.finish(&task, failed(AgencyStatus::Error, &e)).await;
+                let failure = failed(AgencyStatus::Error, &e);
+                self.finish(Some(&link.runtime.metrics), &task, failure)
+                    .await;
                 return;
             }
         };
@@ -842,22 +859,42 @@ impl Dispatcher {
         let now = now_ms();
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
-        self.finish_after(&task, update, audit.take_recorded())
-            .await;
+        self.finish_after(
+            Some(&link.runtime.metrics),
+            &task,
+            update,
+            audit.take_recorded(),
+        )
+        .await;
     }
 
     /// Stores a step's result and completes the inquiry when this was its
     /// last unfinished task.
-    async fn finish(&self, task: &ClaimedTask, update: TaskUpdate) {
-        self.finish_after(task, update, Vec::new()).await
+    async fn finish(
+        &self,
+        metrics: Option<&AgencyMetrics>,
+        task: &ClaimedTask,
+        update: TaskUpdate,
+    ) {
+        self.finish_after(metrics, task, update, Vec::new()).await
     }
 
     /// As `finish`, for a result made of an answer whose rows were given to
     /// the journal without waiting (`recorded`): it is stored with them or
     /// after them, and not at all when they could not be recorded.
-    async fn finish_after(&self, task: &ClaimedTask, update: TaskUpdate, recorded: Vec<Ticket>) {
+    async fn finish_after(
+        &self,
+        metrics: Option<&AgencyMetrics>,
+        task: &ClaimedTask,
+        update: TaskUpdate,
+        recorded: Vec<Ticket>,
+    ) {
         if let TaskState::Finished(status) = update.state {
-            crate::metrics::AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms);
+            match metrics {
+                Some(m) => m.outcome(status, update.latency_ms),
+                // An agency no longer configured: rare, looked up.
+                None => AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms),
+            }
         }
         if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.
@@ -916,7 +953,7 @@ impl Dispatcher {
     /// Tells whoever waits that the inquiry is complete (its caller's
     /// callback was queued by the transaction that completed it).
     async fn completed(&self, inquiry_id: &str) {
-        crate::metrics::count(&crate::metrics::global().inquiries, "completed");
+        crate::metrics::global().inquiries_completed.inc();
         self.handle.completed(inquiry_id);
     }
 }

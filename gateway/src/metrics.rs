@@ -73,6 +73,10 @@ pub struct Metrics {
     pub agency_outcomes: Family<OutcomeLabel, Counter>,
     pub breaker_open: Family<AgencyLabel, Gauge>,
     pub inquiries: Family<StatusLabel, Counter>,
+    /// `inquiries{status="accepted"}` and `{status="completed"}`, resolved
+    /// once: each inquiry counts in both.
+    pub inquiries_accepted: Counter,
+    pub inquiries_completed: Counter,
     pub orders: Family<StatusLabel, Counter>,
     pub agency_in_flight: Family<AgencyLabel, Gauge>,
     pub agency_rejections: Family<RejectionLabel, Counter>,
@@ -203,11 +207,16 @@ impl Metrics {
             "Inbound TLS handshakes refused (no or wrong client certificate) or not finished in time",
             tls_handshake_failures.clone(),
         );
+        let status = |s: &str| StatusLabel {
+            status: s.to_owned(),
+        };
         Self {
             registry,
             agency_latency,
             agency_outcomes,
             breaker_open,
+            inquiries_accepted: inquiries.get_or_create_owned(&status("accepted")),
+            inquiries_completed: inquiries.get_or_create_owned(&status("completed")),
             inquiries,
             orders,
             agency_in_flight,

@@ -114,7 +114,7 @@ pub async fn accept_inquiry(
         ));
     };
     let NewInquiry { record, tasks, .. } = *stored;
-    crate::metrics::count(&crate::metrics::global().inquiries, "accepted");
+    crate::metrics::global().inquiries_accepted.inc();
     drop(agencies);
     tracing::info!(
         inquiry = %id,
