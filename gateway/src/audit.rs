@@ -381,7 +381,28 @@ impl AuditLog {
             None => None,
         };
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        tokio::spawn(writer(store, rx, checkpoints, last_checkpoint, callbacks));
+        if !store.writer_on_own_thread() {
+            tokio::spawn(writer(store, rx, checkpoints, last_checkpoint, callbacks));
+            return Ok(Self { tx });
+        }
+        // Each statement of a cycle ends on the store's thread; on a
+        // thread and runtime of its own the writer takes its next step at
+        // once (`AuditStore::writer_on_own_thread`).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("journal")
+            .build()
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the journal's runtime: {e}"))
+            })?;
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                runtime.block_on(writer(store, rx, checkpoints, last_checkpoint, callbacks))
+            })
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the journal's thread: {e}"))
+            })?;
         Ok(Self { tx })
     }
 

@@ -266,6 +266,17 @@ pub trait AuditStore: Send + Sync {
         callbacks: Option<&dyn CompletionCallbacks>,
     ) -> Result<Vec<Journaled>, StoreError>;
 
+    /// Whether the journal's writer should have a thread and a runtime of
+    /// its own. Yes where each statement ends on a thread of the store's
+    /// (SQLite's worker): on the gateway's shared runtime the writer's next
+    /// step would wait behind every task queued on a busy worker, once a
+    /// statement. No where statements end on sockets that the gateway's
+    /// runtime watches (PostgreSQL): a writer elsewhere would learn of each
+    /// answer only when that runtime next polls them.
+    fn writer_on_own_thread(&self) -> bool {
+        false
+    }
+
     /// Makes one change, with no audit row, in a transaction of its own:
     /// `append_journal` for one entry.
     async fn apply(

@@ -173,6 +173,8 @@ impl Backend for PgBackend {
     const GREATEST: &'static str = "GREATEST";
 
     const TRUE: &'static str = "TRUE";
+    // The connections' sockets belong to the runtime that opened them.
+    const WRITER_ON_OWN_THREAD: bool = false;
 
     /// A claim that several gateways can share: the rows another instance is
     /// claiming right now are left to it (`SKIP LOCKED`); a row it claimed and

@@ -152,6 +152,8 @@ impl Backend for SqliteBackend {
 
     /// `1`, as the partial index `orders_documents_mismatch` says it.
     const TRUE: &'static str = "1";
+    // Every statement ends on the connection's worker thread.
+    const WRITER_ON_OWN_THREAD: bool = true;
 
     fn claim(table: &str, condition: &str, set: &str, columns: &str) -> String {
         format!(

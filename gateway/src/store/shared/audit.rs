@@ -39,6 +39,10 @@ pub const REQUESTS: &str = "direction = 'inbound' AND status = 'accepted' \
 
 #[async_trait]
 impl<B: Backend> AuditStore for SqlStore<B> {
+    fn writer_on_own_thread(&self) -> bool {
+        B::WRITER_ON_OWN_THREAD
+    }
+
     async fn audit_tail(&self) -> Result<Option<(i64, String)>, StoreError> {
         self.optional(Sql::new(
             "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",

@@ -177,6 +177,10 @@ pub trait Backend: std::fmt::Debug + Clone + Send + Sync + Sized + 'static {
     /// A boolean column's true, as the partial indexes spell it.
     const TRUE: &'static str;
 
+    /// Whether the journal's writer runs on a thread of its own
+    /// (`AuditStore::writer_on_own_thread`).
+    const WRITER_ON_OWN_THREAD: bool;
+
     /// Claims the rows of `table` that meet `condition` and are due,
     /// setting `set` as well, returning `columns`: $1 owner, $2 lease
     /// until, $3 now, $4 how many.
