@@ -381,8 +381,10 @@ impl AuditLog {
             None => None,
         };
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        if !store.writer_on_own_thread() {
-            tokio::spawn(writer(store, rx, checkpoints, last_checkpoint, callbacks));
+        let own_thread = store.writer_on_own_thread();
+        let work = writer(store, rx, checkpoints, last_checkpoint, callbacks);
+        if !own_thread {
+            tokio::spawn(work);
             return Ok(Self { tx });
         }
         // Each statement of a cycle ends on the store's thread; on a
@@ -397,9 +399,7 @@ impl AuditLog {
             })?;
         std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || {
-                runtime.block_on(writer(store, rx, checkpoints, last_checkpoint, callbacks))
-            })
+            .spawn(move || runtime.block_on(work))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the journal's thread: {e}"))
             })?;

@@ -432,7 +432,7 @@ impl Dispatcher {
                 .for_version(inquiry.catalog_version.as_deref());
             let Some(link) = registry.get(&task.agency).cloned() else {
                 self.finish(
-                    None,
+                    &AgencyMetrics::of(&task.agency),
                     &task,
                     failed(AgencyStatus::Error, "the agency is no longer configured"),
                 )
@@ -606,7 +606,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     self.finish(
-                        Some(&link.runtime.metrics),
+                        &link.runtime.metrics,
                         &task,
                         failed(AgencyStatus::Error, &e),
                     )
@@ -630,7 +630,7 @@ impl Dispatcher {
             Err(e) => {
                 for (task, _, _) in &items {
                     self.finish(
-                        Some(&link.runtime.metrics),
+                        &link.runtime.metrics,
                         task,
                         failed(AgencyStatus::Error, &e.to_string()),
                     )
@@ -719,7 +719,7 @@ impl Dispatcher {
         let recorded = audit.take_recorded();
         for ((task, _, _), outcome) in items.iter().zip(outcomes) {
             let update = update_for(agency, outcome, Some(sent_at), latency, now_ms());
-            self.finish_after(Some(&link.runtime.metrics), task, update, recorded.clone())
+            self.finish_after(&link.runtime.metrics, task, update, recorded.clone())
                 .instrument(task_span(task))
                 .await;
         }
@@ -737,7 +737,7 @@ impl Dispatcher {
         due: i64,
         link: &AgencyLink,
     ) {
-        let metrics = Some(&*link.runtime.metrics);
+        let metrics = &link.runtime.metrics;
         match refusal {
             Refusal::RateLimited { .. } => {
                 if due >= inquiry.deadline_at_ms {
@@ -780,8 +780,7 @@ impl Dispatcher {
             Ok(w) => w,
             Err(e) => {
                 let failure = failed(AgencyStatus::Error, &e.to_string());
-                self.finish(Some(&link.runtime.metrics), &task, failure)
-                    .await;
+                self.finish(&link.runtime.metrics, &task, failure).await;
                 return;
             }
         };
@@ -789,8 +788,7 @@ impl Dispatcher {
             Ok((r, _)) => r,
             Err(e) => {
                 let failure = failed(AgencyStatus::Error, &e);
-                self.finish(Some(&link.runtime.metrics), &task, failure)
-                    .await;
+                self.finish(&link.runtime.metrics, &task, failure).await;
                 return;
             }
         };
@@ -859,23 +857,13 @@ impl Dispatcher {
         let now = now_ms();
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
-        self.finish_after(
-            Some(&link.runtime.metrics),
-            &task,
-            update,
-            audit.take_recorded(),
-        )
-        .await;
+        self.finish_after(&link.runtime.metrics, &task, update, audit.take_recorded())
+            .await;
     }
 
     /// Stores a step's result and completes the inquiry when this was its
     /// last unfinished task.
-    async fn finish(
-        &self,
-        metrics: Option<&AgencyMetrics>,
-        task: &ClaimedTask,
-        update: TaskUpdate,
-    ) {
+    async fn finish(&self, metrics: &AgencyMetrics, task: &ClaimedTask, update: TaskUpdate) {
         self.finish_after(metrics, task, update, Vec::new()).await
     }
 
@@ -884,17 +872,13 @@ impl Dispatcher {
     /// after them, and not at all when they could not be recorded.
     async fn finish_after(
         &self,
-        metrics: Option<&AgencyMetrics>,
+        metrics: &AgencyMetrics,
         task: &ClaimedTask,
         update: TaskUpdate,
         recorded: Vec<Ticket>,
     ) {
         if let TaskState::Finished(status) = update.state {
-            match metrics {
-                Some(m) => m.outcome(status, update.latency_ms),
-                // An agency no longer configured: rare, looked up.
-                None => AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms),
-            }
+            metrics.outcome(status, update.latency_ms);
         }
         if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.
