@@ -481,8 +481,19 @@ impl AuditLog {
     /// Stores a control order's progress (`OrderStore::save_order`) with
     /// whatever else the journal gathered. False when the lease was lost.
     pub async fn save_order(&self, save: SaveOrder) -> Result<bool, AuditError> {
+        self.save_order_after(save, Vec::new()).await
+    }
+
+    /// As `save_order`, for progress made of answers whose rows were given
+    /// without waiting (`after`): stored in the same transaction as those
+    /// rows or after them, and refused when one could not be recorded.
+    pub async fn save_order_after(
+        &self,
+        save: SaveOrder,
+        after: Vec<Ticket>,
+    ) -> Result<bool, AuditError> {
         let change = Change::SaveOrder(Box::new(save));
-        match self.journal(None, Some(change), Vec::new()).await?.applied {
+        match self.journal(None, Some(change), after).await?.applied {
             Some(Applied::Saved(saved)) => Ok(saved),
             _ => Err(no_receipt()),
         }
@@ -515,6 +526,19 @@ impl AuditLog {
             .applied
             .map(drop)
             .ok_or_else(no_receipt)
+    }
+
+    /// As `record_with`, for a change whose receipt is whether its
+    /// condition held: the row is recorded either way.
+    pub async fn record_with_if(
+        &self,
+        record: AuditRecord,
+        change: Change,
+    ) -> Result<bool, AuditError> {
+        match self.journal(Some(record), Some(change), Vec::new()).await?.applied {
+            Some(Applied::Saved(done)) => Ok(done),
+            _ => Err(no_receipt()),
+        }
     }
 
     /// As `update`, for a change whose receipt is whether its condition

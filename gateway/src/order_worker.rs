@@ -24,11 +24,10 @@ use adapters::control::{
 };
 use adapters::dialect::{Envelope, WireReply, WireRequest};
 use chrono::Days;
-use futures::future::BoxFuture;
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::agencies::{AgencyLink, AgencySets};
-use crate::audit::{AuditLog, AuditRecord, Direction};
+use crate::audit::{AuditLog, AuditRecord, Direction, Ticket};
 use crate::clock::Clock;
 use crate::config::OrderSettings;
 use crate::inquiry::officer_labels;
@@ -303,32 +302,19 @@ impl OrderWorker {
             }
         };
         let attempts = order.send_attempts + 1;
-        // After the outbound record, before the message leaves: the order
+        // With the outbound record, before the message leaves: the order
         // is marked `query`, so whatever happens next, the agency is asked
-        // about the request number before anything is sent again.
+        // about the request number before anything is sent again. A lease
+        // lost meanwhile sends nothing.
         let mark = {
-            let journal = self.audit.clone();
             let owner = self.owner.clone();
             let id = order.id.clone();
             let lease_ms = agency.config.limits.timeout_ms as i64 + self.settings.retry_ms as i64;
-            move |_attempt: u32| -> BoxFuture<'static, Result<(), String>> {
-                let (journal, owner, id) = (journal.clone(), owner.clone(), id.clone());
-                Box::pin(async move {
-                    let change = Change::MarkSending {
-                        owner,
-                        id: id.clone(),
-                        send_attempts: attempts,
-                        query_due_ms: now_ms() + lease_ms,
-                    };
-                    match journal.update_if(change).await {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err("the order's lease was lost".to_owned()),
-                        Err(e) => {
-                            tracing::error!(error = %e, order = %id, "cannot mark an order as sending; not sent");
-                            Err(e.to_string())
-                        }
-                    }
-                })
+            move |_attempt: u32| Change::MarkSending {
+                owner: owner.clone(),
+                id: id.clone(),
+                send_attempts: attempts,
+                query_due_ms: now_ms() + lease_ms,
             }
         };
         let audit = MessageAudit::new(
@@ -338,7 +324,8 @@ impl OrderWorker {
             "order.reply",
             wire.body.clone(),
         )
-        .before_send(Box::new(mark));
+        .with_outbound(Box::new(mark))
+        .deferring_replies();
         let sent = OrderRecord {
             phase: OrderPhase::Query,
             status: OrderStatus::Dispatched,
@@ -351,8 +338,8 @@ impl OrderWorker {
                 agency.dialect.control_reply(&request, reply)
             })
             .await;
-        if let Some(outcome) = outcome {
-            self.apply(&sent, outcome).await;
+        if let Some((outcome, after)) = outcome {
+            self.apply(&sent, outcome, after).await;
         }
     }
 
@@ -391,14 +378,15 @@ impl OrderWorker {
             action,
             &format!("{action}_reply"),
             format!("{} {}", wire.method.as_str(), wire.path).into_bytes(),
-        );
+        )
+        .deferring_replies();
         let outcome = self
             .exchange(stack, &order, action, wire, audit, |reply| {
                 agency.dialect.control_poll_reply(&request, reply)
             })
             .await;
-        if let Some(outcome) = outcome {
-            self.apply(&order, outcome).await;
+        if let Some((outcome, after)) = outcome {
+            self.apply(&order, outcome, after).await;
         }
     }
 
@@ -407,7 +395,9 @@ impl OrderWorker {
     /// None when the stack refused the message, could not record it, or
     /// could not record its answer: the order is given back to be tried
     /// again (a send whose `query` mark committed is asked about next, never
-    /// sent blindly), and no answer is used.
+    /// sent blindly), and no answer is used. With the outcome come the
+    /// answer's rows given to the journal without waiting: what is made of
+    /// the answer is stored with them or after them.
     async fn exchange(
         &self,
         stack: AgencyService,
@@ -416,20 +406,25 @@ impl OrderWorker {
         wire: WireRequest,
         audit: MessageAudit,
         decode: impl FnOnce(WireReply<'_>) -> Result<ControlOutcome, adapters::dialect::ReplyError>,
-    ) -> Option<Result<ControlOutcome, String>> {
+    ) -> Option<(Result<ControlOutcome, String>, Vec<Ticket>)> {
+        let audit = Arc::new(audit);
         let mut call = AgencyCall::new(
             &order.agency,
             action,
             &order.request_number,
             wire,
-            Arc::new(audit),
+            audit.clone(),
         );
         call.order = Some(order.id.clone());
         match exchange(stack, call).await {
-            Exchanged::Answered(reply) => {
-                Some(decode(wire_reply(&reply)).map_err(|e| e.to_string()))
-            }
-            Exchanged::NoAnswer(e) => Some(Err(format!("no answer from the agency: {e}"))),
+            Exchanged::Answered(reply) => Some((
+                decode(wire_reply(&reply)).map_err(|e| e.to_string()),
+                audit.take_recorded(),
+            )),
+            Exchanged::NoAnswer(e) => Some((
+                Err(format!("no answer from the agency: {e}")),
+                audit.take_recorded(),
+            )),
             Exchanged::Later { due_at_ms, refusal } => {
                 let detail = matches!(refusal, Some(Refusal::CircuitOpen { .. })).then_some(
                     "circuit open: the agency is asked again once its breaker lets a probe through",
@@ -441,7 +436,13 @@ impl OrderWorker {
     }
 
     /// Stores what an answer (or its absence) makes of the order.
-    async fn apply(&self, order: &OrderRecord, outcome: Result<ControlOutcome, String>) {
+    /// `after` are the answer's rows given without waiting (`exchange`).
+    async fn apply(
+        &self,
+        order: &OrderRecord,
+        outcome: Result<ControlOutcome, String>,
+        after: Vec<Ticket>,
+    ) {
         let now = now_ms();
         let mut p = OrderProgress::of(order);
         let mut effect = None;
@@ -588,7 +589,7 @@ impl OrderWorker {
             effect,
             notify,
         };
-        match self.audit.save_order(save).await {
+        match self.audit.save_order_after(save, after).await {
             Ok(true) => {
                 if changed {
                     crate::metrics::count(&crate::metrics::global().orders, p.status.as_str());

@@ -7,17 +7,20 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 
 use super::breaker::is_agency_failure;
 use super::call::{AgencyCall, CallError, CallFuture, ExchangeAudit};
 use super::layer::{Around, AroundLayer, Inner};
 use crate::audit::{AuditLog, AuditRecord, Direction, Ticket};
+use crate::store::Change;
 use crate::transport::{HttpReply, TransportError};
 
-/// A step that must commit after the outbound rows and before the message
-/// leaves (an order marks itself `query`); it gets the attempt number.
-pub type BeforeSend = Box<dyn Fn(u32) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+/// A change that must commit with the outbound rows, before the message
+/// leaves (an order marks itself `query`), made for the attempt number.
+/// Its receipt says whether its condition held (the lease); when it did
+/// not, nothing is sent.
+pub type OutboundChange = Box<dyn Fn(u32) -> Change + Send + Sync>;
 
 /// The audit rows of one message, for the audit layer: before each attempt
 /// one outbound row per record (a batch carries several inquiries), after
@@ -32,7 +35,7 @@ pub struct MessageAudit {
     outbound_action: String,
     reply_action: String,
     body: Bytes,
-    before_send: Option<BeforeSend>,
+    with_outbound: Option<OutboundChange>,
     /// Answers' rows are given to the journal without waiting: the
     /// caller stores what it makes of the answer after them
     /// (`take_recorded`).
@@ -54,7 +57,7 @@ impl MessageAudit {
             outbound_action: outbound_action.to_owned(),
             reply_action: reply_action.to_owned(),
             body: body.into(),
-            before_send: None,
+            with_outbound: None,
             defer_replies: false,
             recorded: std::sync::Mutex::new(Vec::new()),
         }
@@ -80,8 +83,10 @@ impl MessageAudit {
         }
     }
 
-    pub fn before_send(mut self, step: BeforeSend) -> Self {
-        self.before_send = Some(step);
+    /// Commits `change` with the outbound rows of each attempt, in their
+    /// transaction: one commit before the message leaves, not two.
+    pub fn with_outbound(mut self, change: OutboundChange) -> Self {
+        self.with_outbound = Some(change);
         self
     }
 
@@ -113,18 +118,33 @@ pub fn reply_fields(
 #[async_trait]
 impl ExchangeAudit for MessageAudit {
     async fn outbound(&self, attempt: u32, hedge: bool) -> Result<(), String> {
-        self.record_all(|r| AuditRecord {
+        let row = |r: &AuditRecord| AuditRecord {
             direction: Some(Direction::Outbound),
             action: self.outbound_action.clone(),
             status: hedge.then(|| "hedge".to_owned()),
             body: Some(self.body.clone()),
             ..r.clone()
-        })
-        .await?;
-        if let Some(step) = &self.before_send {
-            step(attempt).await?;
+        };
+        let Some(change) = &self.with_outbound else {
+            return self.record_all(row).await;
+        };
+        // The first row carries the change; the others commit beside it.
+        let (first, rest) = match self.records.split_first() {
+            Some(split) => split,
+            None => return Err("a message with no audit record".to_owned()),
+        };
+        let (marked, others) = futures::join!(
+            self.log.record_with_if(row(first), change(attempt)),
+            join_all(rest.iter().map(|r| self.log.record(row(r))))
+        );
+        if others.iter().any(Result::is_err) {
+            return Err("the audit log cannot record it".to_owned());
         }
-        Ok(())
+        match marked {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the lease on it was lost; not sent".to_owned()),
+            Err(e) => Err(format!("the audit log cannot record it: {e}")),
+        }
     }
 
     async fn reply(
@@ -292,7 +312,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_message_about_two_tasks_has_two_rows_each_way_and_its_step_between()
+    async fn a_message_about_two_tasks_has_two_rows_each_way_and_its_change_with_the_first()
     -> anyhow::Result<()> {
         use crate::audit::AuditFilter;
         use crate::store::{AuditStore, SqliteStore};
@@ -308,25 +328,25 @@ mod tests {
                 ..AuditRecord::default()
             })
             .to_vec();
-        let step_log = log.clone();
+        let callback = |id: &str| crate::store::OutboxRecord {
+            id: id.into(),
+            caller: "court".into(),
+            event: "order.updated".into(),
+            resource_id: "O1".into(),
+            body: b"{}".to_vec(),
+            attempts: 0,
+            due_at_ms: 0,
+            created_at_ms: 0,
+        };
         let audit = MessageAudit::new(
-            log,
-            records,
+            log.clone(),
+            records.clone(),
             "inquiry.send",
             "inquiry.reply",
             b"<q/>".to_vec(),
         )
-        .before_send(Box::new(move |attempt| {
-            let log = step_log.clone();
-            Box::pin(async move {
-                log.record(AuditRecord {
-                    action: format!("step {attempt}"),
-                    ..AuditRecord::default()
-                })
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-            })
+        .with_outbound(Box::new(move |attempt| {
+            Change::Enqueue(Box::new(callback(&format!("E{attempt}"))))
         }));
         audit.outbound(1, false).await.map_err(anyhow::Error::msg)?;
         audit
@@ -351,12 +371,31 @@ mod tests {
             [
                 row("inquiry.send", Some("Q1-bank"), None),
                 row("inquiry.send", Some("Q2-bank"), None),
-                row("step 1", None, None),
                 row("inquiry.reply", Some("Q1-bank"), Some("http_200")),
                 row("inquiry.reply", Some("Q2-bank"), Some("http_200")),
             ]
         );
         assert!(rows[0].body_sha256.is_some() && rows[3].latency_ms == Some(1));
+        // The change was made with the outbound rows.
+        use crate::store::OrderStore;
+        let queued = store.claim_outbox("test", i64::MAX / 2, i64::MAX, 10).await?;
+        let ids: Vec<&str> = queued.iter().map(|o| o.id.as_str()).collect();
+        assert_eq!(ids, ["E1"]);
+
+        // A change whose condition does not hold (a lease this gateway
+        // does not have) stops the message: nothing is to be sent.
+        let lost = MessageAudit::new(log, records, "order.freeze", "order.reply", b"<k/>".to_vec())
+            .with_outbound(Box::new(|_| Change::Release {
+                owner: "test".into(),
+                of: crate::store::Leased::Order { id: "none".into() },
+                due_at_ms: 0,
+                detail: None,
+            }));
+        let refused = lost.outbound(1, false).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.contains("lease")),
+            "{refused:?}"
+        );
         Ok(())
     }
 }
