@@ -190,7 +190,18 @@ fn canonical_hash(prev_hash: &str, canonical: &Canonical<'_>) -> String {
     hasher.update(prev_hash.as_bytes());
     // Serialising plain strings and integers cannot fail.
     let _ = serde_json::to_writer(HashWriter(&mut hasher), canonical);
-    hex::encode(hasher.finalize())
+    lower_hex(&hasher.finalize())
+}
+
+/// A digest in lower-case hex, written into its buffer in one pass
+/// (`hex::encode` pushes it into a `String` one `char` at a time, a cost
+/// the journal's writer paid twice a row).
+pub fn lower_hex(digest: &[u8]) -> String {
+    let mut out = vec![0; digest.len() * 2];
+    match hex::encode_to_slice(digest, &mut out) {
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| hex::encode(digest)),
+        Err(_) => hex::encode(digest),
+    }
 }
 
 /// Feeds what serde_json writes straight into the hash.
@@ -210,7 +221,7 @@ impl std::io::Write for HashWriter<'_> {
 impl AuditRow {
     /// Numbers and chains a record after `prev_hash`.
     pub fn chain(seq: i64, at_ms: i64, record: AuditRecord, prev_hash: String) -> Self {
-        let body_sha256 = record.body.as_ref().map(|b| hex::encode(Sha256::digest(b)));
+        let body_sha256 = record.body.as_ref().map(|b| lower_hex(&Sha256::digest(b)));
         let r = &record;
         let hash = canonical_hash(
             &prev_hash,
@@ -535,7 +546,11 @@ impl AuditLog {
         record: AuditRecord,
         change: Change,
     ) -> Result<bool, AuditError> {
-        match self.journal(Some(record), Some(change), Vec::new()).await?.applied {
+        match self
+            .journal(Some(record), Some(change), Vec::new())
+            .await?
+            .applied
+        {
             Some(Applied::Saved(done)) => Ok(done),
             _ => Err(no_receipt()),
         }
@@ -769,6 +784,15 @@ async fn writer(
 mod tests {
     use super::*;
     use crate::store::SqliteStore;
+
+    #[test]
+    fn digests_read_in_lower_case_hex_as_hex_writes_them() {
+        for data in [&b""[..], b"\x00\x0f\xf0\xff", b"court gateway"] {
+            let digest = Sha256::digest(data);
+            assert_eq!(lower_hex(&digest), hex::encode(digest));
+            assert_eq!(lower_hex(data), hex::encode(data));
+        }
+    }
 
     async fn store() -> (tempfile::TempDir, Arc<SqliteStore>) {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -378,19 +378,27 @@ mod tests {
         assert!(rows[0].body_sha256.is_some() && rows[3].latency_ms == Some(1));
         // The change was made with the outbound rows.
         use crate::store::OrderStore;
-        let queued = store.claim_outbox("test", i64::MAX / 2, i64::MAX, 10).await?;
+        let queued = store
+            .claim_outbox("test", i64::MAX / 2, i64::MAX, 10)
+            .await?;
         let ids: Vec<&str> = queued.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["E1"]);
 
         // A change whose condition does not hold (a lease this gateway
         // does not have) stops the message: nothing is to be sent.
-        let lost = MessageAudit::new(log, records, "order.freeze", "order.reply", b"<k/>".to_vec())
-            .with_outbound(Box::new(|_| Change::Release {
-                owner: "test".into(),
-                of: crate::store::Leased::Order { id: "none".into() },
-                due_at_ms: 0,
-                detail: None,
-            }));
+        let lost = MessageAudit::new(
+            log,
+            records,
+            "order.freeze",
+            "order.reply",
+            b"<k/>".to_vec(),
+        )
+        .with_outbound(Box::new(|_| Change::Release {
+            owner: "test".into(),
+            of: crate::store::Leased::Order { id: "none".into() },
+            due_at_ms: 0,
+            detail: None,
+        }));
         let refused = lost.outbound(1, false).await;
         assert!(
             refused.as_ref().is_err_and(|e| e.contains("lease")),
