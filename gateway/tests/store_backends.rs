@@ -2742,6 +2742,34 @@ async fn audit_follows_rows_another_handle_appended(db: &TestDb) {
     assert_eq!(seqs(&d), [8, 9]);
     assert_eq!(d[0].prev_hash, c[1].hash);
     assert_eq!(verified_chain(&first).await.len(), 9);
+
+    // Rows that come with a change (the journal's transaction under the
+    // chain's lock) follow the handle's own tail, and the other's rows
+    // when it moved the chain on meanwhile.
+    let with_change = |store: &Arc<dyn Store>, at: i64, id: &'static str| {
+        let store = store.clone();
+        async move {
+            let entry = store::JournalEntry {
+                row: Some(audit(at, "order.freeze")),
+                change: Some(store::Change::Enqueue(Box::new(callback(id, at)))),
+            };
+            let mut done = store
+                .append_journal(vec![entry], at, None)
+                .await
+                .expect("journal");
+            done.remove(0).row.expect("its row").seq
+        }
+    };
+    assert_eq!(with_change(&first, NOW + 40, "cb-1").await, 10);
+    assert_eq!(with_change(&first, NOW + 50, "cb-2").await, 11);
+    let e = second
+        .append_audit(batch(NOW + 60, 2))
+        .await
+        .expect("second again");
+    assert_eq!(seqs(&e), [12, 13]);
+    assert_eq!(with_change(&first, NOW + 70, "cb-3").await, 14);
+    assert_eq!(with_change(&second, NOW + 80, "cb-4").await, 15);
+    assert_eq!(verified_chain(&first).await.len(), 15);
 }
 
 /// Decisions' turns (`lock_decision`): one holder of a key at a time,

@@ -81,7 +81,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         // The slow path: under the chain's lock, after the tail as stored.
         let appended = async {
             let mut tx = self.begin_locked().await?;
-            let rows = append_after_tail::<B>(&mut tx, new).await?;
+            let rows = append_after_tail::<B>(&mut tx, new, None).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(rows)
         }
@@ -313,7 +313,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     applied[i] = Some(Applied::Completed(done));
                 }
             }
-            let chained = append_after_tail::<B>(&mut tx, rows).await?;
+            let chained = append_after_tail::<B>(&mut tx, rows, self.audit_tail.get()).await?;
             tx.commit().await?;
             for (i, new) in inquiry_at.into_iter().zip(inquiries) {
                 applied[i] = Some(Applied::Inquiry(Box::new(new)));
@@ -508,15 +508,32 @@ async fn queue_completed<B: Backend>(
     Ok(())
 }
 
-/// Chains `new` after the tail as stored and appends it, on a transaction
-/// that holds the chain's lock (`SqlStore::begin_locked`).
+/// Chains `new` after the tail and appends it, on a transaction that
+/// holds the chain's lock (`SqlStore::begin_locked`). With `remembered`
+/// (the tail this handle last wrote), the rows are chained after it, and
+/// the statement that appends them checks that it is still the tail: a
+/// statement fewer than reading the tail first. Otherwise, or when another
+/// writer moved the chain on, after the tail as stored.
 async fn append_after_tail<B: Backend>(
     conn: &mut Conn<B>,
     new: Vec<NewAuditRow>,
+    remembered: Option<(i64, String)>,
 ) -> Result<Vec<AuditRow>, StoreError> {
     if new.is_empty() {
         return Ok(Vec::new());
     }
+    let new = match remembered {
+        // One statement only: a second would find the first's rows as the
+        // tail.
+        Some((seq, hash)) if new.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
+            let rows = chain_rows(new, seq, hash.clone());
+            if B::insert_audit(&mut *conn, &rows, Some((seq, &hash))).await? {
+                return Ok(rows);
+            }
+            unchain(rows)
+        }
+        _ => new,
+    };
     let tail: Option<(i64, String)> = B::fetch_optional(
         &mut *conn,
         Sql::new("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
