@@ -504,10 +504,7 @@ impl AuditLog {
         after: Vec<Ticket>,
     ) -> Result<bool, AuditError> {
         let change = Change::SaveOrder(Box::new(save));
-        match self.journal(None, Some(change), after).await?.applied {
-            Some(Applied::Saved(saved)) => Ok(saved),
-            _ => Err(no_receipt()),
-        }
+        saved(self.journal(None, Some(change), after).await?.applied)
     }
 
     /// Times out the overdue inquiries' unfinished tasks and completes
@@ -546,23 +543,17 @@ impl AuditLog {
         record: AuditRecord,
         change: Change,
     ) -> Result<bool, AuditError> {
-        match self
-            .journal(Some(record), Some(change), Vec::new())
-            .await?
-            .applied
-        {
-            Some(Applied::Saved(done)) => Ok(done),
-            _ => Err(no_receipt()),
-        }
+        saved(
+            self.journal(Some(record), Some(change), Vec::new())
+                .await?
+                .applied,
+        )
     }
 
     /// As `update`, for a change whose receipt is whether its condition
     /// held (the lease, the owed callback, the end date not yet warned of).
     pub async fn update_if(&self, change: Change) -> Result<bool, AuditError> {
-        match self.update(change).await? {
-            Applied::Saved(done) => Ok(done),
-            _ => Err(no_receipt()),
-        }
+        saved(Some(self.update(change).await?))
     }
 
     /// Records an agency's pushed result (`record`) and stores it for the
@@ -621,6 +612,14 @@ pub struct Finished {
 fn finished(journaled: Journaled) -> Result<Finished, AuditError> {
     match journaled.applied {
         Some(Applied::Finished { stored, completed }) => Ok(Finished { stored, completed }),
+        _ => Err(no_receipt()),
+    }
+}
+
+/// The receipt of a conditional change: whether its condition held.
+fn saved(applied: Option<Applied>) -> Result<bool, AuditError> {
+    match applied {
+        Some(Applied::Saved(done)) => Ok(done),
         _ => Err(no_receipt()),
     }
 }

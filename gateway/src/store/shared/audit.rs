@@ -57,9 +57,8 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         // The fast path: the batch chained after the tail this handle last
         // wrote, in one statement that stores it only if that is still the
         // tail.
-        let new = match self.audit_tail.get() {
-            Some((seq, hash)) if rows.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
-                let rows = chain_rows(rows, seq, hash.clone());
+        let new = match chain_after::<B>(rows, self.audit_tail.get()) {
+            Ok((rows, (seq, hash))) => {
                 let mut conn = self.pool.acquire().await?;
                 match B::insert_audit(&mut conn, &rows, Some((seq, &hash))).await {
                     Ok(true) => {
@@ -76,7 +75,7 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                     }
                 }
             }
-            _ => rows,
+            Err(rows) => rows,
         };
         // The slow path: under the chain's lock, after the tail as stored.
         let appended = async {
@@ -522,17 +521,14 @@ async fn append_after_tail<B: Backend>(
     if new.is_empty() {
         return Ok(Vec::new());
     }
-    let new = match remembered {
-        // One statement only: a second would find the first's rows as the
-        // tail.
-        Some((seq, hash)) if new.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
-            let rows = chain_rows(new, seq, hash.clone());
+    let new = match chain_after::<B>(new, remembered) {
+        Ok((rows, (seq, hash))) => {
             if B::insert_audit(&mut *conn, &rows, Some((seq, &hash))).await? {
                 return Ok(rows);
             }
             unchain(rows)
         }
-        _ => new,
+        Err(new) => new,
     };
     let tail: Option<(i64, String)> = B::fetch_optional(
         &mut *conn,
@@ -543,6 +539,25 @@ async fn append_after_tail<B: Backend>(
     let rows = chain_rows(new, seq, prev);
     B::insert_audit(conn, &rows, None).await?;
     Ok(rows)
+}
+
+/// A row of the chain as its successor names it: sequence number, hash.
+type Tail = (i64, String);
+
+/// `new` chained after the tail a handle remembers, with that tail, when
+/// one statement can append it (`Backend::insert_audit` with `after`): a
+/// second statement would find the first one's rows as the tail. Otherwise
+/// `new` back, to be chained after the tail as stored.
+fn chain_after<B: Backend>(
+    new: Vec<NewAuditRow>,
+    remembered: Option<Tail>,
+) -> Result<(Vec<AuditRow>, Tail), Vec<NewAuditRow>> {
+    match remembered {
+        Some((seq, hash)) if new.len() <= B::rows_per_statement(AUDIT_ROWS_PER_INSERT) => {
+            Ok((chain_rows(new, seq, hash.clone()), (seq, hash)))
+        }
+        _ => Err(new),
+    }
 }
 
 /// Numbers and chains `new` after the row (`seq`, `prev`).
