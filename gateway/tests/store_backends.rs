@@ -175,6 +175,7 @@ on_both_backends!(
     records_keep_their_column_text,
     an_auditor_query_does_not_hold_up_the_journal,
     a_completion_queues_its_callback_in_its_transaction,
+    an_order_outcome_is_never_stored_without_its_answer_row,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -3204,4 +3205,117 @@ async fn a_completion_queues_its_callback_in_its_transaction(db: &TestDb) {
         .await
         .expect("owing");
     assert_eq!(owing, ["cb-2"], "queued ones are owed no more");
+}
+
+/// Makes the database refuse every audit row of `action`, as a failing
+/// disk would refuse a write.
+async fn refuse_audit_rows(db: &TestDb, action: &str) {
+    if db.pg.is_some() {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .expect("connect");
+        for sql in [
+            "CREATE FUNCTION refuse_row() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'could not write to file'; END $$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON audit_events FOR EACH ROW \
+                 WHEN (NEW.action = '{action}') EXECUTE FUNCTION refuse_row()"
+            ),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .expect("trigger");
+        }
+    } else {
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+            .await
+            .expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON audit_events \
+             WHEN NEW.action = '{action}' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("trigger");
+    }
+}
+
+/// A control order's outcome made of an agency's answer whose audit row
+/// was given to the journal without waiting is stored with that row or
+/// after it, never without it: refused when the row could not be recorded,
+/// whether in the same transaction or an earlier one.
+async fn an_order_outcome_is_never_stored_without_its_answer_row(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .create_order(&order("ord-a", "key-a"))
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_due_orders("gw-1", NOW, FAR, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    refuse_audit_rows(db, "order.poison").await;
+    let log = gateway::audit::AuditLog::start(store.clone(), 64)
+        .await
+        .expect("start");
+    let answer = |action: &str| AuditRecord {
+        direction: Some(Direction::Inbound),
+        action: action.into(),
+        agency: Some("bank-b".into()),
+        ..AuditRecord::default()
+    };
+    let applied = OrderProgress {
+        status: OrderStatus::Applied,
+        phase: OrderPhase::Watch,
+        controlled_fen: Some(100_000),
+        decided_at_ms: Some(NOW + 1),
+        ..OrderProgress::of(&claimed[0])
+    };
+    let save = || store::SaveOrder {
+        owner: "gw-1".into(),
+        id: "ord-a".into(),
+        progress: applied.clone(),
+        effect: None,
+        notify: Vec::new(),
+    };
+    let status = || async {
+        let o = store.order("ord-a").await.expect("read").expect("found");
+        o.status
+    };
+
+    // The answer's row fails: the outcome made of it is refused (in the
+    // row's transaction, or after it in one of its own).
+    let bad = log
+        .record_deferred(answer("order.poison"))
+        .await
+        .expect("queued");
+    let refused = log.save_order_after(save(), vec![bad.clone()]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(bad.recorded().await.is_err());
+    assert_eq!(status().await, OrderStatus::Accepted);
+    // Given again after the row's failure is known: refused still, though
+    // its own transaction would commit.
+    let later = log.save_order_after(save(), vec![bad]).await;
+    assert!(later.is_err(), "{later:?}");
+    assert_eq!(status().await, OrderStatus::Accepted);
+
+    // A recorded answer lets its outcome through.
+    let good = log
+        .record_deferred(answer("order.reply"))
+        .await
+        .expect("queued");
+    assert!(
+        log.save_order_after(save(), vec![good.clone()])
+            .await
+            .expect("stored"),
+        "the lease holds"
+    );
+    good.recorded().await.expect("the row is committed");
+    assert_eq!(status().await, OrderStatus::Applied);
+    let rows = verified_chain(&store).await;
+    let actions: Vec<_> = rows.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["order.reply"], "only the recorded row");
 }
