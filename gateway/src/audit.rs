@@ -697,18 +697,13 @@ async fn writer(
             continue;
         }
         let count = entries.len();
-        // New requests can fail one by one (an id taken); results cannot.
-        let with_changes = entries.iter().any(|e| {
-            matches!(
-                e.change,
-                Some(Change::Inquiry(_) | Change::Order(_) | Change::Plan(_))
-            )
-        });
         let started = std::time::Instant::now();
-        // A batch that fails with changes in it is tried again entry by
-        // entry: one change that cannot be made (its id taken) does not
-        // fail the others.
-        let retry = (with_changes && count > 1).then(|| entries.clone());
+        // A batch that fails is tried again entry by entry: one entry that
+        // cannot be written (a new request whose id is taken, a row the
+        // audit table refuses) does not fail the others, such as a lease
+        // given back, which would otherwise hold its work until the lease
+        // runs out.
+        let retry = (count > 1).then(|| entries.clone());
         let appended = store.append_journal(entries, now, callbacks).await;
         let metrics = crate::metrics::global();
         metrics.audit_batch_rows.observe(count as f64);
@@ -1176,6 +1171,72 @@ mod tests {
             .await
             .expect("read");
         assert_eq!(rows.len(), 1, "only the recorded row");
+    }
+
+    /// An entry the store refuses fails alone: the other entries of its
+    /// batch are committed (here a lease given back, which would otherwise
+    /// hold its task until the lease ran out).
+    #[tokio::test]
+    async fn an_entry_the_store_refuses_does_not_fail_the_rest_of_its_batch() {
+        use crate::store::{JobStore, Leased};
+        let (_dir, store) = store().await;
+        let mut new = inquiry("inq-1", &["bank-a"]);
+        new.lease = None;
+        store
+            .apply(Change::Inquiry(Box::new(new)), 0, None)
+            .await
+            .expect("create");
+        let claimed = store
+            .claim_due_tasks("gw", 2_000, i64::MAX, 10, &[])
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        sqlx::query(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
+             WHEN NEW.action = 'poison' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
+        )
+        .execute(store.pool())
+        .await
+        .expect("trigger");
+        let log = AuditLog::start(store.clone(), 64).await.expect("start");
+        // On the test's one-thread runtime the writer runs only once both
+        // are queued: one batch.
+        let bad = log
+            .record_deferred(AuditRecord {
+                action: "poison".into(),
+                ..record(0)
+            })
+            .await
+            .expect("queued");
+        let released = log
+            .update_if(Change::Release {
+                owner: "gw".into(),
+                of: Leased::Task {
+                    inquiry_id: "inq-1".into(),
+                    agency: "bank-a".into(),
+                },
+                due_at_ms: 5_000,
+                detail: None,
+            })
+            .await;
+        assert!(matches!(released, Ok(true)), "{released:?}");
+        assert!(bad.recorded().await.is_err());
+        // Given back: due at its time, claimable by anyone.
+        assert!(
+            store
+                .claim_due_tasks("gw-2", 4_999, i64::MAX, 10, &[])
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .claim_due_tasks("gw-2", 5_000, i64::MAX, 10, &[])
+                .await
+                .expect("claim")
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]
