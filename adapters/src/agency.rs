@@ -25,20 +25,46 @@ pub use hours::{BusinessHours, ClockTime, Day, china_time_label};
 pub use secrets::{AuthHeaderValue, Connection, Secret, TlsMaterial};
 pub use validate::{KeyPath, line_of, parse_agency};
 
-/// What sort of institution an agency is; it decides which asset kinds the
+/// What sort of institution an agency is; it decides which asset kind the
 /// agency serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgencyKind {
     Bank,
+    /// A real-estate registry.
     Registry,
+    /// The traffic administration's vehicle register.
+    VehicleRegistry,
+    /// The securities depository and clearing house.
+    SecuritiesDepository,
+    /// A non-bank payment institution.
+    PaymentPlatform,
+    /// A city's housing provident fund centre.
+    ProvidentFundCentre,
+    /// Market regulation: enterprise registration and its equity.
+    MarketRegistry,
 }
 
 impl AgencyKind {
+    pub const ALL: [AgencyKind; 7] = [
+        AgencyKind::Bank,
+        AgencyKind::Registry,
+        AgencyKind::VehicleRegistry,
+        AgencyKind::SecuritiesDepository,
+        AgencyKind::PaymentPlatform,
+        AgencyKind::ProvidentFundCentre,
+        AgencyKind::MarketRegistry,
+    ];
+
     pub fn asset_kind(self) -> AssetKind {
         match self {
             AgencyKind::Bank => AssetKind::BankAccount,
             AgencyKind::Registry => AssetKind::RealEstate,
+            AgencyKind::VehicleRegistry => AssetKind::Vehicle,
+            AgencyKind::SecuritiesDepository => AssetKind::Securities,
+            AgencyKind::PaymentPlatform => AssetKind::PaymentAccount,
+            AgencyKind::ProvidentFundCentre => AssetKind::ProvidentFund,
+            AgencyKind::MarketRegistry => AssetKind::Equity,
         }
     }
 
@@ -46,6 +72,11 @@ impl AgencyKind {
         match self {
             AgencyKind::Bank => "bank",
             AgencyKind::Registry => "registry",
+            AgencyKind::VehicleRegistry => "vehicle_registry",
+            AgencyKind::SecuritiesDepository => "securities_depository",
+            AgencyKind::PaymentPlatform => "payment_platform",
+            AgencyKind::ProvidentFundCentre => "provident_fund_centre",
+            AgencyKind::MarketRegistry => "market_registry",
         }
     }
 }

@@ -182,20 +182,61 @@ pub struct Court {
     pub name: String,
 }
 
-/// The classes of asset the first release handles.
+/// The kinds of asset the gateway reaches, each held by one kind of
+/// agency (`agency::AgencyKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetKind {
+    /// Deposits at a bank.
     BankAccount,
+    /// Real-estate units at a registry.
     RealEstate,
+    /// Motor vehicles at the traffic administration.
+    Vehicle,
+    /// Securities holdings at the depository.
+    Securities,
+    /// Balances at an online payment platform.
+    PaymentAccount,
+    /// Housing provident fund accounts at a city's fund centre.
+    ProvidentFund,
+    /// Equity in companies at the market-regulation registry.
+    Equity,
 }
 
 impl AssetKind {
+    pub const ALL: [AssetKind; 7] = [
+        AssetKind::BankAccount,
+        AssetKind::RealEstate,
+        AssetKind::Vehicle,
+        AssetKind::Securities,
+        AssetKind::PaymentAccount,
+        AssetKind::ProvidentFund,
+        AssetKind::Equity,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AssetKind::BankAccount => "bank_account",
             AssetKind::RealEstate => "real_estate",
+            AssetKind::Vehicle => "vehicle",
+            AssetKind::Securities => "securities",
+            AssetKind::PaymentAccount => "payment_account",
+            AssetKind::ProvidentFund => "provident_fund",
+            AssetKind::Equity => "equity",
         }
+    }
+
+    /// The kind an API name (`bank_account`, `vehicle` ...) stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
+    /// Money-like kinds: what a freeze plan may draw on, as one pool.
+    pub fn is_funds(self) -> bool {
+        matches!(
+            self,
+            AssetKind::BankAccount | AssetKind::PaymentAccount | AssetKind::ProvidentFund
+        )
     }
 }
 
@@ -215,6 +256,10 @@ pub struct StandingMeasure {
     /// Place in the waiting line, when the agency tells it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
+    /// How many units a freeze of securities holds (they are frozen by
+    /// quantity, not by amount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -255,12 +300,128 @@ pub struct RealEstateUnit {
     pub measures: Vec<StandingMeasure>,
 }
 
+/// A motor vehicle on the traffic administration's register.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Vehicle {
+    /// 车辆识别代号: what a seal names.
+    pub vin: String,
+    /// 号牌号码, e.g. `甘E·A1234`.
+    pub plate_number: String,
+    /// 号牌种类 as the register codes it, e.g. `02` (small car).
+    pub plate_type: String,
+    /// 品牌型号
+    pub make_model: String,
+    /// 初次登记日期
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_registered: Option<NaiveDate>,
+    /// The register's state in words (`normal`, `sealed`, `scrapped` ...).
+    pub state: String,
+    pub mortgaged: bool,
+    pub measures: Vec<StandingMeasure>,
+}
+
+/// One security held in one securities account at the depository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecuritiesHolding {
+    pub securities_account: String,
+    /// The exchange the account trades on, e.g. `SH` or `SZ`.
+    pub market: String,
+    pub security_code: String,
+    pub security_name: String,
+    /// Units held.
+    pub quantity: i64,
+    /// Units not frozen by anyone, when the depository tells it: a freeze
+    /// of more is partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_quantity: Option<i64>,
+    /// The broker that keeps the holding (托管单元).
+    pub custodian: String,
+    pub measures: Vec<StandingMeasure>,
+}
+
+/// An account at an online payment platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentAccount {
+    pub payment_account: String,
+    pub holder: String,
+    pub balance_fen: Fen,
+    /// What is not frozen, when the platform tells it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_fen: Option<Fen>,
+    /// The balance held in the platform's money-market fund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fund_balance_fen: Option<Fen>,
+    pub measures: Vec<StandingMeasure>,
+}
+
+/// A housing provident fund account at a city's fund centre.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProvidentFundAccount {
+    pub fund_account: String,
+    pub balance_fen: Fen,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_fen: Option<Fen>,
+    /// `contributing`, `sealed` or `closed`.
+    pub state: String,
+    /// Whether the account may be withdrawn from: a deduction is refused
+    /// unless it may.
+    pub withdrawable: bool,
+    pub measures: Vec<StandingMeasure>,
+}
+
+/// A subject's share in a company, as the market-regulation registry
+/// records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct EquityHolding {
+    pub company_name: String,
+    /// The company's unified social credit code: what a freeze names.
+    pub company_credit_code: String,
+    pub subscribed_capital_fen: Fen,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid_in_capital_fen: Option<Fen>,
+    /// The share as the registry writes it, e.g. `35.00%`.
+    pub share_ratio: String,
+    pub measures: Vec<StandingMeasure>,
+}
+
 /// One asset found at one agency, tagged with its kind as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Asset {
     BankAccount(BankAccount),
     RealEstate(RealEstateUnit),
+    Vehicle(Vehicle),
+    Securities(SecuritiesHolding),
+    PaymentAccount(PaymentAccount),
+    ProvidentFund(ProvidentFundAccount),
+    Equity(EquityHolding),
+}
+
+impl Asset {
+    pub fn kind(&self) -> AssetKind {
+        match self {
+            Asset::BankAccount(_) => AssetKind::BankAccount,
+            Asset::RealEstate(_) => AssetKind::RealEstate,
+            Asset::Vehicle(_) => AssetKind::Vehicle,
+            Asset::Securities(_) => AssetKind::Securities,
+            Asset::PaymentAccount(_) => AssetKind::PaymentAccount,
+            Asset::ProvidentFund(_) => AssetKind::ProvidentFund,
+            Asset::Equity(_) => AssetKind::Equity,
+        }
+    }
+
+    /// The measures standing on the asset.
+    pub fn measures(&self) -> &[StandingMeasure] {
+        match self {
+            Asset::BankAccount(a) => &a.measures,
+            Asset::RealEstate(a) => &a.measures,
+            Asset::Vehicle(a) => &a.measures,
+            Asset::Securities(a) => &a.measures,
+            Asset::PaymentAccount(a) => &a.measures,
+            Asset::ProvidentFund(a) => &a.measures,
+            Asset::Equity(a) => &a.measures,
+        }
+    }
 }
 
 /// What an agency said about one subject of an inquiry.

@@ -465,3 +465,245 @@ fn document_acknowledgements_are_checked_when_the_dialect_is_loaded() {
         "{errors:?}"
     );
 }
+
+/// Every kind of asset can be mapped by a dialect file into its typed
+/// record: the answer merges all kinds, each with its own fields.
+#[test]
+fn a_dialect_maps_every_kind_of_asset_into_its_typed_record() {
+    use adapters::dialect::{Dialect, InquiryRequest, WireReply};
+    use adapters::ids::{CaseNumber, IdNumber};
+    use adapters::model::{
+        Asset, AssetKind, EquityHolding, Fen, InquiryOutcome, Officer, PaymentAccount,
+        ProvidentFundAccount, SecuritiesHolding, StandingMeasure, Subject, Vehicle,
+    };
+
+    let dialect = declared(
+        r#"
+name = "all-kinds"
+format = "json"
+interaction = "synchronous"
+max_batch = 1
+
+[codes.outcome]
+"0" = "answered"
+"1" = "no_record"
+
+[codes.vehicle_state]
+A = "normal"
+K = "sealed"
+"*" = "other"
+
+[inquiry.request]
+method = "POST"
+path = "/q"
+body = """{"no": {{ item.request_number }}}"""
+
+[inquiry.reply]
+items = ""
+request_number = "/no"
+outcome = [{ path = "/code", codes = "outcome" }]
+
+[[inquiry.reply.assets]]
+kind = "vehicle"
+records = "/vehicles"
+fields.vin = "/vin"
+fields.plate_number = "/plate"
+fields.plate_type = "/plate_type"
+fields.make_model = "/make"
+fields.first_registered = { path = "/registered", convert = "date:%Y-%m-%d" }
+fields.state = { path = "/state", codes = "vehicle_state" }
+fields.mortgaged = { path = "/mortgaged", convert = "bool" }
+
+[inquiry.reply.assets.measures]
+records = "/seals"
+fields.authority = "/by"
+fields.document_number = "/doc"
+fields.end_date = { path = "/until", convert = "date:%Y-%m-%d" }
+fields.waiting = { path = "/waiting", convert = "bool" }
+
+[[inquiry.reply.assets]]
+kind = "securities"
+records = "/holdings"
+fields.securities_account = "/account"
+fields.market = "/market"
+fields.security_code = "/code"
+fields.security_name = "/name"
+fields.quantity = { path = "/qty", convert = "integer" }
+fields.available_quantity = { path = "/free", convert = "integer" }
+fields.custodian = "/custodian"
+
+[inquiry.reply.assets.measures]
+records = "/frozen"
+fields.authority = "/by"
+fields.document_number = "/doc"
+fields.quantity = { path = "/qty", convert = "integer" }
+fields.waiting = { path = "/waiting", convert = "bool" }
+
+[[inquiry.reply.assets]]
+kind = "payment_account"
+records = "/payments"
+fields.payment_account = "/id"
+fields.holder = "/holder"
+fields.balance_fen = { path = "/balance_fen", convert = "fen" }
+fields.fund_balance_fen = { path = "/fund_fen", convert = "fen" }
+
+[[inquiry.reply.assets]]
+kind = "provident_fund"
+records = "/funds"
+fields.fund_account = "/account"
+fields.balance_fen = { path = "/balance", convert = "yuan" }
+fields.available_fen = { path = "/available", convert = "yuan" }
+fields.state = "/state"
+fields.withdrawable = { path = "/withdrawable", convert = "bool" }
+
+[[inquiry.reply.assets]]
+kind = "equity"
+records = "/equity"
+fields.company_name = "/company"
+fields.company_credit_code = "/code"
+fields.subscribed_capital_fen = { path = "/subscribed", convert = "yuan" }
+fields.paid_in_capital_fen = { path = "/paid_in", convert = "yuan" }
+fields.share_ratio = "/ratio"
+"#,
+    );
+    let request = InquiryRequest {
+        request_number: "Q1".into(),
+        case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
+        subject: Subject::Person {
+            name: "张三".into(),
+            id_number: IdNumber::parse("360426199101010071").expect("id"),
+        },
+        officers: vec![Officer {
+            name: "李明".into(),
+            work_card_no: "G1".into(),
+            credential_no: "ZX1".into(),
+        }],
+    };
+    let body = r#"{"no": "Q1", "code": "0",
+        "vehicles": [{"vin": "LSVAU2A37N2123456", "plate": "甘E·A1234", "plate_type": "02",
+                      "make": "大众", "registered": "2021-05-10", "state": "K", "mortgaged": "false",
+                      "seals": [{"by": "兰州市中级人民法院", "doc": "(2025)甘01执9号",
+                                 "until": "2027-01-31", "waiting": "false"}]}],
+        "holdings": [{"account": "A123456789", "market": "SH", "code": "600000", "name": "浦发银行",
+                      "qty": "12000", "free": "10000", "custodian": "12345",
+                      "frozen": [{"by": "(2023)甘0502执88号", "doc": "(2023)甘0502执88号",
+                                  "qty": "2000", "waiting": "false"}]}],
+        "payments": [{"id": "2088000012341234", "holder": "张三", "balance_fen": "356000",
+                      "fund_fen": "120000"}],
+        "funds": [{"account": "GJJ-620503-001", "balance": "48200.50", "available": "48200.50",
+                   "state": "contributing", "withdrawable": "false"}],
+        "equity": [{"company": "天水某某商贸有限公司", "code": "91620500MA7XXXXX1K",
+                    "subscribed": "3500000.00", "paid_in": "1000000.00", "ratio": "35.00%"}]}"#;
+    let outcomes = dialect
+        .inquiry_reply(
+            std::slice::from_ref(&request),
+            WireReply {
+                status: 200,
+                content_type: None,
+                body: body.as_bytes(),
+            },
+        )
+        .expect("reads");
+    let Ok(InquiryOutcome::Answered { assets }) = &outcomes[0].outcome else {
+        panic!("not answered: {:?}", outcomes[0].outcome);
+    };
+    let measure = |authority: &str, document: &str| StandingMeasure {
+        authority: authority.into(),
+        document_number: document.into(),
+        amount_fen: None,
+        start_date: None,
+        end_date: None,
+        waiting: false,
+        queue_position: None,
+        quantity: None,
+    };
+    let expected = vec![
+        Asset::Vehicle(Vehicle {
+            vin: "LSVAU2A37N2123456".into(),
+            plate_number: "甘E·A1234".into(),
+            plate_type: "02".into(),
+            make_model: "大众".into(),
+            first_registered: chrono::NaiveDate::from_ymd_opt(2021, 5, 10),
+            state: "sealed".into(),
+            mortgaged: false,
+            measures: vec![StandingMeasure {
+                end_date: chrono::NaiveDate::from_ymd_opt(2027, 1, 31),
+                ..measure("兰州市中级人民法院", "(2025)甘01执9号")
+            }],
+        }),
+        Asset::Securities(SecuritiesHolding {
+            securities_account: "A123456789".into(),
+            market: "SH".into(),
+            security_code: "600000".into(),
+            security_name: "浦发银行".into(),
+            quantity: 12_000,
+            available_quantity: Some(10_000),
+            custodian: "12345".into(),
+            measures: vec![StandingMeasure {
+                quantity: Some(2_000),
+                ..measure("(2023)甘0502执88号", "(2023)甘0502执88号")
+            }],
+        }),
+        Asset::PaymentAccount(PaymentAccount {
+            payment_account: "2088000012341234".into(),
+            holder: "张三".into(),
+            balance_fen: Fen(356_000),
+            available_fen: None,
+            fund_balance_fen: Some(Fen(120_000)),
+            measures: vec![],
+        }),
+        Asset::ProvidentFund(ProvidentFundAccount {
+            fund_account: "GJJ-620503-001".into(),
+            balance_fen: Fen(4_820_050),
+            available_fen: Some(Fen(4_820_050)),
+            state: "contributing".into(),
+            withdrawable: false,
+            measures: vec![],
+        }),
+        Asset::Equity(EquityHolding {
+            company_name: "天水某某商贸有限公司".into(),
+            company_credit_code: "91620500MA7XXXXX1K".into(),
+            subscribed_capital_fen: Fen(350_000_000),
+            paid_in_capital_fen: Some(Fen(100_000_000)),
+            share_ratio: "35.00%".into(),
+            measures: vec![],
+        }),
+    ];
+    assert_eq!(assets, &expected);
+    let kinds: Vec<AssetKind> = assets.iter().map(Asset::kind).collect();
+    assert_eq!(kinds, AssetKind::ALL[2..].to_vec());
+    // The API's form: each tagged with its kind, in the contract's names.
+    let json = serde_json::to_value(assets).expect("json");
+    let tags: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "vehicle",
+            "securities",
+            "payment_account",
+            "provident_fund",
+            "equity"
+        ]
+    );
+
+    // A required field of a new kind left unmapped is an error naming it.
+    let text = std::fs::read_to_string(config().join("dialects/bank-json.toml")).expect("file");
+    let broken = text.replace("kind = \"bank_account\"", "kind = \"securities\"");
+    let err = CompiledDialect::from_toml(&broken)
+        .expect_err("refused")
+        .join("\n");
+    assert!(
+        err.contains("the required field \"securities_account\" of a securities is not mapped"),
+        "{err}"
+    );
+    let unknown = text.replace("kind = \"bank_account\"", "kind = \"yacht\"");
+    let err = CompiledDialect::from_toml(&unknown)
+        .expect_err("refused")
+        .join("\n");
+    assert!(err.contains("\"yacht\" is not a kind of asset"), "{err}");
+}

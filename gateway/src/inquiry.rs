@@ -34,8 +34,7 @@ pub struct InquiryBody {
     #[serde(default, deserialize_with = "input::objects")]
     #[schema(min_items = 1, max_items = 10)]
     pub officers: Vec<OfficerBody>,
-    /// The kinds of asset asked about (default: bank accounts and real
-    /// estate).
+    /// The kinds of asset asked about (default: every kind), each once.
     #[serde(default)]
     #[schema(min_items = 1, max_items = 16)]
     pub asset_kinds: Option<Vec<AssetKind>>,
@@ -272,14 +271,19 @@ impl InquiryBody {
         let (subject, warnings) = validate_subject(&self.subject)?;
         let officers = validate_officers(&self.officers, 1)?;
         let asset_kinds = match &self.asset_kinds {
-            None => vec![AssetKind::BankAccount, AssetKind::RealEstate],
+            None => AssetKind::ALL.to_vec(),
             Some(k) if k.is_empty() => {
                 return Err(BrokenRule::NoAssetKinds);
             }
             Some(k) => {
-                let mut k = k.clone();
-                k.dedup();
-                k
+                // Each kind once, in the order asked.
+                let mut unique = Vec::with_capacity(k.len());
+                for kind in k {
+                    if !unique.contains(kind) {
+                        unique.push(*kind);
+                    }
+                }
+                unique
             }
         };
         let targets: Vec<String> = match &self.agencies {

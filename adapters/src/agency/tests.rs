@@ -71,6 +71,19 @@ fn a_good_file_parses_with_defaults() {
 }
 
 #[test]
+fn each_kind_of_agency_serves_its_kind_of_asset() {
+    let mut served = Vec::new();
+    for kind in AgencyKind::ALL {
+        let text = GOOD.replace("kind = \"bank\"", &format!("kind = \"{}\"", kind.as_str()));
+        let a = parse(&text).unwrap_or_else(|e| panic!("{kind:?}: {e:?}"));
+        assert_eq!(a.kind, kind);
+        served.push(a.asset_kind());
+    }
+    // One kind of agency for each kind of asset.
+    assert_eq!(served, AssetKind::ALL);
+}
+
+#[test]
 fn unknown_keys_are_errors_with_a_line() {
     let text = format!("{GOOD}colour = \"red\"\n");
     let errors = parse(&text).expect_err("unknown key");

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::select::{Node, Path};
 use super::spec::{FieldSpec, RecordSpec};
 use crate::excerpt;
-use crate::model::{Fen, MoneyError};
+use crate::model::{AssetKind, Fen, MoneyError};
 
 /// The kind of value a model field holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,50 @@ const REAL_ESTATE: &[ModelField] = &[
     field("mortgaged", Bool, false, false),
 ];
 
+const VEHICLE: &[ModelField] = &[
+    field("vin", Text, true, false),
+    field("plate_number", Text, false, false),
+    field("plate_type", Text, false, false),
+    field("make_model", Text, false, false),
+    field("first_registered", Date, false, true),
+    field("state", Text, false, false),
+    field("mortgaged", Bool, false, false),
+];
+
+const SECURITIES: &[ModelField] = &[
+    field("securities_account", Text, true, false),
+    field("market", Text, false, false),
+    field("security_code", Text, true, false),
+    field("security_name", Text, false, false),
+    field("quantity", Integer, true, false),
+    field("available_quantity", Integer, false, true),
+    field("custodian", Text, false, false),
+];
+
+const PAYMENT_ACCOUNT: &[ModelField] = &[
+    field("payment_account", Text, true, false),
+    field("holder", Text, false, false),
+    field("balance_fen", Money, true, false),
+    field("available_fen", Money, false, true),
+    field("fund_balance_fen", Money, false, true),
+];
+
+const PROVIDENT_FUND: &[ModelField] = &[
+    field("fund_account", Text, true, false),
+    field("balance_fen", Money, true, false),
+    field("available_fen", Money, false, true),
+    field("state", Text, false, false),
+    field("withdrawable", Bool, false, false),
+];
+
+const EQUITY: &[ModelField] = &[
+    field("company_name", Text, true, false),
+    field("company_credit_code", Text, true, false),
+    field("subscribed_capital_fen", Money, true, false),
+    field("paid_in_capital_fen", Money, false, true),
+    field("share_ratio", Text, false, false),
+];
+
 const MEASURE: &[ModelField] = &[
     field("authority", Text, false, false),
     field("document_number", Text, false, false),
@@ -72,6 +116,7 @@ const MEASURE: &[ModelField] = &[
     field("end_date", Date, false, true),
     field("waiting", Bool, false, false),
     field("queue_position", Integer, false, true),
+    field("quantity", Integer, false, true),
 ];
 
 const CONTROL_RESULT: &[ModelField] = &[
@@ -214,6 +259,7 @@ struct CompiledField {
 pub struct RecordMapping {
     records: Path,
     fields: Vec<CompiledField>,
+    kind: RecordKind,
     schema: &'static [ModelField],
     measures: Option<Box<RecordMapping>>,
     owners: Option<Box<RecordMapping>>,
@@ -231,8 +277,8 @@ pub struct RecordSource<'a> {
 /// The record kinds a dialect may map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordKind {
-    BankAccount,
-    RealEstate,
+    /// A found asset of one kind, with its standing measures.
+    Asset(AssetKind),
     Measure,
     Owner,
     ControlResult,
@@ -241,18 +287,17 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
-    pub fn parse_asset(kind: &str) -> Option<Self> {
-        match kind {
-            "bank_account" => Some(RecordKind::BankAccount),
-            "real_estate" => Some(RecordKind::RealEstate),
-            _ => None,
-        }
-    }
-
     fn schema(self) -> &'static [ModelField] {
         match self {
-            RecordKind::BankAccount => BANK_ACCOUNT,
-            RecordKind::RealEstate => REAL_ESTATE,
+            RecordKind::Asset(kind) => match kind {
+                AssetKind::BankAccount => BANK_ACCOUNT,
+                AssetKind::RealEstate => REAL_ESTATE,
+                AssetKind::Vehicle => VEHICLE,
+                AssetKind::Securities => SECURITIES,
+                AssetKind::PaymentAccount => PAYMENT_ACCOUNT,
+                AssetKind::ProvidentFund => PROVIDENT_FUND,
+                AssetKind::Equity => EQUITY,
+            },
             RecordKind::Measure => MEASURE,
             RecordKind::Owner => OWNER,
             RecordKind::ControlResult => CONTROL_RESULT,
@@ -262,8 +307,7 @@ impl RecordKind {
 
     fn name(self) -> &'static str {
         match self {
-            RecordKind::BankAccount => "bank_account",
-            RecordKind::RealEstate => "real_estate",
+            RecordKind::Asset(kind) => kind.as_str(),
             RecordKind::Measure => "measure",
             RecordKind::Owner => "owner",
             RecordKind::ControlResult => "control result",
@@ -358,7 +402,9 @@ impl RecordMapping {
         };
         let measures = sub(measures, RecordKind::Measure, "measures", errors);
         let owners = match (kind, owners) {
-            (RecordKind::RealEstate, o) => sub(o, RecordKind::Owner, "owners", errors),
+            (RecordKind::Asset(AssetKind::RealEstate), o) => {
+                sub(o, RecordKind::Owner, "owners", errors)
+            }
             (_, Some(_)) => {
                 errors.push(format!("{at}.owners: only real_estate records have owners"));
                 None
@@ -371,6 +417,7 @@ impl RecordMapping {
         Some(Self {
             records: records?,
             fields: compiled,
+            kind,
             schema,
             measures,
             owners,
@@ -440,23 +487,21 @@ impl RecordMapping {
             };
             out.insert(model.name.to_owned(), empty);
         }
-        if self
-            .schema
-            .iter()
-            .any(|f| f.name == "account_number" || f.name == "unit_number")
-        {
+        if let RecordKind::Asset(kind) = self.kind {
             let measures = match &self.measures {
                 Some(m) => m.map_all(record)?,
                 None => Vec::new(),
             };
             out.insert("measures".into(), measures.into());
-        }
-        if self.schema.iter().any(|f| f.name == "unit_number") {
-            let owners = match &self.owners {
-                Some(o) => o.map_all(record)?,
-                None => Vec::new(),
-            };
-            out.insert("owners".into(), owners.into());
+            if kind == AssetKind::RealEstate {
+                let owners = match &self.owners {
+                    Some(o) => o.map_all(record)?,
+                    None => Vec::new(),
+                };
+                out.insert("owners".into(), owners.into());
+            }
+            // The API's tag: the value reads as an `Asset`.
+            out.insert("kind".into(), kind.as_str().into());
         }
         Ok(Value::Object(out))
     }

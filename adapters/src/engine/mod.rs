@@ -40,7 +40,7 @@ use crate::dialect::{
     ReplyError, WireReply, WireRequest, agency_error, match_items,
 };
 use crate::excerpt;
-use crate::model::{Asset, InquiryOutcome};
+use crate::model::{Asset, AssetKind, InquiryOutcome};
 use crate::xml::{decode_document, encoding_for_label, parse_tree};
 
 /// What an outcome code table may say.
@@ -62,7 +62,7 @@ struct CompiledReply {
     outcome: Vec<(Path, BTreeMap<String, String>)>,
     reason: Vec<Path>,
     ticket: Option<Path>,
-    assets: Vec<(RecordKind, RecordMapping)>,
+    assets: Vec<RecordMapping>,
 }
 
 /// A request to render and the reading of its reply (`R`).
@@ -568,13 +568,16 @@ fn compile_reply(
     let mut assets = Vec::new();
     for (i, asset) in spec.assets.iter().enumerate() {
         let key = format!("{at}.assets[{i}]");
-        let Some(kind) = RecordKind::parse_asset(&asset.kind) else {
+        let Some(kind) = AssetKind::parse(&asset.kind) else {
+            let known: Vec<&str> = AssetKind::ALL.iter().map(|k| k.as_str()).collect();
             errors.push(format!(
-                "{key}.kind {:?} is not bank_account or real_estate",
-                asset.kind
+                "{key}.kind {:?} is not a kind of asset ({})",
+                asset.kind,
+                known.join(", ")
             ));
             continue;
         };
+        let kind = RecordKind::Asset(kind);
         let source = RecordSource {
             records: &asset.records,
             fields: &asset.fields,
@@ -582,7 +585,7 @@ fn compile_reply(
             owners: asset.owners.as_ref(),
         };
         if let Some(m) = RecordMapping::compile(kind, source, codes, &key, errors) {
-            assets.push((kind, m));
+            assets.push(m);
         }
     }
     if errors.len() > before {
@@ -801,14 +804,9 @@ impl DeclaredDialect {
         Ok(match verdict {
             "answered" => {
                 let mut assets = Vec::new();
-                for (kind, mapping) in &spec.assets {
+                for mapping in &spec.assets {
                     for value in mapping.map_all(item).map_err(ReplyError::Malformed)? {
-                        let asset = match kind {
-                            RecordKind::BankAccount => {
-                                serde_json::from_value(value).map(Asset::BankAccount)
-                            }
-                            _ => serde_json::from_value(value).map(Asset::RealEstate),
-                        };
+                        let asset = serde_json::from_value::<Asset>(value);
                         assets.push(asset.map_err(ReplyError::malformed)?);
                     }
                 }

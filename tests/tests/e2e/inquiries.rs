@@ -221,6 +221,45 @@ async fn only_the_asked_agencies_and_asset_kinds_are_queried(
         .await?;
     assert_eq!(reply.body["progress"]["total"], 1);
     assert_eq!(assets(&reply.body, "bank_account").len(), 1);
+
+    // A kind asked twice is asked once.
+    body["agencies"] = json!(["bank-b"]);
+    body["asset_kinds"] = json!(["bank_account", "bank_account"]);
+    let reply = sys
+        .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &body)
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["progress"]["total"], 1);
+
+    // A kind of asset no configured agency serves: nobody to ask.
+    body.as_object_mut().expect("object").remove("agencies");
+    body["asset_kinds"] = json!(["vehicle", "equity"]);
+    let reply = sys.post_json("/v1/inquiries", ENFORCEMENT, &body).await?;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert_eq!(reply.body["error"]["field"], "agencies", "{}", reply.body);
+    // Naming a bank for those kinds: that bank holds none of them.
+    body["agencies"] = json!(["bank-a"]);
+    let reply = sys.post_json("/v1/inquiries", ENFORCEMENT, &body).await?;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reply.body["error"]["field"], "agencies[0]",
+        "{}",
+        reply.body
+    );
+    // A kind the gateway does not know is a bad value, not a crash.
+    body["asset_kinds"] = json!(["yacht"]);
+    let reply = sys.post_json("/v1/inquiries", ENFORCEMENT, &body).await?;
+    assert!(reply.status.is_client_error(), "{}", reply.body);
     Ok(())
 }
 
