@@ -37,11 +37,6 @@ use crate::inquiry::{
 use crate::rules::BrokenRule;
 use crate::store::{OrderPhase, OrderRecord, OrderStatus};
 
-/// Longest term of a freeze of deposits, in months.
-pub const DEPOSIT_TERM_MONTHS: u32 = 12;
-/// Longest term of a seal of real estate, in months.
-pub const REAL_ESTATE_TERM_MONTHS: u32 = 36;
-
 /// `POST /v1/orders` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -276,14 +271,6 @@ fn measure_action(action: ControlAction) -> Option<ControlAction> {
     }
 }
 
-fn term_months(action: ControlAction) -> u32 {
-    if action.on_accounts() {
-        DEPOSIT_TERM_MONTHS
-    } else {
-        REAL_ESTATE_TERM_MONTHS
-    }
-}
-
 impl OrderBody {
     /// The id of the prior order, when the body names one.
     pub fn prior_id(&self) -> Option<&str> {
@@ -469,7 +456,7 @@ impl OrderBody {
 
         // Dates and terms.
         let today = ctx.today;
-        let months = term_months(action);
+        let months = crate::rules::kind_rules(wanted_kind).term_months;
         let (start_date, end_date) = match action {
             ControlAction::Freeze | ControlAction::Seal => {
                 let end = self

@@ -24,7 +24,7 @@
 
 use adapters::control::{ControlAction, DocumentRef};
 use adapters::ids::CaseNumber;
-use adapters::model::{Court, Officer};
+use adapters::model::{AssetKind, Court, Officer};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ use crate::inquiry::{
     OfficerBody, SubjectBody, normalise_officers, timestamp, validate_subject, view as inquiry_view,
 };
 use crate::order::{
-    self, AssetBody, DEPOSIT_TERM_MONTHS, DocumentBody, NewOrder, normalise_documents, parse_date,
+    self, AssetBody, DocumentBody, NewOrder, normalise_documents, parse_date,
     validate_control_officers, validate_documents,
 };
 use crate::order_worker::OrderWorker;
@@ -139,7 +139,11 @@ impl PlanBody {
                 end: end_date,
             });
         }
-        let limit = crate::clock::term_end(today, DEPOSIT_TERM_MONTHS).unwrap_or(today);
+        let limit = crate::clock::term_end(
+            today,
+            crate::rules::kind_rules(AssetKind::BankAccount).term_months,
+        )
+        .unwrap_or(today);
         if end_date > limit {
             return Err(BrokenRule::TermTooLong {
                 action: ControlAction::Freeze,

@@ -262,11 +262,111 @@ fn document_title(kind: &str) -> &'static str {
     }
 }
 
+/// What the law lets a court do online to one kind of asset, and how long a
+/// measure on it may run at most (SPC provisions on seizure, 2020, Art. 29;
+/// Civil Procedure Law interpretation Art. 487): funds one year, movables
+/// two, real estate and other property rights three. A renewal runs at most
+/// a full term again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindRules {
+    /// The control actions the kind takes.
+    pub actions: &'static [ControlAction],
+    /// The longest term of one measure, in months.
+    pub term_months: u32,
+}
+
+const FUNDS: &[ControlAction] = &[
+    ControlAction::Freeze,
+    ControlAction::Renew,
+    ControlAction::Release,
+    ControlAction::Deduct,
+];
+const PROPERTY_RIGHTS: &[ControlAction] = &[
+    ControlAction::Freeze,
+    ControlAction::Renew,
+    ControlAction::Release,
+];
+const SEALS: &[ControlAction] = &[
+    ControlAction::Seal,
+    ControlAction::RenewSeal,
+    ControlAction::ReleaseSeal,
+];
+
+/// The rules of one kind of asset.
+pub fn kind_rules(kind: AssetKind) -> KindRules {
+    let (actions, term_months) = match kind {
+        // Funds: frozen, renewed, released, and deducted to the court.
+        AssetKind::BankAccount | AssetKind::PaymentAccount | AssetKind::ProvidentFund => {
+            (FUNDS, 12)
+        }
+        // Registered property: sealed (the registry refuses transfers).
+        AssetKind::RealEstate => (SEALS, 36),
+        AssetKind::Vehicle => (SEALS, 24),
+        // Other property rights: frozen, never deducted online.
+        AssetKind::Securities | AssetKind::Equity => (PROPERTY_RIGHTS, 36),
+    };
+    KindRules {
+        actions,
+        term_months,
+    }
+}
+
 /// The term a measure may run, as the law puts it.
 fn term_rule(action: ControlAction) -> &'static str {
     if action.on_accounts() {
         "a freeze of bank deposits lasts at most one year"
     } else {
         "a seal of real estate lasts at most three years"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_takes_its_actions_for_its_term() {
+        let table: Vec<(AssetKind, Vec<&str>, u32)> = AssetKind::ALL
+            .into_iter()
+            .map(|k| {
+                let r = kind_rules(k);
+                (
+                    k,
+                    r.actions.iter().map(|a| a.as_str()).collect(),
+                    r.term_months,
+                )
+            })
+            .collect();
+        let funds = vec!["freeze", "renew", "release", "deduct"];
+        let rights = vec!["freeze", "renew", "release"];
+        let seals = vec!["seal", "renew_seal", "release_seal"];
+        assert_eq!(
+            table,
+            vec![
+                (AssetKind::BankAccount, funds.clone(), 12),
+                (AssetKind::RealEstate, seals.clone(), 36),
+                (AssetKind::Vehicle, seals, 24),
+                (AssetKind::Securities, rights.clone(), 36),
+                (AssetKind::PaymentAccount, funds.clone(), 12),
+                (AssetKind::ProvidentFund, funds, 12),
+                (AssetKind::Equity, rights, 36),
+            ]
+        );
+        // Every action is taken by some kind, and the kinds a freeze plan
+        // may draw on are the ones whose measures can be deducted.
+        for action in ControlAction::ALL {
+            assert!(
+                AssetKind::ALL
+                    .iter()
+                    .any(|k| kind_rules(*k).actions.contains(&action))
+            );
+        }
+        for kind in AssetKind::ALL {
+            assert_eq!(
+                kind.is_funds(),
+                kind_rules(kind).actions.contains(&ControlAction::Deduct),
+                "{kind:?}"
+            );
+        }
     }
 }
