@@ -64,6 +64,9 @@ pub struct CaseFile {
     /// The request path the dialect must produce.
     #[serde(default)]
     pub request_path: Option<String>,
+    /// The further headers the dialect must send (name, value), exactly.
+    #[serde(default)]
+    pub request_headers: Option<std::collections::BTreeMap<String, String>>,
     /// File holding the agency's reply, byte for byte.
     pub reply: String,
     #[serde(default = "ok")]
@@ -301,6 +304,7 @@ impl Case {
                     path: String::new(),
                     content_type: None,
                     body: bytes::Bytes::new(),
+                    headers: Default::default(),
                 };
                 (none, actual)
             }
@@ -343,6 +347,15 @@ impl Case {
             result
                 .problems
                 .push(format!("request path {:?}, expected {path:?}", wire.path));
+        }
+        if let Some(expected) = &self.spec.request_headers {
+            let sent: std::collections::BTreeMap<String, String> =
+                wire.headers.iter().cloned().collect();
+            if sent != *expected {
+                result
+                    .problems
+                    .push(format!("request headers {sent:?}, expected {expected:?}"));
+            }
         }
         if let Some(sample) = &self.spec.request {
             let expected = self.sibling(sample)?;

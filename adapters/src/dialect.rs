@@ -69,6 +69,9 @@ pub struct WireRequest {
     /// The bytes as rendered and encoded: the same buffer is audited and
     /// sent (clones share it).
     pub body: bytes::Bytes,
+    /// The dialect's further headers (name, value), shared by every message
+    /// of the operation.
+    pub headers: std::sync::Arc<[(String, String)]>,
 }
 
 /// The agency's HTTP answer, as received.

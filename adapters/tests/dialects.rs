@@ -707,3 +707,37 @@ fields.share_ratio = "/ratio"
         .join("\n");
     assert!(err.contains("\"yacht\" is not a kind of asset"), "{err}");
 }
+
+/// A dialect may send further headers of its own, fixed text; never the
+/// ones the gateway sets, nor credentials (the agency file's), nor what is
+/// not a header. Each mistake is named.
+#[test]
+fn a_dialects_own_headers_are_checked_when_it_loads() {
+    let text = std::fs::read_to_string(config().join("dialects/vehicle-soap.toml")).expect("file");
+    declared(&text);
+    let with = |headers: &str| {
+        text.replace(
+            "headers = { SOAPAction = \"\\\"urn:example:vehicle:1#QueryVehicles\\\"\" }",
+            &format!("headers = {headers}"),
+        )
+    };
+    assert_ne!(with("{}"), text, "the headers line is there to replace");
+    for (headers, named) in [
+        ("{ Authorization = \"Bearer x\" }", "headers.Authorization"),
+        ("{ content-type = \"text/plain\" }", "headers.content-type"),
+        ("{ \"bad name\" = \"x\" }", "headers.bad name"),
+        ("{ X-Version = \"1\\n2\" }", "headers.X-Version"),
+    ] {
+        let errors = CompiledDialect::from_toml(&with(headers))
+            .expect_err(headers)
+            .join("\n");
+        assert!(errors.contains(named), "{headers}: {errors}");
+    }
+    CompiledDialect::from_toml(&with("{ X-Api-Version = \"2024-01\" }")).expect("a plain header");
+    // A flag conversion needs its letters.
+    let flagless = text.replace("convert = \"flag:M\"", "convert = \"flag:\"");
+    let errors = CompiledDialect::from_toml(&flagless)
+        .expect_err("refused")
+        .join("\n");
+    assert!(errors.contains("needs the letters"), "{errors}");
+}

@@ -170,6 +170,10 @@ impl Transport {
         if let Some(ct) = &request.content_type {
             builder = builder.header(CONTENT_TYPE, ct);
         }
+        // The dialect's own headers (checked when the dialect loaded).
+        for (name, value) in request.headers.iter() {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
         builder = builder
             .headers(channel.headers.clone())
             .header("x-request-id", request_id);
@@ -226,4 +230,61 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A dialect's further headers (a SOAP 1.1 `SOAPAction`) reach the
+    /// agency with its message.
+    #[tokio::test]
+    async fn a_dialects_headers_go_with_its_message() -> anyhow::Result<()> {
+        crate::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new().route(
+            "/soap",
+            axum::routing::post(|headers: axum::http::HeaderMap| async move {
+                headers
+                    .get("soapaction")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("no SOAPAction")
+                    .to_owned()
+            }),
+        );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let transport = Transport::new(1 << 20)?;
+        let channel = transport
+            .channel_for(&Connection::default())
+            .map_err(anyhow::Error::msg)?;
+        let request = WireRequest {
+            method: HttpMethod::Post,
+            path: "/soap".into(),
+            content_type: Some("text/xml; charset=UTF-8".into()),
+            body: Bytes::from_static(b"<x/>"),
+            headers: Arc::from(vec![(
+                "SOAPAction".to_owned(),
+                "\"urn:example:vehicle:1#QueryVehicles\"".to_owned(),
+            )]),
+        };
+        let reply = transport
+            .send(
+                &channel,
+                &format!("http://{addr}"),
+                &request,
+                Duration::from_secs(5),
+                "r-1",
+            )
+            .await?;
+        server.abort();
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.body.as_ref(),
+            b"\"urn:example:vehicle:1#QueryVehicles\""
+        );
+        Ok(())
+    }
 }

@@ -212,6 +212,7 @@ fn echo() -> WireRequest {
         path: "/echo".into(),
         content_type: None,
         body: bytes::Bytes::new(),
+        headers: Default::default(),
     }
 }
 

@@ -148,6 +148,10 @@ enum Convert {
     Decimal,
     Integer,
     Bool,
+    /// Yes when the wire text contains these letters: a state written as
+    /// several one-letter flags standing together (`KM`: sealed and
+    /// mortgaged).
+    Flag(String),
     Date(String),
 }
 
@@ -173,6 +177,13 @@ impl Convert {
             Some("decimal") => Convert::Decimal,
             Some("integer") => Convert::Integer,
             Some("bool") => Convert::Bool,
+            Some(other) if other.starts_with("flag:") => {
+                let letters = &other["flag:".len()..];
+                if letters.is_empty() {
+                    return Err("convert \"flag:\" needs the letters to look for".into());
+                }
+                Convert::Flag(letters.to_owned())
+            }
             Some(other) => match other.strip_prefix("date:") {
                 Some(format) => {
                     // A format that cannot print a date cannot read one either.
@@ -185,7 +196,7 @@ impl Convert {
                 }
                 None => {
                     return Err(format!(
-                        "convert {other:?} is unknown (text, yuan, fen, decimal, integer, bool, date:<format>)"
+                        "convert {other:?} is unknown (text, yuan, fen, decimal, integer, bool, flag:<letters>, date:<format>)"
                     ));
                 }
             },
@@ -196,7 +207,7 @@ impl Convert {
                 | (Convert::Yuan | Convert::Fen, Money)
                 | (Convert::Decimal, Decimal)
                 | (Convert::Integer, Integer)
-                | (Convert::Bool, Bool)
+                | (Convert::Bool | Convert::Flag(_), Bool)
                 | (Convert::Date(_), Date)
         );
         if !fits {
@@ -226,7 +237,7 @@ impl Convert {
                     .ok_or_else(|| format!("{:?} is not a finite number", quoted()))?
             }
             Convert::Integer => raw
-                .parse::<u32>()
+                .parse::<u64>()
                 .map_err(|_| format!("{:?} is not a whole number", quoted()))?
                 .into(),
             Convert::Bool => match raw.to_ascii_lowercase().as_str() {
@@ -234,6 +245,7 @@ impl Convert {
                 "false" | "0" | "no" | "n" => false.into(),
                 _ => return Err(format!("{:?} is not a yes/no value", quoted())),
             },
+            Convert::Flag(letters) => raw.contains(letters.as_str()).into(),
             Convert::Date(format) => NaiveDate::parse_from_str(raw, format)
                 .map_err(|_| format!("{:?} is not a date in the format {format:?}", quoted()))?
                 .format("%Y-%m-%d")

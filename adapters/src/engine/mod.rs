@@ -78,6 +78,7 @@ struct CompiledOperation<R> {
     /// (most are): rendered once at load, not for every message.
     fixed_path: Option<String>,
     fixed_content_type: Option<String>,
+    headers: Arc<[(String, String)]>,
     /// The size of the last body rendered: the next one's buffer starts
     /// that large, so it is seldom moved while it grows (and a batch's size
     /// is not kept for every lone message after it).
@@ -325,6 +326,7 @@ impl CompiledDialect {
             path,
             content_type,
             body,
+            headers: op.headers.clone(),
         })
     }
 }
@@ -339,6 +341,39 @@ fn compile_operation(
     let request = compile_request(op, &spec.request, env, errors);
     let reply = compile_reply(op, &spec.reply, codes, errors);
     Some(request?.with_reply(reply?))
+}
+
+/// Headers the gateway sets itself, or that would carry what an agency
+/// file must hold: a dialect may not set them.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "content-length",
+    "content-type",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "x-request-id",
+];
+
+/// A header a dialect may send: a token for its name (RFC 9110), visible
+/// ASCII and spaces for its value.
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err("not a valid header name".into());
+    }
+    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(
+            "the gateway sets this header itself (credentials belong in the agency file)".into(),
+        );
+    }
+    if !value
+        .chars()
+        .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+    {
+        return Err("a header value is visible ASCII text".into());
+    }
+    Ok(())
 }
 
 /// The text of a template with no expression, statement or comment in it,
@@ -373,6 +408,17 @@ fn compile_request(
         .as_ref()
         .map(|_| format!("{op}.request.content_type"));
     let fixed_path = fixed(env, &path, &spec.path);
+    let headers = spec
+        .headers
+        .iter()
+        .filter_map(|(name, value)| match check_header(name, value) {
+            Ok(()) => Some((name.clone(), value.clone())),
+            Err(e) => {
+                errors.push(format!("{op}.request.headers.{name}: {e}"));
+                None
+            }
+        })
+        .collect();
     let fixed_content_type = spec
         .content_type
         .as_ref()
@@ -383,6 +429,7 @@ fn compile_request(
         method: method?,
         fixed_path,
         fixed_content_type,
+        headers,
         path,
         content_type,
         body: spec
@@ -404,6 +451,7 @@ impl CompiledOperation<()> {
             body: self.body,
             fixed_path: self.fixed_path,
             fixed_content_type: self.fixed_content_type,
+            headers: self.headers,
             body_size: self.body_size,
             reply,
         }
@@ -843,9 +891,13 @@ fn verdict<'t, 'a>(
     item: Node<'a>,
 ) -> Result<(Cow<'a, str>, &'t str), ReplyError> {
     for (path, table) in rules {
-        let code = path
-            .text_ref(item)
-            .ok_or_else(|| ReplyError::Malformed("the outcome code is missing".into()))?;
+        // An absent code reads as the table's `""` entry, when it has one
+        // (a SOAP fault's code, present only in a fault, says `"" = "next"`).
+        let code = match path.text_ref(item) {
+            Some(code) => code,
+            None if table.contains_key("") => Cow::Borrowed(""),
+            None => return Err(ReplyError::Malformed("the outcome code is missing".into())),
+        };
         let verdict = table
             .get(code.as_ref())
             .or_else(|| table.get("*"))

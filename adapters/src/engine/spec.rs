@@ -90,6 +90,10 @@ pub struct RequestSpec {
     /// The body; a template. XML bodies get the declaration prepended.
     #[serde(default)]
     pub body: Option<String>,
+    /// Further HTTP headers, fixed text (a SOAP 1.1 `SOAPAction`, an API
+    /// version). Never credentials: those come from the agency file.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 fn post() -> String {

@@ -84,6 +84,7 @@ pub fn call_with(audit: Arc<dyn ExchangeAudit>) -> AgencyCall {
         path: "/inquiry".into(),
         content_type: None,
         body: Bytes::from_static(b"<q/>"),
+        headers: Default::default(),
     };
     AgencyCall::new("bank-test", "inquiry.send", "P1", wire, audit)
 }
