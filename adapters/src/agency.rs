@@ -227,18 +227,54 @@ pub struct TlsFiles {
     pub client_key: Option<PathBuf>,
 }
 
-/// `[auth]`: headers sent with every message to the agency.
+/// `[auth]`: headers sent with every message to the agency, and the key
+/// its messages are signed with when its dialect signs them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// `[[auth.headers]]`, one table per header.
     #[serde(default)]
     pub headers: Vec<AuthHeader>,
+    /// `[auth.signing_key]`: the key of a dialect that signs its messages
+    /// (`[signing]`), by reference: exactly one of `env` and `file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretSource>,
 }
 
 impl Auth {
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.headers.is_empty() && self.signing_key.is_none()
+    }
+}
+
+/// A secret by reference: exactly one of `env` and `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// The environment variable holding it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// The file holding it (surrounding whitespace trimmed); relative to
+    /// the agency file's folder, or absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// A literal value is refused (secrets never inline).
+    #[serde(default, skip_serializing)]
+    value: Option<InlineValue>,
+}
+
+impl SecretSource {
+    /// A secret in environment variable `var`.
+    pub fn from_env(var: &str) -> Self {
+        Self {
+            env: Some(var.to_owned()),
+            file: None,
+            value: None,
+        }
+    }
+
+    pub(crate) fn has_inline_value(&self) -> bool {
+        self.value.is_some()
     }
 }
 
@@ -336,7 +372,9 @@ impl AgencyConfig {
     /// The key a dialect's complaint about this agency is about: the
     /// options the agency file gives it, or else the dialect's name.
     fn dialect_key(message: &str) -> &'static str {
-        if message.contains("max_batch") {
+        if message.contains("signing_key") {
+            "auth.signing_key"
+        } else if message.contains("max_batch") {
             "limits.max_batch"
         } else if message.contains("encoding") {
             "encoding"
@@ -365,6 +403,9 @@ impl AgencyConfig {
             if let Some(p) = &mut header.file {
                 anchor(p);
             }
+        }
+        if let Some(p) = self.auth.signing_key.as_mut().and_then(|k| k.file.as_mut()) {
+            anchor(p);
         }
     }
 
@@ -479,9 +520,6 @@ impl Agency {
         config: AgencyConfig,
         dialects: &crate::catalog::DialectSet,
     ) -> Result<Self, String> {
-        let dialect = dialects
-            .for_agency(&config)
-            .map_err(|e| config.at_key(AgencyConfig::dialect_key(&e), e))?;
         let connection = Connection::resolve(&config).map_err(|problems| {
             let first = problems
                 .first()
@@ -490,6 +528,9 @@ impl Agency {
             let messages: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
             config.at_key(&first, messages.join("; "))
         })?;
+        let dialect = dialects
+            .for_agency(&config, connection.signing_key.clone())
+            .map_err(|e| config.at_key(AgencyConfig::dialect_key(&e), e))?;
         Ok(Self {
             config,
             dialect,

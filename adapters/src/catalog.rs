@@ -91,7 +91,13 @@ impl DialectSet {
     }
 
     /// Builds the dialect an agency names, with the agency's options.
-    pub fn for_agency(&self, agency: &AgencyConfig) -> Result<Arc<dyn Dialect>, String> {
+    /// The dialect an agency file names, with the file's options and the
+    /// agency's signing key (`auth.signing_key`, resolved).
+    pub fn for_agency(
+        &self,
+        agency: &AgencyConfig,
+        signing_key: Option<crate::agency::Secret>,
+    ) -> Result<Arc<dyn Dialect>, String> {
         let dialect = self.by_name.get(&agency.dialect).ok_or_else(|| {
             format!(
                 "dialect {:?} is unknown (dialect files define: {})",
@@ -103,7 +109,8 @@ impl DialectSet {
             dialect.clone(),
             agency.encoding.as_deref(),
             agency.limits.max_batch,
-        )?;
+        )?
+        .with_signing_key(signing_key)?;
         Ok(Arc::new(declared))
     }
 }

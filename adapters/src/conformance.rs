@@ -67,6 +67,15 @@ pub struct CaseFile {
     /// The further headers the dialect must send (name, value), exactly.
     #[serde(default)]
     pub request_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// A signing dialect's key for the case (a test key, not a secret),
+    /// with the timestamp and nonce its requests are signed with, so that
+    /// a signed request is the same on every run.
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    #[serde(default)]
+    pub nonce: Option<String>,
     /// File holding the agency's reply, byte for byte.
     pub reply: String,
     #[serde(default = "ok")]
@@ -228,7 +237,24 @@ impl Case {
         let compiled = dialects
             .get(&self.dialect)
             .ok_or_else(|| format!("no dialect {:?} is defined", self.dialect))?;
-        let dialect = DeclaredDialect::new(compiled.clone(), self.spec.encoding.as_deref(), None)?;
+        let mut dialect =
+            DeclaredDialect::new(compiled.clone(), self.spec.encoding.as_deref(), None)?;
+        if dialect.signs() {
+            let key = self
+                .spec
+                .signing_key
+                .as_ref()
+                .ok_or("a case of a signing dialect needs its signing_key")?;
+            dialect = dialect
+                .with_signing_key(Some(crate::agency::Secret::new(key.as_bytes())))?
+                .with_fixed_signing(
+                    self.spec.timestamp.unwrap_or(1_764_230_400),
+                    self.spec
+                        .nonce
+                        .as_deref()
+                        .unwrap_or("00000000000000000000000000000000"),
+                );
+        }
         result.expected = serde_json::from_slice(&self.sibling(&self.spec.expected)?)
             .map_err(|e| format!("{}: {e}", self.spec.expected))?;
         let reply_bytes = self.sibling(&self.spec.reply)?;

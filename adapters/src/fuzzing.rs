@@ -107,7 +107,18 @@ impl Harness {
             let compiled = dialects
                 .get(&name)
                 .ok_or_else(|| format!("dialect {name} vanished"))?;
-            let dialect = DeclaredDialect::new(compiled.clone(), None, None)?;
+            let mut dialect = DeclaredDialect::new(compiled.clone(), None, None)?;
+            if dialect.signs() {
+                // The packs' test key: signed samples verify, and mutated
+                // ones reach the signature check.
+                let key = cases
+                    .iter()
+                    .filter(|c| c.dialect == name)
+                    .find_map(|c| c.spec.signing_key.clone())
+                    .ok_or_else(|| format!("the pack of {name} gives no signing_key"))?;
+                dialect =
+                    dialect.with_signing_key(Some(crate::agency::Secret::new(key.into_bytes())))?;
+            }
             let mut numbers: Vec<String> = cases
                 .iter()
                 .filter(|c| c.dialect == name)

@@ -56,6 +56,9 @@ pub struct TlsMaterial {
 pub struct Connection {
     pub headers: Vec<AuthHeaderValue>,
     pub tls: Option<TlsMaterial>,
+    /// The key a signing dialect signs requests and checks replies with
+    /// (`auth.signing_key`).
+    pub signing_key: Option<Secret>,
 }
 
 /// Headers the gateway sets itself; an agency file may not override them.
@@ -128,71 +131,13 @@ impl Connection {
                 ));
                 continue;
             }
-            let value = match (&header.env, &header.file) {
-                (Some(_), Some(_)) => {
-                    problems.push((
-                        key("env"),
-                        format!(
-                            "auth header {:?} names both env and file: give exactly one",
-                            header.name
-                        ),
-                    ));
+            let what = format!("auth header {:?}", header.name);
+            let value = match read_secret(header.env.as_deref(), header.file.as_deref(), &what) {
+                Ok(value) => value,
+                Err((k, message)) => {
+                    problems.push((key(k), message));
                     continue;
                 }
-                (None, None) => {
-                    problems.push((
-                        key("name"),
-                        format!(
-                            "auth header {:?} needs its value by reference: `env = \"VARIABLE\"` or `file = \"path\"`",
-                            header.name
-                        ),
-                    ));
-                    continue;
-                }
-                (Some(var), None) => match std::env::var(var) {
-                    Ok(v) if !v.trim().is_empty() => v.trim().as_bytes().to_vec(),
-                    Ok(_) => {
-                        problems.push((
-                            key("env"),
-                            format!(
-                                "environment variable {var} (auth header {:?}) is empty",
-                                header.name
-                            ),
-                        ));
-                        continue;
-                    }
-                    Err(_) => {
-                        problems.push((
-                            key("env"),
-                            format!(
-                                "environment variable {var} (auth header {:?}) is not set",
-                                header.name
-                            ),
-                        ));
-                        continue;
-                    }
-                },
-                (None, Some(path)) => match read_file(path) {
-                    Ok(bytes) => {
-                        let trimmed = bytes.trim_ascii().to_vec();
-                        if trimmed.is_empty() {
-                            problems.push((
-                                key("file"),
-                                format!(
-                                    "secret file {} (auth header {:?}) is empty",
-                                    path.display(),
-                                    header.name
-                                ),
-                            ));
-                            continue;
-                        }
-                        trimmed
-                    }
-                    Err(e) => {
-                        problems.push((key("file"), format!("auth header {:?}: {e}", header.name)));
-                        continue;
-                    }
-                },
             };
             if !is_header_value(&value) {
                 problems.push((
@@ -214,11 +159,86 @@ impl Connection {
             .tls
             .as_ref()
             .and_then(|tls| resolve_tls(tls, &config.base_url, &mut problems));
+        let signing_key = config.auth.signing_key.as_ref().and_then(|source| {
+            let key = |k: &str| match k {
+                "name" => KeyPath::key("auth").then("signing_key"),
+                k => KeyPath::key("auth").then("signing_key").then(k),
+            };
+            if source.has_inline_value() {
+                problems.push((
+                    key("value"),
+                    "auth.signing_key has a literal value: secrets never inline; \
+                     give it by reference with `env = \"VARIABLE\"` or `file = \"path\"`"
+                        .into(),
+                ));
+                return None;
+            }
+            read_secret(
+                source.env.as_deref(),
+                source.file.as_deref(),
+                "auth.signing_key",
+            )
+            .map(Secret::new)
+            .map_err(|(k, message)| problems.push((key(k), message)))
+            .ok()
+        });
         if problems.is_empty() {
-            Ok(Self { headers, tls })
+            Ok(Self {
+                headers,
+                tls,
+                signing_key,
+            })
         } else {
             Err(problems)
         }
+    }
+}
+
+/// Reads a secret given by reference, exactly one of an environment
+/// variable and a file (surrounding whitespace trimmed). The error names
+/// the key at fault (`env`, `file`) and says what is wrong without the
+/// secret; `what` names the secret (`auth header "X-Api-Key"`).
+fn read_secret(
+    env: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> Result<Vec<u8>, (&'static str, String)> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err((
+            "env",
+            format!("{what} names both env and file: give exactly one"),
+        )),
+        (None, None) => Err((
+            "name",
+            format!(
+                "{what} needs its value by reference: `env = \"VARIABLE\"` or `file = \"path\"`"
+            ),
+        )),
+        (Some(var), None) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => Ok(v.trim().as_bytes().to_vec()),
+            Ok(_) => Err((
+                "env",
+                format!("environment variable {var} ({what}) is empty"),
+            )),
+            Err(_) => Err((
+                "env",
+                format!("environment variable {var} ({what}) is not set"),
+            )),
+        },
+        (None, Some(path)) => match read_file(path) {
+            Ok(bytes) => {
+                let trimmed = bytes.trim_ascii().to_vec();
+                if trimmed.is_empty() {
+                    Err((
+                        "file",
+                        format!("secret file {} ({what}) is empty", path.display()),
+                    ))
+                } else {
+                    Ok(trimmed)
+                }
+            }
+            Err(e) => Err(("file", format!("{what}: {e}"))),
+        },
     }
 }
 
@@ -320,6 +340,7 @@ mod tests {
                     ca_pem: None,
                     identity_pem: Some(Secret::new("-----BEGIN PRIVATE KEY-----")),
                 }),
+                signing_key: Some(Secret::new("s3cr3t-signing-key")),
             }
         );
         assert!(!shown.contains("s3cr3t"), "{shown}");

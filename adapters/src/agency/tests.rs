@@ -329,3 +329,93 @@ fn a_directory_with_errors_is_refused_whole() {
     assert!(errors.to_string().contains("already used"));
     assert!(errors.0.iter().all(|e| e.line().is_some()), "{errors}");
 }
+
+/// A dialect that signs its messages takes the agency's key from the agency
+/// file, by reference; the key signs the requests. Without a key, with a
+/// key its dialect has no use for, or with the key written inline, the
+/// file is refused, naming the key.
+#[test]
+fn a_signing_dialect_takes_its_key_from_the_agency_file() {
+    use crate::dialect::{Envelope, InquiryRequest};
+    use crate::ids::{CaseNumber, IdNumber};
+    use crate::model::{Court, Officer, Subject};
+
+    let dialects = crate::catalog::DialectSet::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/dialects"),
+    )
+    .expect("dialects");
+    let scratch = Scratch::new("signing");
+    scratch.write("secrets/pay.key", "platform-key\n");
+    let pay = GOOD
+        .replace("id = \"bank-a\"", "id = \"pay-x\"")
+        .replace("kind = \"bank\"", "kind = \"payment_platform\"")
+        .replace("dialect = \"court-bank-xml\"", "dialect = \"payment-json\"")
+        .replace("encoding = \"GB18030\"\n", "")
+        .replace("max_batch = 20", "max_batch = 1");
+    let agency = |text: &str| {
+        let file = scratch.write("pay-x.toml", text);
+        let config = parse_agency(&file, text).map_err(|e| format!("{e:?}"))?;
+        Agency::new(config, &dialects)
+    };
+
+    let with_key = format!("{pay}\n[auth.signing_key]\nfile = \"secrets/pay.key\"\n");
+    let a = agency(&with_key).expect("a signing agency with its key");
+    assert!(!format!("{a:?}").contains("platform-key"));
+    let request = InquiryRequest {
+        request_number: "Q1-pay-x".into(),
+        case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
+        subject: Subject::Person {
+            name: "张三".into(),
+            id_number: IdNumber::parse("360426199101010071").expect("id"),
+        },
+        officers: vec![Officer {
+            name: "李明".into(),
+            work_card_no: "G1".into(),
+            credential_no: "ZX1".into(),
+        }],
+    };
+    let envelope = Envelope {
+        court: Court {
+            code: "甘0503".into(),
+            name: "x".into(),
+        },
+        batch_number: "P1".into(),
+        callback_url: None,
+    };
+    let wire = a
+        .dialect
+        .inquiry_request(&envelope, std::slice::from_ref(&request))
+        .expect("renders");
+    let body: serde_json::Value = serde_json::from_slice(&wire.body).expect("json");
+    let serde_json::Value::Object(object) = &body else {
+        panic!("an object")
+    };
+    assert_eq!(
+        body["sign"],
+        crate::engine::signing::signature(
+            b"platform-key",
+            &crate::engine::signing::canonical(object, "sign")
+        )
+        .expect("mac")
+    );
+    assert_eq!(body["nonce"].as_str().map(str::len), Some(32));
+    // Two messages never share a nonce.
+    let again = a
+        .dialect
+        .inquiry_request(&envelope, std::slice::from_ref(&request))
+        .expect("renders");
+    let again: serde_json::Value = serde_json::from_slice(&again.body).expect("json");
+    assert_ne!(again["nonce"], body["nonce"]);
+
+    let missing = agency(&pay).expect_err("no key");
+    assert!(missing.contains("auth.signing_key"), "{missing}");
+    let inline = format!("{pay}\n[auth.signing_key]\nvalue = \"platform-key\"\n");
+    let inline = agency(&inline).expect_err("inline");
+    assert!(inline.contains("never inline"), "{inline}");
+    assert!(!inline.contains("platform-key\""), "{inline}");
+    let unused = format!("{GOOD}\n[auth.signing_key]\nfile = \"secrets/pay.key\"\n");
+    let file = scratch.write("bank-a.toml", &unused);
+    let config = parse_agency(&file, &unused).expect("parses");
+    let unused = Agency::new(config, &dialects).expect_err("no use");
+    assert!(unused.contains("has no use"), "{unused}");
+}

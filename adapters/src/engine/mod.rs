@@ -16,6 +16,7 @@ mod context;
 mod mapping;
 mod rehearsal;
 pub mod select;
+pub mod signing;
 pub mod spec;
 mod template;
 
@@ -120,6 +121,7 @@ pub struct CompiledDialect {
     poll: Option<CompiledOperation<CompiledReply>>,
     control: Option<CompiledControl>,
     callback: Option<CompiledReply>,
+    signing: Option<signing::Signing>,
 }
 
 impl std::fmt::Debug for CompiledDialect {
@@ -245,6 +247,10 @@ impl CompiledDialect {
             .callback
             .as_ref()
             .map(|c| compile_reply("callback", &c.reply, &file.codes, &mut errors));
+        let signing = file
+            .signing
+            .as_ref()
+            .map(|s| signing::Signing::compile(s, file.format == Format::Json, &mut errors));
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -263,6 +269,7 @@ impl CompiledDialect {
             poll,
             control: control.flatten(),
             callback: callback.flatten(),
+            signing: signing.flatten(),
         };
         dialect.rehearse()?;
         Ok(dialect)
@@ -657,6 +664,11 @@ pub struct DeclaredDialect {
     dialect: Arc<CompiledDialect>,
     charset: Charset,
     max_batch: usize,
+    /// The agency's key, for a dialect that signs its messages.
+    signing_key: Option<crate::agency::Secret>,
+    /// A fixed timestamp and nonce instead of the clock's and a random one:
+    /// conformance packs compare signed requests byte for byte.
+    fixed_signing: Option<(i64, String)>,
 }
 
 impl DeclaredDialect {
@@ -690,7 +702,48 @@ impl DeclaredDialect {
             dialect,
             charset: Charset::new(&label, encoding),
             max_batch,
+            signing_key: None,
+            fixed_signing: None,
         })
+    }
+
+    /// Gives a dialect that signs its messages (`[signing]`) the agency's
+    /// key; a key for a dialect that does not sign is a mistake too.
+    pub fn with_signing_key(mut self, key: Option<crate::agency::Secret>) -> Result<Self, String> {
+        match (&self.dialect.signing, key) {
+            (Some(_), None) => Err(format!(
+                "the {} dialect signs its messages: the agency file needs auth.signing_key",
+                self.dialect.name
+            )),
+            (None, Some(_)) => Err(format!(
+                "the {} dialect does not sign its messages: auth.signing_key has no use",
+                self.dialect.name
+            )),
+            (_, key) => {
+                self.signing_key = key;
+                Ok(self)
+            }
+        }
+    }
+
+    /// Signs with this timestamp and nonce instead of the clock's and a
+    /// random one (conformance packs).
+    pub fn with_fixed_signing(mut self, unix_seconds: i64, nonce: &str) -> Self {
+        self.fixed_signing = Some((unix_seconds, nonce.to_owned()));
+        self
+    }
+
+    /// Whether the dialect signs its messages.
+    pub fn signs(&self) -> bool {
+        self.dialect.signing.is_some()
+    }
+
+    /// The key of a signing dialect, or why there is none.
+    fn signing_key(&self) -> Result<&[u8], String> {
+        self.signing_key
+            .as_ref()
+            .map(crate::agency::Secret::expose)
+            .ok_or_else(|| "no signing key is known for this agency".to_owned())
     }
 
     /// Reads the answer to a control measure (or to a poll for its result).
@@ -797,9 +850,27 @@ impl DeclaredDialect {
         op: &CompiledOperation<R>,
         ctx: &minijinja::Value,
     ) -> Result<WireRequest, EncodeError> {
-        self.dialect
+        let mut wire = self
+            .dialect
             .request(op, ctx, &self.charset)
-            .map_err(|e| self.encode_error(e))
+            .map_err(|e| self.encode_error(e))?;
+        if let Some(signing) = &self.dialect.signing
+            && !wire.body.is_empty()
+        {
+            let (unix_seconds, nonce) = match &self.fixed_signing {
+                Some((t, n)) => (*t, n.clone()),
+                None => (
+                    chrono::Utc::now().timestamp(),
+                    hex::encode(rand::random::<[u8; 16]>()),
+                ),
+            };
+            let key = self.signing_key().map_err(|e| self.encode_error(e))?;
+            let signed = signing
+                .sign_body(key, &wire.body, unix_seconds, &nonce)
+                .map_err(|e| self.encode_error(e))?;
+            wire.body = signed.into();
+        }
+        Ok(wire)
     }
 
     /// Parses a reply and hands its items (with their request numbers, where
@@ -835,9 +906,16 @@ impl DeclaredDialect {
                 }
                 Ok(Parsed::Xml(root))
             }
-            Format::Json => Ok(Parsed::Json(
-                crate::json::parse_reply(body).map_err(ReplyError::malformed)?,
-            )),
+            Format::Json => {
+                let value = crate::json::parse_reply(body).map_err(ReplyError::malformed)?;
+                // A signed dialect's reply is used only when its signature
+                // holds.
+                if let Some(signing) = &self.dialect.signing {
+                    let key = self.signing_key().map_err(ReplyError::Malformed)?;
+                    signing.verify(key, &value).map_err(ReplyError::Malformed)?;
+                }
+                Ok(Parsed::Json(value))
+            }
         }
     }
 

@@ -43,6 +43,10 @@ pub struct DialectFile {
     /// Control measures (freeze, seal ...), for agencies that take them.
     #[serde(default)]
     pub control: Option<ControlOperation>,
+    /// Signed messages (`signing` module): every request signed and every
+    /// reply checked with the agency's key.
+    #[serde(default)]
+    pub signing: Option<super::signing::SigningSpec>,
     /// Code tables: wire code → model value (replies), model value → wire code
     /// (requests, through the `code` template filter). `"*"` is the default.
     #[serde(default)]
