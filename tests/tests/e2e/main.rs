@@ -11,6 +11,7 @@ mod csv_injection;
 mod edge;
 mod fail_closed;
 mod fleet;
+mod further_kinds;
 mod inbound_tls;
 mod inquiries;
 mod limits;
