@@ -264,15 +264,6 @@ pub struct SecretSource {
 }
 
 impl SecretSource {
-    /// A secret in environment variable `var`.
-    pub fn from_env(var: &str) -> Self {
-        Self {
-            env: Some(var.to_owned()),
-            file: None,
-            value: None,
-        }
-    }
-
     pub(crate) fn has_inline_value(&self) -> bool {
         self.value.is_some()
     }

@@ -230,14 +230,6 @@ impl AssetKind {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
-
-    /// Money-like kinds: what a freeze plan may draw on, as one pool.
-    pub fn is_funds(self) -> bool {
-        matches!(
-            self,
-            AssetKind::BankAccount | AssetKind::PaymentAccount | AssetKind::ProvidentFund
-        )
-    }
 }
 
 /// A measure already standing on an asset (a freeze or a seal).
@@ -407,19 +399,6 @@ impl Asset {
             Asset::PaymentAccount(_) => AssetKind::PaymentAccount,
             Asset::ProvidentFund(_) => AssetKind::ProvidentFund,
             Asset::Equity(_) => AssetKind::Equity,
-        }
-    }
-
-    /// The measures standing on the asset.
-    pub fn measures(&self) -> &[StandingMeasure] {
-        match self {
-            Asset::BankAccount(a) => &a.measures,
-            Asset::RealEstate(a) => &a.measures,
-            Asset::Vehicle(a) => &a.measures,
-            Asset::Securities(a) => &a.measures,
-            Asset::PaymentAccount(a) => &a.measures,
-            Asset::ProvidentFund(a) => &a.measures,
-            Asset::Equity(a) => &a.measures,
         }
     }
 }

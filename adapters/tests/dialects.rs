@@ -119,10 +119,9 @@ fn required_model_fields_must_be_mapped() {
 
 #[test]
 fn subject_names_cannot_break_the_message() {
-    use adapters::dialect::{Dialect, Envelope, InquiryRequest};
+    use adapters::dialect::{Dialect, Envelope};
     use adapters::engine::DeclaredDialect;
-    use adapters::ids::{CaseNumber, IdNumber};
-    use adapters::model::{Court, Officer, Subject};
+    use adapters::model::Court;
 
     for file in ["court-bank-xml", "bank-json"] {
         let text =
@@ -130,19 +129,7 @@ fn subject_names_cannot_break_the_message() {
         let compiled = std::sync::Arc::new(CompiledDialect::from_toml(&text).expect("compiles"));
         let dialect = DeclaredDialect::new(compiled, None, None).expect("instance");
         let nasty = "张三</XM><ZJH>0</ZJH>\"},\"x\":\"&amp;";
-        let request = InquiryRequest {
-            request_number: "Q1".into(),
-            case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
-            subject: Subject::Person {
-                name: nasty.into(),
-                id_number: IdNumber::parse("360426199101010071").expect("id"),
-            },
-            officers: vec![Officer {
-                name: "李明".into(),
-                work_card_no: "G1".into(),
-                credential_no: "ZX1".into(),
-            }],
-        };
+        let request = person_request(nasty);
         let envelope = Envelope {
             court: Court {
                 code: "甘0503".into(),
@@ -300,6 +287,25 @@ fn sample_freeze(request_number: &str) -> adapters::control::ControlRequest {
                 sha256: "cd".repeat(32),
             },
         ],
+    }
+}
+
+/// A one-subject inquiry (request number `Q1`) about a person named `name`.
+fn person_request(name: &str) -> adapters::dialect::InquiryRequest {
+    use adapters::ids::{CaseNumber, IdNumber};
+    use adapters::model::{Officer, Subject};
+    adapters::dialect::InquiryRequest {
+        request_number: "Q1".into(),
+        case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
+        subject: Subject::Person {
+            name: name.into(),
+            id_number: IdNumber::parse("360426199101010071").expect("id"),
+        },
+        officers: vec![Officer {
+            name: "李明".into(),
+            work_card_no: "G1".into(),
+            credential_no: "ZX1".into(),
+        }],
     }
 }
 
@@ -470,11 +476,10 @@ fn document_acknowledgements_are_checked_when_the_dialect_is_loaded() {
 /// record: the answer merges all kinds, each with its own fields.
 #[test]
 fn a_dialect_maps_every_kind_of_asset_into_its_typed_record() {
-    use adapters::dialect::{Dialect, InquiryRequest, WireReply};
-    use adapters::ids::{CaseNumber, IdNumber};
+    use adapters::dialect::{Dialect, WireReply};
     use adapters::model::{
-        Asset, AssetKind, EquityHolding, Fen, InquiryOutcome, Officer, PaymentAccount,
-        ProvidentFundAccount, SecuritiesHolding, StandingMeasure, Subject, Vehicle,
+        Asset, AssetKind, EquityHolding, Fen, InquiryOutcome, PaymentAccount, ProvidentFundAccount,
+        SecuritiesHolding, StandingMeasure, Vehicle,
     };
 
     let dialect = declared(
@@ -566,19 +571,7 @@ fields.paid_in_capital_fen = { path = "/paid_in", convert = "yuan" }
 fields.share_ratio = "/ratio"
 "#,
     );
-    let request = InquiryRequest {
-        request_number: "Q1".into(),
-        case_number: CaseNumber::parse("(2024)甘0503执1234号").expect("case"),
-        subject: Subject::Person {
-            name: "张三".into(),
-            id_number: IdNumber::parse("360426199101010071").expect("id"),
-        },
-        officers: vec![Officer {
-            name: "李明".into(),
-            work_card_no: "G1".into(),
-            credential_no: "ZX1".into(),
-        }],
-    };
+    let request = person_request("张三");
     let body = r#"{"no": "Q1", "code": "0",
         "vehicles": [{"vin": "LSVAU2A37N2123456", "plate": "甘E·A1234", "plate_type": "02",
                       "make": "大众", "registered": "2021-05-10", "state": "K", "mortgaged": "false",

@@ -1083,14 +1083,15 @@ mod tests {
         }
     }
 
-    /// A result made of an answer whose row was given without waiting is
-    /// stored with that row or after it: refused when the row could not be
-    /// recorded, whether in the same transaction or in an earlier one.
-    #[tokio::test]
-    async fn a_result_is_never_stored_without_the_answer_row_it_was_made_of() {
-        use crate::store::{JobStore, TaskState};
-        let (_dir, store) = store().await;
-        let mut new = inquiry("inq-1", &["bank-a", "bank-b"]);
+    /// A store holding inquiry `inq-1` with a task per agency, each claimed
+    /// by `gw`, whose audit table refuses the rows of action `poison` as a
+    /// failing disk would.
+    async fn refusing_poison_with_claimed_tasks(
+        agencies: &[&str],
+    ) -> (tempfile::TempDir, Arc<SqliteStore>) {
+        use crate::store::JobStore;
+        let (dir, store) = store().await;
+        let mut new = inquiry("inq-1", agencies);
         new.lease = None;
         store
             .apply(Change::Inquiry(Box::new(new)), 0, None)
@@ -1100,8 +1101,7 @@ mod tests {
             .claim_due_tasks("gw", 2_000, i64::MAX, 10, &[])
             .await
             .expect("claim");
-        assert_eq!(claimed.len(), 2);
-        // SQLite refuses the rows of one action, as a failing disk would.
+        assert_eq!(claimed.len(), agencies.len());
         sqlx::query(
             "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
              WHEN NEW.action = 'poison' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
@@ -1109,6 +1109,16 @@ mod tests {
         .execute(store.pool())
         .await
         .expect("trigger");
+        (dir, store)
+    }
+
+    /// A result made of an answer whose row was given without waiting is
+    /// stored with that row or after it: refused when the row could not be
+    /// recorded, whether in the same transaction or in an earlier one.
+    #[tokio::test]
+    async fn a_result_is_never_stored_without_the_answer_row_it_was_made_of() {
+        use crate::store::{JobStore, TaskState};
+        let (_dir, store) = refusing_poison_with_claimed_tasks(&["bank-a", "bank-b"]).await;
         let poison = || AuditRecord {
             action: "poison".into(),
             ..record(0)
@@ -1179,25 +1189,7 @@ mod tests {
     #[tokio::test]
     async fn an_entry_the_store_refuses_does_not_fail_the_rest_of_its_batch() {
         use crate::store::{JobStore, Leased};
-        let (_dir, store) = store().await;
-        let mut new = inquiry("inq-1", &["bank-a"]);
-        new.lease = None;
-        store
-            .apply(Change::Inquiry(Box::new(new)), 0, None)
-            .await
-            .expect("create");
-        let claimed = store
-            .claim_due_tasks("gw", 2_000, i64::MAX, 10, &[])
-            .await
-            .expect("claim");
-        assert_eq!(claimed.len(), 1);
-        sqlx::query(
-            "CREATE TRIGGER refuse_poison BEFORE INSERT ON audit_events \
-             WHEN NEW.action = 'poison' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END",
-        )
-        .execute(store.pool())
-        .await
-        .expect("trigger");
+        let (_dir, store) = refusing_poison_with_claimed_tasks(&["bank-a"]).await;
         let log = AuditLog::start(store.clone(), 64).await.expect("start");
         // On the test's one-thread runtime the writer runs only once both
         // are queued: one batch.
