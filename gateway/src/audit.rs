@@ -863,6 +863,8 @@ mod tests {
                 deadline_at_ms: 61_000,
                 completed_at_ms: None,
                 catalog_version: None,
+                batch_id: None,
+                batch_line: None,
             },
             tasks: agencies
                 .iter()

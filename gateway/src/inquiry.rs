@@ -74,7 +74,7 @@ pub struct SubjectBody {
 /// An officer acting in the request, with the work card and enforcement
 /// credential the agencies keep on file. Credentials and work cards are
 /// compared in NFKC, trimmed and in one letter case.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfficerBody {
     #[schema(min_length = 1, max_length = 100, example = "李明")]
@@ -370,6 +370,8 @@ pub fn new_record(
         deadline_at_ms: deadline_ms,
         completed_at_ms: None,
         catalog_version: Some(catalog_version.to_owned()),
+        batch_id: None,
+        batch_line: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod agency_test;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod batch;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -176,6 +176,7 @@ on_both_backends!(
     an_auditor_query_does_not_hold_up_the_journal,
     a_completion_queues_its_callback_in_its_transaction,
     an_order_outcome_is_never_stored_without_its_answer_row,
+    batches_store_their_subjects_with_the_batch_row,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -336,6 +337,8 @@ fn inquiry(id: &str, case_number: &str, created_at_ms: i64) -> InquiryRecord {
         deadline_at_ms: created_at_ms + 60_000,
         completed_at_ms: None,
         catalog_version: Some("cfg_1".into()),
+        batch_id: None,
+        batch_line: None,
     }
 }
 
@@ -3318,4 +3321,208 @@ async fn an_order_outcome_is_never_stored_without_its_answer_row(db: &TestDb) {
     let rows = verified_chain(&store).await;
     let actions: Vec<_> = rows.iter().map(|r| r.action.as_str()).collect();
     assert_eq!(actions, ["order.reply"], "only the recorded row");
+}
+
+/// A batch, its subjects' inquiries with their tasks, and each subject's
+/// "accepted" row are stored in one transaction after the batch's own row;
+/// the same key again stores nothing (and no row says it was accepted).
+/// Its counts and its subjects read back by line and by completion.
+async fn batches_store_their_subjects_with_the_batch_row(db: &TestDb) {
+    let store = db.open().await;
+    let batch = |id: &str, key: &str| store::BatchRecord {
+        id: id.into(),
+        caller: "court-a".into(),
+        idempotency_key: key.into(),
+        body_sha256: "ab".repeat(32),
+        court: court(),
+        officers: officers(),
+        asset_kinds: vec![AssetKind::BankAccount],
+        lines: 4,
+        accepted: 3,
+        refused: vec![store::RefusedLine {
+            line: 3,
+            code: "invalid_value".into(),
+            message: "bad".into(),
+            field: Some("subject.id_number".into()),
+        }],
+        created_at_ms: NOW,
+    };
+    // Lines 1, 2 and 4; the subjects' rows name their inquiries.
+    let new_batch = |id: &str, key: &str, prefix: &str| {
+        let mut inquiries = Vec::new();
+        let mut rows = Vec::new();
+        for line in [1i64, 2, 4] {
+            let inquiry_id = format!("{prefix}-{line}");
+            let mut record = inquiry(&inquiry_id, &format!("case-{line}"), NOW);
+            record.batch_id = Some(id.into());
+            record.batch_line = Some(line);
+            let mut row = request(
+                NOW,
+                "360426199101010071",
+                &format!("case-{line}"),
+                &["李明"],
+            );
+            row.record.inquiry_id = Some(inquiry_id.clone());
+            rows.push(row);
+            inquiries.push(NewInquiry {
+                tasks: tasks_for(&inquiry_id, &["bank-a", "bank-b"]),
+                record,
+                lease: None,
+            });
+        }
+        store::NewBatch {
+            record: batch(id, key),
+            inquiries,
+            rows,
+        }
+    };
+    let entry = |new: store::NewBatch| store::JournalEntry {
+        row: Some(audit(NOW, "inquiry_batch.create")),
+        change: Some(store::Change::Batch(Box::new(new))),
+    };
+    // Another entry in the same transaction keeps its own receipt.
+    let receipts = store
+        .append_journal(
+            vec![
+                entry(new_batch("bat-1", "k-1", "b1")),
+                store::JournalEntry {
+                    row: Some(audit(NOW, "after")),
+                    change: None,
+                },
+            ],
+            NOW,
+            None,
+        )
+        .await
+        .expect("stored");
+    let rows: Vec<Option<String>> = receipts
+        .iter()
+        .map(|r| r.row.as_ref().map(|r| r.record.action.clone()))
+        .collect();
+    assert_eq!(
+        rows,
+        [Some("inquiry_batch.create".into()), Some("after".into())]
+    );
+    assert!(matches!(
+        receipts[0].applied,
+        Some(store::Applied::Batch(ref c)) if matches!(**c, Created::New(_))
+    ));
+    let chain = verified_chain(&store).await;
+    let actions: Vec<&str> = chain.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "inquiry_batch.create",
+            "inquiry.create",
+            "inquiry.create",
+            "inquiry.create",
+            "after"
+        ]
+    );
+    assert_eq!(chain[2].inquiry_id.as_deref(), Some("b1-2"));
+
+    // The same key again: the batch stored first, and nothing else.
+    let again = store
+        .append_journal(vec![entry(new_batch("bat-2", "k-1", "b2"))], NOW, None)
+        .await
+        .expect("replayed");
+    assert!(again[0].row.is_none());
+    match &again[0].applied {
+        Some(store::Applied::Batch(c)) => match &**c {
+            Created::Existing(b) => assert_eq!(b.id, "bat-1"),
+            other => panic!("not the first batch: {other:?}"),
+        },
+        other => panic!("not a batch's receipt: {other:?}"),
+    }
+    assert!(store.inquiry("b2-1").await.expect("read").is_none());
+    assert_eq!(verified_chain(&store).await.len(), 5);
+
+    let stored = store.batch("bat-1").await.expect("read").expect("found");
+    assert_eq!(stored.refused, batch("bat-1", "k-1").refused);
+    assert_eq!(stored.officers, officers());
+    let by_key = store
+        .batch_by_key("court-a", "k-1")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(by_key.id, "bat-1");
+    assert!(
+        store
+            .batch_by_key("court-b", "k-1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // One subject answered and completed.
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, FAR, 10, &[])
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 6);
+    for agency in ["bank-a", "bank-b"] {
+        let finished = store
+            .finish_tasks(
+                "gw-1",
+                &[TaskResult {
+                    inquiry_id: "b1-2".into(),
+                    agency: agency.into(),
+                    update: update("answered"),
+                }],
+                NOW + 5,
+            )
+            .await
+            .expect("finish");
+        assert_eq!(finished.stored, [true]);
+    }
+    let counts = store.batch_counts("bat-1").await.expect("counts");
+    let mut inquiries = counts.inquiries.clone();
+    inquiries.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        inquiries,
+        [(InquiryStatus::Completed, 1), (InquiryStatus::Running, 2)]
+    );
+    let bank_a: Vec<(TaskState, i64)> = counts
+        .tasks
+        .iter()
+        .filter(|(a, _, _)| a == "bank-a")
+        .map(|(_, s, n)| (*s, *n))
+        .collect();
+    assert_eq!(bank_a.len(), 2, "{bank_a:?}");
+    assert_eq!(bank_a.iter().map(|(_, n)| n).sum::<i64>(), 3);
+
+    let lines = store
+        .batch_inquiries("bat-1", store::BatchSlice::Lines { after: 1, until: 4 })
+        .await
+        .expect("read");
+    let got: Vec<(Option<i64>, usize)> =
+        lines.iter().map(|(i, t)| (i.batch_line, t.len())).collect();
+    assert_eq!(got, [(Some(2), 2), (Some(4), 2)]);
+    let done = store
+        .batch_inquiries(
+            "bat-1",
+            store::BatchSlice::CompletedAfter {
+                at_ms: 0,
+                after_line: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("read");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0.id, "b1-2");
+    assert_eq!(done[0].1.len(), 2);
+    let at = done[0].0.completed_at_ms.expect("completed");
+    let after = store
+        .batch_inquiries(
+            "bat-1",
+            store::BatchSlice::CompletedAfter {
+                at_ms: at,
+                after_line: 2,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("read");
+    assert!(after.is_empty());
 }

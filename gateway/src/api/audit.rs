@@ -213,7 +213,7 @@ const CSV_COLUMNS: [&str; 17] = [
 /// one that begins with `=`, `+`, `-`, `@`, a tab or a carriage return
 /// gets a leading `'` (OWASP's rule against CSV injection). Officers'
 /// names, case numbers and other fields clients send reach these cells.
-fn inert_cell(mut text: String) -> String {
+pub(crate) fn inert_cell(mut text: String) -> String {
     if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         text.insert(0, '\'');
     }

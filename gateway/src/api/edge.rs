@@ -3,7 +3,8 @@
 //! `limits.max_uri_bytes` is 414 `uri_too_long`; a `Content-Length` over
 //! `limits.max_request_bytes` is 413 `body_too_large` before a byte of the
 //! body is read (so no `100 Continue` goes out to a client that asked
-//! first); a body that has not all arrived `limits.body_read_timeout_ms`
+//! first; a batch inquiry may be as large as `batch::MAX_BODY_BYTES`); a
+//! body that has not all arrived `limits.body_read_timeout_ms`
 //! after its handler began reading it is 408 `body_timeout`.
 //!
 //! It never reads a body itself, and answers nothing but those three.
@@ -24,6 +25,9 @@ use tokio::time::Sleep;
 
 use crate::config::Limits;
 use crate::error::ApiError;
+
+/// Where batch inquiries are posted: their bodies have a bound of their own.
+pub const BATCH_PATH: &str = "/v1/inquiry-batches";
 
 /// The bounds `guard` holds requests to.
 #[derive(Debug, Clone)]
@@ -60,7 +64,13 @@ pub async fn guard(State(edge): State<Edge>, request: Request, next: Next) -> Re
         )
         .into_response();
     }
-    if declared_length(request.headers()).is_some_and(|length| length > edge.max_request_bytes) {
+    let max = if request.uri().path() == BATCH_PATH {
+        edge.max_request_bytes
+            .max(crate::batch::MAX_BODY_BYTES as u64)
+    } else {
+        edge.max_request_bytes
+    };
+    if declared_length(request.headers()).is_some_and(|length| length > max) {
         return closing(
             version,
             ApiError::new(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod batches;
 mod callbacks;
 mod domain_errors;
 pub mod edge;
@@ -72,6 +73,15 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(inquiries::list, inquiries::create))
         .routes(routes!(inquiries::get))
+        .merge(
+            // A batch's body has a bound of its own (`batch::MAX_BODY_BYTES`).
+            OpenApiRouter::new()
+                .routes(routes!(batches::create))
+                .layer(DefaultBodyLimit::max(crate::batch::MAX_BODY_BYTES)),
+        )
+        .routes(routes!(batches::get))
+        .routes(routes!(batches::events))
+        .routes(routes!(batches::results))
         .routes(routes!(orders::list, orders::create))
         .routes(routes!(orders::get))
         .routes(routes!(orders::create_plan))

@@ -32,6 +32,7 @@ use crate::api::schema::ErrorBody;
     components(schemas(ErrorBody)),
     tags(
         (name = "inquiries", description = "Asset inquiries (role enforcement)."),
+        (name = "inquiry-batches", description = "Batch inquiries: up to 10,000 subjects at once, their progress as events, their results as NDJSON or CSV (role enforcement)."),
         (name = "orders", description = "Control orders: freeze, renew, release, deduct, seal (role enforcement)."),
         (name = "freeze-plans", description = "Freeze up to an amount across the accounts an inquiry found (role enforcement)."),
         (name = "audit", description = "The request log, its checks and the auditors' questions (role auditor)."),

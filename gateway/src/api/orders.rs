@@ -25,7 +25,7 @@ use crate::state::AppState;
 const KEY_HEADER: &str = "idempotency-key";
 
 /// The `Idempotency-Key` header: 1 to 200 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let missing = || {
         ApiError::bad_request(
             "idempotency_key_required",

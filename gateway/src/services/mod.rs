@@ -5,6 +5,7 @@
 //! answers with what it returns, and knows nothing of leases, permits,
 //! turns or writers.
 
+pub mod batches;
 pub mod inquiries;
 pub mod orders;
 pub mod pushes;

@@ -215,7 +215,7 @@ async fn read_facts(state: &AppState, prior_id: Option<&str>) -> Result<Facts, A
 /// Runs a decision to its end even when the client goes away: a request
 /// dropped between its "accepted" audit row and its stored order would
 /// leave the row naming an order that does not exist.
-async fn detached<T: Send + 'static>(
+pub(crate) async fn detached<T: Send + 'static>(
     decision: impl std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::spawn(decision).await.unwrap_or_else(|e| {

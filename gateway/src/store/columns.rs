@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use sqlx::error::BoxDynError;
 use sqlx::{Decode, Postgres, Sqlite, Type};
 
-use super::PlanAccounts;
 use super::shared::Arg;
+use super::{PlanAccounts, RefusedLine};
 
 /// A text column as read, NULL as `None`.
 #[derive(Debug)]
@@ -72,7 +72,8 @@ json_columns!(
     Vec<DocumentRef>,
     Vec<AssetKind>,
     Court,
-    PlanAccounts
+    PlanAccounts,
+    Vec<RefusedLine>,
 );
 
 /// Columns of JSON that may be NULL (nothing acknowledged, no result).

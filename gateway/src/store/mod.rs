@@ -6,6 +6,7 @@
 //! lives only in memory: a task is claimed with a lease, so a crashed
 //! claimant's work is taken up again when the lease runs out.
 
+mod batches;
 mod columns;
 mod decision;
 mod orders;
@@ -18,6 +19,7 @@ use adapters::model::{Asset, AssetKind, Court, Officer, Subject};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use batches::{BatchCounts, BatchRecord, BatchSlice, BatchStore, NewBatch, RefusedLine};
 pub use columns::{SubjectColumns, Text};
 pub use decision::DecisionLock;
 pub use postgres::{PgBackend, PgStore};
@@ -77,6 +79,9 @@ pub struct InquiryRecord {
     /// The version of the agency set the inquiry started with (absent for
     /// inquiries stored before versions were recorded).
     pub catalog_version: Option<String>,
+    /// The batch the inquiry is a subject of, and its line there.
+    pub batch_id: Option<String>,
+    pub batch_line: Option<i64>,
 }
 
 /// One agency's part of an inquiry.
@@ -360,6 +365,10 @@ pub enum Change {
     Order(Box<OrderRecord>),
     /// A new freeze plan, likewise.
     Plan(Box<PlanRecord>),
+    /// A new batch with its subjects' inquiries and their "accepted" rows,
+    /// or the batch stored earlier under the same caller and idempotency
+    /// key (then nothing of this one is stored).
+    Batch(Box<NewBatch>),
     /// A step's result for a task `owner` leases. The completion of its
     /// inquiry, when this was the last unfinished task, is made with it.
     Result { owner: String, result: TaskResult },
@@ -444,6 +453,7 @@ pub enum Applied {
     Inquiry(Box<NewInquiry>),
     Order(Box<Created<OrderRecord>>),
     Plan(Box<Created<PlanRecord>>),
+    Batch(Box<Created<BatchRecord>>),
     /// A result: stored (the lease was still held, or the task still
     /// awaited it), and whether it completed its inquiry (told to one
     /// result of the inquiry only). The completion is committed with it,
@@ -558,8 +568,8 @@ pub struct OfficerDay {
 }
 
 /// Every concern behind one handle.
-pub trait Store: JobStore + AuditStore + OrderStore {}
-impl<T: JobStore + AuditStore + OrderStore> Store for T {}
+pub trait Store: JobStore + AuditStore + OrderStore + BatchStore {}
+impl<T: JobStore + AuditStore + OrderStore + BatchStore> Store for T {}
 
 /// Opens the store a database URL names: `sqlite:` for a SQLite file,
 /// `postgres:` or `postgresql:` for a PostgreSQL database.

@@ -4,6 +4,7 @@
 mod audit_log;
 mod audit_trail;
 mod bad_input;
+mod batches;
 mod business_hours;
 mod callbacks;
 mod connections;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
+use super::batches::insert_batch;
 use super::jobs::{
     InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
     time_out, update_tasks,
@@ -123,7 +124,9 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             let mut results: BTreeMap<String, Vec<(usize, TaskResult)>> = BTreeMap::new();
             let mut pushes = Vec::new();
             let mut timeouts: Vec<(usize, Vec<String>)> = Vec::new();
+            let mut extra: Vec<usize> = Vec::with_capacity(count);
             for (i, entry) in entries.into_iter().enumerate() {
+                let mut more_rows: Vec<NewAuditRow> = Vec::new();
                 // An order or plan whose key another request took meanwhile
                 // (only a gateway that takes no turns can) was not accepted:
                 // its row is left out (the caller records the replay).
@@ -147,6 +150,16 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                             matches!(created, Created::New(_)),
                             Some(Applied::Plan(Box::new(created))),
                         )
+                    }
+                    Some(Change::Batch(batch)) => {
+                        let created = insert_batch::<B>(&mut tx, &batch).await?;
+                        let new = matches!(created, Created::New(_));
+                        if new {
+                            // Each subject's "accepted" row follows the
+                            // batch's own.
+                            more_rows = batch.rows;
+                        }
+                        (new, Some(Applied::Batch(Box::new(created))))
                     }
                     Some(Change::Result { owner, result }) => {
                         results.entry(owner).or_default().push((i, result));
@@ -251,6 +264,8 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                 let row = entry.row.filter(|_| keep);
                 kept.push(row.is_some());
                 rows.extend(row);
+                extra.push(more_rows.len());
+                rows.append(&mut more_rows);
                 applied.push(done);
             }
             // The inquiries go in together (multi-row statements).
@@ -317,22 +332,25 @@ impl<B: Backend> AuditStore for SqlStore<B> {
             for (i, new) in inquiry_at.into_iter().zip(inquiries) {
                 applied[i] = Some(Applied::Inquiry(Box::new(new)));
             }
-            Ok::<_, StoreError>((kept, chained, applied))
+            Ok::<_, StoreError>((kept, extra, chained, applied))
         }
         .await;
         match &journaled {
-            Ok((_, chained, _)) if chained.is_empty() => {}
-            Ok((_, chained, _)) => self.audit_tail.keep(Some(chained)),
+            Ok((_, _, chained, _)) if chained.is_empty() => {}
+            Ok((_, _, chained, _)) => self.audit_tail.keep(Some(chained)),
             Err(_) => self.audit_tail.keep(None),
         }
-        let (kept, chained, applied) = journaled?;
+        let (kept, extra, chained, applied) = journaled?;
         let mut chained = chained.into_iter();
         Ok(kept
             .into_iter()
+            .zip(extra)
             .zip(applied)
-            .map(|(kept, applied)| Journaled {
-                row: if kept { chained.next() } else { None },
-                applied,
+            .map(|((kept, extra), applied)| {
+                let row = if kept { chained.next() } else { None };
+                // A batch's subject rows are its own receipt's business.
+                chained.by_ref().take(extra).for_each(drop);
+                Journaled { row, applied }
             })
             .collect())
     }

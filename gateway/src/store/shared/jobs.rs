@@ -19,18 +19,18 @@ const QUEUED: TaskState = TaskState::Queued;
 const POLLING: TaskState = TaskState::Polling;
 const AWAITING: TaskState = TaskState::Awaiting;
 
-const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
+pub(super) const INQUIRY_COLUMNS: &str = "id, caller, case_number, subject_kind, subject_name, \
      subject_id, officers, asset_kinds, court, warnings, status, created_at_ms, deadline_at_ms, \
-     completed_at_ms, catalog_version";
+     completed_at_ms, catalog_version, batch_id, batch_line";
 
-const TASK_COLUMNS: &str =
+pub(super) const TASK_COLUMNS: &str =
     "inquiry_id, agency, request_number, state, detail, ticket, latency_ms, result";
 
 const CLAIMED_COLUMNS: &str =
     "inquiry_id, agency, request_number, state, ticket, sent_at_ms, attempts";
 
 /// The most rows to a statement where statements take few values
-/// (SQLite): inquiries (15 values each), tasks (8) and task results (9).
+/// (SQLite): inquiries (17 values each), tasks (8) and task results (9).
 const INQUIRIES_PER_INSERT: usize = 64;
 const TASKS_PER_INSERT: usize = 512;
 const TASK_RESULTS_PER_UPDATE: usize = 256;
@@ -429,6 +429,8 @@ fn inquiry_row(r: &InquiryRecord) -> Result<Vec<Arg<'_>>, sqlx::Error> {
         r.deadline_at_ms.into(),
         r.completed_at_ms.into(),
         (&r.catalog_version).into(),
+        (&r.batch_id).into(),
+        r.batch_line.into(),
     ])
 }
 

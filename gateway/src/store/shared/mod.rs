@@ -10,6 +10,7 @@
 //! same on both belongs to the backends.
 
 mod audit;
+mod batches;
 mod jobs;
 mod orders;
 
