@@ -219,10 +219,35 @@ pub fn parse_csv(raw: &[u8]) -> Result<ParsedBatch, ApiError> {
             _ => {}
         }
     }
+    // Where each line of the table starts: records are numbered by the
+    // line their first byte is on, as in the file (the reader's own count
+    // leaves out blank lines).
+    let body = &text.as_bytes()[offset..];
+    let starts: Vec<u64> = std::iter::once(0)
+        .chain(
+            body.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i as u64 + 1),
+        )
+        .collect();
+    let line_at = |position: Option<&csv::Position>| -> i64 {
+        // A record's position is where the reader began it, before the
+        // blank lines it skipped.
+        let mut byte = position.map_or(0, csv::Position::byte);
+        while body
+            .get(usize::try_from(byte).unwrap_or(usize::MAX))
+            .is_some_and(|b| matches!(b, b'\n' | b'\r'))
+        {
+            byte += 1;
+        }
+        let index = starts.partition_point(|start| *start <= byte);
+        index as i64 + header_lines
+    };
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(&text.as_bytes()[offset..]);
+        .from_reader(body);
     let headers = reader
         .headers()
         .map_err(|e| ApiError::bad_request("malformed_csv", format!("the header row: {e}")))?
@@ -253,7 +278,7 @@ pub fn parse_csv(raw: &[u8]) -> Result<ParsedBatch, ApiError> {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line() as i64 + header_lines);
+                let line = line_at(e.position());
                 lines.push((
                     line,
                     Err(ApiError::bad_request("malformed_csv", e.to_string())),
@@ -261,7 +286,7 @@ pub fn parse_csv(raw: &[u8]) -> Result<ParsedBatch, ApiError> {
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line() as i64) + header_lines;
+        let line = line_at(record.position());
         if record.iter().all(str::is_empty) {
             continue;
         }

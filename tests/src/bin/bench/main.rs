@@ -10,6 +10,7 @@
 //! figures.
 
 mod audit;
+mod batch;
 mod chart;
 mod direct;
 mod http;
@@ -43,7 +44,8 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Scenarios to run, comma-separated: a, nginx, b, c, d, e, audit (the
-    /// audit writer's capacity); or `probe` alone, a quick profiling run
+    /// audit writer's capacity); or `batch` alone (a batch inquiry across
+    /// the demo's agencies, written to batch.md); or `probe` alone, a quick profiling run
     /// (`--perf` records its closed loop), or `memory` alone, scenario A's
     /// memory probe by itself; neither writes results.
     #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e,audit")]
@@ -93,6 +95,12 @@ struct Args {
     /// A name for this run in its results (`before`, `after` ...).
     #[arg(long)]
     label: Option<String>,
+    /// Subjects in the batch scenario (`--only batch`).
+    #[arg(long, default_value_t = 10_000)]
+    batch_subjects: usize,
+    /// The batch scenario's database: `sqlite`, or `postgres`.
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    batch_backend: String,
     /// Rounds of the audit scenario [default: 3, 1 with --quick].
     #[arg(long)]
     audit_rounds: Option<usize>,
@@ -173,6 +181,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .no_proxy()
         .pool_max_idle_per_host(2048)
         .build()?;
+    if wants("batch") {
+        // The batch scenario runs the demo's agencies, not the bank fleet.
+        let backend = if args.batch_backend == "postgres" {
+            Backend::Postgres {
+                server_url: postgres_url.clone(),
+            }
+        } else {
+            Backend::Sqlite
+        };
+        batch::run(
+            &gateway_bin,
+            &mocks_bin,
+            dir.path(),
+            &client,
+            backend,
+            args.batch_subjects,
+            &out,
+        )
+        .await?;
+        return Ok(());
+    }
     println!("starting the mock fleet of {} banks ...", args.banks);
     let mocks = Mocks::start(&mocks_bin, args.banks, dir.path(), &client).await?;
     let subjects = Arc::new(direct::Subjects::standard()?);

@@ -56,6 +56,50 @@ impl Mocks {
         })
     }
 
+    /// The demo's agencies as `mock-agencies --config FILE` runs them (on
+    /// the file's own addresses), with a population of `population`.
+    pub async fn start_configured(
+        bin: &Path,
+        config: &Path,
+        population: usize,
+        dir: &Path,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let mocks = mock_agencies::MockConfig::load(config)?;
+        let first = mocks
+            .agencies
+            .first()
+            .and_then(|a| a.listen)
+            .context("the mock configuration lists no agency with an address")?;
+        let config_arg = config.display().to_string();
+        let population_arg = population.to_string();
+        let mut proc = Proc::spawn(
+            "mock-agencies",
+            bin,
+            &["--config", &config_arg, "--population", &population_arg],
+            &[("RUST_LOG", "warn")],
+            dir.join("mock-agencies.log"),
+        )?;
+        let base = format!("http://{first}");
+        for agency in &mocks.agencies {
+            if let Some(listen) = agency.listen {
+                wait_http_ok(
+                    client,
+                    &format!("http://{listen}/_mock/clock"),
+                    &mut proc,
+                    Duration::from_secs(60),
+                )
+                .await?;
+            }
+        }
+        Ok(Self {
+            proc,
+            base,
+            banks: 0,
+            client: client.clone(),
+        })
+    }
+
     /// Sets the same faults at every bank (`POST /banks/_mock/faults`).
     pub async fn set_faults(&self, change: serde_json::Value) -> anyhow::Result<()> {
         self.client
@@ -328,6 +372,9 @@ pub struct GatewaySpec<'a> {
     pub backend: Backend,
     /// `dispatcher.max_in_flight`; the shipped configuration's when `None`.
     pub max_in_flight: Option<usize>,
+    /// Agency files to use as they are (the demo's), instead of files for
+    /// `banks` of the fleet.
+    pub agencies_dir: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -341,8 +388,14 @@ impl Gateway {
         dir: &Path,
         client: &reqwest::Client,
     ) -> anyhow::Result<Self> {
-        let agencies_dir = dir.join(format!("agencies-{}", spec.name));
-        mocks.write_agency_files(&agencies_dir, spec.banks)?;
+        let agencies_dir = match &spec.agencies_dir {
+            Some(given) => given.clone(),
+            None => {
+                let written = dir.join(format!("agencies-{}", spec.name));
+                mocks.write_agency_files(&written, spec.banks)?;
+                written
+            }
+        };
         let (database_url, db) = spec.backend.database(dir, spec.name).await?;
         let port = free_port()?;
         let config_dir = &bin.config_dir;
