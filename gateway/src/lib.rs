@@ -10,6 +10,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod batch;
+pub mod batch_cli;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]

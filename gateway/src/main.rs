@@ -1,4 +1,4 @@
-//! The `gateway` command: `serve`, `demo`, `config check`.
+//! The `gateway` command: `serve`, `demo`, `config check`, `batch submit`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +67,67 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Batch inquiries from a file, against a running gateway.
+    Batch {
+        #[command(subcommand)]
+        command: BatchCommand,
+    },
+}
+
+/// The gateway a batch command talks to, and the caller's token.
+#[derive(clap::Args)]
+struct BatchServer {
+    /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "GATEWAY_URL")]
+    url: String,
+    /// The caller's bearer token (role `enforcement`).
+    #[arg(long, env = "GATEWAY_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+impl BatchServer {
+    fn server(self) -> gateway::batch_cli::Server {
+        gateway::batch_cli::Server {
+            url: self.url,
+            token: self.token,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Submit a batch from FILE (CSV, or JSON when it ends in .json),
+    /// follow it with a progress bar, and download its results. Running the
+    /// same command again finds the same batch (the Idempotency-Key comes
+    /// from the file's content).
+    Submit {
+        /// The batch: a CSV file (`# officer:` header lines, then
+        /// `case_number,kind,name,id_number,credit_code` rows), or JSON.
+        file: PathBuf,
+        #[command(flatten)]
+        server: BatchServer,
+        /// Where the results go (default: FILE with the extension
+        /// .results.ndjson or .results.csv).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: gateway::batch_cli::Format,
+        /// The Idempotency-Key (default: `file-` and the SHA-256 of FILE).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Follow a batch submitted before and download its results.
+    Resume {
+        /// The batch's id (`bat_...`), as `submit` printed it.
+        batch_id: String,
+        #[command(flatten)]
+        server: BatchServer,
+        /// Where the results go.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        format: gateway::batch_cli::Format,
     },
 }
 
@@ -173,6 +234,25 @@ async fn run(cli: Cli, small_pages: Result<(), String>) -> ExitCode {
                     database_url,
                 },
         } => audit_verify(&config, database_url).await,
+        Command::Batch {
+            command:
+                BatchCommand::Submit {
+                    file,
+                    server,
+                    out,
+                    format,
+                    key,
+                },
+        } => gateway::batch_cli::submit(&server.server(), &file, out, format, key).await,
+        Command::Batch {
+            command:
+                BatchCommand::Resume {
+                    batch_id,
+                    server,
+                    out,
+                    format,
+                },
+        } => gateway::batch_cli::resume(&server.server(), &batch_id, &out, format).await,
         Command::Agencies {
             command:
                 AgenciesCommand::Test {
