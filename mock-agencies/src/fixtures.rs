@@ -19,8 +19,15 @@
 //! The standing measures and seals of other authorities never lapse with
 //! the clock (the fixtures must not age); they leave only when that
 //! authority lifts them (`POST /_mock/lift`).
+//!
+//! Their holdings of the further kinds of asset (a car, shares, payment and
+//! provident fund accounts, equity) are in [`further_kinds`], re-exported
+//! here.
 
 use chrono::NaiveDate;
+
+pub mod further_kinds;
+pub use further_kinds::*;
 
 use crate::bank_book::{Account, AccountKind, AccountState, Measure};
 use crate::registry_book::{Owner, Seal, Unit};
