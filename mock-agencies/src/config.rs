@@ -175,6 +175,11 @@ fn default_population() -> usize {
 /// agency file for a callback registry stores only its SHA-256.
 pub const DEMO_CALLBACK_TOKEN: &str = "demo-registry-callback-token";
 
+/// The bearer token fund-f sends with its pushed results in the shipped
+/// configuration. A demo-only value: the gateway's agency file stores only
+/// its SHA-256.
+pub const DEMO_FUND_CALLBACK_TOKEN: &str = "demo-fund-callback-token";
+
 pub(crate) fn default_result_delay_ms() -> u64 {
     300
 }
@@ -273,6 +278,64 @@ impl MockConfig {
             signing_key_file: None,
             faults: FaultConfig::default(),
         });
+        self
+    }
+
+    /// Adds the five agencies of the further kinds of asset, as the shipped
+    /// file has them (no listen addresses), after the agencies already
+    /// there: vehicle-v, securities-s, payment-p (its key read from
+    /// `payment_signing_key_file`), fund-f (pushing with
+    /// [`DEMO_FUND_CALLBACK_TOKEN`]) and market-m (GBK).
+    #[must_use]
+    pub fn with_further_kinds(mut self, payment_signing_key_file: PathBuf) -> Self {
+        let spec = |id: &str, dialect: MockDialect, name: &str| AgencySpec {
+            id: id.into(),
+            dialect,
+            listen: None,
+            encoding: None,
+            latency_ms: 0,
+            result_delay_ms: default_result_delay_ms(),
+            name: name.into(),
+            callback_token: None,
+            signing_key_file: None,
+            faults: FaultConfig::default(),
+        };
+        self.agencies.extend([
+            spec(
+                fixtures::VEHICLE_V,
+                MockDialect::VehicleSoap,
+                "天水市公安局交通警察支队车辆管理所（模拟）",
+            ),
+            spec(
+                fixtures::SECURITIES_S,
+                MockDialect::SecuritiesXml,
+                "中国证券登记结算有限责任公司（模拟）",
+            ),
+            AgencySpec {
+                signing_key_file: Some(payment_signing_key_file),
+                ..spec(
+                    fixtures::PAYMENT_P,
+                    MockDialect::PaymentJson,
+                    "某支付机构（模拟）",
+                )
+            },
+            AgencySpec {
+                callback_token: Some(DEMO_FUND_CALLBACK_TOKEN.into()),
+                ..spec(
+                    fixtures::FUND_F,
+                    MockDialect::FundCallback,
+                    "天水市住房公积金管理中心（模拟）",
+                )
+            },
+            AgencySpec {
+                encoding: Some("GBK".into()),
+                ..spec(
+                    fixtures::MARKET_M,
+                    MockDialect::MarketGbkXml,
+                    "天水市市场监督管理局（模拟）",
+                )
+            },
+        ]);
         self
     }
 

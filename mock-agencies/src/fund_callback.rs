@@ -96,13 +96,15 @@ pub(crate) fn read_query(body: &[u8]) -> Result<Query, String> {
     })
 }
 
-/// Why a readable query is refused, if it is: the centre knows persons only.
+/// Why a readable query is refused, if it is. An organisation is asked
+/// about like a person (its accounts would be its employees': it holds
+/// none, and is answered `NONE`).
 fn refusal_for(query: &Query) -> Option<String> {
     let len = query.id_number.chars().count();
     match query.id_type.as_str() {
         "ID_CARD" if len == 18 || len == 15 => None,
-        "ID_CARD" => Some(format!("证件号码长度错误（{len}位）")),
-        "USCC" => Some("公积金账户仅属个人，不受理单位查询".into()),
+        "USCC" if len == 18 => None,
+        "ID_CARD" | "USCC" => Some(format!("证件号码长度错误（{len}位）")),
         other => Some(format!("不支持的证件类型：{other}")),
     }
 }

@@ -17,11 +17,26 @@ fn the_shipped_file_is_the_standard_fleet_on_fixed_ports() {
         .iter()
         .map(|a| a.listen.expect("a listen address").port())
         .collect();
-    assert_eq!(ports, [18101, 18102, 18103]);
+    assert_eq!(
+        ports,
+        [18101, 18102, 18103, 18104, 18105, 18106, 18107, 18108]
+    );
     for a in &mut file.agencies {
         a.listen = None;
     }
-    assert_eq!(file, MockConfig::standard());
+    // The payment platform's key: the gateway's agency file's, beside it.
+    let key_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/agencies/secrets/payment-p-signing-key");
+    assert_eq!(
+        file,
+        MockConfig::standard().with_further_kinds(key_file.clone())
+    );
+    let payment = file
+        .agencies
+        .iter()
+        .find(|a| a.id == fixtures::PAYMENT_P)
+        .expect("payment-p");
+    assert!(payment.signing_key().is_ok_and(|k| k.is_some()));
 }
 
 #[test]
