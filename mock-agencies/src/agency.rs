@@ -3,9 +3,11 @@
 //! answers given, and the control ledger of measures placed over the book),
 //! and the pieces every dialect uses: the fault mode, deduplication by
 //! request number, and cutting a reply short. The lock is
-//! never held across an await.
-//! A registry's result pushes run as tasks of their own, tracked here so that
-//! stopping the agency stops them too.
+//! never held across an await. The further kinds' agencies hold a book of
+//! their own (`further_book`) and no control ledger: control orders never
+//! reach them.
+//! Result pushes (a registry's, a provident fund centre's) run as tasks of
+//! their own, tracked here so that stopping the agency stops them too.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};

@@ -88,7 +88,7 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
             body["units"] = units.into();
         }
         Holdings::Further(book) => {
-            let (key, records) = book.ledger(&wanted);
+            let (key, records) = book.ledger(wanted);
             body[key] = records.into();
         }
     }

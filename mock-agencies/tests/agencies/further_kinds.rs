@@ -300,9 +300,12 @@ async fn the_payment_platform_checks_the_signature_and_signs_its_answer() {
     fleet.shutdown().await;
 }
 
+/// A push as the court side received it: its `Authorization`, its body.
+type Push = (Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct CourtSide {
-    pushes: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    pushes: Arc<Mutex<Vec<Push>>>,
 }
 
 async fn take(State(court): State<CourtSide>, headers: HeaderMap, body: Bytes) -> StatusCode {

@@ -201,9 +201,10 @@ async fn the_further_kinds_are_asked_of_the_mock_agencies_and_answered_from_thei
     assert_eq!(freezes[0]["start_date"], "2025-03-01");
     assert_eq!(freezes[0]["end_date"], "2028-02-29");
     assert_eq!(freezes[0]["waiting"], false);
+    // Frozen in part: less than the capital the equity stands for.
     assert!(
-        fixtures::SAMPLE_ORG_EQUITY_FREEZE_FEN < fixtures::SAMPLE_ORG_EQUITY_SUBSCRIBED_FEN,
-        "frozen in part"
+        freezes[0]["amount_fen"].as_i64() < equity["subscribed_capital_fen"].as_i64(),
+        "{equity}"
     );
 
     // 李四: his car, sealed by another court, a second seal waiting.
