@@ -296,3 +296,39 @@ fn equity(rng: &mut impl RngCore, subject: &Subject, company: &Subject) -> Equit
         freezes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_books_with_the_fixtures_first_and_some_of_the_population() {
+        let population = Population::generate(7, 500);
+        for (id, dialect) in [
+            (fixtures::VEHICLE_V, MockDialect::VehicleSoap),
+            (fixtures::SECURITIES_S, MockDialect::SecuritiesXml),
+            (fixtures::PAYMENT_P, MockDialect::PaymentJson),
+            (fixtures::FUND_F, MockDialect::FundCallback),
+            (fixtures::MARKET_M, MockDialect::MarketGbkXml),
+        ] {
+            let book = generate(&population, id, dialect);
+            assert_eq!(book, generate(&population, id, dialect), "{id}");
+            let Some(book) = book else {
+                panic!("{id} has a book");
+            };
+            let (_, records) = book.ledger(|_| true);
+            let fixture_records = book.ledger(|h| fixtures::ALL_SUBJECT_IDS.contains(&h)).1;
+            assert!(!fixture_records.is_empty(), "{id}: the fixtures");
+            assert_eq!(
+                records[..fixture_records.len()],
+                fixture_records[..],
+                "{id}"
+            );
+            assert!(
+                records.len() > fixture_records.len(),
+                "{id}: generated records"
+            );
+        }
+        assert!(generate(&population, "bank-a", MockDialect::CourtBankXml).is_none());
+    }
+}
