@@ -1,7 +1,8 @@
 //! The mock fleet's configuration: which agencies to run, in which dialect,
 //! where, how slow and how faulty, plus the seed and size of the shared population.
 //! Loaded from TOML (`config/mock-agencies.toml`) or built in code by
-//! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`]).
+//! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`],
+//! and the further kinds' agencies with [`MockConfig::with_further_kinds`]).
 //! Validation collects every problem before
 //! refusing, so one run shows all mistakes of a file.
 

@@ -95,3 +95,39 @@ async fn fixed_addresses_are_required_unless_ephemeral() {
     assert_eq!(MockConfig::standard().agencies[0].id, fixtures::BANK_A);
     fleet.shutdown().await;
 }
+
+#[test]
+fn a_payment_platform_needs_its_key_file_and_no_other_agency_takes_one() {
+    let text = r#"
+        [[agencies]]
+        id = "payment-p"
+        dialect = "payment-json"
+        [[agencies]]
+        id = "bank-b"
+        dialect = "bank-json"
+        signing_key_file = "secrets/key"
+        callback_token = "t"
+        [[agencies]]
+        id = "market-m"
+        dialect = "market-gbk-xml"
+        encoding = "GB18030"
+    "#;
+    let config: MockConfig = toml::from_str(text).expect("parses");
+    let error = config.validate().expect_err("invalid").to_string();
+    assert!(
+        error.contains("payment-p: payment-json signs its messages"),
+        "{error}"
+    );
+    assert!(
+        error.contains("bank-b: signing_key_file is only for payment-json"),
+        "{error}"
+    );
+    assert!(
+        error.contains("bank-b: callback_token is only for"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("market-m"),
+        "a market registry takes an encoding: {error}"
+    );
+}
