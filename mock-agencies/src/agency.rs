@@ -3,9 +3,11 @@
 //! answers given, and the control ledger of measures placed over the book),
 //! and the pieces every dialect uses: the fault mode, deduplication by
 //! request number, and cutting a reply short. The lock is
-//! never held across an await.
-//! A registry's result pushes run as tasks of their own, tracked here so that
-//! stopping the agency stops them too.
+//! never held across an await. The further kinds' agencies hold a book of
+//! their own (`further_book`) and no control ledger: control orders never
+//! reach them.
+//! Result pushes (a registry's, a provident fund centre's) run as tasks of
+//! their own, tracked here so that stopping the agency stops them too.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -20,25 +22,49 @@ use tokio::task::JoinSet;
 
 use crate::bank_book::BankBook;
 use crate::config::{AgencySpec, MockDialect};
-use crate::control::{ControlOutcome, ControlRequest};
+use crate::control::{self, ControlOutcome, ControlRequest};
 use crate::fault_layer::{self, Faults, Visit};
 use crate::faults::{self, FaultMode};
-use crate::ledger::{AgencyState, Answer, Outcome, RequestKind, Ticket};
+use crate::further_book::FurtherBook;
+use crate::ledger::{AgencyState, Answer, Found, Outcome, RequestKind, Ticket};
 use crate::registry_book::RegistryBook;
-use crate::{bank_json, bank_xml, inspect, iso_bank_xml, registry_json};
+use crate::{
+    bank_json, bank_xml, fund_callback, inspect, iso_bank_xml, market_gbk_xml, payment_json,
+    registry_json, securities_xml, vehicle_soap,
+};
 
 /// What an agency holds.
 #[derive(Debug, Clone)]
 pub(crate) enum Holdings {
+    /// Accounts or real-estate units: control orders act on them, and the
+    /// control ledger keeps the measures placed.
+    Controlled(Controlled),
+    /// Records of a further kind of asset (vehicles, securities, payment
+    /// and provident fund accounts, equity): answered to inquiries only.
+    Further(Arc<FurtherBook>),
+}
+
+/// The holdings control orders act on.
+#[derive(Debug, Clone)]
+pub(crate) enum Controlled {
     Bank(Arc<BankBook>),
     Registry(Arc<RegistryBook>),
 }
 
 impl Holdings {
+    pub fn bank(book: BankBook) -> Self {
+        Self::Controlled(Controlled::Bank(Arc::new(book)))
+    }
+
+    pub fn registry(book: RegistryBook) -> Self {
+        Self::Controlled(Controlled::Registry(Arc::new(book)))
+    }
+
     fn positions_of(&self, holder_id: &str) -> &[usize] {
         match self {
-            Self::Bank(b) => b.positions_of(holder_id),
-            Self::Registry(r) => r.positions_of(holder_id),
+            Self::Controlled(Controlled::Bank(b)) => b.positions_of(holder_id),
+            Self::Controlled(Controlled::Registry(r)) => r.positions_of(holder_id),
+            Self::Further(f) => f.positions_of(holder_id),
         }
     }
 }
@@ -47,8 +73,12 @@ impl Holdings {
 pub(crate) struct Agency {
     pub spec: AgencySpec,
     pub holdings: Holdings,
-    /// The encoding replies are written in (`court-bank-xml` only).
+    /// The encoding replies are written in (`court-bank-xml` and
+    /// `market-gbk-xml`; the others write UTF-8).
     pub encoding: &'static Encoding,
+    /// The key a signing dialect (`payment-json`) checks requests and signs
+    /// replies with.
+    signing_key: Option<Vec<u8>>,
     state: Mutex<AgencyState>,
     /// The HTTP client result pushes are sent with, built on first use.
     callback_client: OnceLock<Result<reqwest::Client, String>>,
@@ -77,11 +107,8 @@ pub(crate) fn china_now() -> DateTime<FixedOffset> {
 
 impl Agency {
     pub fn new(spec: AgencySpec, holdings: Holdings) -> Self {
-        let encoding = spec
-            .encoding
-            .as_deref()
-            .and_then(|l| Encoding::for_label(l.as_bytes()))
-            .unwrap_or(encoding_rs::UTF_8);
+        let encoding =
+            Encoding::for_label(Self::label_of(&spec).as_bytes()).unwrap_or(encoding_rs::UTF_8);
         let faults = Faults {
             latency_ms: spec.latency_ms,
             result_delay_ms: spec.result_delay_ms,
@@ -96,6 +123,7 @@ impl Agency {
             spec,
             holdings,
             encoding,
+            signing_key: None,
             state,
             callback_client: OnceLock::new(),
             callback_tasks: Mutex::new(CallbackTasks::default()),
@@ -108,7 +136,30 @@ impl Agency {
 
     /// The label the XML declaration names: as configured, UTF-8 by default.
     pub fn encoding_label(&self) -> &str {
-        self.spec.encoding.as_deref().unwrap_or("UTF-8")
+        Self::label_of(&self.spec)
+    }
+
+    /// The configured encoding, else the dialect's own: GBK for the market
+    /// registry, UTF-8 for every other.
+    fn label_of(spec: &AgencySpec) -> &str {
+        match (&spec.encoding, spec.dialect) {
+            (Some(label), _) => label,
+            (None, MockDialect::MarketGbkXml) => "GBK",
+            (None, _) => "UTF-8",
+        }
+    }
+
+    /// The agency with the key its signing dialect uses.
+    #[must_use]
+    pub fn with_signing_key(mut self, key: Option<Vec<u8>>) -> Self {
+        self.signing_key = key;
+        self
+    }
+
+    /// The signing key; empty when none was configured (validation makes
+    /// it required where a dialect signs).
+    pub fn signing_key(&self) -> &[u8] {
+        self.signing_key.as_deref().unwrap_or_default()
     }
 
     pub fn state(&self) -> MutexGuard<'_, AgencyState> {
@@ -153,19 +204,21 @@ impl Agency {
             Some(reason) => Outcome::Refused(reason),
             None => match self.holdings.positions_of(holder_id) {
                 [] => Outcome::NotFound,
-                found => {
-                    // The holdings as they stand now, measures placed by
-                    // control orders included, lapses first.
-                    let today = state.control.today();
-                    state.control.sweep(today);
-                    Outcome::Found(state.control.found(&self.holdings, found))
-                }
+                found => match &self.holdings {
+                    Holdings::Controlled(controlled) => {
+                        // The holdings as they stand now, measures placed by
+                        // control orders included, lapses first.
+                        let today = state.control.today();
+                        state.control.sweep(today);
+                        Outcome::Found(state.control.found(controlled, found))
+                    }
+                    Holdings::Further(book) => Outcome::Found(Found::Further(book.found(found))),
+                },
             },
         };
         let answered_at = china_now();
-        // A registry refusing at intake issues no ticket.
-        let ticketed = self.spec.dialect == MockDialect::RegistryJson
-            && !matches!(outcome, Outcome::Refused(_));
+        // An agency refusing at intake issues no ticket.
+        let ticketed = self.spec.dialect.answers_later() && !matches!(outcome, Outcome::Refused(_));
         let ticket = ticketed.then(|| Ticket {
             number: state.next_ticket_number(&answered_at.format("%Y%m%d").to_string()),
             ready_at: tokio::time::Instant::now()
@@ -201,6 +254,15 @@ impl Agency {
     /// registry's decision comes with a ticket: it is revealed from the
     /// ticket's `ready_at`.
     pub fn control(&self, request: &ControlRequest) -> ControlOutcome {
+        let Holdings::Controlled(controlled) = &self.holdings else {
+            // No dialect of a further kind takes control orders.
+            return ControlOutcome {
+                holder_id: request.holder_id.clone(),
+                results: control::refusal(request, "不受理控制措施"),
+                ticket: None,
+                acknowledged: Vec::new(),
+            };
+        };
         let mut state = self.state();
         let today = state.control.today();
         state.control.sweep(today);
@@ -212,13 +274,9 @@ impl Agency {
             ready_at: tokio::time::Instant::now()
                 + Duration::from_millis(state.faults.result_delay_ms),
         });
-        state.control.apply(
-            &self.holdings,
-            request,
-            today,
-            self.measure_prefix(),
-            ticket,
-        )
+        state
+            .control
+            .apply(controlled, request, today, self.measure_prefix(), ticket)
     }
 
     /// The current state of what a control request number did, if it was
@@ -237,7 +295,12 @@ impl Agency {
         match self.spec.dialect {
             MockDialect::CourtBankXml | MockDialect::IsoBankXml => "KZ",
             MockDialect::BankJson => "H",
-            MockDialect::RegistryJson => "",
+            MockDialect::RegistryJson
+            | MockDialect::VehicleSoap
+            | MockDialect::SecuritiesXml
+            | MockDialect::PaymentJson
+            | MockDialect::FundCallback
+            | MockDialect::MarketGbkXml => "",
         }
     }
 
@@ -293,6 +356,11 @@ pub(crate) fn router(agency: Arc<Agency>) -> Router {
         MockDialect::BankJson => bank_json::routes(),
         MockDialect::RegistryJson => registry_json::routes(),
         MockDialect::IsoBankXml => iso_bank_xml::routes(),
+        MockDialect::VehicleSoap => vehicle_soap::routes(),
+        MockDialect::SecuritiesXml => securities_xml::routes(),
+        MockDialect::PaymentJson => payment_json::routes(),
+        MockDialect::FundCallback => fund_callback::routes(),
+        MockDialect::MarketGbkXml => market_gbk_xml::routes(),
     };
     dialect
         .route_layer(axum::middleware::from_fn_with_state(

@@ -52,7 +52,8 @@ pub fn fleet_agency_files(fleet_base_url: &str, banks: usize) -> Vec<(String, St
             let (encoding, max_batch) = match spec.dialect {
                 MockDialect::CourtBankXml => (spec.encoding.as_deref(), XML_MAX_BATCH),
                 MockDialect::IsoBankXml => (Some("UTF-8"), XML_MAX_BATCH),
-                MockDialect::BankJson | MockDialect::RegistryJson => (None, 1),
+                // A fleet is made of banks: the other dialects never occur.
+                _ => (None, 1),
             };
             let file = AgencyFile {
                 id: &spec.id,

@@ -108,7 +108,7 @@ impl MockBankFleet {
             by_id.insert(
                 spec.id.clone(),
                 FleetBank {
-                    agency: Arc::new(Agency::new(spec, Holdings::Bank(Arc::new(book)))),
+                    agency: Arc::new(Agency::new(spec, Holdings::bank(book))),
                     router: OnceLock::new(),
                 },
             );

@@ -1,13 +1,14 @@
 //! The mock fleet's configuration: which agencies to run, in which dialect,
 //! where, how slow and how faulty, plus the seed and size of the shared population.
 //! Loaded from TOML (`config/mock-agencies.toml`) or built in code by
-//! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`]).
+//! [`MockConfig::standard`] (plus bank-d with [`MockConfig::with_iso_bank`],
+//! and the further kinds' agencies with [`MockConfig::with_further_kinds`]).
 //! Validation collects every problem before
 //! refusing, so one run shows all mistakes of a file.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,16 @@ pub enum MockDialect {
     /// An ISO 20022-flavoured XML bank: UTF-8, a default namespace, amounts
     /// in fen, synchronous batches.
     IsoBankXml,
+    /// A vehicle register: SOAP 1.1, faults as `soap:Fault`.
+    VehicleSoap,
+    /// The securities depository: XML, submit then poll.
+    SecuritiesXml,
+    /// A payment platform: JSON, every request and reply signed.
+    PaymentJson,
+    /// A housing provident fund centre: JSON, results pushed back.
+    FundCallback,
+    /// The market-regulation registry (equity): GBK XML, batches of up to 50.
+    MarketGbkXml,
 }
 
 impl MockDialect {
@@ -42,12 +53,51 @@ impl MockDialect {
             Self::BankJson => "bank-json",
             Self::RegistryJson => "registry-json",
             Self::IsoBankXml => "iso-bank-xml",
+            Self::VehicleSoap => "vehicle-soap",
+            Self::SecuritiesXml => "securities-xml",
+            Self::PaymentJson => "payment-json",
+            Self::FundCallback => "fund-callback",
+            Self::MarketGbkXml => "market-gbk-xml",
         }
     }
 
-    /// Banks hold accounts; registries hold real-estate units.
+    /// Banks hold accounts; the others hold real-estate units or assets of
+    /// the further kinds.
     pub fn is_bank(self) -> bool {
-        !matches!(self, Self::RegistryJson)
+        matches!(self, Self::CourtBankXml | Self::BankJson | Self::IsoBankXml)
+    }
+
+    /// The dialects of the further kinds of asset (vehicles, securities,
+    /// payment and provident fund accounts, equity): inquiries only.
+    pub fn is_further_kind(self) -> bool {
+        matches!(
+            self,
+            Self::VehicleSoap
+                | Self::SecuritiesXml
+                | Self::PaymentJson
+                | Self::FundCallback
+                | Self::MarketGbkXml
+        )
+    }
+
+    /// Whether the dialect answers an inquiry with a ticket, its result
+    /// coming later (by polling or pushed to a callback address).
+    pub fn answers_later(self) -> bool {
+        matches!(
+            self,
+            Self::RegistryJson | Self::SecuritiesXml | Self::FundCallback
+        )
+    }
+
+    /// Whether the dialect pushes results to a callback address.
+    pub fn pushes_results(self) -> bool {
+        matches!(self, Self::RegistryJson | Self::FundCallback)
+    }
+
+    /// Whether its messages are XML in an encoding of the agency's choice
+    /// (UTF-8 when none is configured, GBK for the market registry).
+    fn takes_encoding(self) -> bool {
+        matches!(self, Self::CourtBankXml | Self::MarketGbkXml)
     }
 }
 
@@ -78,8 +128,9 @@ pub struct AgencySpec {
     /// Where it listens when the fleet is not started on ephemeral ports.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-    /// Character encoding of requests and replies (`court-bank-xml` only:
-    /// `iso-bank-xml` is always UTF-8); UTF-8 when absent.
+    /// Character encoding of requests and replies (`court-bank-xml` and
+    /// `market-gbk-xml` only: the other XML dialects are always UTF-8);
+    /// UTF-8 when absent (GBK for `market-gbk-xml`).
     #[serde(default)]
     pub encoding: Option<String>,
     /// Delay added before answering every dialect request.
@@ -92,11 +143,19 @@ pub struct AgencySpec {
     /// number prefixes) when it names a known bank.
     #[serde(default)]
     pub name: String,
-    /// `registry-json` only: the bearer token sent in the `Authorization`
-    /// header when the registry pushes a result to a callback address
-    /// (`HDDZ`); no `Authorization` header when absent.
+    /// `registry-json` and `fund-callback` only: the bearer token sent in
+    /// the `Authorization` header when the agency pushes a result to a
+    /// callback address (`HDDZ`, `notify_url`); no `Authorization` header
+    /// when absent.
     #[serde(default)]
     pub callback_token: Option<String>,
+    /// `payment-json` only, and required there: the file holding the
+    /// HMAC-SHA256 key the platform checks requests and signs replies with
+    /// (surrounding whitespace trimmed), the very file the gateway's agency
+    /// file names as `[auth.signing_key]`. A relative path is relative to
+    /// the configuration file's folder when loaded from a file.
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
     /// Faults injected from the start (error and reset rates, latency
     /// tails, throttling, ...), as `POST /_mock/faults` takes them; none
     /// when absent.
@@ -117,6 +176,11 @@ fn default_population() -> usize {
 /// agency file for a callback registry stores only its SHA-256.
 pub const DEMO_CALLBACK_TOKEN: &str = "demo-registry-callback-token";
 
+/// The bearer token fund-f sends with its pushed results in the shipped
+/// configuration. A demo-only value: the gateway's agency file stores only
+/// its SHA-256.
+pub const DEMO_FUND_CALLBACK_TOKEN: &str = "demo-fund-callback-token";
+
 pub(crate) fn default_result_delay_ms() -> u64 {
     300
 }
@@ -133,8 +197,16 @@ impl MockConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let config: Self =
+        let mut config: Self =
             toml::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+        let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        for spec in &mut config.agencies {
+            if let Some(file) = spec.signing_key_file.as_mut()
+                && file.is_relative()
+            {
+                *file = folder.join(&*file);
+            }
+        }
         config
             .validate()
             .with_context(|| format!("in {}", path.display()))?;
@@ -157,6 +229,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国工商银行（模拟）".into(),
                     callback_token: None,
+                    signing_key_file: None,
                     faults: FaultConfig::default(),
                 },
                 AgencySpec {
@@ -168,6 +241,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "中国建设银行（模拟）".into(),
                     callback_token: None,
+                    signing_key_file: None,
                     faults: FaultConfig::default(),
                 },
                 AgencySpec {
@@ -179,6 +253,7 @@ impl MockConfig {
                     result_delay_ms: default_result_delay_ms(),
                     name: "天水市不动产登记中心（模拟）".into(),
                     callback_token: Some(DEMO_CALLBACK_TOKEN.into()),
+                    signing_key_file: None,
                     faults: FaultConfig::default(),
                 },
             ],
@@ -201,8 +276,67 @@ impl MockConfig {
             result_delay_ms: default_result_delay_ms(),
             name: "中国农业银行（模拟）".into(),
             callback_token: None,
+            signing_key_file: None,
             faults: FaultConfig::default(),
         });
+        self
+    }
+
+    /// Adds the five agencies of the further kinds of asset, as the shipped
+    /// file has them (no listen addresses), after the agencies already
+    /// there: vehicle-v, securities-s, payment-p (its key read from
+    /// `payment_signing_key_file`), fund-f (pushing with
+    /// [`DEMO_FUND_CALLBACK_TOKEN`]) and market-m (GBK).
+    #[must_use]
+    pub fn with_further_kinds(mut self, payment_signing_key_file: PathBuf) -> Self {
+        let spec = |id: &str, dialect: MockDialect, name: &str| AgencySpec {
+            id: id.into(),
+            dialect,
+            listen: None,
+            encoding: None,
+            latency_ms: 0,
+            result_delay_ms: default_result_delay_ms(),
+            name: name.into(),
+            callback_token: None,
+            signing_key_file: None,
+            faults: FaultConfig::default(),
+        };
+        self.agencies.extend([
+            spec(
+                fixtures::VEHICLE_V,
+                MockDialect::VehicleSoap,
+                "天水市公安局交通警察支队车辆管理所（模拟）",
+            ),
+            spec(
+                fixtures::SECURITIES_S,
+                MockDialect::SecuritiesXml,
+                "中国证券登记结算有限责任公司（模拟）",
+            ),
+            AgencySpec {
+                signing_key_file: Some(payment_signing_key_file),
+                ..spec(
+                    fixtures::PAYMENT_P,
+                    MockDialect::PaymentJson,
+                    "某支付机构（模拟）",
+                )
+            },
+            AgencySpec {
+                callback_token: Some(DEMO_FUND_CALLBACK_TOKEN.into()),
+                ..spec(
+                    fixtures::FUND_F,
+                    MockDialect::FundCallback,
+                    "天水市住房公积金管理中心（模拟）",
+                )
+            },
+            AgencySpec {
+                encoding: Some("GBK".into()),
+                ..spec(
+                    fixtures::MARKET_M,
+                    MockDialect::MarketGbkXml,
+                    "天水市市场监督管理局（模拟）",
+                )
+            },
+        ]);
         self
     }
 
@@ -230,9 +364,9 @@ impl MockConfig {
                 problems.push(format!("agency id {id:?} appears twice"));
             }
             if let Some(label) = &spec.encoding {
-                if spec.dialect != MockDialect::CourtBankXml {
+                if !spec.dialect.takes_encoding() {
                     problems.push(format!(
-                        "agency {id}: encoding is only for court-bank-xml, not {}",
+                        "agency {id}: encoding is only for court-bank-xml and market-gbk-xml, not {}",
                         spec.dialect.as_str()
                     ));
                 }
@@ -246,9 +380,9 @@ impl MockConfig {
                 }
             }
             if let Some(token) = &spec.callback_token {
-                if spec.dialect != MockDialect::RegistryJson {
+                if !spec.dialect.pushes_results() {
                     problems.push(format!(
-                        "agency {id}: callback_token is only for registry-json, not {}",
+                        "agency {id}: callback_token is only for registry-json and fund-callback, not {}",
                         spec.dialect.as_str()
                     ));
                 }
@@ -258,6 +392,18 @@ impl MockConfig {
                         "agency {id}: callback_token must be non-empty printable ASCII without blanks"
                     ));
                 }
+            }
+            match (&spec.signing_key_file, spec.dialect) {
+                (None, MockDialect::PaymentJson) => problems.push(format!(
+                    "agency {id}: payment-json signs its messages: signing_key_file is required"
+                )),
+                (Some(_), dialect) if dialect != MockDialect::PaymentJson => {
+                    problems.push(format!(
+                        "agency {id}: signing_key_file is only for payment-json, not {}",
+                        dialect.as_str()
+                    ));
+                }
+                _ => {}
             }
             for problem in spec.faults.problems() {
                 problems.push(format!("agency {id}: faults: {problem}"));
@@ -272,6 +418,29 @@ impl MockConfig {
 }
 
 impl AgencySpec {
+    /// The signing key, read from `signing_key_file` (whitespace around it
+    /// trimmed); `None` when none is configured.
+    pub fn signing_key(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let Some(file) = &self.signing_key_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!(
+                "agency {}: cannot read its signing key file {}",
+                self.id,
+                file.display()
+            )
+        })?;
+        let key = text.trim();
+        anyhow::ensure!(
+            !key.is_empty(),
+            "agency {}: the signing key file {} is empty",
+            self.id,
+            file.display()
+        );
+        Ok(Some(key.as_bytes().to_vec()))
+    }
+
     /// The display name, or the id when none was configured.
     pub fn display_name(&self) -> &str {
         if self.name.is_empty() {

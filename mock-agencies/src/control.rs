@@ -50,7 +50,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::agency::{Holdings, china_now};
+use crate::agency::{Controlled, china_now};
 use crate::bank_book::{Account, Measure};
 use crate::ledger::{Found, Ticket};
 use crate::registry_book::{Seal, Unit};
@@ -288,10 +288,10 @@ enum AssetKind {
     Unit,
 }
 
-fn kind_of(holdings: &Holdings) -> AssetKind {
+fn kind_of(holdings: &Controlled) -> AssetKind {
     match holdings {
-        Holdings::Bank(_) => AssetKind::Account,
-        Holdings::Registry(_) => AssetKind::Unit,
+        Controlled::Bank(_) => AssetKind::Account,
+        Controlled::Registry(_) => AssetKind::Unit,
     }
 }
 
@@ -638,10 +638,10 @@ fn check_term(
     }
 }
 
-fn fresh_asset(holdings: &Holdings, position: usize) -> Option<LiveAsset> {
+fn fresh_asset(holdings: &Controlled, position: usize) -> Option<LiveAsset> {
     match holdings {
-        Holdings::Bank(book) => book.get(position).map(LiveAsset::from_account),
-        Holdings::Registry(book) => book.get(position).map(LiveAsset::from_unit),
+        Controlled::Bank(book) => book.get(position).map(LiveAsset::from_account),
+        Controlled::Registry(book) => book.get(position).map(LiveAsset::from_unit),
     }
 }
 
@@ -686,7 +686,7 @@ impl ControlBook {
     /// Decides a control order never seen before and remembers it.
     pub fn apply(
         &mut self,
-        holdings: &Holdings,
+        holdings: &Controlled,
         request: &ControlRequest,
         today: NaiveDate,
         number_prefix: &str,
@@ -812,15 +812,15 @@ impl ControlBook {
     }
 
     /// The position of an account or unit by its number.
-    fn position(&mut self, holdings: &Holdings, target: &str) -> Option<usize> {
+    fn position(&mut self, holdings: &Controlled, target: &str) -> Option<usize> {
         let index = self.index.get_or_insert_with(|| match holdings {
-            Holdings::Bank(book) => book
+            Controlled::Bank(book) => book
                 .accounts()
                 .iter()
                 .enumerate()
                 .map(|(i, a)| (a.account_number.clone(), i))
                 .collect(),
-            Holdings::Registry(book) => book
+            Controlled::Registry(book) => book
                 .units()
                 .iter()
                 .enumerate()
@@ -830,7 +830,7 @@ impl ControlBook {
         index.get(target).copied()
     }
 
-    fn asset_mut(&mut self, holdings: &Holdings, position: usize) -> Option<&mut LiveAsset> {
+    fn asset_mut(&mut self, holdings: &Controlled, position: usize) -> Option<&mut LiveAsset> {
         if let MapEntry::Vacant(vacant) = self.assets.entry(position) {
             vacant.insert(fresh_asset(holdings, position)?);
         }
@@ -848,7 +848,7 @@ impl ControlBook {
     /// A freeze or a seal.
     fn place(
         &mut self,
-        holdings: &Holdings,
+        holdings: &Controlled,
         request: &ControlRequest,
         item: &ControlItem,
         today: NaiveDate,
@@ -863,12 +863,12 @@ impl ControlBook {
             });
         };
         let (owned, not_owned) = match holdings {
-            Holdings::Bank(book) => (
+            Controlled::Bank(book) => (
                 book.get(position)
                     .is_some_and(|a| a.holder_id == request.holder_id),
                 "账户与被执行人不符",
             ),
-            Holdings::Registry(book) => (
+            Controlled::Registry(book) => (
                 book.get(position)
                     .is_some_and(|u| u.owners.iter().any(|o| o.id_number == request.holder_id)),
                 "不动产权利人与被执行人不符",
@@ -1000,7 +1000,7 @@ impl ControlBook {
     /// A renewal: the measure, in force or waiting, gets the new end date.
     fn renew(
         &mut self,
-        holdings: &Holdings,
+        holdings: &Controlled,
         request: &ControlRequest,
         item: &ControlItem,
     ) -> Decided {
@@ -1048,7 +1048,7 @@ impl ControlBook {
     /// A release: the measure leaves; the line moves on if it was in force.
     fn release(
         &mut self,
-        holdings: &Holdings,
+        holdings: &Controlled,
         request: &ControlRequest,
         item: &ControlItem,
     ) -> Decided {
@@ -1149,7 +1149,7 @@ impl ControlBook {
     /// an account or unit; the first in line takes effect if it can.
     pub fn lift(
         &mut self,
-        holdings: &Holdings,
+        holdings: &Controlled,
         target: &str,
         document_number: &str,
     ) -> Result<Lifted, String> {
@@ -1193,15 +1193,15 @@ impl ControlBook {
     }
 
     /// The holdings at `positions` as an inquiry answers them now.
-    pub fn found(&self, holdings: &Holdings, positions: &[usize]) -> Found {
+    pub fn found(&self, holdings: &Controlled, positions: &[usize]) -> Found {
         match holdings {
-            Holdings::Bank(book) => Found::Accounts(
+            Controlled::Bank(book) => Found::Accounts(
                 positions
                     .iter()
                     .filter_map(|&p| book.get(p).map(|a| self.account_view(p, a)))
                     .collect(),
             ),
-            Holdings::Registry(book) => Found::Units(
+            Controlled::Registry(book) => Found::Units(
                 positions
                     .iter()
                     .filter_map(|&p| book.get(p).map(|u| self.unit_view(p, u)))
@@ -1246,7 +1246,7 @@ impl ControlBook {
 
     /// Every measure on the account or unit at `position` for the ledger:
     /// the live ones, and ours that ended.
-    pub fn ledger_measures(&self, holdings: &Holdings, position: usize) -> Vec<Value> {
+    pub fn ledger_measures(&self, holdings: &Controlled, position: usize) -> Vec<Value> {
         let fresh;
         let asset = match self.assets.get(&position) {
             Some(asset) => asset,

@@ -40,7 +40,10 @@ use serde_json::{Value, json};
 use crate::agency::Agency;
 use crate::config::MockDialect;
 use crate::faults::{FaultConfig, FaultMode};
-use crate::{bank_json, bank_xml, iso_bank_xml, registry_json};
+use crate::{
+    bank_json, bank_xml, fund_callback, iso_bank_xml, market_gbk_xml, payment_json, registry_json,
+    securities_xml, vehicle_soap,
+};
 
 /// How many injected faults the ledger keeps, the most recent.
 const LOG_LIMIT: usize = 1_000;
@@ -299,6 +302,11 @@ fn fault_reply(agency: &Agency, status: StatusCode, path: &str) -> Response {
         MockDialect::BankJson => bank_json::fault_reply(status),
         MockDialect::RegistryJson => registry_json::fault_reply(status, path),
         MockDialect::IsoBankXml => iso_bank_xml::fault_reply(status),
+        MockDialect::VehicleSoap => vehicle_soap::fault_reply(status),
+        MockDialect::SecuritiesXml => securities_xml::fault_reply(status, path),
+        MockDialect::PaymentJson => payment_json::fault_reply(agency, status),
+        MockDialect::FundCallback => fund_callback::fault_reply(status),
+        MockDialect::MarketGbkXml => market_gbk_xml::fault_reply(agency, status),
     }
 }
 
@@ -374,8 +382,7 @@ fn misdeclare(
     bytes: Vec<u8>,
     is_xml: bool,
 ) -> Vec<u8> {
-    let in_utf8 =
-        agency.spec.dialect != MockDialect::CourtBankXml || agency.encoding == encoding_rs::UTF_8;
+    let in_utf8 = agency.encoding == encoding_rs::UTF_8;
     let bytes = if in_utf8 {
         let text = String::from_utf8_lossy(&bytes);
         encoding_rs::GB18030.encode(&text).0.into_owned()

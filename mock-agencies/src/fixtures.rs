@@ -1,15 +1,18 @@
 //! Named subjects whose holdings are fixed, whatever the seed or size of the
 //! population: the gateway's demo and the end-to-end tests assert against
 //! these constants. Holdings are filed by agency id (`bank-a`, `bank-b`,
-//! `bank-d`, `registry-x`, and the bank fleet's `fleet-0042`): an agency
-//! with another id holds none of them.
+//! `bank-d`, `registry-x`, the bank fleet's `fleet-0042`, and the further
+//! kinds' `vehicle-v`, `securities-s`, `payment-p`, `fund-f`, `market-m`):
+//! an agency with another id holds none of them.
 //!
 //! - 张三: two accounts at bank-a, one at bank-b, one at bank-d, one at the
-//!   bank fleet's fleet-0042, one sealed and mortgaged flat at registry-x;
+//!   bank fleet's fleet-0042, one sealed and mortgaged flat at registry-x
+//!   (and the further kinds' holdings below);
 //!   no measures on the accounts.
-//! - 示例有限公司: two accounts at bank-a, nothing elsewhere.
+//! - 示例有限公司: two accounts at bank-a, and equity at market-m.
 //! - 王五: known to no agency.
-//! - 李四 (for control measures): at bank-a a savings account of 30,000.00
+//! - 李四 (`62050319850615003X`, a valid GB 11643 number; for control
+//!   measures): at bank-a a savings account of 30,000.00
 //!   with 10,000.00 frozen by 秦州区人民法院 (20,000.00 available) and a
 //!   debit card of 8,000.00 wholly frozen by 甘谷县人民法院 (nothing
 //!   available: a new freeze there waits in line); at bank-b a savings
@@ -19,8 +22,15 @@
 //! The standing measures and seals of other authorities never lapse with
 //! the clock (the fixtures must not age); they leave only when that
 //! authority lifts them (`POST /_mock/lift`).
+//!
+//! Their holdings of the further kinds of asset (a car, shares, payment and
+//! provident fund accounts, equity) are in [`further_kinds`], re-exported
+//! here.
 
 use chrono::NaiveDate;
+
+pub mod further_kinds;
+pub use further_kinds::*;
 
 use crate::bank_book::{Account, AccountKind, AccountState, Measure};
 use crate::registry_book::{Owner, Seal, Unit};

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::agency::{self, Agency, Holdings};
 use crate::bank_book::BankBook;
 use crate::config::{MockConfig, MockDialect};
+use crate::further_population;
 use crate::names::{self, BankBrand};
 use crate::population::Population;
 use crate::registry_book::RegistryBook;
@@ -89,19 +90,25 @@ impl MockFleet {
         for (spec, listener) in config.agencies.iter().zip(listeners) {
             let holdings = match spec.dialect {
                 MockDialect::RegistryJson => {
-                    Holdings::Registry(Arc::new(RegistryBook::generate(&population, &spec.id)))
+                    Holdings::registry(RegistryBook::generate(&population, &spec.id))
                 }
-                dialect => {
-                    let brand = BankBrand::named_in(spec.display_name()).unwrap_or(match dialect {
-                        MockDialect::CourtBankXml => names::ICBC,
-                        MockDialect::IsoBankXml => names::ABC,
-                        _ => names::CCB,
-                    });
-                    Holdings::Bank(Arc::new(BankBook::generate(&population, &spec.id, brand)))
-                }
+                dialect => match further_population::generate(&population, &spec.id, dialect) {
+                    Some(book) => Holdings::Further(Arc::new(book)),
+                    None => {
+                        let brand =
+                            BankBrand::named_in(spec.display_name()).unwrap_or(match dialect {
+                                MockDialect::CourtBankXml => names::ICBC,
+                                MockDialect::IsoBankXml => names::ABC,
+                                _ => names::CCB,
+                            });
+                        Holdings::bank(BankBook::generate(&population, &spec.id, brand))
+                    }
+                },
             };
+            let signing_key = spec.signing_key()?;
             let addr = listener.local_addr()?;
-            let agency = Arc::new(Agency::new(spec.clone(), holdings));
+            let agency =
+                Arc::new(Agency::new(spec.clone(), holdings).with_signing_key(signing_key));
             let app = agency::router(Arc::clone(&agency));
             let (stop, stopped) = oneshot::channel::<()>();
             let task = tokio::spawn(async move {

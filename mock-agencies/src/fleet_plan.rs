@@ -67,6 +67,7 @@ pub fn fleet_bank_spec(number: usize, banks: usize) -> AgencySpec {
         latency_ms: 0,
         result_delay_ms: config::default_result_delay_ms(),
         callback_token: None,
+        signing_key_file: None,
         faults: FaultConfig::default(),
     }
 }

@@ -19,7 +19,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::agency::{Agency, Holdings};
+use crate::agency::{Agency, Controlled, Holdings};
 use crate::bank_book::Account;
 use crate::config::MockDialect;
 use crate::fault_layer::Faults;
@@ -59,7 +59,7 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
     state.control.sweep(today);
     let control = &state.control;
     match &agency.holdings {
-        Holdings::Bank(book) => {
+        Holdings::Controlled(controlled @ Controlled::Bank(book)) => {
             let accounts: Vec<Value> = book
                 .accounts()
                 .iter()
@@ -67,13 +67,13 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
                 .filter(|(_, a)| wanted(&a.holder_id))
                 .map(|(position, a)| {
                     let mut v = account(agency.spec.dialect, &control.account_view(position, a));
-                    v["measures"] = control.ledger_measures(&agency.holdings, position).into();
+                    v["measures"] = control.ledger_measures(controlled, position).into();
                     v
                 })
                 .collect();
             body["accounts"] = accounts.into();
         }
-        Holdings::Registry(book) => {
+        Holdings::Controlled(controlled @ Controlled::Registry(book)) => {
             let units: Vec<Value> = book
                 .units()
                 .iter()
@@ -81,11 +81,15 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
                 .filter(|(_, u)| u.owners.iter().any(|o| wanted(&o.id_number)))
                 .map(|(position, u)| {
                     let mut v = unit(u);
-                    v["seals"] = control.ledger_measures(&agency.holdings, position).into();
+                    v["seals"] = control.ledger_measures(controlled, position).into();
                     v
                 })
                 .collect();
             body["units"] = units.into();
+        }
+        Holdings::Further(book) => {
+            let (key, records) = book.ledger(wanted);
+            body[key] = records.into();
         }
     }
     let requests: Vec<Value> = state
@@ -114,7 +118,7 @@ fn account(dialect: MockDialect, a: &Account) -> Value {
     let account_type = match dialect {
         MockDialect::CourtBankXml => a.kind.xml_label(),
         MockDialect::IsoBankXml => a.kind.iso_code(),
-        MockDialect::BankJson | MockDialect::RegistryJson => a.kind.json_product(),
+        _ => a.kind.json_product(),
     };
     json!({
         "account_number": a.account_number,
@@ -192,15 +196,14 @@ async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(e) => return bad_request(&e.to_string()),
     };
-    let target = match (
-        &agency.holdings,
-        request.account_number,
-        request.unit_number,
-    ) {
-        (Holdings::Bank(_), Some(account), None) => account,
-        (Holdings::Registry(_), None, Some(unit)) => unit,
-        (Holdings::Bank(_), _, _) => return bad_request("a bank lifts by account_number alone"),
-        (Holdings::Registry(_), _, _) => {
+    let Holdings::Controlled(controlled) = &agency.holdings else {
+        return bad_request("the further kinds' standing measures are the book's: none is lifted");
+    };
+    let target = match (controlled, request.account_number, request.unit_number) {
+        (Controlled::Bank(_), Some(account), None) => account,
+        (Controlled::Registry(_), None, Some(unit)) => unit,
+        (Controlled::Bank(_), _, _) => return bad_request("a bank lifts by account_number alone"),
+        (Controlled::Registry(_), _, _) => {
             return bad_request("a registry lifts by unit_number alone");
         }
     };
@@ -210,7 +213,7 @@ async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         state.control.sweep(today);
         state
             .control
-            .lift(&agency.holdings, &target, &request.document_number)
+            .lift(controlled, &target, &request.document_number)
     };
     match lifted {
         Ok(lifted) => {

@@ -18,6 +18,9 @@ use serde::Serialize;
 use crate::bank_book::Account;
 use crate::control::ControlBook;
 use crate::fault_layer::{FaultEngine, Faults};
+use crate::further_book::{
+    EquityHolding, FundAccount, FurtherFound, PaymentAccount, SecuritiesHolding, Vehicle,
+};
 use crate::registry_book::Unit;
 
 /// What an agency found for a subject.
@@ -35,20 +38,49 @@ pub(crate) enum Outcome {
 pub(crate) enum Found {
     Accounts(Vec<Account>),
     Units(Vec<Unit>),
+    /// Records of a further kind of asset.
+    Further(FurtherFound),
 }
 
 impl Found {
     pub fn accounts(&self) -> &[Account] {
         match self {
             Self::Accounts(accounts) => accounts,
-            Self::Units(_) => &[],
+            Self::Units(_) | Self::Further(_) => &[],
         }
     }
 
     pub fn units(&self) -> &[Unit] {
         match self {
             Self::Units(units) => units,
-            Self::Accounts(_) => &[],
+            Self::Accounts(_) | Self::Further(_) => &[],
+        }
+    }
+
+    pub fn vehicles(&self) -> &[Vehicle] {
+        self.further().map_or(&[], FurtherFound::vehicles)
+    }
+
+    pub fn securities(&self) -> &[SecuritiesHolding] {
+        self.further().map_or(&[], FurtherFound::securities)
+    }
+
+    pub fn payment_accounts(&self) -> &[PaymentAccount] {
+        self.further().map_or(&[], FurtherFound::payment_accounts)
+    }
+
+    pub fn fund_accounts(&self) -> &[FundAccount] {
+        self.further().map_or(&[], FurtherFound::fund_accounts)
+    }
+
+    pub fn equity(&self) -> &[EquityHolding] {
+        self.further().map_or(&[], FurtherFound::equity)
+    }
+
+    fn further(&self) -> Option<&FurtherFound> {
+        match self {
+            Self::Further(found) => Some(found),
+            Self::Accounts(_) | Self::Units(_) => None,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `mock-agencies`: runs the configured mock banks and registries on their
-//! fixed addresses until Ctrl-C or SIGTERM, for trying the gateway by hand;
+//! `mock-agencies`: runs the configured mock banks, registries and agencies
+//! of the further kinds of asset on their fixed addresses until Ctrl-C or SIGTERM, for trying the gateway by hand;
 //! with `--banks N`, a fleet of N generated banks behind one listener
 //! instead; `write-agencies` writes the gateway's agency files for such a
 //! fleet and exits. Logs where each agency listens; never logs a full
@@ -22,8 +22,8 @@ const DEFAULT_FLEET_LISTEN: &str = "127.0.0.1:18200";
 #[derive(Parser)]
 #[command(
     version,
-    about = "Mock banks and registries speaking the agencies' wire formats",
-    long_about = "Mock banks and registries speaking the agencies' wire formats \
+    about = "Mock banks, registries and other agencies speaking the agencies' wire formats",
+    long_about = "Mock banks, registries and other agencies speaking the agencies' wire formats \
         (docs/wire-formats.md).\n\n\
         By default runs the agencies of --config, each on its own address. \
         With --banks N runs a fleet of N generated banks (fleet-0001 ...) behind \
@@ -150,6 +150,7 @@ async fn run_configured(
         zhang_san = %ids::mask(fixtures::ZHANG_SAN_ID),
         sample_org = %ids::mask(fixtures::SAMPLE_ORG_ID),
         wang_wu = %ids::mask(fixtures::WANG_WU_ID),
+        li_si = %ids::mask(fixtures::LI_SI_ID),
         "population ready; fixture subjects always present"
     );
     shutdown_signal().await;

@@ -7,8 +7,8 @@
 //!
 //! A submission may name a callback address (`HDDZ`): the registry then also
 //! pushes the result there once it is ready, with the very body a poll would
-//! get, as a task of its own that tries up to three times. It is pushed once
-//! per request number, and stays available by polling.
+//! get (`result_push`: a task of its own that tries up to three times). It
+//! is pushed once per request number, and stays available by polling.
 //!
 //! Control orders (seal `11`, renew seal `12`, release seal `14`) go the same
 //! way: `POST /bdc/api/kzqq` is decided at once and answered with a ticket;
@@ -21,7 +21,6 @@
 //! (`RESULT` `1001`) and nothing is applied.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -35,15 +34,15 @@ use serde_json::{Map, Value, json};
 
 use chrono::NaiveDate;
 
-use crate::agency::{Agency, json_body, json_reply};
+use crate::agency::{Agency, json_reply};
 use crate::control::{
     Action, ControlItem, ControlOutcome, ControlRequest, ControlState, Document as Received,
     ItemResult, is_sha256_hex,
 };
 use crate::faults::FaultMode;
-use crate::ledger::{Answer, CallbackOutcome, Outcome, RequestKind};
+use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::registry_book::Unit;
-use crate::{ids, money};
+use crate::{ids, money, result_push};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new()
@@ -124,9 +123,6 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Waits before the second and third attempt of a push.
-const CALLBACK_BACKOFF: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(400)];
-
 /// A submission and the callback address it names, if any.
 fn read_submission(body: &[u8]) -> Result<(Submission, Option<Url>), String> {
     let s = read_fields(body)?;
@@ -139,9 +135,9 @@ fn callback_address(hddz: Option<&str>) -> Result<Option<Url>, String> {
     let Some(text) = hddz.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
-    match Url::parse(text) {
-        Ok(url) if url.scheme() == "http" && url.host().is_some() => Ok(Some(url)),
-        _ => Err(format!("HDDZ 不是有效的 http 地址：{text}")),
+    match result_push::callback_url(text, false) {
+        Some(url) => Ok(Some(url)),
+        None => Err(format!("HDDZ 不是有效的 http 地址：{text}")),
     }
 }
 
@@ -216,14 +212,8 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     };
     // Only an accepted submission has a result to push; a refusal (injected
     // or not) is said in this reply.
-    if let (Some(callback), Some(ticket)) = (callback, &answer.ticket)
-        && agency.state().claim_callback(rn)
-    {
-        let ready_at = ticket.ready_at;
-        let task = push(Arc::clone(&agency), rn.to_owned(), callback, ready_at);
-        if !agency.spawn_callback(task) {
-            tracing::info!(agency = agency.id(), request_number = %rn, "stopped: no result push");
-        }
+    if let Some(callback) = callback {
+        result_push::schedule(&agency, rn, &answer, callback, pushed);
     }
     let body = match (&answer.ticket, &answer.outcome) {
         (Some(ticket), _) => message(
@@ -276,68 +266,9 @@ fn done(rn: &str, answer: &Answer) -> Value {
     result(rn, slbh, answer)
 }
 
-/// Pushes the result of `rn` to `callback` once it is ready: up to three
-/// attempts, until one is answered with a 2xx, each logged in the ledger.
-/// The `malformed` fault cuts the body of an attempt made while it is on.
-async fn push(agency: Arc<Agency>, rn: String, callback: Url, ready_at: tokio::time::Instant) {
-    tokio::time::sleep_until(ready_at).await;
-    let Some(answer) = agency.stored_answer(&rn) else {
-        return;
-    };
-    let body = done(&rn, &answer);
-    let mut waits = CALLBACK_BACKOFF.iter();
-    let mut attempt: u32 = 0;
-    loop {
-        attempt += 1;
-        let bytes = json_body(agency.faults().mode(), &body);
-        let at = chrono::Utc::now();
-        let outcome = send(&agency, &callback, bytes).await;
-        let delivered =
-            matches!(outcome, CallbackOutcome::Status(status) if (200..300).contains(&status));
-        tracing::info!(agency = agency.id(), request_number = %rn, attempt, ?outcome, "result push");
-        agency
-            .state()
-            .record_callback(&rn, &answer.holder_id, attempt, at, outcome);
-        if delivered {
-            return;
-        }
-        match waits.next() {
-            Some(wait) => tokio::time::sleep(*wait).await,
-            None => return,
-        }
-    }
-}
-
-/// One attempt: `POST` the body as JSON, with the agency's bearer token when
-/// it has one.
-async fn send(agency: &Agency, callback: &Url, body: Vec<u8>) -> CallbackOutcome {
-    let client = match agency.callback_client() {
-        Ok(client) => client,
-        Err(e) => return CallbackOutcome::Error(e),
-    };
-    let mut request = client
-        .post(callback.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(token) = &agency.spec.callback_token {
-        request = request.bearer_auth(token);
-    }
-    match request.send().await {
-        Ok(response) => CallbackOutcome::Status(response.status().as_u16()),
-        Err(e) => CallbackOutcome::Error(error_chain(&e)),
-    }
-}
-
-/// An error with its causes: reqwest's own message rarely says what failed.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
+/// The body of a result push: what a poll gets once the result is ready.
+fn pushed(_: &Agency, rn: &str, answer: &Answer) -> Value {
+    done(rn, answer)
 }
 
 fn result(rn: &str, slbh: Option<String>, answer: &Answer) -> Value {

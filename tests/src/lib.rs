@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use adapters::agency::AgencyConfig;
+use adapters::agency::{AgencyConfig, AgencyKind};
 use gateway::Gateway;
 use gateway::clock::Clock;
 use gateway::config::GatewayConfig;
@@ -211,9 +211,29 @@ impl System {
     }
 
     /// Starts on `backend` with the repository's configuration, changed by
-    /// `tweak`.
+    /// `tweak`: the first release's agencies (banks and the real-estate
+    /// registry; the stories count on them), the agencies of the further
+    /// kinds of asset left out of the gateway's set though their mocks run.
     pub async fn start_on(
         backend: Backend,
+        tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
+    ) -> anyhow::Result<Self> {
+        Self::start_agencies(backend, false, tweak).await
+    }
+
+    /// Starts on `backend` with every agency of the repository's
+    /// configuration, the further kinds' (vehicle-v, securities-s,
+    /// payment-p, fund-f, market-m) too, as the demo runs them.
+    pub async fn start_with_every_kind(
+        backend: Backend,
+        tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
+    ) -> anyhow::Result<Self> {
+        Self::start_agencies(backend, true, tweak).await
+    }
+
+    async fn start_agencies(
+        backend: Backend,
+        every_kind: bool,
         tweak: impl FnOnce(&mut GatewayConfig, &mut Vec<AgencyConfig>),
     ) -> anyhow::Result<Self> {
         gateway::install_crypto_provider();
@@ -235,6 +255,8 @@ impl System {
         config.callbacks.retry_ms = 50;
         config.callbacks.max_retry_ms = 200;
         let mut agencies = adapters::agency::load_agencies(&config_dir().join("agencies"))?;
+        agencies
+            .retain(|a| every_kind || matches!(a.kind, AgencyKind::Bank | AgencyKind::Registry));
         for agency in &mut agencies {
             if let Some(url) = fleet.base_url(&agency.id) {
                 agency.base_url = url;

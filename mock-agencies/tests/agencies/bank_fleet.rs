@@ -175,7 +175,7 @@ async fn every_dialect_of_the_fleet_answers_wang_wu_with_no_record() {
                 assert_eq!(status, 200, "{id}");
                 assert!(report(&text, &rn).contains(r#"<Sts Cd="NONE"/>"#), "{id}");
             }
-            MockDialect::RegistryJson => panic!("{id}: a fleet has only banks"),
+            other => panic!("{id}: a fleet has only banks, not {}", other.as_str()),
         }
     }
     fleet.shutdown().await;

@@ -17,11 +17,26 @@ fn the_shipped_file_is_the_standard_fleet_on_fixed_ports() {
         .iter()
         .map(|a| a.listen.expect("a listen address").port())
         .collect();
-    assert_eq!(ports, [18101, 18102, 18103]);
+    assert_eq!(
+        ports,
+        [18101, 18102, 18103, 18104, 18105, 18106, 18107, 18108]
+    );
     for a in &mut file.agencies {
         a.listen = None;
     }
-    assert_eq!(file, MockConfig::standard());
+    // The payment platform's key: the gateway's agency file's, beside it.
+    let key_file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config/agencies/secrets/payment-p-signing-key");
+    assert_eq!(
+        file,
+        MockConfig::standard().with_further_kinds(key_file.clone())
+    );
+    let payment = file
+        .agencies
+        .iter()
+        .find(|a| a.id == fixtures::PAYMENT_P)
+        .expect("payment-p");
+    assert!(payment.signing_key().is_ok_and(|k| k.is_some()));
 }
 
 #[test]
@@ -79,4 +94,40 @@ async fn fixed_addresses_are_required_unless_ephemeral() {
     );
     assert_eq!(MockConfig::standard().agencies[0].id, fixtures::BANK_A);
     fleet.shutdown().await;
+}
+
+#[test]
+fn a_payment_platform_needs_its_key_file_and_no_other_agency_takes_one() {
+    let text = r#"
+        [[agencies]]
+        id = "payment-p"
+        dialect = "payment-json"
+        [[agencies]]
+        id = "bank-b"
+        dialect = "bank-json"
+        signing_key_file = "secrets/key"
+        callback_token = "t"
+        [[agencies]]
+        id = "market-m"
+        dialect = "market-gbk-xml"
+        encoding = "GB18030"
+    "#;
+    let config: MockConfig = toml::from_str(text).expect("parses");
+    let error = config.validate().expect_err("invalid").to_string();
+    assert!(
+        error.contains("payment-p: payment-json signs its messages"),
+        "{error}"
+    );
+    assert!(
+        error.contains("bank-b: signing_key_file is only for payment-json"),
+        "{error}"
+    );
+    assert!(
+        error.contains("bank-b: callback_token is only for"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("market-m"),
+        "a market registry takes an encoding: {error}"
+    );
 }

@@ -16,6 +16,7 @@ mod further_kinds;
 mod inbound_tls;
 mod inquiries;
 mod limits;
+mod mock_kinds;
 mod onboarding;
 mod order_races;
 mod orders;

@@ -195,6 +195,14 @@ impl Mocks {
                 };
                 let port = free_port()?;
                 agency.insert("listen".into(), format!("127.0.0.1:{port}").into());
+                // The copy lives elsewhere: a key file named relative to
+                // config/ must still be found.
+                if let Some(file) = agency.get("signing_key_file").and_then(|v| v.as_str())
+                    && Path::new(file).is_relative()
+                {
+                    let anchored = config_dir().join(file).display().to_string();
+                    agency.insert("signing_key_file".into(), anchored.into());
+                }
                 let id = agency
                     .get("id")
                     .and_then(|v| v.as_str())

@@ -1,0 +1,346 @@
+//! The `market-gbk-xml` market-regulation registry (market-m): XML in GBK
+//! (the agency's configured encoding), synchronous, up to 50 subjects a
+//! message. `POST /scjg/gqcx` takes a `GQCX` batch (`CXLIST/CXXX`, one per
+//! subject) and answers one `GQFK` with an `FKXX` per subject: `JG` 1 with
+//! the companies the subject holds equity in (`GQLIST/GQXX`: name, credit
+//! code, capital subscribed and paid in, in yuan, the ratio as written,
+//! and the freezes standing on the equity, `DJLIST/DJXX`, `LHXH` 0 in force,
+//! 1, 2 ... waiting), 0 with no equity, 9 refused with its reason (`YY`). A
+//! batch it cannot read, or of more than 50 subjects, is answered with
+//! HTTP 400 and `CWDM`/`CWMS` and nothing in it is processed. Inquiries
+//! only.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use bytes::Bytes;
+use quick_xml::Writer;
+use quick_xml::events::{BytesDecl, BytesText, Event};
+
+use crate::agency::{Agency, wire_reply};
+use crate::faults::FaultMode;
+use crate::further_book::EquityHolding;
+use crate::ledger::{Answer, Outcome, RequestKind};
+use crate::xml_tree::{Element, decode_document, parse};
+use crate::{ids, money};
+
+pub(crate) fn routes() -> Router<Arc<Agency>> {
+    Router::new().route("/scjg/gqcx", post(inquiry))
+}
+
+/// Subjects a message may carry (the dialect's `max_batch`).
+pub(crate) const MAX_BATCH: usize = 50;
+
+/// One subject of a batch, as far as the registry cares.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Item {
+    pub request_number: String,
+    pub id_type: String,
+    pub id_number: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub batch_number: String,
+    pub items: Vec<Item>,
+}
+
+fn required<'a>(element: &'a Element, tag: &str) -> Result<&'a str, String> {
+    element
+        .text_of(tag)
+        .ok_or_else(|| format!("<{}> 缺少 <{tag}>", element.name))
+}
+
+/// Reads and checks a whole batch; the first problem makes it unreadable.
+pub(crate) fn read_batch(body: &[u8]) -> Result<Batch, String> {
+    let root = parse(&decode_document(body)?)?;
+    if root.name != "GQCX" {
+        return Err(format!("expected <GQCX>, got <{}>", root.name));
+    }
+    let batch_number = required(&root, "PCH")?.to_owned();
+    required(&root, "FYDM")?;
+    required(&root, "FYMC")?;
+    let list = root.child("CXLIST").ok_or("<GQCX> 缺少 <CXLIST>")?;
+    let mut items = Vec::new();
+    for xx in list.children("CXXX") {
+        for tag in ["AH", "MC"] {
+            required(xx, tag)?;
+        }
+        let mut officers = 0;
+        for officer in xx.children("ZFRY") {
+            for tag in ["XM", "GZZBH", "GWZBH"] {
+                required(officer, tag)?;
+            }
+            officers += 1;
+        }
+        if officers == 0 {
+            return Err("<CXXX> 未列明执行人员（<ZFRY>）".into());
+        }
+        items.push(Item {
+            request_number: required(xx, "CXQQDH")?.to_owned(),
+            id_type: required(xx, "ZJLX")?.to_owned(),
+            id_number: required(xx, "ZJHM")?.to_owned(),
+        });
+    }
+    if items.is_empty() {
+        return Err("<CXLIST> 中没有 <CXXX>".into());
+    }
+    if items.len() > MAX_BATCH {
+        return Err(format!(
+            "一批最多 {MAX_BATCH} 个查询对象，收到 {} 个",
+            items.len()
+        ));
+    }
+    Ok(Batch {
+        batch_number,
+        items,
+    })
+}
+
+/// Why a readable request is refused, if it is.
+fn refusal_for(item: &Item) -> Option<String> {
+    let len = item.id_number.chars().count();
+    match item.id_type.as_str() {
+        "10" if len == 18 || len == 15 => None,
+        "20" if len == 18 => None,
+        "10" | "20" => Some(format!("证件号码长度错误（{len}位）")),
+        other => Some(format!("不支持的证件类型：{other}")),
+    }
+}
+
+async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let batch = match read_batch(&body) {
+        Ok(batch) => batch,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), %reason, "unreadable batch");
+            return error_reply(&agency, mode, StatusCode::BAD_REQUEST, "E001", &reason);
+        }
+    };
+    let answers: Vec<(&str, Answer)> = batch
+        .items
+        .iter()
+        .map(|item| {
+            let holder = ids::normalise_id(&item.id_number);
+            agency.record(&item.request_number, RequestKind::Inquiry, Some(&holder));
+            tracing::info!(
+                agency = agency.id(),
+                request_number = %item.request_number,
+                subject = %ids::mask(&holder),
+                "inquiry"
+            );
+            let answer = if mode == FaultMode::Refuse {
+                Agency::injected_refusal(&holder)
+            } else {
+                agency.answer(&item.request_number, &holder, refusal_for(item))
+            };
+            (item.request_number.as_str(), answer)
+        })
+        .collect();
+    match feedback_document(agency.encoding_label(), &batch.batch_number, &answers) {
+        Ok(text) => xml_reply(&agency, mode, StatusCode::OK, &text),
+        Err(e) => error_reply(
+            &agency,
+            mode,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "E999",
+            &e.to_string(),
+        ),
+    }
+}
+
+type XmlWriter = Writer<Vec<u8>>;
+
+fn text(w: &mut XmlWriter, tag: &str, content: &str) -> std::io::Result<()> {
+    w.create_element(tag)
+        .write_text_content(BytesText::new(content))?;
+    Ok(())
+}
+
+fn new_document(label: &str) -> std::io::Result<XmlWriter> {
+    let mut w = Writer::new_with_indent(Vec::new(), b' ', 2);
+    w.write_event(Event::Decl(BytesDecl::new("1.0", Some(label), None)))?;
+    Ok(w)
+}
+
+fn finish(w: XmlWriter) -> std::io::Result<String> {
+    String::from_utf8(w.into_inner()).map_err(std::io::Error::other)
+}
+
+/// The `GQFK` as text, its declaration naming `label`; encoded on the way
+/// out.
+pub(crate) fn feedback_document(
+    label: &str,
+    batch_number: &str,
+    answers: &[(&str, Answer)],
+) -> std::io::Result<String> {
+    let mut w = new_document(label)?;
+    w.create_element("GQFK").write_inner_content(|w| {
+        text(w, "PCH", batch_number)?;
+        w.create_element("FKLIST").write_inner_content(|w| {
+            for (request_number, answer) in answers {
+                feedback(w, request_number, answer)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    finish(w)
+}
+
+fn feedback(w: &mut XmlWriter, request_number: &str, answer: &Answer) -> std::io::Result<()> {
+    w.create_element("FKXX").write_inner_content(|w| {
+        text(w, "CXQQDH", request_number)?;
+        match &answer.outcome {
+            Outcome::Found(found) => {
+                text(w, "JG", "1")?;
+                w.create_element("GQLIST").write_inner_content(|w| {
+                    for e in found.equity() {
+                        equity(w, e)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(())
+            }
+            Outcome::NotFound => {
+                text(w, "JG", "0")?;
+                text(w, "YY", "无股权登记信息")
+            }
+            Outcome::Refused(reason) => {
+                text(w, "JG", "9")?;
+                text(w, "YY", reason)
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn equity(w: &mut XmlWriter, e: &EquityHolding) -> std::io::Result<()> {
+    w.create_element("GQXX").write_inner_content(|w| {
+        text(w, "QYMC", &e.company_name)?;
+        text(w, "TYSHXYDM", &e.company_credit_code)?;
+        text(w, "RJCZE", &money::yuan(e.subscribed_fen))?;
+        text(w, "SJCZE", &money::yuan(e.paid_in_fen))?;
+        text(w, "CGBL", &e.ratio_text())?;
+        if e.freezes.is_empty() {
+            w.create_element("DJLIST").write_empty()?;
+            return Ok(());
+        }
+        w.create_element("DJLIST").write_inner_content(|w| {
+            for m in &e.freezes {
+                w.create_element("DJXX").write_inner_content(|w| {
+                    text(w, "DJJG", &m.authority)?;
+                    text(w, "DJWH", &m.document_number)?;
+                    text(w, "DJJE", &money::yuan(m.amount_fen.unwrap_or(0)))?;
+                    if let Some(start) = m.start_date {
+                        text(w, "KSRQ", &start.format("%Y%m%d").to_string())?;
+                    }
+                    if let Some(end) = m.end_date {
+                        text(w, "JSRQ", &end.format("%Y%m%d").to_string())?;
+                    }
+                    text(w, "LHXH", &m.queue_position.to_string())
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// A document in the agency's encoding (GBK), as its declaration says.
+fn xml_reply(agency: &Agency, mode: FaultMode, status: StatusCode, document: &str) -> Response {
+    let (bytes, _, _) = agency.encoding.encode(document);
+    wire_reply(
+        mode,
+        status,
+        &format!("application/xml; charset={}", agency.encoding_label()),
+        bytes.into_owned(),
+    )
+}
+
+/// The batch as a whole could not be (or would not be) read.
+fn error_reply(
+    agency: &Agency,
+    mode: FaultMode,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response {
+    let document = new_document(agency.encoding_label()).and_then(|mut w| {
+        w.create_element("GQFK").write_inner_content(|w| {
+            text(w, "CWDM", code)?;
+            text(w, "CWMS", message)
+        })?;
+        finish(w)
+    });
+    match document {
+        Ok(document) => xml_reply(agency, mode, status, &document),
+        Err(_) => wire_reply(mode, status, "text/plain", message.as_bytes().to_vec()),
+    }
+}
+
+/// An injected error (`E999` 系统繁忙) or throttling (429; `E429`),
+/// nothing processed.
+pub(crate) fn fault_reply(agency: &Agency, status: StatusCode) -> Response {
+    let (code, message) = if status == StatusCode::TOO_MANY_REQUESTS {
+        ("E429", "请求过于频繁，请稍后重试")
+    } else {
+        ("E999", "系统繁忙，请稍后重试")
+    };
+    error_reply(agency, FaultMode::Normal, status, code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packs_gbk_batch_is_read() {
+        let path = format!(
+            "{}/../config/conformance/market-gbk-xml/batch-gbk.request.xml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body = std::fs::read(path).expect("the pack is there");
+        assert!(std::str::from_utf8(&body).is_err(), "the sample is GBK");
+        let batch = read_batch(&body).expect("readable");
+        assert_eq!(batch.batch_number, "P20261127000000031");
+        assert_eq!(
+            batch.items,
+            [
+                Item {
+                    request_number: "Q1-market".into(),
+                    id_type: "20".into(),
+                    id_number: "91110000600037341L".into(),
+                },
+                Item {
+                    request_number: "Q2-market".into(),
+                    id_type: "10".into(),
+                    id_number: "620503198812120015".into(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_over_fifty_subjects_is_refused_whole() {
+        let item = "<CXXX><CXQQDH>Q</CXQQDH><AH>A</AH><MC>M</MC><ZJLX>10</ZJLX>\
+                    <ZJHM>620503198812120015</ZJHM><ZFRY><XM>X</XM><GZZBH>G</GZZBH>\
+                    <GWZBH>W</GWZBH></ZFRY></CXXX>";
+        let batch = |n: usize| {
+            format!(
+                "<GQCX><PCH>P</PCH><FYDM>甘0503</FYDM><FYMC>法院</FYMC><CXLIST>{}</CXLIST></GQCX>",
+                item.repeat(n)
+            )
+        };
+        assert_eq!(
+            read_batch(batch(50).as_bytes()).map(|b| b.items.len()),
+            Ok(50)
+        );
+        assert!(read_batch(batch(51).as_bytes()).is_err());
+    }
+}
