@@ -950,9 +950,12 @@ impl crate::worker::LeasedWork for Dispatcher {
     }
 
     /// Work that cannot start (no permit left, globally or at its agency)
-    /// waits for an exchange to end, which wakes the loop.
+    /// waits for an exchange to end, which wakes the loop. So does work
+    /// the last round left for want of room (`round_wanted`): then more is
+    /// due now, and the store is not asked when (a question that reads
+    /// every unfinished task, tens of thousands while a large batch runs).
     async fn next_due_ms(&self) -> Result<Option<i64>, crate::store::StoreError> {
-        if self.permits.available_permits() == 0 {
+        if self.permits.available_permits() == 0 || self.round_wanted.load(Ordering::Acquire) {
             return Ok(None);
         }
         self.store.next_due_ms(&self.busy_agencies()).await

@@ -5,7 +5,7 @@
 //! POST to the batch's completion, the subject-lookups a second (subjects
 //! times agencies asked), the gateway's CPU per lookup, its peak memory
 //! while the batch runs and after its results were downloaded, and the
-//! download itself. Writes `batch.md` and `batch.json` into `--out`.
+//! download itself. Writes `batch-<backend>.md` and `.json` into `--out`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +33,11 @@ pub struct BatchFigures {
     pub lookups_per_sec: f64,
     pub gateway_cpu_secs: f64,
     pub cpu_us_per_lookup: f64,
+    /// The mock agencies' CPU over the same time (the other process on
+    /// this machine's two cores).
+    pub mocks_cpu_secs: f64,
+    /// The whole machine's busy CPU over the same time.
+    pub machine_cpu_secs: f64,
     /// The gateway's resident memory before the batch, and its peak
     /// (VmHWM) once the batch completed and once its results were read.
     pub rss_before_mib: f64,
@@ -71,11 +76,12 @@ pub async fn run(
     .await;
     mocks.proc.stop(Duration::from_secs(10)).await;
     let figures = outcome?;
+    let name = format!("batch-{}", figures.backend.to_lowercase());
     std::fs::write(
-        out.join("batch.json"),
+        out.join(format!("{name}.json")),
         serde_json::to_string_pretty(&figures)?,
     )?;
-    std::fs::write(out.join("batch.md"), table(&figures))?;
+    std::fs::write(out.join(format!("{name}.md")), table(&figures))?;
     println!("\n{}", table(&figures));
     Ok(figures)
 }
@@ -132,6 +138,8 @@ async fn measure(
     let body = serde_json::to_vec(&json!({"officers": [officer_json()], "subjects": lines}))?;
     let rss_before = gateway.proc.rss_kib();
     let cpu_before = gateway.proc.cpu_seconds();
+    let mocks_before = mocks.proc.cpu_seconds();
+    let machine_before = crate::procs::machine_busy_seconds().unwrap_or(0.0);
     println!("posting a batch of {subjects} subjects ...");
     let started = Instant::now();
     let reply = client
@@ -172,10 +180,14 @@ async fn measure(
             "the batch did not complete in 15 minutes: {}",
             view["progress"]
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // As often as the event stream looks (each look counts every
+        // agency part of the batch).
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let complete_secs = started.elapsed().as_secs_f64();
     let cpu = gateway.proc.cpu_seconds() - cpu_before;
+    let mocks_cpu = mocks.proc.cpu_seconds() - mocks_before;
+    let machine_cpu = crate::procs::machine_busy_seconds().unwrap_or(0.0) - machine_before;
     let peak_completed = gateway.proc.hwm_kib();
     let lookups = view["progress"]["total"].as_i64().unwrap_or_default();
     let agencies = view["agencies"].as_array().map_or(0, Vec::len);
@@ -212,6 +224,8 @@ async fn measure(
         lookups_per_sec: lookups as f64 / complete_secs.max(f64::EPSILON),
         gateway_cpu_secs: cpu,
         cpu_us_per_lookup: cpu * 1e6 / (lookups.max(1) as f64),
+        mocks_cpu_secs: mocks_cpu,
+        machine_cpu_secs: machine_cpu,
         rss_before_mib: mib(rss_before),
         peak_mib_completed: mib(peak_completed),
         peak_mib_after_results: mib(peak_after),
@@ -232,6 +246,7 @@ fn table(f: &BatchFigures) -> String {
          | completed (POST to the last result) | {complete:.2} s |\n\
          | **lookups a second** | **{rate:.0}** |\n\
          | gateway CPU | {cpu:.1} s, {per:.0} µs per lookup |\n\
+         | mock agencies' CPU / the machine's busy CPU | {mocks:.1} s / {machine:.1} s (of {cores:.1} s on two cores) |\n\
          | gateway memory before / peak at completion / peak after the results | {before:.0} / {peak:.0} / {after:.0} MiB |\n\
          | results (NDJSON) | {lines} lines, {bytes:.1} MiB in {rsecs:.2} s |\n",
         backend = f.backend,
@@ -245,6 +260,9 @@ fn table(f: &BatchFigures) -> String {
         rate = f.lookups_per_sec,
         cpu = f.gateway_cpu_secs,
         per = f.cpu_us_per_lookup,
+        mocks = f.mocks_cpu_secs,
+        machine = f.machine_cpu_secs,
+        cores = 2.0 * f.complete_secs,
         before = f.rss_before_mib,
         peak = f.peak_mib_completed,
         after = f.peak_mib_after_results,

@@ -45,7 +45,7 @@ struct Args {
     quick: bool,
     /// Scenarios to run, comma-separated: a, nginx, b, c, d, e, audit (the
     /// audit writer's capacity); or `batch` alone (a batch inquiry across
-    /// the demo's agencies, written to batch.md); or `probe` alone, a quick profiling run
+    /// the demo's agencies, written to batch-<backend>.md); or `probe` alone, a quick profiling run
     /// (`--perf` records its closed loop), or `memory` alone, scenario A's
     /// memory probe by itself; neither writes results.
     #[arg(long, value_delimiter = ',', default_value = "a,nginx,b,c,d,e,audit")]
