@@ -336,6 +336,7 @@ pub struct CheckedBatch {
     pub officers: Vec<adapters::model::Officer>,
     pub asset_kinds: Vec<AssetKind>,
     pub lines: i64,
+    pub last_line: i64,
     pub accepted: Vec<(i64, NewInquiry)>,
     pub refused: Vec<RefusedLine>,
 }
@@ -372,6 +373,7 @@ pub fn check(mut parsed: ParsedBatch, agencies: &AgencyRegistry) -> Result<Check
     normalise_officers(&mut parsed.officers)?;
     let officers = validate_officers(&parsed.officers, 1)?;
     let lines = parsed.lines.len() as i64;
+    let last_line = parsed.lines.iter().map(|(l, _)| *l).max().unwrap_or(0);
     let mut accepted = Vec::with_capacity(parsed.lines.len());
     let mut refused = Vec::new();
     let mut asset_kinds = None;
@@ -409,6 +411,7 @@ pub fn check(mut parsed: ParsedBatch, agencies: &AgencyRegistry) -> Result<Check
                 .unwrap_or_else(|| AssetKind::ALL.to_vec())
         }),
         lines,
+        last_line,
         accepted,
         refused,
     })

@@ -3338,6 +3338,7 @@ async fn batches_store_their_subjects_with_the_batch_row(db: &TestDb) {
         officers: officers(),
         asset_kinds: vec![AssetKind::BankAccount],
         lines: 4,
+        last_line: 4,
         accepted: 3,
         refused: vec![store::RefusedLine {
             line: 3,

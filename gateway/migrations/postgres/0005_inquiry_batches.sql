@@ -12,6 +12,7 @@ CREATE TABLE inquiry_batches (
     officers        TEXT COLLATE "C" NOT NULL,
     asset_kinds     TEXT COLLATE "C" NOT NULL,
     lines           BIGINT NOT NULL,
+    last_line       BIGINT NOT NULL,
     accepted        BIGINT NOT NULL,
     refused         TEXT COLLATE "C" NOT NULL,
     created_at_ms   BIGINT NOT NULL,

@@ -12,6 +12,7 @@ CREATE TABLE inquiry_batches (
     officers        TEXT NOT NULL,
     asset_kinds     TEXT NOT NULL,
     lines           INTEGER NOT NULL,
+    last_line       INTEGER NOT NULL,
     accepted        INTEGER NOT NULL,
     refused         TEXT NOT NULL,
     created_at_ms   INTEGER NOT NULL,

@@ -348,7 +348,7 @@ impl Follow {
             // A completion committed late, with an earlier time than one
             // already sent, is found here: every line is sent once.
             let mut after = 0;
-            while after < self.record.lines {
+            while after < self.record.last_line {
                 let until = after + PAGE_LINES;
                 let page = store
                     .batch_inquiries(&self.record.id, BatchSlice::Lines { after, until })
@@ -470,7 +470,7 @@ impl Pages {
             let _ = out.write_record(batch::CSV_COLUMNS);
             return Some(Ok(out.into_inner().unwrap_or_default().into()));
         }
-        if self.after >= self.record.lines {
+        if self.after >= self.record.last_line {
             return None;
         }
         let until = self.after + PAGE_LINES;

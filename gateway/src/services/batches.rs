@@ -120,6 +120,7 @@ async fn decide(
         officers: checked.officers,
         asset_kinds: checked.asset_kinds,
         lines: checked.lines,
+        last_line: checked.last_line,
         accepted: checked.accepted.len() as i64,
         refused: checked.refused,
         created_at_ms: now,

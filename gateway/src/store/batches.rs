@@ -25,6 +25,9 @@ pub struct BatchRecord {
     pub asset_kinds: Vec<AssetKind>,
     /// Subjects the request named.
     pub lines: i64,
+    /// The number of the last of them (lines of a CSV file are numbered
+    /// as in the file, header block included).
+    pub last_line: i64,
     /// Subjects accepted (each an inquiry).
     pub accepted: i64,
     #[sqlx(try_from = "Text")]

@@ -390,3 +390,85 @@ async fn a_batch_without_officers_or_with_too_many_subjects_is_refused_whole() -
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+/// A bureau's whole file: 10,000 lines, some of them bad, to one bank that
+/// takes 50 subjects a message. Every good line is asked and answered, the
+/// bad ones are named by their line in the file, the event stream gives
+/// every line's result once, and the results hold every line.
+#[tokio::test]
+async fn a_file_of_ten_thousand_lines_with_bad_ones_runs_to_its_results() -> anyhow::Result<()> {
+    let sys = System::start().await?;
+    let people = mock_agencies::population::Population::generate(7, 10_000);
+    let mut file = String::from(
+        "# officer: 李明, G620503001, ZX620503001\n\
+         # asset_kinds: bank_account\n\
+         # agencies: bank-a\n\
+         case_number,kind,name,id_number,credit_code\n",
+    );
+    let header_lines = 4;
+    let mut bad = Vec::new();
+    for (i, s) in people.subjects().iter().take(10_000).enumerate() {
+        let line = header_lines + i + 1;
+        let (id, code) = match s.kind {
+            mock_agencies::population::SubjectKind::Person => (s.id_number.as_str(), ""),
+            mock_agencies::population::SubjectKind::Organisation => ("", s.id_number.as_str()),
+        };
+        if i % 400 == 17 {
+            // A check character that does not match.
+            let broken = if id.is_empty() {
+                "91110000600037341X"
+            } else {
+                "360426199101010072"
+            };
+            file.push_str(&format!(
+                "(2024)甘0503执{}号,person,{},{broken},\n",
+                20_000 + i,
+                s.name
+            ));
+            bad.push(line as i64);
+        } else {
+            file.push_str(&format!(
+                "(2024)甘0503执{}号,,{},{id},{code}\n",
+                20_000 + i,
+                s.name
+            ));
+        }
+    }
+    let reply = post_batch(&sys, "bureau-file", "text/csv", file.into_bytes()).await?;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    assert_eq!(reply.body["lines"], 10_000);
+    assert_eq!(reply.body["accepted"], 10_000 - bad.len());
+    let refused: Vec<i64> = reply.body["refused_lines"]
+        .as_array()
+        .expect("refused lines")
+        .iter()
+        .filter_map(|l| l["line"].as_i64())
+        .collect();
+    assert_eq!(refused, bad);
+    let id = reply.body["id"].as_str().expect("an id").to_owned();
+
+    let events = follow(&sys, &id, Duration::from_secs(300)).await?;
+    let mut lines = std::collections::BTreeSet::new();
+    for (name, data) in &events {
+        if name == "result" {
+            let line = data["line"].as_i64().expect("a line");
+            assert!(lines.insert(line), "line {line} twice");
+        }
+    }
+    assert_eq!(lines.len(), 10_000);
+    let (_, done) = events.last().expect("completed");
+    assert_eq!(done["subjects"]["completed"], 10_000 - bad.len());
+    assert_eq!(done["progress"]["pending"], 0);
+    assert_eq!(done["progress"]["failed"], 0, "{}", done["progress"]);
+
+    let text = sys
+        .client
+        .get(format!("{}/v1/inquiry-batches/{id}/results", sys.base))
+        .bearer_auth(ENFORCEMENT)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert_eq!(text.lines().count(), 10_000);
+    Ok(())
+}

@@ -14,7 +14,7 @@ use crate::store::{
 };
 
 const BATCH_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, court, officers, \
-     asset_kinds, lines, accepted, refused, created_at_ms";
+     asset_kinds, lines, last_line, accepted, refused, created_at_ms";
 
 #[async_trait]
 impl<B: Backend> BatchStore for SqlStore<B> {
@@ -153,7 +153,7 @@ pub(super) async fn insert_batch<B: Backend>(
     let b = &new.record;
     let mut insert = Sql::new(format!(
         "INSERT INTO inquiry_batches ({BATCH_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (caller, idempotency_key) DO NOTHING"
     ));
     for value in [
@@ -165,6 +165,7 @@ pub(super) async fn insert_batch<B: Backend>(
         json(&b.officers)?.into(),
         json(&b.asset_kinds)?.into(),
         b.lines.into(),
+        b.last_line.into(),
         b.accepted.into(),
         json(&b.refused)?.into(),
         b.created_at_ms.into(),
