@@ -245,11 +245,70 @@ fn print_asset(a: &Value) {
                 a["mortgaged"]
             );
         }
+        Some("vehicle") => {
+            println!(
+                "  [{}] vehicle {} plate {} ({}) · {} · mortgaged: {}",
+                s("agency"),
+                s("vin"),
+                s("plate_number"),
+                s("make_model"),
+                s("state"),
+                a["mortgaged"]
+            );
+        }
+        Some("securities") => {
+            println!(
+                "  [{}] securities account {}: {} {} × {} ({} free) at {}",
+                s("agency"),
+                s("securities_account"),
+                s("security_code"),
+                s("security_name"),
+                a["quantity"],
+                a["available_quantity"],
+                s("custodian"),
+            );
+        }
+        Some("payment_account") => {
+            println!(
+                "  [{}] payment account {} balance {} available {} in funds {}",
+                s("agency"),
+                s("payment_account"),
+                yuan(&a["balance_fen"]),
+                yuan(&a["available_fen"]),
+                yuan(&a["fund_balance_fen"]),
+            );
+        }
+        Some("provident_fund") => {
+            println!(
+                "  [{}] provident fund account {} balance {} · {} · eligible for withdrawal: {}",
+                s("agency"),
+                s("fund_account"),
+                yuan(&a["balance_fen"]),
+                s("state"),
+                a["withdrawable"],
+            );
+        }
+        Some("equity") => {
+            println!(
+                "  [{}] equity in {} ({}): {} of subscribed capital {}",
+                s("agency"),
+                s("company_name"),
+                s("company_credit_code"),
+                s("share_ratio"),
+                yuan(&a["subscribed_capital_fen"]),
+            );
+        }
         _ => println!("  {a}"),
     }
     for m in a["measures"].as_array().into_iter().flatten() {
+        // What the measure holds: units of a security, or an amount.
+        let extent = match (m["quantity"].as_i64(), m["amount_fen"].as_i64()) {
+            (Some(units), _) => format!(" on {units} units"),
+            (None, Some(fen)) if fen > 0 => format!(" on {}", yuan(&m["amount_fen"])),
+            _ => String::new(),
+        };
         println!(
-            "      {} by {} ({}) until {}",
+            "      {} by {} ({}){extent} until {}",
             if m["waiting"].as_bool() == Some(true) {
                 "waiting measure"
             } else {
