@@ -236,7 +236,7 @@ pub async fn get(
     tag = "inquiry-batches",
     params(("id" = String, Path, max_length = 64, description = "The batch's id (`bat_...`).")),
     responses(
-        (status = 200, description = "An event stream: `progress` and `completed` carry a batch (as `GET /v1/inquiry-batches/{id}`, without its refused lines), `result` a line's result (as a line of the results).", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream: `progress` and `completed` carry a batch (as `GET /v1/inquiry-batches/{id}`, without its refused lines), `result` a line's result (as a line of the results).", content_type = "text/event-stream", body = BatchEvent),
         (status = 404, description = "`not_found`: no batch with that id for this caller.", body = ErrorBody),
     ),
     security(("caller_token" = []), ("caller_certificate" = [])),
@@ -253,6 +253,22 @@ pub async fn events(
         f.next().await.map(|event| (Ok(event), f))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One event of a batch's stream, as a client reads it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct BatchEvent {
+    /// `progress`, `result`, `completed`, or `error` (the stream ends).
+    #[schema(example = "result")]
+    event: String,
+    /// JSON: a batch's counts (`progress`, `completed`), a line's result
+    /// (`result`), or an error (`error`).
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// A `result`'s line.
+    #[schema(example = "7")]
+    id: Option<String>,
 }
 
 /// An event stream's state: what it has sent, and where it stands in the
