@@ -192,6 +192,31 @@ impl Agency {
         self.state().record(request_number, kind, holder_id);
     }
 
+    /// An inquiry as every dialect takes it: recorded in the request log,
+    /// logged (the subject masked), and answered from the ledger (`answer`),
+    /// or refused when the injected fault mode is `refuse`.
+    pub fn take_inquiry(
+        &self,
+        mode: FaultMode,
+        request_number: &str,
+        id_number: &str,
+        refusal: Option<String>,
+    ) -> Answer {
+        let holder = crate::ids::normalise_id(id_number);
+        self.record(request_number, RequestKind::Inquiry, Some(&holder));
+        tracing::info!(
+            agency = self.id(),
+            request_number = %request_number,
+            subject = %crate::ids::mask(&holder),
+            "inquiry"
+        );
+        if mode == FaultMode::Refuse {
+            Self::injected_refusal(&holder)
+        } else {
+            self.answer(request_number, &holder, refusal)
+        }
+    }
+
     /// The answer to a request number: the one given the first time if there
     /// was one, else a new one, remembered. `refusal` (a reason) replaces the
     /// lookup when the request is well-formed but unacceptable.

@@ -156,23 +156,12 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             );
         }
     };
-    let holder = ids::normalise_id(&request.subject.id_number);
-    agency.record(&request.request_number, RequestKind::Inquiry, Some(&holder));
-    tracing::info!(
-        agency = agency.id(),
-        request_number = %request.request_number,
-        subject = %ids::mask(&holder),
-        "inquiry"
+    let answer = agency.take_inquiry(
+        mode,
+        &request.request_number,
+        &request.subject.id_number,
+        refusal_for(&request.subject),
     );
-    let answer = if mode == FaultMode::Refuse {
-        Agency::injected_refusal(&holder)
-    } else {
-        agency.answer(
-            &request.request_number,
-            &holder,
-            refusal_for(&request.subject),
-        )
-    };
     json_reply(
         mode,
         StatusCode::OK,

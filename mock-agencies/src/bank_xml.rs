@@ -130,19 +130,12 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         .items
         .iter()
         .map(|item| {
-            let holder = ids::normalise_id(&item.id_number);
-            agency.record(&item.request_number, RequestKind::Inquiry, Some(&holder));
-            tracing::info!(
-                agency = agency.id(),
-                request_number = %item.request_number,
-                subject = %ids::mask(&holder),
-                "inquiry"
+            let answer = agency.take_inquiry(
+                mode,
+                &item.request_number,
+                &item.id_number,
+                refusal_for(item),
             );
-            let answer = if mode == FaultMode::Refuse {
-                Agency::injected_refusal(&holder)
-            } else {
-                agency.answer(&item.request_number, &holder, refusal_for(item))
-            };
             (item.request_number.as_str(), answer)
         })
         .collect();

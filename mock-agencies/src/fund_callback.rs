@@ -25,8 +25,8 @@ use serde_json::{Map, Value, json};
 use crate::agency::{Agency, json_reply};
 use crate::faults::FaultMode;
 use crate::further_book::FundAccount;
-use crate::ledger::{Answer, Outcome, RequestKind};
-use crate::{ids, money, result_push};
+use crate::ledger::{Answer, Outcome};
+use crate::{money, result_push};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new().route("/gjj/api/v1/court-queries", post(submit))
@@ -126,14 +126,7 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = query.request_number.as_str();
-    let holder = ids::normalise_id(&query.id_number);
-    agency.record(rn, RequestKind::Inquiry, Some(&holder));
-    tracing::info!(agency = agency.id(), request_number = %rn, subject = %ids::mask(&holder), "query");
-    let answer = if mode == FaultMode::Refuse {
-        Agency::injected_refusal(&holder)
-    } else {
-        agency.answer(rn, &holder, refusal_for(&query))
-    };
+    let answer = agency.take_inquiry(mode, rn, &query.id_number, refusal_for(&query));
     // Only an accepted query has a result to push.
     result_push::schedule(&agency, rn, &answer, query.notify_url.clone(), pushed);
     let body = match (&answer.ticket, &answer.outcome) {

@@ -24,9 +24,9 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use crate::agency::{Agency, wire_reply};
 use crate::faults::FaultMode;
 use crate::further_book::EquityHolding;
-use crate::ledger::{Answer, Outcome, RequestKind};
+use crate::ledger::{Answer, Outcome};
+use crate::money;
 use crate::xml_tree::{Element, decode_document, parse};
-use crate::{ids, money};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new().route("/scjg/gqcx", post(inquiry))
@@ -125,19 +125,12 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         .items
         .iter()
         .map(|item| {
-            let holder = ids::normalise_id(&item.id_number);
-            agency.record(&item.request_number, RequestKind::Inquiry, Some(&holder));
-            tracing::info!(
-                agency = agency.id(),
-                request_number = %item.request_number,
-                subject = %ids::mask(&holder),
-                "inquiry"
+            let answer = agency.take_inquiry(
+                mode,
+                &item.request_number,
+                &item.id_number,
+                refusal_for(item),
             );
-            let answer = if mode == FaultMode::Refuse {
-                Agency::injected_refusal(&holder)
-            } else {
-                agency.answer(&item.request_number, &holder, refusal_for(item))
-            };
             (item.request_number.as_str(), answer)
         })
         .collect();

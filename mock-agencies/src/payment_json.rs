@@ -26,8 +26,7 @@ use serde_json::{Map, Value, json};
 use crate::agency::{Agency, json_reply};
 use crate::faults::FaultMode;
 use crate::further_book::PaymentAccount;
-use crate::ids;
-use crate::ledger::{Answer, Outcome, RequestKind};
+use crate::ledger::{Answer, Outcome};
 use crate::signing;
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
@@ -140,14 +139,7 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = query.request_number.as_str();
-    let holder = ids::normalise_id(&query.id_number);
-    agency.record(rn, RequestKind::Inquiry, Some(&holder));
-    tracing::info!(agency = agency.id(), request_number = %rn, subject = %ids::mask(&holder), "query");
-    let answer = if mode == FaultMode::Refuse {
-        Agency::injected_refusal(&holder)
-    } else {
-        agency.answer(rn, &holder, refusal_for(&query))
-    };
+    let answer = agency.take_inquiry(mode, rn, &query.id_number, refusal_for(&query));
     signed_reply(&agency, mode, StatusCode::OK, answer_body(rn, &answer))
 }
 

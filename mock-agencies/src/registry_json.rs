@@ -202,14 +202,7 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = submission.cxqqdh.as_str();
-    let holder = ids::normalise_id(&submission.zjh);
-    agency.record(rn, RequestKind::Inquiry, Some(&holder));
-    tracing::info!(agency = agency.id(), request_number = %rn, subject = %ids::mask(&holder), "submission");
-    let answer = if mode == FaultMode::Refuse {
-        Agency::injected_refusal(&holder)
-    } else {
-        agency.answer(rn, &holder, refusal_for(&submission))
-    };
+    let answer = agency.take_inquiry(mode, rn, &submission.zjh, refusal_for(&submission));
     // Only an accepted submission has a result to push; a refusal (injected
     // or not) is said in this reply.
     if let Some(callback) = callback {

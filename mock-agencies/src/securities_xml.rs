@@ -24,7 +24,6 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use crate::agency::{Agency, wire_reply};
 use crate::faults::FaultMode;
 use crate::further_book::SecuritiesHolding;
-use crate::ids;
 use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::xml_tree::{Element, decode_document, parse};
 
@@ -108,14 +107,7 @@ async fn submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         }
     };
     let rn = query.request_number.as_str();
-    let holder = ids::normalise_id(&query.id_number);
-    agency.record(rn, RequestKind::Inquiry, Some(&holder));
-    tracing::info!(agency = agency.id(), request_number = %rn, subject = %ids::mask(&holder), "query");
-    let answer = if mode == FaultMode::Refuse {
-        Agency::injected_refusal(&holder)
-    } else {
-        agency.answer(rn, &holder, refusal_for(&query))
-    };
+    let answer = agency.take_inquiry(mode, rn, &query.id_number, refusal_for(&query));
     match (&answer.ticket, &answer.outcome) {
         (Some(ticket), _) => ack(
             mode,

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 
-use crate::api::extract::{ApiPath, parse_json, single_header};
+use crate::api::extract::{ApiPath, parse_json, single_header, unreadable_body};
 use crate::api::inbound;
 use crate::api::orders::idempotency_key;
 use crate::api::schema::ErrorBody;
@@ -81,17 +81,7 @@ pub async fn create(
     caller.require(&[Role::Enforcement])?;
     let raw = body.as_ref().ok().cloned();
     let parsed = idempotency_key(&headers).and_then(|key| {
-        let raw = body.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is larger than the gateway accepts",
-                )
-            } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
-            }
-        })?;
+        let raw = body.map_err(unreadable_body)?;
         Ok((key, parse(&headers, &raw)?, raw))
     });
     let (key, parsed, raw) = match parsed {

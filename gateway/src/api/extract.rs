@@ -25,20 +25,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Normalise> FromRequest<S> for ApiJson
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         require_json(req.headers())?;
-        let raw = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    "the request body is larger than the gateway accepts",
-                )
-            } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
-            }
-        })?;
+        let raw = Bytes::from_request(req, state)
+            .await
+            .map_err(unreadable_body)?;
         let mut value: T = parse_json(&raw)?;
         value.normalise()?;
         Ok(Self { value, raw })
+    }
+}
+
+/// A body that could not be read: over the limit (413), or broken off.
+pub fn unreadable_body(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than the gateway accepts",
+        )
+    } else {
+        ApiError::bad_request("unreadable_body", e.body_text())
     }
 }
 
