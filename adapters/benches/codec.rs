@@ -94,8 +94,10 @@ fn freeze() -> Result<ControlRequest> {
         },
         officers: officers(),
         action: ControlAction::Freeze,
-        account_number: Some("6217000010005550003".into()),
-        unit_number: None,
+        asset: adapters::control::AssetRef::BankAccount {
+            account_number: "6217000010005550003".into(),
+        },
+        quantity: None,
         amount_fen: Some(Fen(5_000_000)),
         start_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 27),
         end_date: chrono::NaiveDate::from_ymd_opt(2027, 11, 26),

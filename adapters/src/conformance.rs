@@ -15,7 +15,7 @@ use chrono::NaiveDate;
 
 use crate::agency::{ConfigError, ConfigErrors};
 use crate::catalog::DialectSet;
-use crate::control::{ControlAction, ControlRequest, DocumentRef};
+use crate::control::{AssetRef, ControlAction, ControlRequest, DocumentRef};
 use crate::dialect::{Dialect, Envelope, InquiryRequest, ReplyError, WireReply};
 use crate::engine::DeclaredDialect;
 use crate::ids::{CaseNumber, CreditCode, IdNumber};
@@ -106,12 +106,29 @@ pub struct CaseSubject {
 #[serde(deny_unknown_fields)]
 pub struct CaseControl {
     pub action: ControlAction,
+    /// The asset, by its kind's fields (`account_number`, `unit_number`,
+    /// `vin`, `securities_account` and `security_code`, `payment_account`,
+    /// `fund_account`, `company_credit_code`).
     #[serde(default)]
     pub account_number: Option<String>,
     #[serde(default)]
     pub unit_number: Option<String>,
     #[serde(default)]
+    pub vin: Option<String>,
+    #[serde(default)]
+    pub securities_account: Option<String>,
+    #[serde(default)]
+    pub security_code: Option<String>,
+    #[serde(default)]
+    pub payment_account: Option<String>,
+    #[serde(default)]
+    pub fund_account: Option<String>,
+    #[serde(default)]
+    pub company_credit_code: Option<String>,
+    #[serde(default)]
     pub amount_fen: Option<i64>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
     #[serde(default)]
     pub start_date: Option<NaiveDate>,
     #[serde(default)]
@@ -120,6 +137,25 @@ pub struct CaseControl {
     pub prior_request_number: Option<String>,
     #[serde(default)]
     pub documents: Vec<DocumentRef>,
+}
+
+impl CaseControl {
+    fn asset(&self) -> Option<AssetRef> {
+        AssetRef::infer(|name| {
+            match name {
+                "account_number" => &self.account_number,
+                "unit_number" => &self.unit_number,
+                "vin" => &self.vin,
+                "securities_account" => &self.securities_account,
+                "security_code" => &self.security_code,
+                "payment_account" => &self.payment_account,
+                "fund_account" => &self.fund_account,
+                "company_credit_code" => &self.company_credit_code,
+                _ => &None,
+            }
+            .as_deref()
+        })
+    }
 }
 
 fn default_case() -> String {
@@ -296,9 +332,13 @@ impl Case {
                     subject: item.subject,
                     officers: item.officers,
                     action: measure.action,
-                    account_number: measure.account_number.clone(),
-                    unit_number: measure.unit_number.clone(),
+                    asset: measure.asset().ok_or(
+                        "[control] names no asset (account_number, unit_number, vin, \
+                         securities_account and security_code, payment_account, fund_account \
+                         or company_credit_code)",
+                    )?,
                     amount_fen: measure.amount_fen.map(Fen),
+                    quantity: measure.quantity,
                     start_date: measure.start_date,
                     end_date: measure.end_date,
                     prior_request_number: measure.prior_request_number.clone(),

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CaseNumber;
-use crate::model::{Fen, Officer, Subject};
+use crate::model::{AssetKind, Fen, Officer, Subject};
 
 /// A control action, named as in the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -46,8 +46,9 @@ impl ControlAction {
         }
     }
 
-    /// Actions on bank accounts; the others act on real-estate units.
-    pub fn on_accounts(self) -> bool {
+    /// Freezes and what acts on them (funds, securities, equity); the
+    /// others are seals and what acts on them (real estate, vehicles).
+    pub fn on_freezes(self) -> bool {
         matches!(
             self,
             ControlAction::Freeze
@@ -55,6 +56,165 @@ impl ControlAction {
                 | ControlAction::Release
                 | ControlAction::Deduct
         )
+    }
+}
+
+/// The one asset a control measure acts on, named as an inquiry's answer
+/// names it: each kind by its own fields.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AssetRef {
+    BankAccount {
+        account_number: String,
+    },
+    RealEstate {
+        unit_number: String,
+    },
+    Vehicle {
+        vin: String,
+    },
+    Securities {
+        securities_account: String,
+        security_code: String,
+    },
+    PaymentAccount {
+        payment_account: String,
+    },
+    ProvidentFund {
+        fund_account: String,
+    },
+    /// Equity in the company with this unified social credit code.
+    Equity {
+        company_credit_code: String,
+    },
+}
+
+/// Every field name that names an asset, of any kind.
+pub const ASSET_FIELDS: [&str; 8] = [
+    "account_number",
+    "unit_number",
+    "vin",
+    "securities_account",
+    "security_code",
+    "payment_account",
+    "fund_account",
+    "company_credit_code",
+];
+
+impl AssetRef {
+    pub fn kind(&self) -> AssetKind {
+        match self {
+            AssetRef::BankAccount { .. } => AssetKind::BankAccount,
+            AssetRef::RealEstate { .. } => AssetKind::RealEstate,
+            AssetRef::Vehicle { .. } => AssetKind::Vehicle,
+            AssetRef::Securities { .. } => AssetKind::Securities,
+            AssetRef::PaymentAccount { .. } => AssetKind::PaymentAccount,
+            AssetRef::ProvidentFund { .. } => AssetKind::ProvidentFund,
+            AssetRef::Equity { .. } => AssetKind::Equity,
+        }
+    }
+
+    /// The fields that name an asset of `kind`, in order.
+    pub fn field_names(kind: AssetKind) -> &'static [&'static str] {
+        match kind {
+            AssetKind::BankAccount => &["account_number"],
+            AssetKind::RealEstate => &["unit_number"],
+            AssetKind::Vehicle => &["vin"],
+            AssetKind::Securities => &["securities_account", "security_code"],
+            AssetKind::PaymentAccount => &["payment_account"],
+            AssetKind::ProvidentFund => &["fund_account"],
+            AssetKind::Equity => &["company_credit_code"],
+        }
+    }
+
+    /// The asset's fields, by name, in the order of `field_names`.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        match self {
+            AssetRef::BankAccount { account_number } => vec![("account_number", account_number)],
+            AssetRef::RealEstate { unit_number } => vec![("unit_number", unit_number)],
+            AssetRef::Vehicle { vin } => vec![("vin", vin)],
+            AssetRef::Securities {
+                securities_account,
+                security_code,
+            } => vec![
+                ("securities_account", securities_account),
+                ("security_code", security_code),
+            ],
+            AssetRef::PaymentAccount { payment_account } => {
+                vec![("payment_account", payment_account)]
+            }
+            AssetRef::ProvidentFund { fund_account } => vec![("fund_account", fund_account)],
+            AssetRef::Equity {
+                company_credit_code,
+            } => vec![("company_credit_code", company_credit_code)],
+        }
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str()))
+        .collect()
+    }
+
+    /// The value of one of the asset's fields.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields()
+            .into_iter()
+            .find_map(|(k, v)| (k == name).then_some(v))
+    }
+
+    /// The asset of `kind` whose fields `value` gives; `Err` names the
+    /// first field missing or empty.
+    pub fn build<'a>(
+        kind: AssetKind,
+        value: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<Self, &'static str> {
+        let names = Self::field_names(kind);
+        let mut got = Vec::with_capacity(names.len());
+        for name in names {
+            match value(name).map(str::trim) {
+                Some(v) if !v.is_empty() => got.push(v.to_owned()),
+                _ => return Err(name),
+            }
+        }
+        let mut got = got.into_iter();
+        let mut next = || got.next().unwrap_or_default();
+        Ok(match kind {
+            AssetKind::BankAccount => AssetRef::BankAccount {
+                account_number: next(),
+            },
+            AssetKind::RealEstate => AssetRef::RealEstate {
+                unit_number: next(),
+            },
+            AssetKind::Vehicle => AssetRef::Vehicle { vin: next() },
+            AssetKind::Securities => AssetRef::Securities {
+                securities_account: next(),
+                security_code: next(),
+            },
+            AssetKind::PaymentAccount => AssetRef::PaymentAccount {
+                payment_account: next(),
+            },
+            AssetKind::ProvidentFund => AssetRef::ProvidentFund {
+                fund_account: next(),
+            },
+            AssetKind::Equity => AssetRef::Equity {
+                company_credit_code: next(),
+            },
+        })
+    }
+
+    /// The kind whose first field `value` gives (a conformance case or a
+    /// stored row names its asset by its fields alone).
+    pub fn infer<'a>(value: impl Fn(&str) -> Option<&'a str>) -> Option<Self> {
+        AssetKind::ALL
+            .into_iter()
+            .find(|k| value(Self::field_names(*k)[0]).is_some())
+            .and_then(|k| Self::build(k, &value).ok())
+    }
+
+    /// One line for people: `vin LSVAU2180N2183294`.
+    pub fn describe(&self) -> String {
+        self.fields()
+            .into_iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -86,10 +246,11 @@ pub struct ControlRequest {
     pub subject: Subject,
     pub officers: Vec<Officer>,
     pub action: ControlAction,
-    /// The account (bank actions) or unit (registry actions) acted on.
-    pub account_number: Option<String>,
-    pub unit_number: Option<String>,
+    /// The asset acted on.
+    pub asset: AssetRef,
     pub amount_fen: Option<Fen>,
+    /// Securities: how many units a freeze holds.
+    pub quantity: Option<i64>,
     pub start_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
     /// The request number of the measure this one renews, releases or
@@ -138,6 +299,11 @@ pub struct ControlOutcome {
     pub controlled_fen: Option<Fen>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortfall_fen: Option<Fen>,
+    /// Securities: the units in force, and those asked but not free.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controlled_quantity: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall_quantity: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use crate::catalog::DialectSet;
 use crate::conformance::{Case, load_cases};
-use crate::control::{ControlAction, ControlOutcome, ControlRequest, ControlStatus};
+use crate::control::{AssetRef, ControlAction, ControlOutcome, ControlRequest, ControlStatus};
 use crate::dialect::{Dialect, ItemOutcome, MAX_ERROR_CHARS, ReplyError, WireReply};
 use crate::engine::DeclaredDialect;
 use crate::ids::{CaseNumber, CreditCode, IdNumber};
@@ -156,8 +156,10 @@ impl Harness {
                     subject: subject.clone(),
                     officers: officers.clone(),
                     action,
-                    account_number: Some("6222020200112233445".into()),
-                    unit_number: None,
+                    asset: AssetRef::BankAccount {
+                        account_number: "6222020200112233445".into(),
+                    },
+                    quantity: None,
                     amount_fen: Some(Fen(50_000_000)),
                     start_date: None,
                     end_date: None,

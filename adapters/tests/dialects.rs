@@ -269,8 +269,10 @@ fn sample_freeze(request_number: &str) -> adapters::control::ControlRequest {
         },
         officers: vec![officer(1), officer(2)],
         action: ControlAction::Freeze,
-        account_number: Some("6222020200155550002".into()),
-        unit_number: None,
+        asset: adapters::control::AssetRef::BankAccount {
+            account_number: "6222020200155550002".into(),
+        },
+        quantity: None,
         amount_fen: Some(Fen(500_000)),
         start_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 27),
         end_date: chrono::NaiveDate::from_ymd_opt(2027, 11, 26),

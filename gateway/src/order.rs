@@ -19,7 +19,7 @@
 //!   way, nor a second renewal while one is; these and the amounts
 //!   are judged in the order's turn (`OrderStore::lock_decision`).
 
-use adapters::control::{ControlAction, ControlRequest, DocumentRef};
+use adapters::control::{ASSET_FIELDS, AssetRef, ControlAction, ControlRequest, DocumentRef};
 use adapters::ids::CaseNumber;
 use adapters::model::{AssetKind, Court, Fen, Officer};
 use chrono::NaiveDate;
@@ -75,10 +75,15 @@ pub struct OrderBody {
     pub agency: Option<String>,
     #[serde(default, deserialize_with = "input::optional_object")]
     pub asset: Option<AssetBody>,
-    /// Freeze and deduct: the amount in fen, 1 to 10^14.
+    /// Freeze and deduct of funds (deposits, payment accounts, provident
+    /// funds): the amount in fen, 1 to 10^14.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 100000000000000_i64)]
     pub amount_fen: Option<i64>,
+    /// Freeze of securities: how many units (shares), 1 to 10^14.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100000000000000_i64)]
+    pub quantity: Option<i64>,
     /// Freeze, seal and renewals: the measure's last day (UTC+8),
     /// `YYYY-MM-DD`.
     #[serde(default)]
@@ -94,17 +99,103 @@ pub struct OrderBody {
     pub documents: Vec<DocumentBody>,
 }
 
-/// The asset acted on: `{"account_number"}` at a bank, `{"unit_number"}`
-/// at a registry.
+/// The asset acted on, named as an inquiry's answer names it: by the
+/// fields of the kind of asset the agency holds.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssetBody {
+    /// A bank account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 64, example = "6217000010001234567")]
     pub account_number: Option<String>,
+    /// A real-estate unit (不动产单元号).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(max_length = 64)]
     pub unit_number: Option<String>,
+    /// A vehicle, by its VIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub vin: Option<String>,
+    /// Securities: the securities account and the security held in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub securities_account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub security_code: Option<String>,
+    /// An online payment platform's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub payment_account: Option<String>,
+    /// A housing provident fund account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub fund_account: Option<String>,
+    /// Equity: the credit code of the company the subject holds shares in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub company_credit_code: Option<String>,
+}
+
+impl AssetBody {
+    /// The value given for one of the asset fields.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        match name {
+            "account_number" => &self.account_number,
+            "unit_number" => &self.unit_number,
+            "vin" => &self.vin,
+            "securities_account" => &self.securities_account,
+            "security_code" => &self.security_code,
+            "payment_account" => &self.payment_account,
+            "fund_account" => &self.fund_account,
+            "company_credit_code" => &self.company_credit_code,
+            _ => &None,
+        }
+        .as_deref()
+    }
+
+    fn fields_mut(&mut self) -> [(&'static str, &mut Option<String>); 8] {
+        [
+            ("asset.account_number", &mut self.account_number),
+            ("asset.unit_number", &mut self.unit_number),
+            ("asset.vin", &mut self.vin),
+            ("asset.securities_account", &mut self.securities_account),
+            ("asset.security_code", &mut self.security_code),
+            ("asset.payment_account", &mut self.payment_account),
+            ("asset.fund_account", &mut self.fund_account),
+            ("asset.company_credit_code", &mut self.company_credit_code),
+        ]
+    }
+
+    /// The asset of `kind` this body names: exactly that kind's fields,
+    /// each given, and no other.
+    pub fn asset_of(&self, kind: AssetKind) -> Result<AssetRef, BrokenRule> {
+        let wanted = AssetRef::field_names(kind);
+        let wrongly = |field: &str| BrokenRule::AssetNamedWrongly {
+            kind,
+            field: format!("asset.{field}"),
+        };
+        if let Some(extra) = ASSET_FIELDS
+            .iter()
+            .find(|f| !wanted.contains(f) && self.field(f).is_some())
+        {
+            return Err(wrongly(extra));
+        }
+        AssetRef::build(kind, |name| self.field(name)).map_err(wrongly)
+    }
+}
+
+/// The body's form of an asset.
+pub fn asset_body(asset: &AssetRef) -> AssetBody {
+    let mut body = AssetBody::default();
+    for (name, value) in asset.fields() {
+        for (field, slot) in body.fields_mut() {
+            if field.strip_prefix("asset.") == Some(name) {
+                *slot = Some(value.to_owned());
+            }
+        }
+    }
+    body
 }
 
 /// A document the order carries: its kind, number and SHA-256.
@@ -142,19 +233,15 @@ impl input::Normalise for OrderBody {
         normalise_officers(&mut self.officers)?;
         input::optional_text("agency", &mut self.agency, input::ID_MAX)?;
         if let Some(asset) = &mut self.asset {
-            input::optional_folded(
-                "asset.account_number",
-                &mut asset.account_number,
-                input::ASSET_NUMBER_MAX,
-            )?;
-            input::optional_folded(
-                "asset.unit_number",
-                &mut asset.unit_number,
-                input::ASSET_NUMBER_MAX,
-            )?;
+            for (field, value) in asset.fields_mut() {
+                input::optional_folded(field, value, input::ASSET_NUMBER_MAX)?;
+            }
         }
         if let Some(fen) = self.amount_fen {
             input::amount("amount_fen", fen)?;
+        }
+        if let Some(units) = self.quantity {
+            input::amount("quantity", units)?;
         }
         input::optional_text("end_date", &mut self.end_date, 16)?;
         input::optional_text("prior_order", &mut self.prior_order, input::ID_MAX)?;
@@ -250,8 +337,9 @@ pub struct NewOrder {
     pub officers: Vec<Officer>,
     pub action: ControlAction,
     pub agency: String,
-    pub asset: AssetBody,
+    pub asset: AssetRef,
     pub amount_fen: Option<i64>,
+    pub quantity: Option<i64>,
     pub start_date: Option<NaiveDate>,
     pub end_date: Option<NaiveDate>,
     pub prior_order: Option<String>,
@@ -340,31 +428,6 @@ impl OrderBody {
                 return Err(BrokenRule::AgencyRequired);
             }
         };
-        let asset = match (&self.asset, measure) {
-            (Some(asset), Some(m)) => {
-                let same = asset.account_number.as_deref().map(str::trim)
-                    == m.account_number.as_deref()
-                    && asset.unit_number.as_deref().map(str::trim) == m.unit_number.as_deref();
-                if !same {
-                    return Err(BrokenRule::AssetNotTheMeasures);
-                }
-                AssetBody {
-                    account_number: m.account_number.clone(),
-                    unit_number: m.unit_number.clone(),
-                }
-            }
-            (Some(asset), None) => AssetBody {
-                account_number: asset.account_number.as_deref().map(|s| s.trim().to_owned()),
-                unit_number: asset.unit_number.as_deref().map(|s| s.trim().to_owned()),
-            },
-            (None, Some(m)) => AssetBody {
-                account_number: m.account_number.clone(),
-                unit_number: m.unit_number.clone(),
-            },
-            (None, None) => {
-                return Err(BrokenRule::AssetRequired);
-            }
-        };
         let link = ctx
             .agencies
             .get(&agency)
@@ -378,16 +441,15 @@ impl OrderBody {
                 agency,
             });
         }
-        let on_accounts = action.on_accounts();
-        let wanted_kind = if on_accounts {
-            AssetKind::BankAccount
-        } else {
-            AssetKind::RealEstate
-        };
-        if link.config().asset_kind() != wanted_kind {
+        // The kind of asset the agency holds decides what may be done to
+        // it (the law's rules per kind), how the asset is named, and how
+        // long a measure may run.
+        let kind = link.config().asset_kind();
+        let kind_rules = crate::rules::kind_rules(kind);
+        if !kind_rules.actions.contains(&action) {
             return Err(BrokenRule::AgencyHoldsNoSuchAsset {
                 action,
-                wanted: wanted_kind,
+                held: kind,
                 agency,
             });
         }
@@ -402,39 +464,69 @@ impl OrderBody {
         if !dialect.can_query_control() {
             return Err(BrokenRule::AgencyCannotBeQueried { agency });
         }
-        let (field, needed, other) = if on_accounts {
-            (
-                "asset.account_number",
-                &asset.account_number,
-                &asset.unit_number,
-            )
-        } else {
-            (
-                "asset.unit_number",
-                &asset.unit_number,
-                &asset.account_number,
-            )
+        let asset = match (&self.asset, measure) {
+            (Some(body), Some(m)) => {
+                if body.asset_of(m.asset.kind()).ok().as_ref() != Some(&m.asset) {
+                    return Err(BrokenRule::AssetNotTheMeasures);
+                }
+                m.asset.clone()
+            }
+            (Some(body), None) => body.asset_of(kind)?,
+            (None, Some(m)) => m.asset.clone(),
+            (None, None) => {
+                return Err(BrokenRule::AssetRequired);
+            }
         };
-        if needed.as_deref().is_none_or(str::is_empty) || other.is_some() {
-            return Err(BrokenRule::AssetNamedWrongly { action, field });
+        if asset.kind() != kind {
+            return Err(BrokenRule::Inconsistent(format!(
+                "the measure's asset is a {}, but agency {agency} holds {}",
+                asset.kind().as_str(),
+                kind.as_str()
+            )));
         }
 
-        // Amounts.
-        let amount_fen = match action {
-            ControlAction::Freeze | ControlAction::Deduct => {
+        // Amounts: funds are frozen and deducted by amount, securities
+        // frozen by quantity, equity frozen whole.
+        let (amount_fen, quantity) = match (action, kind) {
+            (ControlAction::Freeze, AssetKind::Securities) => {
+                if self.amount_fen.is_some() {
+                    return Err(BrokenRule::AmountNotForKind { kind });
+                }
+                let units = self.quantity.ok_or(BrokenRule::QuantityRequired)?;
+                if units <= 0 {
+                    return Err(BrokenRule::QuantityNotPositive);
+                }
+                (None, Some(units))
+            }
+            (ControlAction::Freeze, AssetKind::Equity) => {
+                if self.amount_fen.is_some() {
+                    return Err(BrokenRule::AmountNotForKind { kind });
+                }
+                if self.quantity.is_some() {
+                    return Err(BrokenRule::QuantityNotAllowed { action, kind });
+                }
+                (None, None)
+            }
+            (ControlAction::Freeze | ControlAction::Deduct, _) => {
+                if self.quantity.is_some() {
+                    return Err(BrokenRule::QuantityNotAllowed { action, kind });
+                }
                 let amount = self
                     .amount_fen
                     .ok_or(BrokenRule::AmountRequired { action })?;
                 if amount <= 0 {
                     return Err(BrokenRule::AmountNotPositive);
                 }
-                Some(amount)
+                (Some(amount), None)
             }
             _ => {
                 if self.amount_fen.is_some() {
                     return Err(BrokenRule::AmountNotAllowed { action });
                 }
-                None
+                if self.quantity.is_some() {
+                    return Err(BrokenRule::QuantityNotAllowed { action, kind });
+                }
+                (None, None)
             }
         };
         if action == ControlAction::Deduct
@@ -456,7 +548,7 @@ impl OrderBody {
 
         // Dates and terms.
         let today = ctx.today;
-        let months = crate::rules::kind_rules(wanted_kind).term_months;
+        let months = kind_rules.term_months;
         let (start_date, end_date) = match action {
             ControlAction::Freeze | ControlAction::Seal => {
                 let end = self
@@ -464,7 +556,7 @@ impl OrderBody {
                     .as_deref()
                     .ok_or(BrokenRule::EndDateRequired { action })?;
                 let end = parse_date("end_date", end)?;
-                check_term(action, today, end, months)?;
+                check_term(action, kind, today, end, months)?;
                 (Some(today), Some(end))
             }
             ControlAction::Renew | ControlAction::RenewSeal => {
@@ -494,7 +586,7 @@ impl OrderBody {
                 if end < start {
                     return Err(BrokenRule::RenewalEndsTooEarly { current_end });
                 }
-                check_term(action, start, end, months)?;
+                check_term(action, kind, start, end, months)?;
                 (Some(start), Some(end))
             }
             ControlAction::Release | ControlAction::ReleaseSeal | ControlAction::Deduct => {
@@ -518,6 +610,7 @@ impl OrderBody {
             agency,
             asset,
             amount_fen,
+            quantity,
             start_date,
             end_date,
             prior_order: prior.map(|p| p.id.clone()),
@@ -530,6 +623,7 @@ impl OrderBody {
 
 fn check_term(
     action: ControlAction,
+    kind: AssetKind,
     start: NaiveDate,
     end: NaiveDate,
     months: u32,
@@ -541,6 +635,7 @@ fn check_term(
     if end > limit {
         return Err(BrokenRule::TermTooLong {
             action,
+            kind,
             start,
             limit,
             end,
@@ -590,9 +685,9 @@ pub fn new_record(
         documents: order.documents.clone(),
         action: order.action,
         agency: order.agency.clone(),
-        account_number: order.asset.account_number.clone(),
-        unit_number: order.asset.unit_number.clone(),
+        asset: order.asset.clone(),
         amount_fen: order.amount_fen,
+        quantity: order.quantity,
         start_date: date(order.start_date),
         end_date: date(order.end_date),
         prior_order: order.prior_order.clone(),
@@ -607,6 +702,8 @@ pub fn new_record(
         ticket: None,
         controlled_fen: None,
         shortfall_fen: None,
+        controlled_quantity: None,
+        shortfall_quantity: None,
         deducted_fen: 0,
         reason: None,
         queue_position: None,
@@ -643,9 +740,9 @@ pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), St
             subject: order.subject.clone(),
             officers: order.officers.clone(),
             action: order.action,
-            account_number: order.account_number.clone(),
-            unit_number: order.unit_number.clone(),
+            asset: order.asset.clone(),
             amount_fen: order.amount_fen.map(Fen),
+            quantity: order.quantity,
             start_date: date(&order.start_date)?,
             end_date: date(&order.end_date)?,
             prior_request_number: order.prior_request_number.clone(),
@@ -661,15 +758,14 @@ pub fn stored_request(order: &OrderRecord) -> Result<(ControlRequest, Court), St
 pub const DECISION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The turn key of an asset at an agency: every order on it (a freeze and
-/// everything acting on that freeze) is decided in this turn. None when
-/// the body names no asset (it is refused anyway).
-pub fn asset_turn_key(agency: &str, asset: &AssetBody) -> Option<String> {
-    let agency = agency.trim();
-    match (&asset.account_number, &asset.unit_number) {
-        (Some(account), _) => Some(format!("asset:{agency}:account:{}", account.trim())),
-        (None, Some(unit)) => Some(format!("asset:{agency}:unit:{}", unit.trim())),
-        (None, None) => None,
-    }
+/// everything acting on that freeze) is decided in this turn.
+pub fn asset_turn_key(agency: &str, asset: &AssetRef) -> String {
+    let fields: Vec<String> = asset
+        .fields()
+        .into_iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .collect();
+    format!("asset:{}:{}", agency.trim(), fields.join(":"))
 }
 
 /// The turn key of a caller's idempotency key, for `what` ("order" or
@@ -689,14 +785,12 @@ pub fn turn_keys(
     prior: Option<&OrderRecord>,
 ) -> Vec<String> {
     let asset = match (prior, &body.agency, &body.asset) {
-        (Some(p), _, _) => asset_turn_key(
-            &p.agency,
-            &AssetBody {
-                account_number: p.account_number.clone(),
-                unit_number: p.unit_number.clone(),
-            },
-        ),
-        (None, Some(agency), Some(asset)) => asset_turn_key(agency, asset),
+        (Some(p), _, _) => Some(asset_turn_key(&p.agency, &p.asset)),
+        // The body's asset, by whichever kind's fields it gives (an asset
+        // named wrongly is refused anyway).
+        (None, Some(agency), Some(asset)) => {
+            AssetRef::infer(|name| asset.field(name)).map(|a| asset_turn_key(agency, &a))
+        }
         (None, _, _) => None,
     };
     let mut keys = vec![idempotency_turn_key("order", caller, key)];
@@ -780,11 +874,12 @@ pub fn view(order: &OrderRecord) -> Value {
     } else {
         (order.start_date.clone(), order.end_date.clone())
     };
-    let asset = match (&order.account_number, &order.unit_number) {
-        (Some(a), _) => json!({"account_number": a}),
-        (None, Some(u)) => json!({"unit_number": u}),
-        (None, None) => json!({}),
-    };
+    let asset: serde_json::Map<String, Value> = order
+        .asset
+        .fields()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
     let mut v = json!({
         "id": order.id,
         "action": order.action,
@@ -792,6 +887,7 @@ pub fn view(order: &OrderRecord) -> Value {
         "case_number": order.case_number,
         "subject": {"kind": order.subject.kind(), "name": order.subject.name()},
         "agency": order.agency,
+        "asset_kind": order.asset.kind(),
         "asset": asset,
         "request_number": order.request_number,
         "requested_fen": order.amount_fen,
@@ -817,6 +913,14 @@ pub fn view(order: &OrderRecord) -> Value {
         }
         if order.amount_fen.is_none() {
             map.remove("requested_fen");
+        }
+        if let Some(units) = order.quantity {
+            map.insert("requested_quantity".into(), json!(units));
+            map.insert(
+                "controlled_quantity".into(),
+                json!(order.controlled_quantity),
+            );
+            map.insert("shortfall_quantity".into(), json!(order.shortfall_quantity));
         }
         map.insert("documents".into(), json!(order.documents));
         if let Some(acked) = &order.acknowledged_documents {

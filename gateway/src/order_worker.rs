@@ -496,6 +496,8 @@ impl OrderWorker {
                     p.detail = None;
                     p.controlled_fen = o.controlled_fen.map(|f| f.0);
                     p.shortfall_fen = o.shortfall_fen.map(|f| f.0);
+                    p.controlled_quantity = o.controlled_quantity;
+                    p.shortfall_quantity = o.shortfall_quantity;
                     p.reason = o.reason;
                     p.queue_position = o.queue_position.map(i64::from);
                     if let Some(r) = o.agency_reference {
@@ -732,6 +734,8 @@ fn apply_progress(o: &mut OrderRecord, p: &OrderProgress, now: i64) {
     o.phase = p.phase;
     o.controlled_fen = p.controlled_fen;
     o.shortfall_fen = p.shortfall_fen;
+    o.controlled_quantity = p.controlled_quantity;
+    o.shortfall_quantity = p.shortfall_quantity;
     o.reason = p.reason.clone();
     o.queue_position = p.queue_position;
     o.measure_start = p.measure_start.clone();

@@ -22,7 +22,7 @@
 //! plan where it was: the orders it creates carry idempotency keys made
 //! from the plan and the step, and creating one twice returns the first.
 
-use adapters::control::{ControlAction, DocumentRef};
+use adapters::control::{AssetRef, ControlAction, DocumentRef};
 use adapters::ids::CaseNumber;
 use adapters::model::{AssetKind, Court, Officer};
 use chrono::NaiveDate;
@@ -38,8 +38,8 @@ use crate::inquiry::{
     OfficerBody, SubjectBody, normalise_officers, timestamp, validate_subject, view as inquiry_view,
 };
 use crate::order::{
-    self, AssetBody, DocumentBody, NewOrder, normalise_documents, parse_date,
-    validate_control_officers, validate_documents,
+    self, DocumentBody, NewOrder, normalise_documents, parse_date, validate_control_officers,
+    validate_documents,
 };
 use crate::order_worker::OrderWorker;
 use crate::rules::BrokenRule;
@@ -47,6 +47,13 @@ use crate::store::{
     Change, InquiryRecord, InquiryStatus, OrderRecord, OrderStatus, PlanAccount, PlanAccounts,
     PlanProgress, PlanRecord, PlanStatus, SavePlan, SkippedAccount, TaskRecord,
 };
+
+/// The kinds of asset a plan freezes: money, one pool.
+pub const MONEY_KINDS: [AssetKind; 3] = [
+    AssetKind::BankAccount,
+    AssetKind::PaymentAccount,
+    AssetKind::ProvidentFund,
+];
 
 /// `POST /v1/freeze-plans` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -147,6 +154,7 @@ impl PlanBody {
         if end_date > limit {
             return Err(BrokenRule::TermTooLong {
                 action: ControlAction::Freeze,
+                kind: AssetKind::BankAccount,
                 start: today,
                 limit,
                 end: end_date,
@@ -174,16 +182,31 @@ impl PlanBody {
         let mut accounts = Vec::new();
         let mut skipped = Vec::new();
         for asset in &view.assets {
-            if asset.get("kind").and_then(Value::as_str) != Some("bank_account") {
+            // Every money-like kind is one pool: deposits, payment
+            // accounts, provident funds.
+            let Some(kind) = asset
+                .get("kind")
+                .and_then(Value::as_str)
+                .and_then(AssetKind::parse)
+                .filter(|k| MONEY_KINDS.contains(k))
+            else {
                 continue;
-            }
+            };
             let text = |k: &str| asset.get(k).and_then(Value::as_str).unwrap_or_default();
-            let (agency, account_number) = (text("agency"), text("account_number"));
+            let (agency, account_number) = (
+                text("agency"),
+                text(adapters::control::AssetRef::field_names(kind)[0]),
+            );
             let currency = asset
                 .get("currency")
                 .and_then(Value::as_str)
                 .unwrap_or("CNY");
-            let available = asset.get("available_fen").and_then(Value::as_i64);
+            // What is not frozen; a platform or centre that states only
+            // the balance has that much available.
+            let available = asset
+                .get("available_fen")
+                .and_then(Value::as_i64)
+                .or_else(|| asset.get("balance_fen").and_then(Value::as_i64));
             let why_not = match agencies.get(agency) {
                 None => Some("the agency is no longer configured"),
                 Some(l) if !l.config().enabled => Some("the agency is disabled"),
@@ -204,12 +227,14 @@ impl PlanBody {
                 Some(reason) => skipped.push(SkippedAccount {
                     agency: agency.to_owned(),
                     account_number: account_number.to_owned(),
+                    kind,
                     reason: reason.to_owned(),
                 }),
                 None => accounts.push(PlanAccount {
                     agency: agency.to_owned(),
                     account_number: account_number.to_owned(),
                     available_fen: available.unwrap_or(0),
+                    kind,
                 }),
             }
         }
@@ -499,15 +524,20 @@ async fn save(
     }
 }
 
-fn base_order(plan: &PlanRecord, action: ControlAction) -> Result<NewOrder, String> {
+fn base_order(
+    plan: &PlanRecord,
+    action: ControlAction,
+    asset: AssetRef,
+) -> Result<NewOrder, String> {
     Ok(NewOrder {
         case_number: CaseNumber::parse(&plan.case_number).map_err(|e| e.to_string())?,
         subject: plan.subject.clone(),
         officers: plan.officers.clone(),
         action,
         agency: String::new(),
-        asset: AssetBody::default(),
+        asset,
         amount_fen: None,
+        quantity: None,
         start_date: None,
         end_date: None,
         prior_order: None,
@@ -523,32 +553,26 @@ fn freeze_of(
     amount: i64,
     today: NaiveDate,
 ) -> Result<NewOrder, String> {
+    let asset = AssetRef::build(account.kind, |_| Some(account.account_number.as_str()))
+        .map_err(|field| format!("a plan's account lacks its {field}"))?;
     Ok(NewOrder {
         agency: account.agency.clone(),
-        asset: AssetBody {
-            account_number: Some(account.account_number.clone()),
-            unit_number: None,
-        },
         amount_fen: Some(amount),
         start_date: Some(today),
         end_date: Some(
             NaiveDate::parse_from_str(&plan.end_date, "%Y-%m-%d").map_err(|e| e.to_string())?,
         ),
-        ..base_order(plan, ControlAction::Freeze)?
+        ..base_order(plan, ControlAction::Freeze, asset)?
     })
 }
 
 fn release_of(plan: &PlanRecord, freeze: &OrderRecord) -> Result<NewOrder, String> {
     Ok(NewOrder {
         agency: freeze.agency.clone(),
-        asset: AssetBody {
-            account_number: freeze.account_number.clone(),
-            unit_number: None,
-        },
         prior_order: Some(freeze.id.clone()),
         measure_order: Some(freeze.id.clone()),
         prior_request_number: Some(freeze.request_number.clone()),
-        ..base_order(plan, ControlAction::Release)?
+        ..base_order(plan, ControlAction::Release, freeze.asset.clone())?
     })
 }
 
@@ -566,7 +590,7 @@ async fn create_order(
     // repeated by another instance (after a lost lease) finds the order
     // and audits nothing, and the API's checks on the asset see this one.
     let mut keys = vec![order::idempotency_turn_key("order", &plan.caller, &key)];
-    keys.extend(order::asset_turn_key(&order.agency, &order.asset));
+    keys.push(order::asset_turn_key(&order.agency, &order.asset));
     let turn = worker
         .store
         .lock_decision(&keys, order::DECISION_WAIT)

@@ -135,16 +135,23 @@ pub enum BrokenRule {
     AgencyRequired,
     #[error("the asset differs from the prior order's")]
     AssetNotTheMeasures,
-    #[error("name the asset: {{\"account_number\"}} at a bank, {{\"unit_number\"}} at a registry")]
+    #[error(
+        "name the asset as an inquiry's answer names it: {{\"account_number\"}} at a bank, \
+         {{\"unit_number\"}} at a real-estate registry, {{\"vin\"}} at a vehicle registry, \
+         {{\"securities_account\", \"security_code\"}} at the depository, \
+         {{\"payment_account\"}} at a payment platform, {{\"fund_account\"}} at a provident fund \
+         centre, {{\"company_credit_code\"}} at a market-regulation registry"
+    )]
     AssetRequired,
     #[error(
-        "a {} acts on {}, which agency {agency:?} does not hold",
-        .action.as_str(),
-        .wanted.as_str()
+        "agency {agency:?} holds {}, which takes {}, not a {}",
+        .held.as_str(),
+        action_list(kind_rules(*.held).actions),
+        .action.as_str()
     )]
     AgencyHoldsNoSuchAsset {
         action: ControlAction,
-        wanted: AssetKind,
+        held: AssetKind,
         agency: String,
     },
     #[error("agency {agency:?} (dialect {dialect}) takes no {} orders", .action.as_str())]
@@ -158,12 +165,14 @@ pub enum BrokenRule {
          be delivered exactly once"
     )]
     AgencyCannotBeQueried { agency: String },
-    /// `field` is `asset.account_number` or `asset.unit_number`.
-    #[error("a {} names the asset by {field} only", .action.as_str())]
-    AssetNamedWrongly {
-        action: ControlAction,
-        field: &'static str,
-    },
+    /// `field` is the asset field missing, or given but not the kind's
+    /// (`asset.vin` ...).
+    #[error(
+        "an asset of kind {} is named by {} (and nothing else); {field} is wrong or missing",
+        .kind.as_str(),
+        adapters::control::AssetRef::field_names(*.kind).join(" and ")
+    )]
+    AssetNamedWrongly { kind: AssetKind, field: String },
 
     // Amounts.
     #[error("a {} states its amount in fen", .action.as_str())]
@@ -172,6 +181,21 @@ pub enum BrokenRule {
     AmountNotPositive,
     #[error("a {} states no amount", .action.as_str())]
     AmountNotAllowed { action: ControlAction },
+    #[error("{}", amount_rule(*.kind))]
+    AmountNotForKind { kind: AssetKind },
+    #[error("a freeze of securities states its quantity (how many units, shares) to freeze")]
+    QuantityRequired,
+    #[error("quantity must be positive")]
+    QuantityNotPositive,
+    #[error(
+        "only a freeze of securities states a quantity, not a {} of {}",
+        .action.as_str(),
+        .kind.as_str()
+    )]
+    QuantityNotAllowed {
+        action: ControlAction,
+        kind: AssetKind,
+    },
     #[error("only funds a freeze holds can be deducted; that freeze is {status}")]
     DeductionFromFreezeNotInForce { status: OrderStatus },
     /// `available` is what the freeze controls less the deductions on
@@ -202,10 +226,11 @@ pub enum BrokenRule {
     /// `limit` is the last day the term allows from `start`.
     #[error(
         "{}: from {start} it may end on {limit} at the latest, not {end}",
-        term_rule(*.action)
+        term_rule(*.action, *.kind)
     )]
     TermTooLong {
         action: ControlAction,
+        kind: AssetKind,
         start: NaiveDate,
         limit: NaiveDate,
         end: NaiveDate,
@@ -312,11 +337,42 @@ pub fn kind_rules(kind: AssetKind) -> KindRules {
 }
 
 /// The term a measure may run, as the law puts it.
-fn term_rule(action: ControlAction) -> &'static str {
-    if action.on_accounts() {
-        "a freeze of bank deposits lasts at most one year"
+fn term_rule(action: ControlAction, kind: AssetKind) -> String {
+    let measure = if action.on_freezes() {
+        "a freeze"
     } else {
-        "a seal of real estate lasts at most three years"
+        "a seal"
+    };
+    let (of, years) = match kind {
+        AssetKind::BankAccount => ("bank deposits", "one year (funds)"),
+        AssetKind::PaymentAccount => ("a payment account's funds", "one year (funds)"),
+        AssetKind::ProvidentFund => ("provident fund deposits", "one year (funds)"),
+        AssetKind::Vehicle => ("a vehicle", "two years (movable property)"),
+        AssetKind::RealEstate => ("real estate", "three years"),
+        AssetKind::Securities => ("securities", "three years (other property rights)"),
+        AssetKind::Equity => ("equity", "three years (other property rights)"),
+    };
+    format!("{measure} of {of} lasts at most {years}")
+}
+
+/// Why a freeze of `kind` states no amount.
+fn amount_rule(kind: AssetKind) -> &'static str {
+    match kind {
+        AssetKind::Securities => {
+            "securities are frozen by quantity: state quantity (units), not amount_fen"
+        }
+        AssetKind::Equity => "a freeze of equity holds the whole holding and states no amount",
+        _ => "this kind of asset is not controlled by an amount",
+    }
+}
+
+/// `freeze, renew and release`.
+fn action_list(actions: &[ControlAction]) -> String {
+    let names: Vec<&str> = actions.iter().map(|a| a.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "nothing".to_owned(),
     }
 }
 

@@ -122,6 +122,8 @@ const MEASURE: &[ModelField] = &[
 const CONTROL_RESULT: &[ModelField] = &[
     field("controlled_fen", Money, false, true),
     field("shortfall_fen", Money, false, true),
+    field("controlled_quantity", Integer, false, true),
+    field("shortfall_quantity", Integer, false, true),
     field("start_date", Date, false, true),
     field("end_date", Date, false, true),
     field("queue_position", Integer, false, true),

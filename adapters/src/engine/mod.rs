@@ -823,7 +823,8 @@ impl DeclaredDialect {
         {
             outcome.status = ControlStatus::Waiting;
         } else if outcome.status == ControlStatus::Applied
-            && outcome.shortfall_fen.is_some_and(|s| s.0 > 0)
+            && (outcome.shortfall_fen.is_some_and(|s| s.0 > 0)
+                || outcome.shortfall_quantity.is_some_and(|s| s > 0))
         {
             outcome.status = ControlStatus::Partial;
         }

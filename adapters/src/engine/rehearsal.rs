@@ -17,7 +17,7 @@ use minijinja::Value;
 use super::body::Charset;
 use super::spec::Format;
 use super::{CompiledDialect, CompiledOperation, context};
-use crate::control::{ControlAction, ControlRequest, DocumentRef};
+use crate::control::{AssetRef, ControlAction, ControlRequest, DocumentRef};
 use crate::dialect::{Envelope, InquiryRequest};
 use crate::ids::{CaseNumber, CreditCode, IdNumber};
 use crate::model::{Court, Fen, Officer, Subject};
@@ -72,16 +72,23 @@ impl CompiledDialect {
         if let Some(control) = &self.control {
             for action in &control.actions {
                 let at = format!("control ({}): ", action.as_str());
-                let full = sample_control(*action, &items[0], true);
-                let ctx = context::control(&envelope, &full, label);
-                note(
-                    self.rehearse_one(&control.operation, &ctx, &charset, false),
-                    &at,
-                );
+                // The dialect may serve any kind of asset: its templates
+                // render for each.
+                for asset in sample_assets() {
+                    let full = sample_control(*action, asset, &items[0], true);
+                    let ctx = context::control(&envelope, &full, label);
+                    note(
+                        self.rehearse_one(&control.operation, &ctx, &charset, false),
+                        &at,
+                    );
+                }
                 // Without the values a measure may lack: a template that
                 // cannot render then is refused at run time, in so many
                 // words; one that renders must make a well-formed body.
-                let sparse = sample_control(*action, &items[0], false);
+                let asset = AssetRef::BankAccount {
+                    account_number: "6222020200112233445".into(),
+                };
+                let sparse = sample_control(*action, asset, &items[0], false);
                 let ctx = context::control(&envelope, &sparse, label);
                 note(
                     self.rehearse_one(&control.operation, &ctx, &charset, true),
@@ -176,9 +183,42 @@ fn samples() -> Result<(Envelope, Vec<InquiryRequest>), crate::ids::IdError> {
     Ok((envelope, items))
 }
 
+/// An asset of every kind.
+fn sample_assets() -> [AssetRef; 7] {
+    [
+        AssetRef::BankAccount {
+            account_number: "6222020200112233445".into(),
+        },
+        AssetRef::RealEstate {
+            unit_number: "620503001001GB00001F00010001".into(),
+        },
+        AssetRef::Vehicle {
+            vin: "LSVAU2180N2183294".into(),
+        },
+        AssetRef::Securities {
+            securities_account: "A123456789".into(),
+            security_code: "600519".into(),
+        },
+        AssetRef::PaymentAccount {
+            payment_account: "2088102146225135".into(),
+        },
+        AssetRef::ProvidentFund {
+            fund_account: "GJJ620500012345".into(),
+        },
+        AssetRef::Equity {
+            company_credit_code: "91620503MA74XK3P2B".into(),
+        },
+    ]
+}
+
 /// A control measure of `action` on `item`'s subject: with every value
 /// filled (`full`), or with only those every measure has.
-fn sample_control(action: ControlAction, item: &InquiryRequest, full: bool) -> ControlRequest {
+fn sample_control(
+    action: ControlAction,
+    asset: AssetRef,
+    item: &InquiryRequest,
+    full: bool,
+) -> ControlRequest {
     let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).filter(|_| full);
     ControlRequest {
         request_number: "K-sample-1".into(),
@@ -186,9 +226,9 @@ fn sample_control(action: ControlAction, item: &InquiryRequest, full: bool) -> C
         subject: item.subject.clone(),
         officers: item.officers.clone(),
         action,
-        account_number: action.on_accounts().then(|| "6222020200112233445".into()),
-        unit_number: (!action.on_accounts()).then(|| "620503001001GB00001F00010001".into()),
+        asset,
         amount_fen: full.then_some(Fen(50_000_000)),
+        quantity: full.then_some(12_000),
         start_date: date(2026, 11, 27),
         end_date: date(2027, 11, 26),
         prior_request_number: full.then(|| "K-sample-0".into()),

@@ -84,6 +84,10 @@ fn answer(rule: &BrokenRule) -> (StatusCode, &'static str, Option<String>) {
         R::AmountRequired { .. } => refused("amount_required", "amount_fen"),
         R::AmountNotPositive => refused("amount_not_positive", "amount_fen"),
         R::AmountNotAllowed { .. } => invalid("amount_fen"),
+        R::AmountNotForKind { .. } => invalid("amount_fen"),
+        R::QuantityRequired => refused("quantity_required", "quantity"),
+        R::QuantityNotPositive => refused("quantity_not_positive", "quantity"),
+        R::QuantityNotAllowed { .. } => invalid("quantity"),
         R::DeductionFromFreezeNotInForce { .. } => refused("measure_not_in_force", "prior_order"),
         R::DeductionExceedsFreeze { .. } => refused("deduction_exceeds_freeze", "amount_fen"),
 
@@ -434,7 +438,7 @@ mod tests {
             (
                 R::AgencyHoldsNoSuchAsset {
                     action: ControlAction::Seal,
-                    wanted: AssetKind::RealEstate,
+                    held: AssetKind::BankAccount,
                     agency: s("bank-a"),
                 },
                 UNPROCESSABLE,
@@ -461,12 +465,41 @@ mod tests {
             ),
             (
                 R::AssetNamedWrongly {
-                    action: freeze,
-                    field: "asset.account_number",
+                    kind: AssetKind::BankAccount,
+                    field: s("asset.account_number"),
                 },
                 UNPROCESSABLE,
                 "invalid_value",
                 Some("asset.account_number"),
+            ),
+            (
+                R::AmountNotForKind {
+                    kind: AssetKind::Securities,
+                },
+                UNPROCESSABLE,
+                "invalid_value",
+                Some("amount_fen"),
+            ),
+            (
+                R::QuantityRequired,
+                UNPROCESSABLE,
+                "quantity_required",
+                Some("quantity"),
+            ),
+            (
+                R::QuantityNotPositive,
+                UNPROCESSABLE,
+                "quantity_not_positive",
+                Some("quantity"),
+            ),
+            (
+                R::QuantityNotAllowed {
+                    action: freeze,
+                    kind: AssetKind::BankAccount,
+                },
+                UNPROCESSABLE,
+                "invalid_value",
+                Some("quantity"),
             ),
             (
                 R::AmountRequired { action: freeze },
@@ -547,6 +580,7 @@ mod tests {
             (
                 R::TermTooLong {
                     action: ControlAction::Seal,
+                    kind: AssetKind::RealEstate,
                     start: day(1),
                     limit: day(2),
                     end: day(3),
@@ -647,6 +681,7 @@ mod tests {
                     skipped: vec![SkippedAccount {
                         account_number: s("6217000010001234567"),
                         agency: s("bank-a"),
+                        kind: AssetKind::BankAccount,
                         reason: s("not a CNY account"),
                     }],
                 },
@@ -735,9 +770,13 @@ mod tests {
             R::InquiryRunning => 63,
             R::NoAccounts { .. } => 64,
             R::Inconsistent(_) => 65,
+            R::AmountNotForKind { .. } => 66,
+            R::QuantityRequired => 67,
+            R::QuantityNotPositive => 68,
+            R::QuantityNotAllowed { .. } => 69,
         }
     }
-    const RULES: usize = 66;
+    const RULES: usize = 70;
 
     #[test]
     fn every_rule_is_answered_with_its_status_code_and_field() {
@@ -777,12 +816,13 @@ mod tests {
         assert_eq!(
             body(BrokenRule::TermTooLong {
                 action: ControlAction::Freeze,
+                kind: AssetKind::BankAccount,
                 start: NaiveDate::from_ymd_opt(2026, 12, 5).unwrap_or_default(),
                 limit: NaiveDate::from_ymd_opt(2027, 12, 4).unwrap_or_default(),
                 end: NaiveDate::from_ymd_opt(2028, 1, 1).unwrap_or_default(),
             })
             .await,
-            r#"{"error":{"code":"term_too_long","message":"a freeze of bank deposits lasts at most one year: from 2026-12-05 it may end on 2027-12-04 at the latest, not 2028-01-01","field":"end_date"}}"#
+            r#"{"error":{"code":"term_too_long","message":"a freeze of bank deposits lasts at most one year (funds): from 2026-12-05 it may end on 2027-12-04 at the latest, not 2028-01-01","field":"end_date"}}"#
         );
         assert_eq!(
             body(BrokenRule::DeductionExceedsFreeze {
@@ -817,6 +857,7 @@ mod tests {
                 skipped: vec![SkippedAccount {
                     account_number: "6217000010001234567".into(),
                     agency: "bank-a".into(),
+                    kind: AssetKind::BankAccount,
                     reason: "not a CNY account".into(),
                 }],
             })
@@ -832,7 +873,7 @@ mod tests {
         );
         assert_eq!(
             body(BrokenRule::AssetRequired).await,
-            r#"{"error":{"code":"invalid_value","message":"name the asset: {\"account_number\"} at a bank, {\"unit_number\"} at a registry","field":"asset"}}"#
+            r#"{"error":{"code":"invalid_value","message":"name the asset as an inquiry's answer names it: {\"account_number\"} at a bank, {\"unit_number\"} at a real-estate registry, {\"vin\"} at a vehicle registry, {\"securities_account\", \"security_code\"} at the depository, {\"payment_account\"} at a payment platform, {\"fund_account\"} at a provident fund centre, {\"company_credit_code\"} at a market-regulation registry","field":"asset"}}"#
         );
     }
 }

@@ -95,12 +95,20 @@ pub struct OrderView {
     pub case_number: String,
     pub subject: SubjectView,
     pub agency: String,
+    /// The kind of asset acted on (the agency's).
+    pub asset_kind: adapters::model::AssetKind,
+    /// The asset, by its kind's fields.
     pub asset: crate::order::AssetBody,
     /// The number the agency knows the order by; stable across retries.
     pub request_number: String,
     pub requested_fen: Option<i64>,
     pub controlled_fen: Option<i64>,
     pub shortfall_fen: Option<i64>,
+    /// A freeze of securities: the units asked, in force, and asked but
+    /// not free.
+    pub requested_quantity: Option<i64>,
+    pub controlled_quantity: Option<i64>,
+    pub shortfall_quantity: Option<i64>,
     /// For a freeze: what deductions took from it.
     pub deducted_fen: Option<i64>,
     pub reason: Option<String>,
@@ -132,12 +140,16 @@ pub struct OrderList {
     pub orders: Vec<OrderView>,
 }
 
-/// An account a plan tries.
+/// An account a plan tries: a bank's, a payment platform's or a provident
+/// fund centre's.
 #[derive(ToSchema)]
 pub struct PlanAccountView {
     pub agency: String,
+    /// The account's number at its agency.
     pub account_number: String,
     pub available_fen: i64,
+    /// `payment_account` or `provident_fund`; left out for a bank account.
+    pub kind: Option<adapters::model::AssetKind>,
 }
 
 /// A freeze plan (`plan::view`).

@@ -2,9 +2,9 @@
 //! not plain text or a number is read as [`Text`] (`#[sqlx(try_from =
 //! "Text")]`) and parsed by its `TryFrom<Text>`: states by their names
 //! (`states`), the rest as JSON, written by [`json`]. A subject is three
-//! columns ([`SubjectColumns`]).
+//! columns ([`SubjectColumns`]), an order's asset four ([`AssetColumns`]).
 
-use adapters::control::{ControlAction, DocumentAck, DocumentRef};
+use adapters::control::{AssetRef, ControlAction, DocumentAck, DocumentRef};
 use adapters::ids::{CreditCode, IdNumber};
 use adapters::model::{Asset, AssetKind, Court, Officer, Subject, SubjectKind};
 use serde::Serialize;
@@ -157,5 +157,55 @@ impl TryFrom<SubjectColumns> for Subject {
             },
             other => return Err(format!("{other:?} is no subject kind").into()),
         })
+    }
+}
+
+/// An order's asset as stored: its kind, the account acted on (a bank's,
+/// a payment platform's, a provident fund centre's, or a securities
+/// account), the registered thing (a real-estate unit, a vehicle's VIN, the
+/// credit code of the company whose equity is frozen), and a securities
+/// account's security.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AssetColumns {
+    asset_kind: String,
+    account_number: Option<String>,
+    unit_number: Option<String>,
+    security_code: Option<String>,
+}
+
+/// The columns `(account_number, unit_number, security_code)` of an asset.
+pub fn asset_columns(asset: &AssetRef) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match asset {
+        AssetRef::BankAccount { account_number: a }
+        | AssetRef::PaymentAccount { payment_account: a }
+        | AssetRef::ProvidentFund { fund_account: a } => (Some(a), None, None),
+        AssetRef::RealEstate { unit_number: u }
+        | AssetRef::Vehicle { vin: u }
+        | AssetRef::Equity {
+            company_credit_code: u,
+        } => (None, Some(u), None),
+        AssetRef::Securities {
+            securities_account,
+            security_code,
+        } => (Some(securities_account), None, Some(security_code)),
+    }
+}
+
+impl TryFrom<AssetColumns> for AssetRef {
+    type Error = BoxDynError;
+
+    fn try_from(c: AssetColumns) -> Result<Self, Self::Error> {
+        let kind = AssetKind::parse(&c.asset_kind)
+            .ok_or_else(|| format!("{:?} is no asset kind", c.asset_kind))?;
+        let (account, unit, code) = (c.account_number, c.unit_number, c.security_code);
+        AssetRef::build(kind, |name| match name {
+            "account_number" | "payment_account" | "fund_account" | "securities_account" => {
+                account.as_deref()
+            }
+            "unit_number" | "vin" | "company_credit_code" => unit.as_deref(),
+            "security_code" => code.as_deref(),
+            _ => None,
+        })
+        .map_err(|field| format!("a stored {} order lacks its {field}", kind.as_str()).into())
     }
 }

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use batches::{BatchCounts, BatchRecord, BatchSlice, BatchStore, NewBatch, RefusedLine};
-pub use columns::{SubjectColumns, Text};
+pub use columns::{AssetColumns, SubjectColumns, Text};
 pub use decision::DecisionLock;
 pub use postgres::{PgBackend, PgStore};
 pub use shared::SqlStore;

@@ -9,12 +9,15 @@
 //! measure), `done`. The worker claims orders with a lease, as the
 //! dispatcher claims inquiry tasks.
 
-use adapters::control::{ControlAction, DocumentAck, DocumentRef};
-use adapters::model::{Court, Officer, Subject};
+use adapters::control::{AssetRef, ControlAction, DocumentAck, DocumentRef};
+use adapters::model::{AssetKind, Court, Officer, Subject};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError, SubjectColumns, Text};
+use super::{
+    AssetColumns, DecisionLock, OrderPhase, OrderStatus, PlanStatus, StoreError, SubjectColumns,
+    Text,
+};
 
 /// An order as stored.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -35,9 +38,11 @@ pub struct OrderRecord {
     #[sqlx(try_from = "Text")]
     pub action: ControlAction,
     pub agency: String,
-    pub account_number: Option<String>,
-    pub unit_number: Option<String>,
+    #[sqlx(flatten, try_from = "AssetColumns")]
+    pub asset: AssetRef,
     pub amount_fen: Option<i64>,
+    /// Securities: how many units a freeze asks for.
+    pub quantity: Option<i64>,
     /// As sent, `YYYY-MM-DD`.
     pub start_date: Option<String>,
     pub end_date: Option<String>,
@@ -56,6 +61,8 @@ pub struct OrderRecord {
     pub ticket: Option<String>,
     pub controlled_fen: Option<i64>,
     pub shortfall_fen: Option<i64>,
+    pub controlled_quantity: Option<i64>,
+    pub shortfall_quantity: Option<i64>,
     pub deducted_fen: i64,
     pub reason: Option<String>,
     pub queue_position: Option<i64>,
@@ -88,6 +95,8 @@ pub struct OrderProgress {
     pub ticket: Option<String>,
     pub controlled_fen: Option<i64>,
     pub shortfall_fen: Option<i64>,
+    pub controlled_quantity: Option<i64>,
+    pub shortfall_quantity: Option<i64>,
     pub reason: Option<String>,
     pub queue_position: Option<i64>,
     pub measure_start: Option<String>,
@@ -110,6 +119,8 @@ impl OrderProgress {
             ticket: order.ticket.clone(),
             controlled_fen: order.controlled_fen,
             shortfall_fen: order.shortfall_fen,
+            controlled_quantity: order.controlled_quantity,
+            shortfall_quantity: order.shortfall_quantity,
             reason: order.reason.clone(),
             queue_position: order.queue_position,
             measure_start: order.measure_start.clone(),
@@ -176,12 +187,17 @@ pub struct PlanAccounts {
     pub tried: Vec<PlanAccount>,
 }
 
-/// One account a plan may freeze.
+/// One account a plan may freeze: a bank's, a payment platform's or a
+/// provident fund centre's (`kind`, left out for a bank account, as
+/// plans stored before the other kinds were).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanAccount {
+    /// The account's number at its agency.
     pub account_number: String,
     pub agency: String,
     pub available_fen: i64,
+    #[serde(default = "bank_account", skip_serializing_if = "is_bank_account")]
+    pub kind: AssetKind,
 }
 
 /// An account an inquiry found that a plan does not try, with why.
@@ -189,7 +205,17 @@ pub struct PlanAccount {
 pub struct SkippedAccount {
     pub account_number: String,
     pub agency: String,
+    #[serde(default = "bank_account", skip_serializing_if = "is_bank_account")]
+    pub kind: AssetKind,
     pub reason: String,
+}
+
+fn bank_account() -> AssetKind {
+    AssetKind::BankAccount
+}
+
+fn is_bank_account(kind: &AssetKind) -> bool {
+    *kind == AssetKind::BankAccount
 }
 
 #[derive(Debug, Clone, Default)]

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Arg, Backend, Conn, Record, Sql, SqlStore, limit, select};
-use crate::store::columns::{json, subject_kind};
+use crate::store::columns::{asset_columns, json, subject_kind};
 use crate::store::orders::{
     Created, MeasureEffect, OrderProgress, OrderRecord, OrderStore, OutboxOutcome, OutboxRecord,
     PlanRecord,
@@ -16,10 +16,11 @@ use crate::store::{
 
 const ORDER_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
      subject_kind, subject_name, subject_id, officers, court, documents, action, agency, \
-     account_number, unit_number, amount_fen, start_date, end_date, prior_order, measure_order, \
-     prior_request_number, plan_id, request_number, status, phase, send_attempts, steps, ticket, \
-     controlled_fen, shortfall_fen, deducted_fen, reason, queue_position, measure_start, \
-     measure_end, agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
+     asset_kind, account_number, unit_number, security_code, amount_fen, quantity, start_date, \
+     end_date, prior_order, measure_order, prior_request_number, plan_id, request_number, status, \
+     phase, send_attempts, steps, ticket, controlled_fen, shortfall_fen, controlled_quantity, \
+     shortfall_quantity, deducted_fen, reason, queue_position, measure_start, measure_end, \
+     agency_reference, detail, warned_end, due_at_ms, created_at_ms, updated_at_ms, \
      decided_at_ms, acknowledged_documents, documents_mismatch";
 
 const PLAN_COLUMNS: &str = "id, caller, idempotency_key, body_sha256, case_number, \
@@ -515,6 +516,7 @@ pub(super) async fn insert_order<B: Backend>(
     conn: &mut Conn<B>,
     o: &OrderRecord,
 ) -> Result<Created<OrderRecord>, StoreError> {
+    let (account, unit, security_code) = asset_columns(&o.asset);
     let row = vec![
         Arg::from(&o.id),
         (&o.caller).into(),
@@ -529,9 +531,12 @@ pub(super) async fn insert_order<B: Backend>(
         json(&o.documents)?.into(),
         o.action.into(),
         (&o.agency).into(),
-        (&o.account_number).into(),
-        (&o.unit_number).into(),
+        o.asset.kind().as_str().into(),
+        account.into(),
+        unit.into(),
+        security_code.into(),
         o.amount_fen.into(),
+        o.quantity.into(),
         (&o.start_date).into(),
         (&o.end_date).into(),
         (&o.prior_order).into(),
@@ -546,6 +551,8 @@ pub(super) async fn insert_order<B: Backend>(
         (&o.ticket).into(),
         o.controlled_fen.into(),
         o.shortfall_fen.into(),
+        o.controlled_quantity.into(),
+        o.shortfall_quantity.into(),
         o.deducted_fen.into(),
         (&o.reason).into(),
         o.queue_position.into(),
@@ -674,9 +681,9 @@ pub(super) async fn save_order_in<B: Backend>(
              controlled_fen = $5, shortfall_fen = $6, reason = $7, queue_position = $8, \
              measure_start = $9, measure_end = $10, agency_reference = $11, detail = $12, \
              due_at_ms = $13, decided_at_ms = $14, acknowledged_documents = $15, \
-             documents_mismatch = $16, updated_at_ms = $17, lease_owner = NULL, \
-             lease_until_ms = NULL \
-             WHERE id = $18 AND lease_owner = $19 RETURNING measure_order, plan_id",
+             documents_mismatch = $16, updated_at_ms = $17, controlled_quantity = $18, \
+             shortfall_quantity = $19, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE id = $20 AND lease_owner = $21 RETURNING measure_order, plan_id",
         )
         .bind(p.status)
         .bind(p.phase)
@@ -695,6 +702,8 @@ pub(super) async fn save_order_in<B: Backend>(
         .bind_json(p.acknowledged_documents.as_ref())
         .bind(p.documents_mismatch)
         .bind(now_ms)
+        .bind(p.controlled_quantity)
+        .bind(p.shortfall_quantity)
         .bind(id)
         .bind(owner),
     )
