@@ -133,12 +133,14 @@ async fn show_inquiry(base: &str) -> anyhow::Result<String> {
     Ok(inquiry_id.to_owned())
 }
 
-/// The amount the demo plan freezes: more than any one of 张三's accounts
-/// holds, less than all of them.
-const DEMO_PLAN_FEN: i64 = 13_000_000;
+/// The amount the demo plan freezes: more than 张三's two largest bank
+/// accounts hold, so that the plan goes on to his provident fund (every
+/// money-like kind is one pool); less than all his accounts.
+const DEMO_PLAN_FEN: i64 = 20_000_000;
 
-/// Freezes 130,000.00 across the accounts the inquiry found, one after
-/// another, and prints each order and the total.
+/// Freezes 200,000.00 across the accounts the inquiry found (deposits,
+/// payment and provident fund accounts), one after another, and prints
+/// each order and the total.
 async fn show_freeze_plan(base: &str, inquiry_id: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let today = chrono::Utc::now()
@@ -193,10 +195,16 @@ async fn show_freeze_plan(base: &str, inquiry_id: &str) -> anyhow::Result<()> {
     };
     for o in plan["orders"].as_array().into_iter().flatten() {
         println!(
-            "  {:<8} at {:<7} {} asked {:>12} controlled {:>12} {:<8} {}",
+            "  {:<8} at {:<12} {} asked {:>12} controlled {:>12} {:<8} {}",
             o["action"].as_str().unwrap_or(""),
             o["agency"].as_str().unwrap_or(""),
-            o["asset"]["account_number"].as_str().unwrap_or(""),
+            // The account, whichever kind: a bank's, a payment
+            // platform's, a provident fund centre's.
+            o["asset"]
+                .as_object()
+                .and_then(|a| a.values().next())
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             yuan(&o["requested_fen"]),
             yuan(&o["controlled_fen"]),
             o["status"].as_str().unwrap_or(""),

@@ -2,10 +2,9 @@
 //! of holdings, its mutable state behind a mutex (the request log, the
 //! answers given, and the control ledger of measures placed over the book),
 //! and the pieces every dialect uses: the fault mode, deduplication by
-//! request number, and cutting a reply short. The lock is
-//! never held across an await. The further kinds' agencies hold a book of
-//! their own (`further_book`) and no control ledger: control orders never
-//! reach them.
+//! request number, taking a control order or a status query, and cutting
+//! a reply short. The lock is never held across an await. Every agency,
+//! whatever its kind of asset, keeps its control ledger over its book.
 //! Result pushes (a registry's, a provident fund centre's) run as tasks of
 //! their own, tracked here so that stopping the agency stops them too.
 
@@ -26,48 +25,50 @@ use crate::control::{self, ControlOutcome, ControlRequest};
 use crate::fault_layer::{self, Faults, Visit};
 use crate::faults::{self, FaultMode};
 use crate::further_book::FurtherBook;
-use crate::ledger::{AgencyState, Answer, Found, Outcome, RequestKind, Ticket};
+use crate::ledger::{AgencyState, Answer, Outcome, RequestKind, Ticket};
 use crate::registry_book::RegistryBook;
 use crate::{
     bank_json, bank_xml, fund_callback, inspect, iso_bank_xml, market_gbk_xml, payment_json,
     registry_json, securities_xml, vehicle_soap,
 };
 
-/// What an agency holds.
+/// What an agency holds: control orders act on it, and the control ledger
+/// keeps the measures placed.
 #[derive(Debug, Clone)]
 pub(crate) enum Holdings {
-    /// Accounts or real-estate units: control orders act on them, and the
-    /// control ledger keeps the measures placed.
-    Controlled(Controlled),
-    /// Records of a further kind of asset (vehicles, securities, payment
-    /// and provident fund accounts, equity): answered to inquiries only.
-    Further(Arc<FurtherBook>),
-}
-
-/// The holdings control orders act on.
-#[derive(Debug, Clone)]
-pub(crate) enum Controlled {
+    /// Bank accounts.
     Bank(Arc<BankBook>),
+    /// Real-estate units.
     Registry(Arc<RegistryBook>),
+    /// Records of a further kind of asset (vehicles, securities, payment
+    /// and provident fund accounts, equity).
+    Further(Arc<FurtherBook>),
 }
 
 impl Holdings {
     pub fn bank(book: BankBook) -> Self {
-        Self::Controlled(Controlled::Bank(Arc::new(book)))
+        Self::Bank(Arc::new(book))
     }
 
     pub fn registry(book: RegistryBook) -> Self {
-        Self::Controlled(Controlled::Registry(Arc::new(book)))
+        Self::Registry(Arc::new(book))
+    }
+
+    pub fn further(book: FurtherBook) -> Self {
+        Self::Further(Arc::new(book))
     }
 
     fn positions_of(&self, holder_id: &str) -> &[usize] {
         match self {
-            Self::Controlled(Controlled::Bank(b)) => b.positions_of(holder_id),
-            Self::Controlled(Controlled::Registry(r)) => r.positions_of(holder_id),
+            Self::Bank(b) => b.positions_of(holder_id),
+            Self::Registry(r) => r.positions_of(holder_id),
             Self::Further(f) => f.positions_of(holder_id),
         }
     }
 }
+
+/// What the `refuse` fault answers: the agency is not taking anything in.
+pub(crate) const MAINTENANCE: &str = "系统维护，暂停受理（模拟）";
 
 #[derive(Debug)]
 pub(crate) struct Agency {
@@ -229,16 +230,13 @@ impl Agency {
             Some(reason) => Outcome::Refused(reason),
             None => match self.holdings.positions_of(holder_id) {
                 [] => Outcome::NotFound,
-                found => match &self.holdings {
-                    Holdings::Controlled(controlled) => {
-                        // The holdings as they stand now, measures placed by
-                        // control orders included, lapses first.
-                        let today = state.control.today();
-                        state.control.sweep(today);
-                        Outcome::Found(state.control.found(controlled, found))
-                    }
-                    Holdings::Further(book) => Outcome::Found(Found::Further(book.found(found))),
-                },
+                found => {
+                    // The holdings as they stand now, measures placed by
+                    // control orders included, lapses first.
+                    let today = state.control.today();
+                    state.control.sweep(today);
+                    Outcome::Found(state.control.found(&self.holdings, found))
+                }
             },
         };
         let answered_at = china_now();
@@ -265,7 +263,7 @@ impl Agency {
         Answer {
             holder_id: holder_id.to_owned(),
             answered_at: china_now(),
-            outcome: Outcome::Refused("系统维护，暂停受理（模拟）".into()),
+            outcome: Outcome::Refused(MAINTENANCE.into()),
             ticket: None,
         }
     }
@@ -274,34 +272,83 @@ impl Agency {
         self.state().answer(request_number).cloned()
     }
 
+    /// A control order as every dialect takes it once read: under the
+    /// `refuse` fault refused whole ([`MAINTENANCE`]), nothing recorded,
+    /// applied or acknowledged; otherwise recorded in the request log,
+    /// logged (the subject masked) and decided ([`Agency::control`]).
+    pub fn take_control(&self, mode: FaultMode, request: &ControlRequest) -> ControlOutcome {
+        if mode == FaultMode::Refuse {
+            return ControlOutcome::refused(request, MAINTENANCE);
+        }
+        let rn = request.request_number.as_str();
+        self.record(rn, RequestKind::Control, Some(&request.holder_id));
+        tracing::info!(
+            agency = self.id(),
+            request_number = %rn,
+            action = ?request.action,
+            subject = %crate::ids::mask(&request.holder_id),
+            "control order"
+        );
+        self.control(request)
+    }
+
+    /// A status query as every dialect takes it: the current state of what
+    /// the request number did (`None`: never decided here), recorded in the
+    /// request log; under the `refuse` fault every result refused
+    /// ([`MAINTENANCE`]) and nothing acknowledged, nothing recorded.
+    pub fn query_control(&self, mode: FaultMode, request_number: &str) -> Option<ControlOutcome> {
+        let outcome = self.control_status(request_number);
+        if mode != FaultMode::Refuse {
+            self.record(
+                request_number,
+                RequestKind::ControlQuery,
+                outcome.as_ref().map(|o| o.holder_id.as_str()),
+            );
+            return outcome;
+        }
+        outcome.map(|mut o| {
+            o.acknowledged.clear();
+            for r in &mut o.results {
+                *r = control::ItemResult {
+                    target: std::mem::take(&mut r.target),
+                    state: control::ControlState::NotControlled,
+                    controlled: 0,
+                    shortfall: 0,
+                    reason: MAINTENANCE.into(),
+                    start_date: None,
+                    end_date: None,
+                    queue_position: 0,
+                    measure_number: String::new(),
+                };
+            }
+            o
+        })
+    }
+
     /// Decides a control order, or, for a request number seen before,
-    /// applies nothing and tells the current state of what it did. A
-    /// registry's decision comes with a ticket: it is revealed from the
-    /// ticket's `ready_at`.
+    /// applies nothing and tells the current state of what it did. An
+    /// agency that answers control orders later (a registry, the
+    /// depository) gives a ticket with its decision: it is revealed from
+    /// the ticket's `ready_at`.
     pub fn control(&self, request: &ControlRequest) -> ControlOutcome {
-        let Holdings::Controlled(controlled) = &self.holdings else {
-            // No dialect of a further kind takes control orders.
-            return ControlOutcome {
-                holder_id: request.holder_id.clone(),
-                results: control::refusal(request, "不受理控制措施"),
-                ticket: None,
-                acknowledged: Vec::new(),
-            };
-        };
         let mut state = self.state();
         let today = state.control.today();
         state.control.sweep(today);
         if let Some(outcome) = state.control.repeat(&request.request_number) {
             return outcome;
         }
-        let ticket = (self.spec.dialect == MockDialect::RegistryJson).then(|| Ticket {
+        let ticket = self.spec.dialect.answers_control_later().then(|| Ticket {
             number: state.next_ticket_number(&china_now().format("%Y%m%d").to_string()),
             ready_at: tokio::time::Instant::now()
                 + Duration::from_millis(state.faults.result_delay_ms),
         });
-        state
-            .control
-            .apply(controlled, request, today, self.measure_prefix(), ticket)
+        state.control.apply(
+            &self.holdings,
+            request,
+            today,
+            self.measure_prefix(),
+            ticket,
+        )
     }
 
     /// The current state of what a control request number did, if it was
@@ -314,18 +361,20 @@ impl Agency {
     }
 
     /// How the agency's own measure numbers start: `KZ` (court-bank XML),
-    /// `H` (bank-json holds); a registry's business numbers (`YWH`) are
-    /// bare digits.
+    /// `H` (bank-json holds), `CF` (the vehicle register's seals), `ZQDJ`
+    /// (the depository's freezes), `PF` (the payment platform's), `GJJDJ`
+    /// (the provident fund centre's), `GQDJ` (the market registry's); a
+    /// registry's business numbers (`YWH`) are bare digits.
     fn measure_prefix(&self) -> &'static str {
         match self.spec.dialect {
             MockDialect::CourtBankXml | MockDialect::IsoBankXml => "KZ",
             MockDialect::BankJson => "H",
-            MockDialect::RegistryJson
-            | MockDialect::VehicleSoap
-            | MockDialect::SecuritiesXml
-            | MockDialect::PaymentJson
-            | MockDialect::FundCallback
-            | MockDialect::MarketGbkXml => "",
+            MockDialect::RegistryJson => "",
+            MockDialect::VehicleSoap => "CF",
+            MockDialect::SecuritiesXml => "ZQDJ",
+            MockDialect::PaymentJson => "PF",
+            MockDialect::FundCallback => "GJJDJ",
+            MockDialect::MarketGbkXml => "GQDJ",
         }
     }
 
@@ -424,6 +473,14 @@ pub(crate) fn json_body(mode: FaultMode, body: &serde_json::Value) -> Vec<u8> {
     let mut bytes = serde_json::to_vec(body).unwrap_or_default();
     cut_if_malformed(mode, &mut bytes);
     bytes
+}
+
+/// A field of a JSON object as text; empty when absent or not text.
+pub(crate) fn json_text<'a>(value: &'a serde_json::Value, field: &str) -> &'a str {
+    value
+        .get(field)
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
 }
 
 /// A JSON dialect reply.

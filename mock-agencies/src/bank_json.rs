@@ -344,7 +344,7 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
         prior_request_number,
         items: vec![ControlItem {
             target: order.account_number,
-            amount_fen,
+            amount: amount_fen,
             start_date,
             end_date,
         }],
@@ -459,8 +459,8 @@ fn control_body(
     json!({
         "request_number": request_number,
         "state": state,
-        "controlled_amount": money::yuan(r.controlled_fen),
-        "uncontrolled_amount": money::yuan(r.shortfall_fen),
+        "controlled_amount": money::yuan(r.controlled),
+        "uncontrolled_amount": money::yuan(r.shortfall),
         "reason": (!r.reason.is_empty()).then_some(&r.reason),
         "queue_position": (r.queue_position > 0).then_some(r.queue_position),
         "start_date": iso(r.start_date),

@@ -355,7 +355,7 @@ fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
         prior_request_number,
         items: vec![ControlItem {
             target: account_number,
-            amount_fen,
+            amount: amount_fen,
             start_date,
             end_date,
         }],
@@ -479,8 +479,8 @@ fn unknown() -> ItemResult {
     ItemResult {
         target: String::new(),
         state: ControlState::NotControlled,
-        controlled_fen: 0,
-        shortfall_fen: 0,
+        controlled: 0,
+        shortfall: 0,
         reason: "无此控制请求".into(),
         start_date: None,
         end_date: None,
@@ -521,8 +521,8 @@ fn control_reply(
         w.create_element("KZFK").write_inner_content(|w| {
             text(w, "KZQQDH", request_number)?;
             text(w, "KZZT", code)?;
-            text(w, "SKJE", &money::yuan(result.controlled_fen))?;
-            text(w, "CESKJE", &money::yuan(result.shortfall_fen))?;
+            text(w, "SKJE", &money::yuan(result.controlled))?;
+            text(w, "CESKJE", &money::yuan(result.shortfall))?;
             text(w, "WNKZYY", &result.reason)?;
             text(w, "KSRQ", &yyyymmdd(result.start_date))?;
             text(w, "JSRQ", &yyyymmdd(result.end_date))?;

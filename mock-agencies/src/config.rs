@@ -68,7 +68,7 @@ impl MockDialect {
     }
 
     /// The dialects of the further kinds of asset (vehicles, securities,
-    /// payment and provident fund accounts, equity): inquiries only.
+    /// payment and provident fund accounts, equity).
     pub fn is_further_kind(self) -> bool {
         matches!(
             self,
@@ -87,6 +87,12 @@ impl MockDialect {
             self,
             Self::RegistryJson | Self::SecuritiesXml | Self::FundCallback
         )
+    }
+
+    /// Whether the dialect answers a control order with a ticket, its
+    /// result revealed later to a poll (the registry, the depository).
+    pub fn answers_control_later(self) -> bool {
+        matches!(self, Self::RegistryJson | Self::SecuritiesXml)
     }
 
     /// Whether the dialect pushes results to a callback address.

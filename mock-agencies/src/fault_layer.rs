@@ -306,7 +306,7 @@ fn fault_reply(agency: &Agency, status: StatusCode, path: &str) -> Response {
         MockDialect::SecuritiesXml => securities_xml::fault_reply(status, path),
         MockDialect::PaymentJson => payment_json::fault_reply(agency, status),
         MockDialect::FundCallback => fund_callback::fault_reply(status),
-        MockDialect::MarketGbkXml => market_gbk_xml::fault_reply(agency, status),
+        MockDialect::MarketGbkXml => market_gbk_xml::fault_reply(agency, status, path),
     }
 }
 

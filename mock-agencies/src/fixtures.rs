@@ -19,6 +19,11 @@
 //!   account of 40,000.00, nothing frozen; at registry-x a flat he owns
 //!   alone, not mortgaged, not sealed.
 //!
+//! - 赵六 (`620503197903150039`; for control measures on the further
+//!   kinds): no bank account, no flat; his holdings of the further kinds
+//!   are in [`further_kinds`] (shares wholly frozen by another court, a
+//!   provident fund account eligible for withdrawal, free equity).
+//!
 //! The standing measures and seals of other authorities never lapse with
 //! the clock (the fixtures must not age); they leave only when that
 //! authority lifts them (`POST /_mock/lift`).
@@ -170,8 +175,19 @@ pub const LI_SI_UNIT_USE: &str = "住宅";
 pub const LI_SI_UNIT_SHARE: &str = "1/1";
 pub const LI_SI_UNIT_MORTGAGED: bool = false;
 
+// 赵六 -------------------------------------------------------------------
+pub const ZHAO_LIU_NAME: &str = "赵六";
+/// A valid GB 11643 number.
+pub const ZHAO_LIU_ID: &str = "620503197903150039";
+
 /// Identifiers the generated population must never use.
-pub const ALL_SUBJECT_IDS: [&str; 4] = [ZHANG_SAN_ID, SAMPLE_ORG_ID, WANG_WU_ID, LI_SI_ID];
+pub const ALL_SUBJECT_IDS: [&str; 5] = [
+    ZHANG_SAN_ID,
+    SAMPLE_ORG_ID,
+    WANG_WU_ID,
+    LI_SI_ID,
+    ZHAO_LIU_ID,
+];
 
 /// Account numbers generated accounts must never use.
 pub const ALL_ACCOUNT_NUMBERS: [&str; 10] = [

@@ -93,7 +93,7 @@ impl MockFleet {
                     Holdings::registry(RegistryBook::generate(&population, &spec.id))
                 }
                 dialect => match further_population::generate(&population, &spec.id, dialect) {
-                    Some(book) => Holdings::Further(Arc::new(book)),
+                    Some(book) => Holdings::further(book),
                     None => {
                         let brand =
                             BankBrand::named_in(spec.display_name()).unwrap_or(match dialect {

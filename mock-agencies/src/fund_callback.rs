@@ -9,27 +9,47 @@
 //! centre's bearer token): `status` `FOUND` with the accounts (balance and
 //! available in yuan, `state` `NORMAL|SEALED|CLOSED`, `withdrawable`, the
 //! freezes standing on it), `NONE` or `REFUSED`. A request number asked
-//! again gets the same acknowledgement and is pushed once. Inquiries only.
+//! again gets the same acknowledgement and is pushed once.
+//!
+//! Control orders are answered at once, nothing pushed:
+//! `POST /gjj/api/v1/court-controls` freezes, renews, releases or deducts
+//! (amounts in yuan) on one account and answers its `status` (`EFFECTIVE`,
+//! `REFUSED`, `QUEUED`, `RELEASED`, `LAPSED`), what was controlled and not,
+//! and the documents received. A deduction from an account not eligible
+//! for withdrawal is `REFUSED` (`账户未满足提取条件，不能划拨`).
+//! `GET /gjj/api/v1/court-controls/{control_no}` is the status query,
+//! `UNKNOWN` for a number never received. An unacceptable order is
+//! `REJECTED` (an unreadable one HTTP 400, `BAD_REQUEST`), not taken in.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use reqwest::Url;
 use serde_json::{Map, Value, json};
 
-use crate::agency::{Agency, json_reply};
+use crate::agency::{Agency, json_reply, json_text};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, check_officers, given,
+    read_date, read_documents,
+};
 use crate::faults::FaultMode;
 use crate::further_book::FundAccount;
 use crate::ledger::{Answer, Outcome};
-use crate::{money, result_push};
+use crate::{ids, money, result_push};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
-    Router::new().route("/gjj/api/v1/court-queries", post(submit))
+    Router::new()
+        .route("/gjj/api/v1/court-queries", post(submit))
+        .route("/gjj/api/v1/court-controls", post(control))
+        .route(
+            "/gjj/api/v1/court-controls/{control_no}",
+            get(control_status),
+        )
 }
 
 /// One query, as far as the centre cares.
@@ -178,6 +198,175 @@ fn account(a: &FundAccount) -> Value {
         "state": a.state.wire_code(),
         "withdrawable": a.withdrawable,
         "freezes": freezes,
+    })
+}
+
+// Control orders ------------------------------------------------------------
+
+/// Why a control order is not taken: unreadable (HTTP 400), or readable
+/// but unacceptable (`REJECTED`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ControlRejection {
+    Unreadable(String),
+    Refused(String),
+}
+
+/// Reads a control order.
+pub(crate) fn read_control(body: &[u8]) -> Result<ControlRequest, ControlRejection> {
+    use ControlRejection::{Refused, Unreadable};
+    let object = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err(Unreadable("请求须为 JSON 对象".into())),
+        Err(e) => return Err(Unreadable(format!("请求格式错误：{e}"))),
+    };
+    let request_number = text_field(&object, "control_no").map_err(Unreadable)?;
+    let court = object_field(&object, "court").map_err(Refused)?;
+    text_field(court, "code").map_err(Refused)?;
+    let holder = object_field(&object, "holder").map_err(Refused)?;
+    text_field(holder, "name").map_err(Refused)?;
+    let id_type = text_field(holder, "id_type").map_err(Refused)?;
+    if !matches!(id_type, "ID_CARD" | "USCC") {
+        return Err(Refused(format!("不支持的证件类型：{id_type}")));
+    }
+    let list = |field: &str| {
+        object
+            .get(field)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let officers: Vec<[&str; 3]> = list("officers")
+        .iter()
+        .map(|o| ["name", "work_card_no", "credential_no"].map(|f| json_text(o, f)))
+        .collect();
+    check_officers(&officers).map_err(Refused)?;
+    let documents: Vec<(&str, &str, &str)> = list("documents")
+        .iter()
+        .map(|d| {
+            (
+                json_text(d, "type"),
+                json_text(d, "number"),
+                json_text(d, "sha256"),
+            )
+        })
+        .collect();
+    let word = text_field(&object, "action").map_err(Refused)?;
+    let action =
+        Action::from_word(word).ok_or_else(|| Refused(format!("不支持的控制措施：{word}")))?;
+    let amount = given(object.get("amount").and_then(Value::as_str))
+        .map(|yuan| {
+            money::parse_yuan(yuan).ok_or_else(|| Refused(format!("amount 不是金额：{yuan}")))
+        })
+        .transpose()?;
+    let date = |field: &str| {
+        read_date(field, object.get(field).and_then(Value::as_str), "%Y-%m-%d").map_err(Refused)
+    };
+    let request = ControlRequest {
+        request_number: request_number.to_owned(),
+        action,
+        case_number: text_field(&object, "case_no").map_err(Refused)?.to_owned(),
+        court_name: text_field(court, "name").map_err(Refused)?.to_owned(),
+        holder_id: ids::normalise_id(text_field(holder, "id_no").map_err(Refused)?),
+        prior_request_number: given(object.get("prior_control_no").and_then(Value::as_str))
+            .map(str::to_owned),
+        items: vec![ControlItem {
+            target: text_field(&object, "account_no")
+                .map_err(Refused)?
+                .to_owned(),
+            amount,
+            start_date: date("start_date")?,
+            end_date: date("end_date")?,
+        }],
+        documents: read_documents(&documents, "RULING", "ASSIST_NOTICE").map_err(Refused)?,
+    };
+    request.check_needs(true).map_err(Refused)?;
+    Ok(request)
+}
+
+/// A control order, decided and answered at once.
+async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let request = match read_control(&body) {
+        Ok(request) => request,
+        Err(rejection) => {
+            let (status, code, reason) = match rejection {
+                ControlRejection::Unreadable(r) => (StatusCode::BAD_REQUEST, "BAD_REQUEST", r),
+                ControlRejection::Refused(r) => (StatusCode::OK, "REJECTED", r),
+            };
+            tracing::info!(agency = agency.id(), %reason, "control order not taken");
+            let rn = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                v.get("control_no")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+            return json_reply(
+                mode,
+                status,
+                &json!({"control_no": rn, "code": code, "message": reason}),
+            );
+        }
+    };
+    let outcome = agency.take_control(mode, &request);
+    json_reply(
+        mode,
+        StatusCode::OK,
+        &control_body(&request.request_number, Some(&outcome)),
+    )
+}
+
+/// The status query: the order as it stands now.
+async fn control_status(
+    State(agency): State<Arc<Agency>>,
+    Path(request_number): Path<String>,
+) -> Response {
+    let mode = agency.mode();
+    let outcome = agency.query_control(mode, &request_number);
+    json_reply(
+        mode,
+        StatusCode::OK,
+        &control_body(&request_number, outcome.as_ref()),
+    )
+}
+
+/// `status`: `EFFECTIVE` (in force, or the renewal, release or deduction
+/// made), `REFUSED`, `QUEUED`, `RELEASED`, `LAPSED`.
+fn status_word(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "EFFECTIVE",
+        ControlState::NotControlled => "REFUSED",
+        ControlState::Waiting => "QUEUED",
+        ControlState::Released => "RELEASED",
+        ControlState::Lapsed => "LAPSED",
+    }
+}
+
+/// The answer about an order; `None`: a number never received (`UNKNOWN`).
+pub(crate) fn control_body(rn: &str, outcome: Option<&ControlOutcome>) -> Value {
+    let Some((outcome, r)) = outcome.and_then(|o| Some((o, o.results.first()?))) else {
+        return json!({
+            "control_no": rn, "code": "OK", "status": "UNKNOWN",
+            "message": "无此控制请求", "documents": [],
+        });
+    };
+    let iso = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    let documents: Vec<Value> = outcome
+        .acknowledged
+        .iter()
+        .map(|d| json!({"number": d.number, "sha256": d.sha256}))
+        .collect();
+    json!({
+        "control_no": rn,
+        "code": "OK",
+        "status": status_word(r.state),
+        "account_no": r.target,
+        "amount": money::yuan(r.controlled),
+        "shortfall": money::yuan(r.shortfall),
+        "queue_no": r.queue_position,
+        "start_date": iso(r.start_date),
+        "end_date": iso(r.end_date),
+        "freeze_no": (!r.measure_number.is_empty()).then_some(&r.measure_number),
+        "message": (!r.reason.is_empty()).then_some(&r.reason),
+        "documents": documents,
     })
 }
 

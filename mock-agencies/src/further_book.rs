@@ -1,9 +1,10 @@
 //! The holdings of the further kinds of asset (docs/domain: vehicles,
 //! securities, payment accounts, provident fund accounts, equity), one book
-//! per agency, each record filed under its holder. These agencies answer
-//! inquiries only: the measures on a record are other authorities' standing
-//! ones, as the book has them, and no control order of ours changes them.
-//! Immutable once built; an answer is a snapshot of the records.
+//! per agency, each record filed under its holder. The measures on a record
+//! are other authorities' standing ones, as the book has them; control
+//! orders of ours are kept by the agency's control ledger, which shows a
+//! record it touched as it stands now (`control`). Immutable once built; an
+//! answer is a snapshot of the records.
 
 use std::collections::HashMap;
 
@@ -287,18 +288,43 @@ impl FurtherBook {
         }
     }
 
-    /// The ledger's view (`GET /_mock/ledger`): the key the records go
-    /// under and every record of a wanted holder, with what the wire
-    /// derives from it (state flags, free units, available money).
-    pub fn ledger(&self, wanted: impl Fn(&str) -> bool) -> (&'static str, Vec<Value>) {
-        fn view<T: Filed + Serialize>(
-            book: &Book<T>,
-            wanted: impl Fn(&str) -> bool,
-            derived: impl Fn(&T) -> Value,
-        ) -> Vec<Value> {
+    /// The positions of the records of the holders `wanted` says yes to.
+    pub fn positions_where(&self, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
+        fn of<T: Filed>(book: &Book<T>, wanted: impl Fn(&str) -> bool) -> Vec<usize> {
             book.records()
                 .iter()
-                .filter(|r| wanted(r.holder_id()))
+                .enumerate()
+                .filter(|(_, r)| wanted(r.holder_id()))
+                .map(|(i, _)| i)
+                .collect()
+        }
+        match self {
+            Self::Vehicles(b) => of(b, wanted),
+            Self::Securities(b) => of(b, wanted),
+            Self::PaymentAccounts(b) => of(b, wanted),
+            Self::FundAccounts(b) => of(b, wanted),
+            Self::Equity(b) => of(b, wanted),
+        }
+    }
+
+    /// The ledger's view of the book as it was built: see
+    /// [`FurtherFound::ledger`].
+    pub fn ledger(&self, wanted: impl Fn(&str) -> bool) -> (&'static str, Vec<Value>) {
+        let found = self.found(&self.positions_where(wanted));
+        let (key, _, records) = found.ledger();
+        (key, records)
+    }
+}
+
+impl FurtherFound {
+    /// The ledger's view (`GET /_mock/ledger`): the key the records go
+    /// under, the key of each record's measures (`seals`, `freezes`), and
+    /// every record with what the wire derives from it (state flags, free
+    /// units, available money).
+    pub fn ledger(&self) -> (&'static str, &'static str, Vec<Value>) {
+        fn view<T: Serialize>(records: &[T], derived: impl Fn(&T) -> Value) -> Vec<Value> {
+            records
+                .iter()
                 .map(|r| {
                     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
                     if let (Value::Object(map), Value::Object(extra)) = (&mut v, derived(r)) {
@@ -309,31 +335,34 @@ impl FurtherBook {
                 .collect()
         }
         match self {
-            Self::Vehicles(b) => (
+            Self::Vehicles(r) => (
                 "vehicles",
-                view(b, wanted, |v| json!({"state_flags": v.state_flags()})),
+                "seals",
+                view(r, |v| json!({"state_flags": v.state_flags()})),
             ),
-            Self::Securities(b) => (
+            Self::Securities(r) => (
                 "securities",
-                view(b, wanted, |h| json!({"free_quantity": h.free_quantity()})),
+                "freezes",
+                view(r, |h| json!({"free_quantity": h.free_quantity()})),
             ),
-            Self::PaymentAccounts(b) => (
+            Self::PaymentAccounts(r) => (
                 "payment_accounts",
-                view(b, wanted, |a| json!({"available_fen": a.available_fen()})),
+                "freezes",
+                view(r, |a| json!({"available_fen": a.available_fen()})),
             ),
-            Self::FundAccounts(b) => (
+            Self::FundAccounts(r) => (
                 "fund_accounts",
-                view(b, wanted, |a| json!({"available_fen": a.available_fen()})),
+                "freezes",
+                view(r, |a| json!({"available_fen": a.available_fen()})),
             ),
-            Self::Equity(b) => (
+            Self::Equity(r) => (
                 "equity",
-                view(b, wanted, |e| json!({"share_ratio": e.ratio_text()})),
+                "freezes",
+                view(r, |e| json!({"share_ratio": e.ratio_text()})),
             ),
         }
     }
-}
 
-impl FurtherFound {
     pub fn vehicles(&self) -> &[Vehicle] {
         match self {
             Self::Vehicles(v) => v,

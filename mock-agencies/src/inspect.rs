@@ -19,9 +19,10 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::agency::{Agency, Controlled, Holdings};
+use crate::agency::{Agency, Holdings};
 use crate::bank_book::Account;
 use crate::config::MockDialect;
+use crate::control::{AssetKind, securities_target};
 use crate::fault_layer::Faults;
 use crate::faults::{self, FaultMode, LatencyDistribution, Rate};
 use crate::ids;
@@ -58,8 +59,9 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
     let today = state.control.today();
     state.control.sweep(today);
     let control = &state.control;
-    match &agency.holdings {
-        Holdings::Controlled(controlled @ Controlled::Bank(book)) => {
+    let holdings = &agency.holdings;
+    match holdings {
+        Holdings::Bank(book) => {
             let accounts: Vec<Value> = book
                 .accounts()
                 .iter()
@@ -67,13 +69,13 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
                 .filter(|(_, a)| wanted(&a.holder_id))
                 .map(|(position, a)| {
                     let mut v = account(agency.spec.dialect, &control.account_view(position, a));
-                    v["measures"] = control.ledger_measures(controlled, position).into();
+                    v["measures"] = control.ledger_measures(holdings, position).into();
                     v
                 })
                 .collect();
             body["accounts"] = accounts.into();
         }
-        Holdings::Controlled(controlled @ Controlled::Registry(book)) => {
+        Holdings::Registry(book) => {
             let units: Vec<Value> = book
                 .units()
                 .iter()
@@ -81,14 +83,19 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
                 .filter(|(_, u)| u.owners.iter().any(|o| wanted(&o.id_number)))
                 .map(|(position, u)| {
                     let mut v = unit(u);
-                    v["seals"] = control.ledger_measures(controlled, position).into();
+                    v["seals"] = control.ledger_measures(holdings, position).into();
                     v
                 })
                 .collect();
             body["units"] = units.into();
         }
         Holdings::Further(book) => {
-            let (key, records) = book.ledger(wanted);
+            // The records as they stand now, each with every measure on it.
+            let positions = book.positions_where(wanted);
+            let (key, measures_key, mut records) = control.further_view(book, &positions).ledger();
+            for (record, &position) in records.iter_mut().zip(&positions) {
+                record[measures_key] = control.ledger_measures(holdings, position).into();
+            }
             body[key] = records.into();
         }
     }
@@ -99,7 +106,9 @@ async fn ledger(State(agency): State<Arc<Agency>>, Query(q): Query<LedgerQuery>)
         .filter_map(|r| serde_json::to_value(r).ok())
         .collect();
     body["requests"] = requests.into();
-    body["controls"] = control.ledger_controls(wanted).into();
+    body["controls"] = control
+        .ledger_controls(AssetKind::of(holdings), wanted)
+        .into();
     let transfers: Vec<Value> = control
         .transfers()
         .iter()
@@ -181,31 +190,83 @@ async fn set_clock(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     Json(clock_body(&agency)).into_response()
 }
 
+/// `POST /_mock/lift`: the asset by its kind's fields (as control orders
+/// name it), and the standing measure's document number.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LiftRequest {
     account_number: Option<String>,
     unit_number: Option<String>,
+    vin: Option<String>,
+    securities_account: Option<String>,
+    security_code: Option<String>,
+    payment_account: Option<String>,
+    fund_account: Option<String>,
+    company_credit_code: Option<String>,
     document_number: String,
 }
 
-/// Another authority lifts its standing measure (bank: by account number)
-/// or seal (registry: by unit number); the first in line takes effect.
+impl LiftRequest {
+    /// The key of the asset an agency of `kind` lifts on, when the request
+    /// names it by that kind's fields alone.
+    fn target(&self, kind: AssetKind) -> Result<String, String> {
+        let given = [
+            ("account_number", &self.account_number),
+            ("unit_number", &self.unit_number),
+            ("vin", &self.vin),
+            ("securities_account", &self.securities_account),
+            ("security_code", &self.security_code),
+            ("payment_account", &self.payment_account),
+            ("fund_account", &self.fund_account),
+            ("company_credit_code", &self.company_credit_code),
+        ];
+        let wanted: &[&str] = match kind {
+            AssetKind::BankAccount => &["account_number"],
+            AssetKind::RealEstate => &["unit_number"],
+            AssetKind::Vehicle => &["vin"],
+            AssetKind::Securities => &["securities_account", "security_code"],
+            AssetKind::PaymentAccount => &["payment_account"],
+            AssetKind::ProvidentFund => &["fund_account"],
+            AssetKind::Equity => &["company_credit_code"],
+        };
+        let named: Vec<&str> = given
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        if named != wanted {
+            return Err(format!(
+                "this agency lifts by {} alone",
+                wanted.join(" and ")
+            ));
+        }
+        let value = |name: &str| {
+            given
+                .iter()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.as_deref())
+                .unwrap_or_default()
+        };
+        Ok(match kind {
+            AssetKind::Securities => {
+                securities_target(value("securities_account"), value("security_code"))
+            }
+            _ => value(wanted.first().copied().unwrap_or_default()).to_owned(),
+        })
+    }
+}
+
+/// Another authority lifts its standing measure on an asset (named by its
+/// kind's fields: a bank's account number, a registry's unit number, a
+/// VIN ...); the first in line takes effect.
 async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     let request: LiftRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return bad_request(&e.to_string()),
     };
-    let Holdings::Controlled(controlled) = &agency.holdings else {
-        return bad_request("the further kinds' standing measures are the book's: none is lifted");
-    };
-    let target = match (controlled, request.account_number, request.unit_number) {
-        (Controlled::Bank(_), Some(account), None) => account,
-        (Controlled::Registry(_), None, Some(unit)) => unit,
-        (Controlled::Bank(_), _, _) => return bad_request("a bank lifts by account_number alone"),
-        (Controlled::Registry(_), _, _) => {
-            return bad_request("a registry lifts by unit_number alone");
-        }
+    let target = match request.target(AssetKind::of(&agency.holdings)) {
+        Ok(target) => target,
+        Err(e) => return bad_request(&e),
     };
     let lifted = {
         let mut state = agency.state();
@@ -213,7 +274,7 @@ async fn lift(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         state.control.sweep(today);
         state
             .control
-            .lift(controlled, &target, &request.document_number)
+            .lift(&agency.holdings, &target, &request.document_number)
     };
     match lifted {
         Ok(lifted) => {

@@ -7,29 +7,48 @@
 //! and the freezes standing on the equity, `DJLIST/DJXX`, `LHXH` 0 in force,
 //! 1, 2 ... waiting), 0 with no equity, 9 refused with its reason (`YY`). A
 //! batch it cannot read, or of more than 50 subjects, is answered with
-//! HTTP 400 and `CWDM`/`CWMS` and nothing in it is processed. Inquiries
-//! only.
+//! HTTP 400 and `CWDM`/`CWMS` and nothing in it is processed.
+//!
+//! Control orders, one a message, answered at once: `POST /scjg/gqdj`
+//! takes a `GQDJ` freezing (`DJCS` 01), renewing (02) or releasing (04) a
+//! freeze of the subject's whole holding in the company `TYSHXYDM` names,
+//! and answers a `GQDJFK`: `DJZT` 1 frozen (or the renewal or release
+//! made), 2 not frozen (waiting in line behind another authority's freeze
+//! when `LHXH` is above 0), 3 released, 4 lapsed, with the capital frozen
+//! (`DJJE`), the reason (`YY`), the dates, the registry's number
+//! (`DJBH`) and the documents received (`WSQRLIST`).
+//! `GET /scjg/gqdj/{DJQQDH}` is the status query, `DJZT` 0 for a number
+//! never received. An order it cannot read or will not take (no two
+//! officers, documents missing, another measure code) is HTTP 400 with
+//! `CWDM`/`CWMS`, nothing taken in.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::agency::{Agency, wire_reply};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, check_officers, given,
+    read_date, read_documents,
+};
 use crate::faults::FaultMode;
 use crate::further_book::EquityHolding;
 use crate::ledger::{Answer, Outcome};
-use crate::money;
 use crate::xml_tree::{Element, decode_document, parse};
+use crate::{ids, money};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
-    Router::new().route("/scjg/gqcx", post(inquiry))
+    Router::new()
+        .route("/scjg/gqcx", post(inquiry))
+        .route("/scjg/gqdj", post(control))
+        .route("/scjg/gqdj/{request_number}", get(control_status))
 }
 
 /// Subjects a message may carry (the dialect's `max_batch`).
@@ -118,7 +137,14 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
         Ok(batch) => batch,
         Err(reason) => {
             tracing::info!(agency = agency.id(), %reason, "unreadable batch");
-            return error_reply(&agency, mode, StatusCode::BAD_REQUEST, "E001", &reason);
+            return error_reply(
+                &agency,
+                mode,
+                StatusCode::BAD_REQUEST,
+                INQUIRY_ROOT,
+                "E001",
+                &reason,
+            );
         }
     };
     let answers: Vec<(&str, Answer)> = batch
@@ -140,6 +166,7 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
             &agency,
             mode,
             StatusCode::INTERNAL_SERVER_ERROR,
+            INQUIRY_ROOT,
             "E999",
             &e.to_string(),
         ),
@@ -256,16 +283,22 @@ fn xml_reply(agency: &Agency, mode: FaultMode, status: StatusCode, document: &st
     )
 }
 
-/// The batch as a whole could not be (or would not be) read.
+/// The root of an inquiry's answer, and of a control order's.
+const INQUIRY_ROOT: &str = "GQFK";
+const CONTROL_ROOT: &str = "GQDJFK";
+
+/// A message as a whole could not be (or would not be) read: its answer's
+/// `root` with `CWDM` and `CWMS`.
 fn error_reply(
     agency: &Agency,
     mode: FaultMode,
     status: StatusCode,
+    root: &str,
     code: &str,
     message: &str,
 ) -> Response {
     let document = new_document(agency.encoding_label()).and_then(|mut w| {
-        w.create_element("GQFK").write_inner_content(|w| {
+        w.create_element(root).write_inner_content(|w| {
             text(w, "CWDM", code)?;
             text(w, "CWMS", message)
         })?;
@@ -277,15 +310,174 @@ fn error_reply(
     }
 }
 
+// Control orders ------------------------------------------------------------
+
+/// Reads a `GQDJ` (one freeze, renewal or release of equity); `Err` is why
+/// the registry will not take it.
+pub(crate) fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
+    let root = parse(&decode_document(body)?)?;
+    if root.name != "GQDJ" {
+        return Err(format!("expected <GQDJ>, got <{}>", root.name));
+    }
+    required(&root, "FYDM")?;
+    required(&root, "MC")?;
+    let id_type = required(&root, "ZJLX")?;
+    if !matches!(id_type, "10" | "20") {
+        return Err(format!("不支持的证件类型：{id_type}"));
+    }
+    let code = required(&root, "DJCS")?;
+    let action = match Action::from_bank_code(code) {
+        Some(action @ (Action::Freeze | Action::Renew | Action::Release)) => action,
+        _ => return Err(format!("不支持的冻结措施：DJCS {code}")),
+    };
+    let officers: Vec<[&str; 3]> = root
+        .children("ZFRY")
+        .map(|o| ["XM", "GZZBH", "GWZBH"].map(|tag| o.text_of(tag).unwrap_or_default()))
+        .collect();
+    check_officers(&officers)?;
+    let documents: Vec<(&str, &str, &str)> = root
+        .child("WSLIST")
+        .map(|list| {
+            list.children("WS")
+                .map(|d| {
+                    let [kind, number, sha256] =
+                        ["WSLX", "WSBH", "WSHASH"].map(|tag| d.text_of(tag).unwrap_or_default());
+                    (kind, number, sha256)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let request = ControlRequest {
+        request_number: required(&root, "DJQQDH")?.to_owned(),
+        action,
+        case_number: required(&root, "AH")?.to_owned(),
+        court_name: required(&root, "FYMC")?.to_owned(),
+        holder_id: ids::normalise_id(required(&root, "ZJHM")?),
+        prior_request_number: given(root.text_of("YDJQQDH")).map(str::to_owned),
+        items: vec![ControlItem {
+            target: required(&root, "TYSHXYDM")?.to_owned(),
+            amount: None,
+            start_date: read_date("KSRQ", root.text_of("KSRQ"), "%Y%m%d")?,
+            end_date: read_date("JSRQ", root.text_of("JSRQ"), "%Y%m%d")?,
+        }],
+        documents: read_documents(&documents, "CDS", "XZTZS")?,
+    };
+    request.check_needs(false)?;
+    Ok(request)
+}
+
+async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let request = match read_control(&body) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), %reason, "unreadable control order");
+            return error_reply(
+                &agency,
+                mode,
+                StatusCode::BAD_REQUEST,
+                CONTROL_ROOT,
+                "E001",
+                &reason,
+            );
+        }
+    };
+    let outcome = agency.take_control(mode, &request);
+    control_reply(&agency, mode, &request.request_number, Some(&outcome))
+}
+
+async fn control_status(
+    State(agency): State<Arc<Agency>>,
+    Path(request_number): Path<String>,
+) -> Response {
+    let mode = agency.mode();
+    let outcome = agency.query_control(mode, &request_number);
+    control_reply(&agency, mode, &request_number, outcome.as_ref())
+}
+
+/// `DJZT`: 1 frozen (or the renewal or release made), 2 not frozen
+/// (refused, or waiting with `LHXH` above 0), 3 released, 4 lapsed.
+fn freeze_state(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "1",
+        ControlState::NotControlled | ControlState::Waiting => "2",
+        ControlState::Released => "3",
+        ControlState::Lapsed => "4",
+    }
+}
+
+/// The `GQDJFK` about an order; `None`: a number never received (`DJZT` 0).
+fn control_reply(
+    agency: &Agency,
+    mode: FaultMode,
+    rn: &str,
+    outcome: Option<&ControlOutcome>,
+) -> Response {
+    let compact = |d: Option<chrono::NaiveDate>| {
+        d.map(|d| d.format("%Y%m%d").to_string())
+            .unwrap_or_default()
+    };
+    let document = new_document(agency.encoding_label()).and_then(|mut w| {
+        w.create_element("GQDJFK").write_inner_content(|w| {
+            text(w, "DJQQDH", rn)?;
+            let Some(outcome) = outcome else {
+                text(w, "DJZT", "0")?;
+                return text(w, "YY", "无此冻结请求");
+            };
+            for r in &outcome.results {
+                text(w, "DJZT", freeze_state(r.state))?;
+                text(w, "TYSHXYDM", &r.target)?;
+                text(w, "DJJE", &money::yuan(r.controlled))?;
+                text(w, "YY", &r.reason)?;
+                text(w, "LHXH", &r.queue_position.to_string())?;
+                text(w, "KSRQ", &compact(r.start_date))?;
+                text(w, "JSRQ", &compact(r.end_date))?;
+                text(w, "DJBH", &r.measure_number)?;
+            }
+            if outcome.acknowledged.is_empty() {
+                return Ok(());
+            }
+            w.create_element("WSQRLIST").write_inner_content(|w| {
+                for d in &outcome.acknowledged {
+                    w.create_element("WSQR").write_inner_content(|w| {
+                        text(w, "WSBH", &d.number)?;
+                        text(w, "WSHASH", &d.sha256)
+                    })?;
+                }
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        finish(w)
+    });
+    match document {
+        Ok(document) => xml_reply(agency, mode, StatusCode::OK, &document),
+        Err(e) => error_reply(
+            agency,
+            mode,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            CONTROL_ROOT,
+            "E999",
+            &e.to_string(),
+        ),
+    }
+}
+
 /// An injected error (`E999` 系统繁忙) or throttling (429; `E429`),
-/// nothing processed.
-pub(crate) fn fault_reply(agency: &Agency, status: StatusCode) -> Response {
+/// nothing processed: in the root of the answer the request at `path`
+/// would have had.
+pub(crate) fn fault_reply(agency: &Agency, status: StatusCode, path: &str) -> Response {
     let (code, message) = if status == StatusCode::TOO_MANY_REQUESTS {
         ("E429", "请求过于频繁，请稍后重试")
     } else {
         ("E999", "系统繁忙，请稍后重试")
     };
-    error_reply(agency, FaultMode::Normal, status, code, message)
+    let root = if path.starts_with("/scjg/gqdj") {
+        CONTROL_ROOT
+    } else {
+        INQUIRY_ROOT
+    };
+    error_reply(agency, FaultMode::Normal, status, root, code, message)
 }
 
 #[cfg(test)]

@@ -11,7 +11,16 @@
 //! refusals and injected errors included, carries the platform's own
 //! timestamp, nonce and signature. The platform does not judge the
 //! timestamp's age nor remember nonces: the gateway signs each sending of
-//! a request number anew. Inquiries only.
+//! a request number anew.
+//!
+//! Control orders, signed the same way: `POST /pay/v1/court/control`
+//! freezes, renews, releases or deducts (to the court) on one account,
+//! amounts in fen, answered at once with the order's `state` (`IN_FORCE`,
+//! `NOT_CONTROLLED`, `QUEUED`, `RELEASED`, `LAPSED`), what was controlled
+//! and not, and the documents received; `POST /pay/v1/court/control-query`
+//! with a signed `{"req_no"}` answers the same as it stands now, `UNKNOWN`
+//! for a number never received. An order not signed, unreadable or
+//! unacceptable is `REJECTED` and not taken in.
 
 use std::sync::Arc;
 
@@ -23,14 +32,22 @@ use axum::routing::post;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use crate::agency::{Agency, json_reply};
+use crate::agency::{Agency, json_reply, json_text};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, check_officers, given,
+    read_date, read_documents,
+};
 use crate::faults::FaultMode;
 use crate::further_book::PaymentAccount;
+use crate::ids;
 use crate::ledger::{Answer, Outcome};
 use crate::signing;
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
-    Router::new().route("/pay/v1/court/account-query", post(inquiry))
+    Router::new()
+        .route("/pay/v1/court/account-query", post(inquiry))
+        .route("/pay/v1/court/control", post(control))
+        .route("/pay/v1/court/control-query", post(control_query))
 }
 
 /// One query, as far as the platform cares.
@@ -41,11 +58,13 @@ pub(crate) struct Query {
     pub id_number: String,
 }
 
-/// Why a query is not taken: unreadable (HTTP 400) or not properly signed.
+/// Why a message is not taken: unreadable (HTTP 400), not properly
+/// signed, or (a control order) unacceptable.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Rejection {
     Unreadable(String),
     Unsigned(&'static str),
+    Refused(String),
 }
 
 fn text_field<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str, String> {
@@ -57,8 +76,9 @@ fn text_field<'a>(object: &'a Map<String, Value>, field: &str) -> Result<&'a str
         .ok_or_else(|| format!("{field} 为空"))
 }
 
-/// Reads a query and checks its signature under `key`.
-pub(crate) fn read_query(key: &[u8], body: &[u8]) -> Result<Query, Rejection> {
+/// A signed message: a JSON object whose signature verifies under `key`,
+/// with its timestamp and nonce.
+fn signed_object(key: &[u8], body: &[u8]) -> Result<Map<String, Value>, Rejection> {
     let object = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => object,
         Ok(_) => return Err(Rejection::Unreadable("请求须为 JSON 对象".into())),
@@ -71,6 +91,12 @@ pub(crate) fn read_query(key: &[u8], body: &[u8]) -> Result<Query, Rejection> {
     if text_field(&object, "nonce").is_err() {
         return Err(Rejection::Unsigned("缺少 nonce"));
     }
+    Ok(object)
+}
+
+/// Reads a query and checks its signature under `key`.
+pub(crate) fn read_query(key: &[u8], body: &[u8]) -> Result<Query, Rejection> {
+    let object = signed_object(key, body)?;
     let unreadable = Rejection::Unreadable;
     for field in ["case_no", "court_code", "court_name", "name"] {
         text_field(&object, field).map_err(unreadable)?;
@@ -123,24 +149,35 @@ async fn inquiry(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
     let mode = agency.mode();
     let query = match read_query(agency.signing_key(), &body) {
         Ok(query) => query,
-        Err(rejection) => {
-            let (status, reason) = match &rejection {
-                Rejection::Unreadable(reason) => (StatusCode::BAD_REQUEST, reason.clone()),
-                Rejection::Unsigned(reason) => (StatusCode::OK, (*reason).to_owned()),
-            };
-            tracing::info!(agency = agency.id(), %reason, "query not taken");
-            let rn = request_number_of(&body);
-            return signed_reply(
-                &agency,
-                mode,
-                status,
-                json!({"req_no": rn, "result": "REJECTED", "message": reason}),
-            );
-        }
+        Err(rejection) => return rejected(&agency, mode, &body, &rejection, "query"),
     };
     let rn = query.request_number.as_str();
     let answer = agency.take_inquiry(mode, rn, &query.id_number, refusal_for(&query));
     signed_reply(&agency, mode, StatusCode::OK, answer_body(rn, &answer))
+}
+
+/// The signed answer to a message not taken in: `REJECTED` with why,
+/// echoing its request number when it has one.
+fn rejected(
+    agency: &Agency,
+    mode: FaultMode,
+    body: &[u8],
+    rejection: &Rejection,
+    what: &str,
+) -> Response {
+    let (status, reason) = match rejection {
+        Rejection::Unreadable(reason) => (StatusCode::BAD_REQUEST, reason.as_str()),
+        Rejection::Unsigned(reason) => (StatusCode::OK, *reason),
+        Rejection::Refused(reason) => (StatusCode::OK, reason.as_str()),
+    };
+    tracing::info!(agency = agency.id(), %reason, "{what} not taken");
+    let rn = request_number_of(body);
+    signed_reply(
+        agency,
+        mode,
+        status,
+        json!({"req_no": rn, "result": "REJECTED", "message": reason}),
+    )
 }
 
 /// The answer's fields (unsigned).
@@ -181,6 +218,164 @@ fn account(a: &PaymentAccount) -> Value {
         "available_fen": a.available_fen(),
         "fund_fen": a.fund_fen,
         "frozen": frozen,
+    })
+}
+
+// Control orders ------------------------------------------------------------
+
+/// Reads a signed control order and checks its signature under `key`.
+pub(crate) fn read_control(key: &[u8], body: &[u8]) -> Result<ControlRequest, Rejection> {
+    let object = signed_object(key, body)?;
+    let unreadable = Rejection::Unreadable;
+    let request_number = text_field(&object, "req_no").map_err(unreadable)?;
+    // From here on the order is readable: what is wrong with it is a
+    // refusal.
+    let refused = Rejection::Refused;
+    for field in ["case_no", "court_code", "court_name", "name"] {
+        text_field(&object, field).map_err(refused)?;
+    }
+    let id_type = text_field(&object, "id_type").map_err(refused)?;
+    if !matches!(id_type, "ID_CARD" | "USCC") {
+        return Err(refused(format!("不支持的证件类型：{id_type}")));
+    }
+    let officers = object
+        .get("officers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let officers: Vec<[&str; 3]> = officers
+        .iter()
+        .map(|o| ["name", "work_card_no", "credential_no"].map(|f| json_text(o, f)))
+        .collect();
+    check_officers(&officers).map_err(refused)?;
+    let documents = object
+        .get("documents")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let documents: Vec<(&str, &str, &str)> = documents
+        .iter()
+        .map(|d| {
+            (
+                json_text(d, "type"),
+                json_text(d, "no"),
+                json_text(d, "sha256"),
+            )
+        })
+        .collect();
+    let word = text_field(&object, "action").map_err(refused)?;
+    let action =
+        Action::from_word(word).ok_or_else(|| refused(format!("不支持的控制措施：{word}")))?;
+    let amount = match object.get("amount_fen") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .ok_or_else(|| refused("amount_fen 须为整数（分）".into()))?,
+        ),
+    };
+    let date =
+        |field: &str| read_date(field, object.get(field).and_then(Value::as_str), "%Y-%m-%d");
+    let request = ControlRequest {
+        request_number: request_number.to_owned(),
+        action,
+        case_number: text_field(&object, "case_no").map_err(refused)?.to_owned(),
+        court_name: text_field(&object, "court_name")
+            .map_err(refused)?
+            .to_owned(),
+        holder_id: ids::normalise_id(text_field(&object, "id_no").map_err(refused)?),
+        prior_request_number: given(object.get("prior_req_no").and_then(Value::as_str))
+            .map(str::to_owned),
+        items: vec![ControlItem {
+            target: text_field(&object, "account_id")
+                .map_err(refused)?
+                .to_owned(),
+            amount,
+            start_date: date("start_date").map_err(refused)?,
+            end_date: date("end_date").map_err(refused)?,
+        }],
+        documents: read_documents(&documents, "RULING", "ASSIST_NOTICE").map_err(refused)?,
+    };
+    request.check_needs(true).map_err(refused)?;
+    Ok(request)
+}
+
+/// A control order: decided at once, answered with its state.
+async fn control(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let request = match read_control(agency.signing_key(), &body) {
+        Ok(request) => request,
+        Err(rejection) => return rejected(&agency, mode, &body, &rejection, "control order"),
+    };
+    let outcome = agency.take_control(mode, &request);
+    signed_reply(
+        &agency,
+        mode,
+        StatusCode::OK,
+        control_body(&request.request_number, Some(&outcome)),
+    )
+}
+
+/// A status query: `{"req_no": …}`, signed.
+async fn control_query(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let rn = signed_object(agency.signing_key(), &body).and_then(|object| {
+        text_field(&object, "req_no")
+            .map(str::to_owned)
+            .map_err(Rejection::Unreadable)
+    });
+    let rn = match rn {
+        Ok(rn) => rn,
+        Err(rejection) => return rejected(&agency, mode, &body, &rejection, "status query"),
+    };
+    let outcome = agency.query_control(mode, &rn);
+    signed_reply(
+        &agency,
+        mode,
+        StatusCode::OK,
+        control_body(&rn, outcome.as_ref()),
+    )
+}
+
+/// `state`: `IN_FORCE` (or the renewal, release or deduction made),
+/// `NOT_CONTROLLED`, `QUEUED`, `RELEASED`, `LAPSED`.
+fn state_word(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "IN_FORCE",
+        ControlState::NotControlled => "NOT_CONTROLLED",
+        ControlState::Waiting => "QUEUED",
+        ControlState::Released => "RELEASED",
+        ControlState::Lapsed => "LAPSED",
+    }
+}
+
+/// The answer about an order (unsigned); `None`: a request number never
+/// received (`UNKNOWN`).
+pub(crate) fn control_body(rn: &str, outcome: Option<&ControlOutcome>) -> Value {
+    let Some((outcome, r)) = outcome.and_then(|o| Some((o, o.results.first()?))) else {
+        return json!({
+            "req_no": rn, "result": "OK", "state": "UNKNOWN",
+            "message": "无此控制请求", "documents_received": [],
+        });
+    };
+    let iso = |d: Option<chrono::NaiveDate>| d.map(|d| d.format("%Y-%m-%d").to_string());
+    let documents: Vec<Value> = outcome
+        .acknowledged
+        .iter()
+        .map(|d| json!({"no": d.number, "sha256": d.sha256}))
+        .collect();
+    json!({
+        "req_no": rn,
+        "result": "OK",
+        "state": state_word(r.state),
+        "account_id": r.target,
+        "controlled_fen": r.controlled,
+        "shortfall_fen": r.shortfall,
+        "queue_no": r.queue_position,
+        "start_date": iso(r.start_date),
+        "end_date": iso(r.end_date),
+        "freeze_id": (!r.measure_number.is_empty()).then_some(&r.measure_number),
+        "message": (!r.reason.is_empty()).then_some(&r.reason),
+        "documents_received": documents,
     })
 }
 

@@ -454,7 +454,7 @@ fn read_control(request_number: &str, body: Value) -> Result<ControlRequest, Str
         }
         items.push(ControlItem {
             target: right.bdcdyh.trim().to_owned(),
-            amount_fen: None,
+            amount: None,
             start_date,
             end_date,
         });
@@ -570,8 +570,8 @@ async fn control_poll(
             *r = ItemResult {
                 target: std::mem::take(&mut r.target),
                 state: ControlState::NotControlled,
-                controlled_fen: 0,
-                shortfall_fen: 0,
+                controlled: 0,
+                shortfall: 0,
                 reason: MAINTENANCE.into(),
                 start_date: None,
                 end_date: None,

@@ -8,7 +8,20 @@
 //! quantity, free units, custodian, and the freezes standing on it by
 //! quantity, `Frozen queue=` 0 in force, 1, 2 ... waiting), `N` when the
 //! subject has no account, `R` when refused. A request number never
-//! submitted is a 404. Inquiries only.
+//! submitted is a 404.
+//!
+//! Control orders go the same way: `POST /sec/v1/controls` takes a
+//! `SecControl` (freeze, renew or release a freeze of shares of one
+//! security in one account, `Position acct= code= qty=`), decides it at
+//! once (`control`: frozen are at most the free shares, the rest a
+//! shortfall; none free behind another authority's freeze, it waits in
+//! line) and acknowledges it with a ticket (`SC…`), or refuses it at intake
+//! (`E12`, nothing taken in; unreadable: HTTP 400, `E01`).
+//! `GET /sec/v1/control-results/{ReqNo}` is the poll and the status query:
+//! `Code` `P` until `result_delay_ms` has passed, then `D` with the freeze
+//! as it stands now (`State`, `Frozen`, `Short`, `Queue`, dates, `FreezeNo`,
+//! `Msg`, and `DocAck` per document received); a number never received is
+//! a 404 with `Code` `U`.
 
 use std::sync::Arc;
 
@@ -22,8 +35,13 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::agency::{Agency, wire_reply};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, check_officers, given,
+    read_date, read_documents, securities_target,
+};
 use crate::faults::FaultMode;
 use crate::further_book::SecuritiesHolding;
+use crate::ids;
 use crate::ledger::{Answer, Outcome, RequestKind};
 use crate::xml_tree::{Element, decode_document, parse};
 
@@ -31,9 +49,14 @@ pub(crate) fn routes() -> Router<Arc<Agency>> {
     Router::new()
         .route("/sec/v1/queries", post(submit))
         .route("/sec/v1/results/{request_number}", get(poll))
+        .route("/sec/v1/controls", post(control_submit))
+        .route(
+            "/sec/v1/control-results/{request_number}",
+            get(control_poll),
+        )
 }
 
-const RESULTS_PREFIX: &str = "/sec/v1/results/";
+const RESULTS_PREFIXES: [&str; 2] = ["/sec/v1/results/", "/sec/v1/control-results/"];
 
 /// One query, as far as the depository cares.
 #[derive(Debug, PartialEq, Eq)]
@@ -285,6 +308,193 @@ fn holding(w: &mut XmlWriter, h: &SecuritiesHolding) -> std::io::Result<()> {
     Ok(())
 }
 
+// Control orders ------------------------------------------------------------
+
+/// Reads a `SecControl`; `Err` is why the depository will not take it.
+pub(crate) fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
+    let root = parse(&decode_document(body)?)?;
+    if root.name != "SecControl" {
+        return Err(format!("expected <SecControl>, got <{}>", root.name));
+    }
+    let court = root.child("Court").ok_or("<SecControl> 缺少 <Court>")?;
+    if court.attr("code").is_none_or(str::is_empty) || court.text().is_empty() {
+        return Err("<Court> 须有 code 和法院名称".into());
+    }
+    let holder = root.child("Holder").ok_or("<SecControl> 缺少 <Holder>")?;
+    required(holder, "Name")?;
+    let id_type = required(holder, "IdType")?;
+    if !matches!(id_type, "ID" | "USCC") {
+        return Err(format!("不支持的证件类型：{id_type}"));
+    }
+    let word = required(&root, "Action")?;
+    let action = match Action::from_word(word) {
+        Some(action @ (Action::Freeze | Action::Renew | Action::Release)) => action,
+        _ => return Err(format!("不支持的控制措施：{word}")),
+    };
+    let position = root
+        .child("Position")
+        .ok_or("<SecControl> 缺少 <Position>")?;
+    let account = given(position.attr("acct")).ok_or("<Position> 缺少 acct")?;
+    let code = given(position.attr("code")).ok_or("<Position> 缺少 code")?;
+    let quantity = given(position.attr("qty"))
+        .map(|q| {
+            q.parse::<i64>()
+                .map_err(|_| format!("<Position> qty 不是整数：{q}"))
+        })
+        .transpose()?;
+    let term = root.child("Term");
+    let officers: Vec<[&str; 3]> = root
+        .children("Officer")
+        .map(|o| ["Name", "WorkCard", "Credential"].map(|tag| o.text_of(tag).unwrap_or_default()))
+        .collect();
+    check_officers(&officers)?;
+    let documents: Vec<(&str, &str, &str)> = root
+        .children("Doc")
+        .map(|d| {
+            let [kind, number, sha256] =
+                ["kind", "no", "sha256"].map(|a| d.attr(a).unwrap_or_default());
+            (kind, number, sha256)
+        })
+        .collect();
+    let request = ControlRequest {
+        request_number: required(&root, "ReqNo")?.to_owned(),
+        action,
+        case_number: required(&root, "CaseNo")?.to_owned(),
+        court_name: court.text().to_owned(),
+        holder_id: ids::normalise_id(required(holder, "IdNo")?),
+        prior_request_number: given(root.text_of("Prior")).map(str::to_owned),
+        items: vec![ControlItem {
+            target: securities_target(account, code),
+            amount: quantity,
+            start_date: read_date("from", term.and_then(|t| t.attr("from")), "%Y-%m-%d")?,
+            end_date: read_date("until", term.and_then(|t| t.attr("until")), "%Y-%m-%d")?,
+        }],
+        documents: read_documents(&documents, "RULING", "ASSIST_NOTICE")?,
+    };
+    request.check_needs(true)?;
+    Ok(request)
+}
+
+/// A control order: decided at once, its result shown to a poll
+/// `result_delay_ms` later; acknowledged with a ticket (`SC…`), or refused
+/// at intake with nothing taken in.
+async fn control_submit(State(agency): State<Arc<Agency>>, body: Bytes) -> Response {
+    let mode = agency.mode();
+    let request = match read_control(&body) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), %reason, "control order refused at intake");
+            let rn = parse(&decode_document(&body).unwrap_or_default())
+                .ok()
+                .and_then(|root| root.text_of("ReqNo").map(str::to_owned));
+            let status = if rn.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let code = if rn.is_some() { "E12" } else { "E01" };
+            return ack(mode, status, rn.as_deref(), code, None, Some(&reason));
+        }
+    };
+    let rn = request.request_number.as_str();
+    let outcome = agency.take_control(mode, &request);
+    match &outcome.ticket {
+        Some(ticket) => ack(
+            mode,
+            StatusCode::OK,
+            Some(rn),
+            "0",
+            Some(&control_ticket(&ticket.number)),
+            None,
+        ),
+        None => {
+            let reason = outcome
+                .results
+                .first()
+                .map_or("未受理", |r| r.reason.as_str());
+            ack(mode, StatusCode::OK, Some(rn), "E12", None, Some(reason))
+        }
+    }
+}
+
+fn control_ticket(number: &str) -> String {
+    format!("SC{number}")
+}
+
+async fn control_poll(
+    State(agency): State<Arc<Agency>>,
+    Path(request_number): Path<String>,
+) -> Response {
+    let mode = agency.mode();
+    let rn = request_number.as_str();
+    let Some(outcome) = agency.query_control(mode, rn) else {
+        let unknown = document("SecControlResult", |w| {
+            text(w, "ReqNo", rn)?;
+            text(w, "Code", "U")?;
+            text(w, "Msg", "无此控制请求")
+        });
+        return xml_reply(mode, StatusCode::NOT_FOUND, unknown);
+    };
+    xml_reply(mode, StatusCode::OK, control_result(rn, &outcome))
+}
+
+/// `State`: 1 frozen (or the renewal or release made), 2 not frozen
+/// (refused, or waiting with `Queue` above 0), 3 released, 4 lapsed.
+fn freeze_state(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "1",
+        ControlState::NotControlled | ControlState::Waiting => "2",
+        ControlState::Released => "3",
+        ControlState::Lapsed => "4",
+    }
+}
+
+/// The `SecControlResult` of a decided order: pending (`P`) until its
+/// ticket is ready, then decided (`D`) as it stands now.
+fn control_result(rn: &str, outcome: &ControlOutcome) -> std::io::Result<Vec<u8>> {
+    let ticket = outcome.ticket.as_ref().map(|t| control_ticket(&t.number));
+    document("SecControlResult", |w| {
+        text(w, "ReqNo", rn)?;
+        if outcome.pending() {
+            text(w, "Code", "P")?;
+            if let Some(ticket) = &ticket {
+                text(w, "Ticket", ticket)?;
+            }
+            return Ok(());
+        }
+        text(w, "Code", "D")?;
+        if let Some(ticket) = &ticket {
+            text(w, "Ticket", ticket)?;
+        }
+        let iso = |d: Option<chrono::NaiveDate>| {
+            d.map(|d| d.format("%Y-%m-%d").to_string())
+                .unwrap_or_default()
+        };
+        for r in &outcome.results {
+            let (account, code) = r.target.split_once(':').unwrap_or((&r.target, ""));
+            text(w, "State", freeze_state(r.state))?;
+            w.create_element("Position")
+                .with_attribute(("acct", account))
+                .with_attribute(("code", code))
+                .write_empty()?;
+            text(w, "Frozen", &r.controlled.to_string())?;
+            text(w, "Short", &r.shortfall.to_string())?;
+            text(w, "Queue", &r.queue_position.to_string())?;
+            text(w, "From", &iso(r.start_date))?;
+            text(w, "Until", &iso(r.end_date))?;
+            text(w, "FreezeNo", &r.measure_number)?;
+            text(w, "Msg", &r.reason)?;
+        }
+        for d in &outcome.acknowledged {
+            w.create_element("DocAck")
+                .with_attribute(("no", d.number.as_str()))
+                .with_attribute(("sha256", d.sha256.as_str()))
+                .write_empty()?;
+        }
+        Ok(())
+    })
+}
+
 /// An injected error (`E99` 系统繁忙) or throttling (429, `E29`), nothing
 /// processed; a poll's answer names its request number.
 pub(crate) fn fault_reply(status: StatusCode, path: &str) -> Response {
@@ -293,7 +503,9 @@ pub(crate) fn fault_reply(status: StatusCode, path: &str) -> Response {
     } else {
         ("E99", "系统繁忙，请稍后重试")
     };
-    let rn = path.strip_prefix(RESULTS_PREFIX);
+    let rn = RESULTS_PREFIXES
+        .iter()
+        .find_map(|prefix| path.strip_prefix(prefix));
     ack(FaultMode::Normal, status, rn, code, None, Some(message))
 }
 

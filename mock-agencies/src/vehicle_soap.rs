@@ -1,15 +1,30 @@
 //! The `vehicle-soap` vehicle register (vehicle-v): SOAP 1.1 over HTTP, in
-//! UTF-8, one subject per call, answered at once. `POST /vehicle/soap` with
-//! `SOAPAction: "urn:example:vehicle:1#QueryVehicles"` takes a
-//! `soap:Envelope` whose `soap:Body` holds one `v:QueryVehicles` and
-//! answers a `v:QueryVehiclesResponse`: `Result` 1 with the subject's
-//! vehicles (`Vehicle`: plate, plate type, VIN, make, first registration,
-//! the state as one-letter flags, `KM` sealed and mortgaged, and the seals
-//! standing on it, `Cfxx`, `Lhxh` 0 in force, 1, 2 ... waiting), or 0 with a
-//! message. A request the register will not take is a `soap:Client` fault
-//! with HTTP 500 and the reason in `faultstring`; its own trouble (the
-//! injected errors) a `soap:Server` fault. Inquiries only: the register
-//! takes no control orders here.
+//! UTF-8, one subject per call, answered at once. Everything goes to
+//! `POST /vehicle/soap`; the `SOAPAction` says what the envelope holds.
+//!
+//! `"urn:example:vehicle:1#QueryVehicles"`: a `v:QueryVehicles` is answered
+//! with a `v:QueryVehiclesResponse`: `Result` 1 with the subject's vehicles
+//! (`Vehicle`: plate, plate type, VIN, make, first registration, the state
+//! as one-letter flags, `KM` sealed and mortgaged, and the seals standing
+//! on it, `Cfxx`, `Lhxh` 0 in force, 1, 2 ... waiting), or 0 with a
+//! message.
+//!
+//! `"urn:example:vehicle:1#ControlVehicle"`: a `v:ControlVehicle` seals
+//! (`Kzcs` 11), renews (12) or releases (14) a seal on one vehicle by its
+//! VIN (`control` decides), answered at once with a
+//! `v:ControlVehicleResponse`: `Kzzt` 1 in force (or the renewal or
+//! release made), 2 not sealed (waiting in line when `Lhxh` is above 0), 3
+//! released, 4 lapsed; the reason (`Yy`), the seal's dates, the register's
+//! number of it (`Kzbh`) and the documents it received (`Wsqr`).
+//! `"urn:example:vehicle:1#QueryControl"`: a `v:QueryControl` naming a
+//! request number is answered with a `v:QueryControlResponse` of the same
+//! fields as it stands now, `Kzzt` 0 for a number never received.
+//!
+//! A request the register will not take (unreadable, an unknown action, an
+//! order without two officers or its documents, the `refuse` fault) is a
+//! `soap:Client` fault with HTTP 500 and the reason in `faultstring`,
+//! nothing taken in; its own trouble (the injected errors) a `soap:Server`
+//! fault.
 
 use std::sync::Arc;
 
@@ -23,19 +38,28 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::agency::{Agency, wire_reply};
+use crate::control::{
+    Action, ControlItem, ControlOutcome, ControlRequest, ControlState, check_officers, given,
+    read_date, read_documents,
+};
 use crate::faults::FaultMode;
 use crate::further_book::Vehicle;
+use crate::ids;
 use crate::ledger::{Answer, Outcome};
 use crate::xml_tree::{Element, decode_document, parse};
 
 pub(crate) fn routes() -> Router<Arc<Agency>> {
-    Router::new().route("/vehicle/soap", post(inquiry))
+    Router::new().route("/vehicle/soap", post(soap))
 }
 
 const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const VEHICLE_NS: &str = "urn:example:vehicle:1";
 /// The `SOAPAction` of the query, quotes included (SOAP 1.1 quotes it).
 pub(crate) const QUERY_ACTION: &str = "\"urn:example:vehicle:1#QueryVehicles\"";
+/// The `SOAPAction` of a control order.
+pub(crate) const CONTROL_ACTION: &str = "\"urn:example:vehicle:1#ControlVehicle\"";
+/// The `SOAPAction` of a status query about a control order.
+pub(crate) const STATUS_ACTION: &str = "\"urn:example:vehicle:1#QueryControl\"";
 
 /// One query, as far as the register cares.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,24 +75,39 @@ fn required<'a>(element: &'a Element, tag: &str) -> Result<&'a str, String> {
         .ok_or_else(|| format!("{} 缺少 {tag}", element.name))
 }
 
-/// Reads the envelope; `Err` is the client fault's reason.
-pub(crate) fn read_query(headers: &HeaderMap, body: &[u8]) -> Result<Query, String> {
-    let action = headers
+fn soap_action(headers: &HeaderMap) -> &str {
+    headers
         .get("soapaction")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if action.trim() != QUERY_ACTION {
-        return Err(format!("不支持的 SOAPAction：{action}"));
-    }
+        .unwrap_or_default()
+        .trim()
+}
+
+/// A SOAP 1.1 envelope, parsed.
+fn envelope_of(body: &[u8]) -> Result<Element, String> {
     let root = parse(&decode_document(body)?)?;
     if root.name != "Envelope" || root.namespace.as_deref() != Some(SOAP_NS) {
         return Err("不是 SOAP 1.1 信封（soap:Envelope）".into());
     }
-    let query = root
-        .child("Body")
-        .and_then(|b| b.child("QueryVehicles"))
+    Ok(root)
+}
+
+/// The register's element `name` in the envelope's body.
+fn body_part<'a>(root: &'a Element, name: &str) -> Result<&'a Element, String> {
+    root.child("Body")
+        .and_then(|b| b.child(name))
         .filter(|q| q.namespace.as_deref() == Some(VEHICLE_NS))
-        .ok_or("soap:Body 中没有 v:QueryVehicles")?;
+        .ok_or_else(|| format!("soap:Body 中没有 v:{name}"))
+}
+
+/// Reads the envelope; `Err` is the client fault's reason.
+pub(crate) fn read_query(headers: &HeaderMap, body: &[u8]) -> Result<Query, String> {
+    let action = soap_action(headers);
+    if action != QUERY_ACTION {
+        return Err(format!("不支持的 SOAPAction：{action}"));
+    }
+    let root = envelope_of(body)?;
+    let query = body_part(&root, "QueryVehicles")?;
     for tag in ["CaseNo", "Name"] {
         required(query, tag)?;
     }
@@ -100,9 +139,19 @@ fn refusal_for(query: &Query) -> Option<String> {
     }
 }
 
-async fn inquiry(State(agency): State<Arc<Agency>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Every call: what the `SOAPAction` asks for (anything else is read as a
+/// query, and faulted for its action).
+async fn soap(State(agency): State<Arc<Agency>>, headers: HeaderMap, body: Bytes) -> Response {
+    match soap_action(&headers) {
+        CONTROL_ACTION => control(&agency, &body),
+        STATUS_ACTION => control_status(&agency, &body),
+        _ => inquiry(&agency, &headers, &body),
+    }
+}
+
+fn inquiry(agency: &Agency, headers: &HeaderMap, body: &[u8]) -> Response {
     let mode = agency.mode();
-    let query = match read_query(&headers, &body) {
+    let query = match read_query(headers, body) {
         Ok(query) => query,
         Err(reason) => {
             tracing::info!(agency = agency.id(), %reason, "unreadable query");
@@ -210,6 +259,168 @@ fn vehicle(w: &mut XmlWriter, v: &Vehicle) -> std::io::Result<()> {
         Ok(())
     })?;
     Ok(())
+}
+
+// Control orders ------------------------------------------------------------
+
+/// Reads a `v:ControlVehicle`; `Err` is the client fault's reason.
+pub(crate) fn read_control(body: &[u8]) -> Result<ControlRequest, String> {
+    let root = envelope_of(body)?;
+    let court_name = root
+        .child("Header")
+        .and_then(|h| h.child("Auth"))
+        .and_then(|a| a.text_of("DeptName"))
+        .ok_or("soap:Header 中没有 v:Auth/v:DeptName")?;
+    let order = body_part(&root, "ControlVehicle")?;
+    let code = required(order, "Kzcs")?;
+    let action =
+        Action::from_registry_code(code).ok_or_else(|| format!("不支持的控制措施：Kzcs {code}"))?;
+    required(order, "Name")?;
+    let id_type = required(order, "IdType")?;
+    if !matches!(id_type, "A" | "B") {
+        return Err(format!("不支持的证件类型：{id_type}"));
+    }
+    let officers: Vec<[&str; 3]> = order
+        .children("Officer")
+        .map(|o| ["Name", "WorkCard", "Credential"].map(|tag| o.text_of(tag).unwrap_or_default()))
+        .collect();
+    check_officers(&officers)?;
+    let documents: Vec<(&str, &str, &str)> = order
+        .children("Document")
+        .map(|d| {
+            let [kind, number, sha256] =
+                ["Kind", "Number", "Sha256"].map(|tag| d.text_of(tag).unwrap_or_default());
+            (kind, number, sha256)
+        })
+        .collect();
+    let request = ControlRequest {
+        request_number: required(order, "ReqNo")?.to_owned(),
+        action,
+        case_number: required(order, "CaseNo")?.to_owned(),
+        court_name: court_name.to_owned(),
+        holder_id: ids::normalise_id(required(order, "IdNo")?),
+        prior_request_number: given(order.text_of("PriorReqNo")).map(str::to_owned),
+        items: vec![ControlItem {
+            target: required(order, "Clsbdh")?.to_owned(),
+            amount: None,
+            start_date: read_date("StartDate", order.text_of("StartDate"), "%Y-%m-%d")?,
+            end_date: read_date("EndDate", order.text_of("EndDate"), "%Y-%m-%d")?,
+        }],
+        documents: read_documents(&documents, "CDS", "XZTZS")?,
+    };
+    request.check_needs(false)?;
+    Ok(request)
+}
+
+/// Reads a `v:QueryControl`: the request number asked about.
+pub(crate) fn read_status_query(body: &[u8]) -> Result<String, String> {
+    let root = envelope_of(body)?;
+    let query = body_part(&root, "QueryControl")?;
+    Ok(required(query, "ReqNo")?.to_owned())
+}
+
+fn control(agency: &Agency, body: &[u8]) -> Response {
+    let mode = agency.mode();
+    let request = match read_control(body) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::info!(agency = agency.id(), %reason, "control order refused at intake");
+            return client_fault(mode, &reason);
+        }
+    };
+    if mode == FaultMode::Refuse {
+        return client_fault(mode, crate::agency::MAINTENANCE);
+    }
+    let outcome = agency.take_control(mode, &request);
+    control_reply(
+        mode,
+        "v:ControlVehicleResponse",
+        &request.request_number,
+        Some(&outcome),
+    )
+}
+
+fn control_status(agency: &Agency, body: &[u8]) -> Response {
+    let mode = agency.mode();
+    let rn = match read_status_query(body) {
+        Ok(rn) => rn,
+        Err(reason) => return client_fault(mode, &reason),
+    };
+    if mode == FaultMode::Refuse {
+        return client_fault(mode, crate::agency::MAINTENANCE);
+    }
+    let outcome = agency.query_control(mode, &rn);
+    control_reply(mode, "v:QueryControlResponse", &rn, outcome.as_ref())
+}
+
+/// `Kzzt`: 1 in force (or the renewal or release made), 2 not sealed
+/// (refused, or waiting with `Lhxh` above 0), 3 released, 4 lapsed.
+fn seal_state(state: ControlState) -> &'static str {
+    match state {
+        ControlState::InForce => "1",
+        ControlState::NotControlled | ControlState::Waiting => "2",
+        ControlState::Released => "3",
+        ControlState::Lapsed => "4",
+    }
+}
+
+/// The answer about an order (`None`: a request number never received,
+/// `Kzzt` 0).
+fn control_reply(
+    mode: FaultMode,
+    element: &str,
+    rn: &str,
+    outcome: Option<&ControlOutcome>,
+) -> Response {
+    let iso = |d: Option<chrono::NaiveDate>| {
+        d.map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let document = envelope(|w| {
+        w.create_element(element).write_inner_content(|w| {
+            text(w, "v:ReqNo", rn)?;
+            let Some(outcome) = outcome else {
+                text(w, "v:Kzzt", "0")?;
+                return text(w, "v:Yy", "无此控制请求");
+            };
+            for r in &outcome.results {
+                text(w, "v:Kzzt", seal_state(r.state))?;
+                text(w, "v:Clsbdh", &r.target)?;
+                text(w, "v:Yy", &r.reason)?;
+                text(w, "v:Lhxh", &r.queue_position.to_string())?;
+                text(w, "v:Cfrq", &iso(r.start_date))?;
+                text(w, "v:Jfrq", &iso(r.end_date))?;
+                text(w, "v:Kzbh", &r.measure_number)?;
+            }
+            for d in &outcome.acknowledged {
+                w.create_element("v:Wsqr").write_inner_content(|w| {
+                    text(w, "v:Number", &d.number)?;
+                    text(w, "v:Sha256", &d.sha256)
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    });
+    match document {
+        Ok(document) => soap_reply(mode, StatusCode::OK, document),
+        Err(e) => fault(
+            mode,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "soap:Server",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// A `soap:Client` fault: the register will not take the request.
+fn client_fault(mode: FaultMode, reason: &str) -> Response {
+    fault(
+        mode,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "soap:Client",
+        reason,
+    )
 }
 
 fn soap_reply(mode: FaultMode, status: StatusCode, document: Vec<u8>) -> Response {

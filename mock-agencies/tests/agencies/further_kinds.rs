@@ -17,18 +17,18 @@ use sha2::Sha256;
 
 use crate::common::*;
 
-fn repo_config() -> std::path::PathBuf {
+pub fn repo_config() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
 }
 
-fn pack(dialect: &str, file: &str) -> Vec<u8> {
+pub fn pack(dialect: &str, file: &str) -> Vec<u8> {
     std::fs::read(repo_config().join(format!("conformance/{dialect}/{file}")))
         .expect("the pack is there")
 }
 
 /// The shipped fleet, on ephemeral ports; with `payment_key_file` the
 /// payment platform reads its key there instead.
-async fn shipped(payment_key_file: Option<&std::path::Path>) -> MockFleet {
+pub async fn shipped(payment_key_file: Option<&std::path::Path>) -> MockFleet {
     let mut config =
         MockConfig::load(&repo_config().join("mock-agencies.toml")).expect("the shipped config");
     if let Some(file) = payment_key_file {
@@ -41,7 +41,7 @@ async fn shipped(payment_key_file: Option<&std::path::Path>) -> MockFleet {
     start(&config).await
 }
 
-async fn ledger(fleet: &MockFleet, agency: &str, holder: &str) -> Value {
+pub async fn ledger(fleet: &MockFleet, agency: &str, holder: &str) -> Value {
     get_json(&url(
         fleet,
         agency,
@@ -195,7 +195,7 @@ async fn the_depository_takes_zhang_sans_query_with_a_ticket_and_answers_the_pol
 }
 
 /// The canonical string of the payment dialect, written again here.
-fn canonical(object: &Map<String, Value>) -> String {
+pub fn canonical(object: &Map<String, Value>) -> String {
     fn sorted(v: &Value) -> String {
         match v {
             Value::Object(o) => {
@@ -226,7 +226,7 @@ fn canonical(object: &Map<String, Value>) -> String {
         .join("&")
 }
 
-fn signed_by(key: &[u8], message: &Value) -> bool {
+pub fn signed_by(key: &[u8], message: &Value) -> bool {
     let Some(object) = message.as_object() else {
         return false;
     };

@@ -9,6 +9,7 @@ mod config;
 mod control;
 mod faults;
 mod faults_more;
+mod further_control;
 mod further_kinds;
 mod iso_bank_xml;
 mod population;

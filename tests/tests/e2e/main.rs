@@ -8,6 +8,7 @@ mod batches;
 mod business_hours;
 mod callbacks;
 mod connections;
+mod control_kinds;
 mod csv_injection;
 mod edge;
 mod fail_closed;
