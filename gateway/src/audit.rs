@@ -125,6 +125,9 @@ pub struct AuditFilter {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub after_seq: Option<i64>,
+    /// Rows up to this one only (an evidence bundle stops at the chain's
+    /// head as it read it).
+    pub through_seq: Option<i64>,
     pub limit: i64,
 }
 

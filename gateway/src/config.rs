@@ -208,6 +208,13 @@ pub struct AuditSettings {
     /// Sources counted at once; refusals of further sources share one
     /// overflow count.
     pub refusal_max_sources: usize,
+    /// An evidence bundle (`GET /v1/audit/bundle`) holds at most this many
+    /// rows matching its filter; more is refused (422 `too_many_rows`).
+    pub bundle_max_rows: usize,
+    /// ...and at most this many further rows its chain proofs pass
+    /// through (rows of other cases between a matching row and the
+    /// checkpoint that signs it).
+    pub bundle_max_links: usize,
 }
 
 impl Default for AuditSettings {
@@ -223,6 +230,8 @@ impl Default for AuditSettings {
             refusals_per_source: 20,
             refusal_interval_secs: 60,
             refusal_max_sources: 1_024,
+            bundle_max_rows: 100_000,
+            bundle_max_links: 1_000_000,
         }
     }
 }
@@ -513,6 +522,10 @@ impl GatewayConfig {
             problems.push(
                 "audit.checkpoint_every_rows and audit.queue_capacity must be positive".into(),
             );
+        }
+        if self.audit.bundle_max_rows == 0 || self.audit.bundle_max_links == 0 {
+            problems
+                .push("audit.bundle_max_rows and audit.bundle_max_links must be positive".into());
         }
         if !(1..=crate::refusals::MAX_INTERVAL.as_secs())
             .contains(&self.audit.refusal_interval_secs)

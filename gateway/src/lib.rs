@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod batch;
 pub mod batch_cli;
+pub mod bundle;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -1,4 +1,5 @@
-//! The `gateway` command: `serve`, `demo`, `config check`, `batch submit`.
+//! The `gateway` command: `serve`, `demo`, `config check`, `audit verify`,
+//! `audit verify-bundle`, `batch submit`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,6 +143,26 @@ enum AuditCommand {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Check an evidence bundle (`GET /v1/audit/bundle`) offline: every
+    /// row's body and hash, the links between rows, each proof up to its
+    /// checkpoint and each checkpoint's signature. Needs no database and
+    /// no network. Exit status 0 when everything verifies and every row is
+    /// covered by a signed checkpoint; 3 when everything verifies but some
+    /// rows are proven only up to the chain's unsigned head; 1 when
+    /// anything does not verify (the first such row is named).
+    VerifyBundle {
+        /// The bundle (a JSON file).
+        file: PathBuf,
+        /// The Ed25519 public key (64 hex digits) the court trusts: the
+        /// bundle must name this key and its checkpoints verify with it.
+        /// Without it the key the bundle carries is used, and the output
+        /// says the key was not pinned.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Also print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -234,6 +255,14 @@ async fn run(cli: Cli, small_pages: Result<(), String>) -> ExitCode {
                     database_url,
                 },
         } => audit_verify(&config, database_url).await,
+        Command::Audit {
+            command:
+                AuditCommand::VerifyBundle {
+                    file,
+                    public_key,
+                    json,
+                },
+        } => return verify_bundle(&file, public_key.as_deref(), json),
         Command::Batch {
             command:
                 BatchCommand::Submit {
@@ -320,6 +349,98 @@ async fn audit_verify(config: &Path, database_url: Option<String>) -> anyhow::Re
             report.problem.as_deref().unwrap_or("unknown")
         )
     }
+}
+
+/// The exit status of `audit verify-bundle` when everything verifies but
+/// some rows are proven only up to the chain's unsigned head.
+const PARTLY_UNSIGNED: u8 = 3;
+
+/// `gateway audit verify-bundle FILE [--public-key HEX] [--json]`.
+fn verify_bundle(file: &Path, public_key: Option<&str>, json: bool) -> ExitCode {
+    let pinned = match public_key.map(gateway::verify::verifying_key).transpose() {
+        Ok(key) => key,
+        Err(e) => {
+            eprintln!("error: --public-key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bundle = match std::fs::read(file)
+        .map_err(|e| format!("cannot read it: {e}"))
+        .and_then(|bytes| gateway::bundle::parse(&bytes))
+    {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = gateway::bundle::verify(&bundle, pinned.as_ref());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    }
+    let h = &bundle.header;
+    let head = h
+        .head
+        .as_ref()
+        .map_or("the log was empty".to_owned(), |head| {
+            format!("the chain's head was row {}", head.seq)
+        });
+    println!(
+        "bundle: {}, exported {} by {}; {head}",
+        h.filter.described(),
+        h.exported_at,
+        h.exported_by
+    );
+    match (&report.public_key, report.key_pinned) {
+        (Some(key), true) => println!("key: {key} (pinned with --public-key)"),
+        (Some(key), false) => println!(
+            "key: {key} (taken from the bundle, not pinned: pass --public-key HEX to check that \
+             it is the key the court trusts)"
+        ),
+        (None, _) => println!("key: none (the bundle names no key)"),
+    }
+    if !report.ok {
+        let at = report
+            .first_bad_seq
+            .map_or("the bundle".to_owned(), |seq| format!("row {seq}"));
+        eprintln!(
+            "FAILED at {at}: {}: {}",
+            report
+                .fault
+                .map_or("does not verify".to_owned(), |f| f.to_string()),
+            report.problem.as_deref().unwrap_or("unknown")
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "ok: {} row(s) ({} with their bodies, {} with bodies purged to their digests) and {} \
+         linking row(s) verified; {} signed checkpoint(s) verified",
+        report.rows, report.bodies, report.purged_bodies, report.links, report.checkpoints
+    );
+    if report.unsigned_rows.is_empty() {
+        println!("every row is proven up to a signed checkpoint");
+        return ExitCode::SUCCESS;
+    }
+    let mut listed: Vec<String> = report
+        .unsigned_rows
+        .iter()
+        .take(20)
+        .map(i64::to_string)
+        .collect();
+    if report.unsigned_rows.len() > listed.len() {
+        listed.push(format!("... ({} in all)", report.unsigned_rows.len()));
+    }
+    println!(
+        "UNSIGNED: row(s) {} are proven only up to the chain's head (row {}), which no \
+         checkpoint had signed when the bundle was made: export the bundle again after the \
+         next checkpoint",
+        listed.join(", "),
+        report.head_seq.unwrap_or_default()
+    );
+    ExitCode::from(PARTLY_UNSIGNED)
 }
 
 async fn agencies_test(

@@ -57,7 +57,7 @@ pub fn verifying_key(hex_key: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
-fn check_signature(c: &Checkpoint, key: Option<&VerifyingKey>) -> Result<(), String> {
+pub(crate) fn check_signature(c: &Checkpoint, key: Option<&VerifyingKey>) -> Result<(), String> {
     let Some(key) = key else {
         return Err("no public key is configured to verify checkpoints with".into());
     };

@@ -1,6 +1,7 @@
 //! No identity number, token or secret in any log line: the logs of a full
-//! run (inquiries, orders, a freeze plan, an audit read, a refused call),
-//! at debug level for every crate, captured and searched.
+//! run (inquiries, orders, a freeze plan, an audit read, an evidence
+//! bundle, a refused call), at debug level for every crate, captured and
+//! searched.
 //!
 //! Its own test binary: it installs the process's log subscriber.
 
@@ -69,6 +70,10 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
     )
     .await?;
     sys.audit(&format!("subject={ZHANG_SAN_ID}")).await?;
+    let bundle = sys
+        .get(&format!("/v1/audit/bundle?subject={ZHANG_SAN_ID}"), AUDITOR)
+        .await?;
+    assert!(bundle.status.is_success(), "{}", bundle.body);
     // A refused call with an identity number in a bad body.
     let mut bad =
         inquiry_body(json!({"kind": "person", "name": "张三", "id_number": "360426199101010072"}));

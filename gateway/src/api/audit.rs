@@ -1,11 +1,15 @@
 //! `/v1/audit`: what auditors read. Role `auditor`. Every query is itself
 //! recorded in the log it reads.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use futures::TryStreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -15,11 +19,12 @@ use crate::api::inbound;
 use crate::api::schema::ErrorBody;
 use crate::audit::{AuditFilter, AuditRecord, StoredAuditEvent};
 use crate::auth::{Caller, Role};
+use crate::bundle::{BundleFilter, Limits, Plan, PlanError};
 use crate::error::ApiError;
 use crate::input::{CASE_NUMBER_MAX, FILTER_MAX};
 use crate::inquiry::timestamp;
 use crate::state::AppState;
-use crate::store::Window;
+use crate::store::{AuditStore, Window};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -142,8 +147,7 @@ pub async fn events(
         .transpose()?;
     let filter = AuditFilter {
         case_number: filter("case_number", p.case_number, CASE_NUMBER_MAX)?,
-        // Stored identifiers are in one letter case (upper).
-        subject: filter("subject", p.subject, FILTER_MAX)?.map(|s| s.to_uppercase()),
+        subject: subject_filter(p.subject)?,
         agency: filter("agency", p.agency, FILTER_MAX)?,
         caller: filter("caller", p.caller, FILTER_MAX)?,
         officer: filter("officer", p.officer, FILTER_MAX)?,
@@ -152,6 +156,7 @@ pub async fn events(
         from_ms: parse_time("from", p.from.as_deref())?,
         to_ms: parse_time("to", p.to.as_deref())?,
         after_seq,
+        through_seq: None,
         limit,
     };
     let described = format!("{filter:?}");
@@ -176,6 +181,12 @@ pub async fn events(
         "next_cursor": next_cursor,
     }))
     .into_response())
+}
+
+/// A subject filter: an identity number or credit code, in the one letter
+/// case (upper) identifiers are stored in.
+fn subject_filter(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    Ok(filter("subject", raw, FILTER_MAX)?.map(|s| s.to_uppercase()))
 }
 
 /// Whether the client asked for CSV (`Accept: text/csv`).
@@ -307,6 +318,130 @@ pub async fn verify(
     })?;
     let report = crate::verify::verify(&*state.store, key.as_ref()).await?;
     Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BundleParams {
+    /// The case whose rows the bundle holds. Give this or `subject`, not
+    /// both.
+    #[param(min_length = 1, max_length = 64)]
+    case_number: Option<String>,
+    /// The subject whose rows, under every case, the bundle holds: an
+    /// identity number or credit code (either letter case).
+    #[param(min_length = 1, max_length = 200)]
+    subject: Option<String>,
+}
+
+/// Export an evidence bundle of a case or a subject.
+///
+/// Every row of the audit log about one case, or about one subject under
+/// every case, as one JSON file anyone can check offline (`gateway audit
+/// verify-bundle FILE`; docs/audit.md, "Evidence bundles"). Each row comes
+/// with every field its hash covers, its message body (base64 of the exact
+/// bytes, where still kept), and a chain proof to the nearest signed
+/// checkpoint at or after it: the hash inputs of the rows in between
+/// (never their bodies) and the checkpoint with its Ed25519 signature; the
+/// public key is in the file. Rows no checkpoint has signed yet are proven
+/// up to the chain's head and marked unsigned. The bundle is streamed from
+/// the store page by page; one of more than `audit.bundle_max_rows`
+/// matching rows (100,000 by default), or whose proofs would pass through
+/// more than `audit.bundle_max_links` other rows, is refused (422
+/// `too_many_rows`). The export is itself recorded (`audit.bundle`).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/bundle",
+    operation_id = "export_audit_bundle",
+    tag = "audit",
+    params(BundleParams),
+    responses(
+        (status = 200, description = "The bundle, as a file to save (`Content-Disposition: attachment`).",
+            body = crate::bundle::Bundle, content_type = "application/json",
+            headers(("content-disposition" = String, description = "`attachment; filename=\"audit-bundle-case-<time>.json\"` (or `-subject-`): the file name names no case or subject."))),
+        (status = 422, description = "`too_many_rows`: more rows match, or the proofs pass through more rows, than a bundle holds; or a filter holds a character no value can hold, or is too long.", body = ErrorBody),
+    ),
+    security(("caller_token" = []), ("caller_certificate" = [])),
+)]
+pub async fn bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(p): ApiQuery<BundleParams>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Auditor])?;
+    let case_number = filter("case_number", p.case_number, CASE_NUMBER_MAX)?;
+    let subject = subject_filter(p.subject)?;
+    let (wanted, kind) = match (case_number, subject) {
+        (Some(case), None) => (BundleFilter::case(case), "case"),
+        (None, Some(subject)) => (BundleFilter::subject(subject), "subject"),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "give exactly one of case_number and subject",
+            ));
+        }
+    };
+    let key = state.config.audit.verifying_key().map_err(|e| {
+        tracing::error!(error = %e, "audit verify key unreadable");
+        ApiError::unavailable(
+            "verify_key_unavailable",
+            "the audit verification key cannot be read",
+        )
+    })?;
+    let limits = Limits {
+        max_rows: state.config.audit.bundle_max_rows,
+        max_links: state.config.audit.bundle_max_links,
+    };
+    let store: Arc<dyn AuditStore> = state.store.clone();
+    // Only sequence numbers are read before the export is recorded.
+    let plan = Plan::make(&*store, wanted.clone(), limits).await;
+    let asked = serde_json::to_vec(&wanted).unwrap_or_default();
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(PlanError::Store(e)) => return Err(e.into()),
+        Err(too_big) => {
+            inbound(
+                &state,
+                &caller,
+                "audit.bundle",
+                "too_many_rows",
+                Some(asked),
+                AuditRecord::default(),
+            )
+            .await?;
+            return Err(ApiError::unprocessable(
+                "too_many_rows",
+                too_big.to_string(),
+            ));
+        }
+    };
+    inbound(
+        &state,
+        &caller,
+        "audit.bundle",
+        "ok",
+        Some(asked),
+        AuditRecord::default(),
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    let header = plan.header(&caller.name, now.timestamp_millis(), key.as_ref());
+    let chunks = crate::bundle::stream(store, plan, header).map_err(|e| {
+        tracing::error!(error = %e, "an evidence bundle's download failed midway");
+        std::io::Error::other(e.to_string())
+    });
+    let filename = format!(
+        "attachment; filename=\"audit-bundle-{kind}-{}.json\"",
+        now.format("%Y%m%dT%H%M%SZ")
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -89,6 +89,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::events))
         .routes(routes!(audit::event))
         .routes(routes!(audit::verify))
+        .routes(routes!(audit::bundle))
         .routes(routes!(audit::question))
         .routes(routes!(agencies))
         .routes(routes!(admin::reload))

@@ -304,6 +304,14 @@ pub trait AuditStore: Send + Sync {
     async fn audit_events(&self, filter: &AuditFilter)
     -> Result<Vec<StoredAuditEvent>, StoreError>;
 
+    /// The sequence numbers of the rows `filter` finds, in order, up to
+    /// its limit: what an evidence bundle plans with before it reads a row.
+    async fn audit_seqs(&self, filter: &AuditFilter) -> Result<Vec<i64>, StoreError>;
+
+    /// The last row's sequence number and hash as a reader sees it (on a
+    /// reader's connection: it waits for no writer).
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
+
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError>;
 
     /// Up to `limit` rows after `after_seq` in sequence order, without
@@ -318,6 +326,9 @@ pub trait AuditStore: Send + Sync {
 
     /// Every signed checkpoint, in sequence order.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+
+    /// The first signed checkpoint at row `seq` or after it.
+    async fn checkpoint_at_or_after(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError>;
 
     /// Drops the message bodies of up to `limit` rows written before
     /// `before_ms` (their digests stay, and so does the chain); returns how

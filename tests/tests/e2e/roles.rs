@@ -35,6 +35,11 @@ const ROUTES: &[(&str, &str, &[Who])] = {
         ("GET", "/v1/audit/verify", &[Auditor]),
         (
             "GET",
+            "/v1/audit/bundle?case_number=(2024)%E7%94%980503%E6%89%A71234%E5%8F%B7",
+            &[Auditor],
+        ),
+        (
+            "GET",
             "/v1/audit/questions/subjects-in-several-cases",
             &[Auditor],
         ),

@@ -356,50 +356,25 @@ impl<B: Backend> AuditStore for SqlStore<B> {
     }
 
     async fn audit_events(&self, f: &AuditFilter) -> Result<Vec<StoredAuditEvent>, StoreError> {
-        let statements = B::statements();
-        let texts = [
-            ("case_number", &f.case_number),
-            ("subject", &f.subject),
-            ("agency", &f.agency),
-            ("caller", &f.caller),
-            ("action", &f.action),
-            ("inquiry_id", &f.inquiry_id),
-        ];
-        // No stored text holds U+0000 (PostgreSQL's cannot, and requests
-        // refuse control characters), so no row matches a filter that
-        // does (and PostgreSQL would refuse to bind it).
-        let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
-        if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
+        match filtered::<B>(B::statements().audit_select, f) {
+            Some(q) => self.read_all(q).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn audit_seqs(&self, f: &AuditFilter) -> Result<Vec<i64>, StoreError> {
+        let Some(q) = filtered::<B>("seq", f) else {
             return Ok(Vec::new());
-        }
-        let mut q = select(statements.audit_select, "audit_events", "1 = 1");
-        for (column, value) in texts {
-            if let Some(v) = value {
-                q.push(&format!(" AND {column} = ")).push_bind(v);
-            }
-        }
-        if let Some(officer) = &f.officer {
-            // Officers are stored as a JSON array of "name (credential)"
-            // strings; the filter is a substring of one, ASCII letters in
-            // either case, taken literally: `%` and `_` are characters
-            // like any other.
-            let [before, after] = statements.officer_contains;
-            q.push(" AND ")
-                .push(before)
-                .push_bind(officer.to_ascii_lowercase())
-                .push(after);
-        }
-        if let Some(from) = f.from_ms {
-            q.push(" AND at_ms >= ").push_bind(from);
-        }
-        if let Some(to) = f.to_ms {
-            q.push(" AND at_ms < ").push_bind(to);
-        }
-        if let Some(after) = f.after_seq {
-            q.push(" AND seq > ").push_bind(after);
-        }
-        q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
-        self.read_all(q).await
+        };
+        let seqs: Vec<(i64,)> = self.read_all(q).await?;
+        Ok(seqs.into_iter().map(|(s,)| s).collect())
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        self.read_optional(Sql::new(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+        ))
+        .await
     }
 
     async fn audit_event(&self, seq: i64) -> Result<Option<StoredAuditEvent>, StoreError> {
@@ -443,6 +418,17 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         self.read_all(Sql::new(
             "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints ORDER BY seq",
         ))
+        .await
+    }
+
+    async fn checkpoint_at_or_after(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.read_optional(
+            Sql::new(
+                "SELECT seq, hash, at_ms, key_id, signature FROM audit_checkpoints \
+                 WHERE seq >= $1 ORDER BY seq LIMIT 1",
+            )
+            .bind(seq),
+        )
         .await
     }
 
@@ -504,6 +490,59 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         )
         .await
     }
+}
+
+/// `SELECT columns FROM audit_events` with the filter's conditions, in
+/// sequence order, up to its limit; none when no row can match (a filter
+/// holding U+0000).
+fn filtered<'a, B: Backend>(columns: &str, f: &'a AuditFilter) -> Option<Sql<'a>> {
+    let statements = B::statements();
+    let texts = [
+        ("case_number", &f.case_number),
+        ("subject", &f.subject),
+        ("agency", &f.agency),
+        ("caller", &f.caller),
+        ("action", &f.action),
+        ("inquiry_id", &f.inquiry_id),
+    ];
+    // No stored text holds U+0000 (PostgreSQL's cannot, and requests
+    // refuse control characters), so no row matches a filter that
+    // does (and PostgreSQL would refuse to bind it).
+    let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
+    if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
+        return None;
+    }
+    let mut q = select(columns, "audit_events", "1 = 1");
+    for (column, value) in texts {
+        if let Some(v) = value {
+            q.push(&format!(" AND {column} = ")).push_bind(v);
+        }
+    }
+    if let Some(officer) = &f.officer {
+        // Officers are stored as a JSON array of "name (credential)"
+        // strings; the filter is a substring of one, ASCII letters in
+        // either case, taken literally: `%` and `_` are characters
+        // like any other.
+        let [before, after] = statements.officer_contains;
+        q.push(" AND ")
+            .push(before)
+            .push_bind(officer.to_ascii_lowercase())
+            .push(after);
+    }
+    if let Some(from) = f.from_ms {
+        q.push(" AND at_ms >= ").push_bind(from);
+    }
+    if let Some(to) = f.to_ms {
+        q.push(" AND at_ms < ").push_bind(to);
+    }
+    if let Some(after) = f.after_seq {
+        q.push(" AND seq > ").push_bind(after);
+    }
+    if let Some(through) = f.through_seq {
+        q.push(" AND seq <= ").push_bind(through);
+    }
+    q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
+    Some(q)
 }
 
 /// Queues the `inquiry.completed` callback of an inquiry this transaction
