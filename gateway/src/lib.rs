@@ -13,6 +13,7 @@ pub mod batch;
 pub mod batch_cli;
 pub mod clock;
 pub mod config;
+pub mod console;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;
