@@ -775,7 +775,7 @@ mod tests {
             direction: String::new(),
             ..SearchQuery::default()
         };
-        let f = q.filter().ok().expect("a filter");
+        let f = q.filter().expect("a filter");
         assert_eq!(f.subject.as_deref(), Some("36042619910101007X"));
         assert_eq!(f.direction, None);
         assert_eq!(f.limit, 50);
@@ -784,7 +784,7 @@ mod tests {
             ..SearchQuery::default()
         };
         assert_eq!(
-            bad.filter().err().and_then(|e| e.field).as_deref(),
+            bad.filter().err().as_ref().and_then(|e| e.field()),
             Some("direction")
         );
         let bad = SearchQuery {
@@ -792,20 +792,20 @@ mod tests {
             ..SearchQuery::default()
         };
         assert_eq!(
-            bad.filter().err().and_then(|e| e.field).as_deref(),
+            bad.filter().err().as_ref().and_then(|e| e.field()),
             Some("limit")
         );
         let bad = SearchQuery {
             limit: "5000".into(),
             ..SearchQuery::default()
         };
-        assert_eq!(bad.filter().err().map(|e| e.status.as_u16()), Some(400));
+        assert_eq!(bad.filter().err().map(|e| e.status().as_u16()), Some(400));
         let bad = SearchQuery {
             cursor: "x".into(),
             ..SearchQuery::default()
         };
         assert_eq!(
-            bad.filter().err().and_then(|e| e.field).as_deref(),
+            bad.filter().err().as_ref().and_then(|e| e.field()),
             Some("cursor")
         );
     }

@@ -10,17 +10,21 @@ use axum::response::{IntoResponse, Response};
 use super::{Layout, UserView};
 use crate::error::{ApiError, Refused};
 
+/// (Boxed: a page's `Result` stays small on the happy path.)
 #[derive(Debug, Clone)]
-pub struct PageError {
-    pub status: StatusCode,
+pub struct PageError(Box<Details>);
+
+#[derive(Debug, Clone)]
+struct Details {
+    status: StatusCode,
     /// The sentence shown.
-    pub message: String,
+    message: String,
     /// The input at fault, when one is.
-    pub field: Option<String>,
+    field: Option<String>,
     /// Who is signed in, for the navigation.
-    pub user: Option<UserView>,
+    user: Option<UserView>,
     /// The refusal to record (401, 403).
-    pub refused: Option<Refused>,
+    refused: Option<Refused>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -35,13 +39,22 @@ struct ErrorPage<'a> {
 
 impl PageError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Details {
             status,
             message: message.into(),
             field: None,
             user: None,
             refused: None,
-        }
+        }))
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// The input at fault, when one is.
+    pub fn field(&self) -> Option<&str> {
+        self.0.field.as_deref()
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -56,37 +69,36 @@ impl PageError {
     /// caller's name.
     pub fn forbidden(user: UserView, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self {
-            refused: Some(Refused {
-                code: "forbidden",
-                message: message.clone(),
-                source: Some(user.name.clone()),
-            }),
-            user: Some(user),
-            ..Self::new(StatusCode::FORBIDDEN, message)
-        }
+        let mut page = Self::new(StatusCode::FORBIDDEN, message.clone());
+        page.0.refused = Some(Refused {
+            code: "forbidden",
+            message,
+            source: Some(user.name.clone()),
+        });
+        page.0.user = Some(user);
+        page
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
+        self.0.field = Some(field.into());
         self
     }
 
     pub fn for_user(mut self, user: UserView) -> Self {
-        self.user = Some(user);
+        self.0.user = Some(user);
         self
     }
 
     /// Names who was refused, for the refusal's row.
     pub fn refused_as(mut self, source: String) -> Self {
-        if let Some(refused) = &mut self.refused {
+        if let Some(refused) = &mut self.0.refused {
             refused.source = Some(source);
         }
         self
     }
 
     fn heading(&self) -> &'static str {
-        match self.status {
+        match self.0.status {
             StatusCode::BAD_REQUEST => "请求有误 · Bad request",
             StatusCode::UNAUTHORIZED => "未能登录 · Not signed in",
             StatusCode::FORBIDDEN => "无权访问 · Not for your role",
@@ -109,13 +121,13 @@ impl From<ApiError> for PageError {
                 message: e.message.clone(),
                 source: None,
             });
-        Self {
+        Self(Box::new(Details {
             status: e.status,
             message: e.message,
             field: e.field,
             user: None,
             refused,
-        }
+        }))
     }
 }
 
@@ -133,15 +145,17 @@ impl From<crate::audit::AuditError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let heading = self.heading();
+        let details = *self.0;
         let page = ErrorPage {
-            layout: Layout::new(self.heading(), "error", self.user.clone()),
-            status: self.status.as_u16(),
-            heading: self.heading(),
-            message: &self.message,
-            field: self.field.as_deref(),
+            layout: Layout::new(heading, "error", details.user),
+            status: details.status.as_u16(),
+            heading,
+            message: &details.message,
+            field: details.field.as_deref(),
         };
-        let mut response = (self.status, page).into_response();
-        if let Some(refused) = self.refused {
+        let mut response = (details.status, page).into_response();
+        if let Some(refused) = details.refused {
             response.extensions_mut().insert(refused);
         }
         response
