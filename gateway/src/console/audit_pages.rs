@@ -441,6 +441,13 @@ struct RowPage {
     body_purged: bool,
 }
 
+/// A value as one segment of a path.
+fn path_segment(value: &str) -> String {
+    url::form_urlencoded::byte_serialize(value.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
 fn filter_link(name: &str, value: &Option<String>) -> Option<String> {
     value.as_ref().filter(|v| !v.is_empty()).map(|v| {
         let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -602,7 +609,11 @@ pub async fn row(
         FieldView {
             label: "查询/指令 Inquiry, order or plan",
             value: text(&e.inquiry_id),
-            link: filter_link("inquiry", &e.inquiry_id),
+            link: e
+                .inquiry_id
+                .as_ref()
+                .filter(|id| !id.is_empty())
+                .map(|id| format!("/console/audit/timeline/{}", path_segment(id))),
         },
         FieldView {
             label: "请求单号 Request number",

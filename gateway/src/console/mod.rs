@@ -21,12 +21,13 @@ mod body_text;
 mod error;
 mod questions;
 mod session;
+mod timeline;
 
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get, post};
@@ -58,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit/chain", get(audit_pages::chain))
         .route("/console/audit/questions", get(questions::index))
         .route("/console/audit/questions/{question}", get(questions::ask))
+        .route("/console/audit/timeline/{id}", get(timeline::timeline))
         .route("/console/audit/{seq}", get(audit_pages::row))
         .route("/console/audit/{seq}/raw", get(audit_pages::raw))
         .route("/console/static/{file}", get(assets::serve))
@@ -179,8 +181,22 @@ async fn not_found() -> PageError {
 /// admits only the console's own script and style, no framing, no
 /// sniffing, no referrer (URLs carry filters, identity numbers among
 /// them), and pages kept out of caches (assets set their own).
+///
+/// An answer to htmx (a search or a page of results swapped in place)
+/// that is not the page it asked for becomes what a whole page would have
+/// been: a redirect (to sign in, when the session has ended) is made by
+/// the browser itself (`HX-Redirect`) rather than followed inside htmx's
+/// request, and an error page replaces the page's `<main>` rather than
+/// the results it was meant for.
 async fn page_headers(request: Request, next: Next) -> Response {
+    let htmx = request
+        .headers()
+        .get("hx-request")
+        .is_some_and(|v| v.as_bytes() == b"true");
     let mut response = next.run(request).await;
+    if htmx {
+        for_htmx(&mut response);
+    }
     let headers = response.headers_mut();
     for (name, value) in [
         (
@@ -198,4 +214,19 @@ async fn page_headers(request: Request, next: Next) -> Response {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+fn for_htmx(response: &mut Response) {
+    let status = response.status();
+    if status.is_redirection() {
+        if let Some(location) = response.headers_mut().remove(header::LOCATION) {
+            *response.status_mut() = StatusCode::OK;
+            response.headers_mut().insert("hx-redirect", location);
+        }
+    } else if status.is_client_error() || status.is_server_error() {
+        let headers = response.headers_mut();
+        headers.insert("hx-retarget", HeaderValue::from_static("main"));
+        headers.insert("hx-reselect", HeaderValue::from_static("main"));
+        headers.insert("hx-reswap", HeaderValue::from_static("outerHTML"));
+    }
 }

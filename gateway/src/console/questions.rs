@@ -177,14 +177,24 @@ fn cell(key: &str, value: &Value) -> Cell {
     let filter = match key {
         "subject" => Some("subject"),
         "case_number" => Some("case_number"),
-        "order" => Some("inquiry"),
         _ => None,
     };
-    let link = filter.filter(|_| !text.is_empty()).map(|name| {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        q.append_pair(name, &text);
-        format!("/console/audit?{}", q.finish())
-    });
+    let link = if text.is_empty() {
+        None
+    } else if key == "order" {
+        // An order's whole story.
+        let id: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
+        Some(format!(
+            "/console/audit/timeline/{}",
+            id.replace('+', "%20")
+        ))
+    } else {
+        filter.map(|name| {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair(name, &text);
+            format!("/console/audit?{}", q.finish())
+        })
+    };
     Cell { text, link }
 }
 

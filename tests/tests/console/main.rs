@@ -8,6 +8,7 @@
 
 mod browser;
 mod chain;
+mod keyboard;
 mod pages;
 mod questions;
 mod roles;

@@ -82,6 +82,8 @@ async fn each_role_sees_its_own_pages() -> anyhow::Result<()> {
         let allowed = get_with_cookie(&sys, &auditor, page).await?;
         assert_eq!(allowed.status(), StatusCode::OK, "{page}");
     }
+    let timeline = get_with_cookie(&sys, &admin, "/console/audit/timeline/inq_x").await?;
+    assert_eq!(timeline.status(), StatusCode::FORBIDDEN);
     let home = get_with_cookie(&sys, &admin, "/console").await?;
     assert_eq!(home.status(), StatusCode::OK);
     assert!(home.text().await?.contains("demo-admin"));

@@ -156,3 +156,66 @@ async fn rows_that_are_not_there_are_404_pages() -> anyhow::Result<()> {
     assert!(html.contains("purged"), "{html}");
     Ok(())
 }
+
+/// From a row to the story it belongs to: every row of the inquiry, in
+/// order, with the time each step took after the request.
+#[tokio::test]
+async fn an_auditor_follows_a_row_to_its_inquiry_s_timeline() -> anyhow::Result<()> {
+    let Some(browser) = Browser::start().await? else {
+        return Ok(());
+    };
+    let sys = System::start().await?;
+    let inquiry = sys.inquire(zhang_san(), 10).await?;
+    let id = inquiry.body["id"].as_str().unwrap_or_default().to_owned();
+    let rows = sys.audit(&format!("inquiry={id}")).await?;
+    assert!(
+        rows.len() >= 7,
+        "accepted, a message and a reply per agency: {rows:?}"
+    );
+    sign_in(&browser, &sys, AUDITOR).await?;
+    browser
+        .open(
+            &format!("{}/console/audit/{}", sys.base, rows[0]["seq"]),
+            "table.fields",
+        )
+        .await?;
+    browser
+        .client
+        .find(Locator::Css(&format!(
+            "table.fields a[href='/console/audit/timeline/{id}']"
+        )))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for_url(|u| u.path() == format!("/console/audit/timeline/{id}"))
+        .await?;
+    browser.wait_for("ol.timeline").await?;
+    let steps = browser
+        .client
+        .find_all(Locator::Css("ol.timeline li.step"))
+        .await?;
+    assert_eq!(steps.len(), rows.len());
+    let first = steps[0].text().await?;
+    assert!(first.contains("+0.000 s"), "{first}");
+    assert!(first.contains("inquiry.create"), "{first}");
+    let summary = browser
+        .text("section[aria-labelledby=summary-heading]")
+        .await?;
+    assert!(summary.contains(ZHANG_SAN_ID), "{summary}");
+    browser.screenshot("audit-timeline").await?;
+    assert_eq!(sys.audit("action=console.audit.timeline").await?.len(), 1);
+
+    let (session, _) = crate::sign_in_over_http(&sys, AUDITOR).await?;
+    for (path, status) in [
+        ("/console/audit/timeline/inq_nothing", StatusCode::NOT_FOUND),
+        (
+            "/console/audit/timeline/%E2%80%AE",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let response = get_with_cookie(&sys, &session, path).await?;
+        assert_eq!(response.status(), status, "{path}");
+    }
+    browser.finish().await
+}

@@ -5,6 +5,7 @@
 use e2e_tests::{AUDITOR, System, ZHANG_SAN_ID, nobody, q, zhang_san};
 use fantoccini::Locator;
 use reqwest::StatusCode;
+use sha2::Digest;
 
 use crate::browser::Browser;
 use crate::{get_with_cookie, sign_in};
@@ -46,6 +47,10 @@ async fn an_auditor_searches_the_log_and_exports_what_is_filtered() -> anyhow::R
     assert!(htmx.as_str().is_some_and(|v| v.starts_with('2')), "{htmx}");
 
     // Filter by subject and direction, by keyboard and the form's button.
+    browser
+        .client
+        .execute("window.stillThisPage = true", vec![])
+        .await?;
     browser
         .client
         .find(Locator::Id("f-subject"))
@@ -93,6 +98,15 @@ async fn an_auditor_searches_the_log_and_exports_what_is_filtered() -> anyhow::R
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     };
     assert_eq!(shown, expected_seqs);
+    let swapped = browser
+        .client
+        .execute("return window.stillThisPage === true", vec![])
+        .await?;
+    assert_eq!(
+        swapped,
+        serde_json::json!(true),
+        "htmx swapped the results in place"
+    );
     for direction in browser
         .client
         .find_all(Locator::Css("#results table.rows tbody td:nth-child(3)"))
@@ -239,4 +253,78 @@ async fn a_case_number_in_chinese_finds_its_rows() -> anyhow::Result<()> {
         .await?;
     assert!(page.contains("没有符合条件的记录"), "{page}");
     Ok(())
+}
+
+/// Where htmx cannot swap the results in place it gives way to whole
+/// pages: a refused search shows its error page, and a session that ended
+/// meanwhile leads to the sign-in form, not to an empty table.
+#[tokio::test]
+async fn a_refused_search_and_an_ended_session_show_whole_pages() -> anyhow::Result<()> {
+    let Some(browser) = Browser::start().await? else {
+        return Ok(());
+    };
+    let sys = System::start().await?;
+    sys.inquire(zhang_san(), 10).await?;
+    let session = sign_in(&browser, &sys, AUDITOR).await?;
+    browser
+        .open(&format!("{}/console/audit", sys.base), "form[role=search]")
+        .await?;
+    // A mark on this page's window: it survives a swap in place, not a
+    // new page.
+    browser
+        .client
+        .execute("window.stillThisPage = true", vec![])
+        .await?;
+    // A right-to-left override in a case number: refused by the input
+    // rules (422), the page says so in place of its main part.
+    browser
+        .client
+        .find(Locator::Id("f-case"))
+        .await?
+        .send_keys("(2024)\u{202e}甘0503执1234号")
+        .await?;
+    browser
+        .client
+        .find(Locator::Css("form[role=search] button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let error = browser.wait_for("main .error").await?.text().await?;
+    assert!(!error.is_empty());
+    assert!(
+        browser
+            .client
+            .find(Locator::Css("main main"))
+            .await
+            .is_err(),
+        "the error page's main part replaced the page's, not nested in it"
+    );
+    let swapped = browser
+        .client
+        .execute("return window.stillThisPage === true", vec![])
+        .await?;
+    assert_eq!(swapped, serde_json::json!(true), "htmx swapped it in place");
+
+    // The session ends (signed out elsewhere); the next search goes to
+    // the sign-in form.
+    browser
+        .open(&format!("{}/console/audit", sys.base), "form[role=search]")
+        .await?;
+    let digest = hex::encode(sha2::Sha256::digest(session.as_bytes()));
+    sys.sql(&format!(
+        "UPDATE console_sessions SET revoked_at_ms = 1 WHERE id_sha256 = '{digest}'"
+    ))
+    .await?;
+    browser
+        .client
+        .find(Locator::Css("form[role=search] button[type=submit]"))
+        .await?
+        .click()
+        .await?;
+    let url = browser
+        .wait_for_url(|u| u.path() == "/console/sign-in")
+        .await?;
+    assert!(url.query().unwrap_or_default().contains("ended=1"), "{url}");
+    browser.wait_for("#token").await?;
+    browser.finish().await
 }
