@@ -16,11 +16,15 @@
 //! is a 4xx page that says what was wrong.
 
 mod assets;
-mod audit_pages;
 mod body_text;
+mod chain;
 mod error;
+mod forms;
 mod questions;
+mod row;
+mod search;
 mod session;
+mod sign_in;
 mod timeline;
 
 use askama::Template;
@@ -51,17 +55,17 @@ pub fn router() -> Router<AppState> {
         .route("/console/", get(|| async { Redirect::to(PREFIX) }))
         .route(
             "/console/sign-in",
-            get(session::sign_in_page).post(session::sign_in),
+            get(sign_in::sign_in_page).post(sign_in::sign_in),
         )
-        .route("/console/sign-out", post(session::sign_out))
-        .route("/console/audit", get(audit_pages::search))
-        .route("/console/audit/export.csv", get(audit_pages::export))
-        .route("/console/audit/chain", get(audit_pages::chain))
+        .route("/console/sign-out", post(sign_in::sign_out))
+        .route("/console/audit", get(search::search))
+        .route("/console/audit/export.csv", get(search::export))
+        .route("/console/audit/chain", get(chain::chain))
         .route("/console/audit/questions", get(questions::index))
         .route("/console/audit/questions/{question}", get(questions::ask))
         .route("/console/audit/timeline/{id}", get(timeline::timeline))
-        .route("/console/audit/{seq}", get(audit_pages::row))
-        .route("/console/audit/{seq}/raw", get(audit_pages::raw))
+        .route("/console/audit/{seq}", get(row::row))
+        .route("/console/audit/{seq}/raw", get(row::raw))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", any(not_found))
         .layer(axum::middleware::from_fn(page_headers))

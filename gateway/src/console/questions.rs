@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::forms::{filter_link, path_segment};
 use super::{Layout, PageError, Signed, record_view};
 use crate::api::audit::{QuestionAsked, QuestionParams};
 use crate::auth::Role;
@@ -174,26 +175,12 @@ fn cell(key: &str, value: &Value) -> Cell {
             .join("; "),
         other => other.to_string(),
     };
-    let filter = match key {
-        "subject" => Some("subject"),
-        "case_number" => Some("case_number"),
-        _ => None,
-    };
-    let link = if text.is_empty() {
-        None
-    } else if key == "order" {
+    let link = match key {
+        _ if text.is_empty() => None,
         // An order's whole story.
-        let id: String = url::form_urlencoded::byte_serialize(text.as_bytes()).collect();
-        Some(format!(
-            "/console/audit/timeline/{}",
-            id.replace('+', "%20")
-        ))
-    } else {
-        filter.map(|name| {
-            let mut q = url::form_urlencoded::Serializer::new(String::new());
-            q.append_pair(name, &text);
-            format!("/console/audit?{}", q.finish())
-        })
+        "order" => Some(format!("/console/audit/timeline/{}", path_segment(&text))),
+        "subject" | "case_number" => filter_link(key, &Some(text.clone())),
+        _ => None,
     };
     Cell { text, link }
 }
@@ -235,8 +222,8 @@ pub async fn ask(
     };
     let mut asked =
         QuestionAsked::new(name, params).map_err(|e| PageError::from(e).for_user(user.clone()))?;
-    asked.window.from_ms = super::audit_pages::form_time("from", &q.from).map_err(fail)?;
-    asked.window.to_ms = super::audit_pages::form_time("to", &q.to).map_err(fail)?;
+    asked.window.from_ms = super::forms::form_time("from", &q.from).map_err(fail)?;
+    asked.window.to_ms = super::forms::form_time("to", &q.to).map_err(fail)?;
     record_view(
         &state,
         &signed,

@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::audit_pages::local_time;
+use super::forms::{filter_link, local_time};
 use super::{Layout, PageError, Signed, record_view};
 use crate::api::audit::{EventParams, audit_filter};
 use crate::audit::StoredAuditEvent;
@@ -115,9 +115,7 @@ pub async fn timeline(
         .for_user(user));
     };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let mut search = url::form_urlencoded::Serializer::new(String::new());
-    search.append_pair("inquiry", &id);
-    let search = format!("/console/audit?{}", search.finish());
+    let search = filter_link("inquiry", &Some(id.clone())).unwrap_or_default();
     let first_ms = first.at_ms;
     Ok(TimelinePage {
         layout: Layout::new(format!("时间线 Timeline {id}"), "audit", Some(user)),
