@@ -1,5 +1,6 @@
 //! No identity number, token or secret in any log line: the logs of a full
-//! run (inquiries, orders, a freeze plan, an audit read, a refused call),
+//! run (inquiries, orders, a freeze plan, an audit read, a refused call,
+//! the web console's sign-in, search, export and rows),
 //! at debug level for every crate, captured and searched.
 //!
 //! Its own test binary: it installs the process's log subscriber.
@@ -69,6 +70,11 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
     )
     .await?;
     sys.audit(&format!("subject={ZHANG_SAN_ID}")).await?;
+    // The web console: signed in with a token in a form, a search by
+    // subject and its export, a row with its body, a page asked for
+    // without a session (its address, the subject in it, comes back in a
+    // redirect).
+    let session = console_pages(&sys).await?;
     // A refused call with an identity number in a bad body.
     let mut bad =
         inquiry_body(json!({"kind": "person", "name": "张三", "id_number": "360426199101010072"}));
@@ -90,6 +96,7 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         ENFORCEMENT,
         AUDITOR,
         "demo-registry-callback-token",
+        &session,
     ] {
         assert!(
             !text.contains(secret),
@@ -108,4 +115,47 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         "bank-b's API key appears in the logs"
     );
     Ok(())
+}
+
+/// Uses the console as an auditor would; the session cookie's value.
+async fn console_pages(sys: &System) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let form = format!("token={AUDITOR}");
+    let signed_in = client
+        .post(format!("{}/console/sign-in", sys.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(cookie.starts_with("gw_console="), "{cookie}");
+    let sent = sys.audit("agency=bank-a&direction=outbound").await?;
+    for path in [
+        format!("/console/audit?subject={ZHANG_SAN_ID}&direction=outbound"),
+        format!("/console/audit/export.csv?subject={ZHANG_SAN_ID}"),
+        format!("/console/audit/{}", sent[0]["seq"]),
+        format!("/console/audit/{}/raw", sent[0]["seq"]),
+    ] {
+        let page = client
+            .get(format!("{}{path}", sys.base))
+            .header("cookie", &cookie)
+            .send()
+            .await?;
+        anyhow::ensure!(page.status().is_success(), "{path}: {}", page.status());
+        page.bytes().await?;
+    }
+    let redirected = client
+        .get(format!("{}/console/audit?subject={ZHANG_SAN_ID}", sys.base))
+        .send()
+        .await?;
+    anyhow::ensure!(redirected.status().is_redirection());
+    Ok(cookie.trim_start_matches("gw_console=").to_owned())
 }

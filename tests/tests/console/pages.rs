@@ -182,6 +182,16 @@ async fn bad_input_is_a_4xx_page_never_a_failure() -> anyhow::Result<()> {
             response.status()
         );
     }
+    // The API takes the direction filter the console offers, by the
+    // same rule.
+    let api = sys
+        .get("/v1/audit/events?direction=sideways", AUDITOR)
+        .await?;
+    assert_eq!(api.status, StatusCode::BAD_REQUEST);
+    assert_eq!(api.body["error"]["field"], "direction");
+    let api = sys.get("/v1/audit/events?direction=reply", AUDITOR).await?;
+    let events = api.body["events"].as_array().cloned().unwrap_or_default();
+    assert!(!events.is_empty() && events.iter().all(|e| e["direction"] == "reply"));
     let huge = no_redirects()?
         .post(format!("{}/console/sign-in", sys.base))
         .form_fields(&[("token", &"x".repeat(5000))])
