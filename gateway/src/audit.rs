@@ -122,12 +122,16 @@ pub struct AuditFilter {
     pub officer: Option<String>,
     pub action: Option<String>,
     pub inquiry_id: Option<String>,
+    /// `inbound`, `outbound`, `reply`, `callback` or `internal`.
+    pub direction: Option<String>,
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub after_seq: Option<i64>,
     /// Rows up to this one only (an evidence bundle stops at the chain's
     /// head as it read it).
     pub through_seq: Option<i64>,
+    /// Rows before this one only (an export stops at its own row).
+    pub before_seq: Option<i64>,
     pub limit: i64,
 }
 

@@ -143,6 +143,22 @@ impl Callers {
         self.by_certificate.get(fingerprint).cloned()
     }
 
+    /// A caller by its configured name.
+    pub fn by_name(&self, name: &str) -> Option<Caller> {
+        self.entries
+            .iter()
+            .map(|(_, caller)| caller)
+            .chain(self.by_certificate.values())
+            .find(|caller| caller.name == name)
+            .cloned()
+    }
+
+    /// Whether the caller is known by its client certificate: a
+    /// connection without that certificate does not admit it.
+    pub fn is_certificate_bound(&self, name: &str) -> bool {
+        self.certificate_bound.contains(name)
+    }
+
     /// Who is calling: the connection's client certificate and the
     /// Authorization header, under the rules of the module's text.
     pub fn identify(
@@ -150,11 +166,10 @@ impl Callers {
         certificate: Option<&str>,
         authorization: Option<&axum::http::HeaderValue>,
     ) -> Result<Caller, ApiError> {
-        let by_certificate = certificate.and_then(|f| self.by_certificate(f));
-        let by_token = match authorization {
+        let token = match authorization {
             None => None,
-            Some(value) => {
-                let token = value
+            Some(value) => Some(
+                value
                     .to_str()
                     .ok()
                     .and_then(|v| v.strip_prefix("Bearer "))
@@ -162,12 +177,27 @@ impl Callers {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
                         ApiError::unauthorized("the Authorization header must be Bearer <token>")
-                    })?;
-                Some(
-                    self.authenticate(token)
-                        .ok_or_else(|| ApiError::unauthorized("the token is not known"))?,
-                )
-            }
+                    })?,
+            ),
+        };
+        self.identify_token(certificate, token)
+    }
+
+    /// Who is calling with this token (if any) on a connection with this
+    /// client certificate (if any), under the rules of the module's text:
+    /// the console's sign-in asks this of the token pasted into its form.
+    pub fn identify_token(
+        &self,
+        certificate: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Caller, ApiError> {
+        let by_certificate = certificate.and_then(|f| self.by_certificate(f));
+        let by_token = match token {
+            None => None,
+            Some(token) => Some(
+                self.authenticate(token)
+                    .ok_or_else(|| ApiError::unauthorized("the token is not known"))?,
+            ),
         };
         match (by_certificate, by_token) {
             (Some(cert), Some(token)) if cert.name != token.name => Err(ApiError::unauthorized(

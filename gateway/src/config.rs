@@ -59,6 +59,8 @@ pub struct GatewayConfig {
     pub callbacks: CallbackSettings,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub console: ConsoleSettings,
     /// Who may call the API.
     #[serde(default)]
     pub callers: Vec<CallerConfig>,
@@ -269,6 +271,39 @@ impl AuditSettings {
                 .map_err(|e| format!("audit.verify_key: {e}"));
         }
         Ok(self.signing_key()?.map(|k| k.verifying_key()))
+    }
+}
+
+/// The web console (`/console`): people sign in with a caller's token and
+/// get a session cookie.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Serve the console at all.
+    pub enabled: bool,
+    /// A session unused this long ends (measured to the minute).
+    pub session_idle_minutes: u64,
+    /// A session ends this long after sign-in, however busy.
+    pub session_absolute_minutes: u64,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_idle_minutes: 30,
+            session_absolute_minutes: 8 * 60,
+        }
+    }
+}
+
+impl ConsoleSettings {
+    pub fn idle_ms(&self) -> i64 {
+        i64::try_from(self.session_idle_minutes * 60_000).unwrap_or(i64::MAX)
+    }
+
+    pub fn absolute_ms(&self) -> i64 {
+        i64::try_from(self.session_absolute_minutes * 60_000).unwrap_or(i64::MAX)
     }
 }
 
@@ -558,6 +593,17 @@ impl GatewayConfig {
             || limits.max_uri_bytes == 0
         {
             problems.push("limits.max_uri_bytes and limits.*_timeout_ms must be positive".into());
+        }
+        let console = &self.console;
+        if !(1..=24 * 60).contains(&console.session_idle_minutes)
+            || !(console.session_idle_minutes..=7 * 24 * 60)
+                .contains(&console.session_absolute_minutes)
+        {
+            problems.push(
+                "console.session_idle_minutes is 1 to 1440, and \
+                 console.session_absolute_minutes from it to 10080 (a week)"
+                    .into(),
+            );
         }
         if self.dispatcher.max_in_flight == 0 {
             problems.push("dispatcher.max_in_flight must be positive".into());

@@ -29,6 +29,9 @@ pub struct ApiError {
 pub struct Refused {
     pub code: &'static str,
     pub message: String,
+    /// Who was refused, when the one who refused knows it better than the
+    /// request's headers tell (the console knows its session's caller).
+    pub source: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -140,6 +143,7 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(Refused {
                 code: self.code,
                 message: self.message,
+                source: None,
             });
         }
         response

@@ -14,6 +14,7 @@ pub mod batch_cli;
 pub mod bundle;
 pub mod clock;
 pub mod config;
+pub mod console;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod dispatch;

@@ -1,7 +1,7 @@
 //! No identity number, token or secret in any log line: the logs of a full
 //! run (inquiries, orders, a freeze plan, an audit read, an evidence
-//! bundle, a refused call), at debug level for every crate, captured and
-//! searched.
+//! bundle, a refused call, the web console's sign-in, search, export and
+//! rows), at debug level for every crate, captured and searched.
 //!
 //! Its own test binary: it installs the process's log subscriber.
 
@@ -74,6 +74,11 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         .get(&format!("/v1/audit/bundle?subject={ZHANG_SAN_ID}"), AUDITOR)
         .await?;
     assert!(bundle.status.is_success(), "{}", bundle.body);
+    // The web console: signed in with a token in a form, a search by
+    // subject and its export, a row with its body, a page asked for
+    // without a session (its address, the subject in it, comes back in a
+    // redirect).
+    let session = console_pages(&sys).await?;
     // A refused call with an identity number in a bad body.
     let mut bad =
         inquiry_body(json!({"kind": "person", "name": "张三", "id_number": "360426199101010072"}));
@@ -95,6 +100,7 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         ENFORCEMENT,
         AUDITOR,
         "demo-registry-callback-token",
+        &session,
     ] {
         assert!(
             !text.contains(secret),
@@ -113,4 +119,47 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         "bank-b's API key appears in the logs"
     );
     Ok(())
+}
+
+/// Uses the console as an auditor would; the session cookie's value.
+async fn console_pages(sys: &System) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let form = format!("token={AUDITOR}");
+    let signed_in = client
+        .post(format!("{}/console/sign-in", sys.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    let cookie = signed_in
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(cookie.starts_with("gw_console="), "{cookie}");
+    let sent = sys.audit("agency=bank-a&direction=outbound").await?;
+    for path in [
+        format!("/console/audit?subject={ZHANG_SAN_ID}&direction=outbound"),
+        format!("/console/audit/export.csv?subject={ZHANG_SAN_ID}"),
+        format!("/console/audit/{}", sent[0]["seq"]),
+        format!("/console/audit/{}/raw", sent[0]["seq"]),
+    ] {
+        let page = client
+            .get(format!("{}{path}", sys.base))
+            .header("cookie", &cookie)
+            .send()
+            .await?;
+        anyhow::ensure!(page.status().is_success(), "{path}: {}", page.status());
+        page.bytes().await?;
+    }
+    let redirected = client
+        .get(format!("{}/console/audit?subject={ZHANG_SAN_ID}", sys.base))
+        .send()
+        .await?;
+    anyhow::ensure!(redirected.status().is_redirection());
+    Ok(cookie.trim_start_matches("gw_console=").to_owned())
 }

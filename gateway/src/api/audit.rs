@@ -26,47 +26,52 @@ use crate::inquiry::timestamp;
 use crate::state::AppState;
 use crate::store::{AuditStore, Window};
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Rows about this case.
     #[param(min_length = 1, max_length = 64)]
-    case_number: Option<String>,
+    pub(crate) case_number: Option<String>,
     /// Rows about this subject: an identity number or credit code.
     #[param(min_length = 1, max_length = 200)]
-    subject: Option<String>,
+    pub(crate) subject: Option<String>,
     /// Rows of exchanges with this agency.
     #[param(min_length = 1, max_length = 200)]
-    agency: Option<String>,
+    pub(crate) agency: Option<String>,
     /// Rows of this caller.
     #[param(min_length = 1, max_length = 200)]
-    caller: Option<String>,
+    pub(crate) caller: Option<String>,
     /// Rows naming an officer that contains this text (name, work card or
     /// credential number; ASCII letters in either case; taken literally).
     #[param(min_length = 1, max_length = 200)]
-    officer: Option<String>,
+    pub(crate) officer: Option<String>,
     /// Rows of this action (`inquiry.create`, `order.create`, `auth.refused` ...).
     #[param(min_length = 1, max_length = 200)]
-    action: Option<String>,
+    pub(crate) action: Option<String>,
     /// Rows of this inquiry, order or plan id.
     #[param(min_length = 1, max_length = 200)]
-    inquiry: Option<String>,
+    pub(crate) inquiry: Option<String>,
+    /// Rows that went this way: `inbound` (API calls, console pages),
+    /// `outbound` (messages to agencies), `reply`, `callback` (results
+    /// agencies pushed) or `internal` (the gateway's own decisions).
+    #[param(pattern = "^(inbound|outbound|reply|callback|internal)$")]
+    pub(crate) direction: Option<String>,
     /// From this instant (RFC 3339), inclusive.
     #[param(format = DateTime, max_length = 64)]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Before this instant (RFC 3339).
     #[param(format = DateTime, max_length = 64)]
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Rows per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     /// The `next_cursor` of the page before.
     #[param(max_length = 20, pattern = "^[0-9]+$")]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
-fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(crate) fn parse_time(field: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
     value
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)
@@ -129,6 +134,43 @@ pub async fn events(
     ApiQuery(p): ApiQuery<EventParams>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Auditor])?;
+    let filter = audit_filter(p)?;
+    let described = format!("{filter:?}");
+    inbound(
+        &state,
+        &caller,
+        "audit.query",
+        "ok",
+        Some(described.into_bytes()),
+        AuditRecord::default(),
+    )
+    .await?;
+    let events = state.store.audit_events(&filter).await?;
+    let next_cursor = next_cursor(&events, filter.limit);
+    if wants_csv(&headers) {
+        return csv_response(&events, next_cursor.as_deref());
+    }
+    Ok(Json(json!({
+        "events": events.iter().map(event_json).collect::<Vec<_>>(),
+        "next_cursor": next_cursor,
+    }))
+    .into_response())
+}
+
+/// The cursor of the page after `events`, when the page was full.
+pub(crate) fn next_cursor(events: &[StoredAuditEvent], limit: i64) -> Option<String> {
+    (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq.to_string()))
+        .flatten()
+}
+
+/// Directions a row may have (`AuditFilter::direction`).
+pub(crate) const DIRECTIONS: [&str; 5] = ["inbound", "outbound", "reply", "callback", "internal"];
+
+/// The filter a query's parameters ask for, each checked as the API
+/// checks it: text filters bounded and free of forbidden characters,
+/// times in RFC 3339, the cursor one this API gave out.
+pub(crate) fn audit_filter(p: EventParams) -> Result<AuditFilter, ApiError> {
     let limit = page_limit(p.limit, 100, 1000)?;
     let after_seq = p
         .cursor
@@ -145,7 +187,22 @@ pub async fn events(
                 })
         })
         .transpose()?;
-    let filter = AuditFilter {
+    let direction = p
+        .direction
+        .map(|d| {
+            DIRECTIONS
+                .contains(&d.as_str())
+                .then_some(d)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("direction is one of {}", DIRECTIONS.join(", ")),
+                    )
+                    .with_field("direction")
+                })
+        })
+        .transpose()?;
+    Ok(AuditFilter {
         case_number: filter("case_number", p.case_number, CASE_NUMBER_MAX)?,
         subject: subject_filter(p.subject)?,
         agency: filter("agency", p.agency, FILTER_MAX)?,
@@ -153,34 +210,14 @@ pub async fn events(
         officer: filter("officer", p.officer, FILTER_MAX)?,
         action: filter("action", p.action, FILTER_MAX)?,
         inquiry_id: filter("inquiry", p.inquiry, FILTER_MAX)?,
+        direction,
         from_ms: parse_time("from", p.from.as_deref())?,
         to_ms: parse_time("to", p.to.as_deref())?,
         after_seq,
         through_seq: None,
+        before_seq: None,
         limit,
-    };
-    let described = format!("{filter:?}");
-    inbound(
-        &state,
-        &caller,
-        "audit.query",
-        "ok",
-        Some(described.into_bytes()),
-        AuditRecord::default(),
-    )
-    .await?;
-    let events = state.store.audit_events(&filter).await?;
-    let next_cursor = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.seq.to_string()))
-        .flatten();
-    if wants_csv(&headers) {
-        return csv_response(&events, next_cursor.as_deref());
-    }
-    Ok(Json(json!({
-        "events": events.iter().map(event_json).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    }))
-    .into_response())
+    })
 }
 
 /// A subject filter: an identity number or credit code, in the one letter
@@ -238,9 +275,30 @@ fn csv_response(
     events: &[StoredAuditEvent],
     next_cursor: Option<&str>,
 ) -> Result<Response, ApiError> {
+    let body = csv_rows(events, next_cursor, true)?;
+    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+    if let Some(c) = next_cursor
+        && let Ok(v) = HeaderValue::from_str(c)
+    {
+        response.headers_mut().insert("x-next-cursor", v);
+    }
+    Ok(response)
+}
+
+/// Rows as CSV lines (after the header line, with `header`): the JSON
+/// event's fields, officers joined by `; `, every text cell made inert
+/// (`inert_cell`); the last row carries `next_cursor`. Pages written one
+/// after another (the first with its header) make one file.
+pub(crate) fn csv_rows(
+    events: &[StoredAuditEvent],
+    next_cursor: Option<&str>,
+    header: bool,
+) -> Result<Vec<u8>, ApiError> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let failed = |e: csv::Error| ApiError::internal(format!("cannot write CSV: {e}"));
-    out.write_record(CSV_COLUMNS).map_err(failed)?;
+    if header {
+        out.write_record(CSV_COLUMNS).map_err(failed)?;
+    }
     for (i, e) in events.iter().enumerate() {
         let last = i + 1 == events.len();
         let opt = |v: &Option<String>| inert_cell(v.clone().unwrap_or_default());
@@ -271,16 +329,8 @@ fn csv_response(
         ])
         .map_err(failed)?;
     }
-    let body = out
-        .into_inner()
-        .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))?;
-    let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
-    if let Some(c) = next_cursor
-        && let Ok(v) = HeaderValue::from_str(c)
-    {
-        response.headers_mut().insert("x-next-cursor", v);
-    }
-    Ok(response)
+    out.into_inner()
+        .map_err(|e| ApiError::internal(format!("cannot write CSV: {e}")))
 }
 
 /// Verify the audit log: the hash chain and the signed checkpoints. Names
@@ -320,7 +370,7 @@ pub async fn verify(
     Ok(Json(serde_json::to_value(&report).unwrap_or_default()))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BundleParams {
@@ -450,17 +500,17 @@ pub async fn bundle(
 pub struct QuestionParams {
     /// From this instant (RFC 3339), inclusive.
     #[param(format = DateTime, max_length = 64)]
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Before this instant (RFC 3339).
     #[param(format = DateTime, max_length = 64)]
-    to: Option<String>,
+    pub(crate) to: Option<String>,
     /// `officer-volume` only (required there): requests per officer and
     /// civil day above which a day is listed.
     #[param(minimum = 0, maximum = 1000000)]
-    threshold: Option<i64>,
+    pub(crate) threshold: Option<i64>,
     /// At most this many answers (default 1000).
     #[param(minimum = 1, maximum = 10000)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
 }
 
 /// The questions auditors ask.
@@ -503,113 +553,148 @@ pub async fn question(
     ApiQuery(p): ApiQuery<QuestionParams>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(&[Role::Auditor])?;
-    let window = Window {
-        from_ms: parse_time("from", p.from.as_deref())?,
-        to_ms: parse_time("to", p.to.as_deref())?,
-    };
-    let limit = page_limit(p.limit, 1000, 10_000)?;
-    if p.threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
-        return Err(
-            ApiError::bad_request("invalid_query", "threshold is 0 to 1000000")
-                .with_field("threshold"),
-        );
-    }
-    let known = [
-        "subjects-in-several-cases",
-        "officers-outside-their-court",
-        "officer-volume",
-        "document-mismatches",
-    ];
-    if !known.contains(&question.as_str()) {
-        return Err(ApiError::not_found(format!(
-            "no question {question:?}; ask one of {}",
-            known.join(", ")
-        )));
-    }
+    let described = format!("{p:?}");
+    let asked = QuestionAsked::new(question, p)?;
     inbound(
         &state,
         &caller,
-        &format!("audit.question.{question}"),
+        &format!("audit.question.{}", asked.question),
         "ok",
-        Some(format!("{p:?}").into_bytes()),
+        Some(described.into_bytes()),
         AuditRecord::default(),
     )
     .await?;
-    let answer = match question.as_str() {
-        "subjects-in-several-cases" => {
-            let rows = state
-                .store
-                .subjects_in_several_cases(&window, limit)
-                .await?;
-            json!({ "subjects": rows })
+    Ok(Json(asked.answer(&state).await?))
+}
+
+/// The questions auditors may ask, by name.
+pub(crate) const QUESTIONS: [&str; 4] = [
+    "subjects-in-several-cases",
+    "officers-outside-their-court",
+    "officer-volume",
+    "document-mismatches",
+];
+
+/// A question as asked, its parameters checked.
+#[derive(Debug, Clone)]
+pub(crate) struct QuestionAsked {
+    pub question: String,
+    pub window: Window,
+    pub threshold: Option<i64>,
+    pub limit: i64,
+}
+
+impl QuestionAsked {
+    /// Checks a question's name and parameters as the API does: a
+    /// question that does not exist is 404, a bad parameter 400.
+    pub(crate) fn new(question: String, p: QuestionParams) -> Result<Self, ApiError> {
+        let window = Window {
+            from_ms: parse_time("from", p.from.as_deref())?,
+            to_ms: parse_time("to", p.to.as_deref())?,
+        };
+        let limit = page_limit(p.limit, 1000, 10_000)?;
+        if p.threshold.is_some_and(|t| !(0..=1_000_000).contains(&t)) {
+            return Err(
+                ApiError::bad_request("invalid_query", "threshold is 0 to 1000000")
+                    .with_field("threshold"),
+            );
         }
-        "officers-outside-their-court" => {
-            let courts: std::collections::HashMap<&str, &str> = state
-                .config
-                .callers
-                .iter()
-                .filter_map(|c| {
-                    c.court
-                        .as_ref()
-                        .map(|court| (c.name.as_str(), court.code.as_str()))
-                })
-                .collect();
-            let rows = state.store.officer_cases(&window).await?;
-            let outside: Vec<Value> = rows
-                .iter()
-                .filter_map(|r| {
-                    let own = courts.get(r.caller.as_str())?;
-                    let case_court = adapters::ids::CaseNumber::parse(&r.case_number)
-                        .map(|c| c.court_code().to_owned())
-                        .ok()?;
-                    (case_court != *own).then(|| {
-                        json!({
-                            "caller": r.caller,
-                            "caller_court": own,
-                            "officer": r.officer,
-                            "case_number": r.case_number,
-                            "case_court": case_court,
-                            "requests": r.requests,
+        if !QUESTIONS.contains(&question.as_str()) {
+            return Err(ApiError::not_found(format!(
+                "no question {question:?}; ask one of {}",
+                QUESTIONS.join(", ")
+            )));
+        }
+        if question == "officer-volume" && p.threshold.is_none() {
+            return Err(
+                ApiError::bad_request("invalid_query", "officer-volume needs threshold=N")
+                    .with_field("threshold"),
+            );
+        }
+        Ok(Self {
+            question,
+            window,
+            threshold: p.threshold,
+            limit,
+        })
+    }
+
+    /// The answer: one list named after what it holds.
+    pub(crate) async fn answer(&self, state: &AppState) -> Result<Value, ApiError> {
+        let (window, limit) = (self.window, self.limit);
+        let answer = match self.question.as_str() {
+            "subjects-in-several-cases" => {
+                let rows = state
+                    .store
+                    .subjects_in_several_cases(&window, limit)
+                    .await?;
+                json!({ "subjects": rows })
+            }
+            "officers-outside-their-court" => {
+                let courts: std::collections::HashMap<&str, &str> = state
+                    .config
+                    .callers
+                    .iter()
+                    .filter_map(|c| {
+                        c.court
+                            .as_ref()
+                            .map(|court| (c.name.as_str(), court.code.as_str()))
+                    })
+                    .collect();
+                let rows = state.store.officer_cases(&window).await?;
+                let outside: Vec<Value> = rows
+                    .iter()
+                    .filter_map(|r| {
+                        let own = courts.get(r.caller.as_str())?;
+                        let case_court = adapters::ids::CaseNumber::parse(&r.case_number)
+                            .map(|c| c.court_code().to_owned())
+                            .ok()?;
+                        (case_court != *own).then(|| {
+                            json!({
+                                "caller": r.caller,
+                                "caller_court": own,
+                                "officer": r.officer,
+                                "case_number": r.case_number,
+                                "case_court": case_court,
+                                "requests": r.requests,
+                            })
                         })
                     })
-                })
-                .take(limit as usize)
-                .collect();
-            json!({ "requests": outside })
-        }
-        "document-mismatches" => {
-            let orders = state
-                .store
-                .orders_with_document_mismatch(window.from_ms, window.to_ms, limit)
-                .await?;
-            let orders: Vec<Value> = orders
-                .iter()
-                .map(|o| {
-                    json!({
-                        "order": o.id,
-                        "caller": o.caller,
-                        "case_number": o.case_number,
-                        "agency": o.agency,
-                        "action": o.action,
-                        "request_number": o.request_number,
-                        "sent": o.documents,
-                        "acknowledged": o.acknowledged_documents,
-                        "created_at": timestamp(o.created_at_ms),
+                    .take(limit as usize)
+                    .collect();
+                json!({ "requests": outside })
+            }
+            "document-mismatches" => {
+                let orders = state
+                    .store
+                    .orders_with_document_mismatch(window.from_ms, window.to_ms, limit)
+                    .await?;
+                let orders: Vec<Value> = orders
+                    .iter()
+                    .map(|o| {
+                        json!({
+                            "order": o.id,
+                            "caller": o.caller,
+                            "case_number": o.case_number,
+                            "agency": o.agency,
+                            "action": o.action,
+                            "request_number": o.request_number,
+                            "sent": o.documents,
+                            "acknowledged": o.acknowledged_documents,
+                            "created_at": timestamp(o.created_at_ms),
+                        })
                     })
-                })
-                .collect();
-            json!({ "orders": orders })
-        }
-        _ => {
-            let threshold = p.threshold.ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "officer-volume needs threshold=N")
-                    .with_field("threshold")
-            })?;
-            let rows = state.store.officer_daily_volume(&window, threshold).await?;
-            json!({ "threshold": threshold, "officer_days": rows })
-        }
-    };
-    Ok(Json(answer))
+                    .collect();
+                json!({ "orders": orders })
+            }
+            _ => {
+                let threshold = self.threshold.unwrap_or_default();
+                let rows = state.store.officer_daily_volume(&window, threshold).await?;
+                json!({ "threshold": threshold, "officer_days": rows })
+            }
+        };
+        Ok(answer)
+    }
 }
 
 /// Read one row of the audit log, with the message body where it is kept.

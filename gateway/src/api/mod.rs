@@ -2,7 +2,7 @@
 //! inbound audit record every authenticated call leaves.
 
 mod admin;
-mod audit;
+pub(crate) mod audit;
 mod batches;
 mod callbacks;
 mod domain_errors;
@@ -12,7 +12,7 @@ mod health;
 mod inquiries;
 pub mod openapi;
 mod orders;
-mod refusals;
+pub(crate) mod refusals;
 pub mod schema;
 
 use axum::Json;
@@ -38,6 +38,13 @@ use crate::store::{Applied, Change};
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.limits.max_request_bytes;
     let (routes, doc) = documented();
+    // The web console: HTML pages, not part of the API's document, behind
+    // the same layers.
+    let routes = if state.config.console.enabled {
+        routes.merge(crate::console::router())
+    } else {
+        routes
+    };
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -239,6 +246,12 @@ async fn reject_nul(request: axum::extract::Request, next: axum::middleware::Nex
             .any(|w| w.eq_ignore_ascii_case(b"%00"))
     };
     if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        if uri.path().starts_with(crate::console::PREFIX) {
+            return crate::console::PageError::bad_request(
+                "地址中不能含有 NUL 字符（%00）。 The path and query may not contain the NUL character (%00).",
+            )
+            .into_response();
+        }
         return ApiError::bad_request(
             "invalid_characters",
             "the path and query may not contain the NUL character (%00)",

@@ -61,12 +61,14 @@ pub async fn record(State(state): State<AppState>, mut request: Request, next: N
         return response;
     };
     let status = response.status();
-    let source = source(
-        &state.callers,
-        status,
-        certificate.as_deref(),
-        authorization.as_ref(),
-    );
+    let source = refused.source.clone().unwrap_or_else(|| {
+        source(
+            &state.callers,
+            status,
+            certificate.as_deref(),
+            authorization.as_ref(),
+        )
+    });
     if state.refusals.admit(&source, refused.code) == Admission::Count {
         return response;
     }
@@ -120,8 +122,19 @@ fn source(
     }
 }
 
+/// How a refused token is named in the log: `token:` and the first hex
+/// digits of its SHA-256 (`anonymous` for an empty one).
+pub(crate) fn token_source(token: &str) -> String {
+    let token = token.trim();
+    if token.is_empty() {
+        "anonymous".into()
+    } else {
+        format!("token:{}", fingerprint(token.as_bytes()))
+    }
+}
+
 /// The first hex digits of the SHA-256 of what was presented.
-fn fingerprint(presented: &[u8]) -> String {
+pub(crate) fn fingerprint(presented: &[u8]) -> String {
     let mut hex = hex::encode(Sha256::digest(presented));
     hex.truncate(FINGERPRINT_DIGITS);
     hex

@@ -8,6 +8,7 @@
 
 mod batches;
 mod columns;
+mod console;
 mod decision;
 mod orders;
 mod postgres;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use batches::{BatchCounts, BatchRecord, BatchSlice, BatchStore, NewBatch, RefusedLine};
 pub use columns::{AssetColumns, SubjectColumns, Text};
+pub use console::{ConsoleSession, ConsoleStore, TOUCH_EVERY_MS};
 pub use decision::DecisionLock;
 pub use postgres::{PgBackend, PgStore};
 pub use shared::SqlStore;
@@ -448,6 +450,11 @@ pub enum Change {
         attempts: i64,
         outcome: OutboxOutcome,
     },
+    /// A console session, opened by the sign-in its row records.
+    OpenSession(Box<ConsoleSession>),
+    /// A console session revoked at `at_ms` (sign-out): `Applied::Saved`
+    /// says whether it was live.
+    RevokeSession { id_sha256: String, at_ms: i64 },
 }
 
 /// What a claim holds.
@@ -579,8 +586,8 @@ pub struct OfficerDay {
 }
 
 /// Every concern behind one handle.
-pub trait Store: JobStore + AuditStore + OrderStore + BatchStore {}
-impl<T: JobStore + AuditStore + OrderStore + BatchStore> Store for T {}
+pub trait Store: JobStore + AuditStore + OrderStore + BatchStore + ConsoleStore {}
+impl<T: JobStore + AuditStore + OrderStore + BatchStore + ConsoleStore> Store for T {}
 
 /// Opens the store a database URL names: `sqlite:` for a SQLite file,
 /// `postgres:` or `postgresql:` for a PostgreSQL database.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::batches::insert_batch;
+use super::console::{open_session, revoke_session};
 use super::jobs::{
     InquiryTaskRow, complete_inquiries, finish_awaiting, inquiry_with_tasks, insert_inquiries,
     time_out, update_tasks,
@@ -260,6 +261,14 @@ impl<B: Backend> AuditStore for SqlStore<B> {
                         pushes.push((i, agency, request_number, update));
                         (true, None)
                     }
+                    Some(Change::OpenSession(session)) => {
+                        open_session::<B>(&mut tx, &session).await?;
+                        (true, Some(Applied::Saved(true)))
+                    }
+                    Some(Change::RevokeSession { id_sha256, at_ms }) => {
+                        let revoked = revoke_session::<B>(&mut tx, &id_sha256, at_ms).await?;
+                        (true, Some(Applied::Saved(revoked)))
+                    }
                 };
                 let row = entry.row.filter(|_| keep);
                 kept.push(row.is_some());
@@ -504,6 +513,7 @@ fn filtered<'a, B: Backend>(columns: &str, f: &'a AuditFilter) -> Option<Sql<'a>
         ("caller", &f.caller),
         ("action", &f.action),
         ("inquiry_id", &f.inquiry_id),
+        ("direction", &f.direction),
     ];
     // No stored text holds U+0000 (PostgreSQL's cannot, and requests
     // refuse control characters), so no row matches a filter that
@@ -540,6 +550,9 @@ fn filtered<'a, B: Backend>(columns: &str, f: &'a AuditFilter) -> Option<Sql<'a>
     }
     if let Some(through) = f.through_seq {
         q.push(" AND seq <= ").push_bind(through);
+    }
+    if let Some(before) = f.before_seq {
+        q.push(" AND seq < ").push_bind(before);
     }
     q.push(" ORDER BY seq LIMIT ").push_bind(limit(f.limit));
     Some(q)

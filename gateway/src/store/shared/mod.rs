@@ -11,6 +11,7 @@
 
 mod audit;
 mod batches;
+mod console;
 mod jobs;
 mod orders;
 
