@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::CaseNumber;
-use crate::model::{AssetKind, Fen, Officer, Subject};
+use crate::model::{Asset, AssetKind, Fen, Officer, Subject};
 
 /// A control action, named as in the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -206,6 +206,34 @@ impl AssetRef {
             .into_iter()
             .find(|k| value(Self::field_names(*k)[0]).is_some())
             .and_then(|k| Self::build(k, &value).ok())
+    }
+
+    /// The asset an inquiry's answer reports, named by its kind's fields:
+    /// what a control order on it names, and what tells two answers'
+    /// reports of one asset apart from reports of two.
+    pub fn of(asset: &Asset) -> Self {
+        match asset {
+            Asset::BankAccount(a) => AssetRef::BankAccount {
+                account_number: a.account_number.clone(),
+            },
+            Asset::RealEstate(u) => AssetRef::RealEstate {
+                unit_number: u.unit_number.clone(),
+            },
+            Asset::Vehicle(v) => AssetRef::Vehicle { vin: v.vin.clone() },
+            Asset::Securities(h) => AssetRef::Securities {
+                securities_account: h.securities_account.clone(),
+                security_code: h.security_code.clone(),
+            },
+            Asset::PaymentAccount(p) => AssetRef::PaymentAccount {
+                payment_account: p.payment_account.clone(),
+            },
+            Asset::ProvidentFund(f) => AssetRef::ProvidentFund {
+                fund_account: f.fund_account.clone(),
+            },
+            Asset::Equity(e) => AssetRef::Equity {
+                company_credit_code: e.company_credit_code.clone(),
+            },
+        }
     }
 
     /// One line for people: `vin LSVAU2180N2183294`.

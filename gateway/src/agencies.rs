@@ -158,6 +158,8 @@ struct Sets {
 #[derive(Debug)]
 pub struct AgencySets {
     sets: ArcSwap<Sets>,
+    /// The last reload this gateway ran (`reload::reload`), if any.
+    last_reload: std::sync::Mutex<Option<crate::reload::LastReload>>,
 }
 
 impl AgencySets {
@@ -167,7 +169,23 @@ impl AgencySets {
                 current: Arc::new(registry),
                 retired: BTreeMap::new(),
             }),
+            last_reload: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The last reload this gateway ran, and how it ended.
+    pub fn last_reload(&self) -> Option<crate::reload::LastReload> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_last_reload(&self, last: crate::reload::LastReload) {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(last);
     }
 
     /// The set new inquiries fan out to.

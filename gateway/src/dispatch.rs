@@ -37,10 +37,12 @@ use crate::audit::{AuditLog, AuditRecord, Finished, Ticket};
 use crate::config::DispatcherSettings;
 use crate::inquiry::{officer_labels, stored_request};
 use crate::metrics::AgencyMetrics;
+use crate::metrics::recent::ErrorKind;
 use crate::notify::Notifier;
 use crate::resilience::audit::MessageAudit;
 use crate::resilience::stack::{AgencyService, Exchanged, exchange};
 use crate::resilience::{AgencyCall, Refusal};
+use crate::runtime::AgencyRuntime;
 use crate::store::{
     Change, ClaimedTask, InquiryRecord, Leased, Store, TaskLease, TaskResult, TaskState, TaskUpdate,
 };
@@ -432,7 +434,7 @@ impl Dispatcher {
                 .for_version(inquiry.catalog_version.as_deref());
             let Some(link) = registry.get(&task.agency).cloned() else {
                 self.finish(
-                    &AgencyMetrics::of(&task.agency),
+                    None,
                     &task,
                     failed(AgencyStatus::Error, "the agency is no longer configured"),
                 )
@@ -605,12 +607,8 @@ impl Dispatcher {
                     items.push((task, inquiry, request));
                 }
                 Err(e) => {
-                    self.finish(
-                        &link.runtime.metrics,
-                        &task,
-                        failed(AgencyStatus::Error, &e),
-                    )
-                    .await
+                    self.finish(Some(&*link.runtime), &task, failed(AgencyStatus::Error, &e))
+                        .await
                 }
             }
         }
@@ -630,7 +628,7 @@ impl Dispatcher {
             Err(e) => {
                 for (task, _, _) in &items {
                     self.finish(
-                        &link.runtime.metrics,
+                        Some(&*link.runtime),
                         task,
                         failed(AgencyStatus::Error, &e.to_string()),
                     )
@@ -715,11 +713,14 @@ impl Dispatcher {
                     .collect(),
             },
         };
+        if result.is_ok() && outcomes.iter().any(unreadable) {
+            link.runtime.recorder.error(ErrorKind::Malformed);
+        }
         let latency = result.as_ref().map(|r| r.latency.as_millis() as i64).ok();
         let recorded = audit.take_recorded();
         for ((task, _, _), outcome) in items.iter().zip(outcomes) {
             let update = update_for(agency, outcome, Some(sent_at), latency, now_ms());
-            self.finish_after(&link.runtime.metrics, task, update, recorded.clone())
+            self.finish_after(Some(&*link.runtime), task, update, recorded.clone())
                 .instrument(task_span(task))
                 .await;
         }
@@ -737,13 +738,13 @@ impl Dispatcher {
         due: i64,
         link: &AgencyLink,
     ) {
-        let metrics = &link.runtime.metrics;
+        let runtime = Some(&*link.runtime);
         match refusal {
             Refusal::RateLimited { .. } => {
                 if due >= inquiry.deadline_at_ms {
                     let detail =
                         "the agency's quota (rate_per_second) left no room before the deadline";
-                    self.finish(metrics, task, failed(AgencyStatus::RateLimited, detail))
+                    self.finish(runtime, task, failed(AgencyStatus::RateLimited, detail))
                         .await;
                 } else {
                     self.defer(task, due, QUOTA_WAIT).await;
@@ -758,7 +759,7 @@ impl Dispatcher {
                     ),
                     None => "circuit open: a probe to the agency is under way".to_owned(),
                 };
-                self.finish(metrics, task, failed(AgencyStatus::CircuitOpen, &detail))
+                self.finish(runtime, task, failed(AgencyStatus::CircuitOpen, &detail))
                     .await;
             }
             Refusal::Busy => self.release(task, due).await,
@@ -780,7 +781,7 @@ impl Dispatcher {
             Ok(w) => w,
             Err(e) => {
                 let failure = failed(AgencyStatus::Error, &e.to_string());
-                self.finish(&link.runtime.metrics, &task, failure).await;
+                self.finish(Some(&*link.runtime), &task, failure).await;
                 return;
             }
         };
@@ -788,7 +789,7 @@ impl Dispatcher {
             Ok((r, _)) => r,
             Err(e) => {
                 let failure = failed(AgencyStatus::Error, &e);
-                self.finish(&link.runtime.metrics, &task, failure).await;
+                self.finish(Some(&*link.runtime), &task, failure).await;
                 return;
             }
         };
@@ -854,17 +855,27 @@ impl Dispatcher {
                 .poll_reply(&task.request_number, wire_reply(reply))
                 .map_err(|e| reply_failure(&e)),
         };
+        if result.is_ok() && unreadable(&outcome) {
+            link.runtime.recorder.error(ErrorKind::Malformed);
+        }
         let now = now_ms();
         let latency = task.sent_at_ms.map(|s| now - s);
         let update = update_for(agency, outcome, task.sent_at_ms, latency, now);
-        self.finish_after(&link.runtime.metrics, &task, update, audit.take_recorded())
+        self.finish_after(Some(&*link.runtime), &task, update, audit.take_recorded())
             .await;
     }
 
     /// Stores a step's result and completes the inquiry when this was its
-    /// last unfinished task.
-    async fn finish(&self, metrics: &AgencyMetrics, task: &ClaimedTask, update: TaskUpdate) {
-        self.finish_after(metrics, task, update, Vec::new()).await
+    /// last unfinished task. The outcome is counted in the agency's
+    /// metrics and its runtime's recorder (none for an agency no longer
+    /// configured: its metrics only).
+    async fn finish(
+        &self,
+        runtime: Option<&AgencyRuntime>,
+        task: &ClaimedTask,
+        update: TaskUpdate,
+    ) {
+        self.finish_after(runtime, task, update, Vec::new()).await
     }
 
     /// As `finish`, for a result made of an answer whose rows were given to
@@ -872,13 +883,21 @@ impl Dispatcher {
     /// after them, and not at all when they could not be recorded.
     async fn finish_after(
         &self,
-        metrics: &AgencyMetrics,
+        runtime: Option<&AgencyRuntime>,
         task: &ClaimedTask,
         update: TaskUpdate,
         recorded: Vec<Ticket>,
     ) {
         if let TaskState::Finished(status) = update.state {
-            metrics.outcome(status, update.latency_ms);
+            match runtime {
+                Some(runtime) => {
+                    runtime.metrics.outcome(status, update.latency_ms);
+                    if status == AgencyStatus::Refused {
+                        runtime.recorder.error(ErrorKind::Refused);
+                    }
+                }
+                None => AgencyMetrics::of(&task.agency).outcome(status, update.latency_ms),
+            }
         }
         if matches!(update.state, TaskState::Polling | TaskState::Queued) {
             // Due again later: the next round must know.
@@ -1099,6 +1118,11 @@ pub fn update_for(
             ..base
         },
     }
+}
+
+/// Whether an answer's outcome is that its dialect could not read it.
+fn unreadable(outcome: &Result<InquiryOutcome, Failure>) -> bool {
+    matches!(outcome, Err(f) if f.status == AgencyStatus::BadReply)
 }
 
 /// A failed step: the agency status it leaves and why.

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod batch;
 pub mod batch_cli;
 pub mod bundle;
+pub mod case;
 pub mod clock;
 pub mod config;
 pub mod console;

@@ -10,6 +10,8 @@
 //! at each scrape (`render_sampled`), so they count the work of every
 //! gateway sharing the database, and are right after a restart.
 
+pub mod recent;
+
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 

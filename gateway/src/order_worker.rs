@@ -31,12 +31,14 @@ use crate::audit::{AuditLog, AuditRecord, Direction, Ticket};
 use crate::clock::Clock;
 use crate::config::OrderSettings;
 use crate::inquiry::officer_labels;
+use crate::metrics::recent::ErrorKind;
 use crate::notify::Notifier;
 use crate::order::{self, stored_request};
 use crate::plan;
 use crate::resilience::audit::MessageAudit;
-use crate::resilience::stack::{AgencyService, Exchanged, exchange};
+use crate::resilience::stack::{Exchanged, exchange};
 use crate::resilience::{AgencyCall, Refusal};
+use crate::runtime::AgencyRuntime;
 use crate::store::{
     Applied, Change, Leased, MeasureEffect, OrderPhase, OrderProgress, OrderRecord, OrderStatus,
     OutboxRecord, SaveOrder, Store,
@@ -269,21 +271,16 @@ impl OrderWorker {
                 return;
             }
         };
-        // The agency's control stack: its concurrency bound (waited for),
-        // quota and breaker (an order waits for them, it never fails on
-        // them), the audit records, the timeout; never a retry.
-        let stack = link.runtime.order_stack();
         if order.phase == OrderPhase::Send {
-            self.send(&link, stack, order, request, court).await;
+            self.send(&link, order, request, court).await;
         } else {
-            self.query(&link, stack, order, request).await;
+            self.query(&link, order, request).await;
         }
     }
 
     async fn send(
         &self,
         link: &AgencyLink,
-        stack: AgencyService,
         order: OrderRecord,
         request: ControlRequest,
         court: adapters::model::Court,
@@ -334,7 +331,7 @@ impl OrderWorker {
         };
         let action = format!("order.{}", order.action.as_str());
         let outcome = self
-            .exchange(stack, &sent, &action, wire, audit, |reply| {
+            .exchange(&link.runtime, &sent, &action, wire, audit, |reply| {
                 agency.dialect.control_reply(&request, reply)
             })
             .await;
@@ -343,13 +340,7 @@ impl OrderWorker {
         }
     }
 
-    async fn query(
-        &self,
-        link: &AgencyLink,
-        stack: AgencyService,
-        order: OrderRecord,
-        request: ControlRequest,
-    ) {
+    async fn query(&self, link: &AgencyLink, order: OrderRecord, request: ControlRequest) {
         let agency = &*link.agency;
         let wire = match agency
             .dialect
@@ -381,7 +372,7 @@ impl OrderWorker {
         )
         .deferring_replies();
         let outcome = self
-            .exchange(stack, &order, action, wire, audit, |reply| {
+            .exchange(&link.runtime, &order, action, wire, audit, |reply| {
                 agency.dialect.control_poll_reply(&request, reply)
             })
             .await;
@@ -400,7 +391,7 @@ impl OrderWorker {
     /// the answer is stored with them or after them.
     async fn exchange(
         &self,
-        stack: AgencyService,
+        runtime: &AgencyRuntime,
         order: &OrderRecord,
         action: &str,
         wire: WireRequest,
@@ -416,11 +407,17 @@ impl OrderWorker {
             audit.clone(),
         );
         call.order = Some(order.id.clone());
-        match exchange(stack, call).await {
-            Exchanged::Answered(reply) => Some((
-                decode(wire_reply(&reply)).map_err(|e| e.to_string()),
-                audit.take_recorded(),
-            )),
+        // The agency's control stack: its concurrency bound (waited for),
+        // quota and breaker (an order waits for them, it never fails on
+        // them), the audit records, the timeout; never a retry.
+        match exchange(runtime.order_stack(), call).await {
+            Exchanged::Answered(reply) => {
+                let decoded = decode(wire_reply(&reply));
+                if matches!(decoded, Err(adapters::dialect::ReplyError::Malformed(_))) {
+                    runtime.recorder.error(ErrorKind::Malformed);
+                }
+                Some((decoded.map_err(|e| e.to_string()), audit.take_recorded()))
+            }
             Exchanged::NoAnswer(e) => Some((
                 Err(format!("no answer from the agency: {e}")),
                 audit.take_recorded(),

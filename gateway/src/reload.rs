@@ -68,10 +68,79 @@ pub fn error_details(errors: &ConfigErrors) -> serde_json::Value {
         .collect()
 }
 
+/// How many of a refused reload's errors the admin's agency page shows.
+const ERRORS_SHOWN: usize = 20;
+
+/// The last reload this gateway ran, and how it ended, as the admin's
+/// agency page (`GET /v1/admin/agencies`) shows it. Kept in memory: after
+/// a restart there is none until the next.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LastReload {
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// Who asked: an admin's name, or `signal:SIGHUP`.
+    pub by: String,
+    /// `ok`; `invalid_configuration` (the files hold errors: the running
+    /// set stayed); or `failed` (the reload could not run, or its outcome
+    /// could not be recorded in the audit log: nothing changed).
+    pub result: String,
+    /// `ok`: the version put in place, and the one it replaced.
+    pub version: Option<String>,
+    pub previous_version: Option<String>,
+    /// `invalid_configuration`: how many errors, and the first 20 (file,
+    /// line, message).
+    pub error_count: Option<usize>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<serde_json::Value>,
+    /// `failed`: what went wrong.
+    pub error: Option<String>,
+}
+
+impl LastReload {
+    fn of(by: &str, outcome: &Result<ReloadSummary, ReloadError>) -> Self {
+        let mut last = Self {
+            at: crate::inquiry::timestamp(chrono::Utc::now().timestamp_millis()),
+            by: by.to_owned(),
+            result: "failed".into(),
+            version: None,
+            previous_version: None,
+            error_count: None,
+            errors: None,
+            error: None,
+        };
+        match outcome {
+            Ok(summary) => {
+                last.result = "ok".into();
+                last.version = Some(summary.version.clone());
+                last.previous_version = Some(summary.previous_version.clone());
+            }
+            Err(ReloadError::Invalid(errors)) => {
+                last.result = "invalid_configuration".into();
+                last.error_count = Some(errors.0.len());
+                let mut details = error_details(errors);
+                if let Some(list) = details.as_array_mut() {
+                    list.truncate(ERRORS_SHOWN);
+                }
+                last.errors = Some(details);
+            }
+            Err(e) => last.error = Some(e.to_string()),
+        }
+        last
+    }
+}
+
 /// Reloads the files; `caller` is who asked (an admin's name, or the
-/// signal), for the audit log.
+/// signal), for the audit log. The outcome is kept as the last reload's.
 pub async fn reload(state: &AppState, caller: &str) -> Result<ReloadSummary, ReloadError> {
     let _one_at_a_time = state.reloading.lock().await;
+    let outcome = run(state, caller).await;
+    state
+        .agencies
+        .set_last_reload(LastReload::of(caller, &outcome));
+    outcome
+}
+
+async fn run(state: &AppState, caller: &str) -> Result<ReloadSummary, ReloadError> {
     let previous = state.agencies.current();
     let loaded = {
         let config = state.config.clone();

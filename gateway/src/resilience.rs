@@ -6,10 +6,10 @@
 //! `stack.rs`:
 //!
 //! ```text
-//! observe ─▶ retry ─▶ hedge ─▶ load shed ─▶ concurrency ─▶ rate ─▶ breaker ─▶ audit ─▶ timeout ─▶ exchange
-//! (span,     (inquiries only)  (inquiries:  (max_         (quota,  (consecutive (outbound  (agency's   (HTTP)
-//!  refusals)                    busy, not    concurrency)  refuses) failures)    row first, timeout_ms,
-//!                               waiting)                                        reply row) deadline)
+//! observe ─▶ retry ─▶ hedge ─▶ load shed ─▶ concurrency ─▶ rate ─▶ breaker ─▶ audit ─▶ tally ─▶ timeout ─▶ exchange
+//! (span,     (inquiries only)  (inquiries:  (max_         (quota,  (consecutive (outbound  (recent    (agency's   (HTTP)
+//!  refusals)                    busy, not    concurrency)  refuses) failures)    row first, traffic)   timeout_ms,
+//!                               waiting)                                        reply row)            deadline)
 //! ```
 //!
 //! The layers that refuse (load shed, rate, breaker) stand outside the
@@ -37,6 +37,7 @@ pub mod observe;
 pub mod rate;
 pub mod retry;
 pub mod stack;
+pub mod tally;
 pub mod timeout;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ use tower::retry::budget::TpsBudget;
 pub use breaker::{Breaker, Open};
 pub use call::{AgencyCall, CallError, ExchangeAudit, Refusal};
 pub use rate::Bucket;
+
+use crate::metrics::recent::Recorder;
 
 /// One agency's protection state, shared by every stack built for it.
 #[derive(Debug)]
@@ -66,10 +69,12 @@ pub struct Guard {
 }
 
 /// Every agency's guard, by id, kept across reloads while the agency's
-/// limits stay the same.
+/// limits stay the same; and every agency's recorder of recent traffic
+/// (`metrics::recent`), kept for as long as the gateway runs.
 #[derive(Debug, Default, Clone)]
 pub struct Guards {
     by_agency: Arc<Mutex<HashMap<String, Arc<Guard>>>>,
+    recorders: Arc<Mutex<HashMap<String, Arc<Recorder>>>>,
 }
 
 impl Guards {
@@ -103,6 +108,17 @@ impl Guards {
         });
         map.insert(id.to_owned(), guard.clone());
         guard
+    }
+
+    /// The recorder of agency `id`'s recent traffic: the same one for the
+    /// gateway's life, whatever reloads change.
+    pub fn recorder(&self, id: &str) -> Arc<Recorder> {
+        self.recorders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The breaker state of every agency that has a guard.

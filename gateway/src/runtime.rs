@@ -20,6 +20,7 @@ use adapters::agency::{Agency, Connection, Limits};
 use tokio::sync::Semaphore;
 
 use crate::metrics::AgencyMetrics;
+use crate::metrics::recent::Recorder;
 use crate::resilience::exchange::Exchange;
 use crate::resilience::retry::InquiryRetry;
 use crate::resilience::stack::{self, AgencyService, StackParts};
@@ -78,6 +79,9 @@ pub struct AgencyRuntime {
     /// `limits.max_concurrency` permits.
     pub concurrency: Option<Arc<Semaphore>>,
     pub metrics: Arc<AgencyMetrics>,
+    /// This gateway's record of the agency's recent traffic, the same
+    /// across reloads.
+    pub recorder: Arc<Recorder>,
     inquiries: AgencyService,
     orders: AgencyService,
 }
@@ -111,6 +115,7 @@ impl AgencyRuntime {
             guard: parts.guards.get(id, limits),
             concurrency,
             metrics,
+            recorder: parts.guards.recorder(id),
         };
         let exchange = Exchange::new(
             parts.transport.clone(),
@@ -131,6 +136,7 @@ impl AgencyRuntime {
             guard: stack_parts.guard,
             concurrency: stack_parts.concurrency,
             metrics: stack_parts.metrics,
+            recorder: stack_parts.recorder,
             basis,
         }))
     }

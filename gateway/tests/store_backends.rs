@@ -177,6 +177,7 @@ on_both_backends!(
     a_completion_queues_its_callback_in_its_transaction,
     an_order_outcome_is_never_stored_without_its_answer_row,
     batches_store_their_subjects_with_the_batch_row,
+    a_cases_reads,
 );
 
 /// PostgreSQL keeps the chain's tail on its head row, and a writer chains
@@ -3532,4 +3533,167 @@ async fn batches_store_their_subjects_with_the_batch_row(db: &TestDb) {
         .await
         .expect("read");
     assert!(after.is_empty());
+}
+
+/// What the case view reads (`GET /v1/cases/{case_number}`): the caller's
+/// inquiries under a case with their tasks and when each answered, its
+/// measures (not the orders acting on them), its plans and their orders;
+/// another caller's and another case's rows never.
+async fn a_cases_reads(db: &TestDb) {
+    let store = db.open().await;
+    let case = "(2024)甘0503执1234号";
+    store
+        .create_inquiry(
+            &inquiry("inq-a", case, NOW - 2_000),
+            &tasks_for("inq-a", &["bank-b", "bank-a"]),
+        )
+        .await
+        .expect("create");
+    store
+        .create_inquiry(&inquiry("inq-b", case, NOW - 1_000), &[])
+        .await
+        .expect("create");
+    let mut foreign = inquiry("inq-c", case, NOW);
+    foreign.caller = "court-b".into();
+    store
+        .create_inquiry(&foreign, &tasks_for("inq-c", &["bank-a"]))
+        .await
+        .expect("create");
+    store
+        .create_inquiry(
+            &inquiry("inq-d", "(2024)甘0503执1235号", NOW),
+            &tasks_for("inq-d", &["bank-a"]),
+        )
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_due_tasks("gw-1", NOW, NOW + 30_000, 10, &[])
+        .await
+        .expect("claim");
+    assert!(
+        claimed
+            .iter()
+            .any(|t| t.inquiry_id == "inq-a" && t.agency == "bank-a")
+    );
+    let mut answered = update("answered");
+    answered.result = Some(vec![account("6217000010001234567")]);
+    assert!(finish_one(&store, "gw-1", "inq-a", "bank-a", &answered).await);
+
+    let read = store
+        .case_inquiries("court-a", case, 10)
+        .await
+        .expect("case inquiries");
+    let shape: Vec<(&str, Vec<&str>)> = read
+        .iter()
+        .map(|(i, tasks)| {
+            (
+                i.id.as_str(),
+                tasks.iter().map(|t| t.task.agency.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [("inq-b", vec![]), ("inq-a", vec!["bank-a", "bank-b"])],
+        "newest first, an inquiry without tasks too, tasks by agency"
+    );
+    let bank_a = &read[1].1[0];
+    assert_eq!(
+        bank_a.finished_at_ms,
+        NOW + 12,
+        "sent, plus the answer's latency"
+    );
+    assert_eq!(bank_a.task.result.as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        read[1].1[1].finished_at_ms,
+        NOW - 2_000,
+        "not sent: when due"
+    );
+    let one = store
+        .case_inquiries("court-a", case, 1)
+        .await
+        .expect("read");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].0.id, "inq-b");
+    assert!(
+        store
+            .case_inquiries("court-a", "(2024)甘0503执9999号", 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    // Measures: the freezes and seals themselves, newest first.
+    let mut freeze = order("ord-f", "k-f");
+    freeze.case_number = case.into();
+    freeze.created_at_ms = NOW - 10;
+    store.create_order(&freeze).await.expect("create");
+    let mut renewal = order_on("ord-r", "ord-f", ControlAction::Renew, NOW);
+    renewal.case_number = case.into();
+    store.create_order(&renewal).await.expect("create");
+    let mut later = order("ord-g", "k-g");
+    later.case_number = case.into();
+    store.create_order(&later).await.expect("create");
+    let mut elsewhere = order("ord-x", "k-x");
+    elsewhere.case_number = "(2024)甘0503执1235号".into();
+    store.create_order(&elsewhere).await.expect("create");
+    let measures = store
+        .measures_by_case("court-a", case, 10)
+        .await
+        .expect("measures");
+    let ids: Vec<&str> = measures.iter().map(|o| o.id.as_str()).collect();
+    assert_eq!(ids, ["ord-g", "ord-f"]);
+    assert!(
+        store
+            .measures_by_case("court-b", case, 10)
+            .await
+            .expect("measures")
+            .is_empty()
+    );
+
+    // Plans and their orders.
+    let mut p1 = plan("plan-1", "pk-1", FAR);
+    p1.case_number = case.into();
+    store.create_plan(&p1).await.expect("create");
+    let mut p2 = plan("plan-2", "pk-2", FAR);
+    p2.case_number = case.into();
+    p2.created_at_ms = NOW + 1;
+    store.create_plan(&p2).await.expect("create");
+    let mut p3 = plan("plan-3", "pk-3", FAR);
+    p3.caller = "court-b".into();
+    p3.case_number = case.into();
+    store.create_plan(&p3).await.expect("create");
+    let plans = store
+        .plans_by_case("court-a", case, 10)
+        .await
+        .expect("plans");
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["plan-2", "plan-1"]);
+    for (id, plan_id, at) in [
+        ("ord-p2", "plan-2", NOW),
+        ("ord-p1", "plan-1", NOW + 5),
+        ("ord-p1b", "plan-1", NOW + 1),
+    ] {
+        let mut o = order(id, &format!("k-{id}"));
+        o.plan_id = Some(plan_id.into());
+        o.created_at_ms = at;
+        store.create_order(&o).await.expect("create");
+    }
+    let of_plans = store
+        .orders_of_plans(&["plan-1".to_owned(), "plan-2".to_owned()])
+        .await
+        .expect("orders of plans");
+    let got: Vec<(&str, Option<&str>)> = of_plans
+        .iter()
+        .map(|o| (o.id.as_str(), o.plan_id.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ord-p1b", Some("plan-1")),
+            ("ord-p1", Some("plan-1")),
+            ("ord-p2", Some("plan-2"))
+        ]
+    );
+    assert!(store.orders_of_plans(&[]).await.expect("none").is_empty());
 }

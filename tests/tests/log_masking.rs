@@ -1,7 +1,8 @@
 //! No identity number, token or secret in any log line: the logs of a full
-//! run (inquiries, orders, a freeze plan, an audit read, an evidence
-//! bundle, a refused call, the web console's sign-in, search, export and
-//! rows), at debug level for every crate, captured and searched.
+//! run (inquiries, orders, a freeze plan, the case view, the admin's agency
+//! page, an audit read, an evidence bundle, a refused call, the web
+//! console's sign-in, search, export and rows), at debug level for every
+//! crate, captured and searched.
 //!
 //! Its own test binary: it installs the process's log subscriber.
 
@@ -69,6 +70,13 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         |p| p["status"] != "running",
     )
     .await?;
+    // The case view and the admin's agency page.
+    let case = sys
+        .get(&format!("/v1/cases/{}", q(CASE)), ENFORCEMENT)
+        .await?;
+    assert!(case.status.is_success(), "{}", case.body);
+    let page = sys.get("/v1/admin/agencies", ADMIN).await?;
+    assert!(page.status.is_success(), "{}", page.body);
     sys.audit(&format!("subject={ZHANG_SAN_ID}")).await?;
     let bundle = sys
         .get(&format!("/v1/audit/bundle?subject={ZHANG_SAN_ID}"), AUDITOR)
@@ -99,6 +107,7 @@ async fn a_full_run_logs_no_identity_number_token_or_secret() -> anyhow::Result<
         // personal number: it may be logged.)
         ENFORCEMENT,
         AUDITOR,
+        ADMIN,
         "demo-registry-callback-token",
         &session,
     ] {

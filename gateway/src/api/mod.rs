@@ -5,6 +5,7 @@ mod admin;
 pub(crate) mod audit;
 mod batches;
 mod callbacks;
+mod cases;
 mod domain_errors;
 pub mod edge;
 pub mod extract;
@@ -93,6 +94,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(orders::get))
         .routes(routes!(orders::create_plan))
         .routes(routes!(orders::get_plan))
+        .routes(routes!(cases::get))
         .routes(routes!(audit::events))
         .routes(routes!(audit::event))
         .routes(routes!(audit::verify))
@@ -100,6 +102,7 @@ pub fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::question))
         .routes(routes!(agencies))
         .routes(routes!(admin::reload))
+        .routes(routes!(admin::agencies))
         .routes(routes!(callbacks::receive))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

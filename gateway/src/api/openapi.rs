@@ -35,6 +35,7 @@ use crate::api::schema::ErrorBody;
         (name = "inquiry-batches", description = "Batch inquiries: up to 10,000 subjects at once, their progress as events, their results as NDJSON or CSV (role enforcement)."),
         (name = "orders", description = "Control orders: freeze, renew, release, deduct, seal (role enforcement)."),
         (name = "freeze-plans", description = "Freeze up to an amount across the accounts an inquiry found (role enforcement)."),
+        (name = "cases", description = "A case's whole picture: its inquiries, the assets found, its measures and plans (role enforcement)."),
         (name = "audit", description = "The request log, its checks and the auditors' questions (role auditor)."),
         (name = "agencies", description = "The connected agencies and their state."),
         (name = "admin", description = "Operations (role admin)."),

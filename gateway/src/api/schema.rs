@@ -76,6 +76,60 @@ impl ToSchema for AssetView {
     }
 }
 
+/// An asset a case's inquiries found (`case::view`): as the agency
+/// reported it in the newest answer that held it, with the agency, when
+/// and in which inquiry that answer came, whose it is, and the case's
+/// measures on it.
+pub struct CaseAssetView;
+
+impl PartialSchema for CaseAssetView {
+    fn schema() -> RefOr<Schema> {
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .description(Some(description.to_owned()))
+        };
+        AllOfBuilder::new()
+            .item(adapters::model::Asset::schema())
+            .item(
+                ObjectBuilder::new()
+                    .property("agency", text("The agency that reported the asset."))
+                    .property(
+                        "found_at",
+                        text("When the newest answer that held it came (RFC 3339, UTC).").format(
+                            Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                                utoipa::openapi::KnownFormat::DateTime,
+                            )),
+                        ),
+                    )
+                    .property("inquiry_id", text("The inquiry that answer belongs to."))
+                    .property("subject", crate::case::SubjectLine::schema())
+                    .property(
+                        "case_orders",
+                        utoipa::openapi::schema::ArrayBuilder::new().items(text(
+                            "The id of one of the case's freezes or seals on this asset.",
+                        )),
+                    )
+                    .required("agency")
+                    .required("found_at")
+                    .required("inquiry_id")
+                    .required("subject")
+                    .required("case_orders"),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for CaseAssetView {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "CaseAssetView".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        adapters::model::Asset::schemas(schemas);
+    }
+}
+
 /// `GET /v1/inquiries?case_number=`.
 #[derive(ToSchema)]
 pub struct InquiryList {

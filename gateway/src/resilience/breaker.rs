@@ -29,12 +29,53 @@ enum State {
     HalfOpen,
 }
 
+impl State {
+    fn name(self) -> &'static str {
+        match self {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The state and when it was entered (unix ms, wall clock).
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    state: State,
+    since_ms: i64,
+}
+
+impl Current {
+    /// Moves to `next`; the time changes only when the state's name does
+    /// (a failure counted while closed is no change).
+    fn set(&mut self, next: State) {
+        if next.name() != self.state.name() {
+            self.since_ms = chrono::Utc::now().timestamp_millis();
+        }
+        self.state = next;
+    }
+}
+
 /// A consecutive-failures circuit breaker.
 #[derive(Debug)]
 pub struct Breaker {
-    state: Mutex<State>,
+    state: Mutex<Current>,
     threshold: u32,
     cooldown: Duration,
+}
+
+/// A breaker's state as the admin's agency page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    /// When it entered that state (unix ms): when the breaker was made
+    /// (the gateway started, or the agency's breaker settings changed)
+    /// if it never changed.
+    pub since_ms: i64,
+    /// Open: how long until a probe may go.
+    pub probe_in: Option<Duration>,
 }
 
 /// Why a request may not go now.
@@ -54,7 +95,10 @@ pub struct Admitted {
 impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
-            state: Mutex::new(State::Closed { failures: 0 }),
+            state: Mutex::new(Current {
+                state: State::Closed { failures: 0 },
+                since_ms: chrono::Utc::now().timestamp_millis(),
+            }),
             threshold: threshold.max(1),
             cooldown,
         }
@@ -65,18 +109,18 @@ impl Breaker {
         self.threshold == threshold.max(1) && self.cooldown == cooldown
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// May a request go now? An open breaker past its cooldown lets exactly
     /// one probe through.
     pub fn try_acquire_at(&self, now: Instant) -> Result<Admitted, Open> {
-        let mut state = self.lock();
-        match *state {
+        let mut current = self.lock();
+        match current.state {
             State::Closed { .. } => Ok(Admitted { probe: false }),
             State::Open { until } if now >= until => {
-                *state = State::HalfOpen;
+                current.set(State::HalfOpen);
                 Ok(Admitted { probe: true })
             }
             State::Open { until } => Err(Open {
@@ -88,8 +132,8 @@ impl Breaker {
 
     /// Records how a request that was let through ended.
     pub fn record_at(&self, success: bool, now: Instant) {
-        let mut state = self.lock();
-        *state = match (*state, success) {
+        let mut current = self.lock();
+        let next = match (current.state, success) {
             (_, true) => State::Closed { failures: 0 },
             (State::Closed { failures }, false) if failures + 1 < self.threshold => State::Closed {
                 failures: failures + 1,
@@ -101,22 +145,32 @@ impl Breaker {
             // A late answer from before the breaker opened changes nothing.
             (open @ State::Open { .. }, false) => open,
         };
+        current.set(next);
     }
 
     /// A probe that never reached the agency: the next request may probe.
     pub fn cancel_probe_at(&self, now: Instant) {
-        let mut state = self.lock();
-        if *state == State::HalfOpen {
-            *state = State::Open { until: now };
+        let mut current = self.lock();
+        if current.state == State::HalfOpen {
+            current.set(State::Open { until: now });
         }
     }
 
     /// `closed`, `open` or `half_open`.
     pub fn state_name(&self) -> &'static str {
-        match *self.lock() {
-            State::Closed { .. } => "closed",
-            State::Open { .. } => "open",
-            State::HalfOpen => "half_open",
+        self.lock().state.name()
+    }
+
+    /// The state, since when, and when a probe may go.
+    pub fn snapshot(&self) -> BreakerState {
+        let current = *self.lock();
+        BreakerState {
+            state: current.state.name(),
+            since_ms: current.since_ms,
+            probe_in: match current.state {
+                State::Open { until } => Some(until.saturating_duration_since(Instant::now())),
+                _ => None,
+            },
         }
     }
 }
@@ -235,6 +289,22 @@ mod tests {
         assert_eq!(b.try_acquire_at(later), Err(Open { retry_in: None }));
         b.record_at(true, later);
         assert_eq!(b.state_name(), "closed");
+    }
+
+    #[test]
+    fn the_snapshot_tells_since_when_and_when_a_probe_may_go() {
+        let b = Breaker::new(2, Duration::from_secs(600));
+        let made = b.snapshot();
+        assert_eq!((made.state, made.probe_in), ("closed", None));
+        // A failure counted while closed is no change of state.
+        b.record_at(false, Instant::now());
+        assert_eq!(b.snapshot().since_ms, made.since_ms);
+        std::thread::sleep(Duration::from_millis(5));
+        b.record_at(false, Instant::now());
+        let open = b.snapshot();
+        assert_eq!(open.state, "open");
+        assert!(open.since_ms > made.since_ms, "{open:?} after {made:?}");
+        assert!(open.probe_in.is_some_and(|d| d > Duration::from_secs(590)));
     }
 
     #[test]

@@ -14,15 +14,17 @@ use tracing::Instrument;
 use super::call::{AgencyCall, CallError, CallFuture};
 use super::layer::{Around, AroundLayer, Inner};
 use crate::metrics::AgencyMetrics;
+use crate::metrics::recent::{ErrorKind, Recorder};
 
 #[derive(Debug, Clone)]
 pub struct Observe {
     metrics: Arc<AgencyMetrics>,
+    recorder: Arc<Recorder>,
 }
 
 impl Observe {
-    pub fn layer(metrics: Arc<AgencyMetrics>) -> AroundLayer<Self> {
-        AroundLayer(Self { metrics })
+    pub fn layer(metrics: Arc<AgencyMetrics>, recorder: Arc<Recorder>) -> AroundLayer<Self> {
+        AroundLayer(Self { metrics, recorder })
     }
 }
 
@@ -38,6 +40,7 @@ impl Around for Observe {
             items = call.items,
         );
         let metrics = self.metrics.clone();
+        let recorder = self.recorder.clone();
         let future = span.in_scope(|| inner.call(call));
         Box::pin(
             async move {
@@ -50,6 +53,9 @@ impl Around for Observe {
                     ),
                     Err(CallError::Refused(refusal)) => {
                         metrics.rejected(refusal.layer());
+                        if let Some(kind) = ErrorKind::of_layer(refusal.layer()) {
+                            recorder.error(kind);
+                        }
                         tracing::debug!(layer = refusal.layer(), "{refusal}");
                     }
                     Err(e) => tracing::debug!(error = %e, "agency call failed"),
@@ -77,7 +83,8 @@ mod tests {
             Ok(crate::resilience::testing::reply(200)),
         ]);
         let metrics = crate::metrics::AgencyMetrics::of("bank-observed");
-        let svc = Observe::layer(metrics).layer(script.service());
+        let recorder = Arc::new(Recorder::new());
+        let svc = Observe::layer(metrics, recorder.clone()).layer(script.service());
         for _ in 0..4 {
             let _ = svc.clone().oneshot(call()).await;
         }
@@ -87,5 +94,8 @@ mod tests {
         );
         assert_eq!(crate::metrics::rejections("bank-observed", "breaker"), 1);
         assert_eq!(crate::metrics::rejections("bank-observed", "rate_limit"), 0);
+        let errors = recorder.view().errors_recent;
+        assert_eq!((errors.busy, errors.breaker_open), (2, 1));
+        assert_eq!(errors.rate_limited, 0);
     }
 }

@@ -15,6 +15,8 @@
 //! - `breaker`: the consecutive-failures breaker;
 //! - `audit`: the outbound row before the message leaves, the reply row
 //!   before it is used;
+//! - `tally`: each message that leaves, told to the agency's recorder of
+//!   recent traffic as it ends (latency, error kind, in flight);
 //! - `timeout`: the agency's `timeout_ms` and the call's deadline;
 //! - `exchange`: the HTTP exchange.
 //!
@@ -41,8 +43,10 @@ use super::layer::Inner;
 use super::observe::Observe;
 use super::rate::RateLimit;
 use super::retry::InquiryRetry;
+use super::tally::Tally;
 use super::timeout::DeadlineTimeout;
 use crate::metrics::AgencyMetrics;
+use crate::metrics::recent::Recorder;
 use crate::transport::HttpReply;
 
 /// An agency's stack, ready to take one call (and to be kept by its
@@ -111,6 +115,8 @@ pub struct StackParts {
     /// `limits.max_concurrency`; None: no bound of the agency's own.
     pub concurrency: Option<Arc<Semaphore>>,
     pub metrics: Arc<AgencyMetrics>,
+    /// This gateway's record of the agency's recent traffic.
+    pub recorder: Arc<Recorder>,
 }
 
 /// The part both stacks share: concurrency, quota, breaker, audit,
@@ -126,6 +132,7 @@ fn guarded<S: Inner>(inner: S, parts: &StackParts) -> impl Inner {
         .layer(RateLimit::layer(parts.guard.bucket.clone()))
         .layer(CircuitBreaker::layer(parts.guard.breaker.clone()))
         .layer(Audit::layer())
+        .layer(Tally::layer(parts.recorder.clone()))
         .layer(DeadlineTimeout::layer(parts.timeout))
         .service(inner)
 }
@@ -148,7 +155,10 @@ pub fn inquiry_stack<S: Inner + Sync>(
 ) -> AgencyService {
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(Observe::layer(parts.metrics.clone()))
+            .layer(Observe::layer(
+                parts.metrics.clone(),
+                parts.recorder.clone(),
+            ))
             .layer(RetryLayer::new(retry))
             .layer(Hedge::layer(
                 parts.guard.latencies.clone(),
@@ -166,7 +176,10 @@ pub fn inquiry_stack<S: Inner + Sync>(
 pub fn control_stack<S: Inner + Sync>(inner: S, parts: &StackParts) -> AgencyService {
     BoxCloneSyncService::new(
         ServiceBuilder::new()
-            .layer(Observe::layer(parts.metrics.clone()))
+            .layer(Observe::layer(
+                parts.metrics.clone(),
+                parts.recorder.clone(),
+            ))
             .service(guarded(inner, parts)),
     )
 }
@@ -196,6 +209,7 @@ mod tests {
             }),
             concurrency: permits.map(|n| Arc::new(Semaphore::new(n))),
             metrics: AgencyMetrics::of("bank-stacked"),
+            recorder: Arc::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use crate::agencies::AgencyLink;
 use crate::audit::{AuditRecord, Direction};
 use crate::dispatch::{reply_failure, update_for};
 use crate::error::ApiError;
+use crate::metrics::recent::ErrorKind;
 use crate::state::AppState;
 
 /// The request numbers of a push: those taken, and those ignored.
@@ -49,6 +50,7 @@ pub async fn take_push(
     let outcomes = match link.agency.dialect.callback(reply) {
         Ok(o) => o,
         Err(e) => {
+            link.runtime.recorder.error(ErrorKind::Malformed);
             state
                 .audit
                 .record(record("inquiry.callback", "bad_reply".into()))

@@ -102,6 +102,17 @@ pub struct TaskRecord {
     pub result: Option<Vec<Asset>>,
 }
 
+/// A task with the time its last step was stored: for a finished task,
+/// when its answer came (a pushed or polled one too).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TimedTask {
+    #[sqlx(flatten)]
+    pub task: TaskRecord,
+    /// Unix ms: when the message was sent plus the time its answer took,
+    /// else when the task was last due.
+    pub finished_at_ms: i64,
+}
+
 /// A task claimed for one step (send or poll).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedTask {
@@ -196,6 +207,17 @@ pub trait JobStore: Send + Sync {
         case_number: &str,
         limit: i64,
     ) -> Result<Vec<InquiryRecord>, StoreError>;
+
+    /// The caller's inquiries under a case, newest first, each with its
+    /// tasks (by agency) and the time each task's last step was stored:
+    /// read together, in one statement, so that an inquiry's status and
+    /// its tasks are of one moment.
+    async fn case_inquiries(
+        &self,
+        caller: &str,
+        case_number: &str,
+        limit: i64,
+    ) -> Result<Vec<(InquiryRecord, Vec<TimedTask>)>, StoreError>;
 
     /// Claims up to `limit` due tasks for `owner` until `lease_until_ms`,
     /// leaving alone the tasks of the agencies in `skip_agencies` (those at

@@ -284,6 +284,27 @@ pub trait OrderStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<OrderRecord>, StoreError>;
 
+    /// The caller's measures under a case (freezes and seals: the orders
+    /// that are their own measure), newest first.
+    async fn measures_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        limit: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError>;
+
+    /// The caller's freeze plans under a case, newest first.
+    async fn plans_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        limit: i64,
+    ) -> Result<Vec<PlanRecord>, StoreError>;
+
+    /// The orders of several plans (at most a few hundred ids), by plan
+    /// and in the order they were made.
+    async fn orders_of_plans(&self, plan_ids: &[String]) -> Result<Vec<OrderRecord>, StoreError>;
+
     /// The orders acting on one measure (its own order first).
     async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError>;
 

@@ -7,6 +7,7 @@ mod bad_input;
 mod batches;
 mod business_hours;
 mod callbacks;
+mod cases;
 mod connections;
 mod control_kinds;
 mod csv_injection;

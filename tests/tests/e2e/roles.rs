@@ -30,6 +30,11 @@ const ROUTES: &[(&str, &str, &[Who])] = {
         ("GET", "/v1/orders/ord_0", &[Enforcement]),
         ("POST", "/v1/freeze-plans", &[Enforcement]),
         ("GET", "/v1/freeze-plans/fpl_0", &[Enforcement]),
+        (
+            "GET",
+            "/v1/cases/(2024)%E7%94%980503%E6%89%A71234%E5%8F%B7",
+            &[Enforcement],
+        ),
         ("GET", "/v1/audit/events", &[Auditor]),
         ("GET", "/v1/audit/events/1", &[Auditor]),
         ("GET", "/v1/audit/verify", &[Auditor]),
@@ -45,6 +50,7 @@ const ROUTES: &[(&str, &str, &[Who])] = {
         ),
         ("GET", "/v1/agencies", &[Enforcement, Admin]),
         ("POST", "/v1/admin/reload", &[Admin]),
+        ("GET", "/v1/admin/agencies", &[Admin]),
         ("POST", "/v1/callbacks/registry-x", &[]),
     ]
 };

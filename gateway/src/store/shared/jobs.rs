@@ -11,7 +11,7 @@ use crate::store::columns::{json, subject_kind};
 use crate::store::states::sql_list;
 use crate::store::{
     ClaimedTask, InquiryRecord, InquiryStatus, JobStore, NewInquiry, OrderPhase, QueueCount,
-    StoreError, TaskRecord, TaskResult, TaskState, TaskUpdate,
+    StoreError, TaskRecord, TaskResult, TaskState, TaskUpdate, TimedTask,
 };
 
 const RUNNING: InquiryStatus = InquiryStatus::Running;
@@ -73,6 +73,33 @@ impl<B: Backend> JobStore for SqlStore<B> {
             .bind(limit(n)),
         )
         .await
+    }
+
+    async fn case_inquiries(
+        &self,
+        caller: &str,
+        case_number: &str,
+        n: i64,
+    ) -> Result<Vec<(InquiryRecord, Vec<TimedTask>)>, StoreError> {
+        // The inquiries along `inquiries_by_case`, their tasks along the
+        // primary key (inquiry_id, agency).
+        let rows: Vec<InquiryTimedTaskRow> = self
+            .read_all(
+                Sql::new(format!(
+                    "WITH i AS (SELECT {INQUIRY_COLUMNS} FROM inquiries \
+                         WHERE case_number = $1 AND caller = $2 \
+                         ORDER BY created_at_ms DESC, id DESC LIMIT $3) \
+                     SELECT {INQUIRY_COLUMNS}, {TASK_COLUMNS}, \
+                         COALESCE(t.sent_at_ms + t.latency_ms, t.due_at_ms) AS finished_at_ms \
+                     FROM i LEFT JOIN agency_tasks t ON t.inquiry_id = i.id \
+                     ORDER BY i.created_at_ms DESC, i.id DESC, t.agency"
+                ))
+                .bind(case_number)
+                .bind(caller)
+                .bind(limit(n)),
+            )
+            .await?;
+        Ok(InquiryTimedTaskRow::gather(rows))
     }
 
     async fn claim_due_tasks(
@@ -239,6 +266,47 @@ where
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         let task = match row.try_get::<Option<String>, _>("agency")? {
             Some(_) => Some(TaskRecord::from_row(row)?),
+            None => None,
+        };
+        Ok(Self {
+            inquiry: InquiryRecord::from_row(row)?,
+            task,
+        })
+    }
+}
+
+/// An inquiry's row with one of its tasks and the time its last step was
+/// stored, if it has any (`case_inquiries`).
+pub struct InquiryTimedTaskRow {
+    inquiry: InquiryRecord,
+    task: Option<TimedTask>,
+}
+
+impl InquiryTimedTaskRow {
+    /// Each inquiry with its tasks, in the rows' order (the rows of one
+    /// inquiry come together).
+    pub fn gather(rows: Vec<Self>) -> Vec<(InquiryRecord, Vec<TimedTask>)> {
+        let mut out: Vec<(InquiryRecord, Vec<TimedTask>)> = Vec::new();
+        for row in rows {
+            match out.last_mut() {
+                Some((inquiry, tasks)) if inquiry.id == row.inquiry.id => tasks.extend(row.task),
+                _ => out.push((row.inquiry, row.task.into_iter().collect())),
+            }
+        }
+        out
+    }
+}
+
+impl<'r, R: Row> FromRow<'r, R> for InquiryTimedTaskRow
+where
+    InquiryRecord: FromRow<'r, R>,
+    TimedTask: FromRow<'r, R>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    &'r str: ColumnIndex<R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        let task = match row.try_get::<Option<String>, _>("agency")? {
+            Some(_) => Some(TimedTask::from_row(row)?),
             None => None,
         };
         Ok(Self {

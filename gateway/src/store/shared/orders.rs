@@ -105,6 +105,56 @@ impl<B: Backend> OrderStore for SqlStore<B> {
         self.read_all(q).await
     }
 
+    async fn measures_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        n: i64,
+    ) -> Result<Vec<OrderRecord>, StoreError> {
+        // Along `orders_case`.
+        self.read_all(
+            orders(
+                "caller = $1 AND case_number = $2 AND measure_order = id \
+                 ORDER BY created_at_ms DESC, id DESC LIMIT $3",
+            )
+            .bind(caller)
+            .bind(case_number)
+            .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn plans_by_case(
+        &self,
+        caller: &str,
+        case_number: &str,
+        n: i64,
+    ) -> Result<Vec<PlanRecord>, StoreError> {
+        // Along `freeze_plans_case`.
+        self.read_all(
+            plans("caller = $1 AND case_number = $2 ORDER BY created_at_ms DESC, id DESC LIMIT $3")
+                .bind(caller)
+                .bind(case_number)
+                .bind(limit(n)),
+        )
+        .await
+    }
+
+    async fn orders_of_plans(&self, plan_ids: &[String]) -> Result<Vec<OrderRecord>, StoreError> {
+        if plan_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Along `orders_plan`.
+        self.read_all(
+            orders(&format!(
+                "{} ORDER BY plan_id, created_at_ms, id",
+                B::one_of("plan_id", "$1")
+            ))
+            .bind(plan_ids),
+        )
+        .await
+    }
+
     async fn orders_of_measure(&self, measure_order: &str) -> Result<Vec<OrderRecord>, StoreError> {
         self.read_all(
             orders("measure_order = $1 ORDER BY (id = measure_order) DESC, created_at_ms, id")
