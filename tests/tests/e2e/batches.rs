@@ -55,7 +55,8 @@ async fn follow(sys: &System, id: &str, limit: Duration) -> anyhow::Result<Vec<(
             .starts_with("text/event-stream")
     );
     let deadline = tokio::time::Instant::now() + limit;
-    let mut text = String::new();
+    // Bytes until a whole event is in: a chunk may end inside a character.
+    let mut buffer: Vec<u8> = Vec::new();
     let mut events = Vec::new();
     loop {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())
@@ -64,9 +65,10 @@ async fn follow(sys: &System, id: &str, limit: Duration) -> anyhow::Result<Vec<(
                 anyhow::anyhow!("the batch did not complete in {limit:?}: {events:?}")
             })??;
         let Some(chunk) = chunk else { break };
-        text.push_str(std::str::from_utf8(&chunk)?);
-        while let Some(end) = text.find("\n\n") {
-            let block: String = text.drain(..end + 2).collect();
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let block: Vec<u8> = buffer.drain(..end + 2).collect();
+            let block = std::str::from_utf8(&block)?;
             let mut name = String::new();
             let mut data = String::new();
             for line in block.lines() {
