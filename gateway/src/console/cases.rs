@@ -251,11 +251,13 @@ pub struct AgencyLine {
     pub latency: String,
 }
 
-/// The assets of one kind.
+/// The assets of one kind, as a table with that kind's own columns.
 #[derive(Debug)]
 pub struct AssetGroup {
     pub kind: String,
     pub label: &'static str,
+    /// The kind's fields any of its assets has, in the kind's order.
+    pub columns: Vec<&'static str>,
     pub assets: Vec<AssetLine>,
 }
 
@@ -264,8 +266,10 @@ pub struct AssetLine {
     pub agency: String,
     /// The fields that name it for a control order.
     pub name: String,
-    /// Its own fields, as label and value.
-    pub fields: Vec<(&'static str, String)>,
+    /// Its value of each of the group's columns (empty where it has none).
+    pub cells: Vec<String>,
+    /// Fields the page does not know by name, as `key: value`.
+    pub extra: Vec<String>,
     /// The measures standing on it as the agency reported them.
     pub standing: Vec<String>,
     /// The case's own orders on it.
@@ -391,7 +395,7 @@ pub fn yuan(fen: i64) -> String {
     let digits = (abs / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);
@@ -633,80 +637,94 @@ fn shown(v: &Value, how: Show) -> String {
     }
 }
 
-/// The case's assets by kind, each with its own fields; any field the
-/// page does not know by name still shown, under its key.
+/// The case's assets by kind (in the view's order), each kind with its
+/// own columns; any field the page does not know by name still shown.
 fn asset_groups(assets: &[Value]) -> Vec<AssetGroup> {
-    let mut groups: Vec<AssetGroup> = Vec::new();
+    let mut by_kind: Vec<(&str, Vec<&Value>)> = Vec::new();
     for a in assets {
         let kind = a["kind"].as_str().unwrap_or_default();
-        let naming = naming_fields(kind);
-        let known = kind_fields(kind);
-        let mut fields: Vec<(&'static str, String)> = known
-            .iter()
-            .filter(|(key, _, _)| !a[*key].is_null())
-            .map(|(key, label, how)| (*label, shown(&a[*key], *how)))
-            .collect();
-        if let Some(map) = a.as_object() {
-            for (key, value) in map {
-                let listed = ENTRY_KEYS.contains(&key.as_str())
-                    || naming.contains(&key.as_str())
-                    || known.iter().any(|(k, _, _)| k == key);
-                if !listed && !value.is_null() {
-                    fields.push(("", format!("{key}: {}", text(value))));
-                }
-            }
+        match by_kind.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, list)) => list.push(a),
+            None => by_kind.push((kind, vec![a])),
         }
-        let standing = a["measures"]
+    }
+    by_kind
+        .into_iter()
+        .map(|(kind, list)| {
+            let known: Vec<&(&str, &str, Show)> = kind_fields(kind)
+                .iter()
+                .filter(|(key, _, _)| list.iter().any(|a| !a[*key].is_null()))
+                .collect();
+            AssetGroup {
+                kind: kind.to_owned(),
+                label: kind_label(kind),
+                columns: known.iter().map(|(_, label, _)| *label).collect(),
+                assets: list.iter().map(|a| asset_line(kind, &known, a)).collect(),
+            }
+        })
+        .collect()
+}
+
+fn asset_line(kind: &str, columns: &[&(&str, &str, Show)], a: &Value) -> AssetLine {
+    let naming = naming_fields(kind);
+    let known = kind_fields(kind);
+    let extra = a
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| {
+            !value.is_null()
+                && !ENTRY_KEYS.contains(&key.as_str())
+                && !naming.contains(&key.as_str())
+                && !known.iter().any(|(k, _, _)| k == key)
+        })
+        .map(|(key, value)| format!("{key}: {}", text(value)))
+        .collect();
+    let standing = a["measures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let mut line = text(&m["authority"]);
+            if m["waiting"] == true {
+                line.push_str(" · 轮候 waiting");
+            }
+            if let Some(fen) = m["amount_fen"].as_i64() {
+                line.push_str(&format!(" · {}", yuan(fen)));
+            }
+            if let Some(end) = m["end_date"].as_str() {
+                line.push_str(&format!(" · 至 until {end}"));
+            }
+            line
+        })
+        .collect();
+    AssetLine {
+        agency: text(&a["agency"]),
+        name: naming
+            .iter()
+            .map(|k| text(&a[*k]))
+            .collect::<Vec<_>>()
+            .join(" · "),
+        cells: columns
+            .iter()
+            .map(|(key, _, how)| shown(&a[*key], *how))
+            .collect(),
+        extra,
+        standing,
+        case_orders: a["case_orders"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| {
-                let mut line = text(&m["authority"]);
-                if m["waiting"] == true {
-                    line.push_str(" · 轮候 waiting");
-                }
-                if let Some(fen) = m["amount_fen"].as_i64() {
-                    line.push_str(&format!(" · {}", yuan(fen)));
-                }
-                if let Some(end) = m["end_date"].as_str() {
-                    line.push_str(&format!(" · 至 until {end}"));
-                }
-                line
-            })
-            .collect();
-        let line = AssetLine {
-            agency: text(&a["agency"]),
-            name: naming
-                .iter()
-                .map(|k| text(&a[*k]))
-                .collect::<Vec<_>>()
-                .join(" · "),
-            fields,
-            standing,
-            case_orders: a["case_orders"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(text)
-                .collect(),
-            found_at: a["found_at"].as_str().map(local).unwrap_or_default(),
-            inquiry_id: text(&a["inquiry_id"]),
-            subject: format!(
-                "{} {}",
-                text(&a["subject"]["name"]),
-                text(&a["subject"]["identifier"])
-            ),
-        };
-        match groups.iter_mut().find(|g| g.kind == kind) {
-            Some(group) => group.assets.push(line),
-            None => groups.push(AssetGroup {
-                kind: kind.to_owned(),
-                label: kind_label(kind),
-                assets: vec![line],
-            }),
-        }
+            .map(text)
+            .collect(),
+        found_at: a["found_at"].as_str().map(local).unwrap_or_default(),
+        inquiry_id: text(&a["inquiry_id"]),
+        subject: format!(
+            "{} {}",
+            text(&a["subject"]["name"]),
+            text(&a["subject"]["identifier"])
+        ),
     }
-    groups
 }
 
 /// An asset named in an order: its naming fields' values.
@@ -851,16 +869,35 @@ mod tests {
         let groups = asset_groups(&assets);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].label, "银行存款 Deposits");
+        // The bank account's columns, its state left out: it has none.
+        assert_eq!(
+            groups[0].columns,
+            [
+                "账户类型 Type",
+                "币种 Currency",
+                "余额 Balance",
+                "可用 Available",
+                "开户行 Branch"
+            ]
+        );
         let account = &groups[0].assets[0];
         assert_eq!(account.name, "6217");
-        assert!(account.fields.contains(&("余额 Balance", "¥1,234.56".to_owned())));
+        assert_eq!(account.cells[2], "¥1,234.56");
         assert_eq!(account.case_orders, ["ord_1"]);
         assert_eq!(account.found_at, "2026-03-01 08:00:00");
         assert_eq!(account.subject, "张三 3604************71");
         let unit = &groups[1].assets[0];
-        assert!(unit.fields.contains(&("权利人 Owners", "张三 (1/2)".to_owned())));
-        assert!(unit.fields.contains(&("抵押 Mortgaged", "是 yes".to_owned())));
-        assert!(unit.fields.contains(&("", "new_field: kept".to_owned())));
+        let cell = |label: &str| {
+            groups[1]
+                .columns
+                .iter()
+                .position(|c| *c == label)
+                .map(|i| unit.cells[i].as_str())
+        };
+        assert_eq!(cell("权利人 Owners"), Some("张三 (1/2)"));
+        assert_eq!(cell("抵押 Mortgaged"), Some("是 yes"));
+        assert_eq!(cell("面积(m²) Area"), Some("89.5"));
+        assert_eq!(unit.extra, ["new_field: kept"]);
         assert_eq!(unit.standing, ["某法院 · 轮候 waiting"]);
     }
 }

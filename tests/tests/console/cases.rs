@@ -25,14 +25,21 @@ fn case_page(sys: &System, case: &str) -> String {
     format!("{}/console/cases/{}", sys.base, q(case).replace('+', "%20"))
 }
 
+/// A control measure needs two officers.
 fn officers() -> Value {
-    json!([e2e_tests::officer()])
+    json!([
+        e2e_tests::officer(),
+        {"name": "赵强", "work_card_no": "G620503002", "credential_no": "ZX620503002"},
+    ])
 }
 
+/// The ruling and the assistance notice a control order carries.
 fn documents() -> Value {
     json!([
         {"kind": "ruling", "number": "(2024)甘0503执1234号之一",
          "sha256": "9f2c5b1e0a4d7c3b8e6f1a2d4c5b7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9"},
+        {"kind": "assist_notice", "number": "协冻-1",
+         "sha256": "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f809"},
     ])
 }
 
@@ -90,9 +97,7 @@ async fn the_case_view_updates_in_place_as_the_registry_answers_late(
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     let inquiry = reply.body["id"].as_str().unwrap_or_default().to_owned();
 
-    browser
-        .open(&case_page(&sys, CASE), "#case-live")
-        .await?;
+    browser.open(&case_page(&sys, CASE), "#case-live").await?;
     browser
         .client
         .execute("window.caseViewMark = 'kept'", vec![])
@@ -115,7 +120,7 @@ async fn the_case_view_updates_in_place_as_the_registry_answers_late(
     assert!(
         browser
             .client
-            .find(Locator::Css("li.asset[data-kind='real_estate']"))
+            .find(Locator::Css("tr.asset[data-kind='real_estate']"))
             .await
             .is_err(),
         "real estate before the registry answered"
@@ -139,11 +144,11 @@ async fn the_case_view_updates_in_place_as_the_registry_answers_late(
     .await?;
     wait_in_place(
         &browser,
-        "li.asset[data-kind='real_estate'][data-agency='registry-x']",
+        "tr.asset[data-kind='real_estate'][data-agency='registry-x']",
         Duration::from_secs(5),
     )
     .await?;
-    let unit = browser.text("li.asset[data-kind='real_estate']").await?;
+    let unit = browser.text("tr.asset[data-kind='real_estate']").await?;
     assert!(unit.contains(fixtures::ZHANG_SAN_UNIT_NUMBER), "{unit}");
     assert!(unit.contains(fixtures::ZHANG_SAN_UNIT_LOCATION), "{unit}");
     assert!(still_marked(&browser).await?, "the page was reloaded");
@@ -164,7 +169,9 @@ async fn the_case_view_updates_in_place_as_the_registry_answers_late(
     assert!(still_marked(&browser).await?, "the page was reloaded");
 
     // The page and each of its refreshes were reads of the case.
-    let reads = sys.audit("action=console.case.read&caller=demo-court").await?;
+    let reads = sys
+        .audit("action=console.case.read&caller=demo-court")
+        .await?;
     assert!(reads.len() >= 2, "{reads:?}");
     let refreshes = reads
         .iter()
@@ -181,10 +188,17 @@ async fn the_case_view_shows_assets_measures_due_and_plans(backend: Backend) -> 
         return Ok(());
     };
     let sys = System::start_with_every_kind(backend, |_, _| {}).await?;
-    // 张三 asked about at every agency: every kind of asset.
+    // 张三 asked about at every agency: every kind of asset but equity.
     let reply = sys.inquire(zhang_san(), 20).await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let inquiry = reply.body["id"].as_str().unwrap_or_default().to_owned();
+    // And 示例有限公司, for its equity.
+    let mut org = inquiry_body(e2e_tests::organisation());
+    org["agencies"] = json!([fixtures::MARKET_M, "bank-a"]);
+    let reply = sys
+        .post_json("/v1/inquiries?wait=20", ENFORCEMENT, &org)
+        .await?;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     // A seal of his car ending in ten days (within the warning window of
     // fourteen), a freeze at bank-b in 180, and a plan of 100.00.
     let today = sys.clock.today();
@@ -288,19 +302,28 @@ async fn the_case_view_shows_assets_measures_due_and_plans(backend: Backend) -> 
             "equity"
         ]
     );
-    let car = browser.text("li.asset[data-kind='vehicle']").await?;
+    let car = browser
+        .text("section.asset-group[data-kind='vehicle']")
+        .await?;
     assert!(car.contains(fixtures::ZHANG_SAN_VIN), "{car}");
     assert!(car.contains("Plate"), "{car}");
     assert!(car.contains(seal["id"].as_str().unwrap_or("?")), "{car}");
-    let fund = browser.text("li.asset[data-kind='provident_fund']").await?;
+    let fund = browser
+        .text("section.asset-group[data-kind='provident_fund']")
+        .await?;
     assert!(fund.contains(fixtures::ZHANG_SAN_FUND_ACCOUNT), "{fund}");
     assert!(fund.contains("Balance"), "{fund}");
-    let unit = browser.text("li.asset[data-kind='real_estate']").await?;
+    let unit = browser
+        .text("section.asset-group[data-kind='real_estate']")
+        .await?;
     assert!(unit.contains("Owners"), "{unit}");
 
     // The seal is due for renewal: marked by a label, not by colour alone;
     // the freeze is not.
-    let seal_row = format!("tr.measure[data-order='{}']", seal["id"].as_str().unwrap_or("?"));
+    let seal_row = format!(
+        "tr.measure[data-order='{}']",
+        seal["id"].as_str().unwrap_or("?")
+    );
     let due = browser.text(&format!("{seal_row}.renewal-due")).await?;
     assert!(due.contains("Renewal due"), "{due}");
     assert!(due.contains("10 days left"), "{due}");
@@ -326,7 +349,9 @@ async fn the_case_view_shows_assets_measures_due_and_plans(backend: Backend) -> 
     let plan_section = browser.text(&format!("#plan-{plan_id}")).await?;
     assert!(plan_section.contains("已完成 completed"), "{plan_section}");
     assert_eq!(
-        browser.text(&format!("#plan-{plan_id} .plan-amount")).await?,
+        browser
+            .text(&format!("#plan-{plan_id} .plan-amount"))
+            .await?,
         "¥100.00"
     );
     assert_eq!(
@@ -349,7 +374,10 @@ async fn the_case_view_shows_assets_measures_due_and_plans(backend: Backend) -> 
 
     // Identity numbers as the API masks them; nothing is under way.
     let source = browser.client.source().await?;
-    assert!(!source.contains(ZHANG_SAN_ID), "an identity number in the clear");
+    assert!(
+        !source.contains(ZHANG_SAN_ID),
+        "an identity number in the clear"
+    );
     assert!(source.contains("3604************71"));
     assert!(
         browser
@@ -362,7 +390,9 @@ async fn the_case_view_shows_assets_measures_due_and_plans(backend: Backend) -> 
 
     let opened = sys.audit("action=console.cases&caller=demo-court").await?;
     assert_eq!(opened.len(), 2, "the form, and the number sent: {opened:?}");
-    let reads = sys.audit("action=console.case.read&caller=demo-court").await?;
+    let reads = sys
+        .audit("action=console.case.read&caller=demo-court")
+        .await?;
     assert_eq!(reads.len(), 1, "{reads:?}");
     browser.finish().await
 }
@@ -376,7 +406,11 @@ on_both_backends!(the_case_view_shows_assets_measures_due_and_plans);
 async fn only_officers_open_cases_and_bad_numbers_are_told() -> anyhow::Result<()> {
     let sys = System::start().await?;
     let reply = sys
-        .post_json("/v1/inquiries?wait=10", ENFORCEMENT, &inquiry_body(zhang_san()))
+        .post_json(
+            "/v1/inquiries?wait=10",
+            ENFORCEMENT,
+            &inquiry_body(zhang_san()),
+        )
         .await?;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let path = format!("/console/cases/{}", q(CASE));
@@ -395,11 +429,17 @@ async fn only_officers_open_cases_and_bad_numbers_are_told() -> anyhow::Result<(
     assert_eq!(refusals.len(), 3, "{refusals:?}");
     assert!(sys.audit("action=console.case.read").await?.is_empty());
     // The auditor's home offers no case pages.
-    let home = get_with_cookie(&sys, &auditor, "/console").await?.text().await?;
+    let home = get_with_cookie(&sys, &auditor, "/console")
+        .await?
+        .text()
+        .await?;
     assert!(!home.contains("/console/cases"), "{home}");
 
     let (officer, _) = sign_in_over_http(&sys, ENFORCEMENT).await?;
-    let home = get_with_cookie(&sys, &officer, "/console").await?.text().await?;
+    let home = get_with_cookie(&sys, &officer, "/console")
+        .await?
+        .text()
+        .await?;
     assert!(home.contains("href=\"/console/cases\""), "{home}");
     assert!(!home.contains("still to come"), "{home}");
     let page = get_with_cookie(&sys, &officer, &path).await?;
@@ -416,17 +456,27 @@ async fn only_officers_open_cases_and_bad_numbers_are_told() -> anyhow::Result<(
     .await?;
     assert_eq!(sent.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        sent.headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok()),
+        sent.headers().get("location").and_then(|l| l.to_str().ok()),
         Some(path.as_str())
     );
 
     for (bad, status, says) in [
         ("/console/cases?case_number=", 400, "Enter a case number"),
-        ("/console/cases?case_number=%20%20", 400, "Enter a case number"),
-        ("/console/cases?case_number=not-a-case", 422, "Not a case number"),
-        ("/console/cases?case_number=x&other=1", 400, "could not be read"),
+        (
+            "/console/cases?case_number=%20%20",
+            400,
+            "Enter a case number",
+        ),
+        (
+            "/console/cases?case_number=not-a-case",
+            422,
+            "Not a case number",
+        ),
+        (
+            "/console/cases?case_number=x&other=1",
+            400,
+            "could not be read",
+        ),
         ("/console/cases/not-a-case", 422, "Not a case number"),
         ("/console/cases/%E7%94%98", 422, "Not a case number"),
         ("/console/cases/%FF", 400, "cannot be read"),
@@ -436,7 +486,10 @@ async fn only_officers_open_cases_and_bad_numbers_are_told() -> anyhow::Result<(
         assert_eq!(reply.status().as_u16(), status, "{bad}");
         let text = reply.text().await?;
         assert!(text.contains(says), "{bad}: {text}");
-        assert!(text.contains("case_number") || status == 400, "{bad}: {text}");
+        assert!(
+            text.contains("case_number") || status == 400,
+            "{bad}: {text}"
+        );
     }
     let long = "9".repeat(5_000);
     let reply = get_with_cookie(&sys, &officer, &format!("/console/cases/{long}")).await?;
@@ -448,7 +501,9 @@ async fn only_officers_open_cases_and_bad_numbers_are_told() -> anyhow::Result<(
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
     let text = reply.text().await?;
     assert!(text.contains("Nothing is recorded under case"), "{text}");
-    let reads = sys.audit("action=console.case.read&caller=demo-court").await?;
+    let reads = sys
+        .audit("action=console.case.read&caller=demo-court")
+        .await?;
     assert_eq!(reads.len(), 2, "the case, and the empty one: {reads:?}");
     Ok(())
 }
