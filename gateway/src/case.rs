@@ -4,8 +4,10 @@
 //! entry per asset, the measures (freezes and seals) with what needs
 //! renewing, and the freeze plans with what each of their orders controls.
 //!
-//! Built from the store's rows by [`view`], with no I/O: the handler
-//! (`api::cases`) reads them.
+//! Built from the store's rows by [`view`], with no I/O; [`read`] reads
+//! them for a caller and builds the view, for the API's handler
+//! (`api::cases`) and the officers' case page (`console::cases`) alike, so
+//! that both show the same thing from the same reads.
 //!
 //! Assets: one entry per distinct asset, an asset being the agency that
 //! holds it, its kind and the fields that name it for a control order
@@ -24,8 +26,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::inquiry::{AgencyView, Progress, timestamp};
 use crate::order::{AssetBody, asset_body};
+use crate::state::AppState;
 use crate::store::{InquiryRecord, InquiryStatus, OrderRecord, PlanRecord, TaskState, TimedTask};
 
 /// How many of a case's inquiries, measures and plans the view holds at
@@ -222,6 +226,52 @@ pub struct CaseRows {
     pub plans: Vec<PlanRecord>,
     /// The orders of the plans shown.
     pub plan_orders: Vec<OrderRecord>,
+}
+
+/// A case as `caller` sees it: its own inquiries, measures and plans
+/// under `case_number` (a checked case number), read from the store and
+/// made into the view with the gateway's today and warning window. `None`
+/// when the caller has none under the case: for it the case does not
+/// exist.
+pub async fn read(
+    state: &AppState,
+    caller: &str,
+    case_number: &str,
+) -> Result<Option<CaseView>, ApiError> {
+    // One more than shown of each: to know whether there are more.
+    let more = |n: usize| n as i64 + 1;
+    let store = &state.store;
+    let (inquiries, measures, plans) = futures::try_join!(
+        store.case_inquiries(caller, case_number, more(INQUIRIES_SHOWN)),
+        store.measures_by_case(caller, case_number, more(MEASURES_SHOWN)),
+        store.plans_by_case(caller, case_number, more(PLANS_SHOWN)),
+    )?;
+    if inquiries.is_empty() && measures.is_empty() && plans.is_empty() {
+        return Ok(None);
+    }
+    let plan_ids: Vec<String> = plans
+        .iter()
+        .take(PLANS_SHOWN)
+        .map(|p| p.id.clone())
+        .collect();
+    let plan_orders = store.orders_of_plans(&plan_ids).await?;
+    let rows = CaseRows {
+        inquiries,
+        measures,
+        plans,
+        plan_orders,
+    };
+    view(
+        case_number,
+        rows,
+        state.clock.today(),
+        state.config.orders.expiry_warning_days,
+    )
+    .map(Some)
+    .map_err(|e| {
+        tracing::error!(error = %e, "a stored answer of the case cannot be read");
+        ApiError::internal("the case's stored answers cannot be read")
+    })
 }
 
 fn date(text: Option<&str>) -> Option<NaiveDate> {

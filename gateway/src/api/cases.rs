@@ -11,7 +11,7 @@ use crate::api::inbound;
 use crate::api::schema::ErrorBody;
 use crate::audit::AuditRecord;
 use crate::auth::{Caller, Role};
-use crate::case::{self, CaseRows, CaseView, INQUIRIES_SHOWN, MEASURES_SHOWN, PLANS_SHOWN};
+use crate::case::{self, CaseView};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -46,44 +46,15 @@ pub async fn get(
     caller.require(&[Role::Enforcement])?;
     let case = case_filter(Some(&raw))?;
     let number = case.as_str();
-    // One more than shown of each: to know whether there are more.
-    let more = |n: usize| n as i64 + 1;
-    let store = &state.store;
-    let (inquiries, measures, plans) = futures::try_join!(
-        store.case_inquiries(&caller.name, number, more(INQUIRIES_SHOWN)),
-        store.measures_by_case(&caller.name, number, more(MEASURES_SHOWN)),
-        store.plans_by_case(&caller.name, number, more(PLANS_SHOWN)),
-    )?;
+    let view = case::read(&state, &caller.name, number).await?;
     let fields = AuditRecord {
         case_number: Some(number.to_owned()),
         ..AuditRecord::default()
     };
-    if inquiries.is_empty() && measures.is_empty() && plans.is_empty() {
+    let Some(view) = view else {
         inbound(&state, &caller, "cases.get", "not_found", None, fields).await?;
         return Err(ApiError::not_found(format!("no case {number}")));
-    }
-    inbound(&state, &caller, "cases.get", "ok", None, fields).await?;
-    let plan_ids: Vec<String> = plans
-        .iter()
-        .take(PLANS_SHOWN)
-        .map(|p| p.id.clone())
-        .collect();
-    let plan_orders = store.orders_of_plans(&plan_ids).await?;
-    let rows = CaseRows {
-        inquiries,
-        measures,
-        plans,
-        plan_orders,
     };
-    let view = case::view(
-        number,
-        rows,
-        state.clock.today(),
-        state.config.orders.expiry_warning_days,
-    )
-    .map_err(|e| {
-        tracing::error!(error = %e, "a stored answer of the case cannot be read");
-        ApiError::internal("the case's stored answers cannot be read")
-    })?;
+    inbound(&state, &caller, "cases.get", "ok", None, fields).await?;
     Ok(Json(view))
 }

@@ -17,6 +17,7 @@
 
 mod assets;
 mod body_text;
+mod cases;
 mod chain;
 mod error;
 mod forms;
@@ -66,6 +67,9 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit/timeline/{id}", get(timeline::timeline))
         .route("/console/audit/{seq}", get(row::row))
         .route("/console/audit/{seq}/raw", get(row::raw))
+        .route("/console/cases", get(cases::open))
+        .route("/console/cases/{case_number}", get(cases::case))
+        .route("/console/cases/{case_number}/live", get(cases::live))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", any(not_found))
         .layer(axum::middleware::from_fn(page_headers))

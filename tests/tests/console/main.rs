@@ -7,6 +7,7 @@
 //! test -p e2e-tests --test console` writes them into `docs/console/`.
 
 mod browser;
+mod cases;
 mod chain;
 mod keyboard;
 mod pages;
