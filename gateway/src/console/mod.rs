@@ -15,6 +15,7 @@
 //! Nothing a client sends may make a page answer 500: every input error
 //! is a 4xx page that says what was wrong.
 
+mod admin;
 mod assets;
 mod body_text;
 mod chain;
@@ -66,6 +67,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit/timeline/{id}", get(timeline::timeline))
         .route("/console/audit/{seq}", get(row::row))
         .route("/console/audit/{seq}/raw", get(row::raw))
+        .route("/console/admin/agencies", get(admin::agencies))
+        .route("/console/admin/agencies/live", get(admin::agencies_live))
+        .route("/console/admin/config", get(admin::config))
+        .route("/console/admin/reload", post(admin::reload))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", any(not_found))
         .layer(axum::middleware::from_fn(page_headers))
