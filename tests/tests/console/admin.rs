@@ -6,9 +6,7 @@
 
 use std::time::Duration;
 
-use e2e_tests::{
-    ADMIN, AUDITOR, Backend, ENFORCEMENT, Reply, System, inquiry_body, zhang_san,
-};
+use e2e_tests::{ADMIN, AUDITOR, Backend, ENFORCEMENT, Reply, System, inquiry_body, zhang_san};
 use fantoccini::Locator;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -87,7 +85,11 @@ async fn an_admin_sees_every_agency_and_a_breaker_open_without_reloading() -> an
         "a link to a page the admin may not open"
     );
     assert!(
-        browser.client.find(Locator::Css("main .notice")).await.is_err(),
+        browser
+            .client
+            .find(Locator::Css("main .notice"))
+            .await
+            .is_err(),
         "the admin's pages are no longer 'to come'"
     );
 
@@ -178,10 +180,7 @@ async fn an_admin_sees_every_agency_and_a_breaker_open_without_reloading() -> an
         .await?;
     let label = open.text().await?;
     assert!(label.contains("open"), "said in words: {label}");
-    assert!(
-        open.css_value("color").await?.contains(RED),
-        "and in red"
-    );
+    assert!(open.css_value("color").await?.contains(RED), "and in red");
     let same = browser
         .client
         .execute("return window.stillTheSamePage === true", vec![])
@@ -323,7 +322,10 @@ async fn other_roles_are_refused_the_admin_s_pages() -> anyhow::Result<()> {
             assert!(text.contains("无权访问"), "{name} {page}: {text}");
             assert!(text.contains("admin role"), "{name} {page}: {text}");
         }
-        let home = get_with_cookie(&sys, &session, "/console").await?.text().await?;
+        let home = get_with_cookie(&sys, &session, "/console")
+            .await?
+            .text()
+            .await?;
         assert!(!home.contains("/console/admin/"), "{name}: {home}");
         let pressed = no_redirects()?
             .post(format!("{}/console/admin/reload", sys.base))
@@ -424,9 +426,7 @@ async fn reload_needs_the_session_s_own_form() -> anyhow::Result<()> {
     .await?;
     assert_eq!(own.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        own.headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok()),
+        own.headers().get("location").and_then(|l| l.to_str().ok()),
         Some("/console/admin/config")
     );
     let reloads = sys.audit("action=config.reload").await?;
