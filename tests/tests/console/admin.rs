@@ -145,11 +145,21 @@ async fn an_admin_sees_every_agency_and_a_breaker_open_without_reloading() -> an
         "the rows link to the auditor's search, which the admin may not open"
     );
 
-    // A mark on this very page: gone if the page were loaded again.
+    // A mark on this very page: gone if the page were loaded again. And
+    // the keyboard's focus on the table, which should stay there as the
+    // table is replaced.
     browser
         .client
         .execute("window.stillTheSamePage = true; return true", vec![])
         .await?;
+    let focused = browser
+        .client
+        .execute(
+            "document.getElementById('agencies-scroll').focus(); return document.activeElement.id",
+            vec![],
+        )
+        .await?;
+    assert_eq!(focused, json!("agencies-scroll"));
 
     // bank-b fails twice in a row: its breaker opens.
     sys.fault("bank-b", json!({"mode": "error"})).await?;
@@ -186,6 +196,11 @@ async fn an_admin_sees_every_agency_and_a_breaker_open_without_reloading() -> an
         .execute("return window.stillTheSamePage === true", vec![])
         .await?;
     assert_eq!(same, json!(true), "the page was loaded again");
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id", vec![])
+        .await?;
+    assert_eq!(focused, json!("agencies-scroll"), "the focus was lost");
     let errors = browser
         .text("#agencies tr[data-agency='bank-b'] dl.errors")
         .await?;
