@@ -122,6 +122,10 @@ pub struct AuditFilter {
     pub officer: Option<String>,
     pub action: Option<String>,
     pub inquiry_id: Option<String>,
+    /// Rows naming any of these inquiries, orders, plans or batches (a
+    /// plan with its orders, a batch with its subjects' inquiries), at
+    /// most a few thousand; none is no filter.
+    pub inquiry_ids: Vec<String>,
     /// `inbound`, `outbound`, `reply`, `callback` or `internal`.
     pub direction: Option<String>,
     pub from_ms: Option<i64>,

@@ -210,6 +210,7 @@ pub(crate) fn audit_filter(p: EventParams) -> Result<AuditFilter, ApiError> {
         officer: filter("officer", p.officer, FILTER_MAX)?,
         action: filter("action", p.action, FILTER_MAX)?,
         inquiry_id: filter("inquiry", p.inquiry, FILTER_MAX)?,
+        inquiry_ids: Vec::new(),
         direction,
         from_ms: parse_time("from", p.from.as_deref())?,
         to_ms: parse_time("to", p.to.as_deref())?,

@@ -16,6 +16,7 @@ mod roles;
 mod rows;
 mod search;
 mod sessions;
+mod timelines;
 
 use anyhow::Context;
 use browser::Browser;

@@ -519,7 +519,10 @@ fn filtered<'a, B: Backend>(columns: &str, f: &'a AuditFilter) -> Option<Sql<'a>
     // refuse control characters), so no row matches a filter that
     // does (and PostgreSQL would refuse to bind it).
     let nul = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\0'));
-    if texts.iter().any(|(_, t)| nul(t)) || nul(&f.officer) {
+    if texts.iter().any(|(_, t)| nul(t))
+        || nul(&f.officer)
+        || f.inquiry_ids.iter().any(|id| id.contains('\0'))
+    {
         return None;
     }
     let mut q = select(columns, "audit_events", "1 = 1");
@@ -527,6 +530,10 @@ fn filtered<'a, B: Backend>(columns: &str, f: &'a AuditFilter) -> Option<Sql<'a>
         if let Some(v) = value {
             q.push(&format!(" AND {column} = ")).push_bind(v);
         }
+    }
+    if !f.inquiry_ids.is_empty() {
+        q.push(" AND ")
+            .push_one_of::<B>("inquiry_id", &f.inquiry_ids);
     }
     if let Some(officer) = &f.officer {
         // Officers are stored as a JSON array of "name (credential)"

@@ -336,6 +336,14 @@ impl<'a> Sql<'a> {
         self
     }
 
+    /// Appends `column` is one of `values` (`Backend::one_of`), bound as
+    /// one argument.
+    pub fn push_one_of<B: Backend>(&mut self, column: &str, values: &'a [String]) -> &mut Self {
+        self.args.push(Arg::Texts(values));
+        let param = format!("${}", self.args.len());
+        self.push(&B::one_of(column, &param))
+    }
+
     /// Appends the placeholder of a new argument.
     pub fn push_bind(&mut self, value: impl Into<Arg<'a>>) -> &mut Self {
         self.args.push(value.into());
