@@ -157,6 +157,14 @@ pub async fn agencies(
         AuditRecord::default(),
     )
     .await?;
+    Ok(Json(agency_page(&state)))
+}
+
+/// Every agency's live state and the configuration's, as
+/// `GET /v1/admin/agencies` answers it (and the console's agencies and
+/// configuration pages show it): read now, from memory, recording nothing
+/// (the caller records the read).
+pub fn agency_page(state: &AppState) -> AgencyPage {
     let registry = state.agencies.current();
     let mut agencies: Vec<AgencyState> = registry
         .all()
@@ -189,7 +197,7 @@ pub async fn agencies(
         })
         .collect();
     agencies.sort_by(|x, y| x.id.cmp(&y.id));
-    Ok(Json(AgencyPage {
+    AgencyPage {
         at: timestamp(chrono::Utc::now().timestamp_millis()),
         config: ConfigState {
             version: registry.version().to_owned(),
@@ -200,5 +208,5 @@ pub async fn agencies(
             last_reload: state.agencies.last_reload(),
         },
         agencies,
-    }))
+    }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API (api.md): routes, the layers every request passes, and the
 //! inbound audit record every authenticated call leaves.
 
-mod admin;
+pub(crate) mod admin;
 pub(crate) mod audit;
 mod batches;
 mod callbacks;

@@ -1,5 +1,6 @@
 //! The web console at `/console`: HTML pages for the people behind the
-//! callers (auditors first; officers' and administrators' pages follow),
+//! callers (auditors, enforcement officers, administrators: each role its
+//! own pages),
 //! rendered on the server with askama, made livelier by htmx where a
 //! browser runs it and usable without it.
 //!
@@ -15,6 +16,7 @@
 //! Nothing a client sends may make a page answer 500: every input error
 //! is a 4xx page that says what was wrong.
 
+mod admin;
 mod assets;
 mod body_text;
 mod cases;
@@ -70,6 +72,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/cases", get(cases::open))
         .route("/console/cases/{case_number}", get(cases::case))
         .route("/console/cases/{case_number}/live", get(cases::live))
+        .route("/console/admin/agencies", get(admin::agencies))
+        .route("/console/admin/agencies/live", get(admin::agencies_live))
+        .route("/console/admin/config", get(admin::config))
+        .route("/console/admin/reload", post(admin::reload))
         .route("/console/static/{file}", get(assets::serve))
         .route("/console/{*rest}", any(not_found))
         .layer(axum::middleware::from_fn(page_headers))

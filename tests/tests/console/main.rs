@@ -6,6 +6,7 @@
 //! (`browser::Browser::screenshot`): `UPDATE_CONSOLE_SCREENSHOTS=1 cargo
 //! test -p e2e-tests --test console` writes them into `docs/console/`.
 
+mod admin;
 mod browser;
 mod cases;
 mod chain;
