@@ -47,15 +47,14 @@ pub async fn run(config: &Path, mocks: &Path, listen: SocketAddr) -> anyhow::Res
         }
         Err(e) => eprintln!("the demo inquiry failed: {e:#}"),
     }
-    println!("\nWeb console: {base}/console");
+    println!("\nWeb console: {base}/console (sign in by pasting a demo token):");
+    println!("  {AUDITOR_TOKEN}      the audit log, timelines, the chain, the misuse questions");
     println!(
-        "  sign in by pasting the demo auditor token {AUDITOR_TOKEN} (the audit log, the chain, \
-         the misuse questions);"
+        "  {ENFORCEMENT_TOKEN}  the demo case, its assets, measures and plan: {base}{}",
+        crate::console::case_url(DEMO_CASE)
     );
-    println!(
-        "  {ENFORCEMENT_TOKEN} and demo-admin-token sign in too (their pages are still to come). \
-         The demo tokens are for the demo only."
-    );
+    println!("  demo-admin-token        the agencies' live state, the configuration and reload");
+    println!("  The demo tokens are for the demo only.");
     println!("\nServing until Ctrl-C. The README shows curl commands to try against {base}, e.g.:");
     println!("  curl -s {base}/v1/agencies -H 'Authorization: Bearer {ENFORCEMENT_TOKEN}'");
     println!(

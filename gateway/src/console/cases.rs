@@ -110,7 +110,7 @@ fn case_number(raw: &str) -> Result<String, PageError> {
 }
 
 /// A case's page, the number percent-encoded (UTF-8).
-fn case_url(number: &str) -> String {
+pub fn case_url(number: &str) -> String {
     format!("/console/cases/{}", path_segment(number))
 }
 

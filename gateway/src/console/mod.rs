@@ -44,6 +44,7 @@ use crate::audit::AuditRecord;
 use crate::auth::Role;
 use crate::state::AppState;
 
+pub use cases::case_url;
 pub use error::PageError;
 pub use session::{SESSION_COOKIE, Signed};
 
