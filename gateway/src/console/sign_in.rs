@@ -45,7 +45,7 @@ const MAX_TOKEN_CHARS: usize = 4096;
 /// the host the request was made to. A client that sends neither (not a
 /// browser) is not refused here; a signed-in form's CSRF token still is
 /// checked.
-fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
+pub(super) fn same_origin(headers: &HeaderMap, uri: &Uri) -> Result<(), String> {
     if let Some(site) = headers.get("sec-fetch-site") {
         return if site.as_bytes() == b"same-origin" {
             Ok(())
