@@ -786,6 +786,7 @@ async fn one_backend(
     requests: usize,
 ) -> anyhow::Result<ConsoleRun> {
     let label = backend.label().to_owned();
+    let on_sqlite = matches!(backend, Backend::Sqlite);
     println!("\n== The console over {rows} rows on {label} ==");
     let name = "console";
     let (url, database) = backend.database(dir, name).await?;
@@ -819,7 +820,7 @@ async fn one_backend(
     }
     .await;
     gateway.stop().await;
-    if let Backend::Sqlite = backend {
+    if on_sqlite {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(dir.join(format!("{name}.db{suffix}")));
         }
