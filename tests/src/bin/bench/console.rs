@@ -203,7 +203,7 @@ fn traffic(mix: &mut Mix, n: u64, seen: &mut Seeded) -> Vec<AuditRecord> {
         subject: Some(subject.clone()),
         ..AuditRecord::default()
     };
-    if n % 997 == 0 {
+    if n.is_multiple_of(997) {
         seen.cases.push(case_number.clone());
         seen.subjects.push(subject.clone());
         seen.inquiries.push(id.clone());
