@@ -206,7 +206,9 @@ fn traffic(mix: &mut Mix, n: u64, seen: &mut Seeded) -> Vec<AuditRecord> {
     if n.is_multiple_of(997) {
         seen.cases.push(case_number.clone());
         seen.subjects.push(subject.clone());
-        seen.inquiries.push(id.clone());
+        if kind < 75 {
+            seen.inquiries.push(id.clone());
+        }
     }
     match kind {
         0..=74 => {
@@ -354,7 +356,9 @@ async fn seed(url: &str, rows: usize) -> anyhow::Result<Seeded> {
     let first_ms = now - SPAN_MS;
     // Each piece of traffic a few seconds after the last, its rows some
     // milliseconds apart: about as many rows a day as the span allows.
-    let step_ms = (SPAN_MS / rows.max(1) as i64 * 6).max(2);
+    // (About ten rows a piece, each piece half a step after the last on
+    // average.)
+    let step_ms = (SPAN_MS * 19 / rows.max(1) as i64).max(2);
     let mut at = first_ms;
     let mut n = 0u64;
     let mut made = 0usize;
@@ -637,7 +641,7 @@ async fn pages(
     let day = 24 * 3_600_000;
     let ranged: Vec<String> = (0..n)
         .map(|i| {
-            let from = seen.first_ms + (i as i64 * 7_919 % 80) * day;
+            let from = seen.first_ms + (i as i64 * 7_919 % 88) * day;
             format!(
                 "/console/audit?{}",
                 query(&[
@@ -702,7 +706,7 @@ async fn pages(
     let exports = (n / 10).max(3);
     let mut example = String::new();
     for i in 0..exports {
-        let from = seen.first_ms + (i as i64 * 13 % 80) * day;
+        let from = seen.first_ms + (i as i64 * 13 % 82) * day;
         let path = format!(
             "/console/audit/export.csv?{}",
             query(&[
