@@ -324,7 +324,7 @@ pub async fn verify_pass(
 /// pass verified the chain, and its hash), continuing the chain from the
 /// hash remembered, and every signed checkpoint at or before it (its
 /// signature, and that its row still matches its own hash and the hash
-/// signed, one row read a checkpoint). An edit after `after`, or at a
+/// signed; their rows read in one query). An edit after `after`, or at a
 /// checkpointed row, is found; an edit of a row before `after` that no
 /// checkpoint signs is not (only `verify` finds it), which is why the
 /// console shows when the whole log was last verified.
@@ -338,14 +338,14 @@ pub async fn verify_after(
 ) -> Result<Pass, StoreError> {
     let checkpoints = checkpoint_map(store).await?;
     let mut covered = Walk::new(&checkpoints, key, &Watermark::genesis());
+    let signed_rows: BTreeMap<i64, StoredAuditEvent> = store
+        .checkpointed_rows(after.seq)
+        .await?
+        .into_iter()
+        .map(|row| (row.seq, row))
+        .collect();
     for (&seq, c) in checkpoints.range(..=after.seq) {
-        let row = store
-            .audit_chain(seq - 1, 1)
-            .await?
-            .into_iter()
-            .next()
-            .filter(|row| row.seq == seq);
-        let checked = match &row {
+        let checked = match signed_rows.get(&seq) {
             None => Err((
                 seq,
                 format!("row {seq} is missing: a checkpoint was signed for it"),
@@ -568,6 +568,23 @@ mod tests {
         // From there on, the quick check finds it too.
         let after = log.quick(&full.verified_to).await;
         assert_eq!(after.report.first_bad_seq, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_deleted_checkpointed_row_is_found() {
+        let log = Log::new().await;
+        log.append(12).await;
+        let first = log.full().await;
+        let pool = sqlx::SqlitePool::connect(&log.url).await.expect("pool");
+        sqlx::query("DELETE FROM audit_events WHERE seq = 10")
+            .execute(&pool)
+            .await
+            .expect("delete");
+        pool.close().await;
+        let quick = log.quick(&first.verified_to).await;
+        assert_eq!(quick.report.first_bad_seq, Some(10));
+        let problem = quick.report.problem.unwrap_or_default();
+        assert!(problem.contains("missing"), "{problem}");
     }
 
     #[tokio::test]

@@ -407,6 +407,16 @@ impl<B: Backend> AuditStore for SqlStore<B> {
         .await
     }
 
+    async fn checkpointed_rows(
+        &self,
+        through_seq: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let columns = B::statements().audit_select_no_body;
+        let condition = "seq IN (SELECT seq FROM audit_checkpoints WHERE seq <= $1) ORDER BY seq";
+        self.read_all(select(columns, "audit_events", condition).bind(through_seq))
+            .await
+    }
+
     async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         self.run(
             Sql::new(
