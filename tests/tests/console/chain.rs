@@ -10,7 +10,7 @@ use e2e_tests::{AUDITOR, Backend, System, on_both_backends, zhang_san};
 use fantoccini::Locator;
 
 use crate::browser::Browser;
-use crate::sign_in;
+use crate::{COOKIE, FormBody, get_with_cookie, no_redirects, sign_in, sign_in_over_http};
 
 /// The page's verdict is not green.
 async fn assert_red(browser: &Browser) -> anyhow::Result<String> {
@@ -185,3 +185,65 @@ async fn the_chain_turns_red_when_a_row_is_altered(backend: Backend) -> anyhow::
 }
 
 on_both_backends!(the_chain_turns_red_when_a_row_is_altered);
+
+/// The button's form is refused from another site and without the
+/// session's token, and for any role but the auditor's; with both it
+/// verifies the whole log and goes back to the page.
+#[tokio::test]
+async fn the_whole_pass_is_a_form_of_the_auditors_own() -> anyhow::Result<()> {
+    let sys = System::start_on(Backend::Sqlite, |_, _| {}).await?;
+    let (cookie, _) = sign_in_over_http(&sys, AUDITOR).await?;
+    let page = get_with_cookie(&sys, &cookie, "/console/audit/chain")
+        .await?
+        .text()
+        .await?;
+    let marker = "name=\"csrf\" value=\"";
+    let at = page.find(marker).map(|i| i + marker.len()).unwrap_or(0);
+    let csrf = page[at..].split('"').next().unwrap_or_default().to_owned();
+    assert!(!csrf.is_empty(), "the form carries the session's token");
+    let post = |fields: Vec<(&'static str, String)>, site: &'static str| {
+        let cookie = cookie.clone();
+        let url = format!("{}/console/audit/chain", sys.base);
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            no_redirects()?
+                .post(url)
+                .header("cookie", format!("{COOKIE}={cookie}"))
+                .header("sec-fetch-site", site)
+                .form_fields(&fields)
+                .send()
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    };
+    let refused = post(vec![("csrf", csrf.clone())], "cross-site").await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    let refused = post(vec![("csrf", "not-the-token".into())], "same-origin").await?;
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    let unreadable = post(Vec::new(), "same-origin").await?;
+    assert!(
+        unreadable.status().is_client_error(),
+        "{}",
+        unreadable.status()
+    );
+    let before = sys.audit("action=console.audit.verify").await?.len();
+    let done = post(vec![("csrf", csrf)], "same-origin").await?;
+    assert_eq!(done.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(
+        done.headers().get("location").and_then(|l| l.to_str().ok()),
+        Some("/console/audit/chain")
+    );
+    let rows = sys.audit("action=console.audit.verify").await?;
+    assert_eq!(rows.len(), before + 1, "the whole pass is recorded");
+
+    // An officer's session may not ask for it.
+    let (officer, _) = sign_in_over_http(&sys, e2e_tests::ENFORCEMENT).await?;
+    let response = no_redirects()?
+        .post(format!("{}/console/audit/chain", sys.base))
+        .header("cookie", format!("{COOKIE}={officer}"))
+        .form_fields(&[("csrf", "x")])
+        .send()
+        .await?;
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    Ok(())
+}
