@@ -165,6 +165,7 @@ impl Gateway {
             clock,
             orders: orders.handle(),
             guards,
+            chain: Default::default(),
         };
         let (stop, stopped) = watch::channel(false);
         let dispatcher = tokio::spawn(dispatcher.run(stopped.clone()));

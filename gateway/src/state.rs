@@ -32,4 +32,7 @@ pub struct AppState {
     pub guards: crate::resilience::Guards,
     /// How many refused calls each source may leave as rows of their own.
     pub refusals: crate::refusals::RefusalLimiter,
+    /// Up to which row this gateway last verified the audit chain, so the
+    /// console's chain page reads only the rows after it.
+    pub chain: crate::verify::ChainMemory,
 }

@@ -64,7 +64,10 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/audit", get(search::search))
         .route("/console/audit/export.csv", get(search::export))
-        .route("/console/audit/chain", get(chain::chain))
+        .route(
+            "/console/audit/chain",
+            get(chain::chain).post(chain::verify_all),
+        )
         .route("/console/audit/questions", get(questions::index))
         .route("/console/audit/questions/{question}", get(questions::ask))
         .route("/console/audit/timeline/{id}", get(timeline::timeline))

@@ -346,6 +346,14 @@ pub trait AuditStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<StoredAuditEvent>, StoreError>;
 
+    /// The rows (without bodies) signed checkpoints at or before row
+    /// `through_seq` were signed for, in sequence order, in one read: what
+    /// the console's quick verification checks again on every visit.
+    async fn checkpointed_rows(
+        &self,
+        through_seq: i64,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+
     async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 
     /// Every signed checkpoint, in sequence order.

@@ -12,6 +12,7 @@
 mod audit;
 mod batch;
 mod chart;
+mod console;
 mod direct;
 mod http;
 mod load;
@@ -104,6 +105,13 @@ struct Args {
     /// Rounds of the audit scenario [default: 3, 1 with --quick].
     #[arg(long)]
     audit_rounds: Option<usize>,
+    /// Audit rows the console scenario seeds (`--only console`)
+    /// [default: 1,000,000, 100,000 with --quick].
+    #[arg(long)]
+    console_rows: Option<usize>,
+    /// Requests of each console page [default: 50, 10 with --quick].
+    #[arg(long)]
+    console_requests: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -155,7 +163,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         })
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
     let probe_on_postgres = wants("probe") && args.probe_backend == "postgres";
-    let postgres = if wants("b") || wants("e") || wants("audit") || probe_on_postgres {
+    let postgres = if wants("b")
+        || wants("e")
+        || wants("audit")
+        || wants("console")
+        || probe_on_postgres
+    {
         match system::postgres_reachable(&postgres_url).await {
             Ok(()) => Some(postgres_url.clone()),
             Err(e) => {
@@ -201,6 +214,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
         return Ok(());
+    }
+    if wants("console") {
+        // The console scenario needs no agencies: the log is seeded.
+        let (rows, requests) = if args.quick {
+            (100_000, 10)
+        } else {
+            (1_000_000, 50)
+        };
+        return console::run(
+            &gateway_bin,
+            dir.path(),
+            &client,
+            postgres,
+            args.console_rows.unwrap_or(rows),
+            args.console_requests.unwrap_or(requests).max(2),
+            &out,
+        )
+        .await;
     }
     println!("starting the mock fleet of {} banks ...", args.banks);
     let mocks = Mocks::start(&mocks_bin, args.banks, dir.path(), &client).await?;

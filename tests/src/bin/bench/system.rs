@@ -388,15 +388,30 @@ impl Gateway {
         dir: &Path,
         client: &reqwest::Client,
     ) -> anyhow::Result<Self> {
-        let agencies_dir = match &spec.agencies_dir {
-            Some(given) => given.clone(),
-            None => {
+        let database = spec.backend.database(dir, spec.name).await?;
+        Self::start_on(bin, Some(mocks), spec, database, dir, client).await
+    }
+
+    /// `start`, on a database made (and filled) beforehand, as
+    /// `Backend::database` makes them (for SQLite, the file `<name>.db` in
+    /// `dir`); without `mocks`, the spec must name its agency files.
+    pub async fn start_on(
+        bin: &GatewayBinary,
+        mocks: Option<&Mocks>,
+        spec: GatewaySpec<'_>,
+        (database_url, db): (String, Option<DropDatabase>),
+        dir: &Path,
+        client: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        let agencies_dir = match (&spec.agencies_dir, mocks) {
+            (Some(given), _) => given.clone(),
+            (None, Some(mocks)) => {
                 let written = dir.join(format!("agencies-{}", spec.name));
                 mocks.write_agency_files(&written, spec.banks)?;
                 written
             }
+            (None, None) => anyhow::bail!("a gateway without mocks needs its agency files"),
         };
-        let (database_url, db) = spec.backend.database(dir, spec.name).await?;
         let port = free_port()?;
         let config_dir = &bin.config_dir;
         let text = std::fs::read_to_string(config_dir.join("gateway.toml"))
